@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * FUSE over virtio: decodes one request from a descriptor chain, dispatches it through the
+ * opcode table to the passthrough filesystem, and writes the reply into the chain's
+ * device-writable buffers.
+ */
+#ifndef VFS_FUSE_SERVER_H
+#define VFS_FUSE_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "passthrough.h"
+#include "virtqueue.h"
+
+#define FUSE_MAX_WRITE (1u << 20) /* max_write and max_read offered at INIT */
+
+struct fuse_session;
+/* Per-thread scratch buffers; one per worker so requests never share memory. */
+struct fuse_scratch;
+
+struct fuse_session *fuse_session_new(struct pt_fs *fs);
+void fuse_session_free(struct fuse_session *se);
+/* Forgets the negotiated state and every inode and handle: the next request must be INIT.
+ * Called with no request in flight (e.g. after a disconnect). */
+void fuse_session_reset(struct fuse_session *se);
+bool fuse_session_initialized(const struct fuse_session *se);
+
+struct fuse_scratch *fuse_scratch_new(void);
+void fuse_scratch_free(struct fuse_scratch *s);
+
+/*
+ * Serves the request in elem (a chain popped from a virtqueue) and returns the number of
+ * bytes written to its device-writable part: the length to put in the used ring. A request
+ * that cannot be answered at all (no room for a reply header) returns 0, logged.
+ */
+uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
+                              const struct vq_elem *elem);
+
+#endif

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Command line: a drop-in for the Rust virtiofsd 1.13 (same long options, same meanings,
+ * the legacy -o key[=value] forms, -d and -f).
+ */
+#ifndef VFS_OPTIONS_H
+#define VFS_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "passthrough.h"
+
+enum sandbox_mode { SANDBOX_NAMESPACE, SANDBOX_CHROOT, SANDBOX_NONE };
+enum seccomp_mode { SECCOMP_KILL, SECCOMP_LOG, SECCOMP_TRAP, SECCOMP_NONE };
+
+struct options {
+    char *socket_path;
+    int fd; /* --fd: an already listening socket, -1 when not given */
+    char *socket_group;
+    struct pt_config pt;
+    unsigned num_request_queues;
+    unsigned thread_pool_size;
+    enum sandbox_mode sandbox;
+    enum seccomp_mode seccomp;
+    enum log_level log_level;
+    bool syslog;
+    uint64_t rlimit_nofile; /* 0: raise to the system maximum */
+    bool print_capabilities;
+    char *modcaps;
+};
+
+enum options_result {
+    OPTIONS_OK,   /* run the daemon */
+    OPTIONS_EXIT, /* --help or --version printed: exit 0 */
+    OPTIONS_ERROR /* message printed: exit with status 2 */
+};
+
+/* Parses argv into o (defaults first). Messages go to stdout (help) or stderr (errors). */
+enum options_result options_parse(int argc, char **argv, struct options *o);
+void options_free(struct options *o);
+
+#endif

@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The passthrough filesystem: FUSE operations served from a directory on the host.
+ *
+ * Calling convention: fuse_server.c decodes and size-checks each request, NUL-terminates
+ * names, and calls one pt_* function. Each returns 0 (or a byte count) on success and a
+ * negative errno on failure; out-structs are filled only on success.
+ *
+ * Threads: op functions may run concurrently on several worker threads. Every calling
+ * thread is registered with liburcu (rcu_register_thread()), and each op call is made inside
+ * rcu_read_lock()/rcu_read_unlock(), which is what keeps inodes and handles found in the
+ * lock-free tables alive for the duration of the op. pt_reset() and pt_free() are called
+ * only when no op is in flight.
+ *
+ * Confinement: no op ever resolves a path outside the shared directory. Names containing
+ * '/' are rejected with -EINVAL, "." and ".." are handled so that ".." of the root is the
+ * root, and no symlink is ever followed on the host.
+ */
+#ifndef VFS_PASSTHROUGH_H
+#define VFS_PASSTHROUGH_H
+
+#include <linux/fuse.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+enum cache_mode {
+    CACHE_NEVER,    /* no caching in the guest: timeouts 0, direct I/O */
+    CACHE_METADATA, /* attributes and entries cached, file data not */
+    CACHE_AUTO,     /* short (1 s) timeouts, page cache dropped on open when changed */
+    CACHE_ALWAYS,   /* long timeouts, page cache kept across opens */
+};
+
+struct pt_config {
+    const char *shared_dir;
+    enum cache_mode cache;
+    bool xattr;              /* serve *XATTR ops; ENOSYS otherwise */
+    bool readdirplus;        /* offer READDIRPLUS */
+    bool writeback;          /* offer the writeback cache */
+    bool allow_direct_io;    /* honour O_DIRECT from the guest with FOPEN_DIRECT_IO */
+    bool announce_submounts; /* flag mount points with FUSE_ATTR_SUBMOUNT */
+    bool readonly;           /* every modification fails with EROFS */
+    bool killpriv_v2;        /* offer FUSE_HANDLE_KILLPRIV_V2 */
+};
+
+/* The caller of one request, from fuse_in_header. */
+struct pt_ctx {
+    uint32_t uid, gid, pid;
+};
+
+struct pt_fs;
+
+/* Opens the shared directory (nodeid FUSE_ROOT_ID). */
+int pt_new(const struct pt_config *cfg, struct pt_fs **out);
+void pt_free(struct pt_fs *fs);
+const struct pt_config *pt_get_config(const struct pt_fs *fs);
+
+/* FUSE INIT completed with these negotiated FUSE_* flags (e.g. FUSE_WRITEBACK_CACHE). */
+void pt_init(struct pt_fs *fs, uint64_t negotiated_flags);
+/* Drops every inode but the root and every open handle (DESTROY, a new INIT, a disconnect). */
+void pt_reset(struct pt_fs *fs);
+
+/* Entries (fuse_entry_out: nodeid, generation, timeouts, attr). */
+int pt_lookup(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+              struct fuse_entry_out *out);
+void pt_forget(struct pt_fs *fs, uint64_t nodeid, uint64_t nlookup);
+int pt_getattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+               const struct fuse_getattr_in *in, struct fuse_attr_out *out);
+int pt_setattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+               const struct fuse_setattr_in *in, struct fuse_attr_out *out);
+/* Returns the target length written to buf (not NUL-terminated). */
+ssize_t pt_readlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, char *buf,
+                    size_t size);
+int pt_symlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+               const char *target, struct fuse_entry_out *out);
+int pt_mknod(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+             const struct fuse_mknod_in *in, struct fuse_entry_out *out);
+int pt_mkdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+             const struct fuse_mkdir_in *in, struct fuse_entry_out *out);
+int pt_unlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name);
+int pt_rmdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name);
+/* flags: 0 or RENAME_NOREPLACE / RENAME_EXCHANGE / RENAME_WHITEOUT (renameat2). */
+int pt_rename(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t olddir, const char *oldname,
+              uint64_t newdir, const char *newname, uint32_t flags);
+int pt_link(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t newparent,
+            const char *newname, struct fuse_entry_out *out);
+
+/* Files. */
+int pt_open(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+            const struct fuse_open_in *in, struct fuse_open_out *out);
+int pt_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+              const struct fuse_create_in *in, struct fuse_entry_out *entry,
+              struct fuse_open_out *open);
+/* Reads up to in->size bytes straight into iov (guest memory); returns bytes read. */
+ssize_t pt_read(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+                const struct fuse_read_in *in, const struct iovec *iov, int iovcnt);
+/* Writes the data in iov (guest memory, in->size bytes) at in->offset; returns bytes written. */
+ssize_t pt_write(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+                 const struct fuse_write_in *in, const struct iovec *iov, int iovcnt);
+int pt_flush(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+             const struct fuse_flush_in *in);
+int pt_release(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+               const struct fuse_release_in *in);
+int pt_fsync(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+             const struct fuse_fsync_in *in);
+int pt_fallocate(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+                 const struct fuse_fallocate_in *in);
+int pt_lseek(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+             const struct fuse_lseek_in *in, struct fuse_lseek_out *out);
+/* nodeid is the source (fh_in/off_in); the destination is in->nodeid_out/fh_out. */
+ssize_t pt_copy_file_range(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+                           const struct fuse_copy_file_range_in *in);
+
+/* Directories. */
+int pt_opendir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+               const struct fuse_open_in *in, struct fuse_open_out *out);
+/*
+ * Fills buf (at most in->size bytes) with fuse_dirent records, or fuse_direntplus records
+ * when plus (each one a lookup reference the guest will FORGET), starting at in->offset.
+ * Returns the bytes filled; 0 at the end of the directory.
+ */
+ssize_t pt_readdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+                   const struct fuse_read_in *in, bool plus, void *buf);
+int pt_releasedir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+                  const struct fuse_release_in *in);
+int pt_fsyncdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+                const struct fuse_fsync_in *in);
+
+/* Whole filesystem and permissions. */
+int pt_statfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+              struct fuse_statfs_out *out);
+int pt_access(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+              const struct fuse_access_in *in);
+int pt_syncfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid);
+
+/* Extended attributes (ENOSYS unless cfg->xattr). */
+int pt_setxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, const char *name,
+                const void *value, size_t size, uint32_t flags);
+/* size 0: returns the size needed; otherwise copies the value and returns its size. */
+ssize_t pt_getxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+                    const char *name, void *buf, size_t size);
+ssize_t pt_listxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, void *buf,
+                     size_t size);
+int pt_removexattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+                   const char *name);
+
+#endif

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The vhost-user back-end (QEMU docs/interop/vhost-user.rst): one device whose state lives
+ * as long as the process, serving one front-end connection at a time. When a connection
+ * ends, the device stops its queues, unmaps guest memory, drops FUSE state and is ready
+ * for the next connection.
+ */
+#ifndef VFS_VHOST_USER_H
+#define VFS_VHOST_USER_H
+
+#include <stdint.h>
+
+#include "fuse_server.h"
+
+#define VU_HIPRIO_QUEUES 1
+#define VU_MAX_REQUEST_QUEUES 16
+
+struct vu_dev;
+
+/* num_request_queues: request queues offered (1..VU_MAX_REQUEST_QUEUES). */
+struct vu_dev *vu_dev_new(struct fuse_session *fuse, unsigned num_request_queues);
+void vu_dev_free(struct vu_dev *dev);
+
+/*
+ * Handles one message from conn_fd. Returns 0 to continue, -ENOTCONN on an orderly
+ * disconnect, and another negative errno for a protocol error that ends the connection
+ * (already logged).
+ */
+int vu_dev_handle_message(struct vu_dev *dev, int conn_fd);
+
+/* Returns the device to its state before any connection: queues stopped, memory unmapped,
+ * FUSE state dropped, every session fd closed. */
+void vu_dev_reset(struct vu_dev *dev);
+
+#endif

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Split virtqueues (virtio 1.x, section 2.7): popping descriptor chains from the avail ring,
+ * returning them through the used ring, and EVENT_IDX notification suppression.
+ * Nothing here blocks or owns a thread; see worker.h for that.
+ */
+#ifndef VFS_VIRTQUEUE_H
+#define VFS_VIRTQUEUE_H
+
+#include <linux/virtio_ring.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "guest_mem.h"
+
+#define VQ_MAX_SIZE 32768 /* the largest queue size virtio allows */
+#define VQ_MAX_IOV  2048  /* iovecs one chain may produce (1 MiB reads need ~260) */
+
+/* One descriptor chain, translated to host memory. */
+struct vq_elem {
+    uint16_t head;   /* descriptor index to return in the used ring */
+    unsigned rd_num; /* iov[0, rd_num): device-readable (the request) */
+    unsigned wr_num; /* iov[rd_num, rd_num + wr_num): device-writable (the reply) */
+    size_t rd_len, wr_len;
+    struct iovec iov[VQ_MAX_IOV];
+};
+
+struct virtqueue {
+    /* Set by the front-end through vhost-user messages. */
+    unsigned num;                           /* queue size, 0 until SET_VRING_NUM */
+    uint64_t desc_uva, avail_uva, used_uva; /* front-end virtual addresses */
+    uint16_t last_avail_idx;                /* next avail entry we consume (SET_VRING_BASE) */
+    bool event_idx;                         /* VIRTIO_RING_F_EVENT_IDX negotiated */
+
+    /* Derived by vq_map() from the current memory table. */
+    struct vring_desc *desc;
+    struct vring_avail *avail;
+    struct vring_used *used;
+
+    uint16_t used_idx;       /* next used entry we fill */
+    uint16_t signalled_used; /* used_idx at the last notification (EVENT_IDX) */
+    bool signalled_used_valid;
+    bool bad_avail_logged;
+};
+
+/* Resets everything but the address/size configuration. */
+void vq_reset_state(struct virtqueue *vq);
+
+/* Translates the ring addresses through mem; -EFAULT when any ring lies outside it. */
+int vq_map(struct virtqueue *vq, const struct guest_mem *mem);
+
+/*
+ * Pops the next available chain into elem.
+ * Returns 1 with a good chain, 0 when the ring is empty, and -EINVAL (or another negative
+ * errno) for a chain that cannot be walked: elem->head is then still valid, and the caller
+ * must return it with vq_push(vq, elem->head, 0) so the driver gets its buffer back.
+ * A corrupt avail ring (index out of range, avail idx jumping ahead by more than the queue
+ * size) is logged and treated as empty: returns 0.
+ */
+int vq_pop(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *elem);
+
+/* Puts head into the used ring with len bytes written. */
+void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len);
+
+/* After a batch of pushes: true if the driver wants an interrupt (honours EVENT_IDX). */
+bool vq_should_notify(struct virtqueue *vq);
+
+/*
+ * Re-arms driver notifications before sleeping. Returns true if new buffers arrived meanwhile
+ * (the caller must process them instead of sleeping).
+ */
+bool vq_enable_notify(struct virtqueue *vq);
+/* Asks the driver not to kick while we are busy processing. */
+void vq_disable_notify(struct virtqueue *vq);
+
+/* True if the avail ring holds buffers we have not consumed. */
+bool vq_has_avail(struct virtqueue *vq);
+
+#endif

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Queue workers: one thread per started and enabled virtqueue. Each waits for kicks, pops
+ * chains, serves them through the FUSE session and signals the guest once per batch.
+ * Workers share nothing with each other on the request path but lock-free tables.
+ */
+#ifndef VFS_WORKER_H
+#define VFS_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "fuse_server.h"
+#include "guest_mem.h"
+#include "virtqueue.h"
+
+struct vu_queue {
+    unsigned index;
+    struct virtqueue vq;
+    int kick_fd; /* -1 when none */
+    int err_fd;
+    /* The call fd can be replaced while the worker runs (QEMU does when the guest masks the
+     * vector), so the worker takes call_lock only for the moment it signals. */
+    pthread_mutex_t call_lock;
+    int call_fd;
+    bool started; /* a kick fd was given */
+    bool enabled; /* SET_VRING_ENABLE, or implicitly without protocol features */
+
+    /* Worker thread state. */
+    bool running;
+    atomic_bool stop;
+    int stop_fd; /* eventfd that wakes the worker to stop */
+    pthread_t thread;
+    struct guest_mem *const *mem; /* RCU-protected pointer owned by the device */
+    struct fuse_session *fuse;
+};
+
+void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *mem,
+                   struct fuse_session *fuse);
+/* Closes the queue's fds and resets its ring state; the worker must be stopped. */
+void vu_queue_reset(struct vu_queue *q);
+void vu_queue_destroy(struct vu_queue *q);
+/* Replaces the call fd (takes ownership of fd; -1 for none). */
+void vu_queue_set_call(struct vu_queue *q, int fd);
+
+/* Starts the worker if the queue is started and enabled and not running yet. */
+int vu_queue_start(struct vu_queue *q);
+/* Stops the worker, letting the request in progress finish; no-op when not running. */
+void vu_queue_stop(struct vu_queue *q);
+
+#endif

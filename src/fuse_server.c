@@ -1,0 +1,803 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * FUSE request decoding and dispatch. The request arrives as the readable part of a
+ * descriptor chain: fuse_in_header, the op's argument struct, then names or data. Everything
+ * but WRITE data is copied into a per-thread buffer before it is decoded, so the guest cannot
+ * change a value after we checked it; WRITE data stays in guest memory and goes straight to
+ * pwritev, and READ data goes straight from preadv into the reply buffers.
+ */
+#include "fuse_server.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define FUSE_MIN_MINOR 12 /* older protocols lay out several structs differently */
+/* Largest non-WRITE request we accept: a setxattr of XATTR_SIZE_MAX plus its name. */
+#define MAX_IN_ARGS  (64 * 1024 + 4096)
+#define MAX_OUT_DATA FUSE_MAX_WRITE
+#define MAX_PAGES    (FUSE_MAX_WRITE / 4096)
+
+struct fuse_session {
+    struct pt_fs *fs;
+    atomic_bool initialized;
+    uint32_t proto_minor;
+};
+
+struct fuse_scratch {
+    uint8_t in[sizeof(struct fuse_in_header) + MAX_IN_ARGS];
+    uint8_t *out; /* MAX_OUT_DATA bytes, allocated on first use: most threads never need it */
+    struct iovec iov[VQ_MAX_IOV];
+};
+
+/* One request being served. */
+struct fuse_req {
+    struct fuse_session *se;
+    struct fuse_scratch *s;
+    const struct vq_elem *elem;
+    struct fuse_in_header in;
+    const uint8_t *arg; /* argument bytes after the header, in the scratch buffer */
+    size_t arglen;
+    struct pt_ctx ctx;
+    uint32_t out_len; /* bytes written to the reply; 0 until replied */
+};
+
+typedef void (*fuse_handler)(struct fuse_req *req);
+
+struct fuse_op {
+    const char *name;
+    size_t in_size; /* minimum argument bytes: the op's fixed struct */
+    fuse_handler handler;
+};
+
+/* ---- iovec helpers ---------------------------------------------------------------------- */
+
+/* Copies up to len bytes from iov, skipping skip bytes first; returns bytes copied. */
+static size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
+{
+    size_t done = 0;
+    for (unsigned i = 0; i < n && done < len; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        size_t chunk = iov[i].iov_len - skip;
+        if (chunk > len - done)
+            chunk = len - done;
+        memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + skip, chunk);
+        done += chunk;
+        skip = 0;
+    }
+    return done;
+}
+
+/* Copies len bytes into iov after skip bytes; returns bytes copied. */
+static size_t buf_to_iov(const struct iovec *iov, unsigned n, size_t skip, const void *buf,
+                         size_t len)
+{
+    size_t done = 0;
+    for (unsigned i = 0; i < n && done < len; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        size_t chunk = iov[i].iov_len - skip;
+        if (chunk > len - done)
+            chunk = len - done;
+        memcpy((uint8_t *)iov[i].iov_base + skip, (const uint8_t *)buf + done, chunk);
+        done += chunk;
+        skip = 0;
+    }
+    return done;
+}
+
+/* Builds in dst the iovecs covering [skip, skip + len) of src; returns the count. */
+static unsigned iov_slice(const struct iovec *src, unsigned n, size_t skip, size_t len,
+                          struct iovec *dst, unsigned max)
+{
+    unsigned out = 0;
+    for (unsigned i = 0; i < n && len > 0 && out < max; i++) {
+        if (skip >= src[i].iov_len) {
+            skip -= src[i].iov_len;
+            continue;
+        }
+        size_t chunk = src[i].iov_len - skip;
+        if (chunk > len)
+            chunk = len;
+        dst[out].iov_base = (uint8_t *)src[i].iov_base + skip;
+        dst[out].iov_len = chunk;
+        out++;
+        len -= chunk;
+        skip = 0;
+    }
+    return out;
+}
+
+static const struct iovec *wr_iov(const struct fuse_req *req)
+{
+    return req->elem->iov + req->elem->rd_num;
+}
+
+/* ---- replies ------------------------------------------------------------------------------ */
+
+static void reply_raw(struct fuse_req *req, int error, const void *data, size_t len)
+{
+    const struct vq_elem *elem = req->elem;
+    struct fuse_out_header out = {
+        .len = (uint32_t)(sizeof(out) + (error ? 0 : len)),
+        .error = error,
+        .unique = req->in.unique,
+    };
+    if (elem->wr_len < out.len) {
+        if (!error && elem->wr_len >= sizeof(out)) {
+            /* The guest gave too little room for the reply it asked for. */
+            log_warn("fuse: %zu-byte reply to request %llu does not fit in %zu bytes", len,
+                     (unsigned long long)req->in.unique, elem->wr_len);
+            reply_raw(req, -ERANGE, NULL, 0);
+            return;
+        }
+        log_error("fuse: request %llu has no room for a reply header",
+                  (unsigned long long)req->in.unique);
+        req->out_len = 0;
+        return;
+    }
+    buf_to_iov(wr_iov(req), elem->wr_num, 0, &out, sizeof(out));
+    if (!error && len)
+        buf_to_iov(wr_iov(req), elem->wr_num, sizeof(out), data, len);
+    req->out_len = out.len;
+}
+
+static void reply_err(struct fuse_req *req, int neg_errno)
+{
+    /* Errors travel as negative errno; anything else here is a bug worth seeing as EIO. */
+    if (neg_errno >= 0 || neg_errno < -4095)
+        neg_errno = -EIO;
+    reply_raw(req, neg_errno, NULL, 0);
+}
+
+static void reply_ok(struct fuse_req *req, const void *data, size_t len)
+{
+    reply_raw(req, 0, data, len);
+}
+
+/* Replies with data when ret == 0, the error otherwise. */
+static void reply_result(struct fuse_req *req, int ret, const void *data, size_t len)
+{
+    if (ret < 0)
+        reply_err(req, ret);
+    else
+        reply_ok(req, data, len);
+}
+
+static uint8_t *out_buf(struct fuse_req *req)
+{
+    if (!req->s->out)
+        req->s->out = malloc(MAX_OUT_DATA);
+    return req->s->out;
+}
+
+/* ---- argument decoding ----------------------------------------------------------------- */
+
+/* Reads a NUL-terminated name starting at *off; advances *off past the NUL. */
+static const char *arg_name(struct fuse_req *req, size_t *off)
+{
+    if (*off >= req->arglen)
+        return NULL;
+    const char *name = (const char *)req->arg + *off;
+    const char *nul = memchr(name, '\0', req->arglen - *off);
+    if (!nul)
+        return NULL;
+    *off += (size_t)(nul - name) + 1;
+    return name;
+}
+
+/* The op's fixed struct; the table guarantees arglen covers it. */
+#define ARG(req, type) ((const type *)(req)->arg)
+
+/* ---- handlers: entries ----------------------------------------------------------------- */
+
+static void do_lookup(struct fuse_req *req)
+{
+    size_t off = 0;
+    const char *name = arg_name(req, &off);
+    if (!name)
+        return reply_err(req, -EINVAL);
+    struct fuse_entry_out e;
+    int ret = pt_lookup(req->se->fs, &req->ctx, req->in.nodeid, name, &e);
+    reply_result(req, ret, &e, sizeof(e));
+}
+
+static void do_forget(struct fuse_req *req)
+{
+    pt_forget(req->se->fs, req->in.nodeid, ARG(req, struct fuse_forget_in)->nlookup);
+}
+
+static void do_batch_forget(struct fuse_req *req)
+{
+    const struct fuse_batch_forget_in *b = ARG(req, struct fuse_batch_forget_in);
+    size_t room = (req->arglen - sizeof(*b)) / sizeof(struct fuse_forget_one);
+    uint32_t count = b->count;
+    if (count > room) {
+        log_warn("fuse: BATCH_FORGET claims %u entries, only %zu sent", count, room);
+        count = (uint32_t)room;
+    }
+    const uint8_t *p = req->arg + sizeof(*b);
+    for (uint32_t i = 0; i < count; i++) {
+        struct fuse_forget_one one;
+        memcpy(&one, p + i * sizeof(one), sizeof(one));
+        pt_forget(req->se->fs, one.nodeid, one.nlookup);
+    }
+}
+
+static void do_getattr(struct fuse_req *req)
+{
+    struct fuse_attr_out out;
+    int ret = pt_getattr(req->se->fs, &req->ctx, req->in.nodeid,
+                         ARG(req, struct fuse_getattr_in), &out);
+    reply_result(req, ret, &out, sizeof(out));
+}
+
+static void do_setattr(struct fuse_req *req)
+{
+    struct fuse_attr_out out;
+    int ret = pt_setattr(req->se->fs, &req->ctx, req->in.nodeid,
+                         ARG(req, struct fuse_setattr_in), &out);
+    reply_result(req, ret, &out, sizeof(out));
+}
+
+static void do_readlink(struct fuse_req *req)
+{
+    char buf[PATH_MAX];
+    ssize_t n = pt_readlink(req->se->fs, &req->ctx, req->in.nodeid, buf, sizeof(buf));
+    reply_result(req, (int)(n < 0 ? n : 0), buf, n < 0 ? 0 : (size_t)n);
+}
+
+static void do_symlink(struct fuse_req *req)
+{
+    size_t off = 0;
+    const char *name = arg_name(req, &off);
+    const char *target = name ? arg_name(req, &off) : NULL;
+    if (!target)
+        return reply_err(req, -EINVAL);
+    struct fuse_entry_out e;
+    int ret = pt_symlink(req->se->fs, &req->ctx, req->in.nodeid, name, target, &e);
+    reply_result(req, ret, &e, sizeof(e));
+}
+
+static void do_mknod(struct fuse_req *req)
+{
+    size_t off = sizeof(struct fuse_mknod_in);
+    const char *name = arg_name(req, &off);
+    if (!name)
+        return reply_err(req, -EINVAL);
+    struct fuse_entry_out e;
+    int ret = pt_mknod(req->se->fs, &req->ctx, req->in.nodeid, name,
+                       ARG(req, struct fuse_mknod_in), &e);
+    reply_result(req, ret, &e, sizeof(e));
+}
+
+static void do_mkdir(struct fuse_req *req)
+{
+    size_t off = sizeof(struct fuse_mkdir_in);
+    const char *name = arg_name(req, &off);
+    if (!name)
+        return reply_err(req, -EINVAL);
+    struct fuse_entry_out e;
+    int ret = pt_mkdir(req->se->fs, &req->ctx, req->in.nodeid, name,
+                       ARG(req, struct fuse_mkdir_in), &e);
+    reply_result(req, ret, &e, sizeof(e));
+}
+
+static void do_unlink(struct fuse_req *req)
+{
+    size_t off = 0;
+    const char *name = arg_name(req, &off);
+    int ret = name ? pt_unlink(req->se->fs, &req->ctx, req->in.nodeid, name) : -EINVAL;
+    reply_result(req, ret, NULL, 0);
+}
+
+static void do_rmdir(struct fuse_req *req)
+{
+    size_t off = 0;
+    const char *name = arg_name(req, &off);
+    int ret = name ? pt_rmdir(req->se->fs, &req->ctx, req->in.nodeid, name) : -EINVAL;
+    reply_result(req, ret, NULL, 0);
+}
+
+static void rename_common(struct fuse_req *req, size_t fixed, uint64_t newdir, uint32_t flags)
+{
+    size_t off = fixed;
+    const char *oldname = arg_name(req, &off);
+    const char *newname = oldname ? arg_name(req, &off) : NULL;
+    int ret = newname ? pt_rename(req->se->fs, &req->ctx, req->in.nodeid, oldname, newdir,
+                                  newname, flags)
+                      : -EINVAL;
+    reply_result(req, ret, NULL, 0);
+}
+
+static void do_rename(struct fuse_req *req)
+{
+    rename_common(req, sizeof(struct fuse_rename_in), ARG(req, struct fuse_rename_in)->newdir, 0);
+}
+
+static void do_rename2(struct fuse_req *req)
+{
+    const struct fuse_rename2_in *in = ARG(req, struct fuse_rename2_in);
+    rename_common(req, sizeof(*in), in->newdir, in->flags);
+}
+
+static void do_link(struct fuse_req *req)
+{
+    size_t off = sizeof(struct fuse_link_in);
+    const char *name = arg_name(req, &off);
+    if (!name)
+        return reply_err(req, -EINVAL);
+    struct fuse_entry_out e;
+    int ret = pt_link(req->se->fs, &req->ctx, ARG(req, struct fuse_link_in)->oldnodeid,
+                      req->in.nodeid, name, &e);
+    reply_result(req, ret, &e, sizeof(e));
+}
+
+/* ---- handlers: files ------------------------------------------------------------------- */
+
+static void do_open(struct fuse_req *req)
+{
+    struct fuse_open_out out;
+    int ret = pt_open(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_open_in),
+                      &out);
+    reply_result(req, ret, &out, sizeof(out));
+}
+
+static void do_create(struct fuse_req *req)
+{
+    size_t off = sizeof(struct fuse_create_in);
+    const char *name = arg_name(req, &off);
+    if (!name)
+        return reply_err(req, -EINVAL);
+    struct {
+        struct fuse_entry_out e;
+        struct fuse_open_out o;
+    } out;
+    int ret = pt_create(req->se->fs, &req->ctx, req->in.nodeid, name,
+                        ARG(req, struct fuse_create_in), &out.e, &out.o);
+    reply_result(req, ret, &out, sizeof(out));
+}
+
+static void do_read(struct fuse_req *req)
+{
+    const struct fuse_read_in *in = ARG(req, struct fuse_read_in);
+    size_t hdr = sizeof(struct fuse_out_header);
+    if (req->elem->wr_len < hdr)
+        return reply_err(req, -EINVAL); /* logged by reply_raw */
+    size_t room = req->elem->wr_len - hdr;
+    size_t size = in->size < room ? in->size : room;
+    if (size > MAX_OUT_DATA)
+        size = MAX_OUT_DATA;
+    /* Zero copy: preadv lands directly in the guest's reply buffers, after the header. */
+    unsigned n = iov_slice(wr_iov(req), req->elem->wr_num, hdr, size, req->s->iov, VQ_MAX_IOV);
+    struct fuse_read_in args = *in;
+    args.size = (uint32_t)size;
+    ssize_t got = pt_read(req->se->fs, &req->ctx, req->in.nodeid, &args, req->s->iov, (int)n);
+    if (got < 0)
+        return reply_err(req, (int)got);
+    struct fuse_out_header out = {
+        .len = (uint32_t)(hdr + (size_t)got),
+        .error = 0,
+        .unique = req->in.unique,
+    };
+    buf_to_iov(wr_iov(req), req->elem->wr_num, 0, &out, sizeof(out));
+    req->out_len = out.len;
+}
+
+static void do_write(struct fuse_req *req)
+{
+    const struct fuse_write_in *in = ARG(req, struct fuse_write_in);
+    size_t data_off = sizeof(struct fuse_in_header) + sizeof(*in);
+    /* The data is whatever follows the struct; its size must match what the guest claims. */
+    if (in->size != req->elem->rd_len - data_off || in->size > FUSE_MAX_WRITE)
+        return reply_err(req, -EINVAL);
+    unsigned n =
+        iov_slice(req->elem->iov, req->elem->rd_num, data_off, in->size, req->s->iov, VQ_MAX_IOV);
+    ssize_t done = pt_write(req->se->fs, &req->ctx, req->in.nodeid, in, req->s->iov, (int)n);
+    struct fuse_write_out out = {.size = done < 0 ? 0 : (uint32_t)done};
+    reply_result(req, done < 0 ? (int)done : 0, &out, sizeof(out));
+}
+
+static void do_statfs(struct fuse_req *req)
+{
+    struct fuse_statfs_out out;
+    int ret = pt_statfs(req->se->fs, &req->ctx, req->in.nodeid, &out);
+    reply_result(req, ret, &out, sizeof(out));
+}
+
+static void do_release(struct fuse_req *req)
+{
+    int ret = pt_release(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_release_in));
+    reply_result(req, ret, NULL, 0);
+}
+
+static void do_fsync(struct fuse_req *req)
+{
+    int ret = pt_fsync(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_fsync_in));
+    reply_result(req, ret, NULL, 0);
+}
+
+static void do_flush(struct fuse_req *req)
+{
+    int ret = pt_flush(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_flush_in));
+    reply_result(req, ret, NULL, 0);
+}
+
+static void do_fallocate(struct fuse_req *req)
+{
+    int ret = pt_fallocate(req->se->fs, &req->ctx, req->in.nodeid,
+                           ARG(req, struct fuse_fallocate_in));
+    reply_result(req, ret, NULL, 0);
+}
+
+static void do_lseek(struct fuse_req *req)
+{
+    struct fuse_lseek_out out;
+    int ret =
+        pt_lseek(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_lseek_in), &out);
+    reply_result(req, ret, &out, sizeof(out));
+}
+
+static void do_copy_file_range(struct fuse_req *req)
+{
+    ssize_t n = pt_copy_file_range(req->se->fs, &req->ctx, req->in.nodeid,
+                                   ARG(req, struct fuse_copy_file_range_in));
+    struct fuse_write_out out = {.size = n < 0 ? 0 : (uint32_t)n};
+    reply_result(req, n < 0 ? (int)n : 0, &out, sizeof(out));
+}
+
+/* ---- handlers: directories ------------------------------------------------------------- */
+
+static void do_opendir(struct fuse_req *req)
+{
+    struct fuse_open_out out;
+    int ret = pt_opendir(req->se->fs, &req->ctx, req->in.nodeid,
+                         ARG(req, struct fuse_open_in), &out);
+    reply_result(req, ret, &out, sizeof(out));
+}
+
+static void readdir_common(struct fuse_req *req, bool plus)
+{
+    struct fuse_read_in args = *ARG(req, struct fuse_read_in);
+    size_t room = req->elem->wr_len > sizeof(struct fuse_out_header)
+                      ? req->elem->wr_len - sizeof(struct fuse_out_header)
+                      : 0;
+    if (args.size > room)
+        args.size = (uint32_t)room;
+    if (args.size > MAX_OUT_DATA)
+        args.size = MAX_OUT_DATA;
+    uint8_t *buf = out_buf(req);
+    if (!buf)
+        return reply_err(req, -ENOMEM);
+    ssize_t n = pt_readdir(req->se->fs, &req->ctx, req->in.nodeid, &args, plus, buf);
+    reply_result(req, n < 0 ? (int)n : 0, buf, n < 0 ? 0 : (size_t)n);
+}
+
+static void do_readdir(struct fuse_req *req)
+{
+    readdir_common(req, false);
+}
+
+static void do_readdirplus(struct fuse_req *req)
+{
+    readdir_common(req, true);
+}
+
+static void do_releasedir(struct fuse_req *req)
+{
+    int ret =
+        pt_releasedir(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_release_in));
+    reply_result(req, ret, NULL, 0);
+}
+
+static void do_fsyncdir(struct fuse_req *req)
+{
+    int ret = pt_fsyncdir(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_fsync_in));
+    reply_result(req, ret, NULL, 0);
+}
+
+static void do_access(struct fuse_req *req)
+{
+    int ret = pt_access(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_access_in));
+    reply_result(req, ret, NULL, 0);
+}
+
+static void do_syncfs(struct fuse_req *req)
+{
+    reply_result(req, pt_syncfs(req->se->fs, &req->ctx, req->in.nodeid), NULL, 0);
+}
+
+/* ---- handlers: extended attributes ------------------------------------------------------- */
+
+static void do_setxattr(struct fuse_req *req)
+{
+    /* Without FUSE_SETXATTR_EXT (we do not offer it) the struct is the 8-byte compat one. */
+    const struct fuse_setxattr_in *in = ARG(req, struct fuse_setxattr_in);
+    size_t off = FUSE_COMPAT_SETXATTR_IN_SIZE;
+    const char *name = arg_name(req, &off);
+    if (!name || in->size > req->arglen - off)
+        return reply_err(req, -EINVAL);
+    int ret = pt_setxattr(req->se->fs, &req->ctx, req->in.nodeid, name, req->arg + off, in->size,
+                          in->flags);
+    reply_result(req, ret, NULL, 0);
+}
+
+/* GETXATTR and LISTXATTR share a reply shape: the size alone when asked for 0 bytes. */
+static void reply_xattr(struct fuse_req *req, ssize_t n, uint32_t size, const void *buf)
+{
+    if (n < 0)
+        return reply_err(req, (int)n);
+    if (size == 0) {
+        struct fuse_getxattr_out out = {.size = (uint32_t)n};
+        return reply_ok(req, &out, sizeof(out));
+    }
+    reply_ok(req, buf, (size_t)n);
+}
+
+static void do_getxattr(struct fuse_req *req)
+{
+    const struct fuse_getxattr_in *in = ARG(req, struct fuse_getxattr_in);
+    size_t off = sizeof(*in);
+    const char *name = arg_name(req, &off);
+    uint8_t *buf = out_buf(req);
+    if (!name || !buf)
+        return reply_err(req, name ? -ENOMEM : -EINVAL);
+    size_t size = in->size < MAX_OUT_DATA ? in->size : MAX_OUT_DATA;
+    ssize_t n = pt_getxattr(req->se->fs, &req->ctx, req->in.nodeid, name, buf, size);
+    reply_xattr(req, n, in->size, buf);
+}
+
+static void do_listxattr(struct fuse_req *req)
+{
+    const struct fuse_getxattr_in *in = ARG(req, struct fuse_getxattr_in);
+    uint8_t *buf = out_buf(req);
+    if (!buf)
+        return reply_err(req, -ENOMEM);
+    size_t size = in->size < MAX_OUT_DATA ? in->size : MAX_OUT_DATA;
+    ssize_t n = pt_listxattr(req->se->fs, &req->ctx, req->in.nodeid, buf, size);
+    reply_xattr(req, n, in->size, buf);
+}
+
+static void do_removexattr(struct fuse_req *req)
+{
+    size_t off = 0;
+    const char *name = arg_name(req, &off);
+    int ret = name ? pt_removexattr(req->se->fs, &req->ctx, req->in.nodeid, name) : -EINVAL;
+    reply_result(req, ret, NULL, 0);
+}
+
+/* ---- session ops ------------------------------------------------------------------------ */
+
+static uint64_t init_offer(const struct pt_config *cfg)
+{
+    uint64_t flags = FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES |
+                     FUSE_AUTO_INVAL_DATA | FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS |
+                     FUSE_MAX_PAGES | FUSE_INIT_EXT;
+    if (cfg->readdirplus)
+        flags |= FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO;
+    if (cfg->writeback)
+        flags |= FUSE_WRITEBACK_CACHE;
+    if (cfg->announce_submounts)
+        flags |= FUSE_SUBMOUNTS;
+    if (cfg->killpriv_v2)
+        flags |= FUSE_HANDLE_KILLPRIV_V2;
+    return flags;
+}
+
+static void do_init(struct fuse_req *req)
+{
+    struct fuse_init_in in = {0};
+    memcpy(&in, req->arg, req->arglen < sizeof(in) ? req->arglen : sizeof(in));
+    struct fuse_init_out out = {.major = FUSE_KERNEL_VERSION, .minor = FUSE_KERNEL_MINOR_VERSION};
+
+    if (in.major < 7 || (in.major == 7 && in.minor < FUSE_MIN_MINOR)) {
+        log_error("fuse: guest speaks FUSE %u.%u, need 7.%u or later", in.major, in.minor,
+                  FUSE_MIN_MINOR);
+        return reply_err(req, -EPROTO);
+    }
+    if (in.major > 7) /* the kernel retries INIT with our major version */
+        return reply_ok(req, &out, sizeof(out));
+
+    if (atomic_load(&req->se->initialized)) {
+        /* The guest driver was reset and starts over: forget everything it knew. */
+        log_info("fuse: INIT on an initialized session; resetting FUSE state");
+        pt_reset(req->se->fs);
+    }
+    uint64_t guest = in.flags;
+    if (guest & FUSE_INIT_EXT)
+        guest |= (uint64_t)in.flags2 << 32;
+    uint64_t flags = guest & init_offer(pt_get_config(req->se->fs));
+
+    out.minor = in.minor < FUSE_KERNEL_MINOR_VERSION ? in.minor : FUSE_KERNEL_MINOR_VERSION;
+    out.flags = (uint32_t)flags;
+    out.flags2 = (uint32_t)(flags >> 32);
+    out.max_readahead = in.max_readahead;
+    out.max_write = FUSE_MAX_WRITE;
+    out.max_background = 64;
+    out.congestion_threshold = 48;
+    out.time_gran = 1;
+    out.max_pages = MAX_PAGES;
+
+    req->se->proto_minor = out.minor;
+    pt_init(req->se->fs, flags);
+    atomic_store(&req->se->initialized, true);
+    log_info("fuse: session initialized, protocol 7.%u, flags 0x%llx", out.minor,
+             (unsigned long long)flags);
+    /* Before 7.23 the reply struct was shorter; older kernels reject a longer one. */
+    reply_ok(req, &out, out.minor < 23 ? FUSE_COMPAT_22_INIT_OUT_SIZE : sizeof(out));
+}
+
+static void do_destroy(struct fuse_req *req)
+{
+    atomic_store(&req->se->initialized, false);
+    pt_reset(req->se->fs);
+    reply_ok(req, NULL, 0);
+}
+
+static void do_interrupt(struct fuse_req *req)
+{
+    /* Requests here run to completion quickly; there is nothing to interrupt. No reply. */
+}
+
+/* ---- the opcode table -------------------------------------------------------------------- */
+
+#define OP(code, fn, type) [code] = {#code, sizeof(type), fn}
+#define OP0(code, fn)      [code] = {#code, 0, fn}
+
+static const struct fuse_op fuse_ops[] = {
+    OP0(FUSE_LOOKUP, do_lookup),
+    OP(FUSE_FORGET, do_forget, struct fuse_forget_in),
+    OP(FUSE_GETATTR, do_getattr, struct fuse_getattr_in),
+    OP(FUSE_SETATTR, do_setattr, struct fuse_setattr_in),
+    OP0(FUSE_READLINK, do_readlink),
+    OP0(FUSE_SYMLINK, do_symlink),
+    OP(FUSE_MKNOD, do_mknod, struct fuse_mknod_in),
+    OP(FUSE_MKDIR, do_mkdir, struct fuse_mkdir_in),
+    OP0(FUSE_UNLINK, do_unlink),
+    OP0(FUSE_RMDIR, do_rmdir),
+    OP(FUSE_RENAME, do_rename, struct fuse_rename_in),
+    OP(FUSE_LINK, do_link, struct fuse_link_in),
+    OP(FUSE_OPEN, do_open, struct fuse_open_in),
+    OP(FUSE_READ, do_read, struct fuse_read_in),
+    OP(FUSE_WRITE, do_write, struct fuse_write_in),
+    OP0(FUSE_STATFS, do_statfs),
+    OP(FUSE_RELEASE, do_release, struct fuse_release_in),
+    OP(FUSE_FSYNC, do_fsync, struct fuse_fsync_in),
+    [FUSE_SETXATTR] = {"FUSE_SETXATTR", FUSE_COMPAT_SETXATTR_IN_SIZE, do_setxattr},
+    OP(FUSE_GETXATTR, do_getxattr, struct fuse_getxattr_in),
+    OP(FUSE_LISTXATTR, do_listxattr, struct fuse_getxattr_in),
+    OP0(FUSE_REMOVEXATTR, do_removexattr),
+    OP(FUSE_FLUSH, do_flush, struct fuse_flush_in),
+    [FUSE_INIT] = {"FUSE_INIT", 16, do_init}, /* pre-7.36 kernels send the short struct */
+    OP(FUSE_OPENDIR, do_opendir, struct fuse_open_in),
+    OP(FUSE_READDIR, do_readdir, struct fuse_read_in),
+    OP(FUSE_RELEASEDIR, do_releasedir, struct fuse_release_in),
+    OP(FUSE_FSYNCDIR, do_fsyncdir, struct fuse_fsync_in),
+    OP(FUSE_ACCESS, do_access, struct fuse_access_in),
+    OP(FUSE_CREATE, do_create, struct fuse_create_in),
+    OP(FUSE_INTERRUPT, do_interrupt, struct fuse_interrupt_in),
+    OP0(FUSE_DESTROY, do_destroy),
+    OP(FUSE_BATCH_FORGET, do_batch_forget, struct fuse_batch_forget_in),
+    OP(FUSE_FALLOCATE, do_fallocate, struct fuse_fallocate_in),
+    OP(FUSE_READDIRPLUS, do_readdirplus, struct fuse_read_in),
+    OP(FUSE_RENAME2, do_rename2, struct fuse_rename2_in),
+    OP(FUSE_LSEEK, do_lseek, struct fuse_lseek_in),
+    OP(FUSE_COPY_FILE_RANGE, do_copy_file_range, struct fuse_copy_file_range_in),
+    OP0(FUSE_SYNCFS, do_syncfs),
+};
+
+static bool is_noreply(uint32_t opcode)
+{
+    return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET || opcode == FUSE_INTERRUPT;
+}
+
+static const struct fuse_op *find_op(uint32_t opcode)
+{
+    if (opcode >= sizeof(fuse_ops) / sizeof(fuse_ops[0]) || !fuse_ops[opcode].handler)
+        return NULL;
+    return &fuse_ops[opcode];
+}
+
+/* Copies the request header and arguments into scratch; 0 or a negative errno to reply. */
+static int load_request(struct fuse_req *req)
+{
+    const struct vq_elem *elem = req->elem;
+    /* The header was copied and len checked against rd_len by the caller. */
+    size_t args = elem->rd_len - sizeof(req->in);
+    if (req->in.opcode == FUSE_WRITE) /* only the struct: the data stays in guest memory */
+        args = args < sizeof(struct fuse_write_in) ? args : sizeof(struct fuse_write_in);
+    if (args > MAX_IN_ARGS)
+        return -E2BIG;
+    iov_to_buf(elem->iov, elem->rd_num, sizeof(req->in), req->s->in, args);
+    req->arg = req->s->in;
+    req->arglen = args;
+    return 0;
+}
+
+uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
+                              const struct vq_elem *elem)
+{
+    struct fuse_req req = {.se = se, .s = s, .elem = elem};
+    if (elem->rd_len < sizeof(req.in)) {
+        log_error("fuse: request of %zu bytes is shorter than fuse_in_header", elem->rd_len);
+        return 0; /* without a header there is no unique id to answer */
+    }
+    iov_to_buf(elem->iov, elem->rd_num, 0, &req.in, sizeof(req.in));
+    req.ctx = (struct pt_ctx){.uid = req.in.uid, .gid = req.in.gid, .pid = req.in.pid};
+    const struct fuse_op *op = find_op(req.in.opcode);
+    log_trace("fuse: %s unique %llu nodeid %llu len %u", op ? op->name : "?",
+              (unsigned long long)req.in.unique, (unsigned long long)req.in.nodeid, req.in.len);
+
+    int err = 0;
+    if (req.in.len != elem->rd_len) {
+        log_error("fuse: header says %u bytes, request has %zu", req.in.len, elem->rd_len);
+        err = -EINVAL;
+    } else if (!op) {
+        log_debug("fuse: unsupported opcode %u", req.in.opcode);
+        err = -ENOSYS;
+    } else if (!atomic_load(&se->initialized) && req.in.opcode != FUSE_INIT) {
+        err = -EIO;
+    } else if ((err = load_request(&req)) == 0 && req.arglen < op->in_size) {
+        log_error("fuse: %s with %zu argument bytes, needs %zu", op->name, req.arglen,
+                  op->in_size);
+        err = -EINVAL;
+    }
+    if (err) {
+        if (!is_noreply(req.in.opcode))
+            reply_err(&req, err);
+        return req.out_len;
+    }
+    op->handler(&req);
+    return req.out_len;
+}
+
+/* ---- lifetime -------------------------------------------------------------------------- */
+
+struct fuse_session *fuse_session_new(struct pt_fs *fs)
+{
+    struct fuse_session *se = calloc(1, sizeof(*se));
+    if (!se)
+        return NULL;
+    se->fs = fs;
+    atomic_init(&se->initialized, false);
+    return se;
+}
+
+void fuse_session_free(struct fuse_session *se)
+{
+    free(se);
+}
+
+void fuse_session_reset(struct fuse_session *se)
+{
+    atomic_store(&se->initialized, false);
+    se->proto_minor = 0;
+    pt_reset(se->fs);
+}
+
+bool fuse_session_initialized(const struct fuse_session *se)
+{
+    return atomic_load(&se->initialized);
+}
+
+struct fuse_scratch *fuse_scratch_new(void)
+{
+    return calloc(1, sizeof(struct fuse_scratch));
+}
+
+void fuse_scratch_free(struct fuse_scratch *s)
+{
+    if (!s)
+        return;
+    free(s->out);
+    free(s);
+}

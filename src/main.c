@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Start-up order, then the serving loop: one front-end connection at a time, and when it
+ * ends the device is reset and the next connection accepted — the daemon outlives guest
+ * reboots and VMM restarts.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <urcu.h>
+
+#include "fuse_server.h"
+#include "listener.h"
+#include "log.h"
+#include "options.h"
+#include "passthrough.h"
+#include "vhost_user.h"
+
+/* Exit statuses: a supervisor can tell a clean stop from a failure. */
+enum { EXIT_OK = 0, EXIT_FATAL = 1, EXIT_USAGE = 2 };
+
+struct daemon {
+    struct options opts;
+    int listen_fd;
+    int signal_fd;
+    struct pt_fs *fs;
+    struct fuse_session *fuse;
+    struct vu_dev *dev;
+};
+
+static int raise_nofile_limit(uint64_t wanted)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -errno;
+    if (wanted == 0) {
+        /* Default: as high as the kernel allows; each cached inode holds an fd. */
+        FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+        unsigned long long nr_open = 0;
+        if (f) {
+            if (fscanf(f, "%llu", &nr_open) != 1)
+                nr_open = 0;
+            fclose(f);
+        }
+        wanted = nr_open ? nr_open : rl.rlim_max;
+    }
+    rl.rlim_cur = wanted;
+    if (rl.rlim_max < wanted)
+        rl.rlim_max = wanted;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -errno;
+    return 0;
+}
+
+static int block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    /* Blocked before any thread starts, so every worker inherits the mask. */
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+        return -EINVAL;
+    int fd = signalfd(-1, &set, SFD_CLOEXEC);
+    signal(SIGPIPE, SIG_IGN);
+    return fd < 0 ? -errno : fd;
+}
+
+static bool stop_requested(int signal_fd)
+{
+    struct signalfd_siginfo si;
+    if (read(signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        log_info("received signal %u, exiting", si.ssi_signo);
+        return true;
+    }
+    return false;
+}
+
+/* Turns away a second front-end while a session is active. */
+static void refuse_connection(int listen_fd)
+{
+    int fd = listener_accept(listen_fd);
+    if (fd >= 0) {
+        log_warn("refusing a second front-end connection: a session is already active");
+        close(fd);
+    }
+}
+
+/* Serves one connection until it ends; returns true if a signal asks us to exit. */
+static bool serve_connection(struct daemon *d, int conn)
+{
+    log_info("front-end connected");
+    bool exiting = false;
+    for (;;) {
+        struct pollfd fds[3] = {{.fd = conn, .events = POLLIN},
+                                {.fd = d->signal_fd, .events = POLLIN},
+                                {.fd = d->listen_fd, .events = POLLIN}};
+        if (poll(fds, 3, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("poll: %m");
+            break;
+        }
+        if ((fds[1].revents & POLLIN) && stop_requested(d->signal_fd)) {
+            exiting = true;
+            break;
+        }
+        /* The session's own messages first: when it has just ended, a waiting connection
+         * is the front-end coming back (a reboot), to be served rather than refused. */
+        if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            int ret = vu_dev_handle_message(d->dev, conn);
+            if (ret == -ENOTCONN) {
+                log_info("front-end disconnected");
+                break;
+            }
+            if (ret < 0) {
+                log_error("closing the connection after a protocol error");
+                break;
+            }
+        }
+        if (fds[2].revents & POLLIN)
+            refuse_connection(d->listen_fd);
+    }
+    close(conn);
+    vu_dev_reset(d->dev);
+    log_info("session state reset; waiting for the next front-end");
+    return exiting;
+}
+
+static int serve(struct daemon *d)
+{
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = d->listen_fd, .events = POLLIN},
+                                {.fd = d->signal_fd, .events = POLLIN}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("poll: %m");
+            return -errno;
+        }
+        if ((fds[1].revents & POLLIN) && stop_requested(d->signal_fd))
+            return 0;
+        if (!(fds[0].revents & POLLIN))
+            continue;
+        int conn = listener_accept(d->listen_fd);
+        if (conn < 0) {
+            log_warn("accept: %s", strerror(-conn));
+            continue;
+        }
+        if (serve_connection(d, conn))
+            return 0;
+    }
+}
+
+static int check_shared_dir(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) < 0) {
+        int err = errno;
+        log_error("shared directory %s: %s", dir, strerror(err));
+        return -err;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        log_error("shared directory %s is not a directory", dir);
+        return -ENOTDIR;
+    }
+    return 0;
+}
+
+static void warn_missing_lockdown(const struct options *o)
+{
+    /* Sandboxing, seccomp and capability dropping come in their own module (issue 5). */
+    if (o->sandbox != SANDBOX_NONE)
+        log_warn("--sandbox=%s is not implemented yet; running without a sandbox",
+                 o->sandbox == SANDBOX_CHROOT ? "chroot" : "namespace");
+    if (o->seccomp != SECCOMP_NONE)
+        log_warn("seccomp filtering is not implemented yet; running without it");
+}
+
+/* Every start-up step in order; each failure is logged and ends start-up. */
+static int start(struct daemon *d)
+{
+    const struct options *o = &d->opts;
+    int ret = check_shared_dir(o->pt.shared_dir);
+    if (ret < 0)
+        return ret;
+    log_debug("start-up: rlimit");
+    ret = raise_nofile_limit(o->rlimit_nofile);
+    if (ret < 0)
+        log_warn("cannot raise the open-file limit: %s", strerror(-ret));
+    log_debug("start-up: signals");
+    d->signal_fd = block_signals();
+    if (d->signal_fd < 0)
+        return d->signal_fd;
+    log_debug("start-up: socket");
+    if (o->fd >= 0) {
+        d->listen_fd = o->fd;
+    } else {
+        d->listen_fd = listener_open(o->socket_path, o->socket_group);
+        if (d->listen_fd < 0)
+            return d->listen_fd;
+    }
+    log_debug("start-up: filesystem");
+    ret = pt_new(&o->pt, &d->fs);
+    if (ret < 0) {
+        log_error("cannot open shared directory %s: %s", o->pt.shared_dir, strerror(-ret));
+        return ret;
+    }
+    d->fuse = fuse_session_new(d->fs);
+    d->dev = d->fuse ? vu_dev_new(d->fuse, o->num_request_queues) : NULL;
+    if (!d->dev)
+        return -ENOMEM;
+    warn_missing_lockdown(o);
+    log_info("serving %s on %s", o->pt.shared_dir, o->socket_path ? o->socket_path : "--fd");
+    return 0;
+}
+
+static void stop(struct daemon *d)
+{
+    vu_dev_free(d->dev);
+    fuse_session_free(d->fuse);
+    if (d->fs)
+        pt_free(d->fs);
+    if (d->listen_fd >= 0)
+        listener_close(d->listen_fd, d->opts.fd >= 0 ? NULL : d->opts.socket_path);
+    if (d->signal_fd >= 0)
+        close(d->signal_fd);
+}
+
+static void print_capabilities(void)
+{
+    printf("{\n  \"type\": \"fs\",\n  \"features\": []\n}\n");
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon d = {.listen_fd = -1, .signal_fd = -1};
+    switch (options_parse(argc, argv, &d.opts)) {
+    case OPTIONS_EXIT:
+        return EXIT_OK;
+    case OPTIONS_ERROR:
+        return EXIT_USAGE;
+    case OPTIONS_OK:
+        break;
+    }
+    if (d.opts.print_capabilities) {
+        print_capabilities();
+        options_free(&d.opts);
+        return EXIT_OK;
+    }
+    log_init(d.opts.log_level, d.opts.syslog);
+    rcu_register_thread();
+
+    int ret = start(&d);
+    if (ret == 0)
+        ret = serve(&d);
+    stop(&d);
+    rcu_unregister_thread();
+    options_free(&d.opts);
+    return ret < 0 ? EXIT_FATAL : EXIT_OK;
+}

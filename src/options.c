@@ -1,0 +1,471 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vhost_user.h"
+
+#define VERSION_STRING "virtiofsd 0.1.0 (C)"
+
+enum opt_id {
+    O_SHARED_DIR = 256,
+    O_SOCKET_PATH,
+    O_SOCKET,
+    O_FD,
+    O_SOCKET_GROUP,
+    O_TAG,
+    O_THREAD_POOL_SIZE,
+    O_XATTR,
+    O_POSIX_ACL,
+    O_XATTRMAP,
+    O_SANDBOX,
+    O_READONLY,
+    O_SECCOMP,
+    O_ANNOUNCE_SUBMOUNTS,
+    O_NO_ANNOUNCE_SUBMOUNTS,
+    O_INODE_FILE_HANDLES,
+    O_CACHE,
+    O_ALLOW_MMAP,
+    O_NO_READDIRPLUS,
+    O_WRITEBACK,
+    O_ALLOW_DIRECT_IO,
+    O_PRINT_CAPABILITIES,
+    O_MODCAPS,
+    O_LOG_LEVEL,
+    O_SYSLOG,
+    O_RLIMIT_NOFILE,
+    O_KILLPRIV_V2,
+    O_NO_KILLPRIV_V2,
+    O_SECURITY_LABEL,
+    O_UID_MAP,
+    O_GID_MAP,
+    O_TRANSLATE_UID,
+    O_TRANSLATE_GID,
+    O_PRESERVE_NOATIME,
+    O_MIGRATION_ON_ERROR,
+    O_MIGRATION_MODE,
+    O_MIGRATION_VERIFY_HANDLES,
+    O_MIGRATION_CONFIRM_PATHS,
+    O_NUM_REQUEST_QUEUES,
+};
+
+static const struct option long_options[] = {
+    {"shared-dir", required_argument, NULL, O_SHARED_DIR},
+    {"socket-path", required_argument, NULL, O_SOCKET_PATH},
+    {"socket", required_argument, NULL, O_SOCKET},
+    {"fd", required_argument, NULL, O_FD},
+    {"socket-group", required_argument, NULL, O_SOCKET_GROUP},
+    {"tag", required_argument, NULL, O_TAG},
+    {"thread-pool-size", required_argument, NULL, O_THREAD_POOL_SIZE},
+    {"xattr", no_argument, NULL, O_XATTR},
+    {"posix-acl", no_argument, NULL, O_POSIX_ACL},
+    {"xattrmap", required_argument, NULL, O_XATTRMAP},
+    {"sandbox", required_argument, NULL, O_SANDBOX},
+    {"readonly", no_argument, NULL, O_READONLY},
+    {"seccomp", required_argument, NULL, O_SECCOMP},
+    {"announce-submounts", no_argument, NULL, O_ANNOUNCE_SUBMOUNTS},
+    {"no-announce-submounts", no_argument, NULL, O_NO_ANNOUNCE_SUBMOUNTS},
+    {"inode-file-handles", required_argument, NULL, O_INODE_FILE_HANDLES},
+    {"cache", required_argument, NULL, O_CACHE},
+    {"allow-mmap", no_argument, NULL, O_ALLOW_MMAP},
+    {"no-readdirplus", no_argument, NULL, O_NO_READDIRPLUS},
+    {"writeback", no_argument, NULL, O_WRITEBACK},
+    {"allow-direct-io", no_argument, NULL, O_ALLOW_DIRECT_IO},
+    {"print-capabilities", no_argument, NULL, O_PRINT_CAPABILITIES},
+    {"modcaps", required_argument, NULL, O_MODCAPS},
+    {"log-level", required_argument, NULL, O_LOG_LEVEL},
+    {"syslog", no_argument, NULL, O_SYSLOG},
+    {"rlimit-nofile", required_argument, NULL, O_RLIMIT_NOFILE},
+    {"killpriv-v2", no_argument, NULL, O_KILLPRIV_V2},
+    {"no-killpriv-v2", no_argument, NULL, O_NO_KILLPRIV_V2},
+    {"security-label", no_argument, NULL, O_SECURITY_LABEL},
+    {"uid-map", required_argument, NULL, O_UID_MAP},
+    {"gid-map", required_argument, NULL, O_GID_MAP},
+    {"translate-uid", required_argument, NULL, O_TRANSLATE_UID},
+    {"translate-gid", required_argument, NULL, O_TRANSLATE_GID},
+    {"preserve-noatime", no_argument, NULL, O_PRESERVE_NOATIME},
+    {"migration-on-error", required_argument, NULL, O_MIGRATION_ON_ERROR},
+    {"migration-mode", required_argument, NULL, O_MIGRATION_MODE},
+    {"migration-verify-handles", no_argument, NULL, O_MIGRATION_VERIFY_HANDLES},
+    {"migration-confirm-paths", no_argument, NULL, O_MIGRATION_CONFIRM_PATHS},
+    {"num-request-queues", required_argument, NULL, O_NUM_REQUEST_QUEUES},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+static const char usage_text[] =
+    "Usage: virtiofsd [OPTIONS] --socket-path PATH --shared-dir DIR\n"
+    "\n"
+    "vhost-user virtio-fs device back-end: shares DIR with a virtual machine.\n"
+    "\n"
+    "Options:\n"
+    "      --shared-dir <DIR>         Shared directory path\n"
+    "      --socket-path <PATH>       vhost-user socket path (--socket is an alias)\n"
+    "      --fd <FD>                  File descriptor of an already listening socket\n"
+    "      --socket-group <GROUP>     Group owning the socket\n"
+    "      --tag <TAG>                Accepted for compatibility; the VMM sets the tag\n"
+    "      --thread-pool-size <N>     Accepted; requests run on one worker per queue\n"
+    "      --num-request-queues <N>   Request queues offered (default 1, at most 16)\n"
+    "      --xattr                    Enable extended attributes\n"
+    "      --readonly                 Share read-only (EROFS for modifications)\n"
+    "      --cache <MODE>             auto | always | never | metadata [default: auto]\n"
+    "      --no-readdirplus           Disable READDIRPLUS\n"
+    "      --writeback                Enable the writeback cache\n"
+    "      --allow-direct-io          Honour O_DIRECT from the guest\n"
+    "      --announce-submounts       Tell the guest about host submounts\n"
+    "      --no-announce-submounts    Do not (the default)\n"
+    "      --killpriv-v2              Offer FUSE_HANDLE_KILLPRIV_V2\n"
+    "      --no-killpriv-v2           Do not (the default)\n"
+    "      --sandbox <MODE>           namespace | chroot | none [default: namespace]\n"
+    "      --seccomp <MODE>           kill | log | trap | none [default: kill]\n"
+    "      --modcaps <CAPS>           Capability changes, e.g. +sys_admin:-mknod\n"
+    "      --log-level <LEVEL>        error | warn | info | debug | trace | off [default: info]\n"
+    "      --syslog                   Log to syslog instead of stderr\n"
+    "      --rlimit-nofile <N>        Open-file limit [default: the system maximum]\n"
+    "      --print-capabilities       Print the vhost-user.json capabilities and exit\n"
+    "      --posix-acl, --xattrmap <MAP>, --inode-file-handles <MODE>, --allow-mmap,\n"
+    "      --security-label, --uid-map <MAP>, --gid-map <MAP>, --translate-uid <MAP>,\n"
+    "      --translate-gid <MAP>, --preserve-noatime, --migration-*\n"
+    "                                 Accepted for compatibility; not implemented yet\n"
+    "  -o <OPTIONS>                   Legacy options: source=DIR, cache=none|auto|always,\n"
+    "                                 xattr, no_xattr, readdirplus, no_readdirplus,\n"
+    "                                 writeback, no_writeback, sandbox=, modcaps=,\n"
+    "                                 announce_submounts, allow_direct_io, log_level=, ...\n"
+    "  -d                             Debug logging (--log-level=debug)\n"
+    "  -f                             Foreground (always)\n"
+    "  -h, --help                     Print this help\n"
+    "  -V, --version                  Print the version\n";
+
+static int bad_value(const char *opt, const char *value, const char *accepted)
+{
+    fprintf(stderr, "virtiofsd: invalid value '%s' for %s; accepted: %s\n", value, opt, accepted);
+    return -EINVAL;
+}
+
+static int parse_cache(const char *v, enum cache_mode *out)
+{
+    static const struct {
+        const char *name;
+        enum cache_mode mode;
+    } modes[] = {{"auto", CACHE_AUTO},     {"always", CACHE_ALWAYS},     {"never", CACHE_NEVER},
+                 {"none", CACHE_NEVER},    {"metadata", CACHE_METADATA}};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        if (strcmp(v, modes[i].name) == 0) {
+            *out = modes[i].mode;
+            return 0;
+        }
+    }
+    return bad_value("--cache", v, "auto, always, never, metadata");
+}
+
+static int parse_sandbox(const char *v, enum sandbox_mode *out)
+{
+    if (strcmp(v, "namespace") == 0)
+        *out = SANDBOX_NAMESPACE;
+    else if (strcmp(v, "chroot") == 0)
+        *out = SANDBOX_CHROOT;
+    else if (strcmp(v, "none") == 0)
+        *out = SANDBOX_NONE;
+    else
+        return bad_value("--sandbox", v, "namespace, chroot, none");
+    return 0;
+}
+
+static int parse_seccomp(const char *v, enum seccomp_mode *out)
+{
+    if (strcmp(v, "kill") == 0)
+        *out = SECCOMP_KILL;
+    else if (strcmp(v, "log") == 0)
+        *out = SECCOMP_LOG;
+    else if (strcmp(v, "trap") == 0)
+        *out = SECCOMP_TRAP;
+    else if (strcmp(v, "none") == 0)
+        *out = SECCOMP_NONE;
+    else
+        return bad_value("--seccomp", v, "kill, log, trap, none");
+    return 0;
+}
+
+static int parse_uint(const char *opt, const char *v, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || end == v || *end || v[0] == '-' || n > max)
+        return bad_value(opt, v, "a non-negative integer in range");
+    *out = n;
+    return 0;
+}
+
+static int set_string(char **dst, const char *v)
+{
+    free(*dst);
+    *dst = strdup(v);
+    return *dst ? 0 : -ENOMEM;
+}
+
+static void warn_unimplemented(const char *name)
+{
+    fprintf(stderr, "virtiofsd: warning: %s is accepted but not implemented yet; ignored\n",
+            name);
+}
+
+static int apply(struct options *o, int id, const char *v);
+
+/* Legacy -o a,b=c,... as the C virtiofsd and the Rust one's compat layer accept it. */
+static int apply_compat(struct options *o, char *list)
+{
+    static const struct {
+        const char *key;
+        int id;     /* option to apply; 0 for special handling below */
+        bool value; /* takes =VALUE */
+    } map[] = {
+        {"source", O_SHARED_DIR, true},
+        {"cache", O_CACHE, true},
+        {"xattr", O_XATTR, false},
+        {"readdirplus", 0, false},
+        {"no_readdirplus", O_NO_READDIRPLUS, false},
+        {"writeback", O_WRITEBACK, false},
+        {"no_writeback", 0, false},
+        {"no_xattr", 0, false},
+        {"sandbox", O_SANDBOX, true},
+        {"modcaps", O_MODCAPS, true},
+        {"announce_submounts", O_ANNOUNCE_SUBMOUNTS, false},
+        {"allow_direct_io", O_ALLOW_DIRECT_IO, false},
+        {"no_allow_direct_io", 0, false},
+        {"log_level", O_LOG_LEVEL, true},
+        {"killpriv_v2", O_KILLPRIV_V2, false},
+        {"no_killpriv_v2", O_NO_KILLPRIV_V2, false},
+        {"posix_acl", O_POSIX_ACL, false},
+        {"no_posix_acl", 0, false},
+        {"xattrmap", O_XATTRMAP, true},
+        {"flock", 0, false},
+        {"no_flock", 0, false},
+        {"posix_lock", 0, false},
+        {"no_posix_lock", 0, false},
+        {"timeout", 0, true},
+        {"readonly", O_READONLY, false},
+    };
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (eq)
+            *eq++ = '\0';
+        size_t i = 0;
+        while (i < sizeof(map) / sizeof(map[0]) && strcmp(map[i].key, tok) != 0)
+            i++;
+        if (i == sizeof(map) / sizeof(map[0])) {
+            fprintf(stderr, "virtiofsd: warning: unknown -o option '%s' ignored\n", tok);
+            continue;
+        }
+        if (map[i].value != (eq != NULL)) {
+            fprintf(stderr, "virtiofsd: -o %s %s a value\n", tok,
+                    map[i].value ? "needs" : "takes no");
+            return -EINVAL;
+        }
+        int ret = 0;
+        if (map[i].id)
+            ret = apply(o, map[i].id, eq);
+        else if (strcmp(tok, "readdirplus") == 0)
+            o->pt.readdirplus = true;
+        else if (strcmp(tok, "no_writeback") == 0)
+            o->pt.writeback = false;
+        else if (strcmp(tok, "no_xattr") == 0)
+            o->pt.xattr = false;
+        else if (strcmp(tok, "no_allow_direct_io") == 0)
+            o->pt.allow_direct_io = false;
+        else if (strncmp(tok, "flock", 5) && strncmp(tok, "posix_lock", 10) &&
+                 strncmp(tok, "no_", 3) && strcmp(tok, "timeout"))
+            ret = -EINVAL;
+        else if (strcmp(tok, "flock") == 0 || strcmp(tok, "posix_lock") == 0)
+            warn_unimplemented(tok);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static int apply(struct options *o, int id, const char *v)
+{
+    uint64_t n;
+    int ret = 0;
+    switch (id) {
+    case O_SHARED_DIR:
+        return set_string((char **)&o->pt.shared_dir, v);
+    case O_SOCKET_PATH:
+    case O_SOCKET:
+        return set_string(&o->socket_path, v);
+    case O_FD:
+        ret = parse_uint("--fd", v, 65535, &n);
+        o->fd = (int)n;
+        return ret;
+    case O_SOCKET_GROUP:
+        return set_string(&o->socket_group, v);
+    case O_TAG:
+        return 0; /* the tag lives in the VMM's device configuration */
+    case O_THREAD_POOL_SIZE:
+        ret = parse_uint("--thread-pool-size", v, 1024, &n);
+        o->thread_pool_size = (unsigned)n;
+        return ret;
+    case O_NUM_REQUEST_QUEUES:
+        ret = parse_uint("--num-request-queues", v, VU_MAX_REQUEST_QUEUES, &n);
+        if (ret == 0 && n == 0)
+            ret = bad_value("--num-request-queues", v, "1 to 16");
+        o->num_request_queues = (unsigned)n;
+        return ret;
+    case O_XATTR:
+        o->pt.xattr = true;
+        return 0;
+    case O_READONLY:
+        o->pt.readonly = true;
+        return 0;
+    case O_SANDBOX:
+        return parse_sandbox(v, &o->sandbox);
+    case O_SECCOMP:
+        return parse_seccomp(v, &o->seccomp);
+    case O_ANNOUNCE_SUBMOUNTS:
+        o->pt.announce_submounts = true;
+        return 0;
+    case O_NO_ANNOUNCE_SUBMOUNTS:
+        o->pt.announce_submounts = false;
+        return 0;
+    case O_CACHE:
+        return parse_cache(v, &o->pt.cache);
+    case O_NO_READDIRPLUS:
+        o->pt.readdirplus = false;
+        return 0;
+    case O_WRITEBACK:
+        o->pt.writeback = true;
+        return 0;
+    case O_ALLOW_DIRECT_IO:
+        o->pt.allow_direct_io = true;
+        return 0;
+    case O_PRINT_CAPABILITIES:
+        o->print_capabilities = true;
+        return 0;
+    case O_MODCAPS:
+        return set_string(&o->modcaps, v);
+    case O_LOG_LEVEL:
+        if (log_parse_level(v, &o->log_level) < 0)
+            return bad_value("--log-level", v, "error, warn, info, debug, trace, off");
+        return 0;
+    case O_SYSLOG:
+        o->syslog = true;
+        return 0;
+    case O_RLIMIT_NOFILE:
+        return parse_uint("--rlimit-nofile", v, UINT64_MAX, &o->rlimit_nofile);
+    case O_KILLPRIV_V2:
+        o->pt.killpriv_v2 = true;
+        return 0;
+    case O_NO_KILLPRIV_V2:
+        o->pt.killpriv_v2 = false;
+        return 0;
+    case O_INODE_FILE_HANDLES:
+        if (strcmp(v, "never") && strcmp(v, "prefer") && strcmp(v, "mandatory"))
+            return bad_value("--inode-file-handles", v, "never, prefer, mandatory");
+        if (strcmp(v, "never"))
+            warn_unimplemented("--inode-file-handles");
+        return 0;
+    case O_MIGRATION_ON_ERROR:
+    case O_MIGRATION_MODE:
+    case O_MIGRATION_VERIFY_HANDLES:
+    case O_MIGRATION_CONFIRM_PATHS:
+    case O_POSIX_ACL:
+    case O_XATTRMAP:
+    case O_ALLOW_MMAP:
+    case O_SECURITY_LABEL:
+    case O_UID_MAP:
+    case O_GID_MAP:
+    case O_TRANSLATE_UID:
+    case O_TRANSLATE_GID:
+    case O_PRESERVE_NOATIME:
+        for (const struct option *lo = long_options; lo->name; lo++)
+            if (lo->val == id)
+                warn_unimplemented(lo->name);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static void set_defaults(struct options *o)
+{
+    *o = (struct options){
+        .fd = -1,
+        .pt = {.cache = CACHE_AUTO, .readdirplus = true},
+        .num_request_queues = 1,
+        .sandbox = SANDBOX_NAMESPACE,
+        .seccomp = SECCOMP_KILL,
+        .log_level = LOG_LVL_INFO,
+    };
+}
+
+static int check_required(const struct options *o)
+{
+    if (o->print_capabilities)
+        return 0;
+    if (!o->pt.shared_dir) {
+        fprintf(stderr, "virtiofsd: --shared-dir (or -o source=) is required\n");
+        return -EINVAL;
+    }
+    if (!o->socket_path && o->fd < 0) {
+        fprintf(stderr, "virtiofsd: --socket-path or --fd is required\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+enum options_result options_parse(int argc, char **argv, struct options *o)
+{
+    set_defaults(o);
+    optind = 1;
+    opterr = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "hVo:df", long_options, NULL)) != -1) {
+        int ret = 0;
+        switch (c) {
+        case 'h':
+            fputs(usage_text, stdout);
+            return OPTIONS_EXIT;
+        case 'V':
+            puts(VERSION_STRING);
+            return OPTIONS_EXIT;
+        case 'o': {
+            char *copy = strdup(optarg);
+            ret = copy ? apply_compat(o, copy) : -ENOMEM;
+            free(copy);
+            break;
+        }
+        case 'd':
+            o->log_level = LOG_LVL_DEBUG;
+            break;
+        case 'f':
+            break;
+        case '?':
+            fprintf(stderr, "Try 'virtiofsd --help' for more information.\n");
+            return OPTIONS_ERROR;
+        default:
+            ret = apply(o, c, optarg);
+        }
+        if (ret < 0)
+            return OPTIONS_ERROR;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "virtiofsd: unexpected argument '%s'\n", argv[optind]);
+        return OPTIONS_ERROR;
+    }
+    return check_required(o) < 0 ? OPTIONS_ERROR : OPTIONS_OK;
+}
+
+void options_free(struct options *o)
+{
+    free(o->socket_path);
+    free((char *)o->pt.shared_dir);
+    free(o->socket_group);
+    free(o->modcaps);
+    *o = (struct options){.fd = -1};
+}

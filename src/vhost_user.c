@@ -1,0 +1,700 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * vhost-user message handling. The front-end is not trusted: every message's size and fd
+ * count is checked against what its type requires before the payload is read, every fd
+ * received is either kept or closed, and every message with NEED_REPLY gets exactly one
+ * reply (its own, for the GET_* messages that have one).
+ */
+#include "vhost_user.h"
+
+#include <errno.h>
+#include <linux/vhost_types.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <urcu.h>
+
+#include "guest_mem.h"
+#include "log.h"
+#include "worker.h"
+
+enum vu_request {
+    VU_GET_FEATURES = 1,
+    VU_SET_FEATURES = 2,
+    VU_SET_OWNER = 3,
+    VU_RESET_OWNER = 4,
+    VU_SET_MEM_TABLE = 5,
+    VU_SET_LOG_BASE = 6,
+    VU_SET_LOG_FD = 7,
+    VU_SET_VRING_NUM = 8,
+    VU_SET_VRING_ADDR = 9,
+    VU_SET_VRING_BASE = 10,
+    VU_GET_VRING_BASE = 11,
+    VU_SET_VRING_KICK = 12,
+    VU_SET_VRING_CALL = 13,
+    VU_SET_VRING_ERR = 14,
+    VU_GET_PROTOCOL_FEATURES = 15,
+    VU_SET_PROTOCOL_FEATURES = 16,
+    VU_GET_QUEUE_NUM = 17,
+    VU_SET_VRING_ENABLE = 18,
+    VU_SET_BACKEND_REQ_FD = 21,
+    VU_GET_MAX_MEM_SLOTS = 36,
+    VU_ADD_MEM_REG = 37,
+    VU_REM_MEM_REG = 38,
+    VU_REQUEST_MAX = 41,
+};
+
+#define VU_FLAG_VERSION    0x1u
+#define VU_FLAG_VERSION_MASK 0x3u
+#define VU_FLAG_REPLY      0x4u
+#define VU_FLAG_NEED_REPLY 0x8u
+
+#define VU_PROTOCOL_F_MQ                  0
+#define VU_PROTOCOL_F_REPLY_ACK           3
+#define VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS 15
+
+/* Feature bit 30 (VU_F_PROTOCOL_FEATURES) enables the protocol-feature messages. */
+#define VU_F_PROTOCOL_FEATURES 30
+
+#define VU_MAX_FDS         8 /* per message, as QEMU's VHOST_MEMORY_BASELINE_NREGIONS */
+#define VU_VRING_IDX_MASK  0xffu
+#define VU_VRING_NOFD_MASK (1u << 8)
+
+/* Only what we implement: cloud-hypervisor acks whatever a back-end offers. */
+static const uint64_t offered_features = (1ull << VIRTIO_F_VERSION_1) |
+                                         (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
+                                         (1ull << VIRTIO_RING_F_EVENT_IDX) |
+                                         (1ull << VU_F_PROTOCOL_FEATURES);
+static const uint64_t offered_protocol_features = (1ull << VU_PROTOCOL_F_MQ) |
+                                                  (1ull << VU_PROTOCOL_F_REPLY_ACK) |
+                                                  (1ull << VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+
+struct vu_region_msg {
+    uint64_t gpa, size, uva, mmap_offset;
+};
+
+struct vu_msg_hdr {
+    uint32_t request;
+    uint32_t flags;
+    uint32_t size;
+} __attribute__((packed));
+
+union vu_payload {
+    uint64_t u64;
+    struct vhost_vring_state state;
+    struct vhost_vring_addr addr;
+    struct {
+        uint32_t nregions;
+        uint32_t padding;
+        struct vu_region_msg regions[VU_MAX_FDS];
+    } mem;
+    struct {
+        uint64_t padding;
+        struct vu_region_msg region;
+    } mem_reg;
+    uint8_t raw[512];
+};
+
+struct vu_msg {
+    struct vu_msg_hdr hdr;
+    union vu_payload p;
+    int fds[VU_MAX_FDS];
+    unsigned nfds;
+};
+
+struct vu_dev {
+    struct fuse_session *fuse;
+    unsigned nqueues; /* hiprio + request queues */
+    uint64_t features;
+    uint64_t protocol_features;
+    bool owner;
+    struct guest_mem *mem; /* RCU-protected: workers read it, we replace it */
+    struct vu_queue queues[VU_HIPRIO_QUEUES + VU_MAX_REQUEST_QUEUES];
+};
+
+/* ---- socket I/O ------------------------------------------------------------------------ */
+
+static void close_fds(struct vu_msg *m)
+{
+    for (unsigned i = 0; i < m->nfds; i++)
+        if (m->fds[i] >= 0)
+            close(m->fds[i]);
+    m->nfds = 0;
+}
+
+/* Takes fd i out of the message so close_fds() leaves it open. */
+static int take_fd(struct vu_msg *m, unsigned i)
+{
+    int fd = m->fds[i];
+    m->fds[i] = -1;
+    return fd;
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = read(fd, (uint8_t *)buf + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -ECONNRESET; /* EOF inside a message */
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static int collect_fds(struct msghdr *mh, struct vu_msg *m)
+{
+    int ret = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (m->nfds < VU_MAX_FDS)
+                m->fds[m->nfds++] = fd;
+            else {
+                close(fd);
+                ret = -EMSGSIZE;
+            }
+        }
+    }
+    return ret;
+}
+
+static int recv_msg(int conn, struct vu_msg *m)
+{
+    char control[CMSG_SPACE(VU_MAX_FDS * sizeof(int))];
+    struct iovec iov = {.iov_base = &m->hdr, .iov_len = sizeof(m->hdr)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control)};
+    m->nfds = 0;
+    ssize_t n;
+    do {
+        n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return -ENOTCONN; /* orderly disconnect */
+    int ret = collect_fds(&mh, m);
+    if (ret == 0 && (mh.msg_flags & MSG_CTRUNC))
+        ret = -EMSGSIZE;
+    if (ret < 0) {
+        log_error("vhost-user: message carries more than %d fds", VU_MAX_FDS);
+        return ret;
+    }
+    if ((size_t)n < sizeof(m->hdr) && (ret = read_full(conn, (uint8_t *)&m->hdr + n,
+                                                       sizeof(m->hdr) - (size_t)n)) < 0)
+        return ret;
+    if (m->hdr.size > sizeof(m->p)) {
+        log_error("vhost-user: request %u with a %u-byte payload; at most %zu", m->hdr.request,
+                  m->hdr.size, sizeof(m->p));
+        return -EMSGSIZE;
+    }
+    if ((m->hdr.flags & VU_FLAG_VERSION_MASK) != VU_FLAG_VERSION) {
+        log_error("vhost-user: unsupported protocol version %u", m->hdr.flags & 3);
+        return -EPROTO;
+    }
+    memset(&m->p, 0, sizeof(m->p));
+    return read_full(conn, &m->p, m->hdr.size);
+}
+
+static int send_reply(int conn, const struct vu_msg *req, const void *payload, uint32_t size)
+{
+    struct {
+        struct vu_msg_hdr hdr;
+        uint8_t payload[sizeof(union vu_payload)];
+    } r;
+    r.hdr.request = req->hdr.request;
+    r.hdr.flags = VU_FLAG_VERSION | VU_FLAG_REPLY;
+    r.hdr.size = size;
+    memcpy(r.payload, payload, size);
+    size_t len = sizeof(r.hdr) + size;
+    ssize_t n;
+    do {
+        n = send(conn, &r, len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    return (size_t)n == len ? 0 : -EIO;
+}
+
+/* ---- memory table -------------------------------------------------------------------- */
+
+/* Publishes a new table; the old one is returned once no worker can still be using it. */
+static struct guest_mem *publish_mem(struct vu_dev *dev, struct guest_mem *mem)
+{
+    struct guest_mem *old = rcu_xchg_pointer(&dev->mem, mem);
+    synchronize_rcu();
+    return old;
+}
+
+static int map_regions(struct guest_mem *mem, const struct vu_region_msg *regions, unsigned n,
+                       struct vu_msg *m)
+{
+    for (unsigned i = 0; i < n; i++) {
+        struct guest_region_desc d = {regions[i].gpa, regions[i].size, regions[i].uva,
+                                      regions[i].mmap_offset};
+        if (guest_mem_overlaps(mem, &d)) {
+            log_error("vhost-user: memory region at gpa 0x%llx overlaps another",
+                      (unsigned long long)d.gpa);
+            return -EINVAL;
+        }
+        int ret = guest_region_map(&d, m->fds[i], &mem->regions[mem->nregions]);
+        if (ret < 0) {
+            log_error("vhost-user: bad memory region gpa 0x%llx size 0x%llx offset 0x%llx: %s",
+                      (unsigned long long)d.gpa, (unsigned long long)d.size,
+                      (unsigned long long)d.mmap_offset, strerror(-ret));
+            return ret;
+        }
+        mem->nregions++;
+    }
+    return 0;
+}
+
+static int set_mem_table(struct vu_dev *dev, struct vu_msg *m)
+{
+    uint32_t n = m->p.mem.nregions;
+    if (n == 0 || n > VU_MAX_FDS || m->hdr.size != 8 + n * sizeof(struct vu_region_msg) ||
+        m->nfds != n) {
+        log_error("vhost-user: SET_MEM_TABLE with %u regions, %u bytes, %u fds", n, m->hdr.size,
+                  m->nfds);
+        return -EINVAL;
+    }
+    struct guest_mem *mem = guest_mem_alloc(n);
+    if (!mem)
+        return -ENOMEM;
+    int ret = map_regions(mem, m->p.mem.regions, n, m);
+    if (ret < 0) {
+        guest_mem_free(mem);
+        return ret;
+    }
+    guest_mem_free(publish_mem(dev, mem));
+    log_debug("vhost-user: memory table with %u regions", n);
+    return 0;
+}
+
+static int add_mem_reg(struct vu_dev *dev, struct vu_msg *m)
+{
+    if (m->hdr.size != sizeof(m->p.mem_reg) || m->nfds != 1)
+        return -EINVAL;
+    struct guest_mem *old = dev->mem;
+    unsigned n = old ? old->nregions : 0;
+    if (n >= GUEST_MEM_MAX_REGIONS)
+        return -ENOSPC;
+    struct guest_mem *mem = guest_mem_alloc(n + 1);
+    if (!mem)
+        return -ENOMEM;
+    if (old)
+        memcpy(mem->regions, old->regions, n * sizeof(old->regions[0]));
+    mem->nregions = n;
+    int ret = map_regions(mem, &m->p.mem_reg.region, 1, m);
+    if (ret < 0) {
+        free(mem); /* the copied regions still belong to the old table */
+        return ret;
+    }
+    free(publish_mem(dev, mem)); /* mappings moved to the new table */
+    return 0;
+}
+
+static int rem_mem_reg(struct vu_dev *dev, struct vu_msg *m)
+{
+    if (m->hdr.size != sizeof(m->p.mem_reg) || m->nfds > 1)
+        return -EINVAL;
+    const struct vu_region_msg *r = &m->p.mem_reg.region;
+    struct guest_mem *old = dev->mem;
+    if (!old)
+        return -ENOENT;
+    struct guest_mem *mem = guest_mem_alloc(old->nregions);
+    if (!mem)
+        return -ENOMEM;
+    struct guest_region gone = {0};
+    for (unsigned i = 0; i < old->nregions; i++) {
+        const struct guest_region *g = &old->regions[i];
+        if (!gone.map_base && g->gpa == r->gpa && g->size == r->size)
+            gone = *g;
+        else
+            mem->regions[mem->nregions++] = *g;
+    }
+    if (!gone.map_base) {
+        free(mem);
+        log_error("vhost-user: REM_MEM_REG of unknown region at 0x%llx",
+                  (unsigned long long)r->gpa);
+        return -ENOENT;
+    }
+    free(publish_mem(dev, mem));
+    guest_region_unmap(&gone);
+    return 0;
+}
+
+/* ---- vrings ------------------------------------------------------------------------------ */
+
+static struct vu_queue *queue_at(struct vu_dev *dev, uint32_t index)
+{
+    if (index >= dev->nqueues) {
+        log_error("vhost-user: queue index %u out of range (%u queues)", index, dev->nqueues);
+        return NULL;
+    }
+    return &dev->queues[index];
+}
+
+static int set_vring_num(struct vu_dev *dev, struct vu_msg *m)
+{
+    struct vu_queue *q = queue_at(dev, m->p.state.index);
+    uint32_t num = m->p.state.num;
+    if (!q)
+        return -EINVAL;
+    if (num == 0 || num > VQ_MAX_SIZE || (num & (num - 1))) {
+        log_error("vhost-user: queue %u size %u is not a power of 2 up to %u", q->index, num,
+                  VQ_MAX_SIZE);
+        return -EINVAL;
+    }
+    vu_queue_stop(q);
+    q->vq.num = num;
+    return vu_queue_start(q);
+}
+
+static int set_vring_addr(struct vu_dev *dev, struct vu_msg *m)
+{
+    const struct vhost_vring_addr *a = &m->p.addr;
+    struct vu_queue *q = queue_at(dev, a->index);
+    if (!q)
+        return -EINVAL;
+    vu_queue_stop(q);
+    q->vq.desc_uva = a->desc_user_addr;
+    q->vq.avail_uva = a->avail_user_addr;
+    q->vq.used_uva = a->used_user_addr;
+    return vu_queue_start(q);
+}
+
+static int set_vring_base(struct vu_dev *dev, struct vu_msg *m)
+{
+    struct vu_queue *q = queue_at(dev, m->p.state.index);
+    if (!q)
+        return -EINVAL;
+    vu_queue_stop(q);
+    q->vq.last_avail_idx = (uint16_t)m->p.state.num;
+    q->vq.used_idx = (uint16_t)m->p.state.num;
+    return vu_queue_start(q);
+}
+
+static int get_vring_base(struct vu_dev *dev, struct vu_msg *m, int conn)
+{
+    struct vu_queue *q = queue_at(dev, m->p.state.index);
+    if (!q)
+        return -EINVAL;
+    /* Stops the ring: the worker finishes the request in hand and exits. */
+    vu_queue_stop(q);
+    struct vhost_vring_state s = {.index = q->index, .num = q->vq.last_avail_idx};
+    unsigned num = q->vq.num;
+    uint64_t desc = q->vq.desc_uva, avail = q->vq.avail_uva, used = q->vq.used_uva;
+    vu_queue_reset(q);
+    /* The addresses and size stay configured: a front-end may restart with only a new base. */
+    q->vq.num = num;
+    q->vq.desc_uva = desc;
+    q->vq.avail_uva = avail;
+    q->vq.used_uva = used;
+    q->vq.event_idx = dev->features & (1ull << VIRTIO_RING_F_EVENT_IDX);
+    return send_reply(conn, m, &s, sizeof(s));
+}
+
+/* SET_VRING_KICK/CALL/ERR carry the index and an "no fd" flag in a u64. */
+static int vring_fd_arg(struct vu_dev *dev, struct vu_msg *m, struct vu_queue **q, int *fd)
+{
+    uint64_t v = m->p.u64;
+    bool nofd = v & VU_VRING_NOFD_MASK;
+    if (m->hdr.size != sizeof(uint64_t) || m->nfds != (nofd ? 0u : 1u)) {
+        log_error("vhost-user: vring fd message with %u fds, no-fd flag %d", m->nfds, nofd);
+        return -EINVAL;
+    }
+    *q = queue_at(dev, (uint32_t)(v & VU_VRING_IDX_MASK));
+    if (!*q)
+        return -EINVAL;
+    *fd = nofd ? -1 : take_fd(m, 0);
+    return 0;
+}
+
+static int set_vring_kick(struct vu_dev *dev, struct vu_msg *m)
+{
+    struct vu_queue *q;
+    int fd;
+    int ret = vring_fd_arg(dev, m, &q, &fd);
+    if (ret < 0)
+        return ret;
+    vu_queue_stop(q);
+    if (q->kick_fd >= 0)
+        close(q->kick_fd);
+    q->kick_fd = fd;
+    q->started = true;
+    if (!(dev->features & (1ull << VU_F_PROTOCOL_FEATURES)))
+        q->enabled = true; /* without protocol features rings start enabled */
+    return vu_queue_start(q);
+}
+
+static int set_vring_call(struct vu_dev *dev, struct vu_msg *m)
+{
+    struct vu_queue *q;
+    int fd;
+    int ret = vring_fd_arg(dev, m, &q, &fd);
+    if (ret == 0)
+        vu_queue_set_call(q, fd);
+    return ret;
+}
+
+static int set_vring_err(struct vu_dev *dev, struct vu_msg *m)
+{
+    struct vu_queue *q;
+    int fd;
+    int ret = vring_fd_arg(dev, m, &q, &fd);
+    if (ret < 0)
+        return ret;
+    if (q->err_fd >= 0)
+        close(q->err_fd);
+    q->err_fd = fd;
+    return 0;
+}
+
+static int set_vring_enable(struct vu_dev *dev, struct vu_msg *m)
+{
+    struct vu_queue *q = queue_at(dev, m->p.state.index);
+    if (!q || m->p.state.num > 1)
+        return -EINVAL;
+    q->enabled = m->p.state.num;
+    if (!q->enabled) {
+        vu_queue_stop(q);
+        return 0;
+    }
+    return vu_queue_start(q);
+}
+
+/* ---- features --------------------------------------------------------------------------- */
+
+static int set_features(struct vu_dev *dev, struct vu_msg *m)
+{
+    uint64_t f = m->p.u64;
+    if (f & ~offered_features) {
+        log_error("vhost-user: front-end set features 0x%llx we did not offer",
+                  (unsigned long long)(f & ~offered_features));
+        return -EINVAL;
+    }
+    dev->features = f;
+    bool event_idx = f & (1ull << VIRTIO_RING_F_EVENT_IDX);
+    for (unsigned i = 0; i < dev->nqueues; i++) {
+        struct vu_queue *q = &dev->queues[i];
+        bool was_running = q->running;
+        vu_queue_stop(q);
+        q->vq.event_idx = event_idx;
+        if (was_running)
+            vu_queue_start(q);
+    }
+    return 0;
+}
+
+static int set_protocol_features(struct vu_dev *dev, struct vu_msg *m)
+{
+    uint64_t f = m->p.u64;
+    if (f & ~offered_protocol_features) {
+        log_error("vhost-user: front-end set protocol features 0x%llx we did not offer",
+                  (unsigned long long)(f & ~offered_protocol_features));
+        return -EINVAL;
+    }
+    dev->protocol_features = f;
+    return 0;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
+struct vu_handler {
+    const char *name;
+    uint32_t size;   /* exact payload size; UINT32_MAX: checked by the handler */
+    uint8_t max_fds; /* fds beyond this are an error (handlers check exact counts) */
+    bool has_reply;  /* the message's own reply (GET_*), sent by the dispatcher or handler */
+};
+
+#define ANY UINT32_MAX
+static const struct vu_handler handlers[VU_REQUEST_MAX] = {
+    [VU_GET_FEATURES] = {"GET_FEATURES", 0, 0, true},
+    [VU_SET_FEATURES] = {"SET_FEATURES", 8, 0, false},
+    [VU_SET_OWNER] = {"SET_OWNER", 0, 0, false},
+    [VU_RESET_OWNER] = {"RESET_OWNER", 0, 0, false},
+    [VU_SET_MEM_TABLE] = {"SET_MEM_TABLE", ANY, VU_MAX_FDS, false},
+    [VU_SET_VRING_NUM] = {"SET_VRING_NUM", 8, 0, false},
+    [VU_SET_VRING_ADDR] = {"SET_VRING_ADDR", sizeof(struct vhost_vring_addr), 0, false},
+    [VU_SET_VRING_BASE] = {"SET_VRING_BASE", 8, 0, false},
+    [VU_GET_VRING_BASE] = {"GET_VRING_BASE", 8, 0, true},
+    [VU_SET_VRING_KICK] = {"SET_VRING_KICK", 8, 1, false},
+    [VU_SET_VRING_CALL] = {"SET_VRING_CALL", 8, 1, false},
+    [VU_SET_VRING_ERR] = {"SET_VRING_ERR", 8, 1, false},
+    [VU_GET_PROTOCOL_FEATURES] = {"GET_PROTOCOL_FEATURES", 0, 0, true},
+    [VU_SET_PROTOCOL_FEATURES] = {"SET_PROTOCOL_FEATURES", 8, 0, false},
+    [VU_GET_QUEUE_NUM] = {"GET_QUEUE_NUM", 0, 0, true},
+    [VU_SET_VRING_ENABLE] = {"SET_VRING_ENABLE", 8, 0, false},
+    [VU_GET_MAX_MEM_SLOTS] = {"GET_MAX_MEM_SLOTS", 0, 0, true},
+    [VU_ADD_MEM_REG] = {"ADD_MEM_REG", sizeof(((union vu_payload *)0)->mem_reg), 1, false},
+    [VU_REM_MEM_REG] = {"REM_MEM_REG", sizeof(((union vu_payload *)0)->mem_reg), 1, false},
+};
+
+static int reply_u64(int conn, const struct vu_msg *m, uint64_t v)
+{
+    return send_reply(conn, m, &v, sizeof(v));
+}
+
+/* Runs a message that has its own reply; returns the result of sending it. */
+static int handle_get(struct vu_dev *dev, struct vu_msg *m, int conn)
+{
+    switch (m->hdr.request) {
+    case VU_GET_FEATURES:
+        return reply_u64(conn, m, offered_features);
+    case VU_GET_PROTOCOL_FEATURES:
+        return reply_u64(conn, m, offered_protocol_features);
+    case VU_GET_QUEUE_NUM:
+        return reply_u64(conn, m, dev->nqueues);
+    case VU_GET_MAX_MEM_SLOTS:
+        return reply_u64(conn, m, GUEST_MEM_MAX_REGIONS);
+    case VU_GET_VRING_BASE:
+        return get_vring_base(dev, m, conn);
+    }
+    return -ENOSYS;
+}
+
+/* Runs a message without a reply of its own; returns 0 or a negative errno. */
+static int handle_set(struct vu_dev *dev, struct vu_msg *m)
+{
+    switch (m->hdr.request) {
+    case VU_SET_FEATURES:
+        return set_features(dev, m);
+    case VU_SET_OWNER:
+        dev->owner = true;
+        return 0;
+    case VU_RESET_OWNER:
+        vu_dev_reset(dev);
+        return 0;
+    case VU_SET_MEM_TABLE:
+        return set_mem_table(dev, m);
+    case VU_SET_VRING_NUM:
+        return set_vring_num(dev, m);
+    case VU_SET_VRING_ADDR:
+        return set_vring_addr(dev, m);
+    case VU_SET_VRING_BASE:
+        return set_vring_base(dev, m);
+    case VU_SET_VRING_KICK:
+        return set_vring_kick(dev, m);
+    case VU_SET_VRING_CALL:
+        return set_vring_call(dev, m);
+    case VU_SET_VRING_ERR:
+        return set_vring_err(dev, m);
+    case VU_SET_PROTOCOL_FEATURES:
+        return set_protocol_features(dev, m);
+    case VU_SET_VRING_ENABLE:
+        return set_vring_enable(dev, m);
+    case VU_ADD_MEM_REG:
+        return add_mem_reg(dev, m);
+    case VU_REM_MEM_REG:
+        return rem_mem_reg(dev, m);
+    }
+    return -ENOSYS;
+}
+
+static int check_shape(const struct vu_handler *h, const struct vu_msg *m)
+{
+    if (h->size != ANY && m->hdr.size != h->size) {
+        log_error("vhost-user: %s with a %u-byte payload, expected %u", h->name, m->hdr.size,
+                  h->size);
+        return -EINVAL;
+    }
+    if (m->nfds > h->max_fds) {
+        log_error("vhost-user: %s with %u fds, at most %u", h->name, m->nfds, h->max_fds);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int vu_dev_handle_message(struct vu_dev *dev, int conn)
+{
+    struct vu_msg m;
+    int ret = recv_msg(conn, &m);
+    if (ret < 0) {
+        close_fds(&m);
+        if (ret != -ENOTCONN)
+            log_error("vhost-user: receiving a message failed: %s", strerror(-ret));
+        return ret;
+    }
+    bool need_reply = m.hdr.flags & VU_FLAG_NEED_REPLY;
+    const struct vu_handler *h = m.hdr.request < VU_REQUEST_MAX ? &handlers[m.hdr.request] : NULL;
+    if (!h || !h->name) {
+        log_error("vhost-user: unsupported request %u%s", m.hdr.request,
+                  need_reply ? "; replying with an error" : "; ignored");
+        close_fds(&m);
+        return need_reply ? reply_u64(conn, &m, 1) : 0;
+    }
+    log_debug("vhost-user: %s (size %u, %u fds)", h->name, m.hdr.size, m.nfds);
+
+    ret = check_shape(h, &m);
+    if (ret == 0 && h->has_reply) {
+        ret = handle_get(dev, &m, conn);
+        close_fds(&m);
+        return ret; /* a failure to send the reply ends the connection */
+    }
+    if (ret == 0)
+        ret = handle_set(dev, &m);
+    close_fds(&m);
+    if (ret < 0)
+        log_error("vhost-user: %s failed: %s", h->name, strerror(-ret));
+    if (need_reply) {
+        /* REPLY_ACK: 0 for success, non-zero for failure. */
+        int sret = reply_u64(conn, &m, ret < 0 ? 1 : 0);
+        if (sret < 0)
+            return sret;
+    } else if (h->has_reply && ret < 0) {
+        return ret; /* the front-end waits for a reply we cannot give */
+    }
+    return 0;
+}
+
+/* ---- lifetime ------------------------------------------------------------------------------ */
+
+struct vu_dev *vu_dev_new(struct fuse_session *fuse, unsigned num_request_queues)
+{
+    if (num_request_queues < 1 || num_request_queues > VU_MAX_REQUEST_QUEUES)
+        return NULL;
+    struct vu_dev *dev = calloc(1, sizeof(*dev));
+    if (!dev)
+        return NULL;
+    dev->fuse = fuse;
+    dev->nqueues = VU_HIPRIO_QUEUES + num_request_queues;
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        vu_queue_init(&dev->queues[i], i, &dev->mem, fuse);
+    return dev;
+}
+
+void vu_dev_reset(struct vu_dev *dev)
+{
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        vu_queue_stop(&dev->queues[i]);
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        vu_queue_reset(&dev->queues[i]);
+    guest_mem_free(publish_mem(dev, NULL));
+    dev->features = 0;
+    dev->protocol_features = 0;
+    dev->owner = false;
+    fuse_session_reset(dev->fuse);
+}
+
+void vu_dev_free(struct vu_dev *dev)
+{
+    if (!dev)
+        return;
+    vu_dev_reset(dev);
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        vu_queue_destroy(&dev->queues[i]);
+    free(dev);
+}

@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Split virtqueue processing. The rings live in guest memory shared with a driver we do not
+ * trust: every index read from them is range-checked, every descriptor address goes through
+ * guest_mem, and every value is read exactly once (into a local) before it is checked and
+ * used, so the driver cannot change it between the check and the use.
+ */
+#include "virtqueue.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Ring fields are little-endian; x86 and arm64 hosts are too, as is every host we build for. */
+#define LOAD16(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+#define STORE16(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
+static inline uint16_t *avail_event_ptr(struct virtqueue *vq)
+{
+    /* With EVENT_IDX the used ring carries avail_event right after its ring[num]. */
+    return (uint16_t *)&vq->used->ring[vq->num];
+}
+
+static inline uint16_t *used_event_ptr(struct virtqueue *vq)
+{
+    return &vq->avail->ring[vq->num];
+}
+
+void vq_reset_state(struct virtqueue *vq)
+{
+    vq->desc = NULL;
+    vq->avail = NULL;
+    vq->used = NULL;
+    vq->used_idx = vq->last_avail_idx;
+    vq->signalled_used = 0;
+    vq->signalled_used_valid = false;
+    vq->bad_avail_logged = false;
+}
+
+int vq_map(struct virtqueue *vq, const struct guest_mem *mem)
+{
+    uint64_t n = vq->num;
+    if (n == 0 || n > VQ_MAX_SIZE || (n & (n - 1)))
+        return -EINVAL;
+    /* Sizes include the event fields (used_event / avail_event) whether or not negotiated. */
+    uint64_t desc_len = n * sizeof(struct vring_desc);
+    uint64_t avail_len = sizeof(struct vring_avail) + n * sizeof(uint16_t) + sizeof(uint16_t);
+    uint64_t used_len =
+        sizeof(struct vring_used) + n * sizeof(struct vring_used_elem) + sizeof(uint16_t);
+
+    void *desc = guest_mem_uva_ptr(mem, vq->desc_uva, desc_len);
+    void *avail = guest_mem_uva_ptr(mem, vq->avail_uva, avail_len);
+    void *used = guest_mem_uva_ptr(mem, vq->used_uva, used_len);
+    if (!desc || !avail || !used)
+        return -EFAULT;
+    /* Alignment required by the spec; misaligned rings would also mean torn atomic accesses. */
+    if (((uintptr_t)desc & 15) || ((uintptr_t)avail & 1) || ((uintptr_t)used & 3))
+        return -EINVAL;
+    vq->desc = desc;
+    vq->avail = avail;
+    vq->used = used;
+    return 0;
+}
+
+bool vq_has_avail(struct virtqueue *vq)
+{
+    return LOAD16(&vq->avail->idx) != vq->last_avail_idx;
+}
+
+/* Collects one descriptor's buffer into elem; enforces readable-before-writable. */
+static int add_buffer(struct vq_elem *elem, const struct guest_mem *mem, uint64_t addr,
+                      uint32_t len, bool writable)
+{
+    if (writable) {
+        unsigned n = elem->wr_num;
+        int ret = guest_mem_gpa_iov(mem, addr, len, elem->iov + elem->rd_num,
+                                    VQ_MAX_IOV - elem->rd_num, &n);
+        if (ret < 0)
+            return ret;
+        elem->wr_num = n;
+        elem->wr_len += len;
+    } else {
+        if (elem->wr_num > 0 || elem->wr_len > 0)
+            return -EINVAL; /* a readable buffer after a writable one */
+        unsigned n = elem->rd_num;
+        int ret = guest_mem_gpa_iov(mem, addr, len, elem->iov, VQ_MAX_IOV, &n);
+        if (ret < 0)
+            return ret;
+        elem->rd_num = n;
+        elem->rd_len += len;
+    }
+    return 0;
+}
+
+/* Walks an indirect table: its own chain, indexes relative to the table. */
+static int walk_indirect(struct vq_elem *elem, const struct guest_mem *mem, uint64_t addr,
+                         uint32_t len)
+{
+    if (len == 0 || len % sizeof(struct vring_desc) != 0)
+        return -EINVAL;
+    uint32_t count = len / sizeof(struct vring_desc);
+    if (count > VQ_MAX_SIZE)
+        return -E2BIG;
+    /* The table must be contiguous in host memory; Linux allocates it with kmalloc. */
+    const struct vring_desc *table = guest_mem_gpa_ptr(mem, addr, len);
+    if (!table)
+        return -EFAULT;
+
+    uint32_t i = 0;
+    for (uint32_t steps = 0;; steps++) {
+        if (steps >= count)
+            return -ELOOP; /* more steps than entries: the chain loops */
+        struct vring_desc d;
+        memcpy(&d, (const void *)&table[i], sizeof(d)); /* one read: the guest may race us */
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        if (d.flags & VRING_DESC_F_INDIRECT)
+            return -EINVAL; /* nested indirect tables are forbidden */
+        int ret = add_buffer(elem, mem, d.addr, d.len, d.flags & VRING_DESC_F_WRITE);
+        if (ret < 0)
+            return ret;
+        if (!(d.flags & VRING_DESC_F_NEXT))
+            return 0;
+        if (d.next >= count)
+            return -EINVAL;
+        i = d.next;
+    }
+}
+
+static int walk_chain(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *elem)
+{
+    unsigned i = elem->head;
+    for (unsigned steps = 0;; steps++) {
+        if (steps >= vq->num)
+            return -ELOOP; /* a chain longer than the queue must contain a loop */
+        struct vring_desc d;
+        memcpy(&d, (const void *)&vq->desc[i], sizeof(d));
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        if (d.flags & VRING_DESC_F_INDIRECT) {
+            /* An indirect descriptor must be the only one in the chain (spec 2.7.5.3.1). */
+            if ((d.flags & VRING_DESC_F_NEXT) || steps > 0)
+                return -EINVAL;
+            return walk_indirect(elem, mem, d.addr, d.len);
+        }
+        int ret = add_buffer(elem, mem, d.addr, d.len, d.flags & VRING_DESC_F_WRITE);
+        if (ret < 0)
+            return ret;
+        if (!(d.flags & VRING_DESC_F_NEXT))
+            return 0;
+        if (d.next >= vq->num)
+            return -EINVAL;
+        i = d.next;
+    }
+}
+
+int vq_pop(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *elem)
+{
+    uint16_t avail_idx = LOAD16(&vq->avail->idx);
+    uint16_t pending = (uint16_t)(avail_idx - vq->last_avail_idx);
+    if (pending == 0)
+        return 0;
+    if (pending > vq->num) {
+        /* The driver claims more buffers than the ring holds: refuse to read garbage. */
+        if (!vq->bad_avail_logged)
+            log_error("virtqueue: avail idx %u is %u ahead of %u (queue size %u); ignoring",
+                      avail_idx, pending, vq->last_avail_idx, vq->num);
+        vq->bad_avail_logged = true;
+        return 0;
+    }
+    vq->bad_avail_logged = false;
+    /* Pairs with the driver's write barrier between filling ring[] and bumping avail->idx:
+     * the ring entry and the descriptors it names must be read after avail->idx. */
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+
+    uint16_t head = LOAD16(&vq->avail->ring[vq->last_avail_idx % vq->num]);
+    vq->last_avail_idx++;
+    if (head >= vq->num) {
+        log_error("virtqueue: avail ring names descriptor %u, queue size %u; skipped", head,
+                  vq->num);
+        return 0; /* nothing valid to hand back; the next entry may be fine */
+    }
+    elem->head = head;
+    elem->rd_num = elem->wr_num = 0;
+    elem->rd_len = elem->wr_len = 0;
+    int ret = walk_chain(vq, mem, elem);
+    if (ret < 0) {
+        log_error("virtqueue: bad descriptor chain at head %u: %s", head, strerror(-ret));
+        return ret;
+    }
+    return 1;
+}
+
+void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len)
+{
+    struct vring_used_elem *e = &vq->used->ring[vq->used_idx % vq->num];
+    __atomic_store_n(&e->id, head, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->len, len, __ATOMIC_RELAXED);
+    vq->used_idx++;
+    /* Release: the element (and the reply bytes written to guest memory before it) must be
+     * visible before the new used->idx; pairs with the driver's read barrier after it loads
+     * used->idx (virtqueue_get_buf). */
+    __atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+}
+
+bool vq_should_notify(struct virtqueue *vq)
+{
+    /* Full barrier: our used->idx store must be ordered before we read the driver's
+     * used_event / flags, pairing with the driver's barrier between publishing used_event
+     * and re-reading used->idx; otherwise both sides can miss each other. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!vq->event_idx)
+        return !(LOAD16(&vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
+
+    uint16_t old = vq->signalled_used;
+    uint16_t new = vq->used_idx;
+    bool valid = vq->signalled_used_valid;
+    vq->signalled_used = new;
+    vq->signalled_used_valid = true;
+    if (!valid)
+        return true;
+    return vring_need_event(LOAD16(used_event_ptr(vq)), new, old);
+}
+
+void vq_disable_notify(struct virtqueue *vq)
+{
+    /* With EVENT_IDX, leaving avail_event behind already suppresses kicks. */
+    if (!vq->event_idx)
+        STORE16(&vq->used->flags, LOAD16(&vq->used->flags) | VRING_USED_F_NO_NOTIFY);
+}
+
+bool vq_enable_notify(struct virtqueue *vq)
+{
+    if (vq->event_idx)
+        STORE16(avail_event_ptr(vq), vq->last_avail_idx);
+    else
+        STORE16(&vq->used->flags, LOAD16(&vq->used->flags) & ~VRING_USED_F_NO_NOTIFY);
+    /* Full barrier: the avail_event / flags store must be visible before we re-check
+     * avail->idx, pairing with the driver's barrier between bumping avail->idx and reading
+     * avail_event; without it a buffer added in between would get no kick and sit forever. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return vq_has_avail(vq);
+}

@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "worker.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <urcu.h>
+
+#include "log.h"
+
+/* Without a kick fd (the front-end asked for polling) we look at the ring this often. */
+#define POLL_INTERVAL_MS 10
+
+void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *mem,
+                   struct fuse_session *fuse)
+{
+    memset(q, 0, sizeof(*q));
+    q->index = index;
+    q->kick_fd = q->call_fd = q->err_fd = q->stop_fd = -1;
+    pthread_mutex_init(&q->call_lock, NULL);
+    atomic_init(&q->stop, false);
+    q->mem = mem;
+    q->fuse = fuse;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+void vu_queue_set_call(struct vu_queue *q, int fd)
+{
+    pthread_mutex_lock(&q->call_lock);
+    close_fd(&q->call_fd);
+    q->call_fd = fd;
+    pthread_mutex_unlock(&q->call_lock);
+}
+
+void vu_queue_reset(struct vu_queue *q)
+{
+    close_fd(&q->kick_fd);
+    close_fd(&q->err_fd);
+    vu_queue_set_call(q, -1);
+    q->started = false;
+    q->enabled = false;
+    memset(&q->vq, 0, sizeof(q->vq));
+}
+
+void vu_queue_destroy(struct vu_queue *q)
+{
+    vu_queue_stop(q);
+    vu_queue_reset(q);
+    close_fd(&q->stop_fd);
+    pthread_mutex_destroy(&q->call_lock);
+}
+
+static void signal_guest(struct vu_queue *q)
+{
+    pthread_mutex_lock(&q->call_lock);
+    if (q->call_fd >= 0 && eventfd_write(q->call_fd, 1) < 0)
+        log_warn("queue %u: signalling the guest failed: %m", q->index);
+    pthread_mutex_unlock(&q->call_lock);
+}
+
+/* Serves everything available on the ring; returns false if the ring cannot be used. */
+static bool process_ring(struct vu_queue *q, struct fuse_scratch *scratch, struct vq_elem *elem)
+{
+    struct virtqueue *vq = &q->vq;
+    bool pushed = false;
+
+    rcu_read_lock();
+    struct guest_mem *mem = rcu_dereference(*q->mem);
+    if (!mem || vq_map(vq, mem) < 0) {
+        rcu_read_unlock();
+        log_error("queue %u: ring addresses are not in guest memory", q->index);
+        return false;
+    }
+    do {
+        vq_disable_notify(vq);
+        int r;
+        while (!atomic_load(&q->stop) && (r = vq_pop(vq, mem, elem)) != 0) {
+            /* A chain we could not walk still goes back to the driver, empty. */
+            uint32_t len = r > 0 ? fuse_session_process(q->fuse, scratch, elem) : 0;
+            vq_push(vq, elem->head, len);
+            pushed = true;
+        }
+    } while (!atomic_load(&q->stop) && vq_enable_notify(vq));
+
+    if (pushed && vq_should_notify(vq))
+        signal_guest(q);
+    rcu_read_unlock();
+    return true;
+}
+
+/* Waits for a kick or a stop request; returns false to stop. */
+static bool wait_kick(struct vu_queue *q)
+{
+    struct pollfd fds[2] = {{.fd = q->stop_fd, .events = POLLIN}, {.fd = q->kick_fd, .events = POLLIN}};
+    int nfds = q->kick_fd >= 0 ? 2 : 1;
+    int timeout = q->kick_fd >= 0 ? -1 : POLL_INTERVAL_MS;
+    for (;;) {
+        if (atomic_load(&q->stop))
+            return false;
+        int n = poll(fds, (nfds_t)nfds, timeout);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            log_error("queue %u: poll failed: %m", q->index);
+            return false;
+        }
+        if (atomic_load(&q->stop))
+            return false;
+        if (nfds == 2 && (fds[1].revents & POLLIN)) {
+            eventfd_t v;
+            if (eventfd_read(q->kick_fd, &v) < 0 && errno != EAGAIN)
+                log_warn("queue %u: reading the kick fd failed: %m", q->index);
+        }
+        return true;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct vu_queue *q = arg;
+    struct fuse_scratch *scratch = fuse_scratch_new();
+    struct vq_elem *elem = malloc(sizeof(*elem));
+    rcu_register_thread();
+    if (!scratch || !elem) {
+        log_error("queue %u: out of memory starting the worker", q->index);
+        goto out;
+    }
+    log_debug("queue %u: worker started", q->index);
+    /* Buffers may have been queued before the kick fd arrived: look before sleeping. */
+    while (process_ring(q, scratch, elem) && wait_kick(q))
+        ;
+    log_debug("queue %u: worker stopped", q->index);
+out:
+    rcu_unregister_thread();
+    free(elem);
+    fuse_scratch_free(scratch);
+    return NULL;
+}
+
+int vu_queue_start(struct vu_queue *q)
+{
+    if (q->running || !q->started || !q->enabled || q->vq.num == 0)
+        return 0;
+    if (q->stop_fd < 0) {
+        q->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (q->stop_fd < 0)
+            return -errno;
+    }
+    /* A fresh start takes the used index the driver sees, as the ring was left. */
+    rcu_read_lock();
+    struct guest_mem *mem = rcu_dereference(*q->mem);
+    int ret = mem ? vq_map(&q->vq, mem) : -EFAULT;
+    if (ret == 0)
+        q->vq.used_idx = __atomic_load_n(&q->vq.used->idx, __ATOMIC_RELAXED);
+    rcu_read_unlock();
+    if (ret < 0) {
+        log_error("queue %u: cannot start, ring outside guest memory", q->index);
+        return ret;
+    }
+    q->vq.signalled_used_valid = false;
+    atomic_store(&q->stop, false);
+    ret = pthread_create(&q->thread, NULL, worker_main, q);
+    if (ret != 0)
+        return -ret;
+    q->running = true;
+    return 0;
+}
+
+void vu_queue_stop(struct vu_queue *q)
+{
+    if (!q->running)
+        return;
+    atomic_store(&q->stop, true);
+    if (eventfd_write(q->stop_fd, 1) < 0)
+        log_warn("queue %u: waking the worker failed: %m", q->index);
+    pthread_join(q->thread, NULL);
+    eventfd_t v;
+    (void)eventfd_read(q->stop_fd, &v); /* drain for the next start */
+    q->running = false;
+}

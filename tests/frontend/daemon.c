@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "daemon.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *daemon_path(void)
+{
+    const char *p = getenv("VIRTIOFSD");
+    return p && *p ? p : VIRTIOFSD_BUILD_PATH;
+}
+
+/* Ready once the socket exists and the daemon says it serves (ours: "serving", the Rust
+ * virtiofsd: "Waiting for vhost-user socket connection"); others get a moment. */
+static bool daemon_ready(const struct test_daemon *d, int waited_ms)
+{
+    if (access(d->socket, F_OK) != 0)
+        return false;
+    return test_daemon_log_contains(d, "serving") ||
+           test_daemon_log_contains(d, "Waiting for vhost-user socket") || waited_ms > 300;
+}
+
+int test_daemon_start(struct test_daemon *d, const char *const *extra_args)
+{
+    memset(d, 0, sizeof(*d));
+    d->dir = g_dir_make_tmp("vfs-proto-XXXXXX", NULL);
+    if (!d->dir)
+        return -EIO;
+    d->share = g_build_filename(d->dir, "share", NULL);
+    d->socket = g_build_filename(d->dir, "sock", NULL);
+    d->log = g_build_filename(d->dir, "daemon.log", NULL);
+    if (mkdir(d->share, 0755) < 0)
+        return -errno;
+
+    GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(argv, g_strdup(daemon_path()));
+    g_ptr_array_add(argv, g_strdup_printf("--socket-path=%s", d->socket));
+    g_ptr_array_add(argv, g_strdup_printf("--shared-dir=%s", d->share));
+    g_ptr_array_add(argv, g_strdup("--sandbox=none"));
+    g_ptr_array_add(argv, g_strdup("--seccomp=none"));
+    g_ptr_array_add(argv, g_strdup("--log-level=debug"));
+    for (const char *const *a = extra_args; a && *a; a++)
+        g_ptr_array_add(argv, g_strdup(*a));
+    g_ptr_array_add(argv, NULL);
+
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        execv((char *)argv->pdata[0], (char **)argv->pdata);
+        _exit(127);
+    }
+    g_ptr_array_free(argv, TRUE);
+    d->pid = pid;
+    for (int waited = 0; waited < 5000; waited += 10) {
+        if (daemon_ready(d, waited))
+            return 0;
+        if (!test_daemon_alive(d))
+            return -ECHILD;
+        usleep(10000);
+    }
+    return -ETIMEDOUT;
+}
+
+bool test_daemon_alive(struct test_daemon *d)
+{
+    if (d->pid <= 0)
+        return false;
+    int status;
+    pid_t r = waitpid(d->pid, &status, WNOHANG);
+    if (r == d->pid) {
+        d->pid = -(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) - 1;
+        return false;
+    }
+    return r == 0;
+}
+
+static void remove_tree(const char *path)
+{
+    char *cmd = g_strdup_printf("rm -rf '%s'", path);
+    if (system(cmd) != 0)
+        g_printerr("could not remove %s\n", path);
+    g_free(cmd);
+}
+
+int test_daemon_stop(struct test_daemon *d)
+{
+    int rc;
+    if (d->pid > 0) {
+        kill(d->pid, SIGTERM);
+        int status;
+        waitpid(d->pid, &status, 0);
+        rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    } else {
+        rc = -d->pid - 1; /* already reaped by test_daemon_alive */
+    }
+    if (rc != 0 && d->log) {
+        gchar *text = NULL;
+        if (g_file_get_contents(d->log, &text, NULL, NULL))
+            g_printerr("daemon log:\n%s\n", text);
+        g_free(text);
+    }
+    if (d->dir)
+        remove_tree(d->dir);
+    g_free(d->dir);
+    g_free(d->share);
+    g_free(d->socket);
+    g_free(d->log);
+    memset(d, 0, sizeof(*d));
+    return rc;
+}
+
+int test_daemon_fd_count(const struct test_daemon *d)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)d->pid);
+    DIR *dir = opendir(path);
+    if (!dir)
+        return -errno;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(dir));)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(dir);
+    return n;
+}
+
+bool test_daemon_log_contains(const struct test_daemon *d, const char *needle)
+{
+    gchar *text = NULL;
+    bool found = false;
+    if (g_file_get_contents(d->log, &text, NULL, NULL))
+        found = strstr(text, needle) != NULL;
+    g_free(text);
+    return found;
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Starts and watches a virtiofsd process for protocol-level tests. */
+#ifndef VFS_TEST_DAEMON_H
+#define VFS_TEST_DAEMON_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct test_daemon {
+    pid_t pid;
+    char *dir;        /* temp dir holding the socket and the share */
+    char *share;      /* the shared directory */
+    char *socket;     /* the socket path */
+    char *log;        /* the daemon's stderr */
+};
+
+/*
+ * Starts the daemon ($VIRTIOFSD, or the build's virtiofsd) on a fresh share with extra
+ * arguments (NULL-terminated), and waits until its socket accepts connections.
+ */
+int test_daemon_start(struct test_daemon *d, const char *const *extra_args);
+bool test_daemon_alive(struct test_daemon *d);
+/* SIGTERM, wait; returns the exit status (or 128+signal), and removes the temp dir. */
+int test_daemon_stop(struct test_daemon *d);
+/* Number of open fds of the daemon (from /proc/PID/fd). */
+int test_daemon_fd_count(const struct test_daemon *d);
+/* True if the daemon's log contains needle. */
+bool test_daemon_log_contains(const struct test_daemon *d, const char *needle);
+
+#endif

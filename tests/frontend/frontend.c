@@ -1,0 +1,614 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "frontend.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define FE_MAX_QUEUES 17
+#define GPA_BASE      0x100000000ull   /* guest-physical: not the memfd offset, on purpose */
+#define UVA_BASE      0x7f1200000000ull /* the "VMM" virtual address of the same memory */
+#define RING_ALIGN    4096
+
+struct fe_queue {
+    unsigned size;
+    uint64_t desc_off, avail_off, used_off;
+    struct vring_desc *desc;
+    struct vring_avail *avail;
+    struct vring_used *used;
+    uint16_t avail_idx, last_used;
+    uint16_t *free_stack;
+    unsigned nfree;
+    int kick_fd, call_fd;
+};
+
+struct fe {
+    struct fe_config cfg;
+    int sock;
+    int memfd;
+    uint8_t *mem;
+    size_t mem_size;
+    size_t data_start, data_next;
+    unsigned nqueues;
+    bool reply_ack;
+    uint64_t unique;
+    struct fe_queue q[FE_MAX_QUEUES];
+};
+
+struct vu_hdr {
+    uint32_t request, flags, size;
+} __attribute__((packed));
+
+/* ---- vhost-user ---- */
+
+int fe_vu_send(struct fe *fe, uint32_t request, uint32_t flags, const void *payload,
+               uint32_t size, const int *fds, unsigned nfds)
+{
+    struct vu_hdr h = {request, flags | FE_VU_FLAG_VERSION, size};
+    struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)payload, size}};
+    char control[CMSG_SPACE(8 * sizeof(int))] = {0};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = size ? 2 : 1};
+    if (nfds) {
+        mh.msg_control = control;
+        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+    }
+    ssize_t n = sendmsg(fe->sock, &mh, MSG_NOSIGNAL);
+    if (n < 0)
+        return -errno;
+    return (size_t)n == sizeof(h) + size ? 0 : -EIO;
+}
+
+static int wait_readable(int fd, int timeout_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n = poll(&p, 1, timeout_ms);
+    if (n < 0)
+        return -errno;
+    return n == 0 ? -ETIMEDOUT : 0;
+}
+
+static int recv_full(int fd, void *buf, size_t len, int timeout_ms)
+{
+    size_t done = 0;
+    while (done < len) {
+        int ret = wait_readable(fd, timeout_ms);
+        if (ret < 0)
+            return ret;
+        ssize_t n = recv(fd, (uint8_t *)buf + done, len - done, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == ECONNRESET ? -ECONNRESET : -errno;
+        if (n == 0)
+            return -ECONNRESET;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+int fe_vu_recv(struct fe *fe, uint32_t *request, void *payload, uint32_t *size, int timeout_ms)
+{
+    struct vu_hdr h;
+    int ret = recv_full(fe->sock, &h, sizeof(h), timeout_ms);
+    if (ret < 0)
+        return ret;
+    if (!(h.flags & FE_VU_FLAG_REPLY) || h.size > *size)
+        return -EPROTO;
+    ret = recv_full(fe->sock, payload, h.size, timeout_ms);
+    if (ret < 0)
+        return ret;
+    *request = h.request;
+    *size = h.size;
+    return 0;
+}
+
+int64_t fe_vu_ack(struct fe *fe, uint32_t request, const void *payload, uint32_t size,
+                  const int *fds, unsigned nfds)
+{
+    int ret = fe_vu_send(fe, request, FE_VU_FLAG_NEED_REPLY, payload, size, fds, nfds);
+    if (ret < 0)
+        return ret;
+    uint64_t v = 0;
+    uint32_t req, sz = sizeof(v);
+    ret = fe_vu_recv(fe, &req, &v, &sz, 5000);
+    if (ret < 0)
+        return ret;
+    if (req != request || sz != sizeof(v))
+        return -EPROTO;
+    return (int64_t)v;
+}
+
+int fe_vu_get_u64(struct fe *fe, uint32_t request, uint64_t *value)
+{
+    uint32_t flags = fe->cfg.profile == FE_PROFILE_CLOUD_HYPERVISOR && fe->reply_ack
+                         ? FE_VU_FLAG_NEED_REPLY
+                         : 0;
+    int ret = fe_vu_send(fe, request, flags, NULL, 0, NULL, 0);
+    if (ret < 0)
+        return ret;
+    uint32_t req, sz = sizeof(*value);
+    ret = fe_vu_recv(fe, &req, value, &sz, 5000);
+    if (ret == 0 && (req != request || sz != sizeof(*value)))
+        ret = -EPROTO;
+    return ret;
+}
+
+bool fe_vu_closed(struct fe *fe, int timeout_ms)
+{
+    if (wait_readable(fe->sock, timeout_ms) < 0)
+        return false;
+    char c;
+    ssize_t n = recv(fe->sock, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+/* A "set" message: NEED_REPLY when REPLY_ACK was negotiated and the profile asks for it. */
+static int vu_set(struct fe *fe, uint32_t request, const void *payload, uint32_t size,
+                  const int *fds, unsigned nfds)
+{
+    bool ack = fe->reply_ack && (fe->cfg.profile == FE_PROFILE_CLOUD_HYPERVISOR ||
+                                 request == FE_VU_SET_MEM_TABLE);
+    if (!ack)
+        return fe_vu_send(fe, request, 0, payload, size, fds, nfds);
+    int64_t r = fe_vu_ack(fe, request, payload, size, fds, nfds);
+    return r < 0 ? (int)r : r == 0 ? 0 : -EIO;
+}
+
+/* ---- guest memory ---- */
+
+void *fe_ptr(struct fe *fe, uint64_t gpa)
+{
+    return fe->mem + (gpa - GPA_BASE);
+}
+
+uint64_t fe_alloc(struct fe *fe, size_t len)
+{
+    size_t off = (fe->data_next + 15) & ~(size_t)15;
+    if (off + len > fe->mem_size)
+        abort(); /* a test asked for more guest memory than it configured */
+    fe->data_next = off + len;
+    return GPA_BASE + off;
+}
+
+size_t fe_alloc_mark(struct fe *fe)
+{
+    return fe->data_next;
+}
+
+void fe_alloc_release(struct fe *fe, size_t mark)
+{
+    fe->data_next = mark;
+}
+
+int fe_socket(const struct fe *fe)
+{
+    return fe->sock;
+}
+int fe_memfd(const struct fe *fe)
+{
+    return fe->memfd;
+}
+uint64_t fe_gpa_base(const struct fe *fe)
+{
+    return GPA_BASE;
+}
+uint64_t fe_uva_base(const struct fe *fe)
+{
+    return UVA_BASE;
+}
+size_t fe_mem_size(const struct fe *fe)
+{
+    return fe->mem_size;
+}
+
+/* ---- rings ---- */
+
+static size_t align_up(size_t v, size_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
+
+static void layout_queues(struct fe *fe)
+{
+    size_t off = 0;
+    for (unsigned i = 0; i < fe->nqueues; i++) {
+        struct fe_queue *q = &fe->q[i];
+        unsigned n = fe->cfg.queue_size;
+        q->size = n;
+        q->desc_off = off;
+        off = align_up(off + 16u * n, RING_ALIGN);
+        q->avail_off = off;
+        off = align_up(off + 6 + 2u * n, RING_ALIGN);
+        q->used_off = off;
+        off = align_up(off + 6 + 8u * n, RING_ALIGN);
+        q->desc = (struct vring_desc *)(fe->mem + q->desc_off);
+        q->avail = (struct vring_avail *)(fe->mem + q->avail_off);
+        q->used = (struct vring_used *)(fe->mem + q->used_off);
+        q->free_stack = calloc(n, sizeof(uint16_t));
+        for (unsigned d = 0; d < n; d++)
+            q->free_stack[d] = (uint16_t)(n - 1 - d);
+        q->nfree = n;
+        q->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        q->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    }
+    fe->data_start = fe->data_next = off;
+}
+
+struct vring_desc *fe_vq_desc(struct fe *fe, unsigned q)
+{
+    return fe->q[q].desc;
+}
+struct vring_avail *fe_vq_avail(struct fe *fe, unsigned q)
+{
+    return fe->q[q].avail;
+}
+struct vring_used *fe_vq_used(struct fe *fe, unsigned q)
+{
+    return fe->q[q].used;
+}
+unsigned fe_vq_size(struct fe *fe, unsigned q)
+{
+    return fe->q[q].size;
+}
+
+static int take_desc(struct fe_queue *q)
+{
+    return q->nfree ? q->free_stack[--q->nfree] : -1;
+}
+
+void fe_vq_publish(struct fe *fe, unsigned qi, uint16_t head)
+{
+    struct fe_queue *q = &fe->q[qi];
+    q->avail->ring[q->avail_idx % q->size] = head;
+    q->avail_idx++;
+    /* Release: the descriptors and ring entry before the index (the device's acquire). */
+    __atomic_store_n(&q->avail->idx, q->avail_idx, __ATOMIC_RELEASE);
+}
+
+int fe_vq_add(struct fe *fe, unsigned qi, const struct fe_buf *bufs, unsigned n, bool indirect,
+              uint16_t *head)
+{
+    struct fe_queue *q = &fe->q[qi];
+    if (indirect) {
+        uint64_t table = fe_alloc(fe, n * sizeof(struct vring_desc));
+        struct vring_desc *t = fe_ptr(fe, table);
+        for (unsigned i = 0; i < n; i++) {
+            t[i] = (struct vring_desc){bufs[i].gpa, bufs[i].len,
+                                       (uint16_t)((bufs[i].write ? VRING_DESC_F_WRITE : 0) |
+                                                  (i + 1 < n ? VRING_DESC_F_NEXT : 0)),
+                                       (uint16_t)(i + 1)};
+        }
+        int d = take_desc(q);
+        if (d < 0)
+            return -ENOSPC;
+        q->desc[d] = (struct vring_desc){table, n * 16u, VRING_DESC_F_INDIRECT, 0};
+        *head = (uint16_t)d;
+    } else {
+        if (q->nfree < n)
+            return -ENOSPC;
+        int prev = -1;
+        for (unsigned i = n; i-- > 0;) {
+            int d = take_desc(q);
+            q->desc[d] = (struct vring_desc){
+                bufs[i].gpa, bufs[i].len,
+                (uint16_t)((bufs[i].write ? VRING_DESC_F_WRITE : 0) |
+                           (prev >= 0 ? VRING_DESC_F_NEXT : 0)),
+                (uint16_t)(prev >= 0 ? prev : 0)};
+            prev = d;
+        }
+        *head = (uint16_t)prev;
+    }
+    fe_vq_publish(fe, qi, *head);
+    return 0;
+}
+
+void fe_vq_free_chain(struct fe *fe, unsigned qi, uint16_t head)
+{
+    struct fe_queue *q = &fe->q[qi];
+    uint16_t d = head;
+    for (unsigned steps = 0; steps < q->size; steps++) {
+        q->free_stack[q->nfree++] = d;
+        if (!(q->desc[d].flags & VRING_DESC_F_NEXT) || q->desc[d].flags & VRING_DESC_F_INDIRECT)
+            break;
+        d = q->desc[d].next;
+    }
+}
+
+void fe_vq_kick(struct fe *fe, unsigned qi)
+{
+    eventfd_write(fe->q[qi].kick_fd, 1);
+}
+
+int fe_vq_get_used(struct fe *fe, unsigned qi, uint16_t *head, uint32_t *len, int timeout_ms)
+{
+    struct fe_queue *q = &fe->q[qi];
+    for (;;) {
+        /* Acquire: pairs with the device's release store of used->idx. */
+        uint16_t idx = __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
+        if (idx != q->last_used) {
+            struct vring_used_elem e = q->used->ring[q->last_used % q->size];
+            q->last_used++;
+            /* used_event: interrupt us on the next completion (EVENT_IDX). */
+            __atomic_store_n(&q->avail->ring[q->size], q->last_used, __ATOMIC_RELAXED);
+            *head = (uint16_t)e.id;
+            *len = e.len;
+            return 0;
+        }
+        __atomic_store_n(&q->avail->ring[q->size], q->last_used, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE) != q->last_used)
+            continue;
+        int ret = wait_readable(q->call_fd, timeout_ms);
+        if (ret < 0)
+            return ret;
+        eventfd_t v;
+        eventfd_read(q->call_fd, &v);
+    }
+}
+
+/* ---- set-up ---- */
+
+static int negotiate(struct fe *fe)
+{
+    uint64_t features, pfeatures, nq;
+    int ret;
+    if (fe->cfg.profile == FE_PROFILE_CLOUD_HYPERVISOR &&
+        (ret = fe_vu_send(fe, FE_VU_SET_OWNER, 0, NULL, 0, NULL, 0)) < 0)
+        return ret;
+    if ((ret = fe_vu_get_u64(fe, FE_VU_GET_FEATURES, &features)) < 0)
+        return ret;
+    if (!(features & (1ull << 30)))
+        return -EPROTO; /* no VHOST_USER_F_PROTOCOL_FEATURES */
+    if ((ret = fe_vu_get_u64(fe, FE_VU_GET_PROTOCOL_FEATURES, &pfeatures)) < 0)
+        return ret;
+    uint64_t want = pfeatures & ((1ull << 0) | (1ull << 3) | (1ull << 15));
+    if ((ret = fe_vu_send(fe, FE_VU_SET_PROTOCOL_FEATURES, 0, &want, 8, NULL, 0)) < 0)
+        return ret;
+    fe->reply_ack = want & (1ull << 3);
+    if ((ret = fe_vu_get_u64(fe, FE_VU_GET_QUEUE_NUM, &nq)) < 0)
+        return ret;
+    if (nq < fe->nqueues)
+        return -ENOTSUP;
+    if (fe->cfg.profile == FE_PROFILE_QEMU &&
+        (ret = fe_vu_send(fe, FE_VU_SET_OWNER, 0, NULL, 0, NULL, 0)) < 0)
+        return ret;
+
+    uint64_t acked = features & ((1ull << 32) | (1ull << 30) |
+                                 (fe->cfg.no_indirect ? 0 : 1ull << 28) |
+                                 (fe->cfg.no_event_idx ? 0 : 1ull << 29));
+    return vu_set(fe, FE_VU_SET_FEATURES, &acked, 8, NULL, 0);
+}
+
+static int send_mem_table(struct fe *fe)
+{
+    struct {
+        uint32_t nregions, padding;
+        uint64_t gpa, size, uva, offset;
+    } mt = {1, 0, GPA_BASE, fe->mem_size, UVA_BASE, 0};
+    return vu_set(fe, FE_VU_SET_MEM_TABLE, &mt, sizeof(mt), &fe->memfd, 1);
+}
+
+static int setup_queue(struct fe *fe, unsigned i)
+{
+    struct fe_queue *q = &fe->q[i];
+    struct {
+        uint32_t index, num;
+    } st = {i, q->size};
+    struct {
+        uint32_t index, flags;
+        uint64_t desc, used, avail, log;
+    } addr = {i, 0, UVA_BASE + q->desc_off, UVA_BASE + q->used_off, UVA_BASE + q->avail_off, 0};
+    uint64_t idx = i;
+    int ret;
+    if (fe->cfg.profile == FE_PROFILE_QEMU) {
+        st.num = q->size;
+        if ((ret = vu_set(fe, FE_VU_SET_VRING_NUM, &st, 8, NULL, 0)) < 0)
+            return ret;
+        st.num = 0;
+        if ((ret = vu_set(fe, FE_VU_SET_VRING_BASE, &st, 8, NULL, 0)) < 0 ||
+            (ret = vu_set(fe, FE_VU_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0)) < 0 ||
+            (ret = vu_set(fe, FE_VU_SET_VRING_KICK, &idx, 8, &q->kick_fd, 1)) < 0 ||
+            (ret = vu_set(fe, FE_VU_SET_VRING_CALL, &idx, 8, &q->call_fd, 1)) < 0)
+            return ret;
+        return 0;
+    }
+    st.num = 0;
+    if ((ret = vu_set(fe, FE_VU_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0)) < 0 ||
+        (ret = vu_set(fe, FE_VU_SET_VRING_BASE, &st, 8, NULL, 0)) < 0 ||
+        (ret = vu_set(fe, FE_VU_SET_VRING_CALL, &idx, 8, &q->call_fd, 1)) < 0 ||
+        (ret = vu_set(fe, FE_VU_SET_VRING_KICK, &idx, 8, &q->kick_fd, 1)) < 0)
+        return ret;
+    st.num = 1;
+    return vu_set(fe, FE_VU_SET_VRING_ENABLE, &st, 8, NULL, 0);
+}
+
+static int setup_device(struct fe *fe)
+{
+    int ret = negotiate(fe);
+    if (ret < 0 || (ret = send_mem_table(fe)) < 0)
+        return ret;
+    if (fe->cfg.profile == FE_PROFILE_CLOUD_HYPERVISOR) {
+        for (unsigned i = 0; i < fe->nqueues; i++) {
+            struct {
+                uint32_t index, num;
+            } st = {i, fe->q[i].size};
+            if ((ret = vu_set(fe, FE_VU_SET_VRING_NUM, &st, 8, NULL, 0)) < 0)
+                return ret;
+        }
+    }
+    for (unsigned i = 0; i < fe->nqueues; i++)
+        if ((ret = setup_queue(fe, i)) < 0)
+            return ret;
+    if (fe->cfg.profile == FE_PROFILE_QEMU) {
+        for (unsigned i = 0; i < fe->nqueues; i++) {
+            struct {
+                uint32_t index, num;
+            } st = {i, 1};
+            if ((ret = vu_set(fe, FE_VU_SET_VRING_ENABLE, &st, 8, NULL, 0)) < 0)
+                return ret;
+        }
+    }
+    return 0;
+}
+
+static int connect_socket(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strncpy(a.sun_path, path, sizeof(a.sun_path) - 1);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+int fe_open(const struct fe_config *cfg, struct fe **out)
+{
+    struct fe *fe = calloc(1, sizeof(*fe));
+    if (!fe)
+        return -ENOMEM;
+    fe->cfg = *cfg;
+    if (!fe->cfg.mem_size)
+        fe->cfg.mem_size = 64u << 20;
+    if (!fe->cfg.request_queues)
+        fe->cfg.request_queues = 1;
+    if (!fe->cfg.queue_size)
+        fe->cfg.queue_size = 128;
+    fe->nqueues = 1 + fe->cfg.request_queues;
+    fe->mem_size = fe->cfg.mem_size;
+    fe->sock = fe->memfd = -1;
+    int ret = -ENOMEM;
+    if (fe->nqueues > FE_MAX_QUEUES)
+        goto fail;
+    fe->memfd = memfd_create("fe-guest-mem", MFD_CLOEXEC);
+    if (fe->memfd < 0 || ftruncate(fe->memfd, (off_t)fe->mem_size) < 0) {
+        ret = -errno;
+        goto fail;
+    }
+    fe->mem = mmap(NULL, fe->mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, fe->memfd, 0);
+    if (fe->mem == MAP_FAILED) {
+        fe->mem = NULL;
+        ret = -errno;
+        goto fail;
+    }
+    layout_queues(fe);
+    fe->sock = connect_socket(cfg->socket_path);
+    if (fe->sock < 0) {
+        ret = fe->sock;
+        goto fail;
+    }
+    if (!cfg->skip_setup && (ret = setup_device(fe)) < 0)
+        goto fail;
+    *out = fe;
+    return 0;
+fail:
+    fe_close(fe);
+    return ret;
+}
+
+void fe_close(struct fe *fe)
+{
+    if (!fe)
+        return;
+    if (fe->sock >= 0)
+        close(fe->sock);
+    for (unsigned i = 0; i < fe->nqueues; i++) {
+        if (fe->q[i].kick_fd > 0)
+            close(fe->q[i].kick_fd);
+        if (fe->q[i].call_fd > 0)
+            close(fe->q[i].call_fd);
+        free(fe->q[i].free_stack);
+    }
+    if (fe->mem)
+        munmap(fe->mem, fe->mem_size);
+    if (fe->memfd >= 0)
+        close(fe->memfd);
+    free(fe);
+}
+
+/* ---- FUSE ---- */
+
+int fe_fuse(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid, const struct iovec *in,
+            unsigned nin, size_t out_size, struct fe_reply *r)
+{
+    size_t mark = fe_alloc_mark(fe);
+    size_t inlen = sizeof(struct fuse_in_header);
+    for (unsigned i = 0; i < nin; i++)
+        inlen += in[i].iov_len;
+    uint64_t req = fe_alloc(fe, inlen);
+    uint64_t rep = fe_alloc(fe, sizeof(struct fuse_out_header) + out_size);
+    struct fuse_in_header h = {.len = (uint32_t)inlen, .opcode = opcode, .unique = ++fe->unique,
+                               .nodeid = nodeid, .uid = 0, .gid = 0, .pid = 1};
+    uint8_t *p = fe_ptr(fe, req);
+    memcpy(p, &h, sizeof(h));
+    p += sizeof(h);
+    for (unsigned i = 0; i < nin; i++) {
+        memcpy(p, in[i].iov_base, in[i].iov_len);
+        p += in[i].iov_len;
+    }
+    struct fe_buf bufs[2] = {{req, (uint32_t)inlen, false},
+                             {rep, (uint32_t)(sizeof(struct fuse_out_header) + out_size), true}};
+    uint16_t head, got;
+    uint32_t len;
+    int ret = fe_vq_add(fe, q, bufs, 2, !fe->cfg.no_indirect, &head);
+    if (ret < 0)
+        goto out;
+    fe_vq_kick(fe, q);
+    ret = fe_vq_get_used(fe, q, &got, &len, 5000);
+    if (ret < 0)
+        goto out;
+    fe_vq_free_chain(fe, q, got);
+    if (got != head) {
+        ret = -EPROTO;
+        goto out;
+    }
+    struct fuse_out_header *o = fe_ptr(fe, rep);
+    r->len = len;
+    r->error = len >= sizeof(*o) ? o->error : 0;
+    r->data = (uint8_t *)(o + 1);
+    r->data_len = len >= sizeof(*o) ? len - sizeof(*o) : 0;
+    if (len >= sizeof(*o) && (o->unique != h.unique || o->len != len))
+        ret = -EPROTO;
+out:
+    /* The reply stays readable until the next request reuses the space. */
+    fe_alloc_release(fe, mark);
+    return ret;
+}
+
+int fe_fuse_init(struct fe *fe)
+{
+    struct fuse_init_in in = {.major = 7, .minor = 38, .max_readahead = 1u << 20,
+                              .flags = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_MAX_PAGES |
+                                       FUSE_DO_READDIRPLUS | FUSE_INIT_EXT};
+    struct iovec iov = {&in, sizeof(in)};
+    struct fe_reply r;
+    int ret = fe_fuse(fe, 1, FUSE_INIT, 0, &iov, 1, sizeof(struct fuse_init_out), &r);
+    return ret < 0 ? ret : r.error;
+}
+
+int fe_lookup(struct fe *fe, uint64_t parent, const char *name, struct fuse_entry_out *e)
+{
+    struct iovec iov = {(void *)name, strlen(name) + 1};
+    struct fe_reply r;
+    int ret = fe_fuse(fe, 1, FUSE_LOOKUP, parent, &iov, 1, sizeof(*e), &r);
+    if (ret < 0)
+        return ret;
+    if (r.error == 0)
+        memcpy(e, r.data, sizeof(*e));
+    return r.error;
+}

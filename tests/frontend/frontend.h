@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A test front-end that plays both the VMM (vhost-user master: memory table, rings, eventfds)
+ * and the guest driver (split virtqueues, FUSE requests) in one process, so the daemon can
+ * be driven at the protocol level without a VM.
+ */
+#ifndef VFS_TEST_FRONTEND_H
+#define VFS_TEST_FRONTEND_H
+
+#include <linux/fuse.h>
+#include <linux/virtio_ring.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+/* vhost-user requests the tests send (numbers from the vhost-user spec). */
+enum fe_vu_request {
+    FE_VU_GET_FEATURES = 1,
+    FE_VU_SET_FEATURES = 2,
+    FE_VU_SET_OWNER = 3,
+    FE_VU_RESET_OWNER = 4,
+    FE_VU_SET_MEM_TABLE = 5,
+    FE_VU_SET_VRING_NUM = 8,
+    FE_VU_SET_VRING_ADDR = 9,
+    FE_VU_SET_VRING_BASE = 10,
+    FE_VU_GET_VRING_BASE = 11,
+    FE_VU_SET_VRING_KICK = 12,
+    FE_VU_SET_VRING_CALL = 13,
+    FE_VU_SET_VRING_ERR = 14,
+    FE_VU_GET_PROTOCOL_FEATURES = 15,
+    FE_VU_SET_PROTOCOL_FEATURES = 16,
+    FE_VU_GET_QUEUE_NUM = 17,
+    FE_VU_SET_VRING_ENABLE = 18,
+    FE_VU_GET_MAX_MEM_SLOTS = 36,
+    FE_VU_ADD_MEM_REG = 37,
+    FE_VU_REM_MEM_REG = 38,
+};
+#define FE_VU_FLAG_VERSION    0x1u
+#define FE_VU_FLAG_REPLY      0x4u
+#define FE_VU_FLAG_NEED_REPLY 0x8u
+
+enum fe_profile {
+    FE_PROFILE_QEMU,             /* QEMU 7.2's vhost-user-fs start-up sequence */
+    FE_PROFILE_CLOUD_HYPERVISOR, /* cloud-hypervisor's: SET_OWNER first, NEED_REPLY on all */
+};
+
+struct fe_config {
+    const char *socket_path;
+    size_t mem_size;         /* guest memory (default 64 MiB) */
+    unsigned request_queues; /* default 1 */
+    unsigned queue_size;     /* default 128 */
+    bool no_event_idx;
+    bool no_indirect;
+    enum fe_profile profile;
+    bool skip_setup; /* connect only: the test drives vhost-user itself */
+};
+
+struct fe;
+
+/* Connects and, unless skip_setup, negotiates, maps memory and enables every queue. */
+int fe_open(const struct fe_config *cfg, struct fe **out);
+void fe_close(struct fe *fe);
+int fe_socket(const struct fe *fe);
+int fe_memfd(const struct fe *fe);
+uint64_t fe_gpa_base(const struct fe *fe);
+uint64_t fe_uva_base(const struct fe *fe);
+size_t fe_mem_size(const struct fe *fe);
+
+/* ---- vhost-user messages ---- */
+int fe_vu_send(struct fe *fe, uint32_t request, uint32_t flags, const void *payload,
+               uint32_t size, const int *fds, unsigned nfds);
+/* Receives one reply; -ETIMEDOUT after timeout_ms, -ECONNRESET when the daemon closed. */
+int fe_vu_recv(struct fe *fe, uint32_t *request, void *payload, uint32_t *size, int timeout_ms);
+/* Sends with NEED_REPLY and returns the u64 ack (0 success) or a negative errno. */
+int64_t fe_vu_ack(struct fe *fe, uint32_t request, const void *payload, uint32_t size,
+                  const int *fds, unsigned nfds);
+/* Sends a GET-type request and reads its u64 reply. */
+int fe_vu_get_u64(struct fe *fe, uint32_t request, uint64_t *value);
+/* True if the daemon closed the connection (reads EOF within timeout_ms). */
+bool fe_vu_closed(struct fe *fe, int timeout_ms);
+
+/* ---- guest memory ---- */
+void *fe_ptr(struct fe *fe, uint64_t gpa);
+/* Allocates len bytes (16-byte aligned) of guest memory from the data area; returns a gpa. */
+uint64_t fe_alloc(struct fe *fe, size_t len);
+/* Frees every allocation made since the mark. */
+size_t fe_alloc_mark(struct fe *fe);
+void fe_alloc_release(struct fe *fe, size_t mark);
+
+/* ---- virtqueue driver ---- */
+struct fe_buf {
+    uint64_t gpa;
+    uint32_t len;
+    bool write; /* device-writable */
+};
+struct vring_desc *fe_vq_desc(struct fe *fe, unsigned q);
+struct vring_avail *fe_vq_avail(struct fe *fe, unsigned q);
+struct vring_used *fe_vq_used(struct fe *fe, unsigned q);
+unsigned fe_vq_size(struct fe *fe, unsigned q);
+/* Writes a chain into free descriptors (direct, or one indirect table) and publishes it. */
+int fe_vq_add(struct fe *fe, unsigned q, const struct fe_buf *bufs, unsigned n, bool indirect,
+              uint16_t *head);
+/* Publishes an arbitrary head index in the avail ring (for hostile tests). */
+void fe_vq_publish(struct fe *fe, unsigned q, uint16_t head);
+void fe_vq_kick(struct fe *fe, unsigned q);
+/* Waits for one used element; -ETIMEDOUT when none arrives in time. */
+int fe_vq_get_used(struct fe *fe, unsigned q, uint16_t *head, uint32_t *len, int timeout_ms);
+/* Returns a completed chain's descriptors to the free list. */
+void fe_vq_free_chain(struct fe *fe, unsigned q, uint16_t head);
+
+/* ---- FUSE ---- */
+struct fe_reply {
+    int error; /* fuse_out_header.error (negative errno) */
+    uint32_t len; /* bytes the daemon wrote (used len) */
+    uint8_t *data; /* payload after fuse_out_header, in guest memory */
+    size_t data_len;
+};
+/*
+ * Sends one FUSE request on queue q: the header (filled from opcode/nodeid), then the in
+ * iovecs, with a reply buffer of out_size bytes after fuse_out_header. Waits for it.
+ * Returns 0 when a reply arrived (check r->error), negative errno otherwise.
+ */
+int fe_fuse(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid, const struct iovec *in,
+            unsigned nin, size_t out_size, struct fe_reply *r);
+int fe_fuse_init(struct fe *fe);
+/* Convenience: LOOKUP name under parent into e; returns the FUSE error. */
+int fe_lookup(struct fe *fe, uint64_t parent, const char *name, struct fuse_entry_out *e);
+
+#endif

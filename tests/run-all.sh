@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests (normal build, then ASan+UBSan), then the real-guest tests.
+# Ends with one line "N passed, N failed, N skipped".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+pass=0 fail=0 skip=0
+failed_names=()
+
+# Runs one GLib test binary in TAP mode and adds its subtests to the counts.
+run_unit() {
+    local exe=$1 label=$2 out rc
+    out=$("$exe" --tap 2>&1); rc=$?
+    local p f s
+    p=$(grep -cE '^ok [0-9]+' <<<"$out" | tr -d ' ')
+    s=$(grep -cE '^ok [0-9]+ .*# SKIP' <<<"$out" | tr -d ' ')
+    f=$(grep -cE '^not ok' <<<"$out" | tr -d ' ')
+    p=$((p - s))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi   # crashed or sanitizer report
+    pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
+    echo "unit[$label] $(basename "$exe"): $p passed, $f failed, $s skipped"
+    if [ "$f" -ne 0 ]; then
+        failed_names+=("$label/$(basename "$exe")")
+        echo "$out" | grep -E '^not ok|ERROR|runtime error|Sanitizer' | head -20
+    fi
+}
+
+run_units() {
+    local dir=$1 label=$2
+    for exe in "$dir"/tests/test_*; do
+        [ -x "$exe" ] && run_unit "$exe" "$label"
+    done
+}
+
+# Adds PASS:/FAIL:/SKIP: lines printed by a scripted suite.
+run_suite() {
+    local label=$1; shift
+    local log; log=$(mktemp)
+    "$@" 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    local p f s
+    p=$(grep -c '^PASS:' "$log"); f=$(grep -c '^FAIL:' "$log"); s=$(grep -c '^SKIP:' "$log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "FAIL: $label exited with $rc"; fi
+    pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
+    [ "$f" -ne 0 ] && failed_names+=("$label")
+    rm -f "$log"
+}
+
+echo "== unit tests"
+run_units "$BUILD" default
+
+echo "== unit tests under ASan + UBSan"
+if [ ! -f build-asan/build.ninja ]; then
+    meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+        -Dbuildtype=debug >/dev/null
+fi
+if ninja -C build-asan >/dev/null; then
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+    run_units build-asan asan
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+else
+    echo "FAIL: the ASan build does not compile"; fail=$((fail + 1)); failed_names+=("asan-build")
+fi
+
+echo "== guest tests (QEMU, the kernel's virtiofs driver)"
+for cache in always never; do
+    VIRTIOFSD=$PWD/$BUILD/virtiofsd run_suite "guest[cache=$cache]" \
+        bash tests/guest/test-guest.sh --cache="$cache"
+done
+
+[ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
