@@ -67,33 +67,67 @@ static void signal_guest(struct vu_queue *q)
     pthread_mutex_unlock(&q->call_lock);
 }
 
-/* Serves everything available on the ring; returns false if the ring cannot be used. */
-static bool process_ring(struct vu_queue *q, struct fuse_scratch *scratch, struct vq_elem *elem)
+/*
+ * Serves one chain. The RCU read-side section covers exactly one request: it keeps the
+ * memory table (and the inodes and handles the request uses) alive, and ending it after each
+ * request lets forgotten inodes and old memory tables be reclaimed on a busy queue too.
+ * Returns 1 when a chain was served, 0 when the ring is empty, -EFAULT when it is unusable.
+ */
+static int serve_one(struct vu_queue *q, struct fuse_scratch *scratch, struct vq_elem *elem)
 {
     struct virtqueue *vq = &q->vq;
-    bool pushed = false;
-
     rcu_read_lock();
+    /* The rings are re-derived from the table in force for this request: a new table may
+     * have been published since the last one, and the old one unmapped. */
     struct guest_mem *mem = rcu_dereference(*q->mem);
     if (!mem || vq_map(vq, mem) < 0) {
         rcu_read_unlock();
         log_error("queue %u: ring addresses are not in guest memory", q->index);
-        return false;
+        return -EFAULT;
     }
+    int r = vq_pop(vq, mem, elem);
+    if (r != 0) {
+        /* A chain we could not walk still goes back to the driver, empty. */
+        uint32_t len = r > 0 ? fuse_session_process(q->fuse, scratch, elem) : 0;
+        vq_push(vq, elem->head, len);
+    }
+    rcu_read_unlock();
+    return r != 0;
+}
+
+/* Notification-related ring accesses, each under its own read-side section. */
+static bool ring_op(struct vu_queue *q, bool (*op)(struct virtqueue *))
+{
+    rcu_read_lock();
+    struct guest_mem *mem = rcu_dereference(*q->mem);
+    bool ret = mem && vq_map(&q->vq, mem) == 0 && op(&q->vq);
+    rcu_read_unlock();
+    return ret;
+}
+
+static bool disable_notify(struct virtqueue *vq)
+{
+    vq_disable_notify(vq);
+    return true;
+}
+
+/* Serves everything available on the ring; returns false if the ring cannot be used. */
+static bool process_ring(struct vu_queue *q, struct fuse_scratch *scratch, struct vq_elem *elem)
+{
+    bool pushed = false;
     do {
-        vq_disable_notify(vq);
+        ring_op(q, disable_notify);
         int r;
-        while (!atomic_load(&q->stop) && (r = vq_pop(vq, mem, elem)) != 0) {
-            /* A chain we could not walk still goes back to the driver, empty. */
-            uint32_t len = r > 0 ? fuse_session_process(q->fuse, scratch, elem) : 0;
-            vq_push(vq, elem->head, len);
+        while (!atomic_load(&q->stop) && (r = serve_one(q, scratch, elem)) != 0) {
+            if (r < 0)
+                return false;
             pushed = true;
         }
-    } while (!atomic_load(&q->stop) && vq_enable_notify(vq));
+    } while (!atomic_load(&q->stop) && ring_op(q, vq_enable_notify));
 
-    if (pushed && vq_should_notify(vq))
+    /* One interrupt per batch, if the driver wants it. */
+    if (pushed && ring_op(q, vq_should_notify))
         signal_guest(q);
-    rcu_read_unlock();
     return true;
 }
 

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Open file and directory handles (the FUSE "fh"), in a liburcu lock-free hash table.
+ *
+ * fh values come from a counter, so an fh that was never issued or was already released is
+ * simply not found. RELEASE unlinks the handle and frees it with call_rcu(): an op that found
+ * the handle inside rcu_read_lock() may keep using its fd until rcu_read_unlock(), and the fd
+ * is closed after the grace period.
+ *
+ * htab_add/htab_get/htab_remove must be called inside rcu_read_lock() from a thread registered
+ * with liburcu.
+ */
+#ifndef VFS_HANDLE_TABLE_H
+#define VFS_HANDLE_TABLE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <urcu.h>
+#include <urcu/rculfhash.h>
+
+/* Directory stream state, serialised by lock (READDIRs of one handle may run concurrently). */
+struct pt_dirstream {
+    pthread_mutex_t lock;
+    off_t pos;  /* the d_off cookie of the next entry to return (0: the start) */
+    size_t len; /* bytes of getdents64 records in buf */
+    size_t off; /* the next unconsumed record in buf */
+    char buf[16384];
+};
+
+struct pt_handle {
+    uint64_t fh;
+    uint64_t nodeid; /* the inode it was opened on; requests must name the same one */
+    int fd;
+    struct pt_dirstream *dir; /* NULL for files */
+
+    struct cds_lfht_node node;
+    struct rcu_head rcu;
+};
+
+struct htab;
+
+int htab_new(struct htab **out);
+/* Frees every handle and the table. No op may be in flight; not inside rcu_read_lock(). */
+void htab_free(struct htab *t);
+
+/*
+ * Creates a handle for fd (taking ownership of it, also on failure) and returns its fh.
+ * dir: allocate directory stream state. Returns 0 or -errno.
+ */
+int htab_add(struct htab *t, uint64_t nodeid, int fd, bool dir, uint64_t *fh);
+
+/* The handle fh opened on nodeid, or NULL (unknown, released, or another inode's). */
+struct pt_handle *htab_get(struct htab *t, uint64_t fh, uint64_t nodeid);
+
+/* RELEASE: unlinks and frees the handle. Returns 0 or -EBADF. */
+int htab_remove(struct htab *t, uint64_t fh, uint64_t nodeid);
+
+/* Drops every handle (frees through call_rcu). Safe even if ops run concurrently. */
+void htab_clear(struct htab *t);
+
+#endif

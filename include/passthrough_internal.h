@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Shared state and helpers of the passthrough filesystem (src/passthrough*.c) only. */
+#ifndef VFS_PASSTHROUGH_INTERNAL_H
+#define VFS_PASSTHROUGH_INTERNAL_H
+
+#include "handle_table.h"
+#include "inode_table.h"
+#include "passthrough.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+struct pt_fs {
+    struct pt_config cfg; /* shared_dir points at our own copy */
+    struct itab *inodes;
+    struct htab *handles;
+    struct pt_inode *root;
+    int proc_self_fd;  /* /proc/self/fd, to reopen O_PATH fds with real access modes */
+    bool switch_creds; /* running as root: act with each caller's fsuid/fsgid */
+    uint64_t timeout;  /* entry and attribute timeout, seconds */
+    /* From pt_init; read by concurrent ops, written only while none is in flight. */
+    bool writeback;
+    bool submounts;
+    bool dont_mask;
+};
+
+/* "/proc/self/fd/N" or "N" as a string. */
+struct fd_path {
+    char s[32];
+};
+
+static inline const char *fd_name(int fd, struct fd_path *p)
+{
+    snprintf(p->s, sizeof(p->s), "%d", fd);
+    return p->s;
+}
+
+static inline const char *fd_proc_path(int fd, struct fd_path *p)
+{
+    snprintf(p->s, sizeof(p->s), "/proc/self/fd/%d", fd);
+    return p->s;
+}
+
+/* Switches to the caller's credentials (a no-op unless running as root). */
+int pt_enter(struct pt_fs *fs, const struct pt_ctx *ctx);
+
+/* pt_enter, then finds the live inode nodeid names (-EBADF if none). */
+int pt_begin(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, struct pt_inode **inode);
+
+/* The live inode nodeid names, or NULL. */
+struct pt_inode *pt_inode_get(struct pt_fs *fs, uint64_t nodeid);
+
+/*
+ * Reopens an fd (typically an inode's O_PATH fd) through /proc/self/fd with real access flags
+ * (O_CLOEXEC added). Following that magic link lands on the inode itself, never on a
+ * symlink's target: a symlink yields -ELOOP. Returns the new fd or -errno.
+ */
+int pt_reopen(struct pt_fs *fs, int path_fd, int flags);
+
+/* statx of an O_PATH fd, without following symlinks. Returns 0 or -errno. */
+int pt_statx(int fd, struct statx *stx);
+
+/* fuse_attr from statx; flags gets FUSE_ATTR_SUBMOUNT etc. from the caller. */
+void pt_fill_attr(const struct statx *stx, struct fuse_attr *attr);
+
+/*
+ * Builds the entry for an O_PATH fd (consumed) in parent: takes a lookup reference on the
+ * (possibly new) inode. Returns 0 or -errno.
+ */
+int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd,
+                     struct fuse_entry_out *out);
+
+/* Looks name up in parent and builds the entry. Returns 0 or -errno. */
+int pt_do_lookup(struct pt_fs *fs, struct pt_inode *parent, const char *name,
+                 struct fuse_entry_out *out);
+
+/* 0 if name is a single path component; -EINVAL / -ENAMETOOLONG otherwise. */
+int pt_check_name(const char *name);
+
+/* Host open flags for a guest OPEN/CREATE (writeback and O_DIRECT rules applied). */
+int pt_open_flags(const struct pt_fs *fs, uint32_t guest_flags);
+
+/* FOPEN_* flags for a new handle under the cache mode. */
+uint32_t pt_fopen_flags(const struct pt_fs *fs, bool dir, uint32_t guest_flags);
+
+/* Drops S_ISUID (and S_ISGID if group-executable) of a regular file, like the kernel does on
+ * writes by an unprivileged caller. fd: an open fd of inode, or -1. Best effort. */
+void pt_kill_suidgid(struct pt_fs *fs, const struct pt_inode *inode, int fd);
+
+/* FSYNC and FSYNCDIR on the handle in->fh. */
+int pt_fsync_handle(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+                    const struct fuse_fsync_in *in);
+
+static inline bool pt_wants_write(int flags)
+{
+    return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+#endif

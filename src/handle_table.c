@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Lock-free open-handle table; see include/handle_table.h. */
+#include "handle_table.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct htab {
+    struct cds_lfht *ht;
+    uint64_t next_fh; /* atomic; the last fh handed out */
+};
+
+static unsigned long fh_hash(uint64_t fh)
+{
+    /* splitmix64 finalizer: sequential fh values spread over the buckets. */
+    fh ^= fh >> 30;
+    fh *= 0xbf58476d1ce4e5b9ULL;
+    fh ^= fh >> 27;
+    fh *= 0x94d049bb133111ebULL;
+    fh ^= fh >> 31;
+    return (unsigned long)fh;
+}
+
+static int fh_match(struct cds_lfht_node *node, const void *arg)
+{
+    const struct pt_handle *h = caa_container_of(node, struct pt_handle, node);
+
+    return h->fh == *(const uint64_t *)arg;
+}
+
+int htab_new(struct htab **out)
+{
+    struct htab *t = calloc(1, sizeof(*t));
+
+    if (!t)
+        return -ENOMEM;
+    t->ht = cds_lfht_new(64, 64, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+    if (!t->ht) {
+        free(t);
+        return -ENOMEM;
+    }
+    *out = t;
+    return 0;
+}
+
+static void handle_free_rcu(struct rcu_head *head)
+{
+    struct pt_handle *h = caa_container_of(head, struct pt_handle, rcu);
+
+    if (h->dir) {
+        pthread_mutex_destroy(&h->dir->lock);
+        free(h->dir);
+    }
+    close(h->fd);
+    free(h);
+}
+
+static struct pt_dirstream *dirstream_new(void)
+{
+    struct pt_dirstream *d = malloc(sizeof(*d));
+
+    if (!d)
+        return NULL;
+    if (pthread_mutex_init(&d->lock, NULL) != 0) {
+        free(d);
+        return NULL;
+    }
+    d->pos = 0;
+    d->len = 0;
+    d->off = 0;
+    return d;
+}
+
+int htab_add(struct htab *t, uint64_t nodeid, int fd, bool dir, uint64_t *fh)
+{
+    struct pt_handle *h = calloc(1, sizeof(*h));
+
+    if (h && dir) {
+        h->dir = dirstream_new();
+        if (!h->dir) {
+            free(h);
+            h = NULL;
+        }
+    }
+    if (!h) {
+        close(fd);
+        return -ENOMEM;
+    }
+    h->fd = fd;
+    h->nodeid = nodeid;
+    h->fh = __atomic_add_fetch(&t->next_fh, 1, __ATOMIC_RELAXED);
+    cds_lfht_node_init(&h->node);
+    cds_lfht_add(t->ht, fh_hash(h->fh), &h->node);
+    *fh = h->fh;
+    return 0;
+}
+
+struct pt_handle *htab_get(struct htab *t, uint64_t fh, uint64_t nodeid)
+{
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *node;
+    struct pt_handle *h;
+
+    cds_lfht_lookup(t->ht, fh_hash(fh), fh_match, &fh, &iter);
+    node = cds_lfht_iter_get_node(&iter);
+    if (!node)
+        return NULL;
+    h = caa_container_of(node, struct pt_handle, node);
+    return h->nodeid == nodeid ? h : NULL;
+}
+
+int htab_remove(struct htab *t, uint64_t fh, uint64_t nodeid)
+{
+    struct pt_handle *h = htab_get(t, fh, nodeid);
+
+    /* Of two concurrent RELEASEs of one fh only the one whose delete succeeds frees it. */
+    if (!h || cds_lfht_del(t->ht, &h->node) != 0)
+        return -EBADF;
+    call_rcu(&h->rcu, handle_free_rcu);
+    return 0;
+}
+
+void htab_clear(struct htab *t)
+{
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *node;
+
+    rcu_read_lock();
+    /* Not cds_lfht_for_each_entry: it applies container_of to the final NULL. */
+    cds_lfht_first(t->ht, &iter);
+    for (; (node = cds_lfht_iter_get_node(&iter)); cds_lfht_next(t->ht, &iter)) {
+        struct pt_handle *h = caa_container_of(node, struct pt_handle, node);
+
+        if (cds_lfht_del(t->ht, node) == 0)
+            call_rcu(&h->rcu, handle_free_rcu);
+    }
+    rcu_read_unlock();
+}
+
+void htab_free(struct htab *t)
+{
+    if (!t)
+        return;
+    htab_clear(t);
+    rcu_barrier(); /* no callback may run after the table is gone */
+    cds_lfht_destroy(t->ht, NULL);
+    free(t);
+}

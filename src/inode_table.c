@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Lock-free inode table; see include/inode_table.h for the lifetime rules.
+ *
+ * Insertion protocol (itab_ref_or_insert), chosen so that a guest cannot break it by guessing
+ * nodeids (they come from a counter and are easy to guess):
+ *   1. look the key up; a live inode gets a reference and we are done;
+ *   2. otherwise add a new inode to the nodeid table first, still "unpublished": FORGET ignores
+ *      unpublished inodes, so a guessed FORGET cannot free it before step 3 links it;
+ *   3. cds_lfht_add_unique() it into the key table. If a live inode with the key won the race,
+ *      take a reference on that one and discard ours (only we can, since it is unpublished);
+ *      if the inode in the way is dying (count 0), unlink it from the key table on behalf of
+ *      its forgetter (cds_lfht_del is idempotent) and retry.
+ * An inode is marked published by whoever finds it in the key table, so every nodeid handed to
+ * the guest belongs to a published inode and every FORGET of it counts.
+ */
+#include "inode_table.h"
+
+#include <errno.h>
+#include <linux/fuse.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct itab {
+    struct cds_lfht *by_key;
+    struct cds_lfht *by_id;
+    uint64_t next_nodeid; /* atomic; the last nodeid handed out */
+};
+
+static unsigned long mix64(uint64_t x)
+{
+    /* splitmix64 finalizer: spreads sequential nodeids and inode numbers over the buckets. */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return (unsigned long)x;
+}
+
+static unsigned long key_hash(const struct itab_key *k)
+{
+    return mix64(k->ino ^ mix64(k->dev ^ mix64(k->mnt_id)));
+}
+
+static int key_match(struct cds_lfht_node *node, const void *arg)
+{
+    const struct pt_inode *inode = caa_container_of(node, struct pt_inode, key_node);
+    const struct itab_key *k = arg;
+
+    return inode->key.ino == k->ino && inode->key.dev == k->dev && inode->key.mnt_id == k->mnt_id;
+}
+
+static int id_match(struct cds_lfht_node *node, const void *arg)
+{
+    const struct pt_inode *inode = caa_container_of(node, struct pt_inode, id_node);
+
+    return inode->nodeid == *(const uint64_t *)arg;
+}
+
+static struct cds_lfht *new_lfht(void)
+{
+    return cds_lfht_new(64, 64, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+}
+
+int itab_new(struct itab **out)
+{
+    struct itab *t = calloc(1, sizeof(*t));
+
+    if (!t)
+        return -ENOMEM;
+    t->by_key = new_lfht();
+    t->by_id = new_lfht();
+    if (!t->by_key || !t->by_id) {
+        if (t->by_key)
+            cds_lfht_destroy(t->by_key, NULL);
+        if (t->by_id)
+            cds_lfht_destroy(t->by_id, NULL);
+        free(t);
+        return -ENOMEM;
+    }
+    t->next_nodeid = FUSE_ROOT_ID;
+    *out = t;
+    return 0;
+}
+
+static struct pt_inode *inode_alloc(const struct itab_key *key, int fd, mode_t type)
+{
+    struct pt_inode *inode = calloc(1, sizeof(*inode));
+
+    if (!inode)
+        return NULL;
+    inode->key = *key;
+    inode->fd = fd;
+    inode->type = type & S_IFMT;
+    inode->refcount = 1;
+    cds_lfht_node_init(&inode->key_node);
+    cds_lfht_node_init(&inode->id_node);
+    return inode;
+}
+
+static void close_fd(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+static void inode_free_rcu(struct rcu_head *head)
+{
+    struct pt_inode *inode = caa_container_of(head, struct pt_inode, rcu);
+
+    close_fd(inode->fd);
+    free(inode);
+}
+
+static bool is_published(struct pt_inode *inode)
+{
+    return __atomic_load_n(&inode->published, __ATOMIC_ACQUIRE);
+}
+
+static void publish(struct pt_inode *inode)
+{
+    __atomic_store_n(&inode->published, 1, __ATOMIC_RELEASE);
+}
+
+bool itab_ref(struct pt_inode *inode)
+{
+    uint64_t old = __atomic_load_n(&inode->refcount, __ATOMIC_RELAXED);
+
+    do {
+        if (old == 0)
+            return false; /* dying: must not be resurrected */
+    } while (!__atomic_compare_exchange_n(&inode->refcount, &old, old + 1, true, __ATOMIC_ACQ_REL,
+                                          __ATOMIC_RELAXED));
+    return true;
+}
+
+/* Unlinks a published inode whose count reached zero; called exactly once per inode. */
+static void inode_remove(struct itab *t, struct pt_inode *inode)
+{
+    /* -ENOENT is fine: a concurrent inserter may have unlinked it from the key table. */
+    cds_lfht_del(t->by_key, &inode->key_node);
+    cds_lfht_del(t->by_id, &inode->id_node);
+    call_rcu(&inode->rcu, inode_free_rcu);
+}
+
+void itab_unref(struct itab *t, struct pt_inode *inode, uint64_t n)
+{
+    uint64_t old, new;
+
+    /* Unpublished inodes have not been handed out yet; a guessed FORGET must not free them. */
+    if (n == 0 || inode->pinned || !is_published(inode))
+        return;
+    old = __atomic_load_n(&inode->refcount, __ATOMIC_RELAXED);
+    do {
+        if (old == 0)
+            return;
+        new = old > n ? old - n : 0;
+    } while (!__atomic_compare_exchange_n(&inode->refcount, &old, new, true, __ATOMIC_ACQ_REL,
+                                          __ATOMIC_RELAXED));
+    if (new == 0)
+        inode_remove(t, inode);
+}
+
+static struct pt_inode *lookup_id(struct itab *t, uint64_t nodeid)
+{
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *node;
+
+    cds_lfht_lookup(t->by_id, mix64(nodeid), id_match, &nodeid, &iter);
+    node = cds_lfht_iter_get_node(&iter);
+    return node ? caa_container_of(node, struct pt_inode, id_node) : NULL;
+}
+
+struct pt_inode *itab_get(struct itab *t, uint64_t nodeid)
+{
+    struct pt_inode *inode = lookup_id(t, nodeid);
+
+    if (!inode || __atomic_load_n(&inode->refcount, __ATOMIC_ACQUIRE) == 0)
+        return NULL;
+    return inode;
+}
+
+void itab_forget(struct itab *t, uint64_t nodeid, uint64_t n)
+{
+    struct pt_inode *inode = lookup_id(t, nodeid);
+
+    if (inode)
+        itab_unref(t, inode, n);
+}
+
+/* Finds a live inode by key and references it; NULL if none (or only a dying one). */
+static struct pt_inode *ref_by_key(struct itab *t, const struct itab_key *key, unsigned long hash)
+{
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *node;
+    struct pt_inode *inode;
+
+    cds_lfht_lookup(t->by_key, hash, key_match, key, &iter);
+    node = cds_lfht_iter_get_node(&iter);
+    if (!node)
+        return NULL;
+    inode = caa_container_of(node, struct pt_inode, key_node);
+    if (!itab_ref(inode))
+        return NULL;
+    publish(inode); /* it is in the key table, so FORGETs of it must count */
+    return inode;
+}
+
+/* Throws away an inode that lost the insertion race; it was never in the key table. */
+static void discard_unpublished(struct itab *t, struct pt_inode *inode)
+{
+    cds_lfht_del(t->by_id, &inode->id_node);
+    call_rcu(&inode->rcu, inode_free_rcu);
+}
+
+/* Links inode into the key table, or returns a referenced live inode that has its key. */
+static struct pt_inode *link_by_key(struct itab *t, struct pt_inode *inode, unsigned long hash)
+{
+    for (;;) {
+        struct cds_lfht_node *got =
+            cds_lfht_add_unique(t->by_key, hash, key_match, &inode->key, &inode->key_node);
+        struct pt_inode *other;
+
+        if (got == &inode->key_node) {
+            publish(inode);
+            return inode;
+        }
+        other = caa_container_of(got, struct pt_inode, key_node);
+        if (itab_ref(other)) {
+            publish(other);
+            discard_unpublished(t, inode);
+            return other;
+        }
+        /* other is dying; unlink it for its forgetter so that our insertion can succeed. */
+        cds_lfht_del(t->by_key, got);
+    }
+}
+
+int itab_ref_or_insert(struct itab *t, const struct itab_key *key, int fd, mode_t type,
+                       struct pt_inode **out)
+{
+    unsigned long hash = key_hash(key);
+    struct pt_inode *inode = ref_by_key(t, key, hash);
+
+    if (inode) {
+        close_fd(fd);
+        *out = inode;
+        return 0;
+    }
+    inode = inode_alloc(key, fd, type);
+    if (!inode) {
+        close_fd(fd);
+        return -ENOMEM;
+    }
+    inode->nodeid = __atomic_add_fetch(&t->next_nodeid, 1, __ATOMIC_RELAXED);
+    cds_lfht_add(t->by_id, mix64(inode->nodeid), &inode->id_node);
+    *out = link_by_key(t, inode, hash);
+    return 0;
+}
+
+int itab_insert_root(struct itab *t, const struct itab_key *key, int fd, mode_t type,
+                     struct pt_inode **out)
+{
+    struct pt_inode *root = inode_alloc(key, fd, type);
+
+    if (!root) {
+        close_fd(fd);
+        return -ENOMEM;
+    }
+    root->nodeid = FUSE_ROOT_ID;
+    root->pinned = true;
+    root->refcount = 2; /* like libfuse: the kernel's own reference plus one */
+    rcu_read_lock();
+    cds_lfht_add(t->by_id, mix64(root->nodeid), &root->id_node);
+    if (cds_lfht_add_unique(t->by_key, key_hash(key), key_match, key, &root->key_node) !=
+        &root->key_node) {
+        /* Only possible if called twice; keep the first root. */
+        cds_lfht_del(t->by_id, &root->id_node);
+        rcu_read_unlock();
+        call_rcu(&root->rcu, inode_free_rcu);
+        return -EEXIST;
+    }
+    publish(root);
+    rcu_read_unlock();
+    *out = root;
+    return 0;
+}
+
+/*
+ * Drops the inode from a reset. Other ops may still be running (a reset on one queue while
+ * another serves requests), so the removal follows the FORGET rule: only whoever moves the
+ * count from nonzero to zero removes. An unpublished inode belongs to an insertion in progress,
+ * which will either publish it (it then lives on as a fresh inode) or discard it.
+ */
+static void reset_one(struct itab *t, struct pt_inode *inode)
+{
+    if (!is_published(inode))
+        return;
+    if (__atomic_exchange_n(&inode->refcount, 0, __ATOMIC_ACQ_REL) != 0)
+        inode_remove(t, inode);
+}
+
+/* Final teardown: nothing else runs, so every inode goes, whatever its state. */
+static void free_one(struct itab *t, struct pt_inode *inode)
+{
+    cds_lfht_del(t->by_id, &inode->id_node);
+    if (is_published(inode))
+        cds_lfht_del(t->by_key, &inode->key_node); /* -ENOENT if already unlinked */
+    call_rcu(&inode->rcu, inode_free_rcu);
+}
+
+/* Resets (keep_root) or frees every inode. */
+static void clear_all(struct itab *t, bool keep_root, uint64_t root_refcount)
+{
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *node;
+
+    rcu_read_lock();
+    /* Not cds_lfht_for_each_entry: it applies container_of to the final NULL. */
+    cds_lfht_first(t->by_id, &iter);
+    for (; (node = cds_lfht_iter_get_node(&iter)); cds_lfht_next(t->by_id, &iter)) {
+        struct pt_inode *inode = caa_container_of(node, struct pt_inode, id_node);
+
+        if (!keep_root)
+            free_one(t, inode);
+        else if (inode->pinned)
+            __atomic_store_n(&inode->refcount, root_refcount, __ATOMIC_RELEASE);
+        else
+            reset_one(t, inode);
+    }
+    rcu_read_unlock();
+}
+
+void itab_clear(struct itab *t, uint64_t root_refcount)
+{
+    clear_all(t, true, root_refcount);
+}
+
+unsigned long itab_count(struct itab *t)
+{
+    long before, after;
+    unsigned long count;
+
+    rcu_read_lock();
+    cds_lfht_count_nodes(t->by_id, &before, &count, &after);
+    rcu_read_unlock();
+    return count;
+}
+
+void itab_free(struct itab *t)
+{
+    if (!t)
+        return;
+    clear_all(t, false, 0);
+    /* Wait for the frees so no callback runs after the tables are gone. */
+    rcu_barrier();
+    cds_lfht_destroy(t->by_key, NULL);
+    cds_lfht_destroy(t->by_id, NULL);
+    free(t);
+}

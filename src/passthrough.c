@@ -1,0 +1,728 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The passthrough filesystem: lifetime, shared helpers, entries, attributes and the namespace
+ * operations. Files are in passthrough_file.c, directories in passthrough_dir.c and extended
+ * attributes in passthrough_xattr.c.
+ *
+ * Every inode is reached through an O_PATH|O_NOFOLLOW fd opened relative to its parent, so no
+ * operation resolves more than one name (checked by pt_check_name) below an fd that lies
+ * inside the share, and no symlink is followed on the host. Where a syscall needs a real fd or
+ * a path, the O_PATH fd is reopened through /proc/self/fd, which resolves to the inode itself.
+ */
+#include "passthrough_internal.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "creds.h"
+#include "log.h"
+
+/* Entry and attribute timeouts per cache mode, as the Rust virtiofsd sets them. */
+static uint64_t cache_timeout(enum cache_mode mode)
+{
+    switch (mode) {
+    case CACHE_NEVER:
+        return 0;
+    case CACHE_AUTO:
+        return 1;
+    case CACHE_METADATA:
+    case CACHE_ALWAYS:
+    default:
+        return 86400;
+    }
+}
+
+int pt_statx(int fd, struct statx *stx)
+{
+    if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT,
+              STATX_BASIC_STATS | STATX_MNT_ID, stx) < 0)
+        return -errno;
+    return 0;
+}
+
+static void key_from_statx(const struct statx *stx, struct itab_key *key)
+{
+    key->dev = makedev(stx->stx_dev_major, stx->stx_dev_minor);
+    key->ino = stx->stx_ino;
+    /* Kernels before 5.8 cannot tell mounts apart; (dev, ino) is still a usable key. */
+    key->mnt_id = (stx->stx_mask & STATX_MNT_ID) ? stx->stx_mnt_id : 0;
+}
+
+void pt_fill_attr(const struct statx *stx, struct fuse_attr *attr)
+{
+    memset(attr, 0, sizeof(*attr));
+    attr->ino = stx->stx_ino;
+    attr->size = stx->stx_size;
+    attr->blocks = stx->stx_blocks;
+    attr->atime = stx->stx_atime.tv_sec;
+    attr->atimensec = stx->stx_atime.tv_nsec;
+    attr->mtime = stx->stx_mtime.tv_sec;
+    attr->mtimensec = stx->stx_mtime.tv_nsec;
+    attr->ctime = stx->stx_ctime.tv_sec;
+    attr->ctimensec = stx->stx_ctime.tv_nsec;
+    attr->mode = stx->stx_mode;
+    attr->nlink = stx->stx_nlink;
+    attr->uid = stx->stx_uid;
+    attr->gid = stx->stx_gid;
+    /* glibc's makedev truncated to 32 bits is the kernel's new_encode_dev, which FUSE uses. */
+    attr->rdev = (uint32_t)makedev(stx->stx_rdev_major, stx->stx_rdev_minor);
+    attr->blksize = stx->stx_blksize;
+}
+
+int pt_check_name(const char *name)
+{
+    size_t len;
+
+    if (!name)
+        return -EINVAL;
+    len = strnlen(name, NAME_MAX + 1);
+    if (len == 0 || memchr(name, '/', len))
+        return -EINVAL;
+    if (len > NAME_MAX)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+static bool is_dot_or_dotdot(const char *name)
+{
+    return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+}
+
+/*
+ * Names an operation creates, removes or renames: "." and ".." are refused outright so that
+ * no such operation can ever act on the share's parent (the guest's VFS never sends them).
+ */
+static int check_new_name(const char *name)
+{
+    int ret = pt_check_name(name);
+
+    if (ret == 0 && is_dot_or_dotdot(name))
+        ret = -EINVAL;
+    return ret;
+}
+
+int pt_enter(struct pt_fs *fs, const struct pt_ctx *ctx)
+{
+    if (!fs->switch_creds)
+        return 0;
+    return ctx ? creds_set(ctx->uid, ctx->gid) : creds_set(0, 0);
+}
+
+struct pt_inode *pt_inode_get(struct pt_fs *fs, uint64_t nodeid)
+{
+    return itab_get(fs->inodes, nodeid);
+}
+
+int pt_begin(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, struct pt_inode **inode)
+{
+    int ret = pt_enter(fs, ctx);
+
+    if (ret < 0)
+        return ret;
+    *inode = itab_get(fs->inodes, nodeid);
+    return *inode ? 0 : -EBADF;
+}
+
+/* pt_begin for a directory that names are resolved in. */
+static int begin_dir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+                     struct pt_inode **dir)
+{
+    int ret = pt_begin(fs, ctx, nodeid, dir);
+
+    if (ret == 0 && !S_ISDIR((*dir)->type))
+        ret = -ENOTDIR;
+    return ret;
+}
+
+int pt_reopen(struct pt_fs *fs, int path_fd, int flags)
+{
+    struct fd_path p;
+    int fd;
+
+    /* O_NOFOLLOW would refuse the magic link itself; it never follows further anyway. */
+    flags &= ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_NOCTTY);
+    fd = openat(fs->proc_self_fd, fd_name(path_fd, &p), flags | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+/* The FUSE_ATTR_SUBMOUNT rule: a directory on another mount than its parent. */
+static bool is_submount(const struct pt_fs *fs, const struct pt_inode *parent,
+                        const struct itab_key *key, mode_t mode)
+{
+    return fs->cfg.announce_submounts && fs->submounts && parent && S_ISDIR(mode) &&
+           (parent->key.dev != key->dev || parent->key.mnt_id != key->mnt_id);
+}
+
+static void fill_entry(const struct pt_fs *fs, const struct pt_inode *inode,
+                       const struct statx *stx, struct fuse_entry_out *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->nodeid = inode->nodeid;
+    out->generation = inode->generation;
+    out->entry_valid = fs->timeout;
+    out->attr_valid = fs->timeout;
+    pt_fill_attr(stx, &out->attr);
+}
+
+int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd,
+                     struct fuse_entry_out *out)
+{
+    struct pt_inode *inode;
+    struct itab_key key;
+    struct statx stx;
+    int ret = pt_statx(fd, &stx);
+
+    if (ret < 0) {
+        close(fd);
+        return ret;
+    }
+    key_from_statx(&stx, &key);
+    ret = itab_ref_or_insert(fs->inodes, &key, fd, stx.stx_mode, &inode);
+    if (ret < 0)
+        return ret;
+    fill_entry(fs, inode, &stx, out);
+    if (is_submount(fs, parent, &key, stx.stx_mode))
+        out->attr.flags |= FUSE_ATTR_SUBMOUNT;
+    return 0;
+}
+
+/* The entry of dir itself ("." anywhere, ".." of the root), with one more reference. */
+static int self_entry(struct pt_fs *fs, struct pt_inode *dir, struct fuse_entry_out *out)
+{
+    struct statx stx;
+    int ret = pt_statx(dir->fd, &stx);
+
+    if (ret < 0)
+        return ret;
+    if (!itab_ref(dir))
+        return -EBADF; /* forgotten concurrently */
+    fill_entry(fs, dir, &stx, out);
+    return 0;
+}
+
+int pt_do_lookup(struct pt_fs *fs, struct pt_inode *parent, const char *name,
+                 struct fuse_entry_out *out)
+{
+    bool dotdot = strcmp(name, "..") == 0;
+    int fd;
+
+    if (strcmp(name, ".") == 0 || (dotdot && parent == fs->root))
+        return self_entry(fs, parent, out);
+    fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    /* The parent of a directory is not a submount of it. */
+    return pt_entry_from_fd(fs, dotdot ? NULL : parent, fd, out);
+}
+
+/* Lifetime. */
+
+static int open_root(struct pt_fs *fs)
+{
+    struct itab_key key;
+    struct statx stx;
+    int ret, fd = open(fs->cfg.shared_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0) {
+        ret = -errno;
+        log_error("cannot open shared directory %s: %s", fs->cfg.shared_dir, strerror(errno));
+        return ret;
+    }
+    ret = pt_statx(fd, &stx);
+    if (ret < 0) {
+        close(fd);
+        return ret;
+    }
+    key_from_statx(&stx, &key);
+    return itab_insert_root(fs->inodes, &key, fd, stx.stx_mode, &fs->root);
+}
+
+/*
+ * Process-wide setup for acting as the guest's callers: no supplementary groups (root's would
+ * grant every caller group access), and no umask (the guest kernel already applied the
+ * caller's, or sends it for us to apply with FUSE_DONT_MASK).
+ */
+static void setup_process(struct pt_fs *fs)
+{
+    umask(0);
+    fs->switch_creds = geteuid() == 0;
+    if (!fs->switch_creds)
+        return;
+    if (setgroups(0, NULL) < 0)
+        log_warn("cannot drop supplementary groups: %s", strerror(errno));
+    if (creds_set(0, 0) < 0)
+        log_warn("cannot reset the filesystem credentials of this thread");
+}
+
+int pt_new(const struct pt_config *cfg, struct pt_fs **out)
+{
+    struct pt_fs *fs;
+    int ret;
+
+    if (!cfg || !cfg->shared_dir)
+        return -EINVAL;
+    fs = calloc(1, sizeof(*fs));
+    if (!fs)
+        return -ENOMEM;
+    fs->cfg = *cfg;
+    fs->proc_self_fd = -1;
+    fs->timeout = cache_timeout(cfg->cache);
+    fs->cfg.shared_dir = strdup(cfg->shared_dir);
+    ret = fs->cfg.shared_dir ? 0 : -ENOMEM;
+    if (ret == 0)
+        ret = itab_new(&fs->inodes);
+    if (ret == 0)
+        ret = htab_new(&fs->handles);
+    if (ret == 0) {
+        setup_process(fs);
+        fs->proc_self_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fs->proc_self_fd < 0) {
+            ret = -errno;
+            log_error("cannot open /proc/self/fd: %s", strerror(errno));
+        }
+    }
+    if (ret == 0)
+        ret = open_root(fs);
+    if (ret < 0) {
+        pt_free(fs);
+        return ret;
+    }
+    *out = fs;
+    return 0;
+}
+
+void pt_free(struct pt_fs *fs)
+{
+    if (!fs)
+        return;
+    if (fs->handles)
+        htab_free(fs->handles);
+    if (fs->inodes)
+        itab_free(fs->inodes);
+    if (fs->proc_self_fd >= 0)
+        close(fs->proc_self_fd);
+    free((char *)fs->cfg.shared_dir);
+    free(fs);
+}
+
+const struct pt_config *pt_get_config(const struct pt_fs *fs)
+{
+    return &fs->cfg;
+}
+
+void pt_init(struct pt_fs *fs, uint64_t negotiated_flags)
+{
+    fs->writeback = negotiated_flags & FUSE_WRITEBACK_CACHE;
+    fs->submounts = negotiated_flags & FUSE_SUBMOUNTS;
+    fs->dont_mask = negotiated_flags & FUSE_DONT_MASK;
+}
+
+/*
+ * Drops every inode but the root, and every handle. Also safe while ops run on other queues:
+ * the tables remove each object exactly once and free it after a grace period.
+ */
+void pt_reset(struct pt_fs *fs)
+{
+    htab_clear(fs->handles);
+    itab_clear(fs->inodes, 2);
+    /* Close the fds now, unless called inside a read-side section (that would deadlock). */
+    if (!rcu_read_ongoing())
+        rcu_barrier();
+}
+
+/* Entries and attributes. */
+
+int pt_lookup(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+              struct fuse_entry_out *out)
+{
+    struct pt_inode *dir;
+    int ret = pt_check_name(name);
+
+    if (ret == 0)
+        ret = begin_dir(fs, ctx, parent, &dir);
+    return ret < 0 ? ret : pt_do_lookup(fs, dir, name, out);
+}
+
+void pt_forget(struct pt_fs *fs, uint64_t nodeid, uint64_t nlookup)
+{
+    itab_forget(fs->inodes, nodeid, nlookup);
+}
+
+static int attr_out(struct pt_fs *fs, const struct pt_inode *inode, struct fuse_attr_out *out)
+{
+    struct statx stx;
+    int ret = pt_statx(inode->fd, &stx);
+
+    if (ret < 0)
+        return ret;
+    memset(out, 0, sizeof(*out));
+    out->attr_valid = fs->timeout;
+    pt_fill_attr(&stx, &out->attr);
+    return 0;
+}
+
+int pt_getattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+               const struct fuse_getattr_in *in, struct fuse_attr_out *out)
+{
+    struct pt_inode *inode;
+    int ret = pt_begin(fs, ctx, nodeid, &inode);
+
+    return ret < 0 ? ret : attr_out(fs, inode, out);
+}
+
+static int set_mode(struct pt_fs *fs, const struct pt_inode *inode, int fd, mode_t mode)
+{
+    struct fd_path p;
+    int ret;
+
+    mode &= 07777;
+    if (fd >= 0)
+        ret = fchmod(fd, mode);
+    else /* follows only the magic link: a symlink gets EOPNOTSUPP, like lchmod */
+        ret = fchmodat(fs->proc_self_fd, fd_name(inode->fd, &p), mode, 0);
+    return ret < 0 ? -errno : 0;
+}
+
+void pt_kill_suidgid(struct pt_fs *fs, const struct pt_inode *inode, int fd)
+{
+    struct statx stx;
+    mode_t mode, kill = 0;
+
+    if (pt_statx(inode->fd, &stx) < 0 || !S_ISREG(stx.stx_mode))
+        return;
+    mode = stx.stx_mode & 07777;
+    if (mode & S_ISUID)
+        kill |= S_ISUID;
+    /* S_ISGID without group execute means mandatory locking, not set-group-ID. */
+    if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+        kill |= S_ISGID;
+    /* An unprivileged caller cannot chmod others' files, but the kernel clears the bits on
+     * its write or truncate anyway, because its fsuid lacks CAP_FSETID. */
+    if (kill && set_mode(fs, inode, fd, mode & ~kill) < 0)
+        log_debug("cannot clear set-id bits of inode %llu", (unsigned long long)inode->nodeid);
+}
+
+static int set_owner(const struct pt_inode *inode, const struct fuse_setattr_in *in)
+{
+    uid_t uid = (in->valid & FATTR_UID) ? in->uid : (uid_t)-1;
+    gid_t gid = (in->valid & FATTR_GID) ? in->gid : (gid_t)-1;
+
+    if (fchownat(inode->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    return 0;
+}
+
+static int set_size(struct pt_fs *fs, const struct pt_inode *inode, int fd, uint64_t size)
+{
+    int ret, own_fd = -1;
+
+    if (size > (uint64_t)INT64_MAX)
+        return -EFBIG;
+    if (fd < 0) {
+        if (!S_ISREG(inode->type))
+            return S_ISDIR(inode->type) ? -EISDIR : -EINVAL;
+        /* Opening for writing is the permission check truncate(2) makes. */
+        fd = own_fd = pt_reopen(fs, inode->fd, O_WRONLY | O_NONBLOCK);
+        if (fd < 0)
+            return fd;
+    }
+    ret = ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
+    if (own_fd >= 0)
+        close(own_fd);
+    return ret;
+}
+
+static struct timespec time_arg(uint32_t valid, uint32_t set_bit, uint32_t now_bit, uint64_t sec,
+                                uint32_t nsec)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = UTIME_OMIT};
+
+    if (valid & now_bit) {
+        ts.tv_nsec = UTIME_NOW;
+    } else if (valid & set_bit) {
+        ts.tv_sec = (time_t)sec;
+        ts.tv_nsec = nsec;
+    }
+    return ts;
+}
+
+static int set_times(struct pt_fs *fs, const struct pt_inode *inode, int fd,
+                     const struct fuse_setattr_in *in)
+{
+    struct timespec ts[2] = {
+        time_arg(in->valid, FATTR_ATIME, FATTR_ATIME_NOW, in->atime, in->atimensec),
+        time_arg(in->valid, FATTR_MTIME, FATTR_MTIME_NOW, in->mtime, in->mtimensec),
+    };
+    struct fd_path p;
+    int ret;
+
+    if (fd >= 0)
+        ret = futimens(fd, ts);
+    else /* lands on the inode itself, a symlink included */
+        ret = utimensat(fs->proc_self_fd, fd_name(inode->fd, &p), ts, 0);
+    return ret < 0 ? -errno : 0;
+}
+
+#define FATTR_CHANGES                                                                              \
+    (FATTR_MODE | FATTR_UID | FATTR_GID | FATTR_SIZE | FATTR_ATIME | FATTR_MTIME |                 \
+     FATTR_ATIME_NOW | FATTR_MTIME_NOW | FATTR_CTIME)
+
+/* The handle fd a SETATTR names with FATTR_FH, or -1. */
+static int setattr_fd(struct pt_fs *fs, uint64_t nodeid, const struct fuse_setattr_in *in)
+{
+    struct pt_handle *h;
+
+    if (!(in->valid & FATTR_FH))
+        return -1;
+    h = htab_get(fs->handles, in->fh, nodeid);
+    if (!h)
+        return -EBADF;
+    return h->dir ? -1 : h->fd;
+}
+
+static int apply_setattr(struct pt_fs *fs, const struct pt_inode *inode, int fd,
+                         const struct fuse_setattr_in *in)
+{
+    uint32_t valid = in->valid;
+    int ret = 0;
+
+    if (valid & FATTR_MODE)
+        ret = set_mode(fs, inode, fd, in->mode);
+    if (ret == 0 && (valid & (FATTR_UID | FATTR_GID)))
+        ret = set_owner(inode, in);
+    if (ret == 0 && (valid & FATTR_SIZE)) {
+        ret = set_size(fs, inode, fd, in->size);
+        if (ret == 0 && (valid & FATTR_KILL_SUIDGID) && !(valid & FATTR_MODE))
+            pt_kill_suidgid(fs, inode, fd);
+    }
+    /* FATTR_CTIME cannot be set on Linux; every change above already updated ctime. */
+    if (ret == 0 && (valid & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)))
+        ret = set_times(fs, inode, fd, in);
+    return ret;
+}
+
+int pt_setattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+               const struct fuse_setattr_in *in, struct fuse_attr_out *out)
+{
+    struct pt_inode *inode;
+    int fd, ret = pt_begin(fs, ctx, nodeid, &inode);
+
+    if (ret < 0)
+        return ret;
+    if (fs->cfg.readonly && (in->valid & FATTR_CHANGES))
+        return -EROFS;
+    fd = setattr_fd(fs, nodeid, in);
+    if (fd == -EBADF)
+        return fd;
+    ret = apply_setattr(fs, inode, fd, in);
+    return ret < 0 ? ret : attr_out(fs, inode, out);
+}
+
+ssize_t pt_readlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, char *buf,
+                    size_t size)
+{
+    struct pt_inode *inode;
+    ssize_t n;
+    int ret = pt_begin(fs, ctx, nodeid, &inode);
+
+    if (ret < 0)
+        return ret;
+    if (!S_ISLNK(inode->type))
+        return -EINVAL;
+    n = readlinkat(inode->fd, "", buf, size);
+    return n < 0 ? -errno : n;
+}
+
+/* Namespace operations. */
+
+/* Common start of the operations that create name in parent. */
+static int begin_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent,
+                        const char *name, struct pt_inode **dir)
+{
+    int ret = check_new_name(name);
+
+    if (ret == 0 && fs->cfg.readonly)
+        ret = -EROFS;
+    if (ret == 0)
+        ret = begin_dir(fs, ctx, parent, dir);
+    return ret;
+}
+
+/* The mode to create with: the kernel applied the umask unless FUSE_DONT_MASK was agreed. */
+static mode_t create_mode(const struct pt_fs *fs, uint32_t mode, uint32_t umask_bits)
+{
+    return fs->dont_mask ? (mode & ~umask_bits) : mode;
+}
+
+int pt_symlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+               const char *target, struct fuse_entry_out *out)
+{
+    struct pt_inode *dir;
+    int ret = begin_create(fs, ctx, parent, name, &dir);
+
+    if (ret < 0)
+        return ret;
+    if (!target)
+        return -EINVAL;
+    if (symlinkat(target, dir->fd, name) < 0)
+        return -errno;
+    return pt_do_lookup(fs, dir, name, out);
+}
+
+int pt_mknod(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+             const struct fuse_mknod_in *in, struct fuse_entry_out *out)
+{
+    struct pt_inode *dir;
+    int ret = begin_create(fs, ctx, parent, name, &dir);
+
+    if (ret < 0)
+        return ret;
+    /* FUSE sends rdev in the kernel's 32-bit encoding, which glibc's dev_t decodes alike. */
+    if (mknodat(dir->fd, name, create_mode(fs, in->mode, in->umask), (dev_t)in->rdev) < 0)
+        return -errno;
+    return pt_do_lookup(fs, dir, name, out);
+}
+
+int pt_mkdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+             const struct fuse_mkdir_in *in, struct fuse_entry_out *out)
+{
+    struct pt_inode *dir;
+    int ret = begin_create(fs, ctx, parent, name, &dir);
+
+    if (ret < 0)
+        return ret;
+    if (mkdirat(dir->fd, name, create_mode(fs, in->mode, in->umask) & 07777) < 0)
+        return -errno;
+    return pt_do_lookup(fs, dir, name, out);
+}
+
+static int do_remove(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+                     int flags)
+{
+    struct pt_inode *dir;
+    int ret = begin_create(fs, ctx, parent, name, &dir);
+
+    if (ret < 0)
+        return ret;
+    /* The inode stays in the table (its O_PATH fd keeps it alive) until the guest forgets it. */
+    return unlinkat(dir->fd, name, flags) < 0 ? -errno : 0;
+}
+
+int pt_unlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name)
+{
+    return do_remove(fs, ctx, parent, name, 0);
+}
+
+int pt_rmdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name)
+{
+    return do_remove(fs, ctx, parent, name, AT_REMOVEDIR);
+}
+
+int pt_rename(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t olddir, const char *oldname,
+              uint64_t newdir, const char *newname, uint32_t flags)
+{
+    struct pt_inode *from, *to;
+    int ret;
+
+    if (flags & ~(uint32_t)(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT))
+        return -EINVAL;
+    ret = begin_create(fs, ctx, olddir, oldname, &from);
+    if (ret == 0)
+        ret = check_new_name(newname);
+    if (ret == 0)
+        ret = begin_dir(fs, ctx, newdir, &to);
+    if (ret < 0)
+        return ret;
+    return renameat2(from->fd, oldname, to->fd, newname, flags) < 0 ? -errno : 0;
+}
+
+int pt_link(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t newparent,
+            const char *newname, struct fuse_entry_out *out)
+{
+    struct pt_inode *inode, *dir;
+    struct fd_path p;
+    int ret = begin_create(fs, ctx, newparent, newname, &dir);
+
+    if (ret == 0)
+        ret = pt_begin(fs, ctx, nodeid, &inode);
+    if (ret < 0)
+        return ret;
+    if (S_ISDIR(inode->type))
+        return -EPERM;
+    /*
+     * linkat(fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, which a non-root fsuid lacks;
+     * following the /proc magic link links the inode itself (a symlink too) without it.
+     */
+    if (linkat(fs->proc_self_fd, fd_name(inode->fd, &p), dir->fd, newname, AT_SYMLINK_FOLLOW) < 0)
+        return -errno;
+    return pt_do_lookup(fs, dir, newname, out);
+}
+
+/* Whole filesystem and permissions. */
+
+int pt_statfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+              struct fuse_statfs_out *out)
+{
+    struct pt_inode *inode;
+    struct statvfs sv;
+    int ret = pt_begin(fs, ctx, nodeid, &inode);
+
+    if (ret < 0)
+        return ret;
+    if (fstatvfs(inode->fd, &sv) < 0) /* O_PATH fds work with fstatfs since Linux 3.12 */
+        return -errno;
+    memset(out, 0, sizeof(*out));
+    out->st.blocks = sv.f_blocks;
+    out->st.bfree = sv.f_bfree;
+    out->st.bavail = sv.f_bavail;
+    out->st.files = sv.f_files;
+    out->st.ffree = sv.f_ffree;
+    out->st.bsize = sv.f_bsize;
+    out->st.namelen = sv.f_namemax;
+    out->st.frsize = sv.f_frsize;
+    return 0;
+}
+
+int pt_access(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+              const struct fuse_access_in *in)
+{
+    struct pt_inode *inode;
+    struct fd_path p;
+    int ret = pt_begin(fs, ctx, nodeid, &inode);
+
+    if (ret < 0)
+        return ret;
+    if (in->mask & ~(uint32_t)(R_OK | W_OK | X_OK))
+        return -EINVAL;
+    if (fs->cfg.readonly && (in->mask & W_OK) && !S_ISLNK(inode->type))
+        return -EROFS;
+    /* AT_EACCESS: check with this thread's fsuid/fsgid (the caller's), not the real ids. */
+    if (faccessat(fs->proc_self_fd, fd_name(inode->fd, &p), in->mask, AT_EACCESS) < 0)
+        return -errno;
+    return 0;
+}
+
+int pt_syncfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid)
+{
+    struct pt_inode *inode;
+    int fd, ret;
+
+    /* syncfs needs no permission, but syncfs(2) needs a real fd: reopen as root. */
+    ret = pt_begin(fs, NULL, nodeid, &inode);
+    if (ret < 0)
+        return ret;
+    if (!S_ISDIR(inode->type) && !S_ISREG(inode->type))
+        inode = fs->root;
+    fd = pt_reopen(fs, inode->fd, O_RDONLY | O_NONBLOCK);
+    if (fd < 0)
+        return fd;
+    ret = syncfs(fd) < 0 ? -errno : 0;
+    close(fd);
+    return ret;
+}
