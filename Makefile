@@ -3,7 +3,7 @@ BUILD   ?= build
 PREFIX  ?= /usr/local
 DEPS    := tests/install-deps.sh
 
-.PHONY: all build check demo install clean format
+.PHONY: all build check demo bench install clean format
 
 all: build
 
@@ -21,6 +21,11 @@ demo:
 	@bash $(DEPS) test
 	@$(MAKE) --no-print-directory build
 	bash tests/demo.sh
+
+# Compare with another daemon: make bench BENCH_ARGS="--daemon '$(BUILD)/virtiofsd --cache=always \
+#   --seccomp=none --sandbox=none' --daemon '/usr/libexec/virtiofsd --cache=always --seccomp=none'"
+bench: build
+	$(BUILD)/tests/bench $(BENCH_ARGS)
 
 install: build
 	meson install -C $(BUILD)

@@ -23,6 +23,7 @@ struct vq_elem {
     unsigned rd_num; /* iov[0, rd_num): device-readable (the request) */
     unsigned wr_num; /* iov[rd_num, rd_num + wr_num): device-writable (the reply) */
     size_t rd_len, wr_len;
+    bool writable_seen; /* while walking: a device-writable descriptor came already */
     struct iovec iov[VQ_MAX_IOV];
 };
 

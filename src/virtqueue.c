@@ -65,7 +65,10 @@ int vq_map(struct virtqueue *vq, const struct guest_mem *mem)
 
 bool vq_has_avail(struct virtqueue *vq)
 {
-    return LOAD16(&vq->avail->idx) != vq->last_avail_idx;
+    /* An index more than the queue size ahead is corrupt and counts as empty, as in
+     * vq_pop(); otherwise a worker would keep being told there is work it cannot pop. */
+    uint16_t pending = (uint16_t)(LOAD16(&vq->avail->idx) - vq->last_avail_idx);
+    return pending != 0 && pending <= vq->num;
 }
 
 /* Collects one descriptor's buffer into elem; enforces readable-before-writable. */
@@ -73,6 +76,7 @@ static int add_buffer(struct vq_elem *elem, const struct guest_mem *mem, uint64_
                       uint32_t len, bool writable)
 {
     if (writable) {
+        elem->writable_seen = true;
         unsigned n = elem->wr_num;
         int ret = guest_mem_gpa_iov(mem, addr, len, elem->iov + elem->rd_num,
                                     VQ_MAX_IOV - elem->rd_num, &n);
@@ -81,8 +85,8 @@ static int add_buffer(struct vq_elem *elem, const struct guest_mem *mem, uint64_
         elem->wr_num = n;
         elem->wr_len += len;
     } else {
-        if (elem->wr_num > 0 || elem->wr_len > 0)
-            return -EINVAL; /* a readable buffer after a writable one */
+        if (elem->writable_seen)
+            return -EINVAL; /* a readable descriptor after a writable one, even an empty one */
         unsigned n = elem->rd_num;
         int ret = guest_mem_gpa_iov(mem, addr, len, elem->iov, VQ_MAX_IOV, &n);
         if (ret < 0)
@@ -182,6 +186,7 @@ int vq_pop(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *el
     elem->head = head;
     elem->rd_num = elem->wr_num = 0;
     elem->rd_len = elem->wr_len = 0;
+    elem->writable_seen = false;
     int ret = walk_chain(vq, mem, elem);
     if (ret < 0) {
         log_error("virtqueue: bad descriptor chain at head %u: %s", head, strerror(-ret));

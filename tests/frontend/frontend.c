@@ -459,7 +459,10 @@ static int setup_device(struct fe *fe)
                 return ret;
         }
     }
-    return 0;
+    /* A round trip: once it returns, the back-end has processed every message above, so the
+     * first kick cannot overtake SET_VRING_ENABLE (some back-ends drop such a kick). */
+    uint64_t features;
+    return fe_vu_get_u64(fe, FE_VU_GET_FEATURES, &features);
 }
 
 static int connect_socket(const char *path)

@@ -1,0 +1,604 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Protocol-level benchmark: drives one or more virtiofsd-compatible daemons through the test
+ * front-end (no VM) and prints ops/s and p50/p99 latency per workload, with each daemon's
+ * throughput as a ratio of the first one's, measured in the same run.
+ *
+ *   bench [--daemon 'CMD']... [--workloads a,b] [--depths 1,16] [--queues 1,2] [--seconds S]
+ *
+ * CMD is a daemon command line without --socket-path/--shared-dir (appended here).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <glib.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frontend.h"
+
+#define MAX_DEPTH   64
+#define MAX_STEPS   3
+#define DIR_ENTRIES 1000
+#define BIG_FILE    (64u << 20)
+#define OUT_MAX     (1u << 20)
+
+enum workload {
+    W_GETATTR,
+    W_LOOKUP,
+    W_CREATE,
+    W_READ4K,
+    W_WRITE4K,
+    W_READ1M,
+    W_WRITE1M,
+    W_READDIRPLUS,
+    W_COUNT
+};
+static const char *const workload_names[W_COUNT] = {
+    "getattr", "lookup-forget", "create-release-unlink", "read-4k-rand", "write-4k-rand",
+    "read-1m-seq", "write-1m-seq", "readdirplus-1000"};
+
+struct ctx {
+    uint64_t file_node, file_fh, dir_node;
+};
+
+/* One request slot: its buffers in guest memory stay allocated for the whole run. */
+struct slot {
+    uint64_t in_gpa, out_gpa;
+    uint16_t head;
+    int step;
+    uint64_t id;      /* per-op counter, for unique names */
+    uint64_t fh;      /* create: handle to release; readdir: dir handle */
+    uint64_t node;    /* create: node to forget */
+    uint64_t offset;  /* readdir continuation */
+    struct timespec start;
+};
+
+struct qrun {
+    struct fe *fe;
+    unsigned q;
+    enum workload w;
+    unsigned depth;
+    const struct ctx *c;
+    double seconds;
+    struct slot slots[MAX_DEPTH];
+    uint64_t ops;
+    GArray *lat; /* double microseconds */
+    uint64_t seq_off;
+    unsigned seed;
+    int error;
+};
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Builds the request for the slot's current step; returns its in length and out size. */
+static void build(struct qrun *r, struct slot *s, uint32_t *in_len, uint32_t *out_len)
+{
+    struct fe *fe = r->fe;
+    uint8_t *in = fe_ptr(fe, s->in_gpa);
+    struct fuse_in_header *h = (struct fuse_in_header *)in;
+    uint8_t *arg = in + sizeof(*h);
+    size_t alen = 0;
+    *h = (struct fuse_in_header){.unique = (uint64_t)(s - r->slots) + 1, .pid = 1};
+    *out_len = 4096;
+    switch (r->w) {
+    case W_GETATTR:
+        h->opcode = FUSE_GETATTR;
+        h->nodeid = r->c->file_node;
+        memset(arg, 0, alen = sizeof(struct fuse_getattr_in));
+        break;
+    case W_LOOKUP:
+        h->opcode = FUSE_LOOKUP;
+        h->nodeid = FUSE_ROOT_ID;
+        alen = (size_t)sprintf((char *)arg, "big") + 1;
+        break;
+    case W_CREATE:
+        if (s->step == 0) {
+            struct fuse_create_in ci = {.flags = O_RDWR | O_CREAT | O_EXCL, .mode = 0644};
+            h->opcode = FUSE_CREATE;
+            h->nodeid = FUSE_ROOT_ID;
+            memcpy(arg, &ci, sizeof(ci));
+            alen = sizeof(ci) + (size_t)sprintf((char *)arg + sizeof(ci), "c-%u-%llu", r->q,
+                                                (unsigned long long)s->id) + 1;
+        } else if (s->step == 1) {
+            struct fuse_release_in ri = {.fh = s->fh};
+            h->opcode = FUSE_RELEASE;
+            h->nodeid = s->node;
+            memcpy(arg, &ri, alen = sizeof(ri));
+        } else {
+            h->opcode = FUSE_UNLINK;
+            h->nodeid = FUSE_ROOT_ID;
+            alen = (size_t)sprintf((char *)arg, "c-%u-%llu", r->q, (unsigned long long)s->id) + 1;
+        }
+        break;
+    case W_READ4K:
+    case W_READ1M: {
+        bool big = r->w == W_READ1M;
+        uint32_t size = big ? (1u << 20) : 4096;
+        uint64_t off = big ? (r->seq_off += size) % BIG_FILE
+                           : (uint64_t)(rand_r(&r->seed) % (BIG_FILE / 4096)) * 4096;
+        struct fuse_read_in ri = {.fh = r->c->file_fh, .offset = off, .size = size};
+        h->opcode = FUSE_READ;
+        h->nodeid = r->c->file_node;
+        memcpy(arg, &ri, alen = sizeof(ri));
+        *out_len = size;
+        break;
+    }
+    case W_WRITE4K:
+    case W_WRITE1M: {
+        bool big = r->w == W_WRITE1M;
+        uint32_t size = big ? (1u << 20) : 4096;
+        uint64_t off = big ? (r->seq_off += size) % BIG_FILE
+                           : (uint64_t)(rand_r(&r->seed) % (BIG_FILE / 4096)) * 4096;
+        struct fuse_write_in wi = {.fh = r->c->file_fh, .offset = off, .size = size};
+        h->opcode = FUSE_WRITE;
+        h->nodeid = r->c->file_node;
+        memcpy(arg, &wi, sizeof(wi));
+        alen = sizeof(wi) + size; /* the data: whatever the slot buffer holds */
+        break;
+    }
+    case W_READDIRPLUS:
+        if (s->step == 0) {
+            h->opcode = FUSE_OPENDIR;
+            h->nodeid = r->c->dir_node;
+            memset(arg, 0, alen = sizeof(struct fuse_open_in));
+        } else if (s->step == 1) {
+            struct fuse_read_in ri = {.fh = s->fh, .offset = s->offset, .size = 65536};
+            h->opcode = FUSE_READDIRPLUS;
+            h->nodeid = r->c->dir_node;
+            memcpy(arg, &ri, alen = sizeof(ri));
+            *out_len = 65536;
+        } else {
+            struct fuse_release_in ri = {.fh = s->fh};
+            h->opcode = FUSE_RELEASEDIR;
+            h->nodeid = r->c->dir_node;
+            memcpy(arg, &ri, alen = sizeof(ri));
+        }
+        break;
+    default:
+        break;
+    }
+    h->len = (uint32_t)(sizeof(*h) + alen);
+    *in_len = h->len;
+    *out_len += sizeof(struct fuse_out_header);
+}
+
+static int submit(struct qrun *r, struct slot *s)
+{
+    uint32_t in_len, out_len;
+    build(r, s, &in_len, &out_len);
+    struct fe_buf b[2] = {{s->in_gpa, in_len, false}, {s->out_gpa, out_len, true}};
+    return fe_vq_add(r->fe, r->q, b, 2, false, &s->head);
+}
+
+/* Last offset in a readdirplus reply, 0 when it was empty. */
+static uint64_t last_dirent_off(const uint8_t *p, size_t len)
+{
+    uint64_t off = 0;
+    size_t pos = 0;
+    while (pos + sizeof(struct fuse_direntplus) <= len) {
+        const struct fuse_direntplus *d = (const void *)(p + pos);
+        off = d->dirent.off;
+        pos += FUSE_DIRENTPLUS_SIZE(d);
+    }
+    return off;
+}
+
+/* FORGETs go to the hiprio queue, shared by every request-queue thread. */
+static pthread_mutex_t hiprio_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t hiprio_bufs[64];
+static unsigned hiprio_inflight;
+
+static void send_forget(struct fe *fe, uint64_t nodeid)
+{
+    pthread_mutex_lock(&hiprio_lock);
+    uint16_t head;
+    uint32_t len;
+    /* Reap what the daemon has returned so descriptors and buffers can be reused. */
+    while (hiprio_inflight > 0 && fe_vq_get_used(fe, 0, &head, &len, 0) == 0) {
+        fe_vq_free_chain(fe, 0, head);
+        hiprio_inflight--;
+    }
+    while (hiprio_inflight >= 64 && fe_vq_get_used(fe, 0, &head, &len, 1000) == 0) {
+        fe_vq_free_chain(fe, 0, head);
+        hiprio_inflight--;
+    }
+    struct {
+        struct fuse_in_header h;
+        struct fuse_forget_in f;
+    } req = {{.len = sizeof(req), .opcode = FUSE_FORGET, .nodeid = nodeid}, {.nlookup = 1}};
+    /* The buffers cycle: at most 64 in flight, so slot reuse is safe. */
+    static unsigned next;
+    uint64_t gpa = hiprio_bufs[next++ % 64];
+    memcpy(fe_ptr(fe, gpa), &req, sizeof(req));
+    struct fe_buf b = {gpa, sizeof(req), false};
+    if (fe_vq_add(fe, 0, &b, 1, false, &head) == 0) {
+        hiprio_inflight++;
+        fe_vq_kick(fe, 0);
+    }
+    pthread_mutex_unlock(&hiprio_lock);
+}
+
+/* Handles a completion; returns true when the slot's whole op is done. */
+static bool complete(struct qrun *r, struct slot *s, uint32_t len)
+{
+    struct fuse_out_header *o = fe_ptr(r->fe, s->out_gpa);
+    const uint8_t *data = (const uint8_t *)(o + 1);
+    if (len < sizeof(*o) || o->error) {
+        if (!r->error)
+            fprintf(stderr, "bench: %s step %d failed: %d\n", workload_names[r->w], s->step,
+                    len < sizeof(*o) ? -EIO : o->error);
+        r->error = -EIO;
+        return true;
+    }
+    if (r->w == W_LOOKUP)
+        send_forget(r->fe, ((const struct fuse_entry_out *)data)->nodeid);
+    if (r->w == W_CREATE && s->step == 0) {
+        s->node = ((const struct fuse_entry_out *)data)->nodeid;
+        s->fh = ((const struct fuse_open_out *)(data + sizeof(struct fuse_entry_out)))->fh;
+    }
+    if (r->w == W_READDIRPLUS) {
+        if (s->step == 0) {
+            s->fh = ((const struct fuse_open_out *)data)->fh;
+            s->offset = 0;
+        } else if (s->step == 1) {
+            uint64_t off = last_dirent_off(data, len - sizeof(*o));
+            if (off) {
+                s->offset = off;
+                return false; /* more entries: stay on this step */
+            }
+        }
+    }
+    int steps = r->w == W_CREATE || r->w == W_READDIRPLUS ? 3 : 1;
+    return ++s->step >= steps;
+}
+
+static void *run_queue(void *arg)
+{
+    struct qrun *r = arg;
+    double end = now_s() + r->seconds;
+    uint64_t next_id = 0;
+    for (unsigned i = 0; i < r->depth; i++) {
+        r->slots[i].id = next_id++;
+        clock_gettime(CLOCK_MONOTONIC, &r->slots[i].start);
+        if (submit(r, &r->slots[i]) < 0)
+            r->error = -ENOSPC;
+    }
+    fe_vq_kick(r->fe, r->q);
+    unsigned inflight = r->depth;
+    while (inflight > 0 && !r->error) {
+        uint16_t head;
+        uint32_t len;
+        if (fe_vq_get_used(r->fe, r->q, &head, &len, 10000) < 0) {
+            r->error = -ETIMEDOUT;
+            break;
+        }
+        struct slot *s = NULL;
+        for (unsigned i = 0; i < r->depth; i++)
+            if (r->slots[i].head == head)
+                s = &r->slots[i];
+        fe_vq_free_chain(r->fe, r->q, head);
+        if (!s) {
+            r->error = -EPROTO;
+            break;
+        }
+        bool done = complete(r, s, len);
+        if (done) {
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            double us = (double)(t.tv_sec - s->start.tv_sec) * 1e6 +
+                        (double)(t.tv_nsec - s->start.tv_nsec) / 1e3;
+            g_array_append_val(r->lat, us);
+            r->ops++;
+            if (now_s() >= end) {
+                inflight--;
+                continue;
+            }
+            s->step = 0;
+            s->id = next_id++;
+            s->start = t;
+        }
+        if (submit(r, s) < 0)
+            r->error = -ENOSPC;
+        fe_vq_kick(r->fe, r->q);
+    }
+    return NULL;
+}
+
+/* ---- set-up of the share and the session ---- */
+
+static int fuse_simple(struct fe *fe, uint32_t op, uint64_t node, const void *a, size_t alen,
+                       const char *name, size_t out, struct fe_reply *r)
+{
+    struct iovec iov[2] = {{(void *)a, alen}, {(void *)name, name ? strlen(name) + 1 : 0}};
+    int ret = fe_fuse(fe, 1, op, node, iov, name ? 2 : 1, out, r);
+    return ret < 0 ? ret : r->error;
+}
+
+static int prepare_session(struct fe *fe, struct ctx *c)
+{
+    struct fe_reply r;
+    struct fuse_entry_out e;
+    int ret = fe_fuse_init(fe);
+    if (ret < 0 || (ret = fe_lookup(fe, FUSE_ROOT_ID, "big", &e)) < 0) {
+        fprintf(stderr, "bench: INIT or LOOKUP failed: %s\n", strerror(-ret));
+        return ret;
+    }
+    c->file_node = e.nodeid;
+    struct fuse_open_in oi = {.flags = O_RDWR};
+    if ((ret = fuse_simple(fe, FUSE_OPEN, c->file_node, &oi, sizeof(oi), NULL,
+                           sizeof(struct fuse_open_out), &r)) < 0)
+        return ret;
+    c->file_fh = ((struct fuse_open_out *)r.data)->fh;
+    if ((ret = fe_lookup(fe, FUSE_ROOT_ID, "dir", &e)) < 0)
+        return ret;
+    c->dir_node = e.nodeid;
+    for (unsigned i = 0; i < 64; i++)
+        hiprio_bufs[i] = fe_alloc(fe, 64);
+    hiprio_inflight = 0;
+    return 0;
+}
+
+static void prepare_share(const char *share)
+{
+    char *p = g_build_filename(share, "big", NULL);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    static char buf[1 << 20];
+    memset(buf, 'x', sizeof(buf));
+    for (unsigned i = 0; fd >= 0 && i < BIG_FILE / sizeof(buf); i++)
+        if (write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+            break;
+    if (fd >= 0)
+        close(fd);
+    g_free(p);
+    char *dir = g_build_filename(share, "dir", NULL);
+    mkdir(dir, 0755);
+    for (int i = 0; i < DIR_ENTRIES; i++) {
+        char *f = g_strdup_printf("%s/entry-%04d", dir, i);
+        g_file_set_contents(f, "", 0, NULL);
+        g_free(f);
+    }
+    g_free(dir);
+}
+
+struct daemon_proc {
+    pid_t pid;
+    char *dir, *share, *sock;
+};
+
+static int start_daemon(const char *cmd, struct daemon_proc *d)
+{
+    d->dir = g_dir_make_tmp("vfs-bench-XXXXXX", NULL);
+    d->share = g_build_filename(d->dir, "share", NULL);
+    d->sock = g_build_filename(d->dir, "sock", NULL);
+    mkdir(d->share, 0755);
+    prepare_share(d->share);
+    char *full = g_strdup_printf("exec %s --socket-path=%s --shared-dir=%s", cmd, d->sock,
+                                 d->share);
+    d->pid = fork();
+    if (d->pid == 0) {
+        execl("/bin/sh", "sh", "-c", full, (char *)NULL);
+        _exit(127);
+    }
+    g_free(full);
+    for (int i = 0; i < 500; i++) {
+        if (access(d->sock, F_OK) == 0)
+            return 0;
+        usleep(10000);
+    }
+    return -ETIMEDOUT;
+}
+
+static void stop_daemon(struct daemon_proc *d)
+{
+    if (d->pid > 0) {
+        kill(d->pid, SIGTERM);
+        waitpid(d->pid, NULL, 0);
+    }
+    char *cmd = g_strdup_printf("rm -rf '%s'", d->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench: cannot remove %s\n", d->dir);
+    g_free(cmd);
+    g_free(d->dir);
+    g_free(d->share);
+    g_free(d->sock);
+}
+
+static struct fe *connect_fe(const char *sock, unsigned queues)
+{
+    struct fe_config cfg = {.socket_path = sock, .request_queues = queues,
+                            .mem_size = 256u << 20, .queue_size = 256};
+    struct fe *fe = NULL;
+    int ret = -1;
+    for (int i = 0; i < 200; i++) {
+        if ((ret = fe_open(&cfg, &fe)) == 0)
+            return fe;
+        usleep(20000);
+    }
+    fprintf(stderr, "bench: cannot connect to %s: %s\n", sock, strerror(-ret));
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct result {
+    double ops_s, p50, p99;
+    bool ok;
+};
+
+static struct result run_one(struct fe *fe, const struct ctx *c, enum workload w, unsigned depth,
+                             unsigned queues, double seconds)
+{
+    struct qrun *runs = calloc(queues, sizeof(*runs));
+    size_t mark = fe_alloc_mark(fe);
+    for (unsigned q = 0; q < queues; q++) {
+        struct qrun *r = &runs[q];
+        *r = (struct qrun){.fe = fe, .q = 1 + q, .w = w, .depth = depth, .c = c,
+                           .seconds = seconds, .lat = g_array_new(FALSE, FALSE, sizeof(double)),
+                           .seed = 1234 + q};
+        for (unsigned i = 0; i < depth; i++) {
+            r->slots[i].in_gpa = fe_alloc(fe, 4096 + OUT_MAX / (w == W_WRITE1M ? 1 : 256));
+            r->slots[i].out_gpa = fe_alloc(fe, 4096 + (w == W_READ1M ? OUT_MAX : 65536));
+        }
+    }
+    pthread_t *th = calloc(queues, sizeof(*th));
+    double t0 = now_s();
+    for (unsigned q = 0; q < queues; q++)
+        pthread_create(&th[q], NULL, run_queue, &runs[q]);
+    for (unsigned q = 0; q < queues; q++)
+        pthread_join(th[q], NULL);
+    double elapsed = now_s() - t0;
+
+    struct result res = {.ok = true};
+    GArray *all = g_array_new(FALSE, FALSE, sizeof(double));
+    uint64_t ops = 0;
+    for (unsigned q = 0; q < queues; q++) {
+        ops += runs[q].ops;
+        g_array_append_vals(all, runs[q].lat->data, runs[q].lat->len);
+        g_array_free(runs[q].lat, TRUE);
+        if (runs[q].error)
+            res.ok = false;
+    }
+    g_array_sort(all, cmp_double);
+    if (all->len) {
+        res.p50 = g_array_index(all, double, all->len / 2);
+        res.p99 = g_array_index(all, double, (all->len * 99) / 100);
+    }
+    res.ops_s = (double)ops / elapsed;
+    g_array_free(all, TRUE);
+    free(th);
+    free(runs);
+    fe_alloc_release(fe, mark);
+    return res;
+}
+
+static GPtrArray *split_list(const char *s)
+{
+    GPtrArray *a = g_ptr_array_new_with_free_func(g_free);
+    gchar **v = g_strsplit(s, ",", -1);
+    for (gchar **p = v; *p; p++)
+        g_ptr_array_add(a, g_strdup(*p));
+    g_strfreev(v);
+    return a;
+}
+
+int main(int argc, char **argv)
+{
+    GPtrArray *daemons = g_ptr_array_new();
+    const char *wl = "getattr,lookup-forget,create-release-unlink,read-4k-rand,write-4k-rand,"
+                     "read-1m-seq,write-1m-seq,readdirplus-1000";
+    const char *depths = "1,16", *queues_s = "1";
+    double seconds = 2;
+    static const struct option opts[] = {{"daemon", required_argument, NULL, 'd'},
+                                         {"workloads", required_argument, NULL, 'w'},
+                                         {"depths", required_argument, NULL, 'D'},
+                                         {"queues", required_argument, NULL, 'q'},
+                                         {"seconds", required_argument, NULL, 's'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
+        switch (c) {
+        case 'd': g_ptr_array_add(daemons, optarg); break;
+        case 'w': wl = optarg; break;
+        case 'D': depths = optarg; break;
+        case 'q': queues_s = optarg; break;
+        case 's': seconds = atof(optarg); break;
+        default:
+            printf("usage: bench [--daemon 'CMD']... [--workloads LIST] [--depths 1,16] "
+                   "[--queues 1,2] [--seconds S]\nworkloads:");
+            for (int i = 0; i < W_COUNT; i++)
+                printf(" %s", workload_names[i]);
+            printf("\n");
+            return c == 'h' ? 0 : 2;
+        }
+    }
+    if (daemons->len == 0)
+        g_ptr_array_add(daemons, BENCH_DEFAULT_DAEMON
+                        " --cache=always --seccomp=none --sandbox=none --log-level=error");
+    GPtrArray *ws = split_list(wl), *ds = split_list(depths), *qs = split_list(queues_s);
+    unsigned nd = daemons->len;
+    /* results[workload][depth][queues][daemon] */
+    size_t nres = (size_t)ws->len * ds->len * qs->len * nd;
+    struct result *res = calloc(nres, sizeof(*res));
+
+    for (unsigned di = 0; di < nd; di++) {
+        const char *cmd = daemons->pdata[di];
+        for (unsigned qi = 0; qi < qs->len; qi++) {
+            unsigned queues = (unsigned)atoi(qs->pdata[qi]);
+            struct daemon_proc d = {0};
+            struct fe *fe = NULL;
+            struct ctx c;
+            if (start_daemon(cmd, &d) < 0 || !(fe = connect_fe(d.sock, queues)) ||
+                prepare_session(fe, &c) < 0) {
+                fprintf(stderr, "bench: cannot set up '%s' with %u queues\n", cmd, queues);
+                if (fe)
+                    fe_close(fe);
+                stop_daemon(&d);
+                continue;
+            }
+            for (unsigned wi = 0; wi < ws->len; wi++) {
+                int w = 0;
+                while (w < W_COUNT && strcmp(workload_names[w], ws->pdata[wi]))
+                    w++;
+                if (w == W_COUNT) {
+                    fprintf(stderr, "bench: unknown workload %s\n", (char *)ws->pdata[wi]);
+                    return 2;
+                }
+                for (unsigned dpi = 0; dpi < ds->len; dpi++) {
+                    unsigned depth = (unsigned)atoi(ds->pdata[dpi]);
+                    if (depth < 1 || depth > MAX_DEPTH)
+                        depth = 1;
+                    size_t idx = (((size_t)wi * ds->len + dpi) * qs->len + qi) * nd + di;
+                    res[idx] = run_one(fe, &c, (enum workload)w, depth, queues, seconds);
+                }
+            }
+            fe_close(fe);
+            stop_daemon(&d);
+        }
+    }
+
+    printf("%-24s %5s %6s", "workload", "depth", "queues");
+    for (unsigned di = 0; di < nd; di++)
+        printf(" | d%u ops/s   p50us   p99us%s", di, di ? "  ratio" : "");
+    printf("\n");
+    for (unsigned wi = 0; wi < ws->len; wi++)
+        for (unsigned dpi = 0; dpi < ds->len; dpi++)
+            for (unsigned qi = 0; qi < qs->len; qi++) {
+                printf("%-24s %5s %6s", (char *)ws->pdata[wi], (char *)ds->pdata[dpi],
+                       (char *)qs->pdata[qi]);
+                size_t base = (((size_t)wi * ds->len + dpi) * qs->len + qi) * nd;
+                for (unsigned di = 0; di < nd; di++) {
+                    struct result *r = &res[base + di];
+                    if (!r->ok) {
+                        printf(" | %10s %7s %7s%s", "failed", "-", "-", di ? "      -" : "");
+                        continue;
+                    }
+                    printf(" | %10.0f %7.1f %7.1f", r->ops_s, r->p50, r->p99);
+                    if (di)
+                        printf("  %5.2f", res[base].ok && res[base].ops_s > 0
+                                              ? r->ops_s / res[base].ops_s
+                                              : 0.0);
+                }
+                printf("\n");
+            }
+    for (unsigned di = 0; di < nd; di++)
+        printf("d%u: %s\n", di, (char *)daemons->pdata[di]);
+    free(res);
+    return 0;
+}
