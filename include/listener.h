@@ -4,11 +4,22 @@
 #define VFS_LISTENER_H
 
 /*
+ * Takes the lock <socket_path>.pid (writing our pid in it) so two daemons never serve one
+ * socket path; -EADDRINUSE (logged with the holder's pid) when another daemon holds it.
+ * Returns the lock fd, kept open for the daemon's life.
+ */
+int listener_lock(const char *socket_path);
+void listener_unlock(int lock_fd, const char *socket_path);
+
+/*
  * Creates and binds the socket at path (replacing a stale socket file), with group
  * ownership when group is set. Returns the listening fd or a negative errno (logged).
  */
 int listener_open(const char *path, const char *group);
-/* Accepts one connection (close-on-exec); negative errno on failure. */
+/* Seconds a connection may stall inside a message before it is dropped. */
+#define LISTENER_IO_TIMEOUT_S 5
+
+/* Accepts one connection (close-on-exec, I/O timeouts set); negative errno on failure. */
 int listener_accept(int listen_fd);
 /* Closes the socket and removes its file (path may be NULL for an inherited --fd). */
 void listener_close(int listen_fd, const char *path);

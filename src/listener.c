@@ -2,10 +2,15 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -24,6 +29,55 @@ static int set_group(const char *path, const char *group)
         return -err;
     }
     return 0;
+}
+
+/* Reads the pid a lock file names, for the message; 0 when unreadable. */
+static long lock_owner(int fd)
+{
+    char buf[32] = {0};
+    if (pread(fd, buf, sizeof(buf) - 1, 0) <= 0)
+        return 0;
+    return strtol(buf, NULL, 10);
+}
+
+int listener_lock(const char *socket_path)
+{
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s.pid", socket_path) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        int err = errno;
+        log_error("cannot open lock file %s: %s", path, strerror(err));
+        return -err;
+    }
+    /* flock is released by the kernel when the holder dies, so a crash leaves no stale lock. */
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int err = errno;
+        if (err == EWOULDBLOCK)
+            log_error("another virtiofsd (pid %ld) is serving %s", lock_owner(fd), socket_path);
+        else
+            log_error("cannot lock %s: %s", path, strerror(err));
+        close(fd);
+        return err == EWOULDBLOCK ? -EADDRINUSE : -err;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        log_warn("cannot write pid to %s: %m", path);
+    return fd;
+}
+
+void listener_unlock(int lock_fd, const char *socket_path)
+{
+    if (lock_fd < 0)
+        return;
+    char path[4096];
+    /* Removed while still locked, so a new daemon cannot lock a file we are about to delete. */
+    if (snprintf(path, sizeof(path), "%s.pid", socket_path) < (int)sizeof(path) &&
+        unlink(path) < 0)
+        log_warn("cannot remove %s: %m", path);
+    close(lock_fd);
 }
 
 int listener_open(const char *path, const char *group)
@@ -66,7 +120,21 @@ int listener_accept(int listen_fd)
     do {
         fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
-    return fd < 0 ? -errno : fd;
+    if (fd < 0)
+        return -errno;
+    /*
+     * A message is read only once its first bytes arrived, and a real front-end sends the
+     * rest at once; one that announces a payload and never sends it must not hold the daemon
+     * (and its signal handling) forever. Reads and writes give up after this long.
+     */
+    struct timeval tv = {.tv_sec = LISTENER_IO_TIMEOUT_S};
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
 }
 
 void listener_close(int listen_fd, const char *path)

@@ -29,6 +29,7 @@ enum { EXIT_OK = 0, EXIT_FATAL = 1, EXIT_USAGE = 2 };
 struct daemon {
     struct options opts;
     int listen_fd;
+    int lock_fd;
     int signal_fd;
     struct pt_fs *fs;
     struct fuse_session *fuse;
@@ -204,6 +205,9 @@ static int start(struct daemon *d)
     if (o->fd >= 0) {
         d->listen_fd = o->fd;
     } else {
+        d->lock_fd = listener_lock(o->socket_path);
+        if (d->lock_fd < 0)
+            return d->lock_fd;
         d->listen_fd = listener_open(o->socket_path, o->socket_group);
         if (d->listen_fd < 0)
             return d->listen_fd;
@@ -231,6 +235,8 @@ static void stop(struct daemon *d)
         pt_free(d->fs);
     if (d->listen_fd >= 0)
         listener_close(d->listen_fd, d->opts.fd >= 0 ? NULL : d->opts.socket_path);
+    if (d->lock_fd >= 0)
+        listener_unlock(d->lock_fd, d->opts.socket_path);
     if (d->signal_fd >= 0)
         close(d->signal_fd);
 }
@@ -242,7 +248,7 @@ static void print_capabilities(void)
 
 int main(int argc, char **argv)
 {
-    struct daemon d = {.listen_fd = -1, .signal_fd = -1};
+    struct daemon d = {.listen_fd = -1, .lock_fd = -1, .signal_fd = -1};
     switch (options_parse(argc, argv, &d.opts)) {
     case OPTIONS_EXIT:
         return EXIT_OK;

@@ -140,6 +140,8 @@ static int read_full(int fd, void *buf, size_t len)
         ssize_t n = read(fd, (uint8_t *)buf + done, len - done);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return -ETIMEDOUT; /* the socket's receive timeout: a stalled message */
         if (n < 0)
             return -errno;
         if (n == 0)

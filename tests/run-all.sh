@@ -28,7 +28,7 @@ run_unit() {
 run_units() {
     local dir=$1 label=$2
     for exe in "$dir"/tests/test_*; do
-        [ -x "$exe" ] && run_unit "$exe" "$label"
+        [ -f "$exe" ] && [ -x "$exe" ] && run_unit "$exe" "$label"
     done
 }
 

@@ -432,6 +432,24 @@ static void test_oversized_message(void)
     fe_close(again);
 }
 
+static void test_truncated_payload(void)
+{
+    struct fe *fe = open_raw();
+    /* The header announces 40 bytes; only 10 follow, and the front-end then waits. */
+    struct {
+        uint32_t request, flags, size;
+        uint8_t part[10];
+    } __attribute__((packed)) m = {FE_VU_SET_VRING_ADDR, FE_VU_FLAG_VERSION, 40, {0}};
+    g_assert_cmpint(send(fe_socket(fe), &m, sizeof(m), MSG_NOSIGNAL), ==, sizeof(m));
+    g_assert_true(fe_vu_closed(fe, 15000)); /* dropped after the daemon's I/O timeout */
+    fe_close(fe);
+    g_assert_true(test_daemon_alive(&daemon_));
+    g_assert_true(test_daemon_log_contains(&daemon_, "timed out"));
+    struct fe *again = open_initialized();
+    assert_serving(again);
+    fe_close(again);
+}
+
 static void test_wrong_payload_size(void)
 {
     struct fe *fe = open_raw();
@@ -494,6 +512,7 @@ int main(int argc, char **argv)
     g_test_add_func("/hostile/vu-unknown-request", test_unknown_request_need_reply);
     g_test_add_func("/hostile/vu-oversized-message", test_oversized_message);
     g_test_add_func("/hostile/vu-wrong-payload", test_wrong_payload_size);
+    g_test_add_func("/hostile/vu-truncated-payload", test_truncated_payload);
     g_test_add_func("/lifecycle/second-connection-refused", test_second_connection_refused);
     g_test_add_func("/lifecycle/fd-baseline", test_fd_baseline);
 
