@@ -52,8 +52,14 @@ struct pt_ctx {
 
 struct pt_fs;
 
-/* Opens the shared directory (nodeid FUSE_ROOT_ID). */
+/*
+ * Opens the shared directory (nodeid FUSE_ROOT_ID). The working directory becomes
+ * /proc/self/fd for the process's life (see passthrough_internal.h).
+ */
 int pt_new(const struct pt_config *cfg, struct pt_fs **out);
+/* The same with an already open /proc/self/fd (O_PATH), taken over even on failure: the
+ * sandbox opens it before the root moves into the share. */
+int pt_new_with_proc(const struct pt_config *cfg, int proc_self_fd, struct pt_fs **out);
 void pt_free(struct pt_fs *fs);
 const struct pt_config *pt_get_config(const struct pt_fs *fs);
 
@@ -139,11 +145,10 @@ int pt_syncfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid);
 int pt_setxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, const char *name,
                 const void *value, size_t size, uint32_t flags);
 /* size 0: returns the size needed; otherwise copies the value and returns its size. */
-ssize_t pt_getxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
-                    const char *name, void *buf, size_t size);
+ssize_t pt_getxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, const char *name,
+                    void *buf, size_t size);
 ssize_t pt_listxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, void *buf,
                      size_t size);
-int pt_removexattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
-                   const char *name);
+int pt_removexattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, const char *name);
 
 #endif

@@ -25,20 +25,19 @@ struct pt_fs {
     bool dont_mask;
 };
 
-/* "/proc/self/fd/N" or "N" as a string. */
+/* The name "N" of fd N in /proc/self/fd, for *at calls on fs->proc_self_fd. */
 struct fd_path {
     char s[32];
 };
 
+/*
+ * The working directory is also /proc/self/fd for the daemon's life (pt_new sets it), so the
+ * same relative name serves path-only calls (the xattr ones) too, even after the sandbox has
+ * pivoted the root into the share, where no /proc path exists.
+ */
 static inline const char *fd_name(int fd, struct fd_path *p)
 {
     snprintf(p->s, sizeof(p->s), "%d", fd);
-    return p->s;
-}
-
-static inline const char *fd_proc_path(int fd, struct fd_path *p)
-{
-    snprintf(p->s, sizeof(p->s), "/proc/self/fd/%d", fd);
     return p->s;
 }
 

@@ -21,6 +21,9 @@
 #include "log.h"
 #include "options.h"
 #include "passthrough.h"
+#include "sandbox.h"
+#include "seccomp_filter.h"
+#include "caps.h"
 #include "vhost_user.h"
 
 /* Exit statuses: a supervisor can tell a clean stop from a failure. */
@@ -34,6 +37,7 @@ struct daemon {
     struct pt_fs *fs;
     struct fuse_session *fuse;
     struct vu_dev *dev;
+    struct sandbox sb;
 };
 
 static int raise_nofile_limit(uint64_t wanted)
@@ -52,12 +56,21 @@ static int raise_nofile_limit(uint64_t wanted)
         }
         wanted = nr_open ? nr_open : rl.rlim_max;
     }
-    rl.rlim_cur = wanted;
-    if (rl.rlim_max < wanted)
-        rl.rlim_max = wanted;
-    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return -errno;
-    return 0;
+    struct rlimit want = {.rlim_cur = wanted,
+                          .rlim_max = wanted > rl.rlim_max ? wanted : rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+        return 0;
+    /* Raising the hard limit may be refused (e.g. in a container): use the hard limit. */
+    int err = errno;
+    if (wanted > rl.rlim_max) {
+        log_info("cannot raise the open-file limit to %llu (%s); using the hard limit %llu",
+                 (unsigned long long)wanted, strerror(err), (unsigned long long)rl.rlim_max);
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            return 0;
+        err = errno;
+    }
+    return -err;
 }
 
 static int block_signals(void)
@@ -176,53 +189,66 @@ static int check_shared_dir(const char *dir)
     return 0;
 }
 
-static void warn_missing_lockdown(const struct options *o)
-{
-    /* Sandboxing, seccomp and capability dropping come in their own module (issue 5). */
-    if (o->sandbox != SANDBOX_NONE)
-        log_warn("--sandbox=%s is not implemented yet; running without a sandbox",
-                 o->sandbox == SANDBOX_CHROOT ? "chroot" : "namespace");
-    if (o->seccomp != SECCOMP_NONE)
-        log_warn("seccomp filtering is not implemented yet; running without it");
-}
-
-/* Every start-up step in order; each failure is logged and ends start-up. */
-static int start(struct daemon *d)
+/* Listening socket and its lock; in namespace mode the monitor removes them at the end. */
+static int open_socket(struct daemon *d)
 {
     const struct options *o = &d->opts;
-    int ret = check_shared_dir(o->pt.shared_dir);
-    if (ret < 0)
-        return ret;
-    log_debug("start-up: rlimit");
-    ret = raise_nofile_limit(o->rlimit_nofile);
-    if (ret < 0)
-        log_warn("cannot raise the open-file limit: %s", strerror(-ret));
-    log_debug("start-up: signals");
-    d->signal_fd = block_signals();
-    if (d->signal_fd < 0)
-        return d->signal_fd;
-    log_debug("start-up: socket");
     if (o->fd >= 0) {
         d->listen_fd = o->fd;
-    } else {
-        d->lock_fd = listener_lock(o->socket_path);
-        if (d->lock_fd < 0)
-            return d->lock_fd;
-        d->listen_fd = listener_open(o->socket_path, o->socket_group);
-        if (d->listen_fd < 0)
-            return d->listen_fd;
+        return 0;
     }
-    log_debug("start-up: filesystem");
-    ret = pt_new(&o->pt, &d->fs);
+    d->lock_fd = listener_lock(o->socket_path);
+    if (d->lock_fd < 0)
+        return d->lock_fd;
+    d->listen_fd = listener_open(o->socket_path, o->socket_group);
+    return d->listen_fd < 0 ? d->listen_fd : 0;
+}
+
+static int open_filesystem(struct daemon *d)
+{
+    struct pt_config cfg = d->opts.pt;
+    cfg.shared_dir = d->sb.root; /* "/" once pivoted or chrooted */
+    int ret = pt_new_with_proc(&cfg, d->sb.proc_self_fd, &d->fs);
+    d->sb.proc_self_fd = -1; /* taken over */
     if (ret < 0) {
-        log_error("cannot open shared directory %s: %s", o->pt.shared_dir, strerror(-ret));
+        log_error("cannot open shared directory %s: %s", d->opts.pt.shared_dir, strerror(-ret));
         return ret;
     }
     d->fuse = fuse_session_new(d->fs);
-    d->dev = d->fuse ? vu_dev_new(d->fuse, o->num_request_queues) : NULL;
-    if (!d->dev)
-        return -ENOMEM;
-    warn_missing_lockdown(o);
+    d->dev = d->fuse ? vu_dev_new(d->fuse, d->opts.num_request_queues) : NULL;
+    return d->dev ? 0 : -ENOMEM;
+}
+
+#define STEP(name, call)                                                                           \
+    do {                                                                                           \
+        log_debug("start-up: %s", name);                                                           \
+        int step_ret = (call);                                                                     \
+        if (step_ret < 0)                                                                          \
+            return step_ret;                                                                       \
+    } while (0)
+
+/*
+ * Every start-up step, in order; each failure is logged and ends start-up. Returns 0 in the
+ * serving process, or 1 in the monitor process of the namespace sandbox.
+ */
+static int start(struct daemon *d)
+{
+    const struct options *o = &d->opts;
+    STEP("shared directory", check_shared_dir(o->pt.shared_dir));
+    STEP("signals", d->signal_fd = block_signals());
+    STEP("socket and lock", open_socket(d));
+    log_debug("start-up: rlimit");
+    int ret = raise_nofile_limit(o->rlimit_nofile);
+    if (ret < 0)
+        log_warn("cannot raise the open-file limit: %s", strerror(-ret));
+    enum sandbox_role role;
+    STEP("sandbox", sandbox_enter(&d->sb, &role));
+    if (role == SANDBOX_MONITOR)
+        return 1;
+    rcu_register_thread();
+    STEP("filesystem", open_filesystem(d));
+    STEP("seccomp", seccomp_install(o->seccomp));
+    STEP("capabilities", caps_drop(o->modcaps));
     log_info("serving %s on %s", o->pt.shared_dir, o->socket_path ? o->socket_path : "--fd");
     return 0;
 }
@@ -233,10 +259,16 @@ static void stop(struct daemon *d)
     fuse_session_free(d->fuse);
     if (d->fs)
         pt_free(d->fs);
+    /* Once confined, the socket's path means something else (or nothing): the monitor, or
+     * the next daemon taking over the stale socket, removes it. */
+    bool confined = d->sb.root != d->sb.shared_dir;
+    const char *path = d->opts.fd >= 0 || confined ? NULL : d->opts.socket_path;
     if (d->listen_fd >= 0)
-        listener_close(d->listen_fd, d->opts.fd >= 0 ? NULL : d->opts.socket_path);
-    if (d->lock_fd >= 0)
+        listener_close(d->listen_fd, path);
+    if (d->lock_fd >= 0 && !confined)
         listener_unlock(d->lock_fd, d->opts.socket_path);
+    else if (d->lock_fd >= 0)
+        close(d->lock_fd);
     if (d->signal_fd >= 0)
         close(d->signal_fd);
 }
@@ -263,13 +295,25 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     log_init(d.opts.log_level, d.opts.syslog);
-    rcu_register_thread();
+    d.sb = (struct sandbox){.mode = d.opts.sandbox,
+                            .shared_dir = d.opts.pt.shared_dir,
+                            .root = d.opts.pt.shared_dir,
+                            .proc_self_fd = -1};
 
     int ret = start(&d);
+    if (ret == 1) {
+        /* The monitor: the confined child serves; we outlive it to clean up its paths. */
+        int status = sandbox_monitor(&d.sb);
+        d.sb.root = d.sb.shared_dir;
+        stop(&d);
+        options_free(&d.opts);
+        return status;
+    }
     if (ret == 0)
         ret = serve(&d);
     stop(&d);
-    rcu_unregister_thread();
+    if (d.fs)
+        rcu_unregister_thread();
     options_free(&d.opts);
     return ret < 0 ? EXIT_FATAL : EXIT_OK;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "caps.h"
 #include "vhost_user.h"
 
 #define VERSION_STRING "virtiofsd 0.1.0 (C)"
@@ -152,8 +153,11 @@ static int parse_cache(const char *v, enum cache_mode *out)
     static const struct {
         const char *name;
         enum cache_mode mode;
-    } modes[] = {{"auto", CACHE_AUTO},     {"always", CACHE_ALWAYS},     {"never", CACHE_NEVER},
-                 {"none", CACHE_NEVER},    {"metadata", CACHE_METADATA}};
+    } modes[] = {{"auto", CACHE_AUTO},
+                 {"always", CACHE_ALWAYS},
+                 {"never", CACHE_NEVER},
+                 {"none", CACHE_NEVER},
+                 {"metadata", CACHE_METADATA}};
     for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
         if (strcmp(v, modes[i].name) == 0) {
             *out = modes[i].mode;
@@ -211,8 +215,7 @@ static int set_string(char **dst, const char *v)
 
 static void warn_unimplemented(const char *name)
 {
-    fprintf(stderr, "virtiofsd: warning: %s is accepted but not implemented yet; ignored\n",
-            name);
+    fprintf(stderr, "virtiofsd: warning: %s is accepted but not implemented yet; ignored\n", name);
 }
 
 static int apply(struct options *o, int id, const char *v);
@@ -349,6 +352,8 @@ static int apply(struct options *o, int id, const char *v)
         o->print_capabilities = true;
         return 0;
     case O_MODCAPS:
+        if (caps_check_modcaps(v) < 0)
+            return -EINVAL;
         return set_string(&o->modcaps, v);
     case O_LOG_LEVEL:
         if (log_parse_level(v, &o->log_level) < 0)

@@ -262,16 +262,27 @@ static void setup_process(struct pt_fs *fs)
 
 int pt_new(const struct pt_config *cfg, struct pt_fs **out)
 {
+    return pt_new_with_proc(cfg, -1, out);
+}
+
+int pt_new_with_proc(const struct pt_config *cfg, int proc_self_fd, struct pt_fs **out)
+{
     struct pt_fs *fs;
     int ret;
 
-    if (!cfg || !cfg->shared_dir)
+    if (!cfg || !cfg->shared_dir) {
+        if (proc_self_fd >= 0)
+            close(proc_self_fd);
         return -EINVAL;
+    }
     fs = calloc(1, sizeof(*fs));
-    if (!fs)
+    if (!fs) {
+        if (proc_self_fd >= 0)
+            close(proc_self_fd);
         return -ENOMEM;
+    }
     fs->cfg = *cfg;
-    fs->proc_self_fd = -1;
+    fs->proc_self_fd = proc_self_fd;
     fs->timeout = cache_timeout(cfg->cache);
     fs->cfg.shared_dir = strdup(cfg->shared_dir);
     ret = fs->cfg.shared_dir ? 0 : -ENOMEM;
@@ -281,8 +292,9 @@ int pt_new(const struct pt_config *cfg, struct pt_fs **out)
         ret = htab_new(&fs->handles);
     if (ret == 0) {
         setup_process(fs);
-        fs->proc_self_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (fs->proc_self_fd < 0) {
+        if (fs->proc_self_fd < 0)
+            fs->proc_self_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fs->proc_self_fd < 0 || fchdir(fs->proc_self_fd) < 0) {
             ret = -errno;
             log_error("cannot open /proc/self/fd: %s", strerror(errno));
         }

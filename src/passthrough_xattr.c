@@ -5,8 +5,9 @@
  * Regular files and directories are reopened read-only and use the f*xattr calls. Where that
  * is impossible (symlinks and special files cannot be opened safely, and a caller may be
  * allowed an xattr operation without read permission, e.g. listxattr or setxattr on a
- * write-only file) the non-l calls go through "/proc/self/fd/N": following that magic link
- * lands on the inode itself (a symlink included) and is never followed further.
+ * write-only file) the non-l calls go through the name "N" in /proc/self/fd (the working
+ * directory): following that magic link lands on the inode itself (a symlink included) and is never
+ * followed further.
  */
 #include "passthrough_internal.h"
 
@@ -81,7 +82,7 @@ static ssize_t do_xattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nod
         return n;
     }
     /* Reopening failed (e.g. no read permission): the path call makes the real check. */
-    n = xattr_path(fd_proc_path(inode->fd, &p), a);
+    n = xattr_path(fd_name(inode->fd, &p), a);
     return n < 0 ? -errno : n;
 }
 

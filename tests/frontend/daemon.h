@@ -8,10 +8,10 @@
 
 struct test_daemon {
     pid_t pid;
-    char *dir;        /* temp dir holding the socket and the share */
-    char *share;      /* the shared directory */
-    char *socket;     /* the socket path */
-    char *log;        /* the daemon's stderr */
+    char *dir;    /* temp dir holding the socket and the share */
+    char *share;  /* the shared directory */
+    char *socket; /* the socket path */
+    char *log;    /* the daemon's stderr */
 };
 
 /*
@@ -22,7 +22,9 @@ int test_daemon_start(struct test_daemon *d, const char *const *extra_args);
 bool test_daemon_alive(struct test_daemon *d);
 /* SIGTERM, wait; returns the exit status (or 128+signal), and removes the temp dir. */
 int test_daemon_stop(struct test_daemon *d);
-/* Number of open fds of the daemon (from /proc/PID/fd). */
+/* The pid of the serving process (the sandbox's child, or the daemon itself). */
+pid_t test_daemon_serving_pid(const struct test_daemon *d);
+/* Number of open fds of the serving process (from /proc/PID/fd). */
 int test_daemon_fd_count(const struct test_daemon *d);
 /* True if the daemon's log contains needle. */
 bool test_daemon_log_contains(const struct test_daemon *d, const char *needle);

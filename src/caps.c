@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "caps.h"
+
+#include <cap-ng.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* What serving a passthrough filesystem for the guest's callers takes, and no more. */
+static const int kept[] = {
+    CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID,
+    CAP_SETGID, CAP_SETUID,       CAP_MKNOD,  CAP_SETFCAP,
+};
+
+/* Applies (or with apply false, only checks) each "+name" / "-name" of modcaps. */
+static int each_modcap(const char *modcaps, bool apply)
+{
+    char *copy = strdup(modcaps ? modcaps : "");
+    if (!copy)
+        return -ENOMEM;
+    int ret = 0;
+    for (char *save = NULL, *tok = strtok_r(copy, ":", &save); tok && ret == 0;
+         tok = strtok_r(NULL, ":", &save)) {
+        char sign = tok[0];
+        const char *name = tok + 1;
+        if (strncasecmp(name, "cap_", 4) == 0)
+            name += 4;
+        char lower[64];
+        size_t i = 0;
+        for (; name[i] && i < sizeof(lower) - 1; i++)
+            lower[i] = (char)tolower((unsigned char)name[i]);
+        lower[i] = '\0';
+        int cap = capng_name_to_capability(lower);
+        if ((sign != '+' && sign != '-') || cap < 0) {
+            fprintf(stderr,
+                    "virtiofsd: invalid --modcaps entry '%s'; expected +name or -name "
+                    "(e.g. +sys_admin:-mknod)\n",
+                    tok);
+            ret = -EINVAL;
+        } else if (apply) {
+            capng_update(sign == '+' ? CAPNG_ADD : CAPNG_DROP, CAPNG_EFFECTIVE | CAPNG_PERMITTED,
+                         (unsigned)cap);
+            capng_update(sign == '+' ? CAPNG_ADD : CAPNG_DROP, CAPNG_BOUNDING_SET, (unsigned)cap);
+        }
+    }
+    free(copy);
+    return ret;
+}
+
+int caps_check_modcaps(const char *modcaps)
+{
+    return each_modcap(modcaps, false);
+}
+
+int caps_drop(const char *modcaps)
+{
+    if (geteuid() == 0) {
+        capng_clear(CAPNG_SELECT_BOTH | CAPNG_SELECT_BOUNDS);
+        for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+            capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, (unsigned)kept[i]);
+            capng_update(CAPNG_ADD, CAPNG_BOUNDING_SET, (unsigned)kept[i]);
+        }
+        int ret = each_modcap(modcaps, true);
+        if (ret < 0)
+            return ret;
+        if (capng_apply(CAPNG_SELECT_BOTH | CAPNG_SELECT_BOUNDS) < 0) {
+            log_error("cannot drop capabilities");
+            return -EPERM;
+        }
+    }
+    /* No exec can ever gain privileges again (seccomp already set it; this says it here). */
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        int err = errno;
+        log_error("PR_SET_NO_NEW_PRIVS: %s", strerror(err));
+        return -err;
+    }
+    return 0;
+}
