@@ -1,0 +1,1003 @@
+/*
+ * guest-tool: a small static helper for the virtio-fs guest tests.
+ *
+ * Busybox covers most file operations, but not the syscalls that matter
+ * most for a FUSE/virtio-fs daemon: renameat2 flags, copy_file_range,
+ * SEEK_DATA/SEEK_HOLE, fallocate modes, xattrs, statfs numbers, fsync,
+ * nanosecond utimensat, mmap, concurrent writers, dropping privileges.
+ * This tool exposes each of them as a sub-command so shell test scripts
+ * can drive them.  It is linked statically so it runs in the busybox
+ * initramfs AND on the host (the host-side checks reuse it, e.g. to read
+ * xattrs or verify the concurrent-writer pattern without extra packages).
+ *
+ * Conventions:
+ *   guest-tool [-e ERRNO] COMMAND ARGS...
+ *   exit 0 on success, 1 on a failed syscall, 2 on bad usage,
+ *   3 when -e was given and the outcome differed from the expectation.
+ *   -e ERRNO (a name such as EEXIST, or a number) inverts the sense: the
+ *   command succeeds only if the first failing syscall fails with exactly
+ *   that errno, which lets tests assert on EACCES/EEXIST/ENXIO precisely.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+#ifndef FALLOC_FL_KEEP_SIZE
+#define FALLOC_FL_KEEP_SIZE 0x01
+#endif
+#ifndef FALLOC_FL_PUNCH_HOLE
+#define FALLOC_FL_PUNCH_HOLE 0x02
+#endif
+#ifndef FALLOC_FL_ZERO_RANGE
+#define FALLOC_FL_ZERO_RANGE 0x10
+#endif
+
+static const char *prog = "guest-tool";
+static int expect_errno; /* 0: expect success */
+
+struct errname {
+    int num;
+    const char *name;
+};
+
+static const struct errname errnames[] = {
+    {EPERM, "EPERM"},     {ENOENT, "ENOENT"},         {EIO, "EIO"},
+    {ENXIO, "ENXIO"},     {E2BIG, "E2BIG"},           {EBADF, "EBADF"},
+    {EAGAIN, "EAGAIN"},   {ENOMEM, "ENOMEM"},         {EACCES, "EACCES"},
+    {EFAULT, "EFAULT"},   {EBUSY, "EBUSY"},           {EEXIST, "EEXIST"},
+    {EXDEV, "EXDEV"},     {ENODEV, "ENODEV"},         {ENOTDIR, "ENOTDIR"},
+    {EISDIR, "EISDIR"},   {EINVAL, "EINVAL"},         {EFBIG, "EFBIG"},
+    {ENOSPC, "ENOSPC"},   {ESPIPE, "ESPIPE"},         {EROFS, "EROFS"},
+    {EMLINK, "EMLINK"},   {ERANGE, "ERANGE"},         {ENAMETOOLONG, "ENAMETOOLONG"},
+    {ENOSYS, "ENOSYS"},   {ENOTEMPTY, "ENOTEMPTY"},   {ELOOP, "ELOOP"},
+    {ENODATA, "ENODATA"}, {EOPNOTSUPP, "EOPNOTSUPP"}, {EOPNOTSUPP, "ENOTSUP"},
+    {ETXTBSY, "ETXTBSY"}, {EOVERFLOW, "EOVERFLOW"},   {ESTALE, "ESTALE"},
+    {EINTR, "EINTR"},
+};
+
+static const char *errno_name(int e)
+{
+    for (size_t i = 0; i < sizeof(errnames) / sizeof(errnames[0]); i++)
+        if (errnames[i].num == e)
+            return errnames[i].name;
+    return "E?";
+}
+
+static int errno_parse(const char *s)
+{
+    for (size_t i = 0; i < sizeof(errnames) / sizeof(errnames[0]); i++)
+        if (strcmp(errnames[i].name, s) == 0)
+            return errnames[i].num;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s && !*end && v > 0)
+        return (int)v;
+    fprintf(stderr, "%s: unknown errno '%s'\n", prog, s);
+    exit(2);
+}
+
+static void usage_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void usage_die(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: usage: ", prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+/* A syscall failed: decide between "expected failure" and a real error. */
+static void sys_fail(const char *what, const char *arg) __attribute__((noreturn));
+static void sys_fail(const char *what, const char *arg)
+{
+    int e = errno;
+    if (expect_errno) {
+        if (e == expect_errno)
+            exit(0);
+        fprintf(stderr, "%s: %s %s: expected %s, got %s (%s)\n", prog, what, arg ? arg : "",
+                errno_name(expect_errno), errno_name(e), strerror(e));
+        exit(3);
+    }
+    fprintf(stderr, "%s: %s %s: %s (%s)\n", prog, what, arg ? arg : "", errno_name(e), strerror(e));
+    exit(1);
+}
+
+/* A non-syscall failure (wrong data etc.): never "expected". */
+static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(expect_errno ? 3 : 1);
+}
+
+static long long parse_ll(const char *s)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 0);
+    if (errno || end == s)
+        usage_die("bad number '%s'", s);
+    /* size suffixes keep the shell scripts readable (20M, 4K) */
+    switch (*end) {
+    case 'K':
+        v <<= 10;
+        end++;
+        break;
+    case 'M':
+        v <<= 20;
+        end++;
+        break;
+    case 'G':
+        v <<= 30;
+        end++;
+        break;
+    default:
+        break;
+    }
+    if (*end)
+        usage_die("bad number '%s'", s);
+    return v;
+}
+
+static void write_all(int fd, const void *buf, size_t len, const char *what)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            sys_fail("write", what);
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static void pwrite_all(int fd, const void *buf, size_t len, off_t off, const char *what)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = pwrite(fd, p, len, off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            sys_fail("pwrite", what);
+        }
+        if (n == 0)
+            fail("pwrite %s: wrote 0 bytes", what);
+        p += n;
+        off += n;
+        len -= (size_t)n;
+    }
+}
+
+/* ---- renameat2 ------------------------------------------------------- */
+
+static int do_rename(char **av, int ac, unsigned flags, const char *name)
+{
+    if (ac != 2)
+        usage_die("%s OLD NEW", name);
+    /* use the raw syscall: glibc's wrapper exists in 2.28+, but the raw
+     * call documents exactly what is being exercised */
+    if (syscall(SYS_renameat2, AT_FDCWD, av[0], AT_FDCWD, av[1], flags) < 0)
+        sys_fail("renameat2", av[0]);
+    return 0;
+}
+
+static int cmd_exchange(char **av, int ac)
+{
+    return do_rename(av, ac, RENAME_EXCHANGE, "exchange");
+}
+
+static int cmd_noreplace(char **av, int ac)
+{
+    return do_rename(av, ac, RENAME_NOREPLACE, "noreplace");
+}
+
+/* ---- copy_file_range ------------------------------------------------- */
+
+static int cmd_copy_range(char **av, int ac)
+{
+    if (ac != 2 && ac != 5)
+        usage_die("copy-range SRC DST [OFF_IN OFF_OUT LEN]");
+    int in = open(av[0], O_RDONLY);
+    if (in < 0)
+        sys_fail("open", av[0]);
+    int out = open(av[1], O_WRONLY | O_CREAT | (ac == 2 ? O_TRUNC : 0), 0644);
+    if (out < 0)
+        sys_fail("open", av[1]);
+    loff_t oin = 0, oout = 0;
+    long long len;
+    if (ac == 5) {
+        oin = parse_ll(av[2]);
+        oout = parse_ll(av[3]);
+        len = parse_ll(av[4]);
+    } else {
+        struct stat st;
+        if (fstat(in, &st) < 0)
+            sys_fail("fstat", av[0]);
+        len = st.st_size;
+    }
+    long long done = 0;
+    while (done < len) {
+        ssize_t n = copy_file_range(in, &oin, out, &oout, (size_t)(len - done), 0);
+        if (n < 0)
+            sys_fail("copy_file_range", av[0]);
+        if (n == 0)
+            break; /* EOF of the source */
+        done += n;
+    }
+    if (close(out) < 0)
+        sys_fail("close", av[1]);
+    close(in);
+    printf("%lld\n", done);
+    return 0;
+}
+
+/* ---- lseek SEEK_DATA / SEEK_HOLE -------------------------------------- */
+
+static int cmd_seek(char **av, int ac)
+{
+    if (ac != 3)
+        usage_die("seek FILE data|hole OFFSET");
+    int whence;
+    if (strcmp(av[1], "data") == 0)
+        whence = SEEK_DATA;
+    else if (strcmp(av[1], "hole") == 0)
+        whence = SEEK_HOLE;
+    else
+        usage_die("seek FILE data|hole OFFSET");
+    int fd = open(av[0], O_RDONLY);
+    if (fd < 0)
+        sys_fail("open", av[0]);
+    off_t r = lseek(fd, (off_t)parse_ll(av[2]), whence);
+    if (r < 0)
+        sys_fail("lseek", av[0]);
+    printf("%lld\n", (long long)r);
+    return 0;
+}
+
+/* Print the data extents of a file as found by SEEK_DATA/SEEK_HOLE. */
+static int cmd_map(char **av, int ac)
+{
+    if (ac != 1)
+        usage_die("map FILE");
+    int fd = open(av[0], O_RDONLY);
+    if (fd < 0)
+        sys_fail("open", av[0]);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        sys_fail("fstat", av[0]);
+    off_t pos = 0;
+    while (pos < st.st_size) {
+        off_t d = lseek(fd, pos, SEEK_DATA);
+        if (d < 0) {
+            if (errno == ENXIO)
+                break; /* only a hole remains */
+            sys_fail("lseek(SEEK_DATA)", av[0]);
+        }
+        off_t h = lseek(fd, d, SEEK_HOLE);
+        if (h < 0)
+            sys_fail("lseek(SEEK_HOLE)", av[0]);
+        printf("data %lld %lld\n", (long long)d, (long long)h);
+        if (h <= d)
+            fail("SEEK_HOLE(%lld) returned %lld", (long long)d, (long long)h);
+        pos = h;
+    }
+    printf("size %lld\n", (long long)st.st_size);
+    return 0;
+}
+
+/* ---- fallocate ------------------------------------------------------- */
+
+static int cmd_fallocate(char **av, int ac)
+{
+    if (ac != 4)
+        usage_die("fallocate FILE alloc|keep|punch|zero OFFSET LEN");
+    int mode;
+    if (strcmp(av[1], "alloc") == 0)
+        mode = 0;
+    else if (strcmp(av[1], "keep") == 0)
+        mode = FALLOC_FL_KEEP_SIZE;
+    else if (strcmp(av[1], "punch") == 0)
+        mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+    else if (strcmp(av[1], "zero") == 0)
+        mode = FALLOC_FL_ZERO_RANGE;
+    else
+        usage_die("fallocate FILE alloc|keep|punch|zero OFFSET LEN");
+    int fd = open(av[0], O_RDWR | O_CREAT, 0644);
+    if (fd < 0)
+        sys_fail("open", av[0]);
+    if (fallocate(fd, mode, (off_t)parse_ll(av[2]), (off_t)parse_ll(av[3])) < 0)
+        sys_fail("fallocate", av[0]);
+    if (close(fd) < 0)
+        sys_fail("close", av[0]);
+    return 0;
+}
+
+/* ---- mmap ------------------------------------------------------------ */
+
+/* Read a file through a private mapping and copy it to stdout, so the
+ * caller can checksum it (`guest-tool mmap-cat F | sha256sum`).
+ * MAP_PRIVATE on purpose: with cache=never the kernel refuses MAP_SHARED
+ * on FOPEN_DIRECT_IO files (ENODEV on 6.1), but private read maps work. */
+static int cmd_mmap_cat(char **av, int ac)
+{
+    if (ac != 1)
+        usage_die("mmap-cat FILE");
+    int fd = open(av[0], O_RDONLY);
+    if (fd < 0)
+        sys_fail("open", av[0]);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        sys_fail("fstat", av[0]);
+    if (st.st_size == 0)
+        return 0;
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED)
+        sys_fail("mmap", av[0]);
+    write_all(STDOUT_FILENO, p, (size_t)st.st_size, "stdout");
+    munmap(p, (size_t)st.st_size);
+    close(fd);
+    return 0;
+}
+
+/* Write STRING at OFFSET through a shared writable mapping + msync. */
+static int cmd_mmap_write(char **av, int ac)
+{
+    if (ac != 3)
+        usage_die("mmap-write FILE OFFSET STRING");
+    int fd = open(av[0], O_RDWR);
+    if (fd < 0)
+        sys_fail("open", av[0]);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        sys_fail("fstat", av[0]);
+    long long off = parse_ll(av[1]);
+    size_t len = strlen(av[2]);
+    if (off < 0 || off + (long long)len > st.st_size)
+        fail("mmap-write: range beyond end of file (size %lld)", (long long)st.st_size);
+    char *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        sys_fail("mmap", av[0]);
+    memcpy(p + off, av[2], len);
+    if (msync(p, (size_t)st.st_size, MS_SYNC) < 0)
+        sys_fail("msync", av[0]);
+    munmap(p, (size_t)st.st_size);
+    if (close(fd) < 0)
+        sys_fail("close", av[0]);
+    return 0;
+}
+
+/* ---- xattrs ---------------------------------------------------------- */
+
+static int cmd_setxattr(char **av, int ac)
+{
+    if (ac != 3 && ac != 4)
+        usage_die("setxattr FILE NAME VALUE [create|replace]");
+    int flags = 0;
+    if (ac == 4) {
+        if (strcmp(av[3], "create") == 0)
+            flags = XATTR_CREATE;
+        else if (strcmp(av[3], "replace") == 0)
+            flags = XATTR_REPLACE;
+        else
+            usage_die("setxattr FILE NAME VALUE [create|replace]");
+    }
+    if (setxattr(av[0], av[1], av[2], strlen(av[2]), flags) < 0)
+        sys_fail("setxattr", av[0]);
+    return 0;
+}
+
+static int cmd_getxattr(char **av, int ac)
+{
+    if (ac != 2)
+        usage_die("getxattr FILE NAME");
+    /* first ask for the size, as real programs do (exercises the
+     * size-0 probe path of FUSE_GETXATTR) */
+    ssize_t n = getxattr(av[0], av[1], NULL, 0);
+    if (n < 0)
+        sys_fail("getxattr(size)", av[0]);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf)
+        fail("out of memory");
+    ssize_t m = getxattr(av[0], av[1], buf, (size_t)n);
+    if (m < 0)
+        sys_fail("getxattr", av[0]);
+    if (m != n)
+        fail("getxattr size changed: %zd then %zd", n, m);
+    buf[m] = 0;
+    printf("%s\n", buf);
+    free(buf);
+    return 0;
+}
+
+static int cmd_listxattr(char **av, int ac)
+{
+    if (ac != 1)
+        usage_die("listxattr FILE");
+    ssize_t n = listxattr(av[0], NULL, 0);
+    if (n < 0)
+        sys_fail("listxattr(size)", av[0]);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf)
+        fail("out of memory");
+    ssize_t m = n ? listxattr(av[0], buf, (size_t)n) : 0;
+    if (m < 0)
+        sys_fail("listxattr", av[0]);
+    for (ssize_t i = 0; i < m; i += (ssize_t)strlen(buf + i) + 1)
+        printf("%s\n", buf + i);
+    free(buf);
+    return 0;
+}
+
+static int cmd_removexattr(char **av, int ac)
+{
+    if (ac != 2)
+        usage_die("removexattr FILE NAME");
+    if (removexattr(av[0], av[1]) < 0)
+        sys_fail("removexattr", av[0]);
+    return 0;
+}
+
+/* ---- statfs / stat --------------------------------------------------- */
+
+static int cmd_statfs(char **av, int ac)
+{
+    if (ac != 1)
+        usage_die("statfs PATH");
+    struct statvfs s;
+    if (statvfs(av[0], &s) < 0)
+        sys_fail("statvfs", av[0]);
+    printf("bsize=%lu frsize=%lu blocks=%llu bfree=%llu bavail=%llu "
+           "files=%llu ffree=%llu namemax=%lu\n",
+           s.f_bsize, s.f_frsize, (unsigned long long)s.f_blocks, (unsigned long long)s.f_bfree,
+           (unsigned long long)s.f_bavail, (unsigned long long)s.f_files,
+           (unsigned long long)s.f_ffree, s.f_namemax);
+    /* byte totals make the host comparison independent of block size */
+    printf("total_bytes=%llu avail_bytes=%llu\n", (unsigned long long)s.f_blocks * s.f_frsize,
+           (unsigned long long)s.f_bavail * s.f_frsize);
+    return 0;
+}
+
+static const char *type_name(mode_t m)
+{
+    switch (m & S_IFMT) {
+    case S_IFREG:
+        return "reg";
+    case S_IFDIR:
+        return "dir";
+    case S_IFLNK:
+        return "lnk";
+    case S_IFIFO:
+        return "fifo";
+    case S_IFSOCK:
+        return "sock";
+    case S_IFCHR:
+        return "chr";
+    case S_IFBLK:
+        return "blk";
+    default:
+        return "unknown";
+    }
+}
+
+static int cmd_stat(char **av, int ac)
+{
+    if (ac != 1)
+        usage_die("stat PATH");
+    struct stat st;
+    if (lstat(av[0], &st) < 0)
+        sys_fail("lstat", av[0]);
+    printf("type=%s mode=%04o nlink=%lu uid=%u gid=%u size=%lld "
+           "blocks=%lld ino=%llu atime=%lld.%09ld mtime=%lld.%09ld\n",
+           type_name(st.st_mode), (unsigned)(st.st_mode & 07777), (unsigned long)st.st_nlink,
+           st.st_uid, st.st_gid, (long long)st.st_size, (long long)st.st_blocks,
+           (unsigned long long)st.st_ino, (long long)st.st_atim.tv_sec, st.st_atim.tv_nsec,
+           (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    return 0;
+}
+
+/* ---- fsync ----------------------------------------------------------- */
+
+/* fsync + fdatasync an existing path (file or directory). */
+static int cmd_fsync(char **av, int ac)
+{
+    if (ac != 1)
+        usage_die("fsync PATH");
+    int fd = open(av[0], O_RDONLY);
+    if (fd < 0)
+        sys_fail("open", av[0]);
+    if (fsync(fd) < 0)
+        sys_fail("fsync", av[0]);
+    if (fdatasync(fd) < 0)
+        sys_fail("fdatasync", av[0]);
+    close(fd);
+    return 0;
+}
+
+/* Write TEXT into FILE and fsync through the same descriptor, so the
+ * dirty data is certainly pending when FUSE_FSYNC is sent. */
+static int cmd_write_fsync(char **av, int ac)
+{
+    if (ac != 2)
+        usage_die("write-fsync FILE TEXT");
+    int fd = open(av[0], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        sys_fail("open", av[0]);
+    write_all(fd, av[1], strlen(av[1]), av[0]);
+    if (fdatasync(fd) < 0)
+        sys_fail("fdatasync", av[0]);
+    if (fsync(fd) < 0)
+        sys_fail("fsync", av[0]);
+    if (close(fd) < 0)
+        sys_fail("close", av[0]);
+    return 0;
+}
+
+/* ---- utimensat ------------------------------------------------------- */
+
+static struct timespec parse_ts(const char *s)
+{
+    struct timespec ts = {0, 0};
+    if (strcmp(s, "now") == 0) {
+        ts.tv_nsec = UTIME_NOW;
+        return ts;
+    }
+    if (strcmp(s, "omit") == 0) {
+        ts.tv_nsec = UTIME_OMIT;
+        return ts;
+    }
+    char *end;
+    errno = 0;
+    ts.tv_sec = strtoll(s, &end, 10);
+    if (errno || end == s)
+        usage_die("bad time '%s' (SEC[.NSEC], now, omit)", s);
+    if (*end == '.') {
+        const char *f = end + 1;
+        long ns = 0;
+        int digits = 0;
+        for (; *f >= '0' && *f <= '9' && digits < 9; f++, digits++)
+            ns = ns * 10 + (*f - '0');
+        for (; digits < 9; digits++)
+            ns *= 10;
+        if (*f)
+            usage_die("bad time '%s'", s);
+        ts.tv_nsec = ns;
+    } else if (*end) {
+        usage_die("bad time '%s'", s);
+    }
+    return ts;
+}
+
+static int cmd_utimens(char **av, int ac)
+{
+    if (ac != 3)
+        usage_die("utimens PATH ATIME MTIME   (SEC[.NSEC] | now | omit)");
+    struct timespec ts[2] = {parse_ts(av[1]), parse_ts(av[2])};
+    if (utimensat(AT_FDCWD, av[0], ts, AT_SYMLINK_NOFOLLOW) < 0)
+        sys_fail("utimensat", av[0]);
+    return 0;
+}
+
+/* ---- privileges ------------------------------------------------------ */
+
+static int cmd_runas(char **av, int ac)
+{
+    if (ac < 3)
+        usage_die("runas UID GID COMMAND [ARGS...]");
+    uid_t uid = (uid_t)parse_ll(av[0]);
+    gid_t gid = (gid_t)parse_ll(av[1]);
+    /* order matters: drop supplementary groups and gid while still root */
+    if (setgroups(0, NULL) < 0)
+        sys_fail("setgroups", NULL);
+    if (setgid(gid) < 0)
+        sys_fail("setgid", av[1]);
+    if (setuid(uid) < 0)
+        sys_fail("setuid", av[0]);
+    if (getuid() != uid || geteuid() != uid || getgid() != gid)
+        fail("credentials did not change");
+    execvp(av[2], &av[2]);
+    sys_fail("execvp", av[2]);
+}
+
+/* Try to open PATH in a mode; used for permission checks. */
+static int cmd_open(char **av, int ac)
+{
+    if (ac != 2)
+        usage_die("open PATH r|w|rw|creat|excl");
+    int flags;
+    if (strcmp(av[1], "r") == 0)
+        flags = O_RDONLY;
+    else if (strcmp(av[1], "w") == 0)
+        flags = O_WRONLY;
+    else if (strcmp(av[1], "rw") == 0)
+        flags = O_RDWR;
+    else if (strcmp(av[1], "creat") == 0)
+        flags = O_WRONLY | O_CREAT;
+    else if (strcmp(av[1], "excl") == 0)
+        flags = O_WRONLY | O_CREAT | O_EXCL;
+    else
+        usage_die("open PATH r|w|rw|creat|excl");
+    int fd = open(av[0], flags, 0644);
+    if (fd < 0)
+        sys_fail("open", av[0]);
+    close(fd);
+    return 0;
+}
+
+/* ---- concurrent writers ---------------------------------------------- */
+
+/* The file is cut into STRIPE-sized stripes dealt round-robin to the
+ * workers; every byte's value depends on its offset and its writer, so a
+ * lost, misplaced or torn write shows up as a mismatch at a known offset. */
+#define STRIPE 16384
+
+static inline unsigned char pattern_byte(uint64_t off, unsigned worker)
+{
+    uint32_t x = (uint32_t)(off * 2654435761u) ^ (worker * 0x9e3779b9u);
+    return (unsigned char)((x >> 13) ^ (x >> 5) ^ worker);
+}
+
+static void fill_stripe(unsigned char *buf, uint64_t off, unsigned worker)
+{
+    for (size_t i = 0; i < STRIPE; i++)
+        buf[i] = pattern_byte(off + i, worker);
+}
+
+struct worker_arg {
+    const char *path;
+    unsigned id, nworkers;
+    uint64_t size;
+    int err;
+};
+
+/* Each worker has its own descriptor, like independent programs would. */
+static void *worker_run(void *p)
+{
+    struct worker_arg *w = p;
+    unsigned char *buf = malloc(STRIPE);
+    int fd = open(w->path, O_WRONLY);
+    if (!buf || fd < 0) {
+        w->err = errno ? errno : ENOMEM;
+        free(buf);
+        return NULL;
+    }
+    for (uint64_t s = w->id; s * STRIPE < w->size; s += w->nworkers) {
+        uint64_t off = s * STRIPE;
+        fill_stripe(buf, off, w->id);
+        size_t len = STRIPE;
+        if (off + len > w->size)
+            len = (size_t)(w->size - off);
+        size_t done = 0;
+        while (done < len) {
+            ssize_t n = pwrite(fd, buf + done, len - done, (off_t)(off + done));
+            if (n <= 0) {
+                if (n < 0 && errno == EINTR)
+                    continue;
+                w->err = n < 0 ? errno : EIO;
+                goto out;
+            }
+            done += (size_t)n;
+        }
+    }
+    if (fsync(fd) < 0)
+        w->err = errno;
+out:
+    close(fd);
+    free(buf);
+    return NULL;
+}
+
+static int verify_pattern(const char *path, unsigned nworkers, uint64_t size)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        sys_fail("open", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        sys_fail("fstat", path);
+    if ((uint64_t)st.st_size != size)
+        fail("%s: size %lld, expected %llu", path, (long long)st.st_size, (unsigned long long)size);
+    unsigned char *buf = malloc(STRIPE), *want = malloc(STRIPE);
+    if (!buf || !want)
+        fail("out of memory");
+    for (uint64_t off = 0; off < size; off += STRIPE) {
+        size_t len = STRIPE;
+        if (off + len > size)
+            len = (size_t)(size - off);
+        size_t got = 0;
+        while (got < len) {
+            ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
+            if (n < 0)
+                sys_fail("pread", path);
+            if (n == 0)
+                fail("%s: short read at %llu", path, (unsigned long long)(off + got));
+            got += (size_t)n;
+        }
+        unsigned worker = (unsigned)((off / STRIPE) % nworkers);
+        fill_stripe(want, off, worker);
+        for (size_t i = 0; i < len; i++)
+            if (buf[i] != want[i])
+                fail("%s: mismatch at offset %llu (worker %u): "
+                     "got 0x%02x want 0x%02x",
+                     path, (unsigned long long)(off + i), worker, buf[i], want[i]);
+    }
+    free(buf);
+    free(want);
+    close(fd);
+    return 0;
+}
+
+static int cmd_concurrent(char **av, int ac)
+{
+    if (ac != 4)
+        usage_die("concurrent FILE NWORKERS SIZE threads|procs");
+    const char *path = av[0];
+    long long nw = parse_ll(av[1]), size = parse_ll(av[2]);
+    int procs = strcmp(av[3], "procs") == 0;
+    if (!procs && strcmp(av[3], "threads") != 0)
+        usage_die("concurrent FILE NWORKERS SIZE threads|procs");
+    if (nw < 1 || nw > 64 || size < 1)
+        usage_die("concurrent: 1..64 workers, size > 0");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        sys_fail("open", path);
+    /* set the final size first so no worker ever extends the file: the
+     * test is about concurrent writes, not about racing size updates */
+    if (ftruncate(fd, (off_t)size) < 0)
+        sys_fail("ftruncate", path);
+    close(fd);
+
+    struct worker_arg *w = calloc((size_t)nw, sizeof(*w));
+    pthread_t *th = calloc((size_t)nw, sizeof(*th));
+    pid_t *pids = calloc((size_t)nw, sizeof(*pids));
+    if (!w || !th || !pids)
+        fail("out of memory");
+    for (unsigned i = 0; i < (unsigned)nw; i++) {
+        w[i] = (struct worker_arg){path, i, (unsigned)nw, (uint64_t)size, 0};
+        if (procs) {
+            pids[i] = fork();
+            if (pids[i] < 0)
+                sys_fail("fork", NULL);
+            if (pids[i] == 0) {
+                worker_run(&w[i]);
+                _exit(w[i].err ? 1 : 0);
+            }
+        } else {
+            int e = pthread_create(&th[i], NULL, worker_run, &w[i]);
+            if (e) {
+                errno = e;
+                sys_fail("pthread_create", NULL);
+            }
+        }
+    }
+    int bad = 0;
+    for (unsigned i = 0; i < (unsigned)nw; i++) {
+        if (procs) {
+            int status;
+            if (waitpid(pids[i], &status, 0) < 0)
+                sys_fail("waitpid", NULL);
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                fprintf(stderr, "%s: worker %u failed\n", prog, i);
+                bad = 1;
+            }
+        } else {
+            pthread_join(th[i], NULL);
+            if (w[i].err) {
+                fprintf(stderr, "%s: worker %u: %s\n", prog, i, strerror(w[i].err));
+                bad = 1;
+            }
+        }
+    }
+    if (bad)
+        fail("concurrent writers failed");
+    free(w);
+    free(th);
+    free(pids);
+    return verify_pattern(path, (unsigned)nw, (uint64_t)size);
+}
+
+static int cmd_verify_pattern(char **av, int ac)
+{
+    if (ac != 3)
+        usage_die("verify-pattern FILE NWORKERS SIZE");
+    return verify_pattern(av[0], (unsigned)parse_ll(av[1]), (uint64_t)parse_ll(av[2]));
+}
+
+/* ---- sparse files, fifos, directories --------------------------------- */
+
+/* Create FILE of SIZE bytes with one 4 KiB block of data at each OFFSET. */
+static int cmd_sparse(char **av, int ac)
+{
+    if (ac < 2)
+        usage_die("sparse FILE SIZE [OFFSET...]");
+    int fd = open(av[0], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        sys_fail("open", av[0]);
+    if (ftruncate(fd, (off_t)parse_ll(av[1])) < 0)
+        sys_fail("ftruncate", av[0]);
+    unsigned char block[4096];
+    for (int i = 2; i < ac; i++) {
+        long long off = parse_ll(av[i]);
+        for (size_t j = 0; j < sizeof(block); j++)
+            block[j] = pattern_byte((uint64_t)off + j, 7);
+        pwrite_all(fd, block, sizeof(block), (off_t)off, av[0]);
+    }
+    if (fsync(fd) < 0)
+        sys_fail("fsync", av[0]);
+    if (close(fd) < 0)
+        sys_fail("close", av[0]);
+    return 0;
+}
+
+static int cmd_mkfifo(char **av, int ac)
+{
+    if (ac != 1 && ac != 2)
+        usage_die("mkfifo PATH [MODE]");
+    mode_t mode = ac == 2 ? (mode_t)strtol(av[1], NULL, 8) : 0644;
+    if (mkfifo(av[0], mode) < 0)
+        sys_fail("mkfifo", av[0]);
+    return 0;
+}
+
+/* Create N empty files DIR/PREFIX00000.. quickly (no fork per file). */
+static int cmd_mkfiles(char **av, int ac)
+{
+    if (ac != 2 && ac != 3)
+        usage_die("mkfiles DIR N [PREFIX]");
+    long long n = parse_ll(av[1]);
+    const char *prefix = ac == 3 ? av[2] : "f";
+    char path[PATH_MAX];
+    for (long long i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "%s/%s%05lld", av[0], prefix, i);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        if (fd < 0)
+            sys_fail("open", path);
+        close(fd);
+    }
+    return 0;
+}
+
+/* Count directory entries (without . and ..) via readdir. */
+static int cmd_count(char **av, int ac)
+{
+    if (ac != 1)
+        usage_die("count DIR");
+    DIR *d = opendir(av[0]);
+    if (!d)
+        sys_fail("opendir", av[0]);
+    long long n = 0;
+    struct dirent *e;
+    errno = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
+        errno = 0;
+    }
+    if (errno)
+        sys_fail("readdir", av[0]);
+    closedir(d);
+    printf("%lld\n", n);
+    return 0;
+}
+
+/* pwrite STRING at OFFSET without truncating (overwrite in the middle). */
+static int cmd_pwrite(char **av, int ac)
+{
+    if (ac != 3)
+        usage_die("pwrite FILE OFFSET STRING");
+    int fd = open(av[0], O_WRONLY | O_CREAT, 0644);
+    if (fd < 0)
+        sys_fail("open", av[0]);
+    pwrite_all(fd, av[2], strlen(av[2]), (off_t)parse_ll(av[1]), av[0]);
+    if (close(fd) < 0)
+        sys_fail("close", av[0]);
+    return 0;
+}
+
+struct command {
+    const char *name;
+    int (*fn)(char **av, int ac);
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"exchange", cmd_exchange, "OLD NEW  (renameat2 RENAME_EXCHANGE)"},
+    {"noreplace", cmd_noreplace, "OLD NEW  (renameat2 RENAME_NOREPLACE)"},
+    {"copy-range", cmd_copy_range, "SRC DST [OFF_IN OFF_OUT LEN]"},
+    {"seek", cmd_seek, "FILE data|hole OFFSET"},
+    {"map", cmd_map, "FILE  (data extents via SEEK_DATA/SEEK_HOLE)"},
+    {"fallocate", cmd_fallocate, "FILE alloc|keep|punch|zero OFFSET LEN"},
+    {"mmap-cat", cmd_mmap_cat, "FILE  (read via MAP_PRIVATE to stdout)"},
+    {"mmap-write", cmd_mmap_write, "FILE OFFSET STRING  (MAP_SHARED + msync)"},
+    {"setxattr", cmd_setxattr, "FILE NAME VALUE [create|replace]"},
+    {"getxattr", cmd_getxattr, "FILE NAME"},
+    {"listxattr", cmd_listxattr, "FILE"},
+    {"removexattr", cmd_removexattr, "FILE NAME"},
+    {"statfs", cmd_statfs, "PATH"},
+    {"stat", cmd_stat, "PATH  (lstat, one line key=value)"},
+    {"fsync", cmd_fsync, "PATH  (fsync + fdatasync)"},
+    {"write-fsync", cmd_write_fsync, "FILE TEXT"},
+    {"utimens", cmd_utimens, "PATH ATIME MTIME  (SEC[.NSEC]|now|omit)"},
+    {"runas", cmd_runas, "UID GID COMMAND [ARGS...]"},
+    {"open", cmd_open, "PATH r|w|rw|creat|excl"},
+    {"concurrent", cmd_concurrent, "FILE NWORKERS SIZE threads|procs"},
+    {"verify-pattern", cmd_verify_pattern, "FILE NWORKERS SIZE"},
+    {"sparse", cmd_sparse, "FILE SIZE [OFFSET...]"},
+    {"mkfifo", cmd_mkfifo, "PATH [MODE]"},
+    {"mkfiles", cmd_mkfiles, "DIR N [PREFIX]"},
+    {"count", cmd_count, "DIR"},
+    {"pwrite", cmd_pwrite, "FILE OFFSET STRING"},
+};
+
+static void help(FILE *f)
+{
+    fprintf(f, "usage: %s [-e ERRNO] COMMAND ARGS...\n", prog);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-15s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv)
+{
+    int i = 1;
+    if (i < argc && strcmp(argv[i], "-e") == 0) {
+        if (i + 1 >= argc)
+            usage_die("-e ERRNO COMMAND ...");
+        expect_errno = errno_parse(argv[i + 1]);
+        i += 2;
+    }
+    if (i >= argc || strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+        help(i >= argc ? stderr : stdout);
+        return i >= argc ? 2 : 0;
+    }
+    for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
+        if (strcmp(commands[c].name, argv[i]) == 0) {
+            int r = commands[c].fn(&argv[i + 1], argc - i - 1);
+            if (fflush(stdout) != 0)
+                sys_fail("write", "stdout");
+            if (r == 0 && expect_errno) {
+                fprintf(stderr, "%s: %s: expected %s, but it succeeded\n", prog, argv[i],
+                        errno_name(expect_errno));
+                return 3;
+            }
+            return r;
+        }
+    }
+    fprintf(stderr, "%s: unknown command '%s'\n", prog, argv[i]);
+    help(stderr);
+    return 2;
+}
