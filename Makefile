@@ -3,7 +3,7 @@ BUILD   ?= build
 PREFIX  ?= /usr/local
 DEPS    := tests/install-deps.sh
 
-.PHONY: all build check demo bench install clean format
+.PHONY: all build check demo bench install clean format fuzz
 
 all: build
 
@@ -22,6 +22,20 @@ demo:
 	@$(MAKE) --no-print-directory build
 	bash tests/demo.sh
 
+# libFuzzer harnesses (tests/fuzz/), built with clang + ASan/UBSan in $(FUZZ_BUILD), each run for
+# FUZZ_SECONDS on a copy of the seed corpus.
+FUZZ_SECONDS ?= 300
+FUZZ_BUILD   ?= build-fuzz
+fuzz:
+	@bash $(DEPS) build
+	@for p in clang libclang-rt-14-dev; do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || \
+	    { bash $(DEPS) test; break; }; done
+	@if [ ! -f $(FUZZ_BUILD)/build.ninja ]; then CC=clang meson setup $(FUZZ_BUILD) -Dfuzzing=true \
+	    -Db_sanitize=address,undefined -Db_lundef=false; fi
+	ninja -C $(FUZZ_BUILD)
+	BUILD_FUZZ=$(FUZZ_BUILD) bash tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS)
+
 # Compare with another daemon: make bench BENCH_ARGS="--daemon '$(BUILD)/virtiofsd --cache=always \
 #   --seccomp=none --sandbox=none' --daemon '/usr/libexec/virtiofsd --cache=always --seccomp=none'"
 bench: build
@@ -31,7 +45,8 @@ install: build
 	meson install -C $(BUILD)
 
 format:
-	clang-format -i src/*.c include/*.h tests/unit/*.c
+	clang-format -i src/*.c include/*.h tests/unit/*.c tests/frontend/*.[ch] tests/bench/*.c \
+		tests/fuzz/*.[ch] tests/guest/*.c
 
 clean:
 	rm -rf $(BUILD) build-asan

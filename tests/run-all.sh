@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests (normal build, then ASan+UBSan), then the real-guest tests.
+# Runs every test: unit and protocol tests (normal build, then ASan+UBSan), a short fuzzing
+# run, then the real-guest tests.
 # Ends with one line "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -62,11 +63,19 @@ else
     echo "FAIL: the ASan build does not compile"; fail=$((fail + 1)); failed_names+=("asan-build")
 fi
 
+echo "== fuzzing (libFuzzer, ${FUZZ_CHECK_SECONDS:-30} s per target)"
+if [ ! -f build-fuzz/build.ninja ]; then
+    CC=clang meson setup build-fuzz -Dfuzzing=true -Db_sanitize=address,undefined \
+        -Db_lundef=false >/dev/null
+fi
+if ninja -C build-fuzz >/dev/null; then
+    run_suite fuzz bash tests/fuzz/run-fuzz.sh "${FUZZ_CHECK_SECONDS:-30}"
+else
+    echo "FAIL: the fuzz build does not compile"; fail=$((fail + 1)); failed_names+=("fuzz-build")
+fi
+
 echo "== guest tests (QEMU, the kernel's virtiofs driver)"
-for cache in always never; do
-    VIRTIOFSD=$PWD/$BUILD/virtiofsd run_suite "guest[cache=$cache]" \
-        bash tests/guest/test-guest.sh --cache="$cache"
-done
+VIRTIOFSD=$PWD/$BUILD/virtiofsd run_suite guest bash tests/guest/test-guest.sh --cache=always,never
 
 [ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"
 echo "$pass passed, $fail failed, $skip skipped"

@@ -1,0 +1,585 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Writes the seed corpus of the libFuzzer harnesses: valid sequences in each harness's input
+ * format (see the comment at the top of each fuzz_*.c). Deterministic: the same bytes on every
+ * run, so the committed corpus can be regenerated and compared (tests/fuzz/make-seeds.sh).
+ *
+ * Usage: fuzz_make_seeds OUTDIR   (writes OUTDIR/<target>/<seed>)
+ */
+#include <errno.h>
+#include <linux/fuse.h>
+#include <linux/vhost_types.h>
+#include <linux/virtio_ring.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- a growable byte buffer ------------------------------------------------------------- */
+
+struct buf {
+    uint8_t *p;
+    size_t len, cap;
+};
+
+static void put(struct buf *b, const void *data, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2 + 256;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p)
+            abort();
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+}
+
+static void put8(struct buf *b, uint8_t v)
+{
+    put(b, &v, 1);
+}
+
+static void put16(struct buf *b, uint16_t v)
+{
+    uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    put(b, x, 2);
+}
+
+static void put32(struct buf *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        put8(b, (uint8_t)(v >> (8 * i)));
+}
+
+static const char *outdir;
+
+static void save(const char *target, const char *name, struct buf *b)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", outdir, target);
+    if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+        perror(path);
+        exit(1);
+    }
+    snprintf(path, sizeof(path), "%s/%s/%s", outdir, target, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(b->p, 1, b->len, f) != b->len || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+    free(b->p);
+    *b = (struct buf){0};
+}
+
+/* ---- fuzz_fuse ------------------------------------------------------------------------------ */
+
+enum { F_FIXLEN = 1, F_NODEIDX = 2, F_FHIDX = 4, F_WR16 = 8, F_NOWR = 16 };
+
+static uint64_t unique = 100;
+
+/*
+ * One request record. nodeid / fh values are indexes (F_NODEIDX / F_FHIDX): 0 is the root,
+ * then the nodeids replies gave out in order; fhs likewise from 0.
+ */
+static void fuse_rec(struct buf *b, uint8_t flags, unsigned rd_segs, unsigned wr_segs,
+                     uint16_t wr_size, uint32_t opcode, uint64_t nodeid, const void *args,
+                     size_t arglen)
+{
+    struct fuse_in_header h = {
+        .len = (uint32_t)(sizeof(h) + arglen),
+        .opcode = opcode,
+        .unique = unique++,
+        .nodeid = nodeid,
+        .uid = 0,
+        .gid = 0,
+        .pid = 1234,
+    };
+    uint16_t req_len = (uint16_t)(sizeof(h) + arglen);
+    put8(b, flags | F_FIXLEN);
+    put8(b, (uint8_t)(rd_segs - 1));
+    put8(b, (uint8_t)(wr_segs - 1));
+    put16(b, wr_size);
+    put16(b, req_len);
+    for (unsigned i = 1; i < rd_segs; i++) /* evenly spaced cuts */
+        put16(b, (uint16_t)(req_len * i / rd_segs));
+    for (unsigned i = 1; i < wr_segs; i++)
+        put16(b, (uint16_t)(wr_size * i / wr_segs));
+    put(b, &h, sizeof(h));
+    put(b, args, arglen);
+}
+
+/* Simple form: one readable segment, one 4 KiB writable segment, nodeid/fh indexes. */
+static void fuse_simple(struct buf *b, uint32_t opcode, uint64_t node, const void *args,
+                        size_t arglen)
+{
+    fuse_rec(b, F_NODEIDX | F_FHIDX, 1, 1, 4096, opcode, node, args, arglen);
+}
+
+/* args = fixed struct followed by NUL-terminated names. */
+static size_t with_names(uint8_t *out, const void *fixed, size_t flen, const char *n1,
+                         const char *n2)
+{
+    size_t off = 0;
+    memcpy(out, fixed, flen);
+    off += flen;
+    if (n1) {
+        memcpy(out + off, n1, strlen(n1) + 1);
+        off += strlen(n1) + 1;
+    }
+    if (n2) {
+        memcpy(out + off, n2, strlen(n2) + 1);
+        off += strlen(n2) + 1;
+    }
+    return off;
+}
+
+static void fuse_seeds(void)
+{
+    struct buf b = {0};
+    uint8_t a[512];
+    size_t n;
+
+    /* 1. INIT (again), LOOKUP, GETATTR, CREATE, WRITE, READ, FLUSH, RELEASE. */
+    struct fuse_init_in init = {.major = 7,
+                                .minor = 31,
+                                .max_readahead = 65536,
+                                .flags = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS |
+                                         FUSE_INIT_EXT | FUSE_MAX_PAGES};
+    fuse_simple(&b, FUSE_INIT, 0, &init, sizeof(init));
+    fuse_simple(&b, FUSE_LOOKUP, 0, "hello.txt", 10); /* nodeid idx 1 */
+    struct fuse_getattr_in ga = {0};
+    fuse_simple(&b, FUSE_GETATTR, 1, &ga, sizeof(ga));
+    struct fuse_create_in cr = {.flags = 02 /* O_RDWR */, .mode = 0100644, .umask = 022};
+    n = with_names(a, &cr, sizeof(cr), "new.txt", NULL);
+    fuse_simple(&b, FUSE_CREATE, 0, a, n); /* nodeid idx 2, fh idx 0 */
+    struct fuse_write_in wr = {.fh = 0, .offset = 0, .size = 12};
+    memcpy(a, &wr, sizeof(wr));
+    memcpy(a + sizeof(wr), "hello world\n", 12);
+    fuse_simple(&b, FUSE_WRITE, 2, a, sizeof(wr) + 12);
+    struct fuse_read_in rd = {.fh = 0, .offset = 0, .size = 100};
+    fuse_simple(&b, FUSE_READ, 2, &rd, sizeof(rd));
+    struct fuse_flush_in fl = {.fh = 0};
+    fuse_simple(&b, FUSE_FLUSH, 2, &fl, sizeof(fl));
+    struct fuse_release_in rl = {.fh = 0};
+    fuse_simple(&b, FUSE_RELEASE, 2, &rl, sizeof(rl));
+    fuse_simple(&b, FUSE_GETATTR, 2, &ga, sizeof(ga));
+    save("fuzz_fuse", "create-write-read", &b);
+
+    /* 2. Directories and names. */
+    fuse_simple(&b, FUSE_LOOKUP, 0, "sub", 4); /* idx 1 */
+    struct fuse_mkdir_in mk = {.mode = 0755, .umask = 022};
+    n = with_names(a, &mk, sizeof(mk), "newdir", NULL);
+    fuse_simple(&b, FUSE_MKDIR, 0, a, n); /* idx 2 */
+    struct fuse_open_in op = {.flags = 0};
+    fuse_simple(&b, FUSE_OPENDIR, 1, &op, sizeof(op)); /* fh 0 */
+    struct fuse_read_in rdd = {.fh = 0, .offset = 0, .size = 4096};
+    fuse_simple(&b, FUSE_READDIR, 1, &rdd, sizeof(rdd));
+    fuse_simple(&b, FUSE_READDIRPLUS, 1, &rdd, sizeof(rdd));
+    struct fuse_fsync_in fsd = {.fh = 0, .fsync_flags = 0};
+    fuse_simple(&b, FUSE_FSYNCDIR, 1, &fsd, sizeof(fsd));
+    struct fuse_release_in rld = {.fh = 0};
+    fuse_simple(&b, FUSE_RELEASEDIR, 1, &rld, sizeof(rld));
+    n = with_names(a, NULL, 0, "sym", "hello.txt");
+    fuse_simple(&b, FUSE_SYMLINK, 2, a, n); /* idx 3 */
+    fuse_simple(&b, FUSE_READLINK, 3, NULL, 0);
+    struct fuse_rename2_in rn = {.newdir = 1, .flags = 0};
+    n = with_names(a, &rn, sizeof(rn), "sym", "moved");
+    fuse_simple(&b, FUSE_RENAME2, 2, a, n);
+    struct fuse_link_in ln = {.oldnodeid = 0};
+    fuse_simple(&b, FUSE_LOOKUP, 0, "hello.txt", 10); /* idx 4 */
+    ln.oldnodeid = 4;
+    n = with_names(a, &ln, sizeof(ln), "hardlink", NULL);
+    fuse_simple(&b, FUSE_LINK, 2, a, n); /* idx 5 */
+    fuse_simple(&b, FUSE_UNLINK, 2, "hardlink", 9);
+    fuse_simple(&b, FUSE_UNLINK, 1, "moved", 6);
+    fuse_simple(&b, FUSE_RMDIR, 0, "newdir", 7);
+    struct fuse_mknod_in mn = {.mode = 010644 /* fifo */, .rdev = 0, .umask = 0};
+    n = with_names(a, &mn, sizeof(mn), "pipe", NULL);
+    fuse_simple(&b, FUSE_MKNOD, 0, a, n);
+    fuse_simple(&b, FUSE_LOOKUP, 0, "..", 3);
+    fuse_simple(&b, FUSE_LOOKUP, 0, "escape", 7);
+    fuse_simple(&b, FUSE_STATFS, 0, NULL, 0);
+    save("fuzz_fuse", "directories", &b);
+
+    /* 3. Attributes, xattrs, file ops, forgetting, DESTROY. */
+    fuse_simple(&b, FUSE_LOOKUP, 0, "data.bin", 9); /* idx 1 */
+    struct fuse_setattr_in sa = {.valid = FATTR_MODE | FATTR_SIZE, .mode = 0600, .size = 4096};
+    fuse_simple(&b, FUSE_SETATTR, 1, &sa, sizeof(sa));
+    struct fuse_access_in ac = {.mask = 4};
+    fuse_simple(&b, FUSE_ACCESS, 1, &ac, sizeof(ac));
+    struct fuse_setxattr_in sx = {.size = 5, .flags = 0};
+    n = with_names(a, &sx, FUSE_COMPAT_SETXATTR_IN_SIZE, "trusted.fuzz", NULL);
+    memcpy(a + n, "value", 5);
+    fuse_simple(&b, FUSE_SETXATTR, 1, a, n + 5);
+    struct fuse_getxattr_in gx = {.size = 64};
+    n = with_names(a, &gx, sizeof(gx), "trusted.fuzz", NULL);
+    fuse_simple(&b, FUSE_GETXATTR, 1, a, n);
+    fuse_simple(&b, FUSE_LISTXATTR, 1, &gx, sizeof(gx));
+    fuse_simple(&b, FUSE_REMOVEXATTR, 1, "trusted.fuzz", 13);
+    struct fuse_open_in rw = {.flags = 02};
+    fuse_simple(&b, FUSE_OPEN, 1, &rw, sizeof(rw)); /* fh 0 */
+    struct fuse_fallocate_in fa = {.fh = 0, .offset = 0, .length = 8192, .mode = 0};
+    fuse_simple(&b, FUSE_FALLOCATE, 1, &fa, sizeof(fa));
+    struct fuse_lseek_in ls = {.fh = 0, .offset = 10, .whence = 3 /* SEEK_DATA */};
+    fuse_simple(&b, FUSE_LSEEK, 1, &ls, sizeof(ls));
+    fuse_simple(&b, FUSE_LOOKUP, 0, "empty", 6);    /* idx 2 */
+    fuse_simple(&b, FUSE_OPEN, 2, &rw, sizeof(rw)); /* fh 1 */
+    struct fuse_copy_file_range_in cf = {
+        .fh_in = 0, .off_in = 0, .nodeid_out = 2, .fh_out = 1, .off_out = 0, .len = 100};
+    fuse_simple(&b, FUSE_COPY_FILE_RANGE, 1, &cf, sizeof(cf));
+    struct fuse_fsync_in fs = {.fh = 0, .fsync_flags = 1};
+    fuse_simple(&b, FUSE_FSYNC, 1, &fs, sizeof(fs));
+    fuse_simple(&b, FUSE_SYNCFS, 0, &fs, 8);
+    struct fuse_interrupt_in it = {.unique = 1};
+    fuse_simple(&b, FUSE_INTERRUPT, 0, &it, sizeof(it));
+    struct fuse_forget_in fg = {.nlookup = 1};
+    fuse_simple(&b, FUSE_FORGET, 2, &fg, sizeof(fg));
+    struct {
+        struct fuse_batch_forget_in h;
+        struct fuse_forget_one one[2];
+    } bf = {{.count = 2}, {{.nodeid = 1, .nlookup = 1}, {.nodeid = 2, .nlookup = 1}}};
+    fuse_rec(&b, 0, 1, 1, 4096, FUSE_BATCH_FORGET, 0, &bf, sizeof(bf));
+    fuse_simple(&b, FUSE_DESTROY, 0, NULL, 0);
+    fuse_simple(&b, FUSE_GETATTR, 0, &ga, sizeof(ga)); /* EIO: not initialized */
+    save("fuzz_fuse", "attrs-xattrs-files", &b);
+
+    /* 4. Scattered iovecs: split requests, split and undersized replies. */
+    fuse_simple(&b, FUSE_LOOKUP, 0, "data.bin", 9); /* idx 1 */
+    struct fuse_open_in ro = {.flags = 0};
+    fuse_rec(&b, F_NODEIDX | F_FHIDX, 3, 1, 64, FUSE_OPEN, 1, &ro, sizeof(ro));
+    struct fuse_read_in big = {.fh = 0, .offset = 100, .size = 8192};
+    fuse_rec(&b, F_NODEIDX | F_FHIDX, 4, 5, 6000, FUSE_READ, 1, &big, sizeof(big));
+    fuse_rec(&b, F_NODEIDX | F_FHIDX, 2, 3, 20, FUSE_GETATTR, 1, &ga, sizeof(ga));
+    fuse_rec(&b, F_NODEIDX | F_FHIDX, 1, 1, 8, FUSE_GETATTR, 1, &ga, sizeof(ga));
+    fuse_rec(&b, F_NODEIDX | F_FHIDX | F_NOWR, 1, 1, 0, FUSE_STATFS, 0, NULL, 0);
+    struct fuse_write_in w2 = {.fh = 0, .offset = 4000, .size = 300};
+    memcpy(a, &w2, sizeof(w2));
+    memset(a + sizeof(w2), 'x', 300);
+    fuse_rec(&b, F_NODEIDX | F_FHIDX, 6, 2, 64, FUSE_WRITE, 1, a, sizeof(w2) + 300);
+    save("fuzz_fuse", "scattered", &b);
+}
+
+/* ---- fuzz_virtqueue ----------------------------------------------------------------------- */
+
+#define VQ_G0 0x40000000ull
+
+/* Header: queue size 1 << qlog, flags, ring offsets (in units: desc 16, avail 2, used 4). */
+static void vq_header(struct buf *b, uint8_t qlog, uint8_t flags, uint32_t desc, uint32_t avail,
+                      uint32_t used, uint16_t base)
+{
+    put8(b, qlog);
+    put8(b, flags);
+    put16(b, (uint16_t)(desc / 16));
+    put16(b, (uint16_t)(avail / 2));
+    put16(b, (uint16_t)(used / 4));
+    put16(b, base);
+}
+
+/* Op 0 / 3 with address mode 0 (offset in region 0) or 1 (offset in region 1). */
+static void vq_desc(struct buf *b, unsigned mode, uint16_t i, uint32_t off, uint32_t len,
+                    uint16_t flags, uint16_t next)
+{
+    put8(b, (uint8_t)(0 | mode << 3));
+    put16(b, i);
+    put32(b, off);
+    put32(b, len);
+    put16(b, flags);
+    put16(b, next);
+}
+
+static void vq_indirect(struct buf *b, uint32_t at, uint32_t off, uint32_t len, uint16_t flags,
+                        uint16_t next)
+{
+    put8(b, 3);
+    put32(b, at);
+    put32(b, off);
+    put32(b, len);
+    put16(b, flags);
+    put16(b, next);
+}
+
+static void vq_avail(struct buf *b, uint16_t slot, uint16_t head)
+{
+    put8(b, 1);
+    put16(b, slot);
+    put16(b, head);
+}
+
+static void vq_bump(struct buf *b, uint8_t n)
+{
+    put8(b, 2);
+    put8(b, n);
+}
+
+static void vq_pop(struct buf *b, uint8_t n)
+{
+    put8(b, 4);
+    put8(b, n);
+}
+
+static void vq_notify(struct buf *b, uint8_t which)
+{
+    put8(b, 6);
+    put8(b, which);
+}
+
+static void virtqueue_seeds(void)
+{
+    struct buf b = {0};
+    const uint16_t N = VRING_DESC_F_NEXT, W = VRING_DESC_F_WRITE, I = VRING_DESC_F_INDIRECT;
+
+    /* 1. One request: a readable and a writable descriptor. */
+    vq_header(&b, 3, 0, 0x0, 0x1000, 0x2000, 0);
+    vq_desc(&b, 0, 0, 0x4000, 64, N, 1);
+    vq_desc(&b, 0, 1, 0x5000, 128, W, 0);
+    vq_avail(&b, 0, 0);
+    vq_bump(&b, 1);
+    vq_pop(&b, 1);
+    save("fuzz_virtqueue", "simple-chain", &b);
+
+    /* 2. An indirect table of three descriptors, EVENT_IDX, notification helpers. */
+    vq_header(&b, 4, 1, 0x0, 0x1000, 0x2000, 0);
+    vq_desc(&b, 0, 0, 0x3000, 3 * 16, I, 0);
+    vq_indirect(&b, 0x3000, 0x4000, 40, N, 1);
+    vq_indirect(&b, 0x3010, 0x4100, 24, N, 2);
+    vq_indirect(&b, 0x3020, 0x5000, 4096, W, 0);
+    vq_avail(&b, 0, 0);
+    vq_bump(&b, 1);
+    vq_notify(&b, 2);
+    vq_pop(&b, 1);
+    vq_notify(&b, 0);
+    vq_notify(&b, 1);
+    vq_notify(&b, 3);
+    save("fuzz_virtqueue", "indirect", &b);
+
+    /* 3. Two guest-physically adjacent regions: a buffer crossing from one into the other. */
+    vq_header(&b, 2, 2 | 4, 0x0, 0x1000, 0x2000, 0);
+    vq_desc(&b, 0, 0, 0x4000, 16, N, 1);
+    vq_desc(&b, 0, 1, 256 * 1024 - 100, 300, W, 2);
+    vq_desc(&b, 1, 2, 0x100, 50, W, 0);
+    vq_avail(&b, 0, 0);
+    vq_bump(&b, 1);
+    vq_pop(&b, 2);
+    save("fuzz_virtqueue", "two-regions", &b);
+
+    /* 4. Several chains around the 16-bit index wrap, in the second region's rings. */
+    vq_header(&b, 3, 2 | 8 | 32, 0x0, 0x1000, 0x2000, 0xfffe);
+    for (uint16_t i = 0; i < 4; i++) {
+        vq_desc(&b, 1, (uint16_t)(2 * i), 0x4000 + 0x100u * i, 32, N, (uint16_t)(2 * i + 1));
+        vq_desc(&b, 1, (uint16_t)(2 * i + 1), 0x8000 + 0x100u * i, 64, W, 0);
+        vq_avail(&b, (uint16_t)(0xfffe + i), (uint16_t)(2 * i));
+    }
+    vq_bump(&b, 4);
+    vq_pop(&b, 3);
+    save("fuzz_virtqueue", "wrap-four-chains", &b);
+}
+
+/* ---- fuzz_vhost_user ---------------------------------------------------------------------- */
+
+enum {
+    VU_GET_FEATURES = 1,
+    VU_SET_FEATURES = 2,
+    VU_SET_OWNER = 3,
+    VU_RESET_OWNER = 4,
+    VU_SET_MEM_TABLE = 5,
+    VU_SET_VRING_NUM = 8,
+    VU_SET_VRING_ADDR = 9,
+    VU_SET_VRING_BASE = 10,
+    VU_GET_VRING_BASE = 11,
+    VU_SET_VRING_KICK = 12,
+    VU_SET_VRING_CALL = 13,
+    VU_SET_VRING_ERR = 14,
+    VU_GET_PROTOCOL_FEATURES = 15,
+    VU_SET_PROTOCOL_FEATURES = 16,
+    VU_GET_QUEUE_NUM = 17,
+    VU_SET_VRING_ENABLE = 18,
+    VU_GET_MAX_MEM_SLOTS = 36,
+    VU_ADD_MEM_REG = 37,
+    VU_REM_MEM_REG = 38
+};
+
+enum { FD_SMALL = 0, FD_BIG = 1, FD_EVENT = 2, FD_NULL = 3 };
+#define NEED_REPLY 0x8u
+#define VU_UVA     0x7f0000000000ull
+
+/* One message: fds by kind, header, payload (size set explicitly, not by the fix-up flag). */
+static void vu_msg(struct buf *b, uint32_t req, uint32_t flags, const void *payload, uint16_t len,
+                   unsigned nfds, const unsigned *kinds)
+{
+    uint16_t k = 0;
+    for (unsigned i = 0; i < nfds; i++)
+        k |= (uint16_t)(kinds[i] << (2 * i));
+    put8(b, (uint8_t)nfds);
+    put16(b, k);
+    put8(b, 0);
+    put32(b, req);
+    put32(b, 0x1 | flags);
+    put32(b, len);
+    put16(b, len);
+    put(b, payload, len);
+}
+
+static void vu_u64(struct buf *b, uint32_t req, uint32_t flags, uint64_t v, unsigned nfds,
+                   unsigned kind)
+{
+    uint8_t p[8];
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    unsigned kinds[1] = {kind};
+    vu_msg(b, req, flags, p, 8, nfds, kinds);
+}
+
+static void vu_state(struct buf *b, uint32_t req, uint32_t flags, uint32_t index, uint32_t num)
+{
+    struct vhost_vring_state s = {.index = index, .num = num};
+    vu_msg(b, req, flags, &s, sizeof(s), 0, NULL);
+}
+
+static void vu_mem_table(struct buf *b, uint32_t flags)
+{
+    struct {
+        uint32_t nregions, padding;
+        uint64_t gpa, size, uva, offset;
+    } mt = {1, 0, 0, 64 * 1024, VU_UVA, 0};
+    unsigned kinds[1] = {FD_SMALL};
+    vu_msg(b, VU_SET_MEM_TABLE, flags, &mt, sizeof(mt), 1, kinds);
+}
+
+static void vu_ring(struct buf *b, uint32_t q, uint64_t desc, uint64_t avail, uint64_t used)
+{
+    vu_state(b, VU_SET_VRING_NUM, 0, q, 8);
+    vu_state(b, VU_SET_VRING_BASE, 0, q, 0);
+    struct vhost_vring_addr a = {.index = q,
+                                 .flags = 0,
+                                 .desc_user_addr = VU_UVA + desc,
+                                 .used_user_addr = VU_UVA + used,
+                                 .avail_user_addr = VU_UVA + avail,
+                                 .log_guest_addr = 0};
+    vu_msg(b, VU_SET_VRING_ADDR, 0, &a, sizeof(a), 0, NULL);
+    vu_u64(b, VU_SET_VRING_KICK, 0, q, 1, FD_EVENT);
+    vu_u64(b, VU_SET_VRING_CALL, 0, q, 1, FD_EVENT);
+}
+
+/* Guest memory image for the small memfd: request queue rings holding INIT and LOOKUP. */
+static void vu_image(struct buf *b)
+{
+    static uint8_t img[0xa00];
+    memset(img, 0, sizeof(img));
+    struct vring_desc *desc = (struct vring_desc *)img;              /* 0x000 */
+    struct vring_avail *avail = (struct vring_avail *)(img + 0x100); /* 0x100 */
+    struct {
+        struct fuse_in_header h;
+        struct fuse_init_in i;
+    } init = {{.len = sizeof(init), .opcode = FUSE_INIT, .unique = 1},
+              {.major = 7, .minor = 38, .max_readahead = 65536, .flags = FUSE_INIT_EXT}};
+    struct {
+        struct fuse_in_header h;
+        char name[10];
+    } lookup = {{.len = sizeof(lookup), .opcode = FUSE_LOOKUP, .unique = 2, .nodeid = 1},
+                "hello.txt"};
+    memcpy(img + 0x300, &init, sizeof(init));
+    memcpy(img + 0x380, &lookup, sizeof(lookup));
+    desc[0] = (struct vring_desc){0x300, sizeof(init), VRING_DESC_F_NEXT, 1};
+    desc[1] = (struct vring_desc){0x400, 0x200, VRING_DESC_F_WRITE, 0};
+    desc[2] = (struct vring_desc){0x380, sizeof(lookup), VRING_DESC_F_NEXT, 3};
+    desc[3] = (struct vring_desc){0x600, 0x400, VRING_DESC_F_WRITE, 0};
+    avail->ring[0] = 0;
+    avail->ring[1] = 2;
+    avail->idx = 2;
+    put16(b, sizeof(img));
+    put(b, img, sizeof(img));
+}
+
+static void vhost_user_seeds(void)
+{
+    struct buf b = {0};
+    const uint64_t features = (1ull << 32) | (1ull << 30) | (1ull << 29) | (1ull << 28);
+
+    /* 1. QEMU's start-up of a vhost-user-fs device, rings holding FUSE INIT and LOOKUP. */
+    vu_image(&b);
+    vu_msg(&b, VU_GET_FEATURES, 0, NULL, 0, 0, NULL);
+    vu_msg(&b, VU_GET_PROTOCOL_FEATURES, 0, NULL, 0, 0, NULL);
+    vu_u64(&b, VU_SET_PROTOCOL_FEATURES, 0, (1u << 0) | (1u << 3) | (1u << 15), 0, 0);
+    vu_msg(&b, VU_GET_QUEUE_NUM, 0, NULL, 0, 0, NULL);
+    vu_msg(&b, VU_GET_MAX_MEM_SLOTS, 0, NULL, 0, 0, NULL);
+    vu_msg(&b, VU_SET_OWNER, 0, NULL, 0, 0, NULL);
+    vu_msg(&b, VU_GET_FEATURES, 0, NULL, 0, 0, NULL);
+    vu_u64(&b, VU_SET_VRING_CALL, 0, 0, 1, FD_EVENT);
+    vu_u64(&b, VU_SET_VRING_CALL, 0, 1, 1, FD_EVENT);
+    vu_u64(&b, VU_SET_VRING_ERR, 0, 0, 1, FD_EVENT);
+    vu_u64(&b, VU_SET_FEATURES, 0, features, 0, 0);
+    vu_mem_table(&b, NEED_REPLY);
+    vu_ring(&b, 0, 0x800, 0x900, 0x980); /* hiprio: empty */
+    vu_ring(&b, 1, 0x000, 0x100, 0x200);
+    vu_state(&b, VU_SET_VRING_ENABLE, NEED_REPLY, 0, 1);
+    vu_state(&b, VU_SET_VRING_ENABLE, NEED_REPLY, 1, 1);
+    vu_state(&b, VU_GET_VRING_BASE, 0, 1, 0);
+    vu_state(&b, VU_GET_VRING_BASE, 0, 0, 0);
+    save("fuzz_vhost_user", "qemu-startup", &b);
+
+    /* 2. Memory slots: ADD_MEM_REG, REM_MEM_REG, a bad region, REPLY_ACK on each. */
+    put16(&b, 0);
+    vu_msg(&b, VU_GET_FEATURES, 0, NULL, 0, 0, NULL);
+    vu_u64(&b, VU_SET_FEATURES, 0, features, 0, 0);
+    vu_u64(&b, VU_SET_PROTOCOL_FEATURES, 0, (1u << 3) | (1u << 15), 0, 0);
+    vu_msg(&b, VU_GET_MAX_MEM_SLOTS, 0, NULL, 0, 0, NULL);
+    struct {
+        uint64_t padding, gpa, size, uva, offset;
+    } reg = {0, 0, 64 * 1024, VU_UVA, 0};
+    unsigned small[1] = {FD_SMALL}, big[1] = {FD_BIG}, null[1] = {FD_NULL};
+    vu_msg(&b, VU_ADD_MEM_REG, NEED_REPLY, &reg, sizeof(reg), 1, small);
+    reg.gpa = 0x100000, reg.size = 1024 * 1024, reg.uva = VU_UVA + 0x100000, reg.offset = 4096;
+    vu_msg(&b, VU_ADD_MEM_REG, NEED_REPLY, &reg, sizeof(reg), 1, big);
+    reg.gpa = 0x100000; /* overlaps */
+    vu_msg(&b, VU_ADD_MEM_REG, NEED_REPLY, &reg, sizeof(reg), 1, big);
+    reg.gpa = 0x10000000, reg.size = 4096, reg.offset = 0;
+    vu_msg(&b, VU_ADD_MEM_REG, NEED_REPLY, &reg, sizeof(reg), 1, null);
+    reg.gpa = 0, reg.size = 64 * 1024;
+    vu_msg(&b, VU_REM_MEM_REG, NEED_REPLY, &reg, sizeof(reg), 0, NULL);
+    vu_msg(&b, VU_REM_MEM_REG, NEED_REPLY, &reg, sizeof(reg), 0, NULL);
+    vu_msg(&b, VU_RESET_OWNER, 0, NULL, 0, 0, NULL);
+    save("fuzz_vhost_user", "mem-slots", &b);
+
+    /* 3. Rings without protocol features (enabled by the kick), then a restart of one ring. */
+    vu_image(&b);
+    vu_u64(&b, VU_SET_FEATURES, 0, (1ull << 32) | (1ull << 28), 0, 0);
+    vu_mem_table(&b, 0);
+    vu_ring(&b, 1, 0x000, 0x100, 0x200);
+    vu_state(&b, VU_GET_VRING_BASE, 0, 1, 0);
+    vu_state(&b, VU_SET_VRING_BASE, 0, 1, 2);
+    vu_u64(&b, VU_SET_VRING_KICK, 0, 1 | 0x100, 0, 0); /* no fd: polling */
+    vu_mem_table(&b, 0);                               /* a new table while the ring runs */
+    vu_state(&b, VU_GET_VRING_BASE, 0, 1, 0);
+    save("fuzz_vhost_user", "no-protocol-features", &b);
+
+    /* 4. Malformed messages: unknown request with NEED_REPLY, wrong sizes, bad queue index. */
+    put16(&b, 0);
+    vu_msg(&b, 99, NEED_REPLY, NULL, 0, 0, NULL);
+    vu_u64(&b, VU_SET_PROTOCOL_FEATURES, 0, 1u << 3, 0, 0);
+    vu_state(&b, VU_SET_VRING_NUM, NEED_REPLY, 7, 8);
+    vu_state(&b, VU_SET_VRING_NUM, NEED_REPLY, 1, 3);
+    vu_u64(&b, VU_SET_FEATURES, NEED_REPLY, 1ull << 60, 0, 0);
+    vu_u64(&b, VU_SET_VRING_CALL, NEED_REPLY, 1, 0, 0);
+    vu_msg(&b, VU_SET_OWNER, NEED_REPLY, NULL, 0, 1, small);
+    vu_msg(&b, VU_GET_QUEUE_NUM, 0, NULL, 0, 0, NULL);
+    vu_state(&b, VU_GET_VRING_BASE, 0, 9, 0); /* no reply possible: ends the connection */
+    save("fuzz_vhost_user", "malformed", &b);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s OUTDIR\n", argv[0]);
+        return 2;
+    }
+    outdir = argv[1];
+    if (mkdir(outdir, 0755) < 0 && errno != EEXIST) {
+        perror(outdir);
+        return 1;
+    }
+    fuse_seeds();
+    virtqueue_seeds();
+    vhost_user_seeds();
+    return 0;
+}
