@@ -57,7 +57,8 @@ void *guest_mem_gpa_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 
 /*
  * Translates [gpa, gpa+len) into host iovecs, splitting at region boundaries, appended at
- * iov[*n]; fails with -EFAULT outside guest memory and -E2BIG when more than max entries are needed.
+ * iov[*n]; fails with -EFAULT outside guest memory and -E2BIG when more than max entries are
+ * needed.
  */
 int guest_mem_gpa_iov(const struct guest_mem *mem, uint64_t gpa, uint32_t len, struct iovec *iov,
                       unsigned max, unsigned *n);

@@ -12,7 +12,7 @@
 
 #include "fuse_server.h"
 
-#define VU_HIPRIO_QUEUES 1
+#define VU_HIPRIO_QUEUES      1
 #define VU_MAX_REQUEST_QUEUES 16
 
 struct vu_dev;

@@ -236,16 +236,16 @@ static void do_batch_forget(struct fuse_req *req)
 static void do_getattr(struct fuse_req *req)
 {
     struct fuse_attr_out out;
-    int ret = pt_getattr(req->se->fs, &req->ctx, req->in.nodeid,
-                         ARG(req, struct fuse_getattr_in), &out);
+    int ret =
+        pt_getattr(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_getattr_in), &out);
     reply_result(req, ret, &out, sizeof(out));
 }
 
 static void do_setattr(struct fuse_req *req)
 {
     struct fuse_attr_out out;
-    int ret = pt_setattr(req->se->fs, &req->ctx, req->in.nodeid,
-                         ARG(req, struct fuse_setattr_in), &out);
+    int ret =
+        pt_setattr(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_setattr_in), &out);
     reply_result(req, ret, &out, sizeof(out));
 }
 
@@ -275,8 +275,8 @@ static void do_mknod(struct fuse_req *req)
     if (!name)
         return reply_err(req, -EINVAL);
     struct fuse_entry_out e;
-    int ret = pt_mknod(req->se->fs, &req->ctx, req->in.nodeid, name,
-                       ARG(req, struct fuse_mknod_in), &e);
+    int ret =
+        pt_mknod(req->se->fs, &req->ctx, req->in.nodeid, name, ARG(req, struct fuse_mknod_in), &e);
     reply_result(req, ret, &e, sizeof(e));
 }
 
@@ -287,8 +287,8 @@ static void do_mkdir(struct fuse_req *req)
     if (!name)
         return reply_err(req, -EINVAL);
     struct fuse_entry_out e;
-    int ret = pt_mkdir(req->se->fs, &req->ctx, req->in.nodeid, name,
-                       ARG(req, struct fuse_mkdir_in), &e);
+    int ret =
+        pt_mkdir(req->se->fs, &req->ctx, req->in.nodeid, name, ARG(req, struct fuse_mkdir_in), &e);
     reply_result(req, ret, &e, sizeof(e));
 }
 
@@ -313,9 +313,9 @@ static void rename_common(struct fuse_req *req, size_t fixed, uint64_t newdir, u
     size_t off = fixed;
     const char *oldname = arg_name(req, &off);
     const char *newname = oldname ? arg_name(req, &off) : NULL;
-    int ret = newname ? pt_rename(req->se->fs, &req->ctx, req->in.nodeid, oldname, newdir,
-                                  newname, flags)
-                      : -EINVAL;
+    int ret =
+        newname ? pt_rename(req->se->fs, &req->ctx, req->in.nodeid, oldname, newdir, newname, flags)
+                : -EINVAL;
     reply_result(req, ret, NULL, 0);
 }
 
@@ -347,8 +347,7 @@ static void do_link(struct fuse_req *req)
 static void do_open(struct fuse_req *req)
 {
     struct fuse_open_out out;
-    int ret = pt_open(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_open_in),
-                      &out);
+    int ret = pt_open(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_open_in), &out);
     reply_result(req, ret, &out, sizeof(out));
 }
 
@@ -434,8 +433,8 @@ static void do_flush(struct fuse_req *req)
 
 static void do_fallocate(struct fuse_req *req)
 {
-    int ret = pt_fallocate(req->se->fs, &req->ctx, req->in.nodeid,
-                           ARG(req, struct fuse_fallocate_in));
+    int ret =
+        pt_fallocate(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_fallocate_in));
     reply_result(req, ret, NULL, 0);
 }
 
@@ -460,8 +459,8 @@ static void do_copy_file_range(struct fuse_req *req)
 static void do_opendir(struct fuse_req *req)
 {
     struct fuse_open_out out;
-    int ret = pt_opendir(req->se->fs, &req->ctx, req->in.nodeid,
-                         ARG(req, struct fuse_open_in), &out);
+    int ret =
+        pt_opendir(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_open_in), &out);
     reply_result(req, ret, &out, sizeof(out));
 }
 
@@ -580,8 +579,8 @@ static void do_removexattr(struct fuse_req *req)
 static uint64_t init_offer(const struct pt_config *cfg)
 {
     uint64_t flags = FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES |
-                     FUSE_AUTO_INVAL_DATA | FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS |
-                     FUSE_MAX_PAGES | FUSE_INIT_EXT;
+                     FUSE_AUTO_INVAL_DATA | FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES |
+                     FUSE_INIT_EXT;
     if (cfg->readdirplus)
         flags |= FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO;
     if (cfg->writeback)
@@ -747,8 +746,7 @@ uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
     } else if (!atomic_load(&se->initialized) && req.in.opcode != FUSE_INIT) {
         err = -EIO;
     } else if ((err = load_request(&req)) == 0 && req.arglen < op->in_size) {
-        log_error("fuse: %s with %zu argument bytes, needs %zu", op->name, req.arglen,
-                  op->in_size);
+        log_error("fuse: %s with %zu argument bytes, needs %zu", op->name, req.arglen, op->in_size);
         err = -EINVAL;
     }
     if (err) {

@@ -47,8 +47,8 @@ int guest_region_map(const struct guest_region_desc *desc, int fd, struct guest_
     uint64_t aligned = desc->mmap_offset & ~((uint64_t)page - 1);
     uint64_t slack = desc->mmap_offset - aligned;
     size_t len = (size_t)(desc->size + slack);
-    void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
-                      (off_t)aligned);
+    void *base =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, (off_t)aligned);
     if (base == MAP_FAILED)
         return -errno;
     /* Guest memory never goes into a core dump: it may hold the guest's secrets. */

@@ -74,8 +74,7 @@ void listener_unlock(int lock_fd, const char *socket_path)
         return;
     char path[4096];
     /* Removed while still locked, so a new daemon cannot lock a file we are about to delete. */
-    if (snprintf(path, sizeof(path), "%s.pid", socket_path) < (int)sizeof(path) &&
-        unlink(path) < 0)
+    if (snprintf(path, sizeof(path), "%s.pid", socket_path) < (int)sizeof(path) && unlink(path) < 0)
         log_warn("cannot remove %s: %m", path);
     close(lock_fd);
 }

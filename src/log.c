@@ -12,8 +12,8 @@ static enum log_level max_level = LOG_LVL_INFO;
 static bool to_syslog;
 
 static const char *const level_names[] = {
-    [LOG_LVL_OFF] = "off",     [LOG_LVL_ERROR] = "error", [LOG_LVL_WARN] = "warn",
-    [LOG_LVL_INFO] = "info",   [LOG_LVL_DEBUG] = "debug", [LOG_LVL_TRACE] = "trace",
+    [LOG_LVL_OFF] = "off",   [LOG_LVL_ERROR] = "error", [LOG_LVL_WARN] = "warn",
+    [LOG_LVL_INFO] = "info", [LOG_LVL_DEBUG] = "debug", [LOG_LVL_TRACE] = "trace",
 };
 
 int log_parse_level(const char *name, enum log_level *out)

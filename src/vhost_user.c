@@ -47,10 +47,10 @@ enum vu_request {
     VU_REQUEST_MAX = 41,
 };
 
-#define VU_FLAG_VERSION    0x1u
+#define VU_FLAG_VERSION      0x1u
 #define VU_FLAG_VERSION_MASK 0x3u
-#define VU_FLAG_REPLY      0x4u
-#define VU_FLAG_NEED_REPLY 0x8u
+#define VU_FLAG_REPLY        0x4u
+#define VU_FLAG_NEED_REPLY   0x8u
 
 #define VU_PROTOCOL_F_MQ                  0
 #define VU_PROTOCOL_F_REPLY_ACK           3
@@ -64,10 +64,9 @@ enum vu_request {
 #define VU_VRING_NOFD_MASK (1u << 8)
 
 /* Only what we implement: cloud-hypervisor acks whatever a back-end offers. */
-static const uint64_t offered_features = (1ull << VIRTIO_F_VERSION_1) |
-                                         (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
-                                         (1ull << VIRTIO_RING_F_EVENT_IDX) |
-                                         (1ull << VU_F_PROTOCOL_FEATURES);
+static const uint64_t offered_features =
+    (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
+    (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VU_F_PROTOCOL_FEATURES);
 static const uint64_t offered_protocol_features = (1ull << VU_PROTOCOL_F_MQ) |
                                                   (1ull << VU_PROTOCOL_F_REPLY_ACK) |
                                                   (1ull << VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
@@ -176,8 +175,10 @@ static int recv_msg(int conn, struct vu_msg *m)
 {
     char control[CMSG_SPACE(VU_MAX_FDS * sizeof(int))];
     struct iovec iov = {.iov_base = &m->hdr, .iov_len = sizeof(m->hdr)};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = control,
+                        .msg_controllen = sizeof(control)};
     m->nfds = 0;
     ssize_t n;
     do {
@@ -194,8 +195,8 @@ static int recv_msg(int conn, struct vu_msg *m)
         log_error("vhost-user: message carries more than %d fds", VU_MAX_FDS);
         return ret;
     }
-    if ((size_t)n < sizeof(m->hdr) && (ret = read_full(conn, (uint8_t *)&m->hdr + n,
-                                                       sizeof(m->hdr) - (size_t)n)) < 0)
+    if ((size_t)n < sizeof(m->hdr) &&
+        (ret = read_full(conn, (uint8_t *)&m->hdr + n, sizeof(m->hdr) - (size_t)n)) < 0)
         return ret;
     if (m->hdr.size > sizeof(m->p)) {
         log_error("vhost-user: request %u with a %u-byte payload; at most %zu", m->hdr.request,

@@ -134,7 +134,8 @@ static bool process_ring(struct vu_queue *q, struct fuse_scratch *scratch, struc
 /* Waits for a kick or a stop request; returns false to stop. */
 static bool wait_kick(struct vu_queue *q)
 {
-    struct pollfd fds[2] = {{.fd = q->stop_fd, .events = POLLIN}, {.fd = q->kick_fd, .events = POLLIN}};
+    struct pollfd fds[2] = {{.fd = q->stop_fd, .events = POLLIN},
+                            {.fd = q->kick_fd, .events = POLLIN}};
     int nfds = q->kick_fd >= 0 ? 2 : 1;
     int timeout = q->kick_fd >= 0 ? -1 : POLL_INTERVAL_MS;
     for (;;) {

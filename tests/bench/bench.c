@@ -42,8 +42,8 @@ enum workload {
     W_COUNT
 };
 static const char *const workload_names[W_COUNT] = {
-    "getattr", "lookup-forget", "create-release-unlink", "read-4k-rand", "write-4k-rand",
-    "read-1m-seq", "write-1m-seq", "readdirplus-1000"};
+    "getattr",       "lookup-forget", "create-release-unlink", "read-4k-rand",
+    "write-4k-rand", "read-1m-seq",   "write-1m-seq",          "readdirplus-1000"};
 
 struct ctx {
     uint64_t file_node, file_fh, dir_node;
@@ -54,10 +54,10 @@ struct slot {
     uint64_t in_gpa, out_gpa;
     uint16_t head;
     int step;
-    uint64_t id;      /* per-op counter, for unique names */
-    uint64_t fh;      /* create: handle to release; readdir: dir handle */
-    uint64_t node;    /* create: node to forget */
-    uint64_t offset;  /* readdir continuation */
+    uint64_t id;     /* per-op counter, for unique names */
+    uint64_t fh;     /* create: handle to release; readdir: dir handle */
+    uint64_t node;   /* create: node to forget */
+    uint64_t offset; /* readdir continuation */
     struct timespec start;
 };
 
@@ -110,8 +110,10 @@ static void build(struct qrun *r, struct slot *s, uint32_t *in_len, uint32_t *ou
             h->opcode = FUSE_CREATE;
             h->nodeid = FUSE_ROOT_ID;
             memcpy(arg, &ci, sizeof(ci));
-            alen = sizeof(ci) + (size_t)sprintf((char *)arg + sizeof(ci), "c-%u-%llu", r->q,
-                                                (unsigned long long)s->id) + 1;
+            alen = sizeof(ci) +
+                   (size_t)sprintf((char *)arg + sizeof(ci), "c-%u-%llu", r->q,
+                                   (unsigned long long)s->id) +
+                   1;
         } else if (s->step == 1) {
             struct fuse_release_in ri = {.fh = s->fh};
             h->opcode = FUSE_RELEASE;
@@ -385,8 +387,8 @@ static int start_daemon(const char *cmd, struct daemon_proc *d)
     d->sock = g_build_filename(d->dir, "sock", NULL);
     mkdir(d->share, 0755);
     prepare_share(d->share);
-    char *full = g_strdup_printf("exec %s --socket-path=%s --shared-dir=%s", cmd, d->sock,
-                                 d->share);
+    char *full =
+        g_strdup_printf("exec %s --socket-path=%s --shared-dir=%s", cmd, d->sock, d->share);
     d->pid = fork();
     if (d->pid == 0) {
         execl("/bin/sh", "sh", "-c", full, (char *)NULL);
@@ -418,8 +420,8 @@ static void stop_daemon(struct daemon_proc *d)
 
 static struct fe *connect_fe(const char *sock, unsigned queues)
 {
-    struct fe_config cfg = {.socket_path = sock, .request_queues = queues,
-                            .mem_size = 256u << 20, .queue_size = 256};
+    struct fe_config cfg = {
+        .socket_path = sock, .request_queues = queues, .mem_size = 256u << 20, .queue_size = 256};
     struct fe *fe = NULL;
     int ret = -1;
     for (int i = 0; i < 200; i++) {
@@ -449,8 +451,13 @@ static struct result run_one(struct fe *fe, const struct ctx *c, enum workload w
     size_t mark = fe_alloc_mark(fe);
     for (unsigned q = 0; q < queues; q++) {
         struct qrun *r = &runs[q];
-        *r = (struct qrun){.fe = fe, .q = 1 + q, .w = w, .depth = depth, .c = c,
-                           .seconds = seconds, .lat = g_array_new(FALSE, FALSE, sizeof(double)),
+        *r = (struct qrun){.fe = fe,
+                           .q = 1 + q,
+                           .w = w,
+                           .depth = depth,
+                           .c = c,
+                           .seconds = seconds,
+                           .lat = g_array_new(FALSE, FALSE, sizeof(double)),
                            .seed = 1234 + q};
         for (unsigned i = 0; i < depth; i++) {
             r->slots[i].in_gpa = fe_alloc(fe, 4096 + OUT_MAX / (w == W_WRITE1M ? 1 : 256));
@@ -514,11 +521,21 @@ int main(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
         switch (c) {
-        case 'd': g_ptr_array_add(daemons, optarg); break;
-        case 'w': wl = optarg; break;
-        case 'D': depths = optarg; break;
-        case 'q': queues_s = optarg; break;
-        case 's': seconds = atof(optarg); break;
+        case 'd':
+            g_ptr_array_add(daemons, optarg);
+            break;
+        case 'w':
+            wl = optarg;
+            break;
+        case 'D':
+            depths = optarg;
+            break;
+        case 'q':
+            queues_s = optarg;
+            break;
+        case 's':
+            seconds = atof(optarg);
+            break;
         default:
             printf("usage: bench [--daemon 'CMD']... [--workloads LIST] [--depths 1,16] "
                    "[--queues 1,2] [--seconds S]\nworkloads:");

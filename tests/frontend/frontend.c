@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #define FE_MAX_QUEUES 17
-#define GPA_BASE      0x100000000ull   /* guest-physical: not the memfd offset, on purpose */
+#define GPA_BASE      0x100000000ull    /* guest-physical: not the memfd offset, on purpose */
 #define UVA_BASE      0x7f1200000000ull /* the "VMM" virtual address of the same memory */
 #define RING_ALIGN    4096
 
@@ -47,8 +47,8 @@ struct vu_hdr {
 
 /* ---- vhost-user ---- */
 
-int fe_vu_send(struct fe *fe, uint32_t request, uint32_t flags, const void *payload,
-               uint32_t size, const int *fds, unsigned nfds)
+int fe_vu_send(struct fe *fe, uint32_t request, uint32_t flags, const void *payload, uint32_t size,
+               const int *fds, unsigned nfds)
 {
     struct vu_hdr h = {request, flags | FE_VU_FLAG_VERSION, size};
     struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)payload, size}};
@@ -131,9 +131,8 @@ int64_t fe_vu_ack(struct fe *fe, uint32_t request, const void *payload, uint32_t
 
 int fe_vu_get_u64(struct fe *fe, uint32_t request, uint64_t *value)
 {
-    uint32_t flags = fe->cfg.profile == FE_PROFILE_CLOUD_HYPERVISOR && fe->reply_ack
-                         ? FE_VU_FLAG_NEED_REPLY
-                         : 0;
+    uint32_t flags =
+        fe->cfg.profile == FE_PROFILE_CLOUD_HYPERVISOR && fe->reply_ack ? FE_VU_FLAG_NEED_REPLY : 0;
     int ret = fe_vu_send(fe, request, flags, NULL, 0, NULL, 0);
     if (ret < 0)
         return ret;
@@ -157,8 +156,8 @@ bool fe_vu_closed(struct fe *fe, int timeout_ms)
 static int vu_set(struct fe *fe, uint32_t request, const void *payload, uint32_t size,
                   const int *fds, unsigned nfds)
 {
-    bool ack = fe->reply_ack && (fe->cfg.profile == FE_PROFILE_CLOUD_HYPERVISOR ||
-                                 request == FE_VU_SET_MEM_TABLE);
+    bool ack = fe->reply_ack &&
+               (fe->cfg.profile == FE_PROFILE_CLOUD_HYPERVISOR || request == FE_VU_SET_MEM_TABLE);
     if (!ack)
         return fe_vu_send(fe, request, 0, payload, size, fds, nfds);
     int64_t r = fe_vu_ack(fe, request, payload, size, fds, nfds);
@@ -300,11 +299,10 @@ int fe_vq_add(struct fe *fe, unsigned qi, const struct fe_buf *bufs, unsigned n,
         int prev = -1;
         for (unsigned i = n; i-- > 0;) {
             int d = take_desc(q);
-            q->desc[d] = (struct vring_desc){
-                bufs[i].gpa, bufs[i].len,
-                (uint16_t)((bufs[i].write ? VRING_DESC_F_WRITE : 0) |
-                           (prev >= 0 ? VRING_DESC_F_NEXT : 0)),
-                (uint16_t)(prev >= 0 ? prev : 0)};
+            q->desc[d] = (struct vring_desc){bufs[i].gpa, bufs[i].len,
+                                             (uint16_t)((bufs[i].write ? VRING_DESC_F_WRITE : 0) |
+                                                        (prev >= 0 ? VRING_DESC_F_NEXT : 0)),
+                                             (uint16_t)(prev >= 0 ? prev : 0)};
             prev = d;
         }
         *head = (uint16_t)prev;
@@ -384,9 +382,9 @@ static int negotiate(struct fe *fe)
         (ret = fe_vu_send(fe, FE_VU_SET_OWNER, 0, NULL, 0, NULL, 0)) < 0)
         return ret;
 
-    uint64_t acked = features & ((1ull << 32) | (1ull << 30) |
-                                 (fe->cfg.no_indirect ? 0 : 1ull << 28) |
-                                 (fe->cfg.no_event_idx ? 0 : 1ull << 29));
+    uint64_t acked =
+        features & ((1ull << 32) | (1ull << 30) | (fe->cfg.no_indirect ? 0 : 1ull << 28) |
+                    (fe->cfg.no_event_idx ? 0 : 1ull << 29));
     return vu_set(fe, FE_VU_SET_FEATURES, &acked, 8, NULL, 0);
 }
 
@@ -549,14 +547,26 @@ void fe_close(struct fe *fe)
 int fe_fuse(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid, const struct iovec *in,
             unsigned nin, size_t out_size, struct fe_reply *r)
 {
+    return fe_fuse_as(fe, q, 0, 0, opcode, nodeid, in, nin, out_size, r);
+}
+
+int fe_fuse_as(struct fe *fe, unsigned q, uint32_t uid, uint32_t gid, uint32_t opcode,
+               uint64_t nodeid, const struct iovec *in, unsigned nin, size_t out_size,
+               struct fe_reply *r)
+{
     size_t mark = fe_alloc_mark(fe);
     size_t inlen = sizeof(struct fuse_in_header);
     for (unsigned i = 0; i < nin; i++)
         inlen += in[i].iov_len;
     uint64_t req = fe_alloc(fe, inlen);
     uint64_t rep = fe_alloc(fe, sizeof(struct fuse_out_header) + out_size);
-    struct fuse_in_header h = {.len = (uint32_t)inlen, .opcode = opcode, .unique = ++fe->unique,
-                               .nodeid = nodeid, .uid = 0, .gid = 0, .pid = 1};
+    struct fuse_in_header h = {.len = (uint32_t)inlen,
+                               .opcode = opcode,
+                               .unique = ++fe->unique,
+                               .nodeid = nodeid,
+                               .uid = uid,
+                               .gid = gid,
+                               .pid = 1};
     uint8_t *p = fe_ptr(fe, req);
     memcpy(p, &h, sizeof(h));
     p += sizeof(h);
@@ -595,7 +605,9 @@ out:
 
 int fe_fuse_init(struct fe *fe)
 {
-    struct fuse_init_in in = {.major = 7, .minor = 38, .max_readahead = 1u << 20,
+    struct fuse_init_in in = {.major = 7,
+                              .minor = 38,
+                              .max_readahead = 1u << 20,
                               .flags = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_MAX_PAGES |
                                        FUSE_DO_READDIRPLUS | FUSE_INIT_EXT};
     struct iovec iov = {&in, sizeof(in)};

@@ -68,8 +68,8 @@ uint64_t fe_uva_base(const struct fe *fe);
 size_t fe_mem_size(const struct fe *fe);
 
 /* ---- vhost-user messages ---- */
-int fe_vu_send(struct fe *fe, uint32_t request, uint32_t flags, const void *payload,
-               uint32_t size, const int *fds, unsigned nfds);
+int fe_vu_send(struct fe *fe, uint32_t request, uint32_t flags, const void *payload, uint32_t size,
+               const int *fds, unsigned nfds);
 /* Receives one reply; -ETIMEDOUT after timeout_ms, -ECONNRESET when the daemon closed. */
 int fe_vu_recv(struct fe *fe, uint32_t *request, void *payload, uint32_t *size, int timeout_ms);
 /* Sends with NEED_REPLY and returns the u64 ack (0 success) or a negative errno. */
@@ -111,8 +111,8 @@ void fe_vq_free_chain(struct fe *fe, unsigned q, uint16_t head);
 
 /* ---- FUSE ---- */
 struct fe_reply {
-    int error; /* fuse_out_header.error (negative errno) */
-    uint32_t len; /* bytes the daemon wrote (used len) */
+    int error;     /* fuse_out_header.error (negative errno) */
+    uint32_t len;  /* bytes the daemon wrote (used len) */
     uint8_t *data; /* payload after fuse_out_header, in guest memory */
     size_t data_len;
 };
@@ -123,6 +123,10 @@ struct fe_reply {
  */
 int fe_fuse(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid, const struct iovec *in,
             unsigned nin, size_t out_size, struct fe_reply *r);
+/* fe_fuse with the caller's uid/gid in fuse_in_header (fe_fuse sends 0/0, root). */
+int fe_fuse_as(struct fe *fe, unsigned q, uint32_t uid, uint32_t gid, uint32_t opcode,
+               uint64_t nodeid, const struct iovec *in, unsigned nin, size_t out_size,
+               struct fe_reply *r);
 int fe_fuse_init(struct fe *fe);
 /* Convenience: LOOKUP name under parent into e; returns the FUSE error. */
 int fe_lookup(struct fe *fe, uint64_t parent, const char *name, struct fuse_entry_out *e);

@@ -67,8 +67,8 @@ static void test_init_and_lookup(void)
 {
     write_host_file("probe", "probe");
     struct fe *fe = open_fe(FE_PROFILE_QEMU);
-    struct fuse_init_in in = {.major = 7, .minor = 38, .max_readahead = 65536,
-                              .flags = FUSE_MAX_PAGES | FUSE_INIT_EXT};
+    struct fuse_init_in in = {
+        .major = 7, .minor = 38, .max_readahead = 65536, .flags = FUSE_MAX_PAGES | FUSE_INIT_EXT};
     struct iovec iov = {&in, sizeof(in)};
     struct fe_reply r;
     g_assert_cmpint(fe_fuse(fe, 1, FUSE_INIT, 0, &iov, 1, sizeof(struct fuse_init_out), &r), ==, 0);
@@ -188,8 +188,7 @@ static void test_desc_straddles_region_end(void)
 {
     struct fe *fe = open_initialized();
     uint64_t out = fe_alloc(fe, 256);
-    struct fe_buf bufs[2] = {{fe_gpa_base(fe) + fe_mem_size(fe) - 16, 64, false},
-                             {out, 256, true}};
+    struct fe_buf bufs[2] = {{fe_gpa_base(fe) + fe_mem_size(fe) - 16, 64, false}, {out, 256, true}};
     expect_rejected_chain(fe, bufs, 2);
     fe_close(fe);
 }
@@ -316,9 +315,8 @@ static void test_unknown_nodeid_and_fh(void)
     struct fuse_getattr_in gi = {0};
     struct iovec iov = {&gi, sizeof(gi)};
     struct fe_reply r;
-    g_assert_cmpint(fe_fuse(fe, 1, FUSE_GETATTR, 0xdeadbeef, &iov, 1, sizeof(struct fuse_attr_out),
-                            &r),
-                    ==, 0);
+    g_assert_cmpint(
+        fe_fuse(fe, 1, FUSE_GETATTR, 0xdeadbeef, &iov, 1, sizeof(struct fuse_attr_out), &r), ==, 0);
     g_assert_cmpint(r.error, <, 0);
     struct fuse_read_in ri = {.fh = 0x12345678, .size = 4096};
     struct iovec riv = {&ri, sizeof(ri)};
@@ -326,8 +324,8 @@ static void test_unknown_nodeid_and_fh(void)
     g_assert_cmpint(r.error, <, 0);
     /* FORGET of a node never issued: no reply, no harm. */
     struct fuse_forget_in fi = {.nlookup = 5};
-    struct fuse_in_header h = {.len = sizeof(h) + sizeof(fi), .opcode = FUSE_FORGET,
-                               .unique = 9, .nodeid = 424242};
+    struct fuse_in_header h = {
+        .len = sizeof(h) + sizeof(fi), .opcode = FUSE_FORGET, .unique = 9, .nodeid = 424242};
     uint8_t req[sizeof(h) + sizeof(fi)];
     memcpy(req, &h, sizeof(h));
     memcpy(req + sizeof(h), &fi, sizeof(fi));
