@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -66,9 +67,12 @@ int test_daemon_start(struct test_daemon *d, const char *const *extra_args)
     if (pid == 0) {
         int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) {
+            dup2(fd, 1);
             dup2(fd, 2);
             close(fd);
         }
+        /* A test that dies must not leave its daemon behind. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         execv((char *)argv->pdata[0], (char **)argv->pdata);
         _exit(127);
     }

@@ -37,6 +37,8 @@ struct fe {
     size_t data_start, data_next;
     unsigned nqueues;
     bool reply_ack;
+    uint64_t acked_protocol_features;
+    bool reconnecting; /* cloud-hypervisor's sequence after the back-end dropped */
     uint64_t unique;
     struct fe_queue q[FE_MAX_QUEUES];
 };
@@ -357,22 +359,33 @@ int fe_vq_get_used(struct fe *fe, unsigned qi, uint16_t *head, uint32_t *len, in
 
 /* ---- set-up ---- */
 
-static int negotiate(struct fe *fe)
+/* cloud-hypervisor after the back-end dropped mid-session: no GET_PROTOCOL_FEATURES and no
+ * GET_QUEUE_NUM, the protocol features acked at boot sent again. */
+static int renegotiate(struct fe *fe, uint64_t *features)
 {
-    uint64_t features, pfeatures, nq;
+    int ret = fe_vu_send(fe, FE_VU_SET_OWNER, 0, NULL, 0, NULL, 0);
+    if (ret < 0 || (ret = fe_vu_get_u64(fe, FE_VU_GET_FEATURES, features)) < 0)
+        return ret;
+    return fe_vu_send(fe, FE_VU_SET_PROTOCOL_FEATURES, 0, &fe->acked_protocol_features, 8, NULL, 0);
+}
+
+static int negotiate_protocol(struct fe *fe, uint64_t *features)
+{
+    uint64_t pfeatures, nq;
     int ret;
     if (fe->cfg.profile == FE_PROFILE_CLOUD_HYPERVISOR &&
         (ret = fe_vu_send(fe, FE_VU_SET_OWNER, 0, NULL, 0, NULL, 0)) < 0)
         return ret;
-    if ((ret = fe_vu_get_u64(fe, FE_VU_GET_FEATURES, &features)) < 0)
+    if ((ret = fe_vu_get_u64(fe, FE_VU_GET_FEATURES, features)) < 0)
         return ret;
-    if (!(features & (1ull << 30)))
+    if (!(*features & (1ull << 30)))
         return -EPROTO; /* no VHOST_USER_F_PROTOCOL_FEATURES */
     if ((ret = fe_vu_get_u64(fe, FE_VU_GET_PROTOCOL_FEATURES, &pfeatures)) < 0)
         return ret;
     uint64_t want = pfeatures & ((1ull << 0) | (1ull << 3) | (1ull << 15));
     if ((ret = fe_vu_send(fe, FE_VU_SET_PROTOCOL_FEATURES, 0, &want, 8, NULL, 0)) < 0)
         return ret;
+    fe->acked_protocol_features = want;
     fe->reply_ack = want & (1ull << 3);
     if ((ret = fe_vu_get_u64(fe, FE_VU_GET_QUEUE_NUM, &nq)) < 0)
         return ret;
@@ -381,7 +394,15 @@ static int negotiate(struct fe *fe)
     if (fe->cfg.profile == FE_PROFILE_QEMU &&
         (ret = fe_vu_send(fe, FE_VU_SET_OWNER, 0, NULL, 0, NULL, 0)) < 0)
         return ret;
+    return 0;
+}
 
+static int negotiate(struct fe *fe)
+{
+    uint64_t features;
+    int ret = fe->reconnecting ? renegotiate(fe, &features) : negotiate_protocol(fe, &features);
+    if (ret < 0)
+        return ret;
     uint64_t acked =
         features & ((1ull << 32) | (1ull << 30) | (fe->cfg.no_indirect ? 0 : 1ull << 28) |
                     (fe->cfg.no_event_idx ? 0 : 1ull << 29));
@@ -413,7 +434,7 @@ static int setup_queue(struct fe *fe, unsigned i)
         st.num = q->size;
         if ((ret = vu_set(fe, FE_VU_SET_VRING_NUM, &st, 8, NULL, 0)) < 0)
             return ret;
-        st.num = 0;
+        st.num = q->avail_idx; /* 0 on a fresh ring */
         if ((ret = vu_set(fe, FE_VU_SET_VRING_BASE, &st, 8, NULL, 0)) < 0 ||
             (ret = vu_set(fe, FE_VU_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0)) < 0 ||
             (ret = vu_set(fe, FE_VU_SET_VRING_KICK, &idx, 8, &q->kick_fd, 1)) < 0 ||
@@ -421,7 +442,7 @@ static int setup_queue(struct fe *fe, unsigned i)
             return ret;
         return 0;
     }
-    st.num = 0;
+    st.num = q->avail_idx; /* after a reconnect: resume where the driver is */
     if ((ret = vu_set(fe, FE_VU_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0)) < 0 ||
         (ret = vu_set(fe, FE_VU_SET_VRING_BASE, &st, 8, NULL, 0)) < 0 ||
         (ret = vu_set(fe, FE_VU_SET_VRING_CALL, &idx, 8, &q->call_fd, 1)) < 0 ||
@@ -488,8 +509,8 @@ int fe_open(const struct fe_config *cfg, struct fe **out)
         fe->cfg.mem_size = 64u << 20;
     if (!fe->cfg.request_queues)
         fe->cfg.request_queues = 1;
-    if (!fe->cfg.queue_size)
-        fe->cfg.queue_size = 128;
+    if (!fe->cfg.queue_size) /* what each VMM uses for virtio-fs */
+        fe->cfg.queue_size = cfg->profile == FE_PROFILE_CLOUD_HYPERVISOR ? 1024 : 128;
     fe->nqueues = 1 + fe->cfg.request_queues;
     fe->mem_size = fe->cfg.mem_size;
     fe->sock = fe->memfd = -1;
@@ -519,6 +540,19 @@ int fe_open(const struct fe_config *cfg, struct fe **out)
     return 0;
 fail:
     fe_close(fe);
+    return ret;
+}
+
+int fe_reconnect(struct fe *fe)
+{
+    if (fe->sock >= 0)
+        close(fe->sock);
+    fe->sock = connect_socket(fe->cfg.socket_path);
+    if (fe->sock < 0)
+        return fe->sock;
+    fe->reconnecting = true;
+    int ret = setup_device(fe);
+    fe->reconnecting = false;
     return ret;
 }
 

@@ -61,6 +61,12 @@ struct fe;
 /* Connects and, unless skip_setup, negotiates, maps memory and enables every queue. */
 int fe_open(const struct fe_config *cfg, struct fe **out);
 void fe_close(struct fe *fe);
+/*
+ * Drops the connection and connects again keeping guest memory and rings as they are, with
+ * cloud-hypervisor's sequence after a back-end restart (SET_OWNER, GET_FEATURES,
+ * SET_PROTOCOL_FEATURES, then activation with SET_VRING_BASE at the current avail index).
+ */
+int fe_reconnect(struct fe *fe);
 int fe_socket(const struct fe *fe);
 int fe_memfd(const struct fe *fe);
 uint64_t fe_gpa_base(const struct fe *fe);

@@ -212,6 +212,29 @@ static void test_chain_loop(void)
     fe_close(fe);
 }
 
+static void test_chain_longer_than_queue(void)
+{
+    struct fe *fe = open_initialized();
+    uint64_t buf = fe_alloc(fe, 64);
+    struct vring_desc *d = fe_vq_desc(fe, 1);
+    unsigned n = fe_vq_size(fe, 1);
+    /* Every descriptor of the table in one chain, and then one more: the last names the
+     * first again, so the walk would exceed the queue size. */
+    for (unsigned i = 0; i < n; i++)
+        d[i] = (struct vring_desc){buf, 8, VRING_DESC_F_NEXT, (uint16_t)((i + 1) % n)};
+    fe_vq_publish(fe, 1, 0);
+    fe_vq_kick(fe, 1);
+    uint16_t got;
+    uint32_t len;
+    g_assert_cmpint(fe_vq_get_used(fe, 1, &got, &len, 5000), ==, 0);
+    g_assert_cmpuint(got, ==, 0);
+    g_assert_cmpuint(len, ==, 0);
+    fe_close(fe); /* the descriptor table is no longer the front-end's free list */
+    struct fe *again = open_initialized();
+    assert_serving(again);
+    fe_close(again);
+}
+
 static void test_bad_next_index(void)
 {
     struct fe *fe = open_initialized();
@@ -500,6 +523,7 @@ int main(int argc, char **argv)
     g_test_add_func("/hostile/desc-straddles-region", test_desc_straddles_region_end);
     g_test_add_func("/hostile/chain-loop", test_chain_loop);
     g_test_add_func("/hostile/bad-next", test_bad_next_index);
+    g_test_add_func("/hostile/chain-longer-than-queue", test_chain_longer_than_queue);
     g_test_add_func("/hostile/avail-idx-jump", test_avail_idx_jump);
     g_test_add_func("/hostile/header-len-mismatch", test_header_len_mismatch);
     g_test_add_func("/hostile/short-header", test_short_header);

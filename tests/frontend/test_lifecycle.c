@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Session lifecycle against one daemon process: many connect/INIT/request/disconnect cycles,
+ * disconnects with requests in flight, cloud-hypervisor's reconnect sequence; each followed by
+ * a clean session, with the serving process's fds and RSS back at the idle baseline.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "frontend.h"
+
+static struct test_daemon daemon_;
+
+#define READ_SIZE (256u << 10)
+
+static long rss_kib(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)test_daemon_serving_pid(&daemon_));
+    gchar *text = NULL;
+    long kib = -1;
+    if (g_file_get_contents(path, &text, NULL, NULL)) {
+        const char *p = strstr(text, "VmRSS:");
+        if (p)
+            kib = strtol(p + 6, NULL, 10);
+    }
+    g_free(text);
+    return kib;
+}
+
+static struct fe *connect_profile(enum fe_profile profile)
+{
+    struct fe_config cfg = {.socket_path = daemon_.socket, .profile = profile};
+    struct fe *fe = NULL;
+    int ret = -1;
+    /* The daemon may still be resetting after the previous disconnect: the connection then
+     * waits in the listen backlog, or (rarely) is turned away and we try again. */
+    for (int i = 0; i < 200 && ret < 0; i++) {
+        ret = fe_open(&cfg, &fe);
+        if (ret < 0)
+            g_usleep(5000);
+    }
+    g_assert_cmpint(ret, ==, 0);
+    return fe;
+}
+
+static void one_session(enum fe_profile profile)
+{
+    struct fe *fe = connect_profile(profile);
+    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    struct fuse_entry_out e;
+    g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, "probe", &e), ==, 0);
+    g_assert_cmpuint(e.attr.size, ==, 5);
+    fe_close(fe);
+}
+
+/* Waits until the serving process is idle again (its fd count stops changing). */
+static int settled_fds(void)
+{
+    int prev = -1, n = test_daemon_fd_count(&daemon_);
+    for (int i = 0; i < 100 && n != prev; i++) {
+        g_usleep(20000);
+        prev = n;
+        n = test_daemon_fd_count(&daemon_);
+    }
+    return n;
+}
+
+static void test_many_cycles(void)
+{
+    for (int i = 0; i < 10; i++)
+        one_session(FE_PROFILE_QEMU);
+    int fds = settled_fds();
+    long rss = rss_kib();
+    g_assert_cmpint(fds, >, 0);
+    g_assert_cmpint(rss, >, 0);
+    for (int i = 0; i < 1000; i++)
+        one_session(i % 2 ? FE_PROFILE_QEMU : FE_PROFILE_CLOUD_HYPERVISOR);
+    g_assert_true(test_daemon_alive(&daemon_));
+    g_assert_cmpint(settled_fds(), ==, fds);
+    long grown = rss_kib() - rss;
+    g_test_message("RSS %ld KiB before, grew by %ld KiB over 1000 sessions", rss, grown);
+    g_assert_cmpint(grown, <, 2048);
+}
+
+/* Queues n READ requests of 256 KiB on queue 1 without waiting for them. */
+static void submit_reads(struct fe *fe, uint64_t nodeid, uint64_t fh, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t in = fe_alloc(fe, sizeof(struct fuse_in_header) + sizeof(struct fuse_read_in));
+        uint64_t out = fe_alloc(fe, sizeof(struct fuse_out_header) + READ_SIZE);
+        struct fuse_in_header *h = fe_ptr(fe, in);
+        *h = (struct fuse_in_header){.len = sizeof(*h) + sizeof(struct fuse_read_in),
+                                     .opcode = FUSE_READ,
+                                     .unique = 1000 + i,
+                                     .nodeid = nodeid};
+        struct fuse_read_in *r = (struct fuse_read_in *)(h + 1);
+        *r = (struct fuse_read_in){.fh = fh, .offset = 0, .size = READ_SIZE};
+        struct fe_buf b[2] = {{in, h->len, false},
+                              {out, sizeof(struct fuse_out_header) + READ_SIZE, true}};
+        uint16_t head;
+        g_assert_cmpint(fe_vq_add(fe, 1, b, 2, true, &head), ==, 0);
+    }
+    fe_vq_kick(fe, 1);
+}
+
+static void test_disconnect_in_flight(void)
+{
+    one_session(FE_PROFILE_QEMU);
+    int fds = settled_fds();
+    for (int round = 0; round < 10; round++) {
+        struct fe *fe = connect_profile(FE_PROFILE_QEMU);
+        g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+        struct fuse_entry_out e;
+        g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, "big", &e), ==, 0);
+        struct fuse_open_in oi = {.flags = O_RDONLY};
+        struct iovec iov = {&oi, sizeof(oi)};
+        struct fe_reply r;
+        g_assert_cmpint(
+            fe_fuse(fe, 1, FUSE_OPEN, e.nodeid, &iov, 1, sizeof(struct fuse_open_out), &r), ==, 0);
+        g_assert_cmpint(r.error, ==, 0);
+        uint64_t fh = ((struct fuse_open_out *)r.data)->fh;
+        submit_reads(fe, e.nodeid, fh, 64);
+        fe_close(fe); /* gone with 64 requests in flight */
+        one_session(FE_PROFILE_QEMU);
+    }
+    g_assert_true(test_daemon_alive(&daemon_));
+    g_assert_cmpint(settled_fds(), ==, fds);
+}
+
+static void test_cloud_hypervisor_reconnect(void)
+{
+    struct fe *fe = connect_profile(FE_PROFILE_CLOUD_HYPERVISOR);
+    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    struct fuse_entry_out e;
+    for (int i = 0; i < 5; i++)
+        g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, "probe", &e), ==, 0);
+    /* The VMM drops and comes back mid-session: rings resume at the current avail index. */
+    g_assert_cmpint(fe_reconnect(fe), ==, 0);
+    /* The daemon dropped the FUSE session with the connection: requests fail until INIT. */
+    g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, "probe", &e), ==, -EIO);
+    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, "probe", &e), ==, 0);
+    fe_close(fe);
+}
+
+static void test_guest_reset_same_connection(void)
+{
+    /* QEMU system_reset: same connection, the driver starts over with a new INIT. */
+    struct fe *fe = connect_profile(FE_PROFILE_QEMU);
+    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    struct fuse_entry_out e;
+    g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, "probe", &e), ==, 0);
+    uint64_t before = e.nodeid;
+    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    g_assert_true(test_daemon_log_contains(&daemon_, "resetting FUSE state"));
+    /* The old nodeid is gone with the old session. */
+    struct fuse_getattr_in gi = {0};
+    struct iovec iov = {&gi, sizeof(gi)};
+    struct fe_reply r;
+    g_assert_cmpint(fe_fuse(fe, 1, FUSE_GETATTR, before, &iov, 1, sizeof(struct fuse_attr_out), &r),
+                    ==, 0);
+    g_assert_cmpint(r.error, ==, -EBADF);
+    g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, "probe", &e), ==, 0);
+    fe_close(fe);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/lifecycle/1000-sessions", test_many_cycles);
+    g_test_add_func("/lifecycle/disconnect-64-in-flight", test_disconnect_in_flight);
+    g_test_add_func("/lifecycle/cloud-hypervisor-reconnect", test_cloud_hypervisor_reconnect);
+    g_test_add_func("/lifecycle/guest-reset-same-connection", test_guest_reset_same_connection);
+    if (test_daemon_start(&daemon_, NULL) < 0) {
+        g_printerr("cannot start the daemon\n");
+        return 1;
+    }
+    gchar *probe = g_build_filename(daemon_.share, "probe", NULL);
+    gchar *big = g_build_filename(daemon_.share, "big", NULL);
+    gchar *data = g_malloc0(4u << 20);
+    g_assert_true(g_file_set_contents(probe, "probe", -1, NULL));
+    g_assert_true(g_file_set_contents(big, data, 4u << 20, NULL));
+    g_free(data);
+    g_free(probe);
+    g_free(big);
+    int ret = g_test_run();
+    g_assert_true(test_daemon_alive(&daemon_));
+    int rc = test_daemon_stop(&daemon_);
+    if (rc != 0) {
+        g_printerr("daemon exited with status %d\n", rc);
+        ret = 1;
+    }
+    return ret;
+}
