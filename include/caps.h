@@ -3,13 +3,16 @@
 #ifndef VFS_CAPS_H
 #define VFS_CAPS_H
 
+#include <stdbool.h>
+
 /*
- * As root: drops every capability but CHOWN, DAC_OVERRIDE, FOWNER, FSETID, SETGID, SETUID,
- * MKNOD and SETFCAP, adjusted by modcaps ("+cap:-cap", names as in capabilities(7) without
- * CAP_, any case), from the effective, permitted, inheritable and bounding sets, and sets
- * no_new_privs. Unprivileged, only no_new_privs. Negative errno (logged) on failure.
+ * When privileged (root, or in a user namespace we created): drops every capability but
+ * CHOWN, DAC_OVERRIDE, FOWNER, FSETID, SETGID, SETUID, MKNOD and SETFCAP, adjusted by modcaps
+ * ("+cap:-cap", names as in capabilities(7) without CAP_, any case), from the effective,
+ * permitted, inheritable and bounding sets. Always sets no_new_privs. Negative errno (logged)
+ * on failure.
  */
-int caps_drop(const char *modcaps);
+int caps_drop(const char *modcaps, bool privileged);
 
 /* Validates a modcaps string without applying it; -EINVAL (with a message) if bad. */
 int caps_check_modcaps(const char *modcaps);

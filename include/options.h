@@ -15,6 +15,9 @@
 enum sandbox_mode { SANDBOX_NAMESPACE, SANDBOX_CHROOT, SANDBOX_NONE };
 enum seccomp_mode { SECCOMP_KILL, SECCOMP_LOG, SECCOMP_TRAP, SECCOMP_NONE };
 
+#define OPTIONS_MAX_ID_MAPS                                                                        \
+    8 /* the kernel's limit per map before 4.15 was 5; newuidmap's is higher */
+
 struct options {
     char *socket_path;
     int fd; /* --fd: an already listening socket, -1 when not given */
@@ -29,6 +32,11 @@ struct options {
     uint64_t rlimit_nofile; /* 0: raise to the system maximum */
     bool print_capabilities;
     char *modcaps;
+    /* --uid-map / --gid-map ranges for the unprivileged sandbox's user namespace. */
+    struct id_map {
+        uint32_t ns_id, host_id, count;
+    } uid_map[OPTIONS_MAX_ID_MAPS], gid_map[OPTIONS_MAX_ID_MAPS];
+    unsigned n_uid_map, n_gid_map;
 };
 
 enum options_result {

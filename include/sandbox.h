@@ -14,8 +14,13 @@
 struct sandbox {
     enum sandbox_mode mode;
     const char *shared_dir; /* as given on the command line */
-    const char *root;       /* the share's path once confined ("/" or shared_dir) */
-    int proc_self_fd;       /* /proc/self/fd of the confined process (O_PATH), or -1 */
+    /* Unprivileged namespace mode: user namespace ranges (none: map our own ids 1:1). */
+    const struct id_map *uid_map, *gid_map;
+    unsigned n_uid_map, n_gid_map;
+
+    const char *root; /* the share's path once confined ("/" or shared_dir) */
+    int proc_self_fd; /* /proc/self/fd of the confined process (O_PATH), or -1 */
+    bool in_user_ns;  /* confined in a user namespace we created (we hold its caps) */
 };
 
 enum sandbox_role {

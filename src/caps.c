@@ -59,9 +59,9 @@ int caps_check_modcaps(const char *modcaps)
     return each_modcap(modcaps, false);
 }
 
-int caps_drop(const char *modcaps)
+int caps_drop(const char *modcaps, bool privileged)
 {
-    if (geteuid() == 0) {
+    if (privileged) {
         capng_clear(CAPNG_SELECT_BOTH | CAPNG_SELECT_BOUNDS);
         for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
             capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, (unsigned)kept[i]);

@@ -248,7 +248,7 @@ static int start(struct daemon *d)
     rcu_register_thread();
     STEP("filesystem", open_filesystem(d));
     STEP("seccomp", seccomp_install(o->seccomp));
-    STEP("capabilities", caps_drop(o->modcaps));
+    STEP("capabilities", caps_drop(o->modcaps, geteuid() == 0 || d->sb.in_user_ns));
     log_info("serving %s on %s", o->pt.shared_dir, o->socket_path ? o->socket_path : "--fd");
     return 0;
 }
@@ -297,6 +297,10 @@ int main(int argc, char **argv)
     log_init(d.opts.log_level, d.opts.syslog);
     d.sb = (struct sandbox){.mode = d.opts.sandbox,
                             .shared_dir = d.opts.pt.shared_dir,
+                            .uid_map = d.opts.uid_map,
+                            .n_uid_map = d.opts.n_uid_map,
+                            .gid_map = d.opts.gid_map,
+                            .n_gid_map = d.opts.n_gid_map,
                             .root = d.opts.pt.shared_dir,
                             .proc_self_fd = -1};
 

@@ -129,9 +129,11 @@ static const char usage_text[] =
     "      --syslog                   Log to syslog instead of stderr\n"
     "      --rlimit-nofile <N>        Open-file limit [default: the system maximum]\n"
     "      --print-capabilities       Print the vhost-user.json capabilities and exit\n"
+    "      --uid-map <:ns:host:count:> User namespace uid range when unprivileged (newuidmap)\n"
+    "      --gid-map <:ns:host:count:> User namespace gid range when unprivileged (newgidmap)\n"
     "      --posix-acl, --xattrmap <MAP>, --inode-file-handles <MODE>, --allow-mmap,\n"
-    "      --security-label, --uid-map <MAP>, --gid-map <MAP>, --translate-uid <MAP>,\n"
-    "      --translate-gid <MAP>, --preserve-noatime, --migration-*\n"
+    "      --security-label, --translate-uid <MAP>, --translate-gid <MAP>,\n"
+    "      --preserve-noatime, --migration-*\n"
     "                                 Accepted for compatibility; not implemented yet\n"
     "  -o <OPTIONS>                   Legacy options: source=DIR, cache=none|auto|always,\n"
     "                                 xattr, no_xattr, readdirplus, no_readdirplus,\n"
@@ -203,6 +205,22 @@ static int parse_uint(const char *opt, const char *v, uint64_t max, uint64_t *ou
     if (errno || end == v || *end || v[0] == '-' || n > max)
         return bad_value(opt, v, "a non-negative integer in range");
     *out = n;
+    return 0;
+}
+
+/* ":namespace_id:host_id:count:" as the Rust virtiofsd writes it; repeatable. */
+static int parse_id_map(const char *opt, const char *v, struct id_map *maps, unsigned *n)
+{
+    unsigned ns, host, count;
+    char end;
+    if (sscanf(v, ":%u:%u:%u%c", &ns, &host, &count, &end) != 4 || end != ':' ||
+        v[strlen(v) - 1] != ':' || count == 0)
+        return bad_value(opt, v, ":namespace_id:host_id:count:");
+    if (*n >= OPTIONS_MAX_ID_MAPS) {
+        fprintf(stderr, "virtiofsd: at most %d %s ranges\n", OPTIONS_MAX_ID_MAPS, opt);
+        return -EINVAL;
+    }
+    maps[(*n)++] = (struct id_map){ns, host, count};
     return 0;
 }
 
@@ -376,6 +394,10 @@ static int apply(struct options *o, int id, const char *v)
         if (strcmp(v, "never"))
             warn_unimplemented("--inode-file-handles");
         return 0;
+    case O_UID_MAP:
+        return parse_id_map("--uid-map", v, o->uid_map, &o->n_uid_map);
+    case O_GID_MAP:
+        return parse_id_map("--gid-map", v, o->gid_map, &o->n_gid_map);
     case O_MIGRATION_ON_ERROR:
     case O_MIGRATION_MODE:
     case O_MIGRATION_VERIFY_HANDLES:
@@ -384,8 +406,6 @@ static int apply(struct options *o, int id, const char *v)
     case O_XATTRMAP:
     case O_ALLOW_MMAP:
     case O_SECURITY_LABEL:
-    case O_UID_MAP:
-    case O_GID_MAP:
     case O_TRANSLATE_UID:
     case O_TRANSLATE_GID:
     case O_PRESERVE_NOATIME:

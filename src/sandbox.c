@@ -6,6 +6,7 @@
 #include <linux/membarrier.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -85,14 +86,19 @@ static void ignore_signal(int sig)
     (void)sig;
 }
 
-static int enter_namespaces(struct sandbox *sb, enum sandbox_role *role)
+/* In the confined child: PID 1 of its namespace only receives signals it has a handler
+ * for; the handler never runs (the signals stay blocked for signalfd) but lets them through. */
+static void accept_signals_as_init(void)
 {
-    if (geteuid() != 0) {
-        log_error("sandbox: --sandbox=namespace needs root (or use --sandbox=none)");
-        return -EPERM;
-    }
-    if (unshare(CLONE_NEWPID) < 0)
-        return fail("unshare PID namespace");
+    struct sigaction sa = {.sa_handler = ignore_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+/* Forks the serving child into the PID namespace unshared before; the parent gets MONITOR. */
+static int fork_confined(struct sandbox *sb, enum sandbox_role *role)
+{
     pid_t pid = fork();
     if (pid < 0)
         return fail("fork");
@@ -101,16 +107,129 @@ static int enter_namespaces(struct sandbox *sb, enum sandbox_role *role)
         *role = SANDBOX_MONITOR;
         return 0;
     }
-    /*
-     * As PID 1 of its namespace the child only receives signals it has a handler for; the
-     * handler never runs (the signals stay blocked for signalfd) but lets them through.
-     */
-    struct sigaction sa = {.sa_handler = ignore_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    accept_signals_as_init();
     *role = SANDBOX_CONFINED;
     return confine_child(sb);
+}
+
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(path);
+    ssize_t n = write(fd, text, strlen(text));
+    int ret = n == (ssize_t)strlen(text) ? 0 : fail(path);
+    close(fd);
+    return ret;
+}
+
+/* Without --uid-map/--gid-map: our own uid and gid, mapped to themselves. */
+static int map_self(uid_t uid, gid_t gid)
+{
+    char line[64];
+    int ret = write_file("/proc/self/setgroups", "deny");
+    snprintf(line, sizeof(line), "%u %u 1\n", (unsigned)uid, (unsigned)uid);
+    if (ret == 0)
+        ret = write_file("/proc/self/uid_map", line);
+    snprintf(line, sizeof(line), "%u %u 1\n", (unsigned)gid, (unsigned)gid);
+    if (ret == 0)
+        ret = write_file("/proc/self/gid_map", line);
+    return ret;
+}
+
+/* Runs newuidmap/newgidmap (setuid helpers that check /etc/subuid) for pid. */
+static int run_id_mapper(const char *tool, pid_t pid, const struct id_map *m, unsigned n)
+{
+    char args[3 * OPTIONS_MAX_ID_MAPS + 3][16];
+    char *argv[3 * OPTIONS_MAX_ID_MAPS + 3];
+    unsigned a = 0;
+    argv[a++] = (char *)tool;
+    snprintf(args[a], sizeof(args[a]), "%d", (int)pid);
+    argv[a] = args[a];
+    a++;
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t v[3] = {m[i].ns_id, m[i].host_id, m[i].count};
+        for (int k = 0; k < 3; k++, a++) {
+            snprintf(args[a], sizeof(args[a]), "%u", v[k]);
+            argv[a] = args[a];
+        }
+    }
+    argv[a] = NULL;
+    pid_t p = fork();
+    if (p < 0)
+        return fail("fork");
+    if (p == 0) {
+        execvp(tool, argv);
+        _exit(127);
+    }
+    int status;
+    if (waitpid(p, &status, 0) < 0)
+        return fail("waitpid");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        log_error("sandbox: %s failed (status %d); is the range in /etc/sub%cid and %s "
+                  "installed (package uidmap)?",
+                  tool, WIFEXITED(status) ? WEXITSTATUS(status) : -1, tool[3] == 'u' ? 'u' : 'g',
+                  tool);
+        return -EPERM;
+    }
+    return 0;
+}
+
+/*
+ * Unprivileged: an intermediate process enters a new user namespace (in which it holds the
+ * capabilities to build the rest), gets its id maps, then forks the serving child into a
+ * new PID namespace and waits for it, as the monitor waits for the intermediate.
+ */
+static int enter_user_namespace(struct sandbox *sb, enum sandbox_role *role)
+{
+    bool mapped = sb->n_uid_map || sb->n_gid_map;
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    int ready[2], go[2];
+    if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0)
+        return fail("pipe");
+    pid_t pid = fork();
+    if (pid < 0)
+        return fail("fork");
+    char c = 0;
+    if (pid > 0) { /* the monitor: maps the intermediate's ids from outside */
+        child_pid = pid;
+        *role = SANDBOX_MONITOR;
+        int ret = read(ready[0], &c, 1) == 1 ? 0 : -ECHILD;
+        if (ret == 0 && mapped && sb->n_uid_map)
+            ret = run_id_mapper("newuidmap", pid, sb->uid_map, sb->n_uid_map);
+        if (ret == 0 && mapped && sb->n_gid_map)
+            ret = run_id_mapper("newgidmap", pid, sb->gid_map, sb->n_gid_map);
+        c = ret == 0;
+        if (write(go[1], &c, 1) != 1 && ret == 0)
+            ret = -EPIPE;
+        close(ready[0]), close(ready[1]), close(go[0]), close(go[1]);
+        return ret; /* on failure the intermediate exits when it reads 0 */
+    }
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int ret = unshare(CLONE_NEWUSER) < 0 ? fail("unshare user namespace") : 0;
+    c = ret == 0;
+    if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1 || !c || ret < 0)
+        _exit(1);
+    close(ready[0]), close(ready[1]), close(go[0]), close(go[1]);
+    if ((!mapped && map_self(uid, gid) < 0) || unshare(CLONE_NEWPID) < 0)
+        _exit(1);
+    sb->in_user_ns = true;
+    ret = fork_confined(sb, role);
+    if (ret < 0 || *role == SANDBOX_CONFINED)
+        return ret;
+    _exit(sandbox_monitor(sb)); /* the intermediate: wait for the server, pass signals on */
+}
+
+static int enter_namespaces(struct sandbox *sb, enum sandbox_role *role)
+{
+    if (geteuid() != 0)
+        return enter_user_namespace(sb, role);
+    if (sb->n_uid_map || sb->n_gid_map)
+        log_warn("sandbox: --uid-map/--gid-map apply only when started unprivileged; ignored");
+    if (unshare(CLONE_NEWPID) < 0)
+        return fail("unshare PID namespace");
+    return fork_confined(sb, role);
 }
 
 static int enter_chroot(struct sandbox *sb)

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <glib.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +35,11 @@ static bool daemon_ready(const struct test_daemon *d, int waited_ms)
 
 int test_daemon_start(struct test_daemon *d, const char *const *extra_args)
 {
+    return test_daemon_start_as(d, extra_args, 0, 0);
+}
+
+int test_daemon_start_as(struct test_daemon *d, const char *const *extra_args, uid_t uid, gid_t gid)
+{
     memset(d, 0, sizeof(*d));
     d->dir = g_dir_make_tmp("vfs-proto-XXXXXX", NULL);
     if (!d->dir)
@@ -42,6 +48,9 @@ int test_daemon_start(struct test_daemon *d, const char *const *extra_args)
     d->socket = g_build_filename(d->dir, "sock", NULL);
     d->log = g_build_filename(d->dir, "daemon.log", NULL);
     if (mkdir(d->share, 0755) < 0)
+        return -errno;
+    /* An unprivileged daemon needs to reach its socket directory and own its share. */
+    if (uid && (chmod(d->dir, 0777) < 0 || chown(d->share, uid, gid) < 0))
         return -errno;
 
     GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
@@ -73,6 +82,8 @@ int test_daemon_start(struct test_daemon *d, const char *const *extra_args)
         }
         /* A test that dies must not leave its daemon behind. */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (uid && (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0))
+            _exit(126);
         execv((char *)argv->pdata[0], (char **)argv->pdata);
         _exit(127);
     }

@@ -19,6 +19,10 @@ struct test_daemon {
  * arguments (NULL-terminated), and waits until its socket accepts connections.
  */
 int test_daemon_start(struct test_daemon *d, const char *const *extra_args);
+/* The same as an unprivileged user (uid != 0): the share and socket directory are prepared
+ * for it, and the daemon runs its unprivileged (user namespace) sandbox. */
+int test_daemon_start_as(struct test_daemon *d, const char *const *extra_args, uid_t uid,
+                         gid_t gid);
 bool test_daemon_alive(struct test_daemon *d);
 /* SIGTERM, wait; returns the exit status (or 128+signal), and removes the temp dir. */
 int test_daemon_stop(struct test_daemon *d);

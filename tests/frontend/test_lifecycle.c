@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -86,7 +87,9 @@ static void test_many_cycles(void)
     g_assert_cmpint(settled_fds(), ==, fds);
     long grown = rss_kib() - rss;
     g_test_message("RSS %ld KiB before, grew by %ld KiB over 1000 sessions", rss, grown);
+#if !defined(__SANITIZE_ADDRESS__) /* ASan's quarantine holds freed memory on purpose */
     g_assert_cmpint(grown, <, 2048);
+#endif
 }
 
 /* Queues n READ requests of 256 KiB on queue 1 without waiting for them. */
@@ -171,6 +174,71 @@ static void test_guest_reset_same_connection(void)
     fe_close(fe);
 }
 
+static long status_field(pid_t pid, const char *field)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    gchar *text = NULL;
+    long v = -1;
+    if (g_file_get_contents(path, &text, NULL, NULL)) {
+        const char *p = strstr(text, field);
+        if (p)
+            v = strtol(p + strlen(field), NULL, 0);
+    }
+    g_free(text);
+    return v;
+}
+
+static bool same_ns(pid_t pid, const char *ns)
+{
+    char a[64], b[64], la[64] = "", lb[64] = "";
+    snprintf(a, sizeof(a), "/proc/%d/ns/%s", (int)pid, ns);
+    snprintf(b, sizeof(b), "/proc/self/ns/%s", ns);
+    return readlink(a, la, sizeof(la) - 1) > 0 && readlink(b, lb, sizeof(lb) - 1) > 0 &&
+           strcmp(la, lb) == 0;
+}
+
+static void test_unprivileged_sandbox(void)
+{
+    if (geteuid() != 0) {
+        g_test_skip("needs root to switch to an unprivileged user");
+        return;
+    }
+#if defined(__SANITIZE_ADDRESS__)
+    g_test_skip("sanitizer builds run the daemon without its sandbox");
+    return;
+#endif
+    struct test_daemon u;
+    g_assert_cmpint(test_daemon_start_as(&u, NULL, 65534, 65534), ==, 0);
+    pid_t server = test_daemon_serving_pid(&u);
+    /* The intermediate process sits between the monitor and the server. */
+    for (int i = 0; i < 3 && same_ns(server, "pid"); i++)
+        server = test_daemon_serving_pid(&(struct test_daemon){.pid = server});
+    g_assert_false(same_ns(server, "user"));
+    g_assert_false(same_ns(server, "pid"));
+    g_assert_false(same_ns(server, "mnt"));
+    g_assert_cmpint(status_field(server, "NoNewPrivs:"), ==, 1);
+    g_assert_cmpint(status_field(server, "Seccomp:"), ==, 2);
+
+    struct fe_config cfg = {.socket_path = u.socket};
+    struct fe *fe = NULL;
+    g_assert_cmpint(fe_open(&cfg, &fe), ==, 0);
+    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    struct fuse_mkdir_in mi = {.mode = 0755};
+    struct iovec iov[2] = {{&mi, sizeof(mi)}, {"made-unprivileged", 18}};
+    struct fe_reply r;
+    g_assert_cmpint(
+        fe_fuse(fe, 1, FUSE_MKDIR, FUSE_ROOT_ID, iov, 2, sizeof(struct fuse_entry_out), &r), ==, 0);
+    g_assert_cmpint(r.error, ==, 0);
+    fe_close(fe);
+    gchar *made = g_build_filename(u.share, "made-unprivileged", NULL);
+    struct stat st;
+    g_assert_cmpint(stat(made, &st), ==, 0);
+    g_assert_cmpuint(st.st_uid, ==, 65534); /* the daemon's own uid: it cannot be anyone else */
+    g_free(made);
+    g_assert_cmpint(test_daemon_stop(&u), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -178,6 +246,7 @@ int main(int argc, char **argv)
     g_test_add_func("/lifecycle/disconnect-64-in-flight", test_disconnect_in_flight);
     g_test_add_func("/lifecycle/cloud-hypervisor-reconnect", test_cloud_hypervisor_reconnect);
     g_test_add_func("/lifecycle/guest-reset-same-connection", test_guest_reset_same_connection);
+    g_test_add_func("/sandbox/unprivileged-user-namespace", test_unprivileged_sandbox);
     if (test_daemon_start(&daemon_, NULL) < 0) {
         g_printerr("cannot start the daemon\n");
         return 1;

@@ -106,7 +106,7 @@ static unsigned long long cap_field(const char *field)
 
 static void drop_and_report(void *arg)
 {
-    if (caps_drop(arg) < 0)
+    if (caps_drop(arg, true) < 0)
         _exit(3);
     /* Report through the exit path: 0 only if every check holds. */
     unsigned long long want = (1ull << CAP_CHOWN) | (1ull << CAP_DAC_OVERRIDE) |
