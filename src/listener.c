@@ -31,6 +31,15 @@ static int set_group(const char *path, const char *group)
     return 0;
 }
 
+/*
+ * unlinkat rather than unlink: by the time the daemon exits its seccomp filter is in place,
+ * and the allow-list carries only the *at form the passthrough needs anyway.
+ */
+static int remove_file(const char *path)
+{
+    return unlinkat(AT_FDCWD, path, 0);
+}
+
 /* Reads the pid a lock file names, for the message; 0 when unreadable. */
 static long lock_owner(int fd)
 {
@@ -74,7 +83,8 @@ void listener_unlock(int lock_fd, const char *socket_path)
         return;
     char path[4096];
     /* Removed while still locked, so a new daemon cannot lock a file we are about to delete. */
-    if (snprintf(path, sizeof(path), "%s.pid", socket_path) < (int)sizeof(path) && unlink(path) < 0)
+    if (snprintf(path, sizeof(path), "%s.pid", socket_path) < (int)sizeof(path) &&
+        remove_file(path) < 0)
         log_warn("cannot remove %s: %m", path);
     close(lock_fd);
 }
@@ -140,6 +150,6 @@ void listener_close(int listen_fd, const char *path)
 {
     if (listen_fd >= 0)
         close(listen_fd);
-    if (path && unlink(path) < 0 && errno != ENOENT)
+    if (path && remove_file(path) < 0 && errno != ENOENT)
         log_warn("cannot remove %s: %m", path);
 }

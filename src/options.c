@@ -111,7 +111,7 @@ static const char usage_text[] =
     "      --socket-group <GROUP>     Group owning the socket\n"
     "      --tag <TAG>                Accepted for compatibility; the VMM sets the tag\n"
     "      --thread-pool-size <N>     Accepted; requests run on one worker per queue\n"
-    "      --num-request-queues <N>   Request queues offered (default 1, at most 16)\n"
+    "      --num-request-queues <N>   Request queues offered (1 to 16, default 16)\n"
     "      --xattr                    Enable extended attributes\n"
     "      --readonly                 Share read-only (EROFS for modifications)\n"
     "      --cache <MODE>             auto | always | never | metadata [default: auto]\n"
@@ -422,7 +422,7 @@ static void set_defaults(struct options *o)
     *o = (struct options){
         .fd = -1,
         .pt = {.cache = CACHE_AUTO, .readdirplus = true},
-        .num_request_queues = 1,
+        .num_request_queues = VU_MAX_REQUEST_QUEUES, /* the VMM picks how many it uses */
         .sandbox = SANDBOX_NAMESPACE,
         .seccomp = SECCOMP_KILL,
         .log_level = LOG_LVL_INFO,
