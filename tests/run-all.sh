@@ -75,7 +75,9 @@ else
 fi
 
 echo "== guest tests (QEMU, the kernel's virtiofs driver)"
-VIRTIOFSD=$PWD/$BUILD/virtiofsd run_suite guest bash tests/guest/test-guest.sh --cache=always,never
+export VIRTIOFSD=$PWD/$BUILD/virtiofsd
+run_suite guest bash tests/guest/test-guest.sh --cache=always,never
+run_suite sandbox bash tests/guest/test-sandbox.sh
 
 [ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"
 echo "$pass passed, $fail failed, $skip skipped"
