@@ -24,6 +24,7 @@ struct options {
     char *socket_group;
     struct pt_config pt;
     unsigned num_request_queues;
+    unsigned queue_poll_us;
     unsigned thread_pool_size;
     enum sandbox_mode sandbox;
     enum seccomp_mode seccomp;

@@ -17,8 +17,9 @@
 
 struct vu_dev;
 
-/* num_request_queues: request queues offered (1..VU_MAX_REQUEST_QUEUES). */
-struct vu_dev *vu_dev_new(struct fuse_session *fuse, unsigned num_request_queues);
+/* num_request_queues: request queues offered (1..VU_MAX_REQUEST_QUEUES); poll_us: how long a
+ * worker watches its idle ring before sleeping (0: never). */
+struct vu_dev *vu_dev_new(struct fuse_session *fuse, unsigned num_request_queues, unsigned poll_us);
 void vu_dev_free(struct vu_dev *dev);
 
 /*

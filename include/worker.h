@@ -34,6 +34,8 @@ struct vu_queue {
     pthread_t thread;
     struct guest_mem *const *mem; /* RCU-protected pointer owned by the device */
     struct fuse_session *fuse;
+    unsigned poll_us; /* look at an idle ring this long before sleeping (0: never) */
+    unsigned poll_misses, poll_skips; /* adaptive polling state, worker thread only */
 };
 
 void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *mem,

@@ -215,7 +215,8 @@ static int open_filesystem(struct daemon *d)
         return ret;
     }
     d->fuse = fuse_session_new(d->fs);
-    d->dev = d->fuse ? vu_dev_new(d->fuse, d->opts.num_request_queues) : NULL;
+    d->dev =
+        d->fuse ? vu_dev_new(d->fuse, d->opts.num_request_queues, d->opts.queue_poll_us) : NULL;
     return d->dev ? 0 : -ENOMEM;
 }
 

@@ -52,6 +52,7 @@ enum opt_id {
     O_MIGRATION_VERIFY_HANDLES,
     O_MIGRATION_CONFIRM_PATHS,
     O_NUM_REQUEST_QUEUES,
+    O_QUEUE_POLL_US,
 };
 
 static const struct option long_options[] = {
@@ -94,6 +95,7 @@ static const struct option long_options[] = {
     {"migration-verify-handles", no_argument, NULL, O_MIGRATION_VERIFY_HANDLES},
     {"migration-confirm-paths", no_argument, NULL, O_MIGRATION_CONFIRM_PATHS},
     {"num-request-queues", required_argument, NULL, O_NUM_REQUEST_QUEUES},
+    {"queue-poll-us", required_argument, NULL, O_QUEUE_POLL_US},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -112,6 +114,8 @@ static const char usage_text[] =
     "      --tag <TAG>                Accepted for compatibility; the VMM sets the tag\n"
     "      --thread-pool-size <N>     Accepted; requests run on one worker per queue\n"
     "      --num-request-queues <N>   Request queues offered (1 to 16, default 16)\n"
+    "      --queue-poll-us <US>       Watch an idle queue this long before sleeping, adaptively\n"
+    "                                 (0 disables; default 50)\n"
     "      --xattr                    Enable extended attributes\n"
     "      --readonly                 Share read-only (EROFS for modifications)\n"
     "      --cache <MODE>             auto | always | never | metadata [default: auto]\n"
@@ -339,6 +343,10 @@ static int apply(struct options *o, int id, const char *v)
             ret = bad_value("--num-request-queues", v, "1 to 16");
         o->num_request_queues = (unsigned)n;
         return ret;
+    case O_QUEUE_POLL_US:
+        ret = parse_uint("--queue-poll-us", v, 1000000, &n);
+        o->queue_poll_us = (unsigned)n;
+        return ret;
     case O_XATTR:
         o->pt.xattr = true;
         return 0;
@@ -423,6 +431,7 @@ static void set_defaults(struct options *o)
         .fd = -1,
         .pt = {.cache = CACHE_AUTO, .readdirplus = true},
         .num_request_queues = VU_MAX_REQUEST_QUEUES, /* the VMM picks how many it uses */
+        .queue_poll_us = 50,
         .sandbox = SANDBOX_NAMESPACE,
         .seccomp = SECCOMP_KILL,
         .log_level = LOG_LVL_INFO,

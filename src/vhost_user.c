@@ -665,7 +665,7 @@ int vu_dev_handle_message(struct vu_dev *dev, int conn)
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
-struct vu_dev *vu_dev_new(struct fuse_session *fuse, unsigned num_request_queues)
+struct vu_dev *vu_dev_new(struct fuse_session *fuse, unsigned num_request_queues, unsigned poll_us)
 {
     if (num_request_queues < 1 || num_request_queues > VU_MAX_REQUEST_QUEUES)
         return NULL;
@@ -674,8 +674,10 @@ struct vu_dev *vu_dev_new(struct fuse_session *fuse, unsigned num_request_queues
         return NULL;
     dev->fuse = fuse;
     dev->nqueues = VU_HIPRIO_QUEUES + num_request_queues;
-    for (unsigned i = 0; i < dev->nqueues; i++)
+    for (unsigned i = 0; i < dev->nqueues; i++) {
         vu_queue_init(&dev->queues[i], i, &dev->mem, fuse);
+        dev->queues[i].poll_us = poll_us;
+    }
     return dev;
 }
 

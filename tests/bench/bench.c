@@ -6,7 +6,8 @@
  *
  *   bench [--daemon 'CMD']... [--workloads a,b] [--depths 1,16] [--queues 1,2] [--seconds S]
  *
- * CMD is a daemon command line without --socket-path/--shared-dir (appended here).
+ * CMD is a daemon command line without --socket-path/--shared-dir (appended here), or with
+ * the placeholders {socket} and {share} where they belong.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -263,6 +264,9 @@ static bool complete(struct qrun *r, struct slot *s, uint32_t len)
             }
         }
     }
+    /* The guest forgets an unlinked file's inode when its dentry goes; so do we. */
+    if (r->w == W_CREATE && s->step == 2)
+        send_forget(r->fe, s->node);
     int steps = r->w == W_CREATE || r->w == W_READDIRPLUS ? 3 : 1;
     return ++s->step >= steps;
 }
@@ -387,8 +391,18 @@ static int start_daemon(const char *cmd, struct daemon_proc *d)
     d->sock = g_build_filename(d->dir, "sock", NULL);
     mkdir(d->share, 0755);
     prepare_share(d->share);
-    char *full =
-        g_strdup_printf("exec %s --socket-path=%s --shared-dir=%s", cmd, d->sock, d->share);
+    /* {socket} and {share} in CMD are replaced; without them the Rust virtiofsd's options
+     * are appended (QEMU's old C virtiofsd wants -o source={share} instead). */
+    char *full;
+    if (strstr(cmd, "{socket}")) {
+        GString *g = g_string_new(cmd);
+        g_string_replace(g, "{socket}", d->sock, 0);
+        g_string_replace(g, "{share}", d->share, 0);
+        full = g_strdup_printf("exec %s", g->str);
+        g_string_free(g, TRUE);
+    } else {
+        full = g_strdup_printf("exec %s --socket-path=%s --shared-dir=%s", cmd, d->sock, d->share);
+    }
     d->pid = fork();
     if (d->pid == 0) {
         execl("/bin/sh", "sh", "-c", full, (char *)NULL);

@@ -70,7 +70,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     FUZZ_CHECK(ret == 0, "pt_new: %s", strerror(-ret));
     se = fuse_session_new(fs);
     FUZZ_CHECK(se != NULL, "fuse_session_new");
-    dev = vu_dev_new(se, NQUEUES - 1);
+    dev = vu_dev_new(se, NQUEUES - 1, 0);
     FUZZ_CHECK(dev != NULL, "vu_dev_new");
     base_fds = fuzz_count_fds();
     return 0;

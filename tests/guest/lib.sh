@@ -10,6 +10,14 @@
 #                                 virtio-fs mount, wait, stop the daemon
 #   vg_cleanup                    kill what is left, remove temp dirs
 #
+# For tests that keep one daemon across several guests (test-reconnect.sh):
+#   vg_daemon_start SOCK SHARED LOG [OPTS...] / vg_daemon_term
+#   vg_boot_start SOCK SCRIPT [QEMU ARGS...]  boot a guest in the background
+#                                 against a running daemon; vg_boot_wait,
+#                                 vg_boot_kill (kill -9 QEMU), vg_wait_line
+#   vg_qmp SOCK COMMAND           one QMP command (python3)
+#   vg_serving_pid, vg_proc_fds, vg_proc_status, vg_count, vg_wait_count
+#
 # Environment (all optional):
 #   VIRTIOFSD            daemon binary      (default: $REPO/build/virtiofsd)
 #   VIRTIOFSD_OPTS       extra daemon options, word-split (e.g. "--xattr")
@@ -102,21 +110,33 @@ vg_make_initrd() { # OUT SCRIPT [ENVFILE]
   rm -rf "$d" "$d.cpio"
 }
 
-# Run QEMU in the foreground under a hard timeout.  Returns QEMU's status,
-# 124 on timeout.  Extra arguments are appended to the QEMU command line.
-#   vg_qemu ACCEL CONSOLE RESULTS TIMEOUT INITRD CMDLINE [QEMU ARGS...]
-vg_qemu() {
-  local accel=$1 console=$2 results=$3 tmo=$4 initrd=$5 cmdline=$6 rc=0
+# Start QEMU in the background under a hard timeout; VG_QEMU_PID is the
+# `timeout` wrapper (it passes TERM on to QEMU).  Same arguments as vg_qemu.
+# With VG_QEMU_REBOOT=1 (e.g. as a prefix assignment of the call) QEMU runs
+# without -no-reboot, so a reset (by the guest or QMP system_reset) reboots
+# the guest instead of ending QEMU.
+vg_qemu_spawn() { # ACCEL CONSOLE RESULTS TIMEOUT INITRD CMDLINE [QEMU ARGS...]
+  local accel=$1 console=$2 results=$3 tmo=$4 initrd=$5 cmdline=$6 noreboot=-no-reboot
   shift 6
+  [ "${VG_QEMU_REBOOT:-0}" != 1 ] || noreboot=
   # -nodefaults: no NIC (no iPXE ROM scan), no VGA: faster firmware stage.
   # Two UARTs: ttyS0 = console (kernel noise), ttyS1 = clean results channel.
-  timeout -k 5 "$tmo" "$VG_QEMU" -nodefaults -no-user-config -nographic -no-reboot \
+  # shellcheck disable=SC2086  # $noreboot: one option or none
+  timeout -k 5 "$tmo" "$VG_QEMU" -nodefaults -no-user-config -nographic $noreboot \
     -accel "$accel" -m "$VG_MEM" -smp "$VG_SMP" \
     -kernel "$VG_IMG/vmlinuz" -initrd "$initrd" \
     -append "console=ttyS0 quiet loglevel=4 panic=-1 $cmdline" \
     -serial "file:$console" -serial "file:$results" \
     "$@" </dev/null >>"$console.qemu" 2>&1 &
   VG_QEMU_PID=$!
+}
+
+# Run QEMU in the foreground under a hard timeout.  Returns QEMU's status,
+# 124 on timeout.  Extra arguments are appended to the QEMU command line.
+#   vg_qemu ACCEL CONSOLE RESULTS TIMEOUT INITRD CMDLINE [QEMU ARGS...]
+vg_qemu() {
+  local rc=0
+  vg_qemu_spawn "$@"
   local watcher=
   if [ -n "${VG_WATCH_PID:-}" ]; then
     vg_watch_daemon "$VG_QEMU_PID" "$VG_WATCH_PID" "$VG_WATCH_FLAG" &
@@ -251,6 +271,29 @@ vg_daemon_stop() {
   VG_DAEMON_END="killed (ignored SIGTERM)"
 }
 
+# The files of one boot: a new directory VG_BOOT_DIR (boot<N> in VG_TMP),
+# empty VG_RESULTS and VG_CONSOLE in it, and VG_INITRD, the initramfs that
+# runs SCRIPT with the guest variables (VG_CACHE_MODE, then the lines of
+# VG_GUEST_ENV) in /guest/env.  Also resets the per-boot result variables
+# and makes sure VG_ACCEL is chosen.
+vg_boot_prepare() { # SCRIPT
+  local script=$1 n envf
+  VG_BOOT_N=$((VG_BOOT_N + 1))
+  n=$VG_TMP/boot$VG_BOOT_N
+  mkdir -p "$n"
+  VG_BOOT_DIR=$n
+  VG_RESULTS=$n/results.txt VG_CONSOLE=$n/console.log
+  VG_GUEST_RC="" VG_QEMU_RC="" VG_BOOT_SECS=0
+  : >"$VG_RESULTS"; : >"$VG_CONSOLE"
+  vg_accel
+  VG_INITRD=$n/initrd.cpio
+  envf=$n/guest.env
+  # variables for the guest script (sourced by /init before it runs)
+  { echo "VG_CACHE_MODE='$VG_CACHE_MODE'"; echo "export VG_CACHE_MODE"; } >"$envf"
+  [ -z "${VG_GUEST_ENV:-}" ] || printf '%s\n' "$VG_GUEST_ENV" >>"$envf"
+  vg_make_initrd "$VG_INITRD" "$script" "$envf"
+}
+
 # One complete guest run.  Sets:
 #   VG_RESULTS   file: the guest's results channel (script stdout + VG- lines)
 #   VG_CONSOLE   file: serial console (kernel log, script stderr)
@@ -260,23 +303,14 @@ vg_daemon_stop() {
 # Returns 0 if the guest ran the script to the end (whatever its status).
 # Extra arguments are extra daemon options.
 vg_run_guest() { # SHARED SCRIPT [DAEMON OPTS...]
-  local shared=$1 script=$2 accel n sock initrd t0 rc=0 envf
+  local shared=$1 script=$2 accel n sock initrd t0 rc=0
   shift 2
-  VG_BOOT_N=$((VG_BOOT_N + 1))
-  n=$VG_TMP/boot$VG_BOOT_N
-  mkdir -p "$n"
-  VG_RESULTS=$n/results.txt VG_CONSOLE=$n/console.log VG_DAEMON_LOG=$n/daemon.log
-  VG_GUEST_RC="" VG_QEMU_RC="" VG_DAEMON_END="" VG_BOOT_SECS=0
-  : >"$VG_RESULTS"; : >"$VG_CONSOLE"
-  vg_accel
+  vg_boot_prepare "$script"
+  n=$VG_BOOT_DIR
+  VG_DAEMON_LOG=$n/daemon.log VG_DAEMON_END=""
   accel=$VG_ACCEL
   sock=$n/vhost.sock
-  initrd=$n/initrd.cpio
-  envf=$n/guest.env
-  # variables for the guest script (sourced by /init before it runs)
-  { echo "VG_CACHE_MODE='$VG_CACHE_MODE'"; echo "export VG_CACHE_MODE"; } >"$envf"
-  [ -z "${VG_GUEST_ENV:-}" ] || printf '%s\n' "$VG_GUEST_ENV" >>"$envf"
-  vg_make_initrd "$initrd" "$script" "$envf"
+  initrd=$VG_INITRD
   if ! vg_daemon_start "$sock" "$shared" "$VG_DAEMON_LOG" "$@"; then
     VG_QEMU_RC=-1 VG_DAEMON_END="did not start"
     return 1
@@ -315,4 +349,229 @@ vg_show_logs() { # [LINES]
   tail -n "$lines" "$VG_CONSOLE" 2>/dev/null | sed 's/^/    /' >&2 || true
   echo "---- daemon log (last $lines lines): $VG_DAEMON_LOG" >&2
   tail -n "$lines" "$VG_DAEMON_LOG" 2>/dev/null | sed 's/^/    /' >&2 || true
+}
+
+# ---- one daemon, many guests ---------------------------------------------------
+# For tests that start the daemon once (vg_daemon_start) and boot guests
+# against its socket one after another (test-reconnect.sh).
+
+# Seconds (with milliseconds) since T0, a `date +%s%N` value.
+vg_secs_since() { # T0
+  local ms=$((($(date +%s%N) - $1) / 1000000))
+  echo "$((ms / 1000)).$(printf %03d $((ms % 1000)))"
+}
+
+# Boot a guest in the background against the daemon listening on SOCK; the
+# extra arguments are appended to the QEMU command line.  Files and guest
+# variables as vg_boot_prepare; QEMU writes its own PID to
+# $VG_BOOT_DIR/qemu.pid (VG_QEMU_PID is the `timeout` wrapper).  While
+# VG_DAEMON_PID is set, QEMU is stopped early if the daemon dies.  With
+# VG_QEMU_REBOOT=1 a reset reboots the guest (see vg_qemu_spawn).  Call it
+# from the test's own shell, not from $(...): vg_boot_wait waits for QEMU.
+vg_boot_start() { # SOCK SCRIPT [QEMU ARGS...]
+  local sock=$1 script=$2
+  shift 2
+  vg_boot_prepare "$script"
+  VG_DAEMON_DIED="" VG_BOOT_KILLED=0 VG_BOOT_T0=$(date +%s%N)
+  vg_qemu_spawn "$VG_ACCEL" "$VG_CONSOLE" "$VG_RESULTS" "$VG_TIMEOUT" "$VG_INITRD" \
+    "vg.mode=run vg.tag=$VG_TAG" -pidfile "$VG_BOOT_DIR/qemu.pid" \
+    -object "memory-backend-memfd,id=mem,size=$VG_MEM,share=on" -numa node,memdev=mem \
+    -chardev "socket,id=vfs,path=$sock" \
+    -device "vhost-user-fs-pci,chardev=vfs,tag=$VG_TAG" "$@"
+  VG_BOOT_WATCHER=
+  if [ -n "$VG_DAEMON_PID" ]; then
+    vg_watch_daemon "$VG_QEMU_PID" "$VG_DAEMON_PID" "$VG_BOOT_DIR/daemon-died" &
+    VG_BOOT_WATCHER=$!
+  fi
+}
+
+# QEMU's own PID for the running vg_boot_start guest (waits up to 10 s for
+# its pidfile).
+vg_boot_qemu_pid() {
+  local f=$VG_BOOT_DIR/qemu.pid pid
+  for _ in $(seq 1 100); do
+    pid=$(cat "$f" 2>/dev/null || true)
+    if [[ $pid =~ ^[0-9]+$ ]]; then echo "$pid"; return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# kill -9 QEMU itself, as a crashing or OOM-killed VMM would end.
+vg_boot_kill() {
+  local pid
+  pid=$(vg_boot_qemu_pid) || return 1
+  VG_BOOT_KILLED=1
+  kill -KILL "$pid"
+}
+
+# Wait for the vg_boot_start guest to end.  Sets VG_QEMU_RC (124: timed out;
+# 137: killed), VG_GUEST_RC, VG_DAEMON_DIED and VG_BOOT_SECS as vg_run_guest
+# does; returns 0 if the guest ran its script to the end.
+vg_boot_wait() {
+  local rc=0
+  [ -n "$VG_QEMU_PID" ] || return 1
+  if [ "$VG_BOOT_KILLED" = 1 ]; then
+    wait "$VG_QEMU_PID" 2>/dev/null || rc=$?   # no "Killed" job notice
+  else
+    wait "$VG_QEMU_PID" || rc=$?
+  fi
+  VG_QEMU_PID=
+  if [ -n "$VG_BOOT_WATCHER" ]; then
+    kill "$VG_BOOT_WATCHER" 2>/dev/null || true
+    wait "$VG_BOOT_WATCHER" 2>/dev/null || true
+    VG_BOOT_WATCHER=
+  fi
+  VG_QEMU_RC=$rc
+  [ ! -f "$VG_BOOT_DIR/daemon-died" ] || VG_DAEMON_DIED=$(cat "$VG_BOOT_DIR/daemon-died")
+  VG_BOOT_SECS=$(vg_secs_since "$VG_BOOT_T0")
+  sed -i 's/\r$//' "$VG_RESULTS"
+  VG_GUEST_RC=$(sed -n 's/^VG-END rc=\([0-9]*\)$/\1/p' "$VG_RESULTS" | tail -1)
+  [ "${VG_VERBOSE:-0}" != 1 ] || { vg_log "console:"; sed 's/^/    /' "$VG_CONSOLE" >&2; }
+  if [ -n "$VG_DAEMON_DIED" ]; then
+    vg_log "$VG_DAEMON_DIED; stopped the guest"
+  elif [ "$rc" = 124 ]; then
+    vg_log "guest TIMED OUT after ${VG_TIMEOUT}s (accel=$VG_ACCEL); killed"
+  elif [ "$rc" != 0 ] && [ "$VG_BOOT_KILLED" != 1 ]; then
+    vg_log "qemu exited with status $rc:"; sed 's/^/    /' "$VG_CONSOLE.qemu" >&2
+  fi
+  [ -n "$VG_GUEST_RC" ]
+}
+
+# Wait until a line of FILE matches the extended regex RE.  Gives up after
+# TIMEOUT seconds, or as soon as process PID (if given) has ended.
+vg_wait_line() { # FILE RE TIMEOUT [PID]
+  local file=$1 re=$2 end=$(($(date +%s) + $3)) pid=${4:-}
+  while :; do
+    grep -qE "$re" "$file" 2>/dev/null && return 0
+    if [ -n "$pid" ] && ! vg_alive "$pid"; then
+      grep -qE "$re" "$file" 2>/dev/null
+      return
+    fi
+    [ "$(date +%s)" -lt "$end" ] || return 1
+    sleep 0.2
+  done
+}
+
+# How many lines of FILE contain the fixed string STRING.
+vg_count() { # FILE STRING
+  grep -cF -- "$2" "$1" 2>/dev/null || true
+}
+
+# Wait until at least COUNT lines of FILE contain STRING (e.g. a daemon log
+# message); TIMEOUT seconds.
+vg_wait_count() { # FILE STRING COUNT TIMEOUT
+  local end=$(($(date +%s) + $4))
+  while [ "$(vg_count "$1" "$2")" -lt "$3" ]; do
+    [ "$(date +%s)" -lt "$end" ] || return 1
+    sleep 0.1
+  done
+}
+
+# The process that serves the daemon's sessions: with the namespace sandbox
+# the PID that was started is a monitor and its only child serves; without
+# it, the PID itself.
+vg_serving_pid() { # DAEMON_PID
+  local kids
+  kids=$(cat "/proc/$1/task/$1/children" 2>/dev/null) || return 1
+  # shellcheck disable=SC2086  # the list of child PIDs
+  set -- "$1" $kids
+  echo "${2:-$1}"
+}
+
+# Number of open fds of PID; fails if /proc/PID/fd cannot be read.
+vg_proc_fds() { # PID
+  local list
+  list=$(ls -U "/proc/$1/fd" 2>/dev/null) || return 1
+  grep -c . <<<"$list" || true
+}
+
+# The open fds of PID with what they point at, one "fd -> target" a line.
+vg_proc_fd_targets() { # PID
+  local f
+  for f in "/proc/$1/fd"/*; do
+    echo "${f##*/} -> $(readlink "$f" 2>/dev/null || echo '?')"
+  done | sort -n
+}
+
+# A numeric field of /proc/PID/status without its unit: VmRSS (kB), Threads...
+vg_proc_status() { # PID FIELD
+  awk -v f="$2:" '$1 == f { print $2; found = 1 } END { exit !found }' "/proc/$1/status" 2>/dev/null
+}
+
+# Send one command to the QMP server socket SOCK (QEMU's -qmp
+# unix:SOCK,server=on,wait=off) and print its "return" value as JSON; fails
+# with QEMU's error message.  ARGS-JSON: the command's "arguments" object.
+vg_qmp() { # SOCK COMMAND [ARGS-JSON]
+  local py=python3
+  [ ! -x /usr/bin/python3 ] || py=/usr/bin/python3
+  "$py" - "$@" <<'PY'
+import json, socket, sys, time
+path, command = sys.argv[1], sys.argv[2]
+args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
+deadline = time.time() + 10
+while True:
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(path)
+        break
+    except OSError as e:
+        s.close()
+        if time.time() > deadline:
+            sys.exit(f"qmp: cannot connect to {path}: {e}")
+        time.sleep(0.2)
+f = s.makefile("rw", encoding="utf-8")
+
+def receive():
+    while True:
+        line = f.readline()
+        if not line:
+            sys.exit("qmp: QEMU closed the connection")
+        msg = json.loads(line)
+        if "event" not in msg:  # asynchronous events are not answers
+            return msg
+
+def execute(name, arguments=None):
+    cmd = {"execute": name}
+    if arguments is not None:
+        cmd["arguments"] = arguments
+    f.write(json.dumps(cmd) + "\n")
+    f.flush()
+    reply = receive()
+    if "error" in reply:
+        sys.exit(f"qmp: {name}: {reply['error'].get('desc', reply['error'])}")
+    return reply.get("return")
+
+if "QMP" not in receive():
+    sys.exit("qmp: no greeting")
+execute("qmp_capabilities")
+print(json.dumps(execute(command, args)))
+PY
+}
+
+# Stop the daemon with SIGTERM right away (vg_daemon_stop first gives it 3 s
+# to leave by itself).  VG_DAEMON_END: terminated:STATUS, killed (...), or
+# exited:STATUS if it had ended before the SIGTERM.
+vg_daemon_term() {
+  local pid=$VG_DAEMON_PID rc=0
+  [ -n "$pid" ] || return 0
+  VG_DAEMON_PID=
+  if ! vg_alive "$pid"; then
+    wait "$pid" 2>/dev/null || rc=$?
+    VG_DAEMON_END="exited:$rc"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    if ! vg_alive "$pid"; then
+      wait "$pid" 2>/dev/null || rc=$?
+      VG_DAEMON_END="terminated:$rc"
+      return 0
+    fi
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  VG_DAEMON_END="killed (still running 5 s after SIGTERM)"
 }
