@@ -437,12 +437,9 @@ static struct fe *connect_fe(const char *sock, unsigned queues)
     struct fe_config cfg = {
         .socket_path = sock, .request_queues = queues, .mem_size = 256u << 20, .queue_size = 256};
     struct fe *fe = NULL;
-    int ret = -1;
-    for (int i = 0; i < 200; i++) {
-        if ((ret = fe_open(&cfg, &fe)) == 0)
-            return fe;
-        usleep(20000);
-    }
+    int ret = fe_open_retry(&cfg, &fe, 4000);
+    if (ret == 0)
+        return fe;
     fprintf(stderr, "bench: cannot connect to %s: %s\n", sock, strerror(-ret));
     return NULL;
 }

@@ -543,6 +543,16 @@ fail:
     return ret;
 }
 
+int fe_open_retry(const struct fe_config *cfg, struct fe **out, int timeout_ms)
+{
+    int ret = fe_open(cfg, out);
+    for (int waited = 0; ret < 0 && waited < timeout_ms; waited += 5) {
+        usleep(5000);
+        ret = fe_open(cfg, out);
+    }
+    return ret;
+}
+
 int fe_reconnect(struct fe *fe)
 {
     if (fe->sock >= 0)

@@ -60,6 +60,11 @@ struct fe;
 
 /* Connects and, unless skip_setup, negotiates, maps memory and enables every queue. */
 int fe_open(const struct fe_config *cfg, struct fe **out);
+/*
+ * fe_open, retried for up to timeout_ms: a daemon still resetting after the previous session
+ * leaves the connection in its listen backlog, or (rarely) turns it away.
+ */
+int fe_open_retry(const struct fe_config *cfg, struct fe **out, int timeout_ms);
 void fe_close(struct fe *fe);
 /*
  * Drops the connection and connects again keeping guest memory and rings as they are, with

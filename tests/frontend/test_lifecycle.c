@@ -39,15 +39,7 @@ static struct fe *connect_profile(enum fe_profile profile)
 {
     struct fe_config cfg = {.socket_path = daemon_.socket, .profile = profile};
     struct fe *fe = NULL;
-    int ret = -1;
-    /* The daemon may still be resetting after the previous disconnect: the connection then
-     * waits in the listen backlog, or (rarely) is turned away and we try again. */
-    for (int i = 0; i < 200 && ret < 0; i++) {
-        ret = fe_open(&cfg, &fe);
-        if (ret < 0)
-            g_usleep(5000);
-    }
-    g_assert_cmpint(ret, ==, 0);
+    g_assert_cmpint(fe_open_retry(&cfg, &fe, 1000), ==, 0);
     return fe;
 }
 

@@ -40,13 +40,7 @@ static struct fe *connect_initialized(const struct test_daemon *d)
 {
     struct fe_config cfg = {.socket_path = d->socket};
     struct fe *fe = NULL;
-    int ret = -1;
-    for (int i = 0; i < 100 && ret < 0; i++) {
-        ret = fe_open(&cfg, &fe);
-        if (ret < 0)
-            g_usleep(10000);
-    }
-    g_assert(ret == 0);
+    g_assert(fe_open_retry(&cfg, &fe, 1000) == 0);
     g_assert(fe_fuse_init(fe) == 0);
     return fe;
 }

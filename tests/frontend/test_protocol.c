@@ -23,14 +23,7 @@ static struct fe *open_fe(enum fe_profile profile)
 {
     struct fe_config cfg = {.socket_path = daemon_.socket, .profile = profile};
     struct fe *fe = NULL;
-    int ret = -1;
-    /* The daemon may still be resetting after the previous test's disconnect. */
-    for (int i = 0; i < 100 && ret < 0; i++) {
-        ret = fe_open(&cfg, &fe);
-        if (ret < 0)
-            g_usleep(10000);
-    }
-    g_assert_cmpint(ret, ==, 0);
+    g_assert_cmpint(fe_open_retry(&cfg, &fe, 1000), ==, 0);
     return fe;
 }
 
@@ -382,13 +375,7 @@ static struct fe *open_raw(void)
 {
     struct fe_config cfg = {.socket_path = daemon_.socket, .skip_setup = true};
     struct fe *fe = NULL;
-    int ret = -1;
-    for (int i = 0; i < 100 && ret < 0; i++) {
-        ret = fe_open(&cfg, &fe);
-        if (ret < 0)
-            g_usleep(10000);
-    }
-    g_assert_cmpint(ret, ==, 0);
+    g_assert_cmpint(fe_open_retry(&cfg, &fe, 1000), ==, 0);
     /* Negotiate REPLY_ACK so every set message can be acked. */
     uint64_t v = 1ull << 30;
     g_assert_cmpint(fe_vu_send(fe, FE_VU_SET_FEATURES, 0, &v, 8, NULL, 0), ==, 0);
