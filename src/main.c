@@ -282,13 +282,10 @@ static void print_capabilities(void)
 int main(int argc, char **argv)
 {
     struct daemon d = {.listen_fd = -1, .lock_fd = -1, .signal_fd = -1};
-    switch (options_parse(argc, argv, &d.opts)) {
-    case OPTIONS_EXIT:
-        return EXIT_OK;
-    case OPTIONS_ERROR:
-        return EXIT_USAGE;
-    case OPTIONS_OK:
-        break;
+    enum options_result parsed = options_parse(argc, argv, &d.opts);
+    if (parsed != OPTIONS_OK) {
+        options_free(&d.opts);
+        return parsed == OPTIONS_EXIT ? EXIT_OK : EXIT_USAGE;
     }
     if (d.opts.print_capabilities) {
         print_capabilities();

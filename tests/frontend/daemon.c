@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *daemon_path(void)
+const char *test_daemon_path(void)
 {
     const char *p = getenv("VIRTIOFSD");
     return p && *p ? p : VIRTIOFSD_BUILD_PATH;
@@ -54,7 +54,7 @@ int test_daemon_start_as(struct test_daemon *d, const char *const *extra_args, u
         return -errno;
 
     GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
-    g_ptr_array_add(argv, g_strdup(daemon_path()));
+    g_ptr_array_add(argv, g_strdup(test_daemon_path()));
     g_ptr_array_add(argv, g_strdup_printf("--socket-path=%s", d->socket));
     g_ptr_array_add(argv, g_strdup_printf("--shared-dir=%s", d->share));
     /* The default sandbox and seccomp mode (namespace, kill): a syscall missing from the

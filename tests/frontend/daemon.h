@@ -14,6 +14,9 @@ struct test_daemon {
     char *log;    /* the daemon's stderr */
 };
 
+/* The daemon binary: $VIRTIOFSD, or the build's virtiofsd. */
+const char *test_daemon_path(void);
+
 /*
  * Starts the daemon ($VIRTIOFSD, or the build's virtiofsd) on a fresh share with extra
  * arguments (NULL-terminated), and waits until its socket accepts connections.

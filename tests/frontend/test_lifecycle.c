@@ -10,7 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -231,6 +236,161 @@ static void test_unprivileged_sandbox(void)
     g_assert_cmpint(test_daemon_stop(&u), ==, 0);
 }
 
+/* ---- start-up and command line ---------------------------------------------------------- */
+
+static void remove_dir(gchar *dir)
+{
+    gchar *cmd = g_strdup_printf("rm -rf '%s'", dir);
+    g_assert_cmpint(system(cmd), ==, 0);
+    g_free(cmd);
+    g_free(dir);
+}
+
+/* Runs the daemon binary to completion; returns its exit status, output in *out. */
+static int run_daemon_sync(const char *const *args, gchar **out)
+{
+    GPtrArray *argv = g_ptr_array_new();
+    g_ptr_array_add(argv, (gpointer)test_daemon_path());
+    for (const char *const *a = args; *a; a++)
+        g_ptr_array_add(argv, (gpointer)*a);
+    g_ptr_array_add(argv, NULL);
+    gchar *err = NULL;
+    gint status = -1;
+    g_assert_true(g_spawn_sync(NULL, (gchar **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, out,
+                               &err, &status, NULL));
+    gchar *joined = g_strconcat(*out, err, NULL);
+    g_free(*out);
+    g_free(err);
+    *out = joined;
+    g_ptr_array_free(argv, TRUE);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void test_second_daemon_refused(void)
+{
+    gchar *sock = g_strdup_printf("--socket-path=%s", daemon_.socket);
+    gchar *share = g_strdup_printf("--shared-dir=%s", daemon_.share);
+    const char *args[] = {sock, share, "--sandbox=none", "--seccomp=none", NULL};
+    gchar *out = NULL;
+    g_assert_cmpint(run_daemon_sync(args, &out), ==, 1); /* fatal, not a usage error */
+    g_assert_nonnull(strstr(out, "another virtiofsd (pid"));
+    g_free(out);
+    g_free(sock);
+    g_free(share);
+    one_session(FE_PROFILE_QEMU); /* the first one is unaffected */
+}
+
+static void test_usage_errors(void)
+{
+    const char *bad_cache[] = {"--socket-path=/tmp/x", "--shared-dir=/tmp", "--cache=bogus", NULL};
+    gchar *out = NULL;
+    g_assert_cmpint(run_daemon_sync(bad_cache, &out), ==, 2);
+    g_assert_nonnull(strstr(out, "--cache"));
+    g_assert_nonnull(strstr(out, "auto, always, never, metadata"));
+    g_free(out);
+    const char *caps[] = {"--print-capabilities", NULL};
+    g_assert_cmpint(run_daemon_sync(caps, &out), ==, 0);
+    g_assert_nonnull(strstr(out, "\"type\": \"fs\""));
+    g_free(out);
+}
+
+/* Forks the daemon with args; its output goes to log. */
+static pid_t spawn_daemon(const char *const *args, const char *log, int keep_fd)
+{
+    pid_t pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        if (keep_fd >= 0)
+            fcntl(keep_fd, F_SETFD, 0); /* inherited, as from systemd or libvirt */
+        const char *argv[16] = {test_daemon_path()};
+        int n = 1;
+        for (int i = 0; args[i] && n < 13; i++)
+            argv[n++] = args[i];
+#if defined(__SANITIZE_ADDRESS__) /* see test_daemon_start_as() */
+        argv[n++] = "--sandbox=none";
+        argv[n++] = "--seccomp=none";
+#endif
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int term_and_wait(pid_t pid, int sig)
+{
+    kill(pid, sig);
+    int status;
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void serve_one_at(const char *socket_path)
+{
+    struct fe_config cfg = {.socket_path = socket_path};
+    struct fe *fe = NULL;
+    g_assert_cmpint(fe_open_retry(&cfg, &fe, 5000), ==, 0);
+    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    struct fuse_entry_out e;
+    g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, ".", &e), ==, 0);
+    fe_close(fe);
+}
+
+static void test_stale_socket_and_group(void)
+{
+    gchar *dir = g_dir_make_tmp("vfs-stale-XXXXXX", NULL);
+    gchar *path = g_build_filename(dir, "sock", NULL);
+    gchar *log = g_build_filename(dir, "log", NULL);
+    /* A socket file nobody listens on, as a daemon killed with -9 leaves behind. */
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    g_strlcpy(a.sun_path, path, sizeof(a.sun_path));
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&a, sizeof(a)), ==, 0);
+    close(fd);
+    gchar *sock = g_strdup_printf("--socket-path=%s", path);
+    gchar *share = g_strdup_printf("--shared-dir=%s", dir);
+    const char *args[] = {sock, share, "--socket-group=nogroup", NULL};
+    pid_t pid = spawn_daemon(args, log, -1);
+    serve_one_at(path);
+    struct stat st;
+    struct group *gr = getgrnam("nogroup");
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    g_assert_nonnull(gr);
+    g_assert_cmpuint(st.st_gid, ==, gr->gr_gid);
+    g_assert_cmpuint(st.st_mode & 0777, ==, 0660);
+    g_assert_cmpint(term_and_wait(pid, SIGINT), ==, 0);
+    g_assert_cmpint(access(path, F_OK), !=, 0); /* removed at exit */
+    gchar *pidfile = g_strconcat(path, ".pid", NULL);
+    g_assert_cmpint(access(pidfile, F_OK), !=, 0);
+    g_free(pidfile);
+    g_free(sock), g_free(share), g_free(log), g_free(path);
+    remove_dir(dir);
+}
+
+static void test_socket_activation_fd(void)
+{
+    gchar *dir = g_dir_make_tmp("vfs-fd-XXXXXX", NULL);
+    gchar *path = g_build_filename(dir, "sock", NULL);
+    gchar *log = g_build_filename(dir, "log", NULL);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    g_strlcpy(a.sun_path, path, sizeof(a.sun_path));
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&a, sizeof(a)), ==, 0);
+    g_assert_cmpint(listen(fd, 1), ==, 0);
+    gchar *fdarg = g_strdup_printf("--fd=%d", fd);
+    gchar *share = g_strdup_printf("--shared-dir=%s", dir);
+    const char *args[] = {fdarg, share, NULL};
+    pid_t pid = spawn_daemon(args, log, fd);
+    close(fd);
+    serve_one_at(path);
+    serve_one_at(path); /* and again after the first session ended */
+    g_assert_cmpint(term_and_wait(pid, SIGTERM), ==, 0);
+    g_free(fdarg), g_free(share), g_free(log), g_free(path);
+    remove_dir(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -239,6 +399,10 @@ int main(int argc, char **argv)
     g_test_add_func("/lifecycle/cloud-hypervisor-reconnect", test_cloud_hypervisor_reconnect);
     g_test_add_func("/lifecycle/guest-reset-same-connection", test_guest_reset_same_connection);
     g_test_add_func("/sandbox/unprivileged-user-namespace", test_unprivileged_sandbox);
+    g_test_add_func("/startup/second-daemon-refused", test_second_daemon_refused);
+    g_test_add_func("/startup/usage-errors-and-capabilities", test_usage_errors);
+    g_test_add_func("/startup/stale-socket-group-clean-exit", test_stale_socket_and_group);
+    g_test_add_func("/startup/socket-activation-fd", test_socket_activation_fd);
     if (test_daemon_start(&daemon_, NULL) < 0) {
         g_printerr("cannot start the daemon\n");
         return 1;
