@@ -53,6 +53,13 @@ enum opt_id {
     O_MIGRATION_CONFIRM_PATHS,
     O_NUM_REQUEST_QUEUES,
     O_QUEUE_POLL_US,
+    /* Reached only through the legacy -o forms. */
+    O_COMPAT_READDIRPLUS,
+    O_COMPAT_NO_WRITEBACK,
+    O_COMPAT_NO_XATTR,
+    O_COMPAT_NO_DIRECT_IO,
+    O_COMPAT_LOCKS,   /* flock, posix_lock: not implemented yet */
+    O_COMPAT_DEFAULT, /* no_flock, no_posix_lock, no_posix_acl, timeout=: already so */
 };
 
 static const struct option long_options[] = {
@@ -247,33 +254,33 @@ static int apply_compat(struct options *o, char *list)
 {
     static const struct {
         const char *key;
-        int id;     /* option to apply; 0 for special handling below */
+        int id;
         bool value; /* takes =VALUE */
     } map[] = {
         {"source", O_SHARED_DIR, true},
         {"cache", O_CACHE, true},
         {"xattr", O_XATTR, false},
-        {"readdirplus", 0, false},
+        {"no_xattr", O_COMPAT_NO_XATTR, false},
+        {"readdirplus", O_COMPAT_READDIRPLUS, false},
         {"no_readdirplus", O_NO_READDIRPLUS, false},
         {"writeback", O_WRITEBACK, false},
-        {"no_writeback", 0, false},
-        {"no_xattr", 0, false},
+        {"no_writeback", O_COMPAT_NO_WRITEBACK, false},
         {"sandbox", O_SANDBOX, true},
         {"modcaps", O_MODCAPS, true},
         {"announce_submounts", O_ANNOUNCE_SUBMOUNTS, false},
         {"allow_direct_io", O_ALLOW_DIRECT_IO, false},
-        {"no_allow_direct_io", 0, false},
+        {"no_allow_direct_io", O_COMPAT_NO_DIRECT_IO, false},
         {"log_level", O_LOG_LEVEL, true},
         {"killpriv_v2", O_KILLPRIV_V2, false},
         {"no_killpriv_v2", O_NO_KILLPRIV_V2, false},
         {"posix_acl", O_POSIX_ACL, false},
-        {"no_posix_acl", 0, false},
+        {"no_posix_acl", O_COMPAT_DEFAULT, false},
         {"xattrmap", O_XATTRMAP, true},
-        {"flock", 0, false},
-        {"no_flock", 0, false},
-        {"posix_lock", 0, false},
-        {"no_posix_lock", 0, false},
-        {"timeout", 0, true},
+        {"flock", O_COMPAT_LOCKS, false},
+        {"no_flock", O_COMPAT_DEFAULT, false},
+        {"posix_lock", O_COMPAT_LOCKS, false},
+        {"no_posix_lock", O_COMPAT_DEFAULT, false},
+        {"timeout", O_COMPAT_DEFAULT, true},
         {"readonly", O_READONLY, false},
     };
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
@@ -289,26 +296,13 @@ static int apply_compat(struct options *o, char *list)
             continue;
         }
         if (map[i].value != (eq != NULL)) {
-            fprintf(stderr, "virtiofsd: -o %s %s a value\n", tok,
-                    map[i].value ? "needs" : "takes no");
+            fprintf(stderr, "virtiofsd: -o %s %s\n", tok,
+                    map[i].value ? "needs a value" : "takes no value");
             return -EINVAL;
         }
-        int ret = 0;
-        if (map[i].id)
-            ret = apply(o, map[i].id, eq);
-        else if (strcmp(tok, "readdirplus") == 0)
-            o->pt.readdirplus = true;
-        else if (strcmp(tok, "no_writeback") == 0)
-            o->pt.writeback = false;
-        else if (strcmp(tok, "no_xattr") == 0)
-            o->pt.xattr = false;
-        else if (strcmp(tok, "no_allow_direct_io") == 0)
-            o->pt.allow_direct_io = false;
-        else if (strncmp(tok, "flock", 5) && strncmp(tok, "posix_lock", 10) &&
-                 strncmp(tok, "no_", 3) && strcmp(tok, "timeout"))
-            ret = -EINVAL;
-        else if (strcmp(tok, "flock") == 0 || strcmp(tok, "posix_lock") == 0)
+        if (map[i].id == O_COMPAT_LOCKS)
             warn_unimplemented(tok);
+        int ret = apply(o, map[i].id, eq);
         if (ret < 0)
             return ret;
     }
@@ -349,6 +343,21 @@ static int apply(struct options *o, int id, const char *v)
         return ret;
     case O_XATTR:
         o->pt.xattr = true;
+        return 0;
+    case O_COMPAT_NO_XATTR:
+        o->pt.xattr = false;
+        return 0;
+    case O_COMPAT_READDIRPLUS:
+        o->pt.readdirplus = true;
+        return 0;
+    case O_COMPAT_NO_WRITEBACK:
+        o->pt.writeback = false;
+        return 0;
+    case O_COMPAT_NO_DIRECT_IO:
+        o->pt.allow_direct_io = false;
+        return 0;
+    case O_COMPAT_LOCKS:
+    case O_COMPAT_DEFAULT:
         return 0;
     case O_READONLY:
         o->pt.readonly = true;

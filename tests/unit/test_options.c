@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The command line: the Rust virtiofsd's long options, both value forms, and -o compat. */
+#include <glib.h>
+#include <string.h>
+
+#include "options.h"
+
+static enum options_result parse(struct options *o, const char *line)
+{
+    gchar **argv = NULL;
+    gint argc = 0;
+    gchar *full = g_strconcat("virtiofsd ", line, NULL);
+    g_assert_true(g_shell_parse_argv(full, &argc, &argv, NULL));
+    enum options_result r = options_parse(argc, argv, o);
+    g_strfreev(argv);
+    g_free(full);
+    return r;
+}
+
+static void test_defaults_and_issue_command_line(void)
+{
+    struct options o;
+    g_assert_cmpint(parse(&o, "--log-level error --seccomp none --cache=always "
+                              "--socket-path=/run/x.sock --shared-dir=/srv/rootfs"),
+                    ==, OPTIONS_OK);
+    g_assert_cmpstr(o.socket_path, ==, "/run/x.sock");
+    g_assert_cmpstr(o.pt.shared_dir, ==, "/srv/rootfs");
+    g_assert_cmpint(o.pt.cache, ==, CACHE_ALWAYS);
+    g_assert_cmpint(o.seccomp, ==, SECCOMP_NONE);
+    g_assert_cmpint(o.log_level, ==, LOG_LVL_ERROR);
+    g_assert_cmpint(o.sandbox, ==, SANDBOX_NAMESPACE); /* default */
+    g_assert_true(o.pt.readdirplus);                   /* default */
+    g_assert_false(o.pt.xattr);
+    g_assert_cmpint(o.fd, ==, -1);
+    options_free(&o);
+}
+
+static void test_compat_forms(void)
+{
+    struct options o;
+    g_assert_cmpint(parse(&o, "--socket=/s -o source=/d,cache=none,xattr,no_readdirplus,"
+                              "writeback,sandbox=chroot,announce_submounts,flock,timeout=5 -d -f"),
+                    ==, OPTIONS_OK);
+    g_assert_cmpstr(o.socket_path, ==, "/s");
+    g_assert_cmpstr(o.pt.shared_dir, ==, "/d");
+    g_assert_cmpint(o.pt.cache, ==, CACHE_NEVER);
+    g_assert_true(o.pt.xattr);
+    g_assert_false(o.pt.readdirplus);
+    g_assert_true(o.pt.writeback);
+    g_assert_cmpint(o.sandbox, ==, SANDBOX_CHROOT);
+    g_assert_true(o.pt.announce_submounts);
+    g_assert_cmpint(o.log_level, ==, LOG_LVL_DEBUG);
+    options_free(&o);
+    g_assert_cmpint(parse(&o, "--fd 3 --shared-dir /d -o no_xattr --xattr -o no_xattr"), ==,
+                    OPTIONS_OK);
+    g_assert_cmpint(o.fd, ==, 3);
+    g_assert_false(o.pt.xattr); /* the last word wins */
+    options_free(&o);
+}
+
+static void test_id_maps_and_queues(void)
+{
+    struct options o;
+    g_assert_cmpint(parse(&o, "--socket-path=/s --shared-dir=/d --uid-map=:0:1000:1: "
+                              "--uid-map :1:100001:65535: --gid-map=:0:1000:1: "
+                              "--num-request-queues=4 --queue-poll-us=0"),
+                    ==, OPTIONS_OK);
+    g_assert_cmpuint(o.n_uid_map, ==, 2);
+    g_assert_cmpuint(o.uid_map[1].ns_id, ==, 1);
+    g_assert_cmpuint(o.uid_map[1].host_id, ==, 100001);
+    g_assert_cmpuint(o.uid_map[1].count, ==, 65535);
+    g_assert_cmpuint(o.n_gid_map, ==, 1);
+    g_assert_cmpuint(o.num_request_queues, ==, 4);
+    g_assert_cmpuint(o.queue_poll_us, ==, 0);
+    options_free(&o);
+}
+
+static void test_errors(void)
+{
+    static const char *const bad[] = {
+        "--socket-path=/s", /* no shared dir */
+        "--shared-dir=/d",  /* no socket */
+        "--socket-path=/s --shared-dir=/d --cache=sometimes",
+        "--socket-path=/s --shared-dir=/d --sandbox=jail",
+        "--socket-path=/s --shared-dir=/d --seccomp=maybe",
+        "--socket-path=/s --shared-dir=/d --log-level=loud",
+        "--socket-path=/s --shared-dir=/d --uid-map=0:1000:1",
+        "--socket-path=/s --shared-dir=/d --num-request-queues=0",
+        "--socket-path=/s --shared-dir=/d --modcaps=sys_admin",
+        "--socket-path=/s --shared-dir=/d --fd=-1",
+        "--socket-path=/s --shared-dir=/d -o xattr=yes",
+        "--socket-path=/s --shared-dir=/d --no-such-option",
+        "--socket-path=/s --shared-dir=/d stray",
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        struct options o;
+        g_test_message("%s", bad[i]);
+        g_assert_cmpint(parse(&o, bad[i]), ==, OPTIONS_ERROR);
+        options_free(&o);
+    }
+    struct options o;
+    g_assert_cmpint(parse(&o, "--version"), ==, OPTIONS_EXIT);
+    options_free(&o);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/options/issue-command-line", test_defaults_and_issue_command_line);
+    g_test_add_func("/options/compat-forms", test_compat_forms);
+    g_test_add_func("/options/id-maps-queues", test_id_maps_and_queues);
+    g_test_add_func("/options/errors", test_errors);
+    return g_test_run();
+}
