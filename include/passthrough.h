@@ -99,6 +99,10 @@ int pt_open(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 int pt_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
               const struct fuse_create_in *in, struct fuse_entry_out *entry,
               struct fuse_open_out *open);
+/* An unnamed file in the directory parent (O_TMPFILE), opened; LINK can name it later. */
+int pt_tmpfile(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent,
+               const struct fuse_create_in *in, struct fuse_entry_out *entry,
+               struct fuse_open_out *open);
 /* Reads up to in->size bytes straight into iov (guest memory); returns bytes read. */
 ssize_t pt_read(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
                 const struct fuse_read_in *in, const struct iovec *iov, int iovcnt);

@@ -366,6 +366,18 @@ static void do_create(struct fuse_req *req)
     reply_result(req, ret, &out, sizeof(out));
 }
 
+static void do_tmpfile(struct fuse_req *req)
+{
+    /* The kernel sends the new dentry's placeholder name ("/") after the struct: unused. */
+    struct {
+        struct fuse_entry_out e;
+        struct fuse_open_out o;
+    } out;
+    int ret = pt_tmpfile(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_create_in),
+                         &out.e, &out.o);
+    reply_result(req, ret, &out, sizeof(out));
+}
+
 static void do_read(struct fuse_req *req)
 {
     const struct fuse_read_in *in = ARG(req, struct fuse_read_in);
@@ -692,6 +704,7 @@ static const struct fuse_op fuse_ops[] = {
     OP(FUSE_LSEEK, do_lseek, struct fuse_lseek_in),
     OP(FUSE_COPY_FILE_RANGE, do_copy_file_range, struct fuse_copy_file_range_in),
     OP0(FUSE_SYNCFS, do_syncfs),
+    OP(FUSE_TMPFILE, do_tmpfile, struct fuse_create_in),
 };
 
 static bool is_noreply(uint32_t opcode)

@@ -156,6 +156,45 @@ static int create_file(struct pt_fs *fs, const struct pt_inode *dir, const char 
     return fd;
 }
 
+/* The entry and the handle of a file just created; takes fd and path_fd. */
+static int finish_create(struct pt_fs *fs, struct pt_inode *dir, int fd, int path_fd,
+                         uint32_t flags, struct fuse_entry_out *entry, struct fuse_open_out *open)
+{
+    int ret = pt_entry_from_fd(fs, dir, path_fd, entry);
+    if (ret < 0) {
+        close(fd);
+        return ret;
+    }
+    ret = add_handle(fs, entry->nodeid, fd, flags, open);
+    if (ret < 0)
+        pt_forget(fs, entry->nodeid, 1); /* the guest never saw the entry */
+    return ret;
+}
+
+int pt_tmpfile(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent,
+               const struct fuse_create_in *in, struct fuse_entry_out *entry,
+               struct fuse_open_out *open)
+{
+    struct pt_inode *dir;
+    int ret = fs->cfg.readonly ? -EROFS : pt_begin(fs, ctx, parent, &dir);
+    if (ret == 0 && !S_ISDIR(dir->type))
+        ret = -ENOTDIR;
+    if (ret < 0)
+        return ret;
+    /* O_TMPFILE includes O_DIRECTORY; the access mode and O_EXCL are the guest's. */
+    int flags = pt_open_flags(fs, in->flags & ~(O_TMPFILE | O_CREAT)) | O_TMPFILE;
+    mode_t mode = (fs->dont_mask ? in->mode & ~in->umask : in->mode) & 07777;
+    int fd = openat(dir->fd, ".", flags | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -errno;
+    int path_fd = pt_reopen(fs, fd, O_PATH);
+    if (path_fd < 0) {
+        close(fd);
+        return path_fd;
+    }
+    return finish_create(fs, dir, fd, path_fd, in->flags, entry, open);
+}
+
 int pt_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
               const struct fuse_create_in *in, struct fuse_entry_out *entry,
               struct fuse_open_out *open)
@@ -176,15 +215,7 @@ int pt_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const
     fd = create_file(fs, dir, name, in, &path_fd);
     if (fd < 0)
         return fd;
-    ret = pt_entry_from_fd(fs, dir, path_fd, entry);
-    if (ret < 0) {
-        close(fd);
-        return ret;
-    }
-    ret = add_handle(fs, entry->nodeid, fd, in->flags, open);
-    if (ret < 0)
-        pt_forget(fs, entry->nodeid, 1); /* the guest never saw the entry */
-    return ret;
+    return finish_create(fs, dir, fd, path_fd, in->flags, entry, open);
 }
 
 /* A handle of a regular file (not a directory). */

@@ -141,6 +141,47 @@ static void test_write_read_roundtrip(void)
     fe_close(fe);
 }
 
+static void test_tmpfile_then_link(void)
+{
+    struct fe *fe = open_initialized();
+    struct fuse_create_in ci = {.flags = O_RDWR, .mode = 0600};
+    struct iovec civ[2] = {{&ci, sizeof(ci)}, {"/", 2}}; /* the kernel's placeholder name */
+    struct fe_reply r;
+    g_assert_cmpint(fe_fuse(fe, 1, FUSE_TMPFILE, FUSE_ROOT_ID, civ, 2,
+                            sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out), &r),
+                    ==, 0);
+    g_assert_cmpint(r.error, ==, 0);
+    struct fuse_entry_out e;
+    struct fuse_open_out o;
+    memcpy(&e, r.data, sizeof(e));
+    memcpy(&o, r.data + sizeof(e), sizeof(o));
+    g_assert_cmpuint(e.attr.nlink, ==, 0); /* no name yet */
+    struct fuse_write_in wi = {.fh = o.fh, .size = 9};
+    struct iovec wiv[2] = {{&wi, sizeof(wi)}, {"tmp-data\n", 9}};
+    g_assert_cmpint(fe_fuse(fe, 1, FUSE_WRITE, e.nodeid, wiv, 2, sizeof(struct fuse_write_out), &r),
+                    ==, 0);
+    g_assert_cmpint(r.error, ==, 0);
+    struct fuse_link_in li = {.oldnodeid = e.nodeid};
+    struct iovec liv[2] = {{&li, sizeof(li)}, {"from-tmpfile", 13}};
+    g_assert_cmpint(
+        fe_fuse(fe, 1, FUSE_LINK, FUSE_ROOT_ID, liv, 2, sizeof(struct fuse_entry_out), &r), ==, 0);
+    g_assert_cmpint(r.error, ==, 0);
+    char *p = share_path("from-tmpfile");
+    gchar *text = NULL;
+    g_assert_true(g_file_get_contents(p, &text, NULL, NULL));
+    g_assert_cmpstr(text, ==, "tmp-data\n");
+    g_free(text);
+    g_free(p);
+    /* A file is no directory to make an unnamed file in. */
+    struct fuse_entry_out fe_probe;
+    g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, "probe", &fe_probe), ==, 0);
+    g_assert_cmpint(fe_fuse(fe, 1, FUSE_TMPFILE, fe_probe.nodeid, civ, 2,
+                            sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out), &r),
+                    ==, 0);
+    g_assert_cmpint(r.error, ==, -ENOTDIR);
+    fe_close(fe);
+}
+
 static void test_reconnect(void)
 {
     for (int i = 0; i < 20; i++) {
@@ -506,6 +547,7 @@ int main(int argc, char **argv)
     g_test_add_func("/protocol/cloud-hypervisor-profile", test_cloud_hypervisor_profile);
     g_test_add_func("/protocol/write-read", test_write_read_roundtrip);
     g_test_add_func("/protocol/reconnect", test_reconnect);
+    g_test_add_func("/protocol/tmpfile-then-link", test_tmpfile_then_link);
     g_test_add_func("/hostile/desc-outside-memory", test_desc_outside_memory);
     g_test_add_func("/hostile/desc-straddles-region", test_desc_straddles_region_end);
     g_test_add_func("/hostile/chain-loop", test_chain_loop);

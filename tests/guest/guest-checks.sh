@@ -417,9 +417,14 @@ t_copy_file_range() {
   else fail copy-file-range-offsets "$out"; fi
 }
 
+t_tmpfile() {
+  check tmpfile-linked $T tmpfile "$G" from-tmpfile.txt "made unnamed, then linked"
+  expect_eq tmpfile-content "$(cat "$G/from-tmpfile.txt")" "made unnamed, then linked"
+}
+
 for t in t_mount t_host_files t_small_files t_large_file t_sparse t_dirs t_rename \
   t_links t_attrs t_unprivileged t_many_entries t_xattr t_special t_statfs \
-  t_fallocate t_fsync t_mmap_write t_concurrent t_copy_file_range; do
+  t_fallocate t_fsync t_mmap_write t_concurrent t_copy_file_range t_tmpfile; do
   echo "== $t (uptime $(cut -d" " -f1 /proc/uptime)s)" >&2
   $t
 done

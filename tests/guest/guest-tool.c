@@ -227,6 +227,28 @@ static int cmd_noreplace(char **av, int ac)
     return do_rename(av, ac, RENAME_NOREPLACE, "noreplace");
 }
 
+/* ---- O_TMPFILE ------------------------------------------------------- */
+
+/* Writes TEXT to an unnamed file in DIR, then gives it the name NAME with linkat. */
+static int cmd_tmpfile(char **av, int ac)
+{
+    if (ac != 3)
+        usage_die("tmpfile DIR NAME TEXT");
+    int fd = open(av[0], O_TMPFILE | O_RDWR, 0644);
+    if (fd < 0)
+        sys_fail("open O_TMPFILE", av[0]);
+    size_t len = strlen(av[2]);
+    if (write(fd, av[2], len) != (ssize_t)len)
+        sys_fail("write", av[0]);
+    char proc[64], dst[PATH_MAX];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    snprintf(dst, sizeof(dst), "%s/%s", av[0], av[1]);
+    if (linkat(AT_FDCWD, proc, AT_FDCWD, dst, AT_SYMLINK_FOLLOW) < 0)
+        sys_fail("linkat", dst);
+    close(fd);
+    return 0;
+}
+
 /* ---- copy_file_range ------------------------------------------------- */
 
 static int cmd_copy_range(char **av, int ac)
@@ -939,6 +961,7 @@ static const struct command commands[] = {
     {"exchange", cmd_exchange, "OLD NEW  (renameat2 RENAME_EXCHANGE)"},
     {"noreplace", cmd_noreplace, "OLD NEW  (renameat2 RENAME_NOREPLACE)"},
     {"copy-range", cmd_copy_range, "SRC DST [OFF_IN OFF_OUT LEN]"},
+    {"tmpfile", cmd_tmpfile, "DIR NAME TEXT  (O_TMPFILE, then linkat)"},
     {"seek", cmd_seek, "FILE data|hole OFFSET"},
     {"map", cmd_map, "FILE  (data extents via SEEK_DATA/SEEK_HOLE)"},
     {"fallocate", cmd_fallocate, "FILE alloc|keep|punch|zero OFFSET LEN"},
