@@ -43,6 +43,7 @@ struct pt_config {
     bool announce_submounts; /* flag mount points with FUSE_ATTR_SUBMOUNT */
     bool readonly;           /* every modification fails with EROFS */
     bool killpriv_v2;        /* offer FUSE_HANDLE_KILLPRIV_V2 */
+    bool preserve_noatime;   /* keep O_NOATIME from the guest (dropped by default) */
 };
 
 /* The caller of one request, from fuse_in_header. */

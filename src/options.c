@@ -140,11 +140,12 @@ static const char usage_text[] =
     "      --syslog                   Log to syslog instead of stderr\n"
     "      --rlimit-nofile <N>        Open-file limit [default: the system maximum]\n"
     "      --print-capabilities       Print the vhost-user.json capabilities and exit\n"
+    "      --preserve-noatime         Keep O_NOATIME from the guest (dropped by default)\n"
     "      --uid-map <:ns:host:count:> User namespace uid range when unprivileged (newuidmap)\n"
     "      --gid-map <:ns:host:count:> User namespace gid range when unprivileged (newgidmap)\n"
     "      --posix-acl, --xattrmap <MAP>, --inode-file-handles <MODE>, --allow-mmap,\n"
     "      --security-label, --translate-uid <MAP>, --translate-gid <MAP>,\n"
-    "      --preserve-noatime, --migration-*\n"
+    "      --migration-*\n"
     "                                 Accepted for compatibility; not implemented yet\n"
     "  -o <OPTIONS>                   Legacy options: source=DIR, cache=none|auto|always,\n"
     "                                 xattr, no_xattr, readdirplus, no_readdirplus,\n"
@@ -337,6 +338,9 @@ static int apply(struct options *o, int id, const char *v)
             ret = bad_value("--num-request-queues", v, "1 to 16");
         o->num_request_queues = (unsigned)n;
         return ret;
+    case O_PRESERVE_NOATIME:
+        o->pt.preserve_noatime = true;
+        return 0;
     case O_QUEUE_POLL_US:
         ret = parse_uint("--queue-poll-us", v, 1000000, &n);
         o->queue_poll_us = (unsigned)n;
@@ -425,7 +429,6 @@ static int apply(struct options *o, int id, const char *v)
     case O_SECURITY_LABEL:
     case O_TRANSLATE_UID:
     case O_TRANSLATE_GID:
-    case O_PRESERVE_NOATIME:
         for (const struct option *lo = long_options; lo->name; lo++)
             if (lo->val == id)
                 warn_unimplemented(lo->name);

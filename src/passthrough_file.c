@@ -29,6 +29,10 @@ int pt_open_flags(const struct pt_fs *fs, uint32_t guest_flags)
     }
     if (!fs->cfg.allow_direct_io)
         flags &= ~O_DIRECT;
+    /* The guest kernel already checked the caller may use O_NOATIME; on the host it could
+     * fail for want of ownership or CAP_FOWNER (as the Rust virtiofsd, unless asked). */
+    if (!fs->cfg.preserve_noatime)
+        flags &= ~O_NOATIME;
     return flags | O_CLOEXEC;
 }
 

@@ -63,7 +63,7 @@ static void test_id_maps_and_queues(void)
     struct options o;
     g_assert_cmpint(parse(&o, "--socket-path=/s --shared-dir=/d --uid-map=:0:1000:1: "
                               "--uid-map :1:100001:65535: --gid-map=:0:1000:1: "
-                              "--num-request-queues=4 --queue-poll-us=0"),
+                              "--num-request-queues=4 --queue-poll-us=0 --preserve-noatime"),
                     ==, OPTIONS_OK);
     g_assert_cmpuint(o.n_uid_map, ==, 2);
     g_assert_cmpuint(o.uid_map[1].ns_id, ==, 1);
@@ -72,6 +72,7 @@ static void test_id_maps_and_queues(void)
     g_assert_cmpuint(o.n_gid_map, ==, 1);
     g_assert_cmpuint(o.num_request_queues, ==, 4);
     g_assert_cmpuint(o.queue_poll_us, ==, 0);
+    g_assert_true(o.pt.preserve_noatime);
     options_free(&o);
 }
 

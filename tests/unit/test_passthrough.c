@@ -1148,6 +1148,32 @@ static void test_reset_fds(struct fx *f, gconstpointer data)
 #define ADD_CFG(name, cfg, fn)                                                                     \
     g_test_add("/passthrough/" name, struct fx, cfg, fx_setup, fn, fx_teardown)
 
+/* O_NOATIME from a caller who does not own the file: dropped unless preserve_noatime. */
+static void test_noatime(struct fx *f, gconstpointer data)
+{
+    const struct pt_config *cfg = data;
+    if (geteuid() != 0) {
+        g_test_skip("needs root to act as another user");
+        return;
+    }
+    host_write(f, "root-file", "x", 0644);
+    uint64_t node = lookup_ok(f, FUSE_ROOT_ID, "root-file");
+    struct fuse_open_out o;
+    int ret = do_open(f, &user_ctx, node, O_RDONLY | O_NOATIME, &o);
+    if (cfg && cfg->preserve_noatime) {
+        g_assert_cmpint(ret, ==, -EPERM);
+    } else {
+        g_assert_cmpint(ret, ==, 0);
+        do_release(f, node, o.fh);
+    }
+}
+
+static const struct pt_config preserve_noatime_cfg = {
+    .cache = CACHE_AUTO,
+    .readdirplus = true,
+    .preserve_noatime = true,
+};
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -1169,6 +1195,8 @@ int main(int argc, char **argv)
     ADD("unknown_fh", test_unknown_fh);
     ADD("symlink_confinement", test_symlink_confinement);
     ADD("creds", test_creds);
+    ADD("noatime_dropped", test_noatime);
+    ADD_CFG("noatime_preserved", &preserve_noatime_cfg, test_noatime);
     ADD("creds_threads", test_creds_threads);
     ADD("readdirplus_noexec", test_readdirplus_noexec);
     ADD("cache_modes", test_cache_modes);
