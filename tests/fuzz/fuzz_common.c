@@ -16,8 +16,11 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#include <urcu.h>
 
+#include "fuse_server.h"
 #include "log.h"
+#include "passthrough.h"
 
 static char base_dir[PATH_MAX];
 static char share_dir[PATH_MAX];
@@ -341,4 +344,18 @@ size_t fuzz_bytes(struct fuzz_in *in, size_t n, const uint8_t **out)
     in->p += n;
     in->left -= n;
     return n;
+}
+
+struct fuse_session *fuzz_open_session(int *argc, char ***argv, struct pt_config *cfg,
+                                       struct pt_fs **fs)
+{
+    fuzz_absolute_argv(argc, argv);
+    fuzz_init_logging();
+    cfg->shared_dir = fuzz_make_share();
+    rcu_register_thread();
+    int ret = pt_new(cfg, fs);
+    FUZZ_CHECK(ret == 0, "pt_new: %s", strerror(-ret));
+    struct fuse_session *se = fuse_session_new(*fs);
+    FUZZ_CHECK(se != NULL, "fuse_session_new");
+    return se;
 }

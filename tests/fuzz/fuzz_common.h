@@ -39,6 +39,15 @@ void fuzz_init_logging(void);
  * share's path (static storage).
  */
 const char *fuzz_make_share(void);
+/*
+ * The start of every harness's LLVMFuzzerInitialize: absolute argv, logging, the share,
+ * this thread registered with liburcu, then a pt_fs over the share (cfg->shared_dir is
+ * filled in) and a FUSE session on it. Aborts on failure.
+ */
+struct pt_config;
+struct pt_fs;
+struct fuse_session *fuzz_open_session(int *argc, char ***argv, struct pt_config *cfg,
+                                       struct pt_fs **fs);
 /* Puts the share back as fuzz_make_share() made it (contents, root mode, owner, xattrs). */
 void fuzz_restore_share(void);
 /* Aborts if anything appeared next to the share (in the sentinel dir or the base dir). */

@@ -60,12 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    fuzz_absolute_argv(argc, argv);
-    fuzz_init_logging();
-    const char *share = fuzz_make_share();
-    rcu_register_thread();
     struct pt_config cfg = {
-        .shared_dir = share,
         .cache = CACHE_AUTO,
         .xattr = true,
         .readdirplus = true,
@@ -74,12 +69,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         .announce_submounts = true,
         .killpriv_v2 = true,
     };
-    int ret = pt_new(&cfg, &fs);
-    FUZZ_CHECK(ret == 0, "pt_new: %s", strerror(-ret));
-    se = fuse_session_new(fs);
+    se = fuzz_open_session(argc, argv, &cfg, &fs);
     scratch = fuse_scratch_new();
     elem = calloc(1, sizeof(*elem));
-    FUZZ_CHECK(se && scratch && elem, "out of memory");
+    FUZZ_CHECK(scratch && elem, "out of memory");
     base_fds = fuzz_count_fds();
     return 0;
 }

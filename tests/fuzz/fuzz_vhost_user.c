@@ -56,20 +56,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    fuzz_absolute_argv(argc, argv);
-    fuzz_init_logging();
-    const char *share = fuzz_make_share();
-    rcu_register_thread();
     struct pt_config cfg = {
-        .shared_dir = share,
         .cache = CACHE_AUTO,
         .xattr = true,
         .readdirplus = true,
     };
-    int ret = pt_new(&cfg, &fs);
-    FUZZ_CHECK(ret == 0, "pt_new: %s", strerror(-ret));
-    se = fuse_session_new(fs);
-    FUZZ_CHECK(se != NULL, "fuse_session_new");
+    se = fuzz_open_session(argc, argv, &cfg, &fs);
     dev = vu_dev_new(se, NQUEUES - 1, 0);
     FUZZ_CHECK(dev != NULL, "vu_dev_new");
     base_fds = fuzz_count_fds();
