@@ -26,6 +26,10 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "idmap.h"
+
+struct xattrmap;
+
 enum cache_mode {
     CACHE_NEVER,    /* no caching in the guest: timeouts 0, direct I/O */
     CACHE_METADATA, /* attributes and entries cached, file data not */
@@ -44,6 +48,15 @@ struct pt_config {
     bool readonly;           /* every modification fails with EROFS */
     bool killpriv_v2;        /* offer FUSE_HANDLE_KILLPRIV_V2 */
     bool preserve_noatime;   /* keep O_NOATIME from the guest (dropped by default) */
+    bool posix_locks;        /* offer FUSE_POSIX_LOCKS (host OFD locks, one fd per owner) */
+    bool flock_locks;        /* offer FUSE_FLOCK_LOCKS (host flock on the open file) */
+    /* --xattrmap: xattr names translated between guest and host; NULL: passed unchanged.
+     * Borrowed, not copied: it must outlive the pt_fs. */
+    const struct xattrmap *xattrmap;
+    /* --translate-uid / --translate-gid: caller ids guest->host, attributes host->guest.
+     * Empty (all zero): ids pass unchanged. pt_new takes its own copy. */
+    struct idmap uid_map;
+    struct idmap gid_map;
 };
 
 /* The caller of one request, from fuse_in_header. */
@@ -145,6 +158,28 @@ int pt_statfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 int pt_access(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
               const struct fuse_access_in *in);
 int pt_syncfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid);
+
+/*
+ * Locks: POSIX record locks (GETLK, SETLK, SETLKW) and flock (SETLK/SETLKW with FUSE_LK_FLOCK),
+ * see passthrough_lock.c. A lock request that has to wait does so on a thread of its own and
+ * reports through a pt_async; the queue worker that received it goes on serving.
+ */
+struct pt_async {
+    /* Called exactly once, on the waiting thread, with 0 or a negative errno. */
+    void (*done)(const struct pt_async *a, int result);
+    void *opaque;    /* for done */
+    uint64_t unique; /* the request's id: FUSE_INTERRUPT names it */
+    uint64_t tag;    /* for done */
+};
+#define PT_PENDING 1 /* pt_setlk: the result will arrive through the pt_async */
+
+int pt_getlk(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+             const struct fuse_lk_in *in, struct fuse_lk_out *out);
+/* SETLK, or SETLKW when async is given: may then return PT_PENDING. */
+int pt_setlk(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+             const struct fuse_lk_in *in, const struct pt_async *async);
+/* FUSE_INTERRUPT: a lock wait for request unique ends with -EINTR. False if none is waiting. */
+bool pt_lock_interrupt(struct pt_fs *fs, uint64_t unique);
 
 /* Extended attributes (ENOSYS unless cfg->xattr). */
 int pt_setxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, const char *name,

@@ -16,9 +16,10 @@ struct pt_fs {
     struct itab *inodes;
     struct htab *handles;
     struct pt_inode *root;
-    int proc_self_fd;  /* /proc/self/fd, to reopen O_PATH fds with real access modes */
-    bool switch_creds; /* running as root: act with each caller's fsuid/fsgid */
-    uint64_t timeout;  /* entry and attribute timeout, seconds */
+    int proc_self_fd;       /* /proc/self/fd, to reopen O_PATH fds with real access modes */
+    struct pt_locks *locks; /* lock owners and waiting lock requests (passthrough_lock.c) */
+    bool switch_creds;      /* running as root: act with each caller's fsuid/fsgid */
+    uint64_t timeout;       /* entry and attribute timeout, seconds */
     /* From pt_init; read by concurrent ops, written only while none is in flight. */
     bool writeback;
     bool submounts;
@@ -41,7 +42,11 @@ static inline const char *fd_name(int fd, struct fd_path *p)
     return p->s;
 }
 
-/* Switches to the caller's credentials (a no-op unless running as root). */
+/*
+ * Switches to the caller's credentials (a no-op unless running as root), translated to host
+ * ids by --translate-uid/gid; ctx NULL: the daemon's own (root). -EPERM if a forbid-guest rule
+ * covers the caller's uid or gid: such a caller has no host identity to act with.
+ */
 int pt_enter(struct pt_fs *fs, const struct pt_ctx *ctx);
 
 /* pt_enter, then finds the live inode nodeid names (-EBADF if none). */
@@ -60,8 +65,11 @@ int pt_reopen(struct pt_fs *fs, int path_fd, int flags);
 /* statx of an O_PATH fd, without following symlinks. Returns 0 or -errno. */
 int pt_statx(int fd, struct statx *stx);
 
-/* fuse_attr from statx; flags gets FUSE_ATTR_SUBMOUNT etc. from the caller. */
-void pt_fill_attr(const struct statx *stx, struct fuse_attr *attr);
+/*
+ * fuse_attr from statx, owner and group translated to the guest's ids (--translate-uid/gid);
+ * flags gets FUSE_ATTR_SUBMOUNT etc. from the caller.
+ */
+void pt_fill_attr(const struct pt_fs *fs, const struct statx *stx, struct fuse_attr *attr);
 
 /*
  * Builds the entry for an O_PATH fd (consumed) in parent: takes a lookup reference on the
@@ -90,6 +98,16 @@ void pt_kill_suidgid(struct pt_fs *fs, const struct pt_inode *inode, int fd);
 /* FSYNC and FSYNCDIR on the handle in->fh. */
 int pt_fsync_handle(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
                     const struct fuse_fsync_in *in);
+
+/* Lock state (passthrough_lock.c). reset ends every wait and drops every lock. */
+struct pt_locks;
+int pt_locks_new(struct pt_locks **out);
+void pt_locks_free(struct pt_locks *l);
+void pt_locks_reset(struct pt_locks *l);
+/* FLUSH by owner: its POSIX locks on the inode go, and its waits there end. */
+void pt_locks_flush(struct pt_fs *fs, uint64_t nodeid, uint64_t owner);
+/* RELEASE of fh: flock waits on it end. */
+void pt_locks_release(struct pt_fs *fs, uint64_t fh);
 
 static inline bool pt_wants_write(int flags)
 {

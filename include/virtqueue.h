@@ -61,6 +61,13 @@ int vq_map(struct virtqueue *vq, const struct guest_mem *mem);
  */
 int vq_pop(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *elem);
 
+/*
+ * Walks the chain at head again, as vq_pop did when it was popped: for a request completed
+ * later (a blocking lock), whose buffers must be translated through the memory table in
+ * force now and checked again. Returns 0 or a negative errno.
+ */
+int vq_walk(struct virtqueue *vq, const struct guest_mem *mem, uint16_t head, struct vq_elem *elem);
+
 /* Puts head into the used ring with len bytes written. */
 void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len);
 

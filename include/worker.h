@@ -15,6 +15,8 @@
 #include "guest_mem.h"
 #include "virtqueue.h"
 
+struct late_reply;
+
 struct vu_queue {
     unsigned index;
     struct virtqueue vq;
@@ -30,7 +32,15 @@ struct vu_queue {
     /* Worker thread state. */
     bool running;
     atomic_bool stop;
-    int stop_fd; /* eventfd that wakes the worker to stop */
+    int stop_fd; /* eventfd that wakes the worker: to stop, or to send late replies */
+
+    /* Replies of requests that finished on another thread (a SETLKW that waited), queued for
+     * the worker: only it touches the rings. gen counts ring resets; a late reply for an
+     * earlier ring is dropped. */
+    pthread_mutex_t late_lock;
+    struct late_reply *late;
+    atomic_bool late_pending;
+    uint32_t gen;
     pthread_t thread;
     struct guest_mem *const *mem; /* RCU-protected pointer owned by the device */
     struct fuse_session *fuse;

@@ -39,6 +39,7 @@ struct fuse_req {
     struct fuse_session *se;
     struct fuse_scratch *s;
     const struct vq_elem *elem;
+    const struct fuse_sink *sink;
     struct fuse_in_header in;
     const uint8_t *arg; /* argument bytes after the header, in the scratch buffer */
     size_t arglen;
@@ -466,6 +467,54 @@ static void do_copy_file_range(struct fuse_req *req)
     reply_result(req, n < 0 ? (int)n : 0, &out, sizeof(out));
 }
 
+/* ---- handlers: locks ------------------------------------------------------------------ */
+
+static void do_getlk(struct fuse_req *req)
+{
+    struct fuse_lk_out out;
+    int ret = pt_getlk(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_lk_in), &out);
+    reply_result(req, ret, &out, sizeof(out));
+}
+
+static void setlk_common(struct fuse_req *req, bool wait)
+{
+    struct pt_async async, *a = NULL;
+    if (wait && req->sink) {
+        async = (struct pt_async){
+            .done = req->sink->done,
+            .opaque = req->sink->opaque,
+            .unique = req->in.unique,
+            .tag = FUSE_LATE_TAG(req->sink->gen, req->elem->head),
+        };
+        a = &async;
+    }
+    int ret = pt_setlk(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_lk_in), a);
+    if (ret == PT_PENDING)
+        req->out_len = FUSE_REPLY_LATER;
+    else
+        reply_result(req, ret, NULL, 0);
+}
+
+static void do_setlk(struct fuse_req *req)
+{
+    setlk_common(req, false);
+}
+
+static void do_setlkw(struct fuse_req *req)
+{
+    setlk_common(req, true);
+}
+
+uint32_t fuse_reply_late(const struct vq_elem *elem, uint64_t unique, int error)
+{
+    struct fuse_req req = {.elem = elem, .in = {.unique = unique}};
+    if (error)
+        reply_err(&req, error);
+    else
+        reply_ok(&req, NULL, 0);
+    return req.out_len;
+}
+
 /* ---- handlers: directories ------------------------------------------------------------- */
 
 static void do_opendir(struct fuse_req *req)
@@ -601,6 +650,10 @@ static uint64_t init_offer(const struct pt_config *cfg)
         flags |= FUSE_SUBMOUNTS;
     if (cfg->killpriv_v2)
         flags |= FUSE_HANDLE_KILLPRIV_V2;
+    if (cfg->posix_locks)
+        flags |= FUSE_POSIX_LOCKS;
+    if (cfg->flock_locks)
+        flags |= FUSE_FLOCK_LOCKS;
     return flags;
 }
 
@@ -656,7 +709,11 @@ static void do_destroy(struct fuse_req *req)
 
 static void do_interrupt(struct fuse_req *req)
 {
-    /* Requests here run to completion quickly; there is nothing to interrupt. No reply. */
+    /* Only a waiting lock request can be interrupted; every other request runs to completion
+     * quickly. The interrupted request answers EINTR; INTERRUPT itself gets no reply. */
+    uint64_t target = ARG(req, struct fuse_interrupt_in)->unique;
+    if (!pt_lock_interrupt(req->se->fs, target))
+        log_debug("fuse: INTERRUPT of request %llu: not waiting", (unsigned long long)target);
 }
 
 /* ---- the opcode table -------------------------------------------------------------------- */
@@ -683,6 +740,9 @@ static const struct fuse_op fuse_ops[] = {
     OP0(FUSE_STATFS, do_statfs),
     OP(FUSE_RELEASE, do_release, struct fuse_release_in),
     OP(FUSE_FSYNC, do_fsync, struct fuse_fsync_in),
+    OP(FUSE_GETLK, do_getlk, struct fuse_lk_in),
+    OP(FUSE_SETLK, do_setlk, struct fuse_lk_in),
+    OP(FUSE_SETLKW, do_setlkw, struct fuse_lk_in),
     [FUSE_SETXATTR] = {"FUSE_SETXATTR", FUSE_COMPAT_SETXATTR_IN_SIZE, do_setxattr},
     OP(FUSE_GETXATTR, do_getxattr, struct fuse_getxattr_in),
     OP(FUSE_LISTXATTR, do_listxattr, struct fuse_getxattr_in),
@@ -736,9 +796,9 @@ static int load_request(struct fuse_req *req)
 }
 
 uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
-                              const struct vq_elem *elem)
+                              const struct vq_elem *elem, const struct fuse_sink *sink)
 {
-    struct fuse_req req = {.se = se, .s = s, .elem = elem};
+    struct fuse_req req = {.se = se, .s = s, .elem = elem, .sink = sink};
     if (elem->rd_len < sizeof(req.in)) {
         log_error("fuse: request of %zu bytes is shorter than fuse_in_header", elem->rd_len);
         return 0; /* without a header there is no unique id to answer */

@@ -9,6 +9,7 @@
 
 #include "caps.h"
 #include "vhost_user.h"
+#include "xattrmap.h"
 
 #define VERSION_STRING "virtiofsd 0.1.0 (C)"
 
@@ -58,8 +59,11 @@ enum opt_id {
     O_COMPAT_NO_WRITEBACK,
     O_COMPAT_NO_XATTR,
     O_COMPAT_NO_DIRECT_IO,
-    O_COMPAT_LOCKS,   /* flock, posix_lock: not implemented yet */
-    O_COMPAT_DEFAULT, /* no_flock, no_posix_lock, no_posix_acl, timeout=: already so */
+    O_COMPAT_FLOCK,
+    O_COMPAT_NO_FLOCK,
+    O_COMPAT_POSIX_LOCK,
+    O_COMPAT_NO_POSIX_LOCK,
+    O_COMPAT_DEFAULT, /* no_posix_acl, timeout=: already so */
 };
 
 static const struct option long_options[] = {
@@ -124,6 +128,8 @@ static const char usage_text[] =
     "      --queue-poll-us <US>       Watch an idle queue this long before sleeping, adaptively\n"
     "                                 (0 disables; default 50)\n"
     "      --xattr                    Enable extended attributes\n"
+    "      --xattrmap <MAP>           Translate xattr names between guest and host, e.g.\n"
+    "                                 :map::user.virtiofs.: (implies --xattr)\n"
     "      --readonly                 Share read-only (EROFS for modifications)\n"
     "      --cache <MODE>             auto | always | never | metadata [default: auto]\n"
     "      --no-readdirplus           Disable READDIRPLUS\n"
@@ -143,9 +149,18 @@ static const char usage_text[] =
     "      --preserve-noatime         Keep O_NOATIME from the guest (dropped by default)\n"
     "      --uid-map <:ns:host:count:> User namespace uid range when unprivileged (newuidmap)\n"
     "      --gid-map <:ns:host:count:> User namespace gid range when unprivileged (newgidmap)\n"
-    "      --posix-acl, --xattrmap <MAP>, --inode-file-handles <MODE>, --allow-mmap,\n"
-    "      --security-label, --translate-uid <MAP>, --translate-gid <MAP>,\n"
-    "      --migration-*\n"
+    "      --translate-uid <TYPE:A:B:COUNT>\n"
+    "                                 Translate uids between guest and host (repeatable):\n"
+    "                                 guest:<guest base>:<host base>:<count>,\n"
+    "                                 host:<host base>:<guest base>:<count>,\n"
+    "                                 squash-guest:<guest base>:<host id>:<count>,\n"
+    "                                 squash-host:<host base>:<guest id>:<count>,\n"
+    "                                 forbid-guest:<guest base>:<count> (EPERM),\n"
+    "                                 map:<guest base>:<host base>:<count> (both ways)\n"
+    "      --translate-gid <TYPE:A:B:COUNT>\n"
+    "                                 The same for gids\n"
+    "      --posix-acl, --inode-file-handles <MODE>, --allow-mmap,\n"
+    "      --security-label, --migration-*\n"
     "                                 Accepted for compatibility; not implemented yet\n"
     "  -o <OPTIONS>                   Legacy options: source=DIR, cache=none|auto|always,\n"
     "                                 xattr, no_xattr, readdirplus, no_readdirplus,\n"
@@ -236,6 +251,18 @@ static int parse_id_map(const char *opt, const char *v, struct id_map *maps, uns
     return 0;
 }
 
+/* The last --xattrmap (or -o xattrmap=) wins; a bad one is a usage error. */
+static int set_xattrmap(struct options *o, const char *v)
+{
+    struct xattrmap *map;
+    int ret = xattrmap_parse(v, &map);
+    if (ret < 0)
+        return ret;
+    xattrmap_free((struct xattrmap *)o->pt.xattrmap);
+    o->pt.xattrmap = map;
+    return 0;
+}
+
 static int set_string(char **dst, const char *v)
 {
     free(*dst);
@@ -277,10 +304,10 @@ static int apply_compat(struct options *o, char *list)
         {"posix_acl", O_POSIX_ACL, false},
         {"no_posix_acl", O_COMPAT_DEFAULT, false},
         {"xattrmap", O_XATTRMAP, true},
-        {"flock", O_COMPAT_LOCKS, false},
-        {"no_flock", O_COMPAT_DEFAULT, false},
-        {"posix_lock", O_COMPAT_LOCKS, false},
-        {"no_posix_lock", O_COMPAT_DEFAULT, false},
+        {"flock", O_COMPAT_FLOCK, false},
+        {"no_flock", O_COMPAT_NO_FLOCK, false},
+        {"posix_lock", O_COMPAT_POSIX_LOCK, false},
+        {"no_posix_lock", O_COMPAT_NO_POSIX_LOCK, false},
         {"timeout", O_COMPAT_DEFAULT, true},
         {"readonly", O_READONLY, false},
     };
@@ -301,8 +328,6 @@ static int apply_compat(struct options *o, char *list)
                     map[i].value ? "needs a value" : "takes no value");
             return -EINVAL;
         }
-        if (map[i].id == O_COMPAT_LOCKS)
-            warn_unimplemented(tok);
         int ret = apply(o, map[i].id, eq);
         if (ret < 0)
             return ret;
@@ -348,6 +373,8 @@ static int apply(struct options *o, int id, const char *v)
     case O_XATTR:
         o->pt.xattr = true;
         return 0;
+    case O_XATTRMAP:
+        return set_xattrmap(o, v);
     case O_COMPAT_NO_XATTR:
         o->pt.xattr = false;
         return 0;
@@ -360,7 +387,14 @@ static int apply(struct options *o, int id, const char *v)
     case O_COMPAT_NO_DIRECT_IO:
         o->pt.allow_direct_io = false;
         return 0;
-    case O_COMPAT_LOCKS:
+    case O_COMPAT_FLOCK:
+    case O_COMPAT_NO_FLOCK:
+        o->pt.flock_locks = id == O_COMPAT_FLOCK;
+        return 0;
+    case O_COMPAT_POSIX_LOCK:
+    case O_COMPAT_NO_POSIX_LOCK:
+        o->pt.posix_locks = id == O_COMPAT_POSIX_LOCK;
+        return 0;
     case O_COMPAT_DEFAULT:
         return 0;
     case O_READONLY:
@@ -419,16 +453,17 @@ static int apply(struct options *o, int id, const char *v)
         return parse_id_map("--uid-map", v, o->uid_map, &o->n_uid_map);
     case O_GID_MAP:
         return parse_id_map("--gid-map", v, o->gid_map, &o->n_gid_map);
+    case O_TRANSLATE_UID: /* repeatable: each value adds its rules */
+        return idmap_parse(&o->pt.uid_map, "--translate-uid", v);
+    case O_TRANSLATE_GID:
+        return idmap_parse(&o->pt.gid_map, "--translate-gid", v);
     case O_MIGRATION_ON_ERROR:
     case O_MIGRATION_MODE:
     case O_MIGRATION_VERIFY_HANDLES:
     case O_MIGRATION_CONFIRM_PATHS:
     case O_POSIX_ACL:
-    case O_XATTRMAP:
     case O_ALLOW_MMAP:
     case O_SECURITY_LABEL:
-    case O_TRANSLATE_UID:
-    case O_TRANSLATE_GID:
         for (const struct option *lo = long_options; lo->name; lo++)
             if (lo->val == id)
                 warn_unimplemented(lo->name);
@@ -441,7 +476,8 @@ static void set_defaults(struct options *o)
 {
     *o = (struct options){
         .fd = -1,
-        .pt = {.cache = CACHE_AUTO, .readdirplus = true},
+        /* Locks are kept on the host, where host processes and other guests see them. */
+        .pt = {.cache = CACHE_AUTO, .readdirplus = true, .posix_locks = true, .flock_locks = true},
         .num_request_queues = VU_MAX_REQUEST_QUEUES, /* the VMM picks how many it uses */
         .queue_poll_us = 50,
         .sandbox = SANDBOX_NAMESPACE,
@@ -468,7 +504,7 @@ static int check_required(const struct options *o)
 enum options_result options_parse(int argc, char **argv, struct options *o)
 {
     set_defaults(o);
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then also forgets where it was inside an earlier argv */
     opterr = 1;
     int c;
     while ((c = getopt_long(argc, argv, "hVo:df", long_options, NULL)) != -1) {
@@ -504,6 +540,9 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
         fprintf(stderr, "virtiofsd: unexpected argument '%s'\n", argv[optind]);
         return OPTIONS_ERROR;
     }
+    /* As in the Rust virtiofsd, a map turns xattr support on whatever else was said. */
+    if (o->pt.xattrmap)
+        o->pt.xattr = true;
     return check_required(o) < 0 ? OPTIONS_ERROR : OPTIONS_OK;
 }
 
@@ -513,5 +552,8 @@ void options_free(struct options *o)
     free((char *)o->pt.shared_dir);
     free(o->socket_group);
     free(o->modcaps);
+    idmap_free(&o->pt.uid_map);
+    idmap_free(&o->pt.gid_map);
+    xattrmap_free((struct xattrmap *)o->pt.xattrmap);
     *o = (struct options){.fd = -1};
 }

@@ -54,7 +54,7 @@ static void key_from_statx(const struct statx *stx, struct itab_key *key)
     key->mnt_id = (stx->stx_mask & STATX_MNT_ID) ? stx->stx_mnt_id : 0;
 }
 
-void pt_fill_attr(const struct statx *stx, struct fuse_attr *attr)
+void pt_fill_attr(const struct pt_fs *fs, const struct statx *stx, struct fuse_attr *attr)
 {
     memset(attr, 0, sizeof(*attr));
     attr->ino = stx->stx_ino;
@@ -68,8 +68,9 @@ void pt_fill_attr(const struct statx *stx, struct fuse_attr *attr)
     attr->ctimensec = stx->stx_ctime.tv_nsec;
     attr->mode = stx->stx_mode;
     attr->nlink = stx->stx_nlink;
-    attr->uid = stx->stx_uid;
-    attr->gid = stx->stx_gid;
+    /* Every attribute the guest sees passes here (entries, GETATTR, SETATTR, READDIRPLUS). */
+    attr->uid = idmap_to_guest(&fs->cfg.uid_map, stx->stx_uid);
+    attr->gid = idmap_to_guest(&fs->cfg.gid_map, stx->stx_gid);
     /* glibc's makedev truncated to 32 bits is the kernel's new_encode_dev, which FUSE uses. */
     attr->rdev = (uint32_t)makedev(stx->stx_rdev_major, stx->stx_rdev_minor);
     attr->blksize = stx->stx_blksize;
@@ -109,9 +110,19 @@ static int check_new_name(const char *name)
 
 int pt_enter(struct pt_fs *fs, const struct pt_ctx *ctx)
 {
-    if (!fs->switch_creds)
-        return 0;
-    return ctx ? creds_set(ctx->uid, ctx->gid) : creds_set(0, 0);
+    uint32_t uid, gid;
+    int ret;
+
+    if (!ctx)
+        return fs->switch_creds ? creds_set(0, 0) : 0;
+    /* Checked even when not switching: a forbidden caller is refused either way. */
+    ret = idmap_to_host(&fs->cfg.uid_map, ctx->uid, &uid);
+    if (ret == 0)
+        ret = idmap_to_host(&fs->cfg.gid_map, ctx->gid, &gid);
+    if (ret < 0 || !fs->switch_creds)
+        return ret;
+    /* New files get the fsuid/fsgid as owner, so creation needs nothing more. */
+    return creds_set(uid, gid);
 }
 
 struct pt_inode *pt_inode_get(struct pt_fs *fs, uint64_t nodeid)
@@ -167,7 +178,7 @@ static void fill_entry(const struct pt_fs *fs, const struct pt_inode *inode,
     out->generation = inode->generation;
     out->entry_valid = fs->timeout;
     out->attr_valid = fs->timeout;
-    pt_fill_attr(stx, &out->attr);
+    pt_fill_attr(fs, stx, &out->attr);
 }
 
 int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd,
@@ -282,14 +293,21 @@ int pt_new_with_proc(const struct pt_config *cfg, int proc_self_fd, struct pt_fs
         return -ENOMEM;
     }
     fs->cfg = *cfg;
+    fs->cfg.uid_map = fs->cfg.gid_map = (struct idmap){0}; /* our own copies, below */
     fs->proc_self_fd = proc_self_fd;
     fs->timeout = cache_timeout(cfg->cache);
     fs->cfg.shared_dir = strdup(cfg->shared_dir);
     ret = fs->cfg.shared_dir ? 0 : -ENOMEM;
     if (ret == 0)
+        ret = idmap_copy(&fs->cfg.uid_map, &cfg->uid_map);
+    if (ret == 0)
+        ret = idmap_copy(&fs->cfg.gid_map, &cfg->gid_map);
+    if (ret == 0)
         ret = itab_new(&fs->inodes);
     if (ret == 0)
         ret = htab_new(&fs->handles);
+    if (ret == 0)
+        ret = pt_locks_new(&fs->locks);
     if (ret == 0) {
         setup_process(fs);
         if (fs->proc_self_fd < 0)
@@ -313,6 +331,7 @@ void pt_free(struct pt_fs *fs)
 {
     if (!fs)
         return;
+    pt_locks_free(fs->locks); /* its waits use handles' and inodes' files */
     if (fs->handles)
         htab_free(fs->handles);
     if (fs->inodes)
@@ -320,6 +339,8 @@ void pt_free(struct pt_fs *fs)
     if (fs->proc_self_fd >= 0)
         close(fs->proc_self_fd);
     free((char *)fs->cfg.shared_dir);
+    idmap_free(&fs->cfg.uid_map);
+    idmap_free(&fs->cfg.gid_map);
     free(fs);
 }
 
@@ -341,6 +362,7 @@ void pt_init(struct pt_fs *fs, uint64_t negotiated_flags)
  */
 void pt_reset(struct pt_fs *fs)
 {
+    pt_locks_reset(fs->locks);
     htab_clear(fs->handles);
     itab_clear(fs->inodes, 2);
     /* Close the fds now, unless called inside a read-side section (that would deadlock). */
@@ -375,7 +397,7 @@ static int attr_out(struct pt_fs *fs, const struct pt_inode *inode, struct fuse_
         return ret;
     memset(out, 0, sizeof(*out));
     out->attr_valid = fs->timeout;
-    pt_fill_attr(&stx, &out->attr);
+    pt_fill_attr(fs, &stx, &out->attr);
     return 0;
 }
 
@@ -420,11 +442,31 @@ void pt_kill_suidgid(struct pt_fs *fs, const struct pt_inode *inode, int fd)
         log_debug("cannot clear set-id bits of inode %llu", (unsigned long long)inode->nodeid);
 }
 
-static int set_owner(const struct pt_inode *inode, const struct fuse_setattr_in *in)
+/*
+ * The host owner and group a SETATTR asks for, translated by --translate-uid/gid ((uid_t)-1
+ * and (gid_t)-1: unchanged). -EPERM if one is a forbidden guest id: no file may get it.
+ */
+static int host_owner(const struct pt_fs *fs, const struct fuse_setattr_in *in, uid_t *uid,
+                      gid_t *gid)
 {
-    uid_t uid = (in->valid & FATTR_UID) ? in->uid : (uid_t)-1;
-    gid_t gid = (in->valid & FATTR_GID) ? in->gid : (gid_t)-1;
+    uint32_t id;
+    int ret = 0;
 
+    *uid = (uid_t)-1;
+    *gid = (gid_t)-1;
+    if (in->valid & FATTR_UID) {
+        ret = idmap_to_host(&fs->cfg.uid_map, in->uid, &id);
+        *uid = id;
+    }
+    if (ret == 0 && (in->valid & FATTR_GID)) {
+        ret = idmap_to_host(&fs->cfg.gid_map, in->gid, &id);
+        *gid = id;
+    }
+    return ret;
+}
+
+static int set_owner(const struct pt_inode *inode, uid_t uid, gid_t gid)
+{
     if (fchownat(inode->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
     return 0;
@@ -502,12 +544,15 @@ static int apply_setattr(struct pt_fs *fs, const struct pt_inode *inode, int fd,
                          const struct fuse_setattr_in *in)
 {
     uint32_t valid = in->valid;
-    int ret = 0;
+    uid_t uid;
+    gid_t gid;
+    /* Translated first, so that a refused owner leaves the inode untouched. */
+    int ret = host_owner(fs, in, &uid, &gid);
 
-    if (valid & FATTR_MODE)
+    if (ret == 0 && (valid & FATTR_MODE))
         ret = set_mode(fs, inode, fd, in->mode);
     if (ret == 0 && (valid & (FATTR_UID | FATTR_GID)))
-        ret = set_owner(inode, in);
+        ret = set_owner(inode, uid, gid);
     if (ret == 0 && (valid & FATTR_SIZE)) {
         ret = set_size(fs, inode, fd, in->size);
         if (ret == 0 && (valid & FATTR_KILL_SUIDGID) && !(valid & FATTR_MODE))

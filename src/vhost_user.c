@@ -685,13 +685,15 @@ void vu_dev_reset(struct vu_dev *dev)
 {
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_stop(&dev->queues[i]);
+    /* Before the queues: ending the lock waits queues their replies, which the queue reset
+     * then drops. */
+    fuse_session_reset(dev->fuse);
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_reset(&dev->queues[i]);
     guest_mem_free(publish_mem(dev, NULL));
     dev->features = 0;
     dev->protocol_features = 0;
     dev->owner = false;
-    fuse_session_reset(dev->fuse);
 }
 
 void vu_dev_free(struct vu_dev *dev)

@@ -183,16 +183,23 @@ int vq_pop(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *el
                   vq->num);
         return 0; /* nothing valid to hand back; the next entry may be fine */
     }
-    elem->head = head;
-    elem->rd_num = elem->wr_num = 0;
-    elem->rd_len = elem->wr_len = 0;
-    elem->writable_seen = false;
-    int ret = walk_chain(vq, mem, elem);
+    int ret = vq_walk(vq, mem, head, elem);
     if (ret < 0) {
         log_error("virtqueue: bad descriptor chain at head %u: %s", head, strerror(-ret));
         return ret;
     }
     return 1;
+}
+
+int vq_walk(struct virtqueue *vq, const struct guest_mem *mem, uint16_t head, struct vq_elem *elem)
+{
+    elem->head = head;
+    elem->rd_num = elem->wr_num = 0;
+    elem->rd_len = elem->wr_len = 0;
+    elem->writable_seen = false;
+    if (head >= vq->num)
+        return -EINVAL;
+    return walk_chain(vq, mem, elem);
 }
 
 void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len)

@@ -15,6 +15,14 @@
 /* Without a kick fd (the front-end asked for polling) we look at the ring this often. */
 #define POLL_INTERVAL_MS 10
 
+struct late_reply {
+    struct late_reply *next;
+    uint64_t unique;
+    uint32_t gen;
+    uint16_t head;
+    int error;
+};
+
 void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *mem,
                    struct fuse_session *fuse)
 {
@@ -22,6 +30,8 @@ void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *
     q->index = index;
     q->kick_fd = q->call_fd = q->err_fd = q->stop_fd = -1;
     pthread_mutex_init(&q->call_lock, NULL);
+    pthread_mutex_init(&q->late_lock, NULL);
+    atomic_init(&q->late_pending, false);
     atomic_init(&q->stop, false);
     q->mem = mem;
     q->fuse = fuse;
@@ -42,15 +52,41 @@ void vu_queue_set_call(struct vu_queue *q, int fd)
     pthread_mutex_unlock(&q->call_lock);
 }
 
+/* Takes the queued late replies (the caller frees them). */
+static struct late_reply *take_late(struct vu_queue *q)
+{
+    if (!atomic_exchange(&q->late_pending, false))
+        return NULL;
+    pthread_mutex_lock(&q->late_lock);
+    struct late_reply *list = q->late;
+    q->late = NULL;
+    pthread_mutex_unlock(&q->late_lock);
+    return list;
+}
+
+static void free_late(struct late_reply *r)
+{
+    while (r) {
+        struct late_reply *next = r->next;
+        free(r);
+        r = next;
+    }
+}
+
 void vu_queue_reset(struct vu_queue *q)
 {
     close_fd(&q->kick_fd);
     close_fd(&q->err_fd);
-    close_fd(&q->stop_fd); /* the worker is stopped; a new start makes a new one */
+    /* stop_fd stays: a late reply may still be signalled through it; it lives until destroy. */
     vu_queue_set_call(q, -1);
     q->started = false;
     q->enabled = false;
     memset(&q->vq, 0, sizeof(q->vq));
+    pthread_mutex_lock(&q->late_lock);
+    q->gen++;
+    free_late(q->late);
+    q->late = NULL;
+    pthread_mutex_unlock(&q->late_lock);
 }
 
 void vu_queue_destroy(struct vu_queue *q)
@@ -59,6 +95,62 @@ void vu_queue_destroy(struct vu_queue *q)
     vu_queue_reset(q);
     close_fd(&q->stop_fd);
     pthread_mutex_destroy(&q->call_lock);
+    pthread_mutex_destroy(&q->late_lock);
+}
+
+/* fuse_sink.done: queues the reply for the worker and wakes it. Any thread. */
+static void late_done(const struct pt_async *a, int result)
+{
+    struct vu_queue *q = a->opaque;
+    struct late_reply *r = malloc(sizeof(*r));
+    if (!r) {
+        log_error("queue %u: out of memory for the reply to request %llu", q->index,
+                  (unsigned long long)a->unique);
+        return;
+    }
+    *r = (struct late_reply){.unique = a->unique,
+                             .gen = FUSE_LATE_GEN(a->tag),
+                             .head = FUSE_LATE_HEAD(a->tag),
+                             .error = result};
+    pthread_mutex_lock(&q->late_lock);
+    if (r->gen == q->gen) {
+        r->next = q->late;
+        q->late = r;
+        atomic_store(&q->late_pending, true);
+        r = NULL;
+    }
+    int fd = q->stop_fd;
+    pthread_mutex_unlock(&q->late_lock);
+    free(r); /* the ring was reset meanwhile: nobody waits for this reply */
+    if (fd >= 0 && eventfd_write(fd, 1) < 0)
+        log_warn("queue %u: waking the worker failed: %m", q->index);
+}
+
+/* Puts the late replies into the used ring; true if any was. */
+static bool serve_late(struct vu_queue *q, struct vq_elem *elem)
+{
+    struct late_reply *list = take_late(q);
+    if (!list)
+        return false;
+    bool pushed = false;
+    rcu_read_lock();
+    struct guest_mem *mem = rcu_dereference(*q->mem);
+    for (struct late_reply *r = list; r && mem && vq_map(&q->vq, mem) == 0; r = r->next) {
+        if (r->gen != q->gen)
+            continue;
+        /* The chain is walked again: the memory table may have changed since it was popped. */
+        uint32_t len = 0;
+        if (vq_walk(&q->vq, mem, r->head, elem) == 0)
+            len = fuse_reply_late(elem, r->unique, r->error);
+        else
+            log_error("queue %u: the chain of request %llu is no longer valid", q->index,
+                      (unsigned long long)r->unique);
+        vq_push(&q->vq, r->head, len);
+        pushed = true;
+    }
+    rcu_read_unlock();
+    free_late(list);
+    return pushed;
 }
 
 static void signal_guest(struct vu_queue *q)
@@ -89,9 +181,11 @@ static int serve_one(struct vu_queue *q, struct fuse_scratch *scratch, struct vq
     }
     int r = vq_pop(vq, mem, elem);
     if (r != 0) {
+        const struct fuse_sink sink = {.done = late_done, .opaque = q, .gen = q->gen};
         /* A chain we could not walk still goes back to the driver, empty. */
-        uint32_t len = r > 0 ? fuse_session_process(q->fuse, scratch, elem) : 0;
-        vq_push(vq, elem->head, len);
+        uint32_t len = r > 0 ? fuse_session_process(q->fuse, scratch, elem, &sink) : 0;
+        if (len != FUSE_REPLY_LATER)
+            vq_push(vq, elem->head, len);
     }
     rcu_read_unlock();
     return r != 0;
@@ -116,7 +210,7 @@ static bool disable_notify(struct virtqueue *vq)
 /* Serves everything available on the ring; returns false if the ring cannot be used. */
 static bool process_ring(struct vu_queue *q, struct fuse_scratch *scratch, struct vq_elem *elem)
 {
-    bool pushed = false;
+    bool pushed = serve_late(q, elem);
     do {
         ring_op(q, disable_notify);
         int r;
@@ -152,8 +246,10 @@ static bool wait_kick(struct vu_queue *q)
         }
         if (atomic_load(&q->stop))
             return false;
+        eventfd_t v;
+        if ((fds[0].revents & POLLIN) && eventfd_read(q->stop_fd, &v) < 0 && errno != EAGAIN)
+            log_warn("queue %u: reading the wake-up fd failed: %m", q->index);
         if (nfds == 2 && (fds[1].revents & POLLIN)) {
-            eventfd_t v;
             if (eventfd_read(q->kick_fd, &v) < 0 && errno != EAGAIN)
                 log_warn("queue %u: reading the kick fd failed: %m", q->index);
         }
@@ -183,7 +279,7 @@ static bool poll_ring(struct vu_queue *q)
     do {
         if (atomic_load(&q->stop))
             return false;
-        if (ring_op(q, has_avail)) {
+        if (atomic_load(&q->late_pending) || ring_op(q, has_avail)) {
             q->poll_misses = 0;
             return true;
         }
@@ -224,9 +320,12 @@ int vu_queue_start(struct vu_queue *q)
     if (q->running || !q->started || !q->enabled || q->vq.num == 0)
         return 0;
     if (q->stop_fd < 0) {
-        q->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (q->stop_fd < 0)
+        int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (fd < 0)
             return -errno;
+        pthread_mutex_lock(&q->late_lock); /* late_done reads it from other threads */
+        q->stop_fd = fd;
+        pthread_mutex_unlock(&q->late_lock);
     }
     /* A fresh start takes the used index the driver sees, as the ring was left. */
     rcu_read_lock();

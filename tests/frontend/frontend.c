@@ -41,6 +41,8 @@ struct fe {
     bool reconnecting; /* cloud-hypervisor's sequence after the back-end dropped */
     uint64_t unique;
     struct fe_queue q[FE_MAX_QUEUES];
+    /* Requests sent with fe_fuse_send and not yet collected by fe_fuse_wait. */
+    struct fe_pending *pending[FE_MAX_PENDING];
 };
 
 struct vu_hdr {
@@ -594,6 +596,82 @@ int fe_fuse(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid, const s
     return fe_fuse_as(fe, q, 0, 0, opcode, nodeid, in, nin, out_size, r);
 }
 
+/* A used element for a request sent with fe_fuse_send: recorded there. False if none. */
+static bool set_aside(struct fe *fe, unsigned q, uint16_t head, uint32_t len)
+{
+    for (unsigned i = 0; i < FE_MAX_PENDING; i++) {
+        struct fe_pending *p = fe->pending[i];
+        if (p && p->q == q && p->head == head && !p->done) {
+            p->done = true;
+            p->used_len = len;
+            return true;
+        }
+    }
+    return false;
+}
+
+int fe_fuse_send(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid,
+                 const struct iovec *in, unsigned nin, size_t out_size, uint32_t pid,
+                 struct fe_pending *p)
+{
+    unsigned slot = 0;
+    while (slot < FE_MAX_PENDING && fe->pending[slot])
+        slot++;
+    if (slot == FE_MAX_PENDING)
+        return -ENOSPC;
+    size_t inlen = sizeof(struct fuse_in_header);
+    for (unsigned i = 0; i < nin; i++)
+        inlen += in[i].iov_len;
+    /* Not released: the buffers stay the request's until fe_fuse_wait. */
+    uint64_t req = fe_alloc(fe, inlen);
+    uint64_t rep = fe_alloc(fe, sizeof(struct fuse_out_header) + out_size);
+    struct fuse_in_header h = {.len = (uint32_t)inlen,
+                               .opcode = opcode,
+                               .unique = ++fe->unique,
+                               .nodeid = nodeid,
+                               .pid = pid};
+    uint8_t *ptr = fe_ptr(fe, req);
+    memcpy(ptr, &h, sizeof(h));
+    ptr += sizeof(h);
+    for (unsigned i = 0; i < nin; i++) {
+        memcpy(ptr, in[i].iov_base, in[i].iov_len);
+        ptr += in[i].iov_len;
+    }
+    struct fe_buf bufs[2] = {{req, (uint32_t)inlen, false},
+                             {rep, (uint32_t)(sizeof(struct fuse_out_header) + out_size), true}};
+    *p = (struct fe_pending){.q = q, .unique = h.unique, .reply_gpa = rep};
+    int ret = fe_vq_add(fe, q, bufs, 2, !fe->cfg.no_indirect, &p->head);
+    if (ret < 0)
+        return ret;
+    fe->pending[slot] = p;
+    fe_vq_kick(fe, q);
+    return 0;
+}
+
+int fe_fuse_wait(struct fe *fe, struct fe_pending *p, int timeout_ms, struct fe_reply *r)
+{
+    uint16_t got;
+    uint32_t len;
+    int ret = 0;
+    while (!p->done && (ret = fe_vq_get_used(fe, p->q, &got, &len, timeout_ms)) == 0)
+        if (!set_aside(fe, p->q, got, len))
+            return -EPROTO; /* a reply nobody waits for */
+    if (!p->done)
+        return ret; /* still pending: the caller may wait again */
+    for (unsigned i = 0; i < FE_MAX_PENDING; i++)
+        if (fe->pending[i] == p)
+            fe->pending[i] = NULL;
+    fe_vq_free_chain(fe, p->q, p->head);
+    struct fuse_out_header *o = fe_ptr(fe, p->reply_gpa);
+    r->len = p->used_len;
+    r->error = p->used_len >= sizeof(*o) ? o->error : 0;
+    r->data = (uint8_t *)(o + 1);
+    r->data_len = p->used_len >= sizeof(*o) ? p->used_len - sizeof(*o) : 0;
+    if (p->used_len >= sizeof(*o) && (o->unique != p->unique || o->len != p->used_len))
+        return -EPROTO;
+    return 0;
+}
+
 int fe_fuse_as(struct fe *fe, unsigned q, uint32_t uid, uint32_t gid, uint32_t opcode,
                uint64_t nodeid, const struct iovec *in, unsigned nin, size_t out_size,
                struct fe_reply *r)
@@ -626,7 +704,10 @@ int fe_fuse_as(struct fe *fe, unsigned q, uint32_t uid, uint32_t gid, uint32_t o
     if (ret < 0)
         goto out;
     fe_vq_kick(fe, q);
-    ret = fe_vq_get_used(fe, q, &got, &len, 5000);
+    /* Replies to requests sent with fe_fuse_send may come first: they are set aside. */
+    while ((ret = fe_vq_get_used(fe, q, &got, &len, 5000)) == 0 && got != head &&
+           set_aside(fe, q, got, len))
+        ;
     if (ret < 0)
         goto out;
     fe_vq_free_chain(fe, q, got);

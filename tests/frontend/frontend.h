@@ -138,6 +138,24 @@ int fe_fuse(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid, const s
 int fe_fuse_as(struct fe *fe, unsigned q, uint32_t uid, uint32_t gid, uint32_t opcode,
                uint64_t nodeid, const struct iovec *in, unsigned nin, size_t out_size,
                struct fe_reply *r);
+/*
+ * A request whose reply may take a while (a blocking lock): fe_fuse_send publishes it and
+ * returns at once; fe_fuse_wait collects the reply (-ETIMEDOUT: not yet, wait again). Replies
+ * to other requests (fe_fuse) are matched meanwhile; p must stay valid until collected.
+ */
+#define FE_MAX_PENDING 16
+struct fe_pending {
+    unsigned q;
+    uint16_t head;
+    uint64_t unique;
+    uint64_t reply_gpa;
+    bool done;
+    uint32_t used_len;
+};
+int fe_fuse_send(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid,
+                 const struct iovec *in, unsigned nin, size_t out_size, uint32_t pid,
+                 struct fe_pending *p);
+int fe_fuse_wait(struct fe *fe, struct fe_pending *p, int timeout_ms, struct fe_reply *r);
 int fe_fuse_init(struct fe *fe);
 /* Convenience: LOOKUP name under parent into e; returns the FUSE error. */
 int fe_lookup(struct fe *fe, uint64_t parent, const char *name, struct fuse_entry_out *e);

@@ -274,7 +274,7 @@ static void serve(const uint8_t *req, uint32_t req_len, const uint32_t *rd_cuts,
         memcpy(&in, req, sizeof(in));
 
     rcu_read_lock();
-    uint32_t ret = fuse_session_process(se, scratch, elem);
+    uint32_t ret = fuse_session_process(se, scratch, elem, NULL);
     rcu_read_unlock();
     /* The request ran with the caller's fsuid/fsgid on this thread; back to root for the
      * harness's own file system work (a worker thread never does any). */

@@ -422,9 +422,17 @@ t_tmpfile() {
   expect_eq tmpfile-content "$(cat "$G/from-tmpfile.txt")" "made unnamed, then linked"
 }
 
+# locks are kept on the host: between guest processes, against a host holder
+t_locks() {
+  echo data >"$G/locks.txt"
+  check locks-posix $T locks posix "$G/locks.txt"
+  check locks-flock $T locks flock "$G/locks.txt"
+  check locks-held-by-host $T locks held "$H/locked-by-host.txt"
+}
+
 for t in t_mount t_host_files t_small_files t_large_file t_sparse t_dirs t_rename \
   t_links t_attrs t_unprivileged t_many_entries t_xattr t_special t_statfs \
-  t_fallocate t_fsync t_mmap_write t_concurrent t_copy_file_range t_tmpfile; do
+  t_fallocate t_fsync t_mmap_write t_concurrent t_copy_file_range t_tmpfile t_locks; do
   echo "== $t (uptime $(cut -d" " -f1 /proc/uptime)s)" >&2
   $t
 done

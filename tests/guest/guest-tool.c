@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -951,6 +952,176 @@ static int cmd_pwrite(char **av, int ac)
     return 0;
 }
 
+/* ---- locks ------------------------------------------------------------ */
+
+/* A lock failure: prints what differed and exits 1 (in a child too). */
+static void lock_fail(const char *what, int got, int want)
+{
+    fprintf(stderr, "%s: locks: %s: got %d (%s), want %d\n", prog, what, got,
+            got > 0 ? strerror(got) : "-", want);
+    exit(1);
+}
+
+/* fcntl F_SETLK/F_SETLKW/F_GETLK on [start, start + len): 0 or errno. */
+static int posix_lock(int fd, int cmd, short type, off_t start, off_t len, struct flock *out)
+{
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+    int r = fcntl(fd, cmd, &fl);
+    if (out)
+        *out = fl;
+    return r < 0 ? errno : 0;
+}
+
+static int open_rw(const char *path)
+{
+    int fd = open(path, O_RDWR);
+    if (fd < 0)
+        sys_fail("open", path);
+    return fd;
+}
+
+/* Reads one byte from a pipe: the other process reached a point. */
+static void wait_for(int rfd)
+{
+    char c;
+    if (read(rfd, &c, 1) != 1)
+        lock_fail("sync pipe", errno, 0);
+}
+
+/* The child is blocked (not exited) after a moment; only a lock can be holding it. */
+static void expect_blocked(pid_t child)
+{
+    usleep(300 * 1000);
+    int st;
+    if (waitpid(child, &st, WNOHANG) != 0)
+        lock_fail("waiter returned while the lock was held", 0, 0);
+}
+
+static void expect_child_ok(pid_t child)
+{
+    int st;
+    if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        lock_fail("child", WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0);
+}
+
+/* POSIX record locks between two guest processes, then the close(2) rule. */
+static void locks_posix(const char *path)
+{
+    int fd = open_rw(path), p[2];
+    if (pipe(p) < 0)
+        sys_fail("pipe", path);
+    int r = posix_lock(fd, F_SETLK, F_WRLCK, 0, 100, NULL);
+    if (r)
+        lock_fail("F_SETLK [0,100)", r, 0);
+    pid_t parent = getpid(), child = fork();
+    if (child == 0) {
+        int cfd = open_rw(path);
+        struct flock fl;
+        if ((r = posix_lock(cfd, F_SETLK, F_WRLCK, 50, 10, NULL)) != EAGAIN && r != EACCES)
+            lock_fail("conflicting F_SETLK", r, EAGAIN);
+        if ((r = posix_lock(cfd, F_GETLK, F_RDLCK, 0, 0, &fl)) != 0)
+            lock_fail("F_GETLK", r, 0);
+        if (fl.l_type != F_WRLCK || fl.l_start != 0 || fl.l_len != 100 || fl.l_pid != parent)
+            lock_fail("F_GETLK holder (pid)", fl.l_pid, parent);
+        if ((r = posix_lock(cfd, F_SETLK, F_WRLCK, 200, 100, NULL)) != 0)
+            lock_fail("disjoint F_SETLK", r, 0);
+        if (write(p[1], "w", 1) != 1)
+            _exit(1);
+        if ((r = posix_lock(cfd, F_SETLKW, F_WRLCK, 0, 10, NULL)) != 0)
+            lock_fail("F_SETLKW", r, 0);
+        _exit(0);
+    }
+    wait_for(p[0]);
+    expect_blocked(child);
+    if ((r = posix_lock(fd, F_SETLK, F_UNLCK, 0, 0, NULL)) != 0)
+        lock_fail("unlock", r, 0);
+    expect_child_ok(child);
+
+    /* Closing any fd of the file drops the process's locks on it. */
+    if ((r = posix_lock(fd, F_SETLK, F_WRLCK, 0, 0, NULL)) != 0)
+        lock_fail("relock", r, 0);
+    close(open_rw(path));
+    if ((child = fork()) == 0) {
+        int cfd = open_rw(path);
+        _exit(posix_lock(cfd, F_SETLK, F_WRLCK, 0, 0, NULL) == 0 ? 0 : 1);
+    }
+    expect_child_ok(child);
+    close(fd);
+    printf("posix locks ok\n");
+}
+
+/* flock between two open files: exclusion, blocking, release on close. */
+static void locks_flock(const char *path)
+{
+    int fd = open_rw(path), p[2];
+    if (pipe(p) < 0)
+        sys_fail("pipe", path);
+    if (flock(fd, LOCK_EX) < 0)
+        lock_fail("LOCK_EX", errno, 0);
+    pid_t child = fork();
+    if (child == 0) {
+        close(fd); /* the open file (and its flock) must stay the parent's alone */
+        int cfd = open_rw(path);
+        if (flock(cfd, LOCK_SH | LOCK_NB) == 0 || errno != EWOULDBLOCK)
+            lock_fail("LOCK_SH|LOCK_NB", errno, EWOULDBLOCK);
+        if (write(p[1], "w", 1) != 1)
+            _exit(1);
+        if (flock(cfd, LOCK_EX) < 0)
+            lock_fail("blocking LOCK_EX", errno, 0);
+        _exit(0);
+    }
+    wait_for(p[0]);
+    expect_blocked(child);
+    close(fd); /* the last close of the open file releases it */
+    expect_child_ok(child);
+    printf("flock ok\n");
+}
+
+/* A lock a host process holds on path: the guest must see it. */
+static void locks_held(const char *path)
+{
+    int fd = open_rw(path), r;
+    struct flock fl;
+    if ((r = posix_lock(fd, F_SETLK, F_RDLCK, 0, 0, NULL)) != EAGAIN && r != EACCES)
+        lock_fail("F_SETLK on a host-locked file", r, EAGAIN);
+    if ((r = posix_lock(fd, F_GETLK, F_RDLCK, 0, 0, &fl)) != 0 || fl.l_type != F_WRLCK)
+        lock_fail("F_GETLK on a host-locked file", r ? r : fl.l_type, F_WRLCK);
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0 || errno != EWOULDBLOCK)
+        lock_fail("flock on a host-locked file", errno, EWOULDBLOCK);
+    printf("host locks seen\n");
+}
+
+static int cmd_locks(char **av, int ac)
+{
+    if (ac != 2)
+        usage_die("locks posix|flock|held FILE");
+    if (strcmp(av[0], "posix") == 0)
+        locks_posix(av[1]);
+    else if (strcmp(av[0], "flock") == 0)
+        locks_flock(av[1]);
+    else if (strcmp(av[0], "held") == 0)
+        locks_held(av[1]);
+    else
+        usage_die("locks posix|flock|held FILE");
+    return 0;
+}
+
+/* Host side: hold a POSIX write lock and an flock on FILE until killed. */
+static int cmd_hold_locks(char **av, int ac)
+{
+    if (ac != 1)
+        usage_die("hold-locks FILE");
+    int fd = open_rw(av[0]), r;
+    if ((r = posix_lock(fd, F_SETLK, F_WRLCK, 0, 0, NULL)) != 0)
+        lock_fail("F_SETLK", r, 0);
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+        lock_fail("flock", errno, 0);
+    printf("holding\n");
+    fflush(stdout);
+    for (;;)
+        pause();
+}
+
 struct command {
     const char *name;
     int (*fn)(char **av, int ac);
@@ -985,6 +1156,8 @@ static const struct command commands[] = {
     {"mkfiles", cmd_mkfiles, "DIR N [PREFIX]"},
     {"count", cmd_count, "DIR"},
     {"pwrite", cmd_pwrite, "FILE OFFSET STRING"},
+    {"locks", cmd_locks, "posix|flock|held FILE  (lock scenarios between processes)"},
+    {"hold-locks", cmd_hold_locks, "FILE  (POSIX write lock + flock until killed)"},
 };
 
 static void help(FILE *f)

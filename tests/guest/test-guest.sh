@@ -224,7 +224,12 @@ for MODE in "${mode_list[@]}"; do
   vg_log "cache=$MODE: booting the guest (daemon: $VIRTIOFSD)"
   nfail_before=$NFAIL
   completed=1
+  # a host process holds a POSIX lock and an flock the guest must see
+  echo locked >"$S/host/locked-by-host.txt"
+  "$GT" hold-locks "$S/host/locked-by-host.txt" >/dev/null &
+  holder=$!
   vg_run_guest "$S" "$VG_DIR/guest-checks.sh" "${daemon_opts[@]}" || completed=0
+  kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null || true
   # the guest's own verdicts
   while IFS= read -r line; do
     case $line in

@@ -107,7 +107,7 @@ static uint32_t run_iov(struct fx *f, const struct iovec *rd, unsigned nrd, cons
         e->wr_len += wr[i].iov_len;
     }
     rcu_read_lock();
-    uint32_t ret = fuse_session_process(f->se, f->scratch, e);
+    uint32_t ret = fuse_session_process(f->se, f->scratch, e, NULL);
     rcu_read_unlock();
     return ret;
 }

@@ -1,0 +1,524 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Locks for the guest: POSIX record locks and flock, kept on the host so host processes and
+ * other guests sharing the directory see them.
+ *
+ * POSIX locks belong to a lock owner (a guest process), not to an open file. They are
+ * implemented with open file description (OFD) locks, which have the same range semantics
+ * (merging, splitting, upgrading), on one host open file per (inode, owner): locks of two
+ * owners then conflict, and locks of one owner taken through different guest fds merge, as
+ * POSIX wants. FLUSH (every close(2) in the guest) drops the owner's locks on the file.
+ *
+ * flock locks belong to the open file, which is exactly one of our handles: flock(2) on its
+ * fd has the right semantics as it is.
+ *
+ * A lock that must wait (SETLKW) waits on a thread of its own, so the queue worker that
+ * received it keeps serving, including the unlock the wait depends on. INTERRUPT, FLUSH of
+ * the owner, RELEASE of the file and a reset end waits early with EINTR: the waiting thread
+ * is woken from fcntl/flock with a signal (re-sent until it is seen, as a signal that lands
+ * just before the thread enters the syscall is otherwise lost).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "passthrough_internal.h"
+
+#define MAX_WAITS   1024           /* concurrent blocked SETLKWs per filesystem */
+#define WAKE_SIGNAL (SIGRTMIN + 2) /* interrupts a waiting fcntl/flock; handler does nothing */
+#define RESEND_NS   2000000        /* re-send the wake-up signal this often (2 ms) */
+#define WAIT_STACK  (64 * 1024)
+
+/* The host open file that carries one guest lock owner's POSIX locks on one inode. */
+struct lock_owner {
+    struct lock_owner *next;
+    uint64_t nodeid, owner;
+    int fd;
+    uint32_t pid;  /* guest pid of the owner's last lock: GETLK reports it */
+    unsigned refs; /* 1 while in the table, +1 per wait using fd */
+};
+
+/* One blocked SETLKW. */
+struct lock_wait {
+    struct lock_wait *next;
+    pthread_t thread;
+    struct pt_async async;
+    atomic_bool cancelled;
+    struct lock_owner *lo; /* POSIX: lock lo->fd with fl */
+    struct flock fl;
+    uint32_t pid;
+    int flock_fd; /* flock: a dup of the handle's fd, -1 for POSIX */
+    int flock_op;
+    uint64_t fh;
+};
+
+struct pt_locks {
+    pthread_mutex_t mu;
+    pthread_cond_t cond; /* broadcast when a wait ends */
+    struct lock_owner *owners;
+    struct lock_wait *waits;
+    unsigned nwaits;
+};
+
+static void wake_handler(int sig)
+{
+    (void)sig; /* only there to make the blocking syscall return EINTR */
+}
+
+int pt_locks_new(struct pt_locks **out)
+{
+    struct sigaction sa = {.sa_handler = wake_handler}; /* no SA_RESTART: we want EINTR */
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(WAKE_SIGNAL, &sa, NULL) < 0)
+        return -errno;
+    struct pt_locks *l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    *out = l;
+    return 0;
+}
+
+void pt_locks_free(struct pt_locks *l)
+{
+    if (!l)
+        return;
+    pt_locks_reset(l);
+    pthread_cond_destroy(&l->cond);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
+/* ---- lock owners (call with mu held) --------------------------------------------------- */
+
+static struct lock_owner *owner_find(struct pt_locks *l, uint64_t nodeid, uint64_t owner)
+{
+    for (struct lock_owner *lo = l->owners; lo; lo = lo->next)
+        if (lo->nodeid == nodeid && lo->owner == owner)
+            return lo;
+    return NULL;
+}
+
+static void owner_put(struct lock_owner *lo)
+{
+    if (--lo->refs > 0)
+        return;
+    close(lo->fd);
+    free(lo);
+}
+
+static void owner_unlink(struct pt_locks *l, struct lock_owner *lo)
+{
+    for (struct lock_owner **p = &l->owners; *p; p = &(*p)->next) {
+        if (*p == lo) {
+            *p = lo->next;
+            owner_put(lo);
+            return;
+        }
+    }
+}
+
+/*
+ * A host open file for the inode, as the daemon itself: lock requests need none of the
+ * caller's access rights (the guest checked its fd's mode), but a write lock needs a file
+ * open for writing and a read lock one open for reading, so both are tried for.
+ */
+static int open_for_locks(struct pt_fs *fs, struct pt_inode *inode)
+{
+    static const int modes[] = {O_RDWR, O_RDONLY, O_WRONLY};
+    int ret = pt_enter(fs, NULL);
+    if (ret < 0)
+        return ret;
+    for (unsigned i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        ret = pt_reopen(fs, inode->fd, modes[i] | O_NONBLOCK);
+        if (ret >= 0 || (ret != -EACCES && ret != -EROFS && ret != -EISDIR && ret != -ETXTBSY))
+            return ret;
+    }
+    return ret;
+}
+
+static int owner_get(struct pt_fs *fs, struct pt_inode *inode, uint64_t owner,
+                     struct lock_owner **out)
+{
+    struct pt_locks *l = fs->locks;
+    struct lock_owner *lo = owner_find(l, inode->nodeid, owner);
+    if (lo) {
+        *out = lo;
+        return 0;
+    }
+    int fd = open_for_locks(fs, inode);
+    if (fd < 0)
+        return fd;
+    lo = calloc(1, sizeof(*lo));
+    if (!lo) {
+        close(fd);
+        return -ENOMEM;
+    }
+    *lo = (struct lock_owner){
+        .next = l->owners, .nodeid = inode->nodeid, .owner = owner, .fd = fd, .refs = 1};
+    l->owners = lo;
+    *out = lo;
+    return 0;
+}
+
+/* ---- conversions ------------------------------------------------------------------------- */
+
+/* fuse_file_lock ends are inclusive, OFFSET_MAX meaning "to the end"; flock uses lengths. */
+static int to_flock(const struct fuse_file_lock *lk, struct flock *fl)
+{
+    if (lk->type != F_RDLCK && lk->type != F_WRLCK && lk->type != F_UNLCK)
+        return -EINVAL;
+    if (lk->start > INT64_MAX || lk->end < lk->start)
+        return -EINVAL;
+    *fl = (struct flock){
+        .l_type = (short)lk->type, .l_whence = SEEK_SET, .l_start = (off_t)lk->start};
+    fl->l_len = lk->end >= INT64_MAX ? 0 : (off_t)(lk->end - lk->start + 1);
+    return 0;
+}
+
+static void from_flock(const struct flock *fl, uint32_t pid, struct fuse_file_lock *lk)
+{
+    lk->type = (uint32_t)fl->l_type;
+    lk->start = (uint64_t)fl->l_start;
+    lk->end = fl->l_len == 0 ? (uint64_t)INT64_MAX : (uint64_t)(fl->l_start + fl->l_len - 1);
+    lk->pid = fl->l_type == F_UNLCK ? 0 : pid;
+}
+
+static int flock_op(uint32_t type)
+{
+    return type == F_RDLCK ? LOCK_SH : type == F_WRLCK ? LOCK_EX : LOCK_UN;
+}
+
+/* ---- waits ------------------------------------------------------------------------------- */
+
+static int wait_once(struct lock_wait *w)
+{
+    int ret = w->lo ? fcntl(w->lo->fd, F_OFD_SETLKW, &w->fl) : flock(w->flock_fd, w->flock_op);
+    return ret < 0 ? -errno : 0;
+}
+
+/* What the new thread needs; freed by it. */
+struct wait_start {
+    struct pt_locks *l;
+    struct lock_wait *w;
+};
+
+static void wait_finish(struct pt_locks *l, struct lock_wait *w, int ret)
+{
+    pthread_mutex_lock(&l->mu);
+    for (struct lock_wait **p = &l->waits; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    l->nwaits--;
+    if (w->lo) {
+        if (ret == 0)
+            w->lo->pid = w->pid;
+        owner_put(w->lo);
+    }
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->mu);
+    if (w->flock_fd >= 0)
+        close(w->flock_fd);
+    free(w);
+}
+
+static void *wait_thread(void *arg)
+{
+    struct wait_start *st = arg;
+    struct pt_locks *l = st->l;
+    struct lock_wait *w = st->w;
+    free(st);
+    int ret;
+    do
+        ret = atomic_load(&w->cancelled) ? -EINTR : wait_once(w);
+    while (ret == -EINTR && !atomic_load(&w->cancelled));
+    /* The reply goes out before the wait leaves the list: whoever waits for the list to
+     * empty (a reset) then knows every reply was handed over. */
+    w->async.done(&w->async, ret);
+    wait_finish(l, w, ret);
+    return NULL;
+}
+
+/* Starts the thread for w (mu held); w is linked on success. */
+static int wait_start(struct pt_locks *l, struct lock_wait *w)
+{
+    if (l->nwaits >= MAX_WAITS) {
+        log_warn("locks: %u lock requests already waiting; refusing another", l->nwaits);
+        return -ENOLCK;
+    }
+    struct wait_start *st = malloc(sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    *st = (struct wait_start){l, w};
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, WAIT_STACK);
+    /* Linked before the thread runs, so it can always find and unlink itself. */
+    w->next = l->waits;
+    l->waits = w;
+    l->nwaits++;
+    int ret = pthread_create(&w->thread, &attr, wait_thread, st);
+    pthread_attr_destroy(&attr);
+    if (ret != 0) {
+        l->waits = w->next;
+        l->nwaits--;
+        free(st);
+        log_warn("locks: cannot start a waiting thread: %s", strerror(ret));
+        return -ret;
+    }
+    return 0;
+}
+
+struct wait_match {
+    bool all;
+    bool by_unique;
+    uint64_t unique;
+    bool by_owner; /* POSIX waits of (nodeid, owner) */
+    bool by_fh;    /* flock waits on fh */
+    uint64_t nodeid, owner, fh;
+};
+
+static bool wait_matches(const struct lock_wait *w, const struct wait_match *m)
+{
+    if (m->all)
+        return true;
+    if (m->by_unique)
+        return w->async.unique == m->unique;
+    if (m->by_owner)
+        return w->lo && w->lo->nodeid == m->nodeid && w->lo->owner == m->owner;
+    return m->by_fh && !w->lo && w->fh == m->fh;
+}
+
+/* Ends the matching waits with EINTR and returns once they are gone (mu held). */
+static bool cancel_waits(struct pt_locks *l, const struct wait_match *m)
+{
+    bool found = false;
+    for (;;) {
+        bool any = false;
+        for (struct lock_wait *w = l->waits; w; w = w->next) {
+            if (!wait_matches(w, m))
+                continue;
+            any = found = true;
+            atomic_store(&w->cancelled, true);
+            pthread_kill(w->thread, WAKE_SIGNAL);
+        }
+        if (!any)
+            return found;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += RESEND_NS;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&l->cond, &l->mu, &until);
+    }
+}
+
+void pt_locks_reset(struct pt_locks *l)
+{
+    pthread_mutex_lock(&l->mu);
+    cancel_waits(l, &(struct wait_match){.all = true});
+    while (l->owners)
+        owner_unlink(l, l->owners);
+    pthread_mutex_unlock(&l->mu);
+}
+
+bool pt_lock_interrupt(struct pt_fs *fs, uint64_t unique)
+{
+    pthread_mutex_lock(&fs->locks->mu);
+    bool found = cancel_waits(fs->locks, &(struct wait_match){.by_unique = true, .unique = unique});
+    pthread_mutex_unlock(&fs->locks->mu);
+    return found;
+}
+
+/* ---- POSIX record locks -------------------------------------------------------------------- */
+
+/*
+ * Which of our owners holds the lock that conflicts with a request: the one that does not
+ * see that lock as a conflict from its own file (its own locks never conflict with it).
+ */
+static uint32_t holder_pid(struct pt_locks *l, const struct lock_owner *self, uint64_t nodeid,
+                           const struct flock *asked, const struct flock *found)
+{
+    for (struct lock_owner *lo = l->owners; lo; lo = lo->next) {
+        if (lo == self || lo->nodeid != nodeid)
+            continue;
+        struct flock t = *asked;
+        if (fcntl(lo->fd, F_OFD_GETLK, &t) < 0)
+            continue;
+        if (t.l_type != found->l_type || t.l_start != found->l_start || t.l_len != found->l_len)
+            return lo->pid;
+    }
+    return 0; /* a host process or another guest: no pid in the guest's namespace */
+}
+
+int pt_getlk(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+             const struct fuse_lk_in *in, struct fuse_lk_out *out)
+{
+    struct pt_inode *inode;
+    struct flock fl;
+    int ret = pt_begin(fs, ctx, nodeid, &inode);
+    if (ret == 0)
+        ret = to_flock(&in->lk, &fl);
+    if (ret < 0)
+        return ret;
+    struct pt_locks *l = fs->locks;
+    pthread_mutex_lock(&l->mu);
+    struct lock_owner *lo = owner_find(l, nodeid, in->owner);
+    int fd = lo ? lo->fd : open_for_locks(fs, inode);
+    if (fd < 0) {
+        pthread_mutex_unlock(&l->mu);
+        return fd;
+    }
+    struct flock asked = fl;
+    ret = fcntl(fd, F_OFD_GETLK, &fl) < 0 ? -errno : 0;
+    uint32_t pid = 0;
+    if (ret == 0 && fl.l_type != F_UNLCK)
+        pid = holder_pid(l, lo, nodeid, &asked, &fl);
+    pthread_mutex_unlock(&l->mu);
+    if (!lo)
+        close(fd);
+    if (ret == 0) {
+        memset(out, 0, sizeof(*out));
+        from_flock(&fl, pid, &out->lk);
+    }
+    return ret;
+}
+
+static int setlk_posix(struct pt_fs *fs, struct pt_inode *inode, const struct fuse_lk_in *in,
+                       const struct pt_async *async)
+{
+    struct flock fl;
+    int ret = to_flock(&in->lk, &fl);
+    if (ret < 0)
+        return ret;
+    struct pt_locks *l = fs->locks;
+    pthread_mutex_lock(&l->mu);
+    struct lock_owner *lo = owner_find(l, inode->nodeid, in->owner);
+    if (!lo && fl.l_type == F_UNLCK)
+        goto out; /* nothing held, nothing to drop */
+    if (!lo && (ret = owner_get(fs, inode, in->owner, &lo)) < 0)
+        goto out;
+    ret = fcntl(lo->fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+    if (ret == -EACCES)
+        ret = -EAGAIN; /* POSIX allows either; the guest's callers expect EAGAIN */
+    if (ret == 0 && fl.l_type != F_UNLCK)
+        lo->pid = in->lk.pid;
+    if (ret != -EAGAIN || !async)
+        goto out;
+    struct lock_wait *w = calloc(1, sizeof(*w));
+    if (!w) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    *w = (struct lock_wait){.async = *async, .lo = lo, .fl = fl, .pid = in->lk.pid, .flock_fd = -1};
+    atomic_init(&w->cancelled, false);
+    lo->refs++;
+    ret = wait_start(l, w);
+    if (ret < 0) {
+        lo->refs--;
+        free(w);
+    } else {
+        ret = PT_PENDING;
+    }
+out:
+    pthread_mutex_unlock(&l->mu);
+    return ret;
+}
+
+/* FLUSH: a close(2) by the owner drops all its POSIX locks on the file. */
+static void flush_owner(struct pt_fs *fs, uint64_t nodeid, uint64_t owner)
+{
+    struct pt_locks *l = fs->locks;
+    pthread_mutex_lock(&l->mu);
+    struct lock_owner *lo = owner_find(l, nodeid, owner);
+    if (lo) {
+        cancel_waits(l, &(struct wait_match){.by_owner = true, .nodeid = nodeid, .owner = owner});
+        owner_unlink(l, lo); /* closing its file drops its locks */
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* ---- flock --------------------------------------------------------------------------------- */
+
+static int setlk_flock(struct pt_fs *fs, uint64_t nodeid, const struct fuse_lk_in *in,
+                       const struct pt_async *async)
+{
+    struct pt_handle *h = htab_get(fs->handles, in->fh, nodeid);
+    if (!h)
+        return -EBADF;
+    int op = flock_op(in->lk.type);
+    if (flock(h->fd, op | LOCK_NB) == 0)
+        return 0;
+    int ret = -errno;
+    if (ret != -EWOULDBLOCK || !async || op == LOCK_UN)
+        return ret;
+    struct lock_wait *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    /* The wait keeps its own fd on the open file: the handle's may be closed meanwhile. */
+    *w = (struct lock_wait){.async = *async,
+                            .flock_fd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0),
+                            .flock_op = op,
+                            .fh = in->fh};
+    atomic_init(&w->cancelled, false);
+    if (w->flock_fd < 0) {
+        ret = -errno;
+        free(w);
+        return ret;
+    }
+    struct pt_locks *l = fs->locks;
+    pthread_mutex_lock(&l->mu);
+    ret = wait_start(l, w);
+    pthread_mutex_unlock(&l->mu);
+    if (ret < 0) {
+        close(w->flock_fd);
+        free(w);
+        return ret;
+    }
+    return PT_PENDING;
+}
+
+int pt_setlk(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+             const struct fuse_lk_in *in, const struct pt_async *async)
+{
+    struct pt_inode *inode;
+    int ret = pt_begin(fs, ctx, nodeid, &inode);
+    if (ret < 0)
+        return ret;
+    if (in->lk_flags & FUSE_LK_FLOCK)
+        return fs->cfg.flock_locks ? setlk_flock(fs, nodeid, in, async) : -ENOSYS;
+    return fs->cfg.posix_locks ? setlk_posix(fs, inode, in, async) : -ENOSYS;
+}
+
+/* ---- closing ----------------------------------------------------------------------------- */
+
+void pt_locks_flush(struct pt_fs *fs, uint64_t nodeid, uint64_t owner)
+{
+    flush_owner(fs, nodeid, owner);
+}
+
+void pt_locks_release(struct pt_fs *fs, uint64_t fh)
+{
+    struct pt_locks *l = fs->locks;
+    pthread_mutex_lock(&l->mu);
+    cancel_waits(l, &(struct wait_match){.by_fh = true, .fh = fh});
+    pthread_mutex_unlock(&l->mu);
+}
