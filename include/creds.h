@@ -12,9 +12,13 @@
 #ifndef VFS_CREDS_H
 #define VFS_CREDS_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 /* Makes uid/gid this thread's fsuid/fsgid. Returns 0 or -EPERM (and then leaves them unset). */
 int creds_set(uid_t uid, gid_t gid);
+
+/* Sets this thread's supplementary groups (n = 0: none). Returns 0 or -errno. */
+int creds_set_groups(const gid_t *groups, size_t n);
 
 #endif

@@ -82,6 +82,20 @@ void pt_init(struct pt_fs *fs, uint64_t negotiated_flags);
 /* Drops every inode but the root and every open handle (DESTROY, a new INIT, a disconnect). */
 void pt_reset(struct pt_fs *fs);
 
+/*
+ * FUSE requests carry the caller's uid and gid but not its supplementary groups, so the host
+ * refuses what the caller may do only through one of them (an open of a group-readable
+ * file, a create in a group-writable directory, a chown to one of its groups). The guest
+ * kernel checked that already (virtiofs always mounts with default_permissions). For a
+ * request the host refused, these are the host groups that may have made the difference:
+ * the groups of the inodes involved (nodeid, nodeid2 when nonzero) and the group a SETATTR
+ * (sa, or NULL) asks for; the request is then tried once more with them as supplementary
+ * groups. Returns how many were put in out[3]; 0 when a retry cannot help (a caller with
+ * the daemon's own privileges, or no credential switching).
+ */
+int pt_retry_groups(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t nodeid2,
+                    const struct fuse_setattr_in *sa, gid_t out[3]);
+
 /* Entries (fuse_entry_out: nodeid, generation, timeouts, attr). */
 int pt_lookup(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
               struct fuse_entry_out *out);

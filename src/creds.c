@@ -63,3 +63,9 @@ int creds_set(uid_t uid, gid_t gid)
     cur.gid = gid;
     return 0;
 }
+
+int creds_set_groups(const gid_t *groups, size_t n)
+{
+    /* The raw syscall: glibc's setgroups() would apply it to every thread of the process. */
+    return syscall(SYS_setgroups, n, groups) < 0 ? -errno : 0;
+}

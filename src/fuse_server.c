@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "creds.h"
 #include "log.h"
 
 #define FUSE_MIN_MINOR 12 /* older protocols lay out several structs differently */
@@ -45,6 +46,10 @@ struct fuse_req {
     size_t arglen;
     struct pt_ctx ctx;
     uint32_t out_len; /* bytes written to the reply; 0 until replied */
+    /* A permission error the caller's supplementary groups may fix: held back, not replied,
+     * so the request can run once more with them (see pt_retry_groups). */
+    bool may_retry;
+    int held_error;
 };
 
 typedef void (*fuse_handler)(struct fuse_req *req);
@@ -157,6 +162,11 @@ static void reply_err(struct fuse_req *req, int neg_errno)
     /* Errors travel as negative errno; anything else here is a bug worth seeing as EIO. */
     if (neg_errno >= 0 || neg_errno < -4095)
         neg_errno = -EIO;
+    if (req->may_retry &&
+        (neg_errno == -EACCES || (neg_errno == -EPERM && req->in.opcode == FUSE_SETATTR))) {
+        req->held_error = neg_errno;
+        return;
+    }
     reply_raw(req, neg_errno, NULL, 0);
 }
 
@@ -767,6 +777,69 @@ static const struct fuse_op fuse_ops[] = {
     OP(FUSE_TMPFILE, do_tmpfile, struct fuse_create_in),
 };
 
+/*
+ * Requests whose host permission check may depend on the caller's supplementary groups, and
+ * that change nothing when they fail with EACCES/EPERM, so running one again is safe. The
+ * second inode involved, if any, is returned in *nodeid2.
+ */
+static bool group_retryable(const struct fuse_req *req, uint64_t *nodeid2)
+{
+    *nodeid2 = 0;
+    switch (req->in.opcode) {
+    case FUSE_RENAME:
+        *nodeid2 = ARG(req, struct fuse_rename_in)->newdir;
+        return true;
+    case FUSE_RENAME2:
+        *nodeid2 = ARG(req, struct fuse_rename2_in)->newdir;
+        return true;
+    case FUSE_LINK:
+        *nodeid2 = ARG(req, struct fuse_link_in)->oldnodeid;
+        return true;
+    case FUSE_LOOKUP:
+    case FUSE_SETATTR:
+    case FUSE_MKNOD:
+    case FUSE_MKDIR:
+    case FUSE_SYMLINK:
+    case FUSE_UNLINK:
+    case FUSE_RMDIR:
+    case FUSE_OPEN:
+    case FUSE_CREATE:
+    case FUSE_TMPFILE:
+    case FUSE_OPENDIR:
+    case FUSE_SETXATTR:
+    case FUSE_GETXATTR:
+    case FUSE_LISTXATTR:
+    case FUSE_REMOVEXATTR:
+    case FUSE_READLINK:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Runs the handler; a held-back permission error gets one more try with the groups that may
+ * grant the access, and is replied if that cannot help. */
+static void run_handler(struct fuse_req *req, const struct fuse_op *op)
+{
+    uint64_t nodeid2;
+    req->may_retry = group_retryable(req, &nodeid2);
+    op->handler(req);
+    if (!req->held_error)
+        return;
+    int err = req->held_error;
+    req->may_retry = false;
+    req->held_error = 0;
+    gid_t groups[3];
+    const struct fuse_setattr_in *sa =
+        req->in.opcode == FUSE_SETATTR ? ARG(req, struct fuse_setattr_in) : NULL;
+    int n = pt_retry_groups(req->se->fs, &req->ctx, req->in.nodeid, nodeid2, sa, groups);
+    if (n == 0 || creds_set_groups(groups, (size_t)n) < 0)
+        return reply_err(req, err);
+    op->handler(req);
+    if (creds_set_groups(NULL, 0) < 0)
+        log_error("fuse: cannot drop supplementary groups: %m");
+}
+
 static bool is_noreply(uint32_t opcode)
 {
     return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET || opcode == FUSE_INTERRUPT;
@@ -827,7 +900,7 @@ uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
             reply_err(&req, err);
         return req.out_len;
     }
-    op->handler(&req);
+    run_handler(&req, op);
     return req.out_len;
 }
 

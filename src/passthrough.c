@@ -125,6 +125,36 @@ int pt_enter(struct pt_fs *fs, const struct pt_ctx *ctx)
     return creds_set(uid, gid);
 }
 
+/* Adds the host group of inode nodeid to out (once). */
+static int add_inode_group(struct pt_fs *fs, uint64_t nodeid, gid_t *out, int n)
+{
+    struct pt_inode *inode = nodeid ? itab_get(fs->inodes, nodeid) : NULL;
+    struct statx stx;
+
+    if (!inode || pt_statx(inode->fd, &stx) < 0)
+        return n;
+    for (int i = 0; i < n; i++)
+        if (out[i] == stx.stx_gid)
+            return n;
+    out[n] = stx.stx_gid;
+    return n + 1;
+}
+
+int pt_retry_groups(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t nodeid2,
+                    const struct fuse_setattr_in *sa, gid_t out[3])
+{
+    uint32_t uid, gid;
+    int n = 0;
+
+    if (!fs->switch_creds || idmap_to_host(&fs->cfg.uid_map, ctx->uid, &uid) < 0 || uid == 0)
+        return 0;
+    n = add_inode_group(fs, nodeid, out, n);
+    n = add_inode_group(fs, nodeid2, out, n);
+    if (sa && (sa->valid & FATTR_GID) && idmap_to_host(&fs->cfg.gid_map, sa->gid, &gid) == 0)
+        out[n++] = gid;
+    return n;
+}
+
 struct pt_inode *pt_inode_get(struct pt_fs *fs, uint64_t nodeid)
 {
     return itab_get(fs->inodes, nodeid);
@@ -540,8 +570,32 @@ static int setattr_fd(struct pt_fs *fs, uint64_t nodeid, const struct fuse_setat
     return h->dir ? -1 : h->fd;
 }
 
-static int apply_setattr(struct pt_fs *fs, const struct pt_inode *inode, int fd,
-                         const struct fuse_setattr_in *in)
+/*
+ * A mode change that only drops S_ISUID/S_ISGID. Without FUSE_HANDLE_KILLPRIV_V2 the guest
+ * kernel clears those bits itself before a write or truncate by someone other than the owner,
+ * with a SETATTR sent as that writer; the host would refuse it a chmod. The guest kernel made
+ * the permission checks (virtiofs always mounts with default_permissions), and a caller that
+ * could write the file could have the host clear the bits by writing it, so it is applied with
+ * the daemon's own credentials.
+ */
+static int set_mode_killpriv(struct pt_fs *fs, const struct pt_ctx *ctx,
+                             const struct pt_inode *inode, int fd, mode_t mode)
+{
+    struct statx stx;
+    int ret = pt_statx(inode->fd, &stx);
+    mode_t cur = stx.stx_mode & 07777;
+
+    if (ret < 0 || (mode & 07777) == cur || (mode & 07777) != (cur & ~(mode_t)(S_ISUID | S_ISGID)))
+        return -EPERM;
+    ret = pt_enter(fs, NULL);
+    if (ret == 0)
+        ret = set_mode(fs, inode, fd, mode);
+    int back = pt_enter(fs, ctx);
+    return ret < 0 ? ret : back;
+}
+
+static int apply_setattr(struct pt_fs *fs, const struct pt_ctx *ctx, const struct pt_inode *inode,
+                         int fd, const struct fuse_setattr_in *in)
 {
     uint32_t valid = in->valid;
     uid_t uid;
@@ -549,8 +603,11 @@ static int apply_setattr(struct pt_fs *fs, const struct pt_inode *inode, int fd,
     /* Translated first, so that a refused owner leaves the inode untouched. */
     int ret = host_owner(fs, in, &uid, &gid);
 
-    if (ret == 0 && (valid & FATTR_MODE))
+    if (ret == 0 && (valid & FATTR_MODE)) {
         ret = set_mode(fs, inode, fd, in->mode);
+        if (ret == -EPERM && fs->switch_creds)
+            ret = set_mode_killpriv(fs, ctx, inode, fd, in->mode);
+    }
     if (ret == 0 && (valid & (FATTR_UID | FATTR_GID)))
         ret = set_owner(inode, uid, gid);
     if (ret == 0 && (valid & FATTR_SIZE)) {
@@ -577,7 +634,7 @@ int pt_setattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
     fd = setattr_fd(fs, nodeid, in);
     if (fd == -EBADF)
         return fd;
-    ret = apply_setattr(fs, inode, fd, in);
+    ret = apply_setattr(fs, ctx, inode, fd, in);
     return ret < 0 ? ret : attr_out(fs, inode, out);
 }
 

@@ -83,6 +83,7 @@ static const char *const allowed[] = {
     /* acting as the guest's caller */
     "setfsuid",
     "setfsgid",
+    "setgroups", /* per thread, for the guest caller's group access (creds.c) */
     "getuid",
     "geteuid",
     "getgid",

@@ -77,6 +77,7 @@ fi
 echo "== guest tests (QEMU, the kernel's virtiofs driver)"
 export VIRTIOFSD=$PWD/$BUILD/virtiofsd
 run_suite guest bash tests/guest/test-guest.sh --cache=always,never
+run_suite conformance bash tests/guest/test-conformance.sh --cache=never,always
 run_suite reconnect bash tests/guest/test-reconnect.sh
 run_suite sandbox bash tests/guest/test-sandbox.sh
 

@@ -3,19 +3,22 @@
 #
 # The guest is: the Debian 12 kernel (unpacked from its .deb, never installed
 # on the host) + an uncompressed initramfs holding busybox-static, the kernel
-# modules virtio-fs needs (in dependency order), the static C helper
-# guest-tool, and an /init that mounts the virtio-fs tag and runs a test
-# script that lib.sh appends to the initramfs for each boot.
+# modules virtio-fs needs (in dependency order), the static C helpers
+# guest-tool and posix-conform, and an /init that mounts the virtio-fs tag and
+# runs a test script that lib.sh appends to the initramfs for each boot.
 #
 # Output: the image directory, printed as the last line on stdout:
 #   vmlinuz          the kernel
 #   initramfs.cpio   base initramfs (newc, uncompressed: nothing to inflate
 #                    under TCG, and per-boot archives can simply be appended)
 #   guest-tool       the helper, static, so the host-side checks can run it too
+#   posix-conform    the POSIX conformance checker (test-conformance.sh), static,
+#                    so the host baseline runs the very same binary
 #   info             kernel version, module load order
 #
 # Cached in $VG_CACHE_DIR (default /var/cache/virtiofsd-tests)/<hash>, where
-# <hash> covers this script and guest-tool.c: editing either rebuilds, and
+# <hash> covers this script and the C sources (guest-tool.c,
+# posix-conform.c): editing any of them rebuilds, and
 # the checkout itself stays clean.  Usage: build-image.sh [--force]
 set -euo pipefail
 
@@ -24,7 +27,7 @@ CACHE_ROOT=${VG_CACHE_DIR:-/var/cache/virtiofsd-tests}
 log() { echo "build-image: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-HASH=$(cat "$HERE/build-image.sh" "$HERE/guest-tool.c" | sha256sum | cut -c1-16)
+HASH=$(cat "$HERE/build-image.sh" "$HERE/guest-tool.c" "$HERE/posix-conform.c" | sha256sum | cut -c1-16)
 IMG=$CACHE_ROOT/$HASH
 
 if [ "${1:-}" != --force ] && [ -f "$IMG/.complete" ]; then
@@ -115,6 +118,9 @@ done
 log "compiling guest-tool"
 gcc -static -O2 -Wall -Wextra -Werror -o "$WORK/guest-tool" "$HERE/guest-tool.c" -lpthread
 cp "$WORK/guest-tool" "$ROOT/bin/guest-tool"
+log "compiling posix-conform"
+gcc -static -O2 -Wall -Wextra -Werror -o "$WORK/posix-conform" "$HERE/posix-conform.c"
+cp "$WORK/posix-conform" "$ROOT/bin/posix-conform"
 
 # ---- kernel modules ------------------------------------------------------------
 # What is a module and what is built in differs between kernel builds
@@ -247,7 +253,7 @@ log "packing initramfs"
 # Publish atomically: a half-built image never looks complete.
 OUT=$WORK/out
 mkdir "$OUT"
-mv "$WORK/vmlinuz" "$WORK/initramfs.cpio" "$WORK/guest-tool" "$WORK/info" "$OUT/"
+mv "$WORK/vmlinuz" "$WORK/initramfs.cpio" "$WORK/guest-tool" "$WORK/posix-conform" "$WORK/info" "$OUT/"
 touch "$OUT/.complete"
 rm -rf "$IMG"
 mv "$OUT" "$IMG"
