@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "fuse_server.h"
 #include "guest_mem.h"
@@ -46,6 +47,7 @@ struct vu_queue {
     struct fuse_session *fuse;
     unsigned poll_us; /* look at an idle ring this long before sleeping (0: never) */
     unsigned poll_misses, poll_skips; /* adaptive polling state, worker thread only */
+    uint64_t served; /* requests served since the worker started (logged when it stops) */
 };
 
 void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *mem,

@@ -186,6 +186,7 @@ static int serve_one(struct vu_queue *q, struct fuse_scratch *scratch, struct vq
         uint32_t len = r > 0 ? fuse_session_process(q->fuse, scratch, elem, &sink) : 0;
         if (len != FUSE_REPLY_LATER)
             vq_push(vq, elem->head, len);
+        q->served++;
     }
     rcu_read_unlock();
     return r != 0;
@@ -303,11 +304,13 @@ static void *worker_main(void *arg)
         log_error("queue %u: out of memory starting the worker", q->index);
         goto out;
     }
+    q->served = 0;
     log_debug("queue %u: worker started", q->index);
     /* Buffers may have been queued before the kick fd arrived: look before sleeping. */
     while (process_ring(q, scratch, elem) && (poll_ring(q) || wait_kick(q)))
         ;
-    log_debug("queue %u: worker stopped", q->index);
+    log_debug("queue %u: worker stopped, %llu requests served", q->index,
+              (unsigned long long)q->served);
 out:
     rcu_unregister_thread();
     free(elem);

@@ -79,6 +79,7 @@ export VIRTIOFSD=$PWD/$BUILD/virtiofsd
 run_suite guest bash tests/guest/test-guest.sh --cache=always,never
 run_suite conformance bash tests/guest/test-conformance.sh --cache=never,always
 run_suite reconnect bash tests/guest/test-reconnect.sh
+run_suite multiqueue bash tests/guest/test-multiqueue.sh
 run_suite sandbox bash tests/guest/test-sandbox.sh
 
 [ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"

@@ -27,7 +27,12 @@ CACHE_ROOT=${VG_CACHE_DIR:-/var/cache/virtiofsd-tests}
 log() { echo "build-image: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-HASH=$(cat "$HERE/build-image.sh" "$HERE/guest-tool.c" "$HERE/posix-conform.c" | sha256sum | cut -c1-16)
+# VG_KERNEL_SUITE=trixie (say) takes the kernel from that Debian suite instead
+# of the host's (its package index is fetched into the cache, apart from the
+# host's apt state): the multi-queue test needs a kernel newer than 6.1.
+SUITE=${VG_KERNEL_SUITE:-}
+HASH=$({ cat "$HERE/build-image.sh" "$HERE/guest-tool.c" "$HERE/posix-conform.c"; echo "suite=$SUITE"; } |
+  sha256sum | cut -c1-16)
 IMG=$CACHE_ROOT/$HASH
 
 if [ "${1:-}" != --force ] && [ -f "$IMG/.complete" ]; then
@@ -78,21 +83,40 @@ apt_download() { # PKG... into $WORK/debs
 }
 
 # ---- kernel ------------------------------------------------------------------
+# Another suite's kernel: apt with a private source list and state directory.
+SUITE_APT=()
+if [ -n "$SUITE" ]; then
+  SA=$CACHE_ROOT/apt-$SUITE
+  mkdir -p "$SA/lists/partial" "$SA/cache/archives/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $SUITE main" >"$SA/sources.list"
+  SUITE_APT=(-o "Dir::Etc::sourcelist=$SA/sources.list" -o Dir::Etc::sourceparts=-
+    -o "Dir::State::Lists=$SA/lists" -o "Dir::Cache=$SA/cache" -o APT::Get::List-Cleanup=0)
+  log "fetching the $SUITE package index"
+  apt-get "${SUITE_APT[@]}" update -qq >&2
+fi
 # The versioned image package the linux-image-amd64 metapackage points at.
 kpkg_of_meta() {
-  apt-cache depends linux-image-amd64 2>/dev/null |
+  apt-cache "${SUITE_APT[@]}" depends linux-image-amd64 2>/dev/null |
     awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
 }
 KPKG=${VG_KERNEL_PKG:-$(kpkg_of_meta)}
 if [ -z "$KPKG" ]; then apt_update; KPKG=$(kpkg_of_meta); fi
 [ -n "$KPKG" ] || die "cannot resolve linux-image-amd64 to a kernel package"
 log "kernel package: $KPKG"
-apt_download "$KPKG"
+if [ -n "$SUITE" ]; then
+  mkdir -p "$WORK/debs"
+  (cd "$WORK/debs" && apt-get "${SUITE_APT[@]}" -o APT::Sandbox::User=root download "$KPKG" >&2)
+else
+  apt_download "$KPKG"
+fi
 mkdir -p "$WORK/kernel"
 dpkg -x "$WORK"/debs/"$KPKG"_*.deb "$WORK/kernel"
-KVER=$(basename "$(find "$WORK/kernel/lib/modules" -mindepth 1 -maxdepth 1 -type d | head -1)")
+# Debian 12 ships /lib/modules; 13 (merged /usr) /usr/lib/modules.
+MODROOT=$WORK/kernel/lib/modules
+[ -d "$MODROOT" ] || MODROOT=$WORK/kernel/usr/lib/modules
+KVER=$(basename "$(find "$MODROOT" -mindepth 1 -maxdepth 1 -type d | head -1)")
 [ -n "$KVER" ] || die "no lib/modules in $KPKG"
-MODDIR=$WORK/kernel/lib/modules/$KVER
+MODDIR=$MODROOT/$KVER
 cp "$WORK/kernel/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
 
 # ---- initramfs tree ------------------------------------------------------------
@@ -244,6 +268,7 @@ log "packing initramfs"
 (cd "$ROOT" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) >"$WORK/initramfs.cpio"
 
 {
+  echo "kernel_suite=${SUITE:-host}"
   echo "kernel_package=$KPKG"
   echo "kernel_version=$KVER"
   echo "modules=${ORDER[*]:-}"

@@ -31,6 +31,9 @@
 #   VG_ACCEL             kvm|tcg: skip the probe
 #   VG_PROBE_TIMEOUT     KVM probe boot limit, seconds (default 20)
 #   VG_SMP, VG_MEM       guest CPUs (default 2) and memory (default 512M)
+#   VG_FS_DEVICE_OPTS    appended to the vhost-user-fs-pci device, e.g.
+#                        ",num-request-queues=4"
+#   VG_KERNEL_SUITE      Debian suite of the guest kernel (build-image.sh)
 #   VG_QEMU              qemu binary (default qemu-system-x86_64)
 #   VG_KEEP=1            keep the temp dir (logs, sockets) for debugging
 #   VG_VERBOSE=1         echo the guest console to stderr after each boot
@@ -322,7 +325,7 @@ vg_run_guest() { # SHARED SCRIPT [DAEMON OPTS...]
     "vg.mode=run vg.tag=$VG_TAG" \
     -object "memory-backend-memfd,id=mem,size=$VG_MEM,share=on" -numa node,memdev=mem \
     -chardev "socket,id=vfs,path=$sock" \
-    -device "vhost-user-fs-pci,chardev=vfs,tag=$VG_TAG" || rc=$?
+    -device "vhost-user-fs-pci,chardev=vfs,tag=$VG_TAG${VG_FS_DEVICE_OPTS:-}" || rc=$?
   VG_QEMU_RC=$rc
   [ ! -f "$n/daemon-died" ] || VG_DAEMON_DIED=$(cat "$n/daemon-died")
   VG_BOOT_SECS=$(( ($(date +%s%N) - t0) / 1000000 ))
@@ -377,7 +380,7 @@ vg_boot_start() { # SOCK SCRIPT [QEMU ARGS...]
     "vg.mode=run vg.tag=$VG_TAG" -pidfile "$VG_BOOT_DIR/qemu.pid" \
     -object "memory-backend-memfd,id=mem,size=$VG_MEM,share=on" -numa node,memdev=mem \
     -chardev "socket,id=vfs,path=$sock" \
-    -device "vhost-user-fs-pci,chardev=vfs,tag=$VG_TAG" "$@"
+    -device "vhost-user-fs-pci,chardev=vfs,tag=$VG_TAG${VG_FS_DEVICE_OPTS:-}" "$@"
   VG_BOOT_WATCHER=
   if [ -n "$VG_DAEMON_PID" ]; then
     vg_watch_daemon "$VG_QEMU_PID" "$VG_DAEMON_PID" "$VG_BOOT_DIR/daemon-died" &
