@@ -18,8 +18,11 @@
 struct vu_dev;
 
 /* num_request_queues: request queues offered (1..VU_MAX_REQUEST_QUEUES); poll_us: how long a
- * worker watches its idle ring before sleeping (0: never). */
-struct vu_dev *vu_dev_new(struct fuse_session *fuse, unsigned num_request_queues, unsigned poll_us);
+ * worker watches its idle ring before sleeping (0: never); pool_threads: threads of the
+ * optional request thread pool shared by all queues (0: each queue's worker serves its own
+ * requests). */
+struct vu_dev *vu_dev_new(struct fuse_session *fuse, unsigned num_request_queues, unsigned poll_us,
+                          unsigned pool_threads);
 void vu_dev_free(struct vu_dev *dev);
 
 /*

@@ -17,6 +17,8 @@
 #include "virtqueue.h"
 
 struct late_reply;
+struct pool_job;
+struct tpool;
 
 struct vu_queue {
     unsigned index;
@@ -42,6 +44,15 @@ struct vu_queue {
     struct late_reply *late;
     atomic_bool late_pending;
     uint32_t gen;
+
+    /* --thread-pool-size: the worker hands requests to the pool, whose threads serve them
+     * and queue the replies as late replies. */
+    struct tpool *pool;    /* NULL: the worker serves requests itself */
+    struct pool_job *jobs; /* one per descriptor head (a head is out at most once) */
+    unsigned jobs_num;
+    unsigned inflight;         /* jobs handed out and not finished; under late_lock */
+    pthread_cond_t drained;    /* inflight reached 0 */
+    struct vq_elem *stop_elem; /* for pushing late replies while the worker is stopped */
     pthread_t thread;
     struct guest_mem *const *mem; /* RCU-protected pointer owned by the device */
     struct fuse_session *fuse;
@@ -57,6 +68,9 @@ void vu_queue_reset(struct vu_queue *q);
 void vu_queue_destroy(struct vu_queue *q);
 /* Replaces the call fd (takes ownership of fd; -1 for none). */
 void vu_queue_set_call(struct vu_queue *q, int fd);
+
+/* A pool (--thread-pool-size) whose threads have the buffers to serve queue requests. */
+int vu_pool_new(unsigned nthreads, struct tpool **out);
 
 /* Starts the worker if the queue is started and enabled and not running yet. */
 int vu_queue_start(struct vu_queue *q);

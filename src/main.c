@@ -215,8 +215,9 @@ static int open_filesystem(struct daemon *d)
         return ret;
     }
     d->fuse = fuse_session_new(d->fs);
-    d->dev =
-        d->fuse ? vu_dev_new(d->fuse, d->opts.num_request_queues, d->opts.queue_poll_us) : NULL;
+    d->dev = d->fuse ? vu_dev_new(d->fuse, d->opts.num_request_queues, d->opts.queue_poll_us,
+                                  d->opts.thread_pool_size)
+                     : NULL;
     return d->dev ? 0 : -ENOMEM;
 }
 

@@ -19,6 +19,7 @@
 
 #include "guest_mem.h"
 #include "log.h"
+#include "thread_pool.h"
 #include "worker.h"
 
 enum vu_request {
@@ -112,6 +113,7 @@ struct vu_dev {
     bool owner;
     struct guest_mem *mem; /* RCU-protected: workers read it, we replace it */
     struct vu_queue queues[VU_HIPRIO_QUEUES + VU_MAX_REQUEST_QUEUES];
+    struct tpool *pool; /* --thread-pool-size, or NULL */
 };
 
 /* ---- socket I/O ------------------------------------------------------------------------ */
@@ -665,18 +667,24 @@ int vu_dev_handle_message(struct vu_dev *dev, int conn)
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
-struct vu_dev *vu_dev_new(struct fuse_session *fuse, unsigned num_request_queues, unsigned poll_us)
+struct vu_dev *vu_dev_new(struct fuse_session *fuse, unsigned num_request_queues, unsigned poll_us,
+                          unsigned pool_threads)
 {
     if (num_request_queues < 1 || num_request_queues > VU_MAX_REQUEST_QUEUES)
         return NULL;
     struct vu_dev *dev = calloc(1, sizeof(*dev));
     if (!dev)
         return NULL;
+    if (pool_threads && vu_pool_new(pool_threads, &dev->pool) < 0) {
+        free(dev);
+        return NULL;
+    }
     dev->fuse = fuse;
     dev->nqueues = VU_HIPRIO_QUEUES + num_request_queues;
     for (unsigned i = 0; i < dev->nqueues; i++) {
         vu_queue_init(&dev->queues[i], i, &dev->mem, fuse);
         dev->queues[i].poll_us = poll_us;
+        dev->queues[i].pool = dev->pool;
     }
     return dev;
 }
@@ -703,5 +711,6 @@ void vu_dev_free(struct vu_dev *dev)
     vu_dev_reset(dev);
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_destroy(&dev->queues[i]);
+    tpool_free(dev->pool);
     free(dev);
 }

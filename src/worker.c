@@ -11,6 +11,7 @@
 #include <urcu.h>
 
 #include "log.h"
+#include "thread_pool.h"
 
 /* Without a kick fd (the front-end asked for polling) we look at the ring this often. */
 #define POLL_INTERVAL_MS 10
@@ -21,6 +22,24 @@ struct late_reply {
     uint32_t gen;
     uint16_t head;
     int error;
+    bool written; /* a pool thread wrote the reply already: push head with len */
+    uint32_t len;
+};
+
+/* A request handed to the thread pool: the ring as it was when the chain was popped. */
+struct pool_job {
+    struct tpool_job base;
+    struct vu_queue *q;
+    uint32_t gen;
+    uint16_t head;
+    unsigned num;
+    uint64_t desc_uva, avail_uva, used_uva;
+};
+
+/* A pool thread's buffers. */
+struct pool_ctx {
+    struct fuse_scratch *scratch;
+    struct vq_elem elem;
 };
 
 void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *mem,
@@ -31,6 +50,7 @@ void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *
     q->kick_fd = q->call_fd = q->err_fd = q->stop_fd = -1;
     pthread_mutex_init(&q->call_lock, NULL);
     pthread_mutex_init(&q->late_lock, NULL);
+    pthread_cond_init(&q->drained, NULL);
     atomic_init(&q->late_pending, false);
     atomic_init(&q->stop, false);
     q->mem = mem;
@@ -96,9 +116,29 @@ void vu_queue_destroy(struct vu_queue *q)
     close_fd(&q->stop_fd);
     pthread_mutex_destroy(&q->call_lock);
     pthread_mutex_destroy(&q->late_lock);
+    pthread_cond_destroy(&q->drained);
+    free(q->jobs);
+    free(q->stop_elem);
 }
 
-/* fuse_sink.done: queues the reply for the worker and wakes it. Any thread. */
+/* Queues a late reply (taking r) for the worker and wakes it. Any thread. */
+static void queue_late(struct vu_queue *q, struct late_reply *r)
+{
+    pthread_mutex_lock(&q->late_lock);
+    if (r->gen == q->gen) {
+        r->next = q->late;
+        q->late = r;
+        atomic_store(&q->late_pending, true);
+        r = NULL;
+    }
+    int fd = q->stop_fd;
+    pthread_mutex_unlock(&q->late_lock);
+    free(r); /* the ring was reset meanwhile: nobody waits for this reply */
+    if (fd >= 0 && eventfd_write(fd, 1) < 0)
+        log_warn("queue %u: waking the worker failed: %m", q->index);
+}
+
+/* fuse_sink.done: a request answered on another thread (a lock wait). */
 static void late_done(const struct pt_async *a, int result)
 {
     struct vu_queue *q = a->opaque;
@@ -112,18 +152,7 @@ static void late_done(const struct pt_async *a, int result)
                              .gen = FUSE_LATE_GEN(a->tag),
                              .head = FUSE_LATE_HEAD(a->tag),
                              .error = result};
-    pthread_mutex_lock(&q->late_lock);
-    if (r->gen == q->gen) {
-        r->next = q->late;
-        q->late = r;
-        atomic_store(&q->late_pending, true);
-        r = NULL;
-    }
-    int fd = q->stop_fd;
-    pthread_mutex_unlock(&q->late_lock);
-    free(r); /* the ring was reset meanwhile: nobody waits for this reply */
-    if (fd >= 0 && eventfd_write(fd, 1) < 0)
-        log_warn("queue %u: waking the worker failed: %m", q->index);
+    queue_late(q, r);
 }
 
 /* Puts the late replies into the used ring; true if any was. */
@@ -139,8 +168,10 @@ static bool serve_late(struct vu_queue *q, struct vq_elem *elem)
         if (r->gen != q->gen)
             continue;
         /* The chain is walked again: the memory table may have changed since it was popped. */
-        uint32_t len = 0;
-        if (vq_walk(&q->vq, mem, r->head, elem) == 0)
+        uint32_t len = r->len;
+        if (r->written)
+            ; /* a pool thread wrote it */
+        else if (vq_walk(&q->vq, mem, r->head, elem) == 0)
             len = fuse_reply_late(elem, r->unique, r->error);
         else
             log_error("queue %u: the chain of request %llu is no longer valid", q->index,
@@ -159,6 +190,80 @@ static void signal_guest(struct vu_queue *q)
     if (q->call_fd >= 0 && eventfd_write(q->call_fd, 1) < 0)
         log_warn("queue %u: signalling the guest failed: %m", q->index);
     pthread_mutex_unlock(&q->call_lock);
+}
+
+/* ---- the thread pool ------------------------------------------------------------------ */
+
+/* Runs on a pool thread: walks the chain again under this thread's own read-side section
+ * (the worker's has ended; the memory table may have changed), serves it, and queues the
+ * used-ring entry for the worker, the only thread that touches the ring. */
+static void run_job(struct tpool_job *base, void *arg)
+{
+    struct pool_job *job = (struct pool_job *)base;
+    struct pool_ctx *ctx = arg;
+    struct vu_queue *q = job->q;
+    struct virtqueue ring = {.num = job->num,
+                             .desc_uva = job->desc_uva,
+                             .avail_uva = job->avail_uva,
+                             .used_uva = job->used_uva};
+    uint32_t len = 0;
+    rcu_read_lock();
+    struct guest_mem *mem = rcu_dereference(*q->mem);
+    if (mem && vq_map(&ring, mem) == 0 && vq_walk(&ring, mem, job->head, &ctx->elem) == 0) {
+        const struct fuse_sink sink = {.done = late_done, .opaque = q, .gen = job->gen};
+        len = fuse_session_process(q->fuse, ctx->scratch, &ctx->elem, &sink);
+    }
+    rcu_read_unlock();
+    struct late_reply *r = len == FUSE_REPLY_LATER ? NULL : malloc(sizeof(*r));
+    if (r) {
+        *r = (struct late_reply){.gen = job->gen, .head = job->head, .written = true, .len = len};
+        queue_late(q, r);
+    } else if (len != FUSE_REPLY_LATER) {
+        log_error("queue %u: out of memory for a used-ring entry", q->index);
+    }
+    pthread_mutex_lock(&q->late_lock);
+    if (--q->inflight == 0)
+        pthread_cond_broadcast(&q->drained);
+    pthread_mutex_unlock(&q->late_lock);
+}
+
+static void hand_out(struct vu_queue *q, uint16_t head)
+{
+    struct pool_job *job = &q->jobs[head];
+    *job = (struct pool_job){.base.run = run_job,
+                             .q = q,
+                             .gen = q->gen,
+                             .head = head,
+                             .num = q->vq.num,
+                             .desc_uva = q->vq.desc_uva,
+                             .avail_uva = q->vq.avail_uva,
+                             .used_uva = q->vq.used_uva};
+    pthread_mutex_lock(&q->late_lock);
+    q->inflight++;
+    pthread_mutex_unlock(&q->late_lock);
+    tpool_submit(q->pool, &job->base);
+}
+
+static void *pool_ctx_new(void)
+{
+    struct pool_ctx *c = malloc(sizeof(*c));
+    if (c && !(c->scratch = fuse_scratch_new())) {
+        free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+static void pool_ctx_free(void *arg)
+{
+    struct pool_ctx *c = arg;
+    fuse_scratch_free(c->scratch);
+    free(c);
+}
+
+int vu_pool_new(unsigned nthreads, struct tpool **out)
+{
+    return tpool_new(nthreads, pool_ctx_new, pool_ctx_free, out);
 }
 
 /*
@@ -180,7 +285,9 @@ static int serve_one(struct vu_queue *q, struct fuse_scratch *scratch, struct vq
         return -EFAULT;
     }
     int r = vq_pop(vq, mem, elem);
-    if (r != 0) {
+    if (r > 0 && q->pool) {
+        hand_out(q, elem->head);
+    } else if (r != 0) {
         const struct fuse_sink sink = {.done = late_done, .opaque = q, .gen = q->gen};
         /* A chain we could not walk still goes back to the driver, empty. */
         uint32_t len = r > 0 ? fuse_session_process(q->fuse, scratch, elem, &sink) : 0;
@@ -318,6 +425,22 @@ out:
     return NULL;
 }
 
+/*
+ * The worker is stopped: wait for the requests it handed to the pool and put their replies in
+ * the used ring, as a worker serving them itself finishes the one in progress before it stops.
+ */
+static void finish_pool_jobs(struct vu_queue *q)
+{
+    pthread_mutex_lock(&q->late_lock);
+    while (q->inflight)
+        pthread_cond_wait(&q->drained, &q->late_lock);
+    pthread_mutex_unlock(&q->late_lock);
+    if (!q->stop_elem && !(q->stop_elem = malloc(sizeof(*q->stop_elem))))
+        return;
+    if (serve_late(q, q->stop_elem) && ring_op(q, vq_should_notify))
+        signal_guest(q);
+}
+
 int vu_queue_start(struct vu_queue *q)
 {
     if (q->running || !q->started || !q->enabled || q->vq.num == 0)
@@ -342,6 +465,13 @@ int vu_queue_start(struct vu_queue *q)
         return ret;
     }
     q->vq.signalled_used_valid = false;
+    if (q->pool && q->jobs_num != q->vq.num) { /* no job is out: vu_queue_stop drained them */
+        free(q->jobs);
+        q->jobs = calloc(q->vq.num, sizeof(*q->jobs));
+        q->jobs_num = q->jobs ? q->vq.num : 0;
+        if (!q->jobs)
+            return -ENOMEM;
+    }
     atomic_store(&q->stop, false);
     ret = pthread_create(&q->thread, NULL, worker_main, q);
     if (ret != 0)
@@ -361,4 +491,6 @@ void vu_queue_stop(struct vu_queue *q)
     eventfd_t v;
     (void)eventfd_read(q->stop_fd, &v); /* drain for the next start */
     q->running = false;
+    if (q->pool)
+        finish_pool_jobs(q);
 }

@@ -50,6 +50,11 @@ run_suite() {
 echo "== unit tests"
 run_units "$BUILD" default
 
+echo "== protocol tests again with the request thread pool (--thread-pool-size=4)"
+for t in test_ops test_locks test_protocol; do
+    VIRTIOFSD_TEST_ARGS="--thread-pool-size=4" run_unit "$BUILD/tests/$t" thread-pool
+done
+
 echo "== unit tests under ASan + UBSan"
 if [ ! -f build-asan/build.ninja ]; then
     meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \

@@ -66,6 +66,14 @@ int test_daemon_start_as(struct test_daemon *d, const char *const *extra_args, u
     g_ptr_array_add(argv, g_strdup("--seccomp=none"));
 #endif
     g_ptr_array_add(argv, g_strdup("--log-level=debug"));
+    /* VIRTIOFSD_TEST_ARGS: options for every daemon a test starts, e.g. to run a suite again
+     * with --thread-pool-size (run-all.sh does). */
+    const char *env = getenv("VIRTIOFSD_TEST_ARGS");
+    gchar **words = env && *env ? g_strsplit_set(env, " ", -1) : NULL;
+    for (gchar **w = words; w && *w; w++)
+        if (**w)
+            g_ptr_array_add(argv, g_strdup(*w));
+    g_strfreev(words);
     for (const char *const *a = extra_args; a && *a; a++)
         g_ptr_array_add(argv, g_strdup(*a));
     g_ptr_array_add(argv, NULL);

@@ -62,7 +62,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         .readdirplus = true,
     };
     se = fuzz_open_session(argc, argv, &cfg, &fs);
-    dev = vu_dev_new(se, NQUEUES - 1, 0);
+    dev = vu_dev_new(se, NQUEUES - 1, 0, 0);
     FUZZ_CHECK(dev != NULL, "vu_dev_new");
     base_fds = fuzz_count_fds();
     return 0;
