@@ -3,7 +3,7 @@ BUILD   ?= build
 PREFIX  ?= /usr/local
 DEPS    := tests/install-deps.sh
 
-.PHONY: all build check demo bench install clean format fuzz
+.PHONY: all build check demo bench bench-guest install clean format fuzz
 
 all: build
 
@@ -40,6 +40,12 @@ fuzz:
 #   --seccomp=none --sandbox=none' --daemon '/usr/libexec/virtiofsd --cache=always --seccomp=none'"
 bench: build
 	$(BUILD)/tests/bench $(BENCH_ARGS)
+
+# The same kind of comparison inside a real guest (TCG here: emulation dominates the numbers).
+# make bench-guest GUEST_BENCH_ARGS="--runs=3 --daemon 'rust=/path/to/virtiofsd --sandbox=none'"
+bench-guest: build
+	@bash $(DEPS) test
+	bash tests/bench/guest-bench.sh $(GUEST_BENCH_ARGS)
 
 install: build
 	meson install -C $(BUILD)
