@@ -14,6 +14,13 @@
  */
 int caps_drop(const char *modcaps, bool privileged);
 
+/*
+ * caps_drop, keeping DAC_READ_SEARCH too when file handles may be used (open_by_handle_at
+ * needs it), as the Rust virtiofsd does for --inode-file-handles other than never. If
+ * fh_required (an explicit prefer or mandatory), a modcaps removing it is an error, as there.
+ */
+int caps_drop_fh(const char *modcaps, bool privileged, bool file_handles, bool fh_required);
+
 /* Validates a modcaps string without applying it; -EINVAL (with a message) if bad. */
 int caps_check_modcaps(const char *modcaps);
 

@@ -12,8 +12,15 @@
  * Lifetime: an inode lives while its lookup count (refcount) is nonzero. References are only
  * ever taken with a compare-and-swap that refuses to increment zero, so a dying inode is never
  * resurrected. Whoever moves the count to zero unlinks the inode from both tables and frees it
- * with call_rcu(), which closes its O_PATH fd after a grace period; an op that found the inode
- * inside rcu_read_lock() may therefore keep using it (and its fd) until rcu_read_unlock().
+ * with call_rcu(), which closes its O_PATH fd (or frees its file handle) after a grace period;
+ * an op that found the inode inside rcu_read_lock() may therefore keep using it (and its fd)
+ * until rcu_read_unlock().
+ *
+ * An inode holds either an O_PATH fd or, with --inode-file-handles, only a file handle (fd -1;
+ * passthrough_internal.h's pt_inode_fd opens it when an op needs an fd). A handle-only inode
+ * does not keep its host inode alive: if the file is deleted on the host, its inode number may
+ * be reused by a new file, so a lookup that finds such an inode under the key checks the
+ * handle (itab_find_ref's stale callback) and replaces a stale one.
  *
  * All functions except itab_new/itab_free/itab_clear/itab_count must be called inside
  * rcu_read_lock() from a thread registered with liburcu.
@@ -27,6 +34,8 @@
 #include <urcu.h>
 #include <urcu/rculfhash.h>
 
+struct pt_fhandle;
+
 /* The host identity of an inode. mnt_id tells bind mounts of the same filesystem apart. */
 struct itab_key {
     uint64_t dev;
@@ -38,8 +47,9 @@ struct pt_inode {
     /* Immutable after insertion. */
     uint64_t nodeid;
     struct itab_key key;
-    int fd;      /* O_PATH|O_NOFOLLOW, owned by the inode */
-    mode_t type; /* S_IFMT bits */
+    int fd;                /* O_PATH|O_NOFOLLOW, owned by the inode; -1 if handle-only */
+    struct pt_fhandle *fh; /* the file handle of a handle-only inode, owned; else NULL */
+    mode_t type;           /* S_IFMT bits */
     uint64_t generation;
 
     /* Internal. */
@@ -71,6 +81,33 @@ int itab_insert_root(struct itab *t, const struct itab_key *key, int fd, mode_t 
  */
 int itab_ref_or_insert(struct itab *t, const struct itab_key *key, int fd, mode_t type,
                        struct pt_inode **out);
+
+/*
+ * Called on a live inode found under a key: true if it is stale, i.e. not the file the caller
+ * found (a handle-only inode whose host inode was deleted and its number reused).
+ */
+typedef bool (*itab_stale_fn)(const struct pt_inode *inode, void *arg);
+
+/*
+ * Returns the live inode for key with one more lookup reference, or NULL if there is none. An
+ * inode stale() (may be NULL) rejects is unlinked from the key table instead, and NULL
+ * returned, so that the caller inserts a new inode; it lives on under its nodeid until
+ * forgotten.
+ */
+struct pt_inode *itab_find_ref(struct itab *t, const struct itab_key *key, itab_stale_fn stale,
+                               void *arg);
+
+/*
+ * Inserts a new inode for key owning fd (-1: none) and fh (NULL: none), or, if another thread
+ * inserted one meanwhile, references that one. fd and fh are always consumed (released when
+ * not used or on error). Returns 0 or -errno.
+ */
+int itab_insert(struct itab *t, const struct itab_key *key, int fd, struct pt_fhandle *fh,
+                mode_t type, struct pt_inode **out);
+
+/* Number of inodes holding an fd, in every table of the process (RLIMIT_NOFILE is per
+ * process): what the automatic --inode-file-handles mode budgets. */
+unsigned long itab_fd_inodes(void);
 
 /* Finds a live inode by nodeid (NULL if unknown or forgotten). Takes no reference. */
 struct pt_inode *itab_get(struct itab *t, uint64_t nodeid);

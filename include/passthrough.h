@@ -37,6 +37,14 @@ enum cache_mode {
     CACHE_ALWAYS,   /* long timeouts, page cache kept across opens */
 };
 
+/* --inode-file-handles: what inodes the guest holds keep open on the host. */
+enum inode_fh_mode {
+    FH_NEVER,     /* an O_PATH fd per inode (also what a zeroed pt_config means) */
+    FH_AUTO,      /* the default: fds up to a budget (half of RLIMIT_NOFILE), then handles */
+    FH_PREFER,    /* a file handle where the file system gives one, else an fd */
+    FH_MANDATORY, /* a file handle always; a lookup fails where there is none */
+};
+
 struct pt_config {
     const char *shared_dir;
     enum cache_mode cache;
@@ -50,6 +58,9 @@ struct pt_config {
     bool preserve_noatime;   /* keep O_NOATIME from the guest (dropped by default) */
     bool posix_locks;        /* offer FUSE_POSIX_LOCKS (host OFD locks, one fd per owner) */
     bool flock_locks;        /* offer FUSE_FLOCK_LOCKS (host flock on the open file) */
+    bool posix_acl;          /* offer FUSE_POSIX_ACL (with FUSE_DONT_MASK, FUSE_SETXATTR_EXT) */
+    bool security_label;     /* offer FUSE_SECURITY_CTX: label new inodes as the guest asks */
+    bool allow_mmap;         /* offer FUSE_DIRECT_IO_ALLOW_MMAP (shared mmap of direct I/O) */
     /* --xattrmap: xattr names translated between guest and host; NULL: passed unchanged.
      * Borrowed, not copied: it must outlive the pt_fs. */
     const struct xattrmap *xattrmap;
@@ -57,11 +68,25 @@ struct pt_config {
      * Empty (all zero): ids pass unchanged. pt_new takes its own copy. */
     struct idmap uid_map;
     struct idmap gid_map;
+    enum inode_fh_mode inode_file_handles;
 };
 
-/* The caller of one request, from fuse_in_header. */
+/*
+ * A security context the guest kernel sent with a request creating an inode (FUSE_SECURITY_CTX):
+ * the xattr name (e.g. "security.selinux", NUL-terminated) and its value.
+ */
+struct pt_secctx {
+    const char *name;
+    const void *value;
+    size_t size;
+};
+
+/* The caller of one request, from fuse_in_header, and the request's extensions. */
 struct pt_ctx {
     uint32_t uid, gid, pid;
+    /* CREATE, MKDIR, MKNOD, SYMLINK, TMPFILE: set on the new inode, which is removed again if
+     * that fails (--security-label). NULL: none. */
+    const struct pt_secctx *secctx;
 };
 
 struct pt_fs;
@@ -75,6 +100,14 @@ int pt_new(const struct pt_config *cfg, struct pt_fs **out);
  * sandbox opens it before the root moves into the share. */
 int pt_new_with_proc(const struct pt_config *cfg, int proc_self_fd, struct pt_fs **out);
 void pt_free(struct pt_fs *fs);
+/*
+ * Decides, with the process's final capabilities (call it after dropping them), whether
+ * inodes may use file handles under cfg.inode_file_handles: a handle of the shared directory
+ * must open again. If it does not (no CAP_DAC_READ_SEARCH, a file system without handles),
+ * FH_AUTO quietly keeps fds, FH_PREFER keeps fds with a warning, and FH_MANDATORY fails
+ * with a logged error (-errno). Until called, every inode keeps an fd.
+ */
+int pt_setup_file_handles(struct pt_fs *fs);
 const struct pt_config *pt_get_config(const struct pt_fs *fs);
 
 /* FUSE INIT completed with these negotiated FUSE_* flags (e.g. FUSE_WRITEBACK_CACHE). */
@@ -88,13 +121,15 @@ void pt_reset(struct pt_fs *fs);
  * file, a create in a group-writable directory, a chown to one of its groups). The guest
  * kernel checked that already (virtiofs always mounts with default_permissions). For a
  * request the host refused, these are the host groups that may have made the difference:
- * the groups of the inodes involved (nodeid, nodeid2 when nonzero) and the group a SETATTR
- * (sa, or NULL) asks for; the request is then tried once more with them as supplementary
- * groups. Returns how many were put in out[3]; 0 when a retry cannot help (a caller with
- * the daemon's own privileges, or no credential switching).
+ * the groups of the inodes involved (nodeid, nodeid2 when nonzero), with FUSE_POSIX_ACL also
+ * the groups their access ACLs name, and the group a SETATTR (sa, or NULL) asks for; the
+ * request is then tried once more with them as supplementary groups. Returns how many were
+ * put in out; 0 when a retry cannot help (a caller with the daemon's own privileges, or no
+ * credential switching).
  */
+#define PT_RETRY_GROUPS_MAX 16
 int pt_retry_groups(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t nodeid2,
-                    const struct fuse_setattr_in *sa, gid_t out[3]);
+                    const struct fuse_setattr_in *sa, gid_t out[PT_RETRY_GROUPS_MAX]);
 
 /* Entries (fuse_entry_out: nodeid, generation, timeouts, attr). */
 int pt_lookup(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
@@ -195,9 +230,17 @@ int pt_setlk(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 /* FUSE_INTERRUPT: a lock wait for request unique ends with -EINTR. False if none is waiting. */
 bool pt_lock_interrupt(struct pt_fs *fs, uint64_t unique);
 
-/* Extended attributes (ENOSYS unless cfg->xattr). */
+/*
+ * Extended attributes (ENOSYS unless cfg->xattr). system.posix_acl_access and
+ * system.posix_acl_default are served only once FUSE_POSIX_ACL is agreed; before that they
+ * are refused with ENOTSUP and left out of lists, as the Rust virtiofsd does.
+ */
 int pt_setxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, const char *name,
                 const void *value, size_t size, uint32_t flags);
+/* The same with fuse_setxattr_in.setxattr_flags (FUSE_SETXATTR_EXT): FUSE_SETXATTR_ACL_KILL_SGID
+ * clears the set-group-ID bit when an access ACL is set. */
+int pt_setxattr_ext(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, const char *name,
+                    const void *value, size_t size, uint32_t flags, uint32_t setxattr_flags);
 /* size 0: returns the size needed; otherwise copies the value and returns its size. */
 ssize_t pt_getxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, const char *name,
                     void *buf, size_t size);

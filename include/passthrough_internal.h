@@ -3,6 +3,7 @@
 #ifndef VFS_PASSTHROUGH_INTERNAL_H
 #define VFS_PASSTHROUGH_INTERNAL_H
 
+#include "file_handle.h"
 #include "handle_table.h"
 #include "inode_table.h"
 #include "passthrough.h"
@@ -10,6 +11,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct pt_fs {
     struct pt_config cfg; /* shared_dir points at our own copy */
@@ -24,6 +26,12 @@ struct pt_fs {
     bool writeback;
     bool submounts;
     bool dont_mask;
+    /* --inode-file-handles as pt_setup_file_handles decided it (FH_NEVER until then). */
+    enum inode_fh_mode fh_mode;
+    unsigned long fd_budget;     /* FH_AUTO: inodes with an fd before new ones get handles */
+    struct fh_mounts mounts;     /* mount fds for open_by_handle_at */
+    struct fh_mount *root_mount; /* the share's own mount, pinned while file handles are used */
+    bool posix_acl; /* FUSE_POSIX_ACL: ACL xattrs served, the host applies umask or default ACL */
 };
 
 /* The name "N" of fd N in /proc/self/fd, for *at calls on fs->proc_self_fd. */
@@ -41,6 +49,43 @@ static inline const char *fd_name(int fd, struct fd_path *p)
     snprintf(p->s, sizeof(p->s), "%d", fd);
     return p->s;
 }
+
+/*
+ * An O_PATH fd of an inode for the op in progress (pt_inode_fd): the inode's own (owned false,
+ * no syscall), or one opened from its file handle for this op (owned true, closed by put).
+ */
+struct pt_fdref {
+    int fd;
+    bool owned;
+};
+
+int pt_inode_fd_open(struct pt_fs *fs, const struct pt_inode *inode, struct pt_fdref *ref);
+
+/*
+ * The one way ops reach an inode's O_PATH fd: the fd the inode keeps, or for a handle-only
+ * inode one opened by handle (-ESTALE once the file is gone on the host). Returns the fd or
+ * -errno; every success is paired with pt_inode_fd_put. Valid until then (and at most until
+ * the op's rcu_read_unlock).
+ */
+static inline int pt_inode_fd(struct pt_fs *fs, const struct pt_inode *inode, struct pt_fdref *ref)
+{
+    ref->fd = inode->fd;
+    ref->owned = false;
+    if (__builtin_expect(inode->fd >= 0, 1))
+        return inode->fd;
+    return pt_inode_fd_open(fs, inode, ref);
+}
+
+static inline void pt_inode_fd_put(struct pt_fdref *ref)
+{
+    if (ref->owned)
+        close(ref->fd);
+    ref->owned = false;
+    ref->fd = -1;
+}
+
+/* Declares a pt_fdref that is put automatically when it goes out of scope. */
+#define PT_FDREF(name) struct pt_fdref name __attribute__((cleanup(pt_inode_fd_put))) = {-1, false}
 
 /*
  * Switches to the caller's credentials (a no-op unless running as root), translated to host
@@ -81,9 +126,29 @@ int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd,
 /* Looks name up in parent and builds the entry. Returns 0 or -errno. */
 int pt_do_lookup(struct pt_fs *fs, struct pt_inode *parent, const char *name,
                  struct fuse_entry_out *out);
+/* The same with an fd of parent already at hand (pt_inode_fd's, or an open directory's). */
+int pt_do_lookup_at(struct pt_fs *fs, struct pt_inode *parent, int parent_fd, const char *name,
+                    struct fuse_entry_out *out);
 
 /* 0 if name is a single path component; -EINVAL / -ENAMETOOLONG otherwise. */
 int pt_check_name(const char *name);
+
+/*
+ * The mode to create an inode with, from the guest's mode and umask; pt_umask_end() after the
+ * creating call. Without FUSE_DONT_MASK the guest kernel applied its umask already. With
+ * FUSE_POSIX_ACL (which brings FUSE_DONT_MASK) it applied neither the umask nor the parent's
+ * default ACL: the host kernel applies whichever holds, as for a local caller, with the umask
+ * set as this thread's own until pt_umask_end (as the Rust virtiofsd does).
+ */
+mode_t pt_umask_begin(struct pt_fs *fs, uint32_t mode, uint32_t umask_bits);
+void pt_umask_end(struct pt_fs *fs);
+
+/*
+ * --security-label: sets ctx->secctx (if any) on the inode just created, path_fd its O_PATH
+ * fd, with the daemon's own credentials, the name translated by --xattrmap (as the Rust
+ * virtiofsd does, after creating the inode). 0 or -errno: the caller then removes the inode.
+ */
+int pt_apply_secctx(struct pt_fs *fs, const struct pt_ctx *ctx, int path_fd);
 
 /* Host open flags for a guest OPEN/CREATE (writeback and O_DIRECT rules applied). */
 int pt_open_flags(const struct pt_fs *fs, uint32_t guest_flags);

@@ -61,15 +61,29 @@ int caps_check_modcaps(const char *modcaps)
 
 int caps_drop(const char *modcaps, bool privileged)
 {
+    return caps_drop_fh(modcaps, privileged, false, false);
+}
+
+int caps_drop_fh(const char *modcaps, bool privileged, bool file_handles, bool fh_required)
+{
     if (privileged) {
         capng_clear(CAPNG_SELECT_BOTH | CAPNG_SELECT_BOUNDS);
         for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
             capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, (unsigned)kept[i]);
             capng_update(CAPNG_ADD, CAPNG_BOUNDING_SET, (unsigned)kept[i]);
         }
+        if (file_handles) {
+            capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, CAP_DAC_READ_SEARCH);
+            capng_update(CAPNG_ADD, CAPNG_BOUNDING_SET, CAP_DAC_READ_SEARCH);
+        }
         int ret = each_modcap(modcaps, true);
         if (ret < 0)
             return ret;
+        if (fh_required && !capng_have_capability(CAPNG_PERMITTED, CAP_DAC_READ_SEARCH)) {
+            log_error("cannot drop DAC_READ_SEARCH with --inode-file-handles=prefer or "
+                      "mandatory: opening file handles needs it");
+            return -EINVAL;
+        }
         if (capng_apply(CAPNG_SELECT_BOTH | CAPNG_SELECT_BOUNDS) < 0) {
             log_error("cannot drop capabilities");
             return -EPERM;

@@ -64,6 +64,22 @@ int creds_set(uid_t uid, gid_t gid)
     return 0;
 }
 
+uid_t creds_raise(void)
+{
+    if (!cur.valid || cur.uid == 0)
+        return (uid_t)-1;
+    /* fsuid 0 raises the filesystem capabilities again from the permitted set; the cached ids
+     * stay valid because creds_unraise puts the same fsuid back. */
+    syscall(SYS_setfsuid, (uid_t)0);
+    return cur.uid;
+}
+
+void creds_unraise(uid_t saved)
+{
+    if (saved != (uid_t)-1)
+        syscall(SYS_setfsuid, saved);
+}
+
 int creds_set_groups(const gid_t *groups, size_t n)
 {
     /* The raw syscall: glibc's setgroups() would apply it to every thread of the process. */

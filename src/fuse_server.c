@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <linux/limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +23,15 @@
 #define MAX_IN_ARGS  (64 * 1024 + 4096)
 #define MAX_OUT_DATA FUSE_MAX_WRITE
 #define MAX_PAGES    (FUSE_MAX_WRITE / 4096)
+#ifndef FUSE_DIRECT_IO_ALLOW_MMAP /* FUSE 7.39: shared mmap of FOPEN_DIRECT_IO files */
+#define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36)
+#endif
 
 struct fuse_session {
     struct pt_fs *fs;
     atomic_bool initialized;
     uint32_t proto_minor;
+    uint64_t flags; /* the FUSE_* flags agreed at INIT */
 };
 
 struct fuse_scratch {
@@ -193,17 +198,104 @@ static uint8_t *out_buf(struct fuse_req *req)
 
 /* ---- argument decoding ----------------------------------------------------------------- */
 
-/* Reads a NUL-terminated name starting at *off; advances *off past the NUL. */
-static const char *arg_name(struct fuse_req *req, size_t *off)
+/* Reads a NUL-terminated name starting at *off, ending before end; advances *off past it. */
+static const char *arg_name_to(const struct fuse_req *req, size_t *off, size_t end)
 {
-    if (*off >= req->arglen)
+    if (*off >= end)
         return NULL;
     const char *name = (const char *)req->arg + *off;
-    const char *nul = memchr(name, '\0', req->arglen - *off);
+    const char *nul = memchr(name, '\0', end - *off);
     if (!nul)
         return NULL;
     *off += (size_t)(nul - name) + 1;
     return name;
+}
+
+static const char *arg_name(struct fuse_req *req, size_t *off)
+{
+    return arg_name_to(req, off, req->arglen);
+}
+
+/*
+ * One security context (FUSE_SECURITY_CTX) of count in a fuse_secctx_header's len bytes:
+ * fuse_secctx, the xattr name with its NUL, the value of fuse_secctx.size bytes, padding.
+ */
+static int parse_secctx(const uint8_t *p, size_t len, uint32_t count, struct pt_ctx *ctx,
+                        struct pt_secctx *sc)
+{
+    struct fuse_secctx c;
+    size_t name_len;
+
+    if (count == 0)
+        return 0; /* no LSM gave the new inode a context */
+    /* The kernel sends one at most; the Rust virtiofsd refuses more alike. */
+    if (count > 1 || len < sizeof(c))
+        return -EINVAL;
+    memcpy(&c, p, sizeof(c));
+    p += sizeof(c);
+    len -= sizeof(c);
+    const uint8_t *nul = memchr(p, '\0', len < XATTR_NAME_MAX + 1 ? len : XATTR_NAME_MAX + 1);
+    if (!nul || nul == p)
+        return -EINVAL;
+    name_len = (size_t)(nul - p) + 1;
+    if (c.size == 0 || c.size > XATTR_SIZE_MAX || c.size > len - name_len)
+        return -EINVAL;
+    *sc = (struct pt_secctx){.name = (const char *)p, .value = p + name_len, .size = c.size};
+    ctx->secctx = sc;
+    return 0;
+}
+
+/* The extensions of a request creating an inode, len bytes of fuse_ext_header records. */
+static int parse_extensions(const uint8_t *p, size_t len, struct pt_ctx *ctx, struct pt_secctx *sc)
+{
+    bool seen = false;
+
+    while (len > 0) {
+        struct fuse_ext_header h;
+        if (len < sizeof(h))
+            return -EINVAL;
+        memcpy(&h, p, sizeof(h));
+        if (h.size < sizeof(h) || h.size > len)
+            return -EINVAL;
+        /* Types up to FUSE_MAX_NR_SECCTX are a fuse_secctx_header with its count; no other
+         * extension was offered (FUSE_CREATE_SUPP_GROUP is not), and one of each at most. */
+        if (h.type > FUSE_MAX_NR_SECCTX || seen)
+            return -EINVAL;
+        seen = true;
+        int ret = parse_secctx(p + sizeof(h), h.size - sizeof(h), h.type, ctx, sc);
+        if (ret < 0)
+            return ret;
+        p += h.size;
+        len -= h.size;
+    }
+    return 0;
+}
+
+/*
+ * A request creating an inode: the op's struct (fixed bytes), nnames names, then extensions.
+ * Since FUSE 7.38 those are the last fuse_in_header.total_extlen 8-byte units, and the names
+ * are looked for only in front of them; older kernels append the security context right
+ * after the names without counting it. Fills names, and ctx with the caller and the security
+ * context if one came (in sc). Without FUSE_SECURITY_CTX agreed the extensions are skipped.
+ * Returns 0 or -EINVAL for anything malformed: every length is the guest's and checked.
+ */
+static int creating_request(const struct fuse_req *req, size_t fixed, const char **names,
+                            int nnames, struct pt_ctx *ctx, struct pt_secctx *sc)
+{
+    size_t ext = (size_t)req->in.total_extlen * 8;
+    size_t off = fixed;
+
+    *ctx = req->ctx;
+    if (ext > req->arglen - fixed)
+        return -EINVAL;
+    for (int i = 0; i < nnames; i++)
+        if (!(names[i] = arg_name_to(req, &off, req->arglen - ext)))
+            return -EINVAL;
+    if (!(req->se->flags & FUSE_SECURITY_CTX))
+        return 0;
+    if (ext)
+        return parse_extensions(req->arg + req->arglen - ext, ext, ctx, sc);
+    return parse_extensions(req->arg + off, req->arglen - off, ctx, sc);
 }
 
 /* The op's fixed struct; the table guarantees arglen covers it. */
@@ -269,37 +361,40 @@ static void do_readlink(struct fuse_req *req)
 
 static void do_symlink(struct fuse_req *req)
 {
-    size_t off = 0;
-    const char *name = arg_name(req, &off);
-    const char *target = name ? arg_name(req, &off) : NULL;
-    if (!target)
-        return reply_err(req, -EINVAL);
+    const char *names[2]; /* the new name, the target */
+    struct pt_secctx sc;
+    struct pt_ctx ctx;
+    int ret = creating_request(req, 0, names, 2, &ctx, &sc);
+    if (ret < 0)
+        return reply_err(req, ret);
     struct fuse_entry_out e;
-    int ret = pt_symlink(req->se->fs, &req->ctx, req->in.nodeid, name, target, &e);
+    ret = pt_symlink(req->se->fs, &ctx, req->in.nodeid, names[0], names[1], &e);
     reply_result(req, ret, &e, sizeof(e));
 }
 
 static void do_mknod(struct fuse_req *req)
 {
-    size_t off = sizeof(struct fuse_mknod_in);
-    const char *name = arg_name(req, &off);
-    if (!name)
-        return reply_err(req, -EINVAL);
+    const char *name;
+    struct pt_secctx sc;
+    struct pt_ctx ctx;
+    int ret = creating_request(req, sizeof(struct fuse_mknod_in), &name, 1, &ctx, &sc);
+    if (ret < 0)
+        return reply_err(req, ret);
     struct fuse_entry_out e;
-    int ret =
-        pt_mknod(req->se->fs, &req->ctx, req->in.nodeid, name, ARG(req, struct fuse_mknod_in), &e);
+    ret = pt_mknod(req->se->fs, &ctx, req->in.nodeid, name, ARG(req, struct fuse_mknod_in), &e);
     reply_result(req, ret, &e, sizeof(e));
 }
 
 static void do_mkdir(struct fuse_req *req)
 {
-    size_t off = sizeof(struct fuse_mkdir_in);
-    const char *name = arg_name(req, &off);
-    if (!name)
-        return reply_err(req, -EINVAL);
+    const char *name;
+    struct pt_secctx sc;
+    struct pt_ctx ctx;
+    int ret = creating_request(req, sizeof(struct fuse_mkdir_in), &name, 1, &ctx, &sc);
+    if (ret < 0)
+        return reply_err(req, ret);
     struct fuse_entry_out e;
-    int ret =
-        pt_mkdir(req->se->fs, &req->ctx, req->in.nodeid, name, ARG(req, struct fuse_mkdir_in), &e);
+    ret = pt_mkdir(req->se->fs, &ctx, req->in.nodeid, name, ARG(req, struct fuse_mkdir_in), &e);
     reply_result(req, ret, &e, sizeof(e));
 }
 
@@ -364,28 +459,38 @@ static void do_open(struct fuse_req *req)
 
 static void do_create(struct fuse_req *req)
 {
-    size_t off = sizeof(struct fuse_create_in);
-    const char *name = arg_name(req, &off);
-    if (!name)
-        return reply_err(req, -EINVAL);
+    const char *name;
+    struct pt_secctx sc;
+    struct pt_ctx ctx;
+    int ret = creating_request(req, sizeof(struct fuse_create_in), &name, 1, &ctx, &sc);
+    if (ret < 0)
+        return reply_err(req, ret);
     struct {
         struct fuse_entry_out e;
         struct fuse_open_out o;
     } out;
-    int ret = pt_create(req->se->fs, &req->ctx, req->in.nodeid, name,
-                        ARG(req, struct fuse_create_in), &out.e, &out.o);
+    ret = pt_create(req->se->fs, &ctx, req->in.nodeid, name, ARG(req, struct fuse_create_in),
+                    &out.e, &out.o);
     reply_result(req, ret, &out, sizeof(out));
 }
 
 static void do_tmpfile(struct fuse_req *req)
 {
-    /* The kernel sends the new dentry's placeholder name ("/") after the struct: unused. */
+    /* The kernel sends the new dentry's placeholder name ("/") after the struct: unused, but
+     * a security context follows it. */
+    const char *name;
+    struct pt_secctx sc;
+    struct pt_ctx ctx;
+    int nnames = (req->se->flags & FUSE_SECURITY_CTX) ? 1 : 0;
+    int ret = creating_request(req, sizeof(struct fuse_create_in), &name, nnames, &ctx, &sc);
+    if (ret < 0)
+        return reply_err(req, ret);
     struct {
         struct fuse_entry_out e;
         struct fuse_open_out o;
     } out;
-    int ret = pt_tmpfile(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_create_in),
-                         &out.e, &out.o);
+    ret = pt_tmpfile(req->se->fs, &ctx, req->in.nodeid, ARG(req, struct fuse_create_in), &out.e,
+                     &out.o);
     reply_result(req, ret, &out, sizeof(out));
 }
 
@@ -590,14 +695,17 @@ static void do_syncfs(struct fuse_req *req)
 
 static void do_setxattr(struct fuse_req *req)
 {
-    /* Without FUSE_SETXATTR_EXT (we do not offer it) the struct is the 8-byte compat one. */
-    const struct fuse_setxattr_in *in = ARG(req, struct fuse_setxattr_in);
-    size_t off = FUSE_COMPAT_SETXATTR_IN_SIZE;
-    const char *name = arg_name(req, &off);
-    if (!name || in->size > req->arglen - off)
+    /* The full struct with FUSE_SETXATTR_EXT (agreed with --posix-acl), else the 8-byte one. */
+    struct fuse_setxattr_in in = {0};
+    size_t off = (req->se->flags & FUSE_SETXATTR_EXT) ? sizeof(in) : FUSE_COMPAT_SETXATTR_IN_SIZE;
+    if (req->arglen < off)
         return reply_err(req, -EINVAL);
-    int ret = pt_setxattr(req->se->fs, &req->ctx, req->in.nodeid, name, req->arg + off, in->size,
-                          in->flags);
+    memcpy(&in, req->arg, off);
+    const char *name = arg_name(req, &off);
+    if (!name || in.size > req->arglen - off)
+        return reply_err(req, -EINVAL);
+    int ret = pt_setxattr_ext(req->se->fs, &req->ctx, req->in.nodeid, name, req->arg + off, in.size,
+                              in.flags, in.setxattr_flags);
     reply_result(req, ret, NULL, 0);
 }
 
@@ -664,7 +772,34 @@ static uint64_t init_offer(const struct pt_config *cfg)
         flags |= FUSE_POSIX_LOCKS;
     if (cfg->flock_locks)
         flags |= FUSE_FLOCK_LOCKS;
+    /* The guest kernel applies neither umask nor default ACLs then, and sends the full
+     * fuse_setxattr_in (FUSE_SETXATTR_ACL_KILL_SGID), as with the Rust virtiofsd. */
+    if (cfg->posix_acl)
+        flags |= FUSE_POSIX_ACL | FUSE_DONT_MASK | FUSE_SETXATTR_EXT;
+    if (cfg->security_label)
+        flags |= FUSE_SECURITY_CTX;
+    if (cfg->allow_mmap)
+        flags |= FUSE_DIRECT_IO_ALLOW_MMAP;
     return flags;
+}
+
+/*
+ * 0 if the guest kernel can do what the options ask for; as in the Rust virtiofsd, one that
+ * cannot (too old for --posix-acl or --security-label) gets EPROTO and does not mount.
+ */
+static int init_check(const struct pt_config *cfg, uint64_t guest)
+{
+    const uint64_t acl = FUSE_POSIX_ACL | FUSE_DONT_MASK | FUSE_SETXATTR_EXT;
+
+    if (cfg->posix_acl && (guest & acl) != acl) {
+        log_error("fuse: --posix-acl: the guest kernel does not support POSIX ACLs");
+        return -EPROTO;
+    }
+    if (cfg->security_label && !(guest & FUSE_SECURITY_CTX)) {
+        log_error("fuse: --security-label: the guest kernel does not send security contexts");
+        return -EPROTO;
+    }
+    return 0;
 }
 
 static void do_init(struct fuse_req *req)
@@ -689,6 +824,12 @@ static void do_init(struct fuse_req *req)
     uint64_t guest = in.flags;
     if (guest & FUSE_INIT_EXT)
         guest |= (uint64_t)in.flags2 << 32;
+    int err = init_check(pt_get_config(req->se->fs), guest);
+    if (err < 0) {
+        atomic_store(&req->se->initialized, false);
+        req->se->flags = 0;
+        return reply_err(req, err);
+    }
     uint64_t flags = guest & init_offer(pt_get_config(req->se->fs));
 
     out.minor = in.minor < FUSE_KERNEL_MINOR_VERSION ? in.minor : FUSE_KERNEL_MINOR_VERSION;
@@ -702,6 +843,7 @@ static void do_init(struct fuse_req *req)
     out.max_pages = MAX_PAGES;
 
     req->se->proto_minor = out.minor;
+    req->se->flags = flags;
     pt_init(req->se->fs, flags);
     atomic_store(&req->se->initialized, true);
     log_info("fuse: session initialized, protocol 7.%u, flags 0x%llx", out.minor,
@@ -713,6 +855,7 @@ static void do_init(struct fuse_req *req)
 static void do_destroy(struct fuse_req *req)
 {
     atomic_store(&req->se->initialized, false);
+    req->se->flags = 0;
     pt_reset(req->se->fs);
     reply_ok(req, NULL, 0);
 }
@@ -829,7 +972,7 @@ static void run_handler(struct fuse_req *req, const struct fuse_op *op)
     int err = req->held_error;
     req->may_retry = false;
     req->held_error = 0;
-    gid_t groups[3];
+    gid_t groups[PT_RETRY_GROUPS_MAX];
     const struct fuse_setattr_in *sa =
         req->in.opcode == FUSE_SETATTR ? ARG(req, struct fuse_setattr_in) : NULL;
     int n = pt_retry_groups(req->se->fs, &req->ctx, req->in.nodeid, nodeid2, sa, groups);
@@ -925,6 +1068,7 @@ void fuse_session_reset(struct fuse_session *se)
 {
     atomic_store(&se->initialized, false);
     se->proto_minor = 0;
+    se->flags = 0;
     pt_reset(se->fs);
 }
 

@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file_handle.h"
+
 struct itab {
     struct cds_lfht *by_key;
     struct cds_lfht *by_id;
@@ -85,7 +87,16 @@ int itab_new(struct itab **out)
     return 0;
 }
 
-static struct pt_inode *inode_alloc(const struct itab_key *key, int fd, mode_t type)
+/* Inodes holding an fd, process-wide (atomic). */
+static unsigned long fd_inodes;
+
+unsigned long itab_fd_inodes(void)
+{
+    return __atomic_load_n(&fd_inodes, __ATOMIC_RELAXED);
+}
+
+static struct pt_inode *inode_alloc(const struct itab_key *key, int fd, struct pt_fhandle *fh,
+                                    mode_t type)
 {
     struct pt_inode *inode = calloc(1, sizeof(*inode));
 
@@ -93,6 +104,9 @@ static struct pt_inode *inode_alloc(const struct itab_key *key, int fd, mode_t t
         return NULL;
     inode->key = *key;
     inode->fd = fd;
+    inode->fh = fh;
+    if (fd >= 0)
+        __atomic_add_fetch(&fd_inodes, 1, __ATOMIC_RELAXED);
     inode->type = type & S_IFMT;
     inode->refcount = 1;
     cds_lfht_node_init(&inode->key_node);
@@ -110,7 +124,10 @@ static void inode_free_rcu(struct rcu_head *head)
 {
     struct pt_inode *inode = caa_container_of(head, struct pt_inode, rcu);
 
+    if (inode->fd >= 0)
+        __atomic_sub_fetch(&fd_inodes, 1, __ATOMIC_RELAXED);
     close_fd(inode->fd);
+    fh_free(inode->fh);
     free(inode);
 }
 
@@ -190,8 +207,12 @@ void itab_forget(struct itab *t, uint64_t nodeid, uint64_t n)
         itab_unref(t, inode, n);
 }
 
-/* Finds a live inode by key and references it; NULL if none (or only a dying one). */
-static struct pt_inode *ref_by_key(struct itab *t, const struct itab_key *key, unsigned long hash)
+/*
+ * Finds a live inode by key and references it; NULL if none (or only a dying one). A stale one
+ * is unlinked from the key table (like a dying one in link_by_key) and not returned.
+ */
+static struct pt_inode *ref_by_key(struct itab *t, const struct itab_key *key, unsigned long hash,
+                                   itab_stale_fn stale, void *arg)
 {
     struct cds_lfht_iter iter;
     struct cds_lfht_node *node;
@@ -202,6 +223,10 @@ static struct pt_inode *ref_by_key(struct itab *t, const struct itab_key *key, u
     if (!node)
         return NULL;
     inode = caa_container_of(node, struct pt_inode, key_node);
+    if (stale && stale(inode, arg)) {
+        cds_lfht_del(t->by_key, node); /* its own removal later gets -ENOENT, harmlessly */
+        return NULL;
+    }
     if (!itab_ref(inode))
         return NULL;
     publish(inode); /* it is in the key table, so FORGETs of it must count */
@@ -238,32 +263,45 @@ static struct pt_inode *link_by_key(struct itab *t, struct pt_inode *inode, unsi
     }
 }
 
+struct pt_inode *itab_find_ref(struct itab *t, const struct itab_key *key, itab_stale_fn stale,
+                               void *arg)
+{
+    return ref_by_key(t, key, key_hash(key), stale, arg);
+}
+
+int itab_insert(struct itab *t, const struct itab_key *key, int fd, struct pt_fhandle *fh,
+                mode_t type, struct pt_inode **out)
+{
+    struct pt_inode *inode = inode_alloc(key, fd, fh, type);
+
+    if (!inode) {
+        close_fd(fd);
+        fh_free(fh);
+        return -ENOMEM;
+    }
+    inode->nodeid = __atomic_add_fetch(&t->next_nodeid, 1, __ATOMIC_RELAXED);
+    cds_lfht_add(t->by_id, mix64(inode->nodeid), &inode->id_node);
+    *out = link_by_key(t, inode, key_hash(key));
+    return 0;
+}
+
 int itab_ref_or_insert(struct itab *t, const struct itab_key *key, int fd, mode_t type,
                        struct pt_inode **out)
 {
-    unsigned long hash = key_hash(key);
-    struct pt_inode *inode = ref_by_key(t, key, hash);
+    struct pt_inode *inode = ref_by_key(t, key, key_hash(key), NULL, NULL);
 
     if (inode) {
         close_fd(fd);
         *out = inode;
         return 0;
     }
-    inode = inode_alloc(key, fd, type);
-    if (!inode) {
-        close_fd(fd);
-        return -ENOMEM;
-    }
-    inode->nodeid = __atomic_add_fetch(&t->next_nodeid, 1, __ATOMIC_RELAXED);
-    cds_lfht_add(t->by_id, mix64(inode->nodeid), &inode->id_node);
-    *out = link_by_key(t, inode, hash);
-    return 0;
+    return itab_insert(t, key, fd, NULL, type, out);
 }
 
 int itab_insert_root(struct itab *t, const struct itab_key *key, int fd, mode_t type,
                      struct pt_inode **out)
 {
-    struct pt_inode *root = inode_alloc(key, fd, type);
+    struct pt_inode *root = inode_alloc(key, fd, NULL, type);
 
     if (!root) {
         close_fd(fd);

@@ -250,7 +250,11 @@ static int start(struct daemon *d)
     rcu_register_thread();
     STEP("filesystem", open_filesystem(d));
     STEP("seccomp", seccomp_install(o->seccomp));
-    STEP("capabilities", caps_drop(o->modcaps, geteuid() == 0 || d->sb.in_user_ns));
+    STEP("capabilities",
+         caps_drop_fh(o->modcaps, geteuid() == 0 || d->sb.in_user_ns,
+                      o->pt.inode_file_handles != FH_NEVER, o->pt.inode_file_handles >= FH_PREFER));
+    /* After dropping capabilities: whether handles can be opened depends on what is left. */
+    STEP("file handles", pt_setup_file_handles(d->fs));
     log_info("serving %s on %s", o->pt.shared_dir, o->socket_path ? o->socket_path : "--fd");
     return 0;
 }

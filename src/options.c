@@ -63,7 +63,9 @@ enum opt_id {
     O_COMPAT_NO_FLOCK,
     O_COMPAT_POSIX_LOCK,
     O_COMPAT_NO_POSIX_LOCK,
-    O_COMPAT_DEFAULT, /* no_posix_acl, timeout=: already so */
+    O_COMPAT_NO_POSIX_ACL,
+    O_COMPAT_NO_SECURITY_LABEL,
+    O_COMPAT_DEFAULT, /* timeout=: already so */
 };
 
 static const struct option long_options[] = {
@@ -123,17 +125,25 @@ static const char usage_text[] =
     "      --fd <FD>                  File descriptor of an already listening socket\n"
     "      --socket-group <GROUP>     Group owning the socket\n"
     "      --tag <TAG>                Accepted for compatibility; the VMM sets the tag\n"
-    "      --thread-pool-size <N>     Accepted; requests run on one worker per queue\n"
+    "      --thread-pool-size <N>     Serve requests on a pool of N threads shared by all\n"
+    "                                 queues (for slow storage) [default: 0, each queue's\n"
+    "                                 worker serves its own requests]\n"
     "      --num-request-queues <N>   Request queues offered (1 to 16, default 16)\n"
     "      --queue-poll-us <US>       Watch an idle queue this long before sleeping, adaptively\n"
     "                                 (0 disables; default 50)\n"
     "      --xattr                    Enable extended attributes\n"
     "      --xattrmap <MAP>           Translate xattr names between guest and host, e.g.\n"
     "                                 :map::user.virtiofs.: (implies --xattr)\n"
+    "      --posix-acl                Enable POSIX ACLs (implies --xattr; not with\n"
+    "                                 --translate-uid/--translate-gid)\n"
+    "      --security-label           Label new files with the security context the guest\n"
+    "                                 sends, e.g. security.selinux (implies --xattr)\n"
     "      --readonly                 Share read-only (EROFS for modifications)\n"
     "      --cache <MODE>             auto | always | never | metadata [default: auto]\n"
     "      --no-readdirplus           Disable READDIRPLUS\n"
     "      --writeback                Enable the writeback cache\n"
+    "      --allow-mmap               Allow shared mmap of files not cached by the guest\n"
+    "                                 (--cache=never|metadata, or --allow-direct-io)\n"
     "      --allow-direct-io          Honour O_DIRECT from the guest\n"
     "      --announce-submounts       Tell the guest about host submounts\n"
     "      --no-announce-submounts    Do not (the default)\n"
@@ -159,9 +169,14 @@ static const char usage_text[] =
     "                                 map:<guest base>:<host base>:<count> (both ways)\n"
     "      --translate-gid <TYPE:A:B:COUNT>\n"
     "                                 The same for gids\n"
-    "      --posix-acl, --inode-file-handles <MODE>, --allow-mmap,\n"
-    "      --security-label, --migration-*\n"
-    "                                 Accepted for compatibility; not implemented yet\n"
+    "      --inode-file-handles=<MODE>\n"
+    "                                 What inodes the guest knows hold open on the host:\n"
+    "                                 never (an O_PATH fd each), prefer (a file handle where\n"
+    "                                 the file system has them, else an fd), mandatory (only\n"
+    "                                 file handles). Handles need CAP_DAC_READ_SEARCH (root).\n"
+    "                                 [default: fds up to half the open-file limit, then\n"
+    "                                 handles where possible]\n"
+    "      --migration-*              Accepted for compatibility; not implemented yet\n"
     "  -o <OPTIONS>                   Legacy options: source=DIR, cache=none|auto|always,\n"
     "                                 xattr, no_xattr, readdirplus, no_readdirplus,\n"
     "                                 writeback, no_writeback, sandbox=, modcaps=,\n"
@@ -221,6 +236,23 @@ static int parse_seccomp(const char *v, enum seccomp_mode *out)
         *out = SECCOMP_NONE;
     else
         return bad_value("--seccomp", v, "kill, log, trap, none");
+    return 0;
+}
+
+static int parse_inode_file_handles(const char *v, enum inode_fh_mode *out)
+{
+    if (strcmp(v, "never") == 0)
+        *out = FH_NEVER;
+    else if (strcmp(v, "prefer") == 0)
+        *out = FH_PREFER;
+    else if (strcmp(v, "fallback") == 0) { /* accepted by the Rust virtiofsd too */
+        fprintf(stderr, "virtiofsd: warning: --inode-file-handles=fallback is deprecated; "
+                        "use prefer\n");
+        *out = FH_PREFER;
+    } else if (strcmp(v, "mandatory") == 0)
+        *out = FH_MANDATORY;
+    else
+        return bad_value("--inode-file-handles", v, "never, prefer, mandatory");
     return 0;
 }
 
@@ -302,7 +334,9 @@ static int apply_compat(struct options *o, char *list)
         {"killpriv_v2", O_KILLPRIV_V2, false},
         {"no_killpriv_v2", O_NO_KILLPRIV_V2, false},
         {"posix_acl", O_POSIX_ACL, false},
-        {"no_posix_acl", O_COMPAT_DEFAULT, false},
+        {"no_posix_acl", O_COMPAT_NO_POSIX_ACL, false},
+        {"security_label", O_SECURITY_LABEL, false},
+        {"no_security_label", O_COMPAT_NO_SECURITY_LABEL, false},
         {"xattrmap", O_XATTRMAP, true},
         {"flock", O_COMPAT_FLOCK, false},
         {"no_flock", O_COMPAT_NO_FLOCK, false},
@@ -395,6 +429,17 @@ static int apply(struct options *o, int id, const char *v)
     case O_COMPAT_NO_POSIX_LOCK:
         o->pt.posix_locks = id == O_COMPAT_POSIX_LOCK;
         return 0;
+    case O_POSIX_ACL:
+    case O_COMPAT_NO_POSIX_ACL:
+        o->pt.posix_acl = id == O_POSIX_ACL;
+        return 0;
+    case O_SECURITY_LABEL:
+    case O_COMPAT_NO_SECURITY_LABEL:
+        o->pt.security_label = id == O_SECURITY_LABEL;
+        return 0;
+    case O_ALLOW_MMAP:
+        o->pt.allow_mmap = true;
+        return 0;
     case O_COMPAT_DEFAULT:
         return 0;
     case O_READONLY:
@@ -444,11 +489,7 @@ static int apply(struct options *o, int id, const char *v)
         o->pt.killpriv_v2 = false;
         return 0;
     case O_INODE_FILE_HANDLES:
-        if (strcmp(v, "never") && strcmp(v, "prefer") && strcmp(v, "mandatory"))
-            return bad_value("--inode-file-handles", v, "never, prefer, mandatory");
-        if (strcmp(v, "never"))
-            warn_unimplemented("--inode-file-handles");
-        return 0;
+        return parse_inode_file_handles(v, &o->pt.inode_file_handles);
     case O_UID_MAP:
         return parse_id_map("--uid-map", v, o->uid_map, &o->n_uid_map);
     case O_GID_MAP:
@@ -461,9 +502,6 @@ static int apply(struct options *o, int id, const char *v)
     case O_MIGRATION_MODE:
     case O_MIGRATION_VERIFY_HANDLES:
     case O_MIGRATION_CONFIRM_PATHS:
-    case O_POSIX_ACL:
-    case O_ALLOW_MMAP:
-    case O_SECURITY_LABEL:
         for (const struct option *lo = long_options; lo->name; lo++)
             if (lo->val == id)
                 warn_unimplemented(lo->name);
@@ -477,7 +515,12 @@ static void set_defaults(struct options *o)
     *o = (struct options){
         .fd = -1,
         /* Locks are kept on the host, where host processes and other guests see them. */
-        .pt = {.cache = CACHE_AUTO, .readdirplus = true, .posix_locks = true, .flock_locks = true},
+        .pt = {.cache = CACHE_AUTO,
+               .readdirplus = true,
+               .posix_locks = true,
+               .flock_locks = true,
+               /* Not the Rust virtiofsd's "never": see --help. */
+               .inode_file_handles = FH_AUTO},
         .num_request_queues = VU_MAX_REQUEST_QUEUES, /* the VMM picks how many it uses */
         .queue_poll_us = 50,
         .sandbox = SANDBOX_NAMESPACE,
@@ -540,9 +583,17 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
         fprintf(stderr, "virtiofsd: unexpected argument '%s'\n", argv[optind]);
         return OPTIONS_ERROR;
     }
-    /* As in the Rust virtiofsd, a map turns xattr support on whatever else was said. */
-    if (o->pt.xattrmap)
+    /* As in the Rust virtiofsd, a map, ACLs or labels turn xattr support on whatever else was
+     * said, and ACLs exclude translated ids (ACL entries name host ids the guest would not
+     * see translated). */
+    if (o->pt.xattrmap || o->pt.posix_acl || o->pt.security_label)
         o->pt.xattr = true;
+    if (o->pt.posix_acl &&
+        (!idmap_is_identity(&o->pt.uid_map) || !idmap_is_identity(&o->pt.gid_map))) {
+        fprintf(stderr, "virtiofsd: --posix-acl cannot be used with --translate-uid or "
+                        "--translate-gid\n");
+        return OPTIONS_ERROR;
+    }
     return check_required(o) < 0 ? OPTIONS_ERROR : OPTIONS_OK;
 }
 

@@ -14,10 +14,14 @@
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "creds.h"
@@ -130,8 +134,9 @@ static int add_inode_group(struct pt_fs *fs, uint64_t nodeid, gid_t *out, int n)
 {
     struct pt_inode *inode = nodeid ? itab_get(fs->inodes, nodeid) : NULL;
     struct statx stx;
+    PT_FDREF(r);
 
-    if (!inode || pt_statx(inode->fd, &stx) < 0)
+    if (!inode || pt_inode_fd(fs, inode, &r) < 0 || pt_statx(r.fd, &stx) < 0)
         return n;
     for (int i = 0; i < n; i++)
         if (out[i] == stx.stx_gid)
@@ -140,8 +145,44 @@ static int add_inode_group(struct pt_fs *fs, uint64_t nodeid, gid_t *out, int n)
     return n + 1;
 }
 
+/*
+ * With FUSE_POSIX_ACL, adds the groups named in the access ACL of inode nodeid (ACL_GROUP
+ * entries) to out, each once, while there is room (one slot is kept for a SETATTR's group):
+ * the guest kernel may have granted the caller access as a member of one of them.
+ */
+static int add_acl_groups(struct pt_fs *fs, uint64_t nodeid, gid_t *out, int n)
+{
+    struct pt_inode *inode = nodeid && fs->posix_acl ? itab_get(fs->inodes, nodeid) : NULL;
+    struct {
+        uint16_t tag, perm;
+        uint32_t id;
+    } e[64];
+    char value[4 + sizeof(e)];
+    struct fd_path p;
+    ssize_t len;
+    PT_FDREF(r);
+
+    if (!inode || pt_inode_fd(fs, inode, &r) < 0)
+        return n;
+    /* The ACL is the host's, in the kernel's posix_acl_xattr format (a 4-byte version first). */
+    len = getxattr(fd_name(r.fd, &p), "system.posix_acl_access", value, sizeof(value));
+    if (len < 4)
+        return n;
+    memcpy(e, value + 4, (size_t)len - 4);
+    for (size_t i = 0; i < ((size_t)len - 4) / sizeof(e[0]) && n < PT_RETRY_GROUPS_MAX - 1; i++) {
+        int j = 0;
+        if (e[i].tag != 0x08) /* ACL_GROUP */
+            continue;
+        while (j < n && out[j] != e[i].id)
+            j++;
+        if (j == n)
+            out[n++] = e[i].id;
+    }
+    return n;
+}
+
 int pt_retry_groups(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t nodeid2,
-                    const struct fuse_setattr_in *sa, gid_t out[3])
+                    const struct fuse_setattr_in *sa, gid_t out[PT_RETRY_GROUPS_MAX])
 {
     uint32_t uid, gid;
     int n = 0;
@@ -150,6 +191,8 @@ int pt_retry_groups(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
         return 0;
     n = add_inode_group(fs, nodeid, out, n);
     n = add_inode_group(fs, nodeid2, out, n);
+    n = add_acl_groups(fs, nodeid, out, n);
+    n = add_acl_groups(fs, nodeid2, out, n);
     if (sa && (sa->valid & FATTR_GID) && idmap_to_host(&fs->cfg.gid_map, sa->gid, &gid) == 0)
         out[n++] = gid;
     return n;
@@ -211,9 +254,131 @@ static void fill_entry(const struct pt_fs *fs, const struct pt_inode *inode,
     pt_fill_attr(fs, stx, &out->attr);
 }
 
+/* What a lookup found: its O_PATH fd and, once asked for, its file handle. */
+struct found {
+    int fd;
+    int encoded; /* 1: buf holds the handle; -errno: there is none; 0: not asked yet */
+    struct fh_buf buf;
+};
+
+static int found_handle(struct found *f)
+{
+    if (f->encoded == 0) {
+        int ret = fh_encode(f->fd, &f->buf);
+        f->encoded = ret < 0 ? ret : 1;
+    }
+    return f->encoded;
+}
+
+/*
+ * itab_stale_fn: an inode that keeps an fd pins its host inode, whose number thus cannot be
+ * reused; a handle-only one is stale when the file found under its key has another handle.
+ */
+static bool inode_is_stale(const struct pt_inode *inode, void *arg)
+{
+    struct found *f = arg;
+
+    return inode->fh && found_handle(f) == 1 && !fh_same(inode->fh, &f->buf);
+}
+
+/* Whether a new inode should be handle-only. */
+static bool wants_handle(const struct pt_fs *fs)
+{
+    switch (fs->fh_mode) {
+    case FH_PREFER:
+    case FH_MANDATORY:
+        return true;
+    case FH_AUTO:
+        return itab_fd_inodes() >= fs->fd_budget;
+    case FH_NEVER:
+    default:
+        return false;
+    }
+}
+
+/*
+ * What a mount fd can be opened from if f's mount has none yet: a directory (the file itself,
+ * or its parent on the same mount), else the file if regular. Never a special file or symlink.
+ */
+static int mount_source(const struct pt_inode *parent, const struct found *f,
+                        const struct statx *stx)
+{
+    if (S_ISDIR(stx->stx_mode))
+        return f->fd;
+    if (parent && parent->fd >= 0 && S_ISDIR(parent->type) && (stx->stx_mask & STATX_MNT_ID) &&
+        parent->key.mnt_id == (uint64_t)f->buf.mnt_id)
+        return parent->fd;
+    return S_ISREG(stx->stx_mode) ? f->fd : -1;
+}
+
+/* Logs, once per mount, that a file system gives no usable handles. */
+static void handles_unusable(const struct pt_fs *fs, int mnt_id, int err)
+{
+    if (fs->fh_mode == FH_MANDATORY)
+        log_error("mount %d: no usable file handles (%s); lookups there fail", mnt_id,
+                  strerror(err));
+    else if (fs->fh_mode == FH_PREFER)
+        log_warn("mount %d: no usable file handles (%s); using O_PATH fds there", mnt_id,
+                 strerror(err));
+    else
+        log_debug("mount %d: no usable file handles (%s)", mnt_id, strerror(err));
+}
+
+/*
+ * The file handle for a new inode, or NULL (and 0) to keep its fd. As in the Rust virtiofsd,
+ * under FH_PREFER only "no handles on this file system" (EOPNOTSUPP, EOVERFLOW) falls back to
+ * an fd and other failures go to the guest; FH_MANDATORY fails on every one; FH_AUTO, which
+ * the user did not ask for, falls back on every one.
+ */
+static int new_handle(struct pt_fs *fs, const struct pt_inode *parent, struct found *f,
+                      const struct statx *stx, struct pt_fhandle **out)
+{
+    struct fh_mount *m;
+    bool created;
+    int ret = found_handle(f);
+
+    *out = NULL;
+    if (ret < 0) {
+        bool none = ret == -EOPNOTSUPP || ret == -EOVERFLOW;
+        int mnt_id = (stx->stx_mask & STATX_MNT_ID) ? (int)stx->stx_mnt_id : 0;
+
+        if (none && fh_mount_fail(&fs->mounts, mnt_id, -ret))
+            handles_unusable(fs, mnt_id, -ret);
+        if (fs->fh_mode == FH_MANDATORY || (fs->fh_mode == FH_PREFER && !none))
+            return ret;
+        return 0;
+    }
+    ret = fh_mount_get(&fs->mounts, &f->buf, mount_source(parent, f, stx), fs->proc_self_fd, &m,
+                       &created);
+    if (ret < 0) {
+        if (created)
+            handles_unusable(fs, f->buf.mnt_id, -ret);
+        return fs->fh_mode == FH_MANDATORY ? ret : 0;
+    }
+    *out = fh_new(m, &f->buf);
+    if (!*out) {
+        fh_mount_put(m);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int pt_inode_fd_open(struct pt_fs *fs, const struct pt_inode *inode, struct pt_fdref *ref)
+{
+    int fd = inode->fh ? fh_open(inode->fh, O_PATH) : -EBADF;
+
+    if (fd < 0)
+        return fd;
+    ref->fd = fd;
+    ref->owned = true;
+    return fd;
+}
+
 int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd,
                      struct fuse_entry_out *out)
 {
+    struct found f = {.fd = fd};
+    struct pt_fhandle *fh = NULL;
     struct pt_inode *inode;
     struct itab_key key;
     struct statx stx;
@@ -224,9 +389,21 @@ int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd,
         return ret;
     }
     key_from_statx(&stx, &key);
-    ret = itab_ref_or_insert(fs->inodes, &key, fd, stx.stx_mode, &inode);
-    if (ret < 0)
-        return ret;
+    inode = itab_find_ref(fs->inodes, &key, inode_is_stale, &f);
+    if (inode) {
+        close(fd);
+    } else {
+        if (wants_handle(fs))
+            ret = new_handle(fs, parent, &f, &stx, &fh);
+        if (ret < 0 || fh) {
+            close(fd); /* a handle-only inode keeps no fd */
+            fd = -1;
+        }
+        if (ret == 0)
+            ret = itab_insert(fs->inodes, &key, fd, fh, stx.stx_mode, &inode);
+        if (ret < 0)
+            return ret;
+    }
     fill_entry(fs, inode, &stx, out);
     if (is_submount(fs, parent, &key, stx.stx_mode))
         out->attr.flags |= FUSE_ATTR_SUBMOUNT;
@@ -234,10 +411,11 @@ int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd,
 }
 
 /* The entry of dir itself ("." anywhere, ".." of the root), with one more reference. */
-static int self_entry(struct pt_fs *fs, struct pt_inode *dir, struct fuse_entry_out *out)
+static int self_entry(struct pt_fs *fs, struct pt_inode *dir, int dir_fd,
+                      struct fuse_entry_out *out)
 {
     struct statx stx;
-    int ret = pt_statx(dir->fd, &stx);
+    int ret = pt_statx(dir_fd, &stx);
 
     if (ret < 0)
         return ret;
@@ -247,19 +425,28 @@ static int self_entry(struct pt_fs *fs, struct pt_inode *dir, struct fuse_entry_
     return 0;
 }
 
-int pt_do_lookup(struct pt_fs *fs, struct pt_inode *parent, const char *name,
-                 struct fuse_entry_out *out)
+int pt_do_lookup_at(struct pt_fs *fs, struct pt_inode *parent, int parent_fd, const char *name,
+                    struct fuse_entry_out *out)
 {
     bool dotdot = strcmp(name, "..") == 0;
     int fd;
 
     if (strcmp(name, ".") == 0 || (dotdot && parent == fs->root))
-        return self_entry(fs, parent, out);
-    fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        return self_entry(fs, parent, parent_fd, out);
+    fd = openat(parent_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     /* The parent of a directory is not a submount of it. */
     return pt_entry_from_fd(fs, dotdot ? NULL : parent, fd, out);
+}
+
+int pt_do_lookup(struct pt_fs *fs, struct pt_inode *parent, const char *name,
+                 struct fuse_entry_out *out)
+{
+    PT_FDREF(r);
+    int fd = pt_inode_fd(fs, parent, &r);
+
+    return fd < 0 ? fd : pt_do_lookup_at(fs, parent, fd, name, out);
 }
 
 /* Lifetime. */
@@ -282,6 +469,19 @@ static int open_root(struct pt_fs *fs)
     }
     key_from_statx(&stx, &key);
     return itab_insert_root(fs->inodes, &key, fd, stx.stx_mode, &fs->root);
+}
+
+/*
+ * FH_AUTO's budget: half the open-file limit (raised by main before pt_new) for inodes' fds,
+ * leaving the rest to open files and directories, queues and guest memory.
+ */
+static unsigned long fd_budget(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return ULONG_MAX / 2;
+    return (unsigned long)(rl.rlim_cur / 2);
 }
 
 /*
@@ -322,6 +522,7 @@ int pt_new_with_proc(const struct pt_config *cfg, int proc_self_fd, struct pt_fs
             close(proc_self_fd);
         return -ENOMEM;
     }
+    fh_mounts_init(&fs->mounts);
     fs->cfg = *cfg;
     fs->cfg.uid_map = fs->cfg.gid_map = (struct idmap){0}; /* our own copies, below */
     fs->proc_self_fd = proc_self_fd;
@@ -353,7 +554,55 @@ int pt_new_with_proc(const struct pt_config *cfg, int proc_self_fd, struct pt_fs
         pt_free(fs);
         return ret;
     }
+    fs->fd_budget = fd_budget();
     *out = fs;
+    return 0;
+}
+
+int pt_setup_file_handles(struct pt_fs *fs)
+{
+    static const char *const names[] = {"never", "automatic", "prefer", "mandatory"};
+    enum inode_fh_mode want = fs->cfg.inode_file_handles;
+    struct fh_buf b;
+    bool created;
+    int ret;
+
+    fs->fh_mode = FH_NEVER;
+    if (fs->root_mount)
+        fh_mount_put(fs->root_mount);
+    fs->root_mount = NULL;
+    if (want == FH_NEVER)
+        return 0;
+    /* As the Rust virtiofsd: a handle of the shared directory must open again. */
+    ret = fh_encode(fs->root->fd, &b);
+    if (ret == 0)
+        ret = fh_mount_get(&fs->mounts, &b, fs->root->fd, fs->proc_self_fd, &fs->root_mount,
+                           &created);
+    if (ret < 0) {
+        const char *why = ret == -EPERM ? " (opening file handles needs CAP_DAC_READ_SEARCH: run "
+                                          "as root, without --modcaps=-dac_read_search)"
+                                        : "";
+        if (want == FH_MANDATORY) {
+            log_error("--inode-file-handles=mandatory: file handles do not work for the shared "
+                      "directory: %s%s",
+                      strerror(-ret), why);
+            return ret;
+        }
+        if (want == FH_PREFER)
+            log_warn("--inode-file-handles=prefer: file handles do not work for the shared "
+                     "directory (%s%s); using O_PATH fds",
+                     strerror(-ret), why);
+        else
+            log_debug("file handles do not work for the shared directory (%s); inodes keep "
+                      "O_PATH fds",
+                      strerror(-ret));
+        return 0;
+    }
+    fs->fh_mode = want;
+    if (want == FH_AUTO)
+        log_debug("inode file handles: automatic, beyond %lu inodes with an fd", fs->fd_budget);
+    else
+        log_debug("inode file handles: %s", names[want]);
     return 0;
 }
 
@@ -365,7 +614,10 @@ void pt_free(struct pt_fs *fs)
     if (fs->handles)
         htab_free(fs->handles);
     if (fs->inodes)
-        itab_free(fs->inodes);
+        itab_free(fs->inodes); /* frees the handles: every mount reference but the pin */
+    if (fs->root_mount)
+        fh_mount_put(fs->root_mount);
+    fh_mounts_destroy(&fs->mounts);
     if (fs->proc_self_fd >= 0)
         close(fs->proc_self_fd);
     free((char *)fs->cfg.shared_dir);
@@ -384,6 +636,7 @@ void pt_init(struct pt_fs *fs, uint64_t negotiated_flags)
     fs->writeback = negotiated_flags & FUSE_WRITEBACK_CACHE;
     fs->submounts = negotiated_flags & FUSE_SUBMOUNTS;
     fs->dont_mask = negotiated_flags & FUSE_DONT_MASK;
+    fs->posix_acl = negotiated_flags & FUSE_POSIX_ACL;
 }
 
 /*
@@ -418,10 +671,11 @@ void pt_forget(struct pt_fs *fs, uint64_t nodeid, uint64_t nlookup)
     itab_forget(fs->inodes, nodeid, nlookup);
 }
 
-static int attr_out(struct pt_fs *fs, const struct pt_inode *inode, struct fuse_attr_out *out)
+/* The attribute reply from pfd, the inode's O_PATH fd. */
+static int attr_out(struct pt_fs *fs, int pfd, struct fuse_attr_out *out)
 {
     struct statx stx;
-    int ret = pt_statx(inode->fd, &stx);
+    int ret = pt_statx(pfd, &stx);
 
     if (ret < 0)
         return ret;
@@ -435,12 +689,16 @@ int pt_getattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
                const struct fuse_getattr_in *in, struct fuse_attr_out *out)
 {
     struct pt_inode *inode;
+    PT_FDREF(r);
     int ret = pt_begin(fs, ctx, nodeid, &inode);
 
-    return ret < 0 ? ret : attr_out(fs, inode, out);
+    if (ret == 0)
+        ret = pt_inode_fd(fs, inode, &r);
+    return ret < 0 ? ret : attr_out(fs, r.fd, out);
 }
 
-static int set_mode(struct pt_fs *fs, const struct pt_inode *inode, int fd, mode_t mode)
+/* pfd: the inode's O_PATH fd; fd: an open fd of it, or -1 (as in the helpers below). */
+static int set_mode(struct pt_fs *fs, int pfd, int fd, mode_t mode)
 {
     struct fd_path p;
     int ret;
@@ -449,16 +707,17 @@ static int set_mode(struct pt_fs *fs, const struct pt_inode *inode, int fd, mode
     if (fd >= 0)
         ret = fchmod(fd, mode);
     else /* follows only the magic link: a symlink gets EOPNOTSUPP, like lchmod */
-        ret = fchmodat(fs->proc_self_fd, fd_name(inode->fd, &p), mode, 0);
+        ret = fchmodat(fs->proc_self_fd, fd_name(pfd, &p), mode, 0);
     return ret < 0 ? -errno : 0;
 }
 
-void pt_kill_suidgid(struct pt_fs *fs, const struct pt_inode *inode, int fd)
+/* pt_kill_suidgid with the inode's O_PATH fd (pfd) at hand; statx on fd when open. */
+static void kill_suidgid(struct pt_fs *fs, const struct pt_inode *inode, int pfd, int fd)
 {
     struct statx stx;
     mode_t mode, kill = 0;
 
-    if (pt_statx(inode->fd, &stx) < 0 || !S_ISREG(stx.stx_mode))
+    if (pt_statx(fd >= 0 ? fd : pfd, &stx) < 0 || !S_ISREG(stx.stx_mode))
         return;
     mode = stx.stx_mode & 07777;
     if (mode & S_ISUID)
@@ -468,8 +727,17 @@ void pt_kill_suidgid(struct pt_fs *fs, const struct pt_inode *inode, int fd)
         kill |= S_ISGID;
     /* An unprivileged caller cannot chmod others' files, but the kernel clears the bits on
      * its write or truncate anyway, because its fsuid lacks CAP_FSETID. */
-    if (kill && set_mode(fs, inode, fd, mode & ~kill) < 0)
+    if (kill && set_mode(fs, pfd, fd, mode & ~kill) < 0)
         log_debug("cannot clear set-id bits of inode %llu", (unsigned long long)inode->nodeid);
+}
+
+void pt_kill_suidgid(struct pt_fs *fs, const struct pt_inode *inode, int fd)
+{
+    PT_FDREF(r);
+
+    /* With an open fd, the inode's own fd is not needed (no handle to open). */
+    if (fd >= 0 || pt_inode_fd(fs, inode, &r) >= 0)
+        kill_suidgid(fs, inode, r.fd, fd);
 }
 
 /*
@@ -495,14 +763,14 @@ static int host_owner(const struct pt_fs *fs, const struct fuse_setattr_in *in, 
     return ret;
 }
 
-static int set_owner(const struct pt_inode *inode, uid_t uid, gid_t gid)
+static int set_owner(int pfd, uid_t uid, gid_t gid)
 {
-    if (fchownat(inode->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+    if (fchownat(pfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
     return 0;
 }
 
-static int set_size(struct pt_fs *fs, const struct pt_inode *inode, int fd, uint64_t size)
+static int set_size(struct pt_fs *fs, const struct pt_inode *inode, int pfd, int fd, uint64_t size)
 {
     int ret, own_fd = -1;
 
@@ -512,7 +780,7 @@ static int set_size(struct pt_fs *fs, const struct pt_inode *inode, int fd, uint
         if (!S_ISREG(inode->type))
             return S_ISDIR(inode->type) ? -EISDIR : -EINVAL;
         /* Opening for writing is the permission check truncate(2) makes. */
-        fd = own_fd = pt_reopen(fs, inode->fd, O_WRONLY | O_NONBLOCK);
+        fd = own_fd = pt_reopen(fs, pfd, O_WRONLY | O_NONBLOCK);
         if (fd < 0)
             return fd;
     }
@@ -536,8 +804,7 @@ static struct timespec time_arg(uint32_t valid, uint32_t set_bit, uint32_t now_b
     return ts;
 }
 
-static int set_times(struct pt_fs *fs, const struct pt_inode *inode, int fd,
-                     const struct fuse_setattr_in *in)
+static int set_times(struct pt_fs *fs, int pfd, int fd, const struct fuse_setattr_in *in)
 {
     struct timespec ts[2] = {
         time_arg(in->valid, FATTR_ATIME, FATTR_ATIME_NOW, in->atime, in->atimensec),
@@ -549,7 +816,7 @@ static int set_times(struct pt_fs *fs, const struct pt_inode *inode, int fd,
     if (fd >= 0)
         ret = futimens(fd, ts);
     else /* lands on the inode itself, a symlink included */
-        ret = utimensat(fs->proc_self_fd, fd_name(inode->fd, &p), ts, 0);
+        ret = utimensat(fs->proc_self_fd, fd_name(pfd, &p), ts, 0);
     return ret < 0 ? -errno : 0;
 }
 
@@ -578,24 +845,24 @@ static int setattr_fd(struct pt_fs *fs, uint64_t nodeid, const struct fuse_setat
  * could write the file could have the host clear the bits by writing it, so it is applied with
  * the daemon's own credentials.
  */
-static int set_mode_killpriv(struct pt_fs *fs, const struct pt_ctx *ctx,
-                             const struct pt_inode *inode, int fd, mode_t mode)
+static int set_mode_killpriv(struct pt_fs *fs, const struct pt_ctx *ctx, int pfd, int fd,
+                             mode_t mode)
 {
     struct statx stx;
-    int ret = pt_statx(inode->fd, &stx);
+    int ret = pt_statx(pfd, &stx);
     mode_t cur = stx.stx_mode & 07777;
 
     if (ret < 0 || (mode & 07777) == cur || (mode & 07777) != (cur & ~(mode_t)(S_ISUID | S_ISGID)))
         return -EPERM;
     ret = pt_enter(fs, NULL);
     if (ret == 0)
-        ret = set_mode(fs, inode, fd, mode);
+        ret = set_mode(fs, pfd, fd, mode);
     int back = pt_enter(fs, ctx);
     return ret < 0 ? ret : back;
 }
 
 static int apply_setattr(struct pt_fs *fs, const struct pt_ctx *ctx, const struct pt_inode *inode,
-                         int fd, const struct fuse_setattr_in *in)
+                         int pfd, int fd, const struct fuse_setattr_in *in)
 {
     uint32_t valid = in->valid;
     uid_t uid;
@@ -604,20 +871,20 @@ static int apply_setattr(struct pt_fs *fs, const struct pt_ctx *ctx, const struc
     int ret = host_owner(fs, in, &uid, &gid);
 
     if (ret == 0 && (valid & FATTR_MODE)) {
-        ret = set_mode(fs, inode, fd, in->mode);
+        ret = set_mode(fs, pfd, fd, in->mode);
         if (ret == -EPERM && fs->switch_creds)
-            ret = set_mode_killpriv(fs, ctx, inode, fd, in->mode);
+            ret = set_mode_killpriv(fs, ctx, pfd, fd, in->mode);
     }
     if (ret == 0 && (valid & (FATTR_UID | FATTR_GID)))
-        ret = set_owner(inode, uid, gid);
+        ret = set_owner(pfd, uid, gid);
     if (ret == 0 && (valid & FATTR_SIZE)) {
-        ret = set_size(fs, inode, fd, in->size);
+        ret = set_size(fs, inode, pfd, fd, in->size);
         if (ret == 0 && (valid & FATTR_KILL_SUIDGID) && !(valid & FATTR_MODE))
-            pt_kill_suidgid(fs, inode, fd);
+            kill_suidgid(fs, inode, pfd, fd);
     }
     /* FATTR_CTIME cannot be set on Linux; every change above already updated ctime. */
     if (ret == 0 && (valid & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)))
-        ret = set_times(fs, inode, fd, in);
+        ret = set_times(fs, pfd, fd, in);
     return ret;
 }
 
@@ -625,6 +892,7 @@ int pt_setattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
                const struct fuse_setattr_in *in, struct fuse_attr_out *out)
 {
     struct pt_inode *inode;
+    PT_FDREF(r);
     int fd, ret = pt_begin(fs, ctx, nodeid, &inode);
 
     if (ret < 0)
@@ -634,14 +902,17 @@ int pt_setattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
     fd = setattr_fd(fs, nodeid, in);
     if (fd == -EBADF)
         return fd;
-    ret = apply_setattr(fs, ctx, inode, fd, in);
-    return ret < 0 ? ret : attr_out(fs, inode, out);
+    ret = pt_inode_fd(fs, inode, &r);
+    if (ret >= 0)
+        ret = apply_setattr(fs, ctx, inode, r.fd, fd, in);
+    return ret < 0 ? ret : attr_out(fs, r.fd, out);
 }
 
 ssize_t pt_readlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, char *buf,
                     size_t size)
 {
     struct pt_inode *inode;
+    PT_FDREF(r);
     ssize_t n;
     int ret = pt_begin(fs, ctx, nodeid, &inode);
 
@@ -649,7 +920,10 @@ ssize_t pt_readlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
         return ret;
     if (!S_ISLNK(inode->type))
         return -EINVAL;
-    n = readlinkat(inode->fd, "", buf, size);
+    ret = pt_inode_fd(fs, inode, &r);
+    if (ret < 0)
+        return ret;
+    n = readlinkat(r.fd, "", buf, size);
     return n < 0 ? -errno : n;
 }
 
@@ -668,64 +942,130 @@ static int begin_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t par
     return ret;
 }
 
-/* The mode to create with: the kernel applied the umask unless FUSE_DONT_MASK was agreed. */
-static mode_t create_mode(const struct pt_fs *fs, uint32_t mode, uint32_t umask_bits)
+/* This thread has its own umask (unshare(CLONE_FS)), so setting it affects no other thread. */
+static __thread bool own_umask;
+
+mode_t pt_umask_begin(struct pt_fs *fs, uint32_t mode, uint32_t umask_bits)
 {
-    return fs->dont_mask ? (mode & ~umask_bits) : mode;
+    static atomic_bool warned;
+
+    if (!fs->dont_mask)
+        return mode;
+    if (fs->posix_acl) {
+        if (!own_umask && unshare(CLONE_FS) == 0)
+            own_umask = true;
+        if (own_umask) {
+            umask(umask_bits & 0777);
+            return mode;
+        }
+        if (!atomic_exchange(&warned, true))
+            log_warn("cannot give a thread its own umask (%s): the guest's umask is applied "
+                     "even under a default ACL",
+                     strerror(errno));
+    }
+    return mode & ~umask_bits;
+}
+
+void pt_umask_end(struct pt_fs *fs)
+{
+    if (fs->dont_mask && fs->posix_acl && own_umask)
+        umask(0);
+}
+
+/*
+ * The entry of name, just created in dir, labelled first with the security context of the
+ * request (if any); an inode that cannot be labelled is removed again (flags: for unlinkat).
+ */
+static int new_entry(struct pt_fs *fs, const struct pt_ctx *ctx, struct pt_inode *dir, int dir_fd,
+                     const char *name, int flags, struct fuse_entry_out *out)
+{
+    int fd, ret;
+
+    if (!ctx || !ctx->secctx)
+        return pt_do_lookup_at(fs, dir, dir_fd, name, out);
+    fd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    ret = fd < 0 ? -errno : pt_apply_secctx(fs, ctx, fd);
+    if (ret < 0) {
+        if (fd >= 0)
+            close(fd);
+        if (unlinkat(dir_fd, name, flags) < 0)
+            log_warn("cannot remove %s after failing to label it: %s", name, strerror(errno));
+        return ret;
+    }
+    return pt_entry_from_fd(fs, dir, fd, out);
 }
 
 int pt_symlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
                const char *target, struct fuse_entry_out *out)
 {
     struct pt_inode *dir;
+    PT_FDREF(d);
     int ret = begin_create(fs, ctx, parent, name, &dir);
 
+    if (ret == 0)
+        ret = pt_inode_fd(fs, dir, &d);
     if (ret < 0)
         return ret;
     if (!target)
         return -EINVAL;
-    if (symlinkat(target, dir->fd, name) < 0)
+    if (symlinkat(target, d.fd, name) < 0)
         return -errno;
-    return pt_do_lookup(fs, dir, name, out);
+    return new_entry(fs, ctx, dir, d.fd, name, 0, out);
 }
 
 int pt_mknod(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
              const struct fuse_mknod_in *in, struct fuse_entry_out *out)
 {
     struct pt_inode *dir;
+    PT_FDREF(d);
     int ret = begin_create(fs, ctx, parent, name, &dir);
 
+    if (ret == 0)
+        ret = pt_inode_fd(fs, dir, &d);
     if (ret < 0)
         return ret;
     /* FUSE sends rdev in the kernel's 32-bit encoding, which glibc's dev_t decodes alike. */
-    if (mknodat(dir->fd, name, create_mode(fs, in->mode, in->umask), (dev_t)in->rdev) < 0)
-        return -errno;
-    return pt_do_lookup(fs, dir, name, out);
+    ret = mknodat(d.fd, name, pt_umask_begin(fs, in->mode, in->umask), (dev_t)in->rdev);
+    ret = ret < 0 ? -errno : 0;
+    pt_umask_end(fs);
+    if (ret < 0)
+        return ret;
+    return new_entry(fs, ctx, dir, d.fd, name, 0, out);
 }
 
 int pt_mkdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
              const struct fuse_mkdir_in *in, struct fuse_entry_out *out)
 {
     struct pt_inode *dir;
+    PT_FDREF(d);
     int ret = begin_create(fs, ctx, parent, name, &dir);
 
+    if (ret == 0)
+        ret = pt_inode_fd(fs, dir, &d);
     if (ret < 0)
         return ret;
-    if (mkdirat(dir->fd, name, create_mode(fs, in->mode, in->umask) & 07777) < 0)
-        return -errno;
-    return pt_do_lookup(fs, dir, name, out);
+    ret = mkdirat(d.fd, name, pt_umask_begin(fs, in->mode, in->umask) & 07777);
+    ret = ret < 0 ? -errno : 0;
+    pt_umask_end(fs);
+    if (ret < 0)
+        return ret;
+    return new_entry(fs, ctx, dir, d.fd, name, AT_REMOVEDIR, out);
 }
 
 static int do_remove(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
                      int flags)
 {
     struct pt_inode *dir;
+    PT_FDREF(d);
     int ret = begin_create(fs, ctx, parent, name, &dir);
 
+    if (ret == 0)
+        ret = pt_inode_fd(fs, dir, &d);
     if (ret < 0)
         return ret;
-    /* The inode stays in the table (its O_PATH fd keeps it alive) until the guest forgets it. */
-    return unlinkat(dir->fd, name, flags) < 0 ? -errno : 0;
+    /* The inode stays in the table until the guest forgets it (its O_PATH fd, if it has one,
+     * keeps the host inode alive; a handle-only one then gets ESTALE). */
+    return unlinkat(d.fd, name, flags) < 0 ? -errno : 0;
 }
 
 int pt_unlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name)
@@ -742,6 +1082,8 @@ int pt_rename(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t olddir, const
               uint64_t newdir, const char *newname, uint32_t flags)
 {
     struct pt_inode *from, *to;
+    PT_FDREF(f);
+    PT_FDREF(t);
     int ret;
 
     if (flags & ~(uint32_t)(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT))
@@ -751,9 +1093,13 @@ int pt_rename(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t olddir, const
         ret = check_new_name(newname);
     if (ret == 0)
         ret = begin_dir(fs, ctx, newdir, &to);
+    if (ret == 0)
+        ret = pt_inode_fd(fs, from, &f);
+    if (ret >= 0)
+        ret = pt_inode_fd(fs, to, &t);
     if (ret < 0)
         return ret;
-    return renameat2(from->fd, oldname, to->fd, newname, flags) < 0 ? -errno : 0;
+    return renameat2(f.fd, oldname, t.fd, newname, flags) < 0 ? -errno : 0;
 }
 
 int pt_link(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t newparent,
@@ -761,6 +1107,8 @@ int pt_link(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_
 {
     struct pt_inode *inode, *dir;
     struct fd_path p;
+    PT_FDREF(r);
+    PT_FDREF(d);
     int ret = begin_create(fs, ctx, newparent, newname, &dir);
 
     if (ret == 0)
@@ -769,13 +1117,18 @@ int pt_link(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_
         return ret;
     if (S_ISDIR(inode->type))
         return -EPERM;
+    ret = pt_inode_fd(fs, inode, &r);
+    if (ret >= 0)
+        ret = pt_inode_fd(fs, dir, &d);
+    if (ret < 0)
+        return ret;
     /*
      * linkat(fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, which a non-root fsuid lacks;
      * following the /proc magic link links the inode itself (a symlink too) without it.
      */
-    if (linkat(fs->proc_self_fd, fd_name(inode->fd, &p), dir->fd, newname, AT_SYMLINK_FOLLOW) < 0)
+    if (linkat(fs->proc_self_fd, fd_name(r.fd, &p), d.fd, newname, AT_SYMLINK_FOLLOW) < 0)
         return -errno;
-    return pt_do_lookup(fs, dir, newname, out);
+    return pt_do_lookup_at(fs, dir, d.fd, newname, out);
 }
 
 /* Whole filesystem and permissions. */
@@ -785,11 +1138,14 @@ int pt_statfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 {
     struct pt_inode *inode;
     struct statvfs sv;
+    PT_FDREF(r);
     int ret = pt_begin(fs, ctx, nodeid, &inode);
 
+    if (ret == 0)
+        ret = pt_inode_fd(fs, inode, &r);
     if (ret < 0)
         return ret;
-    if (fstatvfs(inode->fd, &sv) < 0) /* O_PATH fds work with fstatfs since Linux 3.12 */
+    if (fstatvfs(r.fd, &sv) < 0) /* O_PATH fds work with fstatfs since Linux 3.12 */
         return -errno;
     memset(out, 0, sizeof(*out));
     out->st.blocks = sv.f_blocks;
@@ -808,6 +1164,7 @@ int pt_access(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 {
     struct pt_inode *inode;
     struct fd_path p;
+    PT_FDREF(r);
     int ret = pt_begin(fs, ctx, nodeid, &inode);
 
     if (ret < 0)
@@ -816,8 +1173,11 @@ int pt_access(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
         return -EINVAL;
     if (fs->cfg.readonly && (in->mask & W_OK) && !S_ISLNK(inode->type))
         return -EROFS;
+    ret = pt_inode_fd(fs, inode, &r);
+    if (ret < 0)
+        return ret;
     /* AT_EACCESS: check with this thread's fsuid/fsgid (the caller's), not the real ids. */
-    if (faccessat(fs->proc_self_fd, fd_name(inode->fd, &p), in->mask, AT_EACCESS) < 0)
+    if (faccessat(fs->proc_self_fd, fd_name(r.fd, &p), in->mask, AT_EACCESS) < 0)
         return -errno;
     return 0;
 }
@@ -825,6 +1185,7 @@ int pt_access(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 int pt_syncfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid)
 {
     struct pt_inode *inode;
+    PT_FDREF(r);
     int fd, ret;
 
     /* syncfs needs no permission, but syncfs(2) needs a real fd: reopen as root. */
@@ -833,7 +1194,10 @@ int pt_syncfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid)
         return ret;
     if (!S_ISDIR(inode->type) && !S_ISREG(inode->type))
         inode = fs->root;
-    fd = pt_reopen(fs, inode->fd, O_RDONLY | O_NONBLOCK);
+    ret = pt_inode_fd(fs, inode, &r);
+    if (ret < 0)
+        return ret;
+    fd = pt_reopen(fs, r.fd, O_RDONLY | O_NONBLOCK);
     if (fd < 0)
         return fd;
     ret = syncfs(fd) < 0 ? -errno : 0;

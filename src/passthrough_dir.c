@@ -29,6 +29,7 @@ int pt_opendir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
                const struct fuse_open_in *in, struct fuse_open_out *out)
 {
     struct pt_inode *inode;
+    PT_FDREF(r);
     uint64_t fh;
     int fd, ret = pt_begin(fs, ctx, nodeid, &inode);
 
@@ -36,7 +37,9 @@ int pt_opendir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
         return ret;
     if (!S_ISDIR(inode->type))
         return -ENOTDIR;
-    fd = pt_reopen(fs, inode->fd, O_RDONLY | O_DIRECTORY);
+    fd = pt_inode_fd(fs, inode, &r);
+    if (fd >= 0)
+        fd = pt_reopen(fs, r.fd, O_RDONLY | O_DIRECTORY);
     if (fd < 0)
         return fd;
     ret = htab_add(fs->handles, nodeid, fd, true, &fh);
@@ -160,8 +163,8 @@ static void empty_entry(const struct linux_dirent64 *e, struct fuse_entry_out *o
  * a later LOOKUP reports the error, as ls -l on a host directory would. -ENOENT: the entry
  * went away since getdents64 saw it.
  */
-static int plus_entry(struct pt_fs *fs, struct pt_inode *dir, const struct linux_dirent64 *e,
-                      size_t namelen, struct fuse_entry_out *out)
+static int plus_entry(struct pt_fs *fs, struct pt_inode *dir, int dir_fd,
+                      const struct linux_dirent64 *e, size_t namelen, struct fuse_entry_out *out)
 {
     int ret;
 
@@ -169,7 +172,7 @@ static int plus_entry(struct pt_fs *fs, struct pt_inode *dir, const struct linux
         empty_entry(e, out);
         return 0;
     }
-    ret = pt_do_lookup(fs, dir, e->d_name, out);
+    ret = pt_do_lookup_at(fs, dir, dir_fd, e->d_name, out);
     if (ret < 0 && ret != -ENOENT) {
         empty_entry(e, out);
         ret = 0;
@@ -181,8 +184,8 @@ static int plus_entry(struct pt_fs *fs, struct pt_inode *dir, const struct linux
  * Emits the record for e at p if it fits in room; returns its size, 0 if it does not fit, or
  * -errno.
  */
-static ssize_t emit(struct pt_fs *fs, struct pt_inode *dir, const struct linux_dirent64 *e,
-                    bool plus, char *p, size_t room)
+static ssize_t emit(struct pt_fs *fs, struct pt_inode *dir, int dir_fd,
+                    const struct linux_dirent64 *e, bool plus, char *p, size_t room)
 {
     size_t namelen = name_len(e);
     size_t size = plus ? FUSE_DIRENT_ALIGN(FUSE_NAME_OFFSET_DIRENTPLUS + namelen)
@@ -197,7 +200,7 @@ static ssize_t emit(struct pt_fs *fs, struct pt_inode *dir, const struct linux_d
         put_dirent(p, e, namelen, e->d_ino);
         return (ssize_t)size;
     }
-    ret = plus_entry(fs, dir, e, namelen, &entry);
+    ret = plus_entry(fs, dir, dir_fd, e, namelen, &entry);
     if (ret < 0)
         return ret;
     memcpy(p, &entry, sizeof(entry));
@@ -214,7 +217,8 @@ static ssize_t fill(struct pt_fs *fs, struct pt_inode *dir, struct pt_handle *h,
     int ret;
 
     while ((ret = dir_peek(h, &e)) > 0) {
-        n = emit(fs, dir, e, plus, buf + used, size - used);
+        /* Names are looked up in the handle's own open directory: no inode fd needed. */
+        n = emit(fs, dir, h->fd, e, plus, buf + used, size - used);
         if (n == -ENOENT) { /* removed since getdents64 saw it */
             dir_consume(h, e);
             continue;

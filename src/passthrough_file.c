@@ -90,6 +90,7 @@ int pt_open(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
             const struct fuse_open_in *in, struct fuse_open_out *out)
 {
     struct pt_inode *inode;
+    PT_FDREF(r);
     int fd, flags, ret = pt_begin(fs, ctx, nodeid, &inode);
 
     if (ret < 0)
@@ -103,7 +104,10 @@ int pt_open(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
     flags = pt_open_flags(fs, in->flags);
     if (fs->cfg.readonly && pt_wants_write(flags))
         return -EROFS;
-    fd = reopen_for_guest(fs, inode->fd, flags, in->flags);
+    ret = pt_inode_fd(fs, inode, &r);
+    if (ret < 0)
+        return ret;
+    fd = reopen_for_guest(fs, r.fd, flags, in->flags);
     if (fd < 0)
         return fd;
     if ((in->open_flags & FUSE_OPEN_KILL_SUIDGID) && (flags & O_TRUNC))
@@ -116,11 +120,11 @@ int pt_open(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
  * only a regular file (O_CREAT would otherwise open a FIFO or device, or follow nothing but
  * fail on a symlink). Returns the fd and its O_PATH fd in *path_fd.
  */
-static int open_existing(struct pt_fs *fs, const struct pt_inode *dir, const char *name, int flags,
+static int open_existing(struct pt_fs *fs, int dir_fd, const char *name, int flags,
                          uint32_t guest_flags, int *path_fd)
 {
     struct statx stx;
-    int fd, pfd = openat(dir->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    int fd, pfd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     int ret = pfd < 0 ? -errno : pt_statx(pfd, &stx);
 
     if (ret == 0 && !S_ISREG(stx.stx_mode))
@@ -139,23 +143,33 @@ static int open_existing(struct pt_fs *fs, const struct pt_inode *dir, const cha
     return fd;
 }
 
-/* Creates (or opens) name; returns the open fd and an O_PATH fd of the same inode. */
-static int create_file(struct pt_fs *fs, const struct pt_inode *dir, const char *name,
+/*
+ * Creates (or opens) name; returns the open fd and an O_PATH fd of the same inode. A file it
+ * creates gets the request's security context, or is removed again.
+ */
+static int create_file(struct pt_fs *fs, const struct pt_ctx *ctx, int dir_fd, const char *name,
                        const struct fuse_create_in *in, int *path_fd)
 {
     int flags = pt_open_flags(fs, in->flags);
-    mode_t mode = (fs->dont_mask ? in->mode & ~in->umask : in->mode) & 07777;
-    int fd = openat(dir->fd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+    mode_t mode = pt_umask_begin(fs, in->mode, in->umask) & 07777;
+    int fd = openat(dir_fd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+    int ret = fd < 0 ? -errno : 0;
 
+    pt_umask_end(fs);
     if (fd < 0) {
-        if (errno != EEXIST || (in->flags & O_EXCL))
-            return -errno;
-        return open_existing(fs, dir, name, flags, in->flags, path_fd);
+        if (ret != -EEXIST || (in->flags & O_EXCL))
+            return ret;
+        return open_existing(fs, dir_fd, name, flags, in->flags, path_fd);
     }
     *path_fd = pt_reopen(fs, fd, O_PATH);
-    if (*path_fd < 0) {
+    ret = *path_fd < 0 ? *path_fd : pt_apply_secctx(fs, ctx, *path_fd);
+    if (ret < 0) {
         close(fd);
-        return *path_fd;
+        if (*path_fd >= 0) {
+            close(*path_fd);
+            unlinkat(dir_fd, name, 0); /* created, but not labelled */
+        }
+        return ret;
     }
     return fd;
 }
@@ -183,18 +197,26 @@ int pt_tmpfile(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent,
     int ret = fs->cfg.readonly ? -EROFS : pt_begin(fs, ctx, parent, &dir);
     if (ret == 0 && !S_ISDIR(dir->type))
         ret = -ENOTDIR;
+    PT_FDREF(d);
+    if (ret == 0)
+        ret = pt_inode_fd(fs, dir, &d);
     if (ret < 0)
         return ret;
     /* O_TMPFILE includes O_DIRECTORY; the access mode and O_EXCL are the guest's. */
     int flags = pt_open_flags(fs, in->flags & ~(O_TMPFILE | O_CREAT)) | O_TMPFILE;
-    mode_t mode = (fs->dont_mask ? in->mode & ~in->umask : in->mode) & 07777;
-    int fd = openat(dir->fd, ".", flags | O_CLOEXEC, mode);
+    mode_t mode = pt_umask_begin(fs, in->mode, in->umask) & 07777;
+    int fd = openat(d.fd, ".", flags | O_CLOEXEC, mode);
+    ret = fd < 0 ? -errno : 0;
+    pt_umask_end(fs);
     if (fd < 0)
-        return -errno;
+        return ret;
     int path_fd = pt_reopen(fs, fd, O_PATH);
-    if (path_fd < 0) {
+    ret = path_fd < 0 ? path_fd : pt_apply_secctx(fs, ctx, path_fd);
+    if (ret < 0) { /* an unnamed file vanishes with its last fd */
         close(fd);
-        return path_fd;
+        if (path_fd >= 0)
+            close(path_fd);
+        return ret;
     }
     return finish_create(fs, dir, fd, path_fd, in->flags, entry, open);
 }
@@ -204,6 +226,7 @@ int pt_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const
               struct fuse_open_out *open)
 {
     struct pt_inode *dir;
+    PT_FDREF(d);
     int fd, path_fd = -1, ret = pt_check_name(name);
 
     if (ret == 0 && (strcmp(name, ".") == 0 || strcmp(name, "..") == 0))
@@ -216,7 +239,10 @@ int pt_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const
         ret = -ENOTDIR;
     if (ret < 0)
         return ret;
-    fd = create_file(fs, dir, name, in, &path_fd);
+    ret = pt_inode_fd(fs, dir, &d);
+    if (ret < 0)
+        return ret;
+    fd = create_file(fs, ctx, d.fd, name, in, &path_fd);
     if (fd < 0)
         return fd;
     return finish_create(fs, dir, fd, path_fd, in->flags, entry, open);

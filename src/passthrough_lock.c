@@ -138,11 +138,14 @@ static void owner_unlink(struct pt_locks *l, struct lock_owner *lo)
 static int open_for_locks(struct pt_fs *fs, struct pt_inode *inode)
 {
     static const int modes[] = {O_RDWR, O_RDONLY, O_WRONLY};
+    PT_FDREF(r);
     int ret = pt_enter(fs, NULL);
+    if (ret == 0)
+        ret = pt_inode_fd(fs, inode, &r);
     if (ret < 0)
         return ret;
     for (unsigned i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-        ret = pt_reopen(fs, inode->fd, modes[i] | O_NONBLOCK);
+        ret = pt_reopen(fs, r.fd, modes[i] | O_NONBLOCK);
         if (ret >= 0 || (ret != -EACCES && ret != -EROFS && ret != -EISDIR && ret != -ETXTBSY))
             return ret;
     }

@@ -11,8 +11,14 @@
  *
  * With --xattrmap (cfg.xattrmap) guest names are translated before they reach the host, and
  * host names listed by LISTXATTR are translated (or hidden) before the guest sees them.
+ *
+ * The POSIX ACL names are served only once FUSE_POSIX_ACL is agreed (--posix-acl): the guest
+ * kernel then enforces them, and the host kernel keeps the mode in step when one is set.
+ * Before that they are refused with ENOTSUP and hidden from lists, as in the Rust virtiofsd,
+ * so the guest never mistakes ACLs it would not enforce for real ones.
  */
 #include "passthrough_internal.h"
+#include "log.h"
 #include "xattrmap.h"
 
 #include <errno.h>
@@ -30,7 +36,35 @@ struct xattr_args {
     void *buf; /* XA_GET, XA_LIST: out; XA_SET: the value */
     size_t size;
     int flags;
+    uint32_t setxattr_flags; /* XA_SET: FUSE_SETXATTR_* */
 };
+
+#define ACL_ACCESS  "system.posix_acl_access"
+#define ACL_DEFAULT "system.posix_acl_default"
+
+/* True if the name of len bytes (a trailing NUL not counted) is hidden: an ACL name while
+ * FUSE_POSIX_ACL is not agreed. */
+static bool acl_hidden(const struct pt_fs *fs, const char *name, size_t len)
+{
+    return !fs->posix_acl && ((len == sizeof(ACL_ACCESS) - 1 && !memcmp(name, ACL_ACCESS, len)) ||
+                              (len == sizeof(ACL_DEFAULT) - 1 && !memcmp(name, ACL_DEFAULT, len)));
+}
+
+/* Drops the hidden names from a listxattr result; returns its new length. */
+static size_t list_hide(const struct pt_fs *fs, char *list, size_t len)
+{
+    size_t out = 0;
+
+    for (size_t i = 0, n; i < len; i += n) {
+        size_t name_len = strnlen(list + i, len - i);
+        n = name_len + (name_len < len - i); /* with its NUL */
+        if (acl_hidden(fs, list + i, name_len))
+            continue;
+        memmove(list + out, list + i, n);
+        out += n;
+    }
+    return out;
+}
 
 static ssize_t xattr_fd(int fd, const struct xattr_args *a)
 {
@@ -77,19 +111,22 @@ static ssize_t xattr_run(const struct xattr_target *t, const struct xattr_args *
 }
 
 /*
- * LISTXATTR through the map. The guest's list differs in length from the host's, so the
- * whole host list is read (no listxattr returns more than XATTR_LIST_MAX), mapped, and only
- * then sized against the caller's buffer: a size-0 probe gets the mapped length.
+ * LISTXATTR through the map, or with hidden names. The guest's list differs in length from
+ * the host's, so the whole host list is read (no listxattr returns more than XATTR_LIST_MAX),
+ * mapped and filtered, and only then sized against the caller's buffer: a size-0 probe gets
+ * the guest's length.
  */
 static ssize_t list_mapped(const struct pt_fs *fs, const struct xattr_target *t,
                            const struct xattr_args *a)
 {
     char *list = malloc(XATTR_LIST_MAX);
-    struct xattr_args all = {XA_LIST, NULL, list, XATTR_LIST_MAX, 0};
+    struct xattr_args all = {.op = XA_LIST, .buf = list, .size = XATTR_LIST_MAX};
     ssize_t n = list ? xattr_run(t, &all) : -ENOMEM;
 
-    if (n > 0)
+    if (n > 0 && fs->cfg.xattrmap)
         n = (ssize_t)xattrmap_list_to_guest(fs->cfg.xattrmap, list, (size_t)n);
+    if (n > 0)
+        n = (ssize_t)list_hide(fs, list, (size_t)n);
     if (n > 0 && a->size && (size_t)n > a->size)
         n = -ERANGE;
     else if (n > 0 && a->size)
@@ -101,11 +138,16 @@ static ssize_t list_mapped(const struct pt_fs *fs, const struct xattr_target *t,
 /*
  * Replaces a->name by its host name (in buf) under the map. A refused name reads as absent
  * on GETXATTR (ENODATA, as the Rust and QEMU daemons answer), so a guest probing for it just
- * finds no value; SETXATTR and REMOVEXATTR get the refusal itself (EPERM).
+ * finds no value; SETXATTR and REMOVEXATTR get the refusal itself (EPERM). A hidden ACL name
+ * is ENOTSUP for every op.
  */
 static int map_name(const struct pt_fs *fs, struct xattr_args *a, char *buf, size_t size)
 {
-    if (!a->name || !fs->cfg.xattrmap)
+    if (!a->name)
+        return 0;
+    if (acl_hidden(fs, a->name, strlen(a->name)))
+        return -ENOTSUP;
+    if (!fs->cfg.xattrmap)
         return 0;
     int ret = xattrmap_to_host(fs->cfg.xattrmap, a->name, buf, size);
     if (ret == -EPERM && a->op == XA_GET)
@@ -115,6 +157,27 @@ static int map_name(const struct pt_fs *fs, struct xattr_args *a, char *buf, siz
     return ret;
 }
 
+/*
+ * FUSE_SETXATTR_ACL_KILL_SGID on an access ACL: the guest kernel found the caller outside the
+ * file's group and without CAP_FSETID, so S_ISGID goes, as it would locally. Cleared first,
+ * with the daemon's own credentials, as the Rust virtiofsd does.
+ */
+static int acl_kill_sgid(struct pt_fs *fs, const struct pt_ctx *ctx, int pfd)
+{
+    struct statx stx;
+    struct fd_path p;
+    int back, ret = pt_statx(pfd, &stx);
+
+    if (ret < 0 || !(stx.stx_mode & S_ISGID))
+        return ret;
+    ret = pt_enter(fs, NULL);
+    if (ret == 0 && fchmodat(fs->proc_self_fd, fd_name(pfd, &p),
+                             stx.stx_mode & 07777 & ~(mode_t)S_ISGID, 0) < 0)
+        ret = -errno;
+    back = pt_enter(fs, ctx);
+    return ret < 0 ? ret : back;
+}
+
 static ssize_t do_xattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
                         const struct xattr_args *guest)
 {
@@ -122,6 +185,7 @@ static ssize_t do_xattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nod
     struct xattr_args a = *guest;
     struct pt_inode *inode;
     struct fd_path p;
+    PT_FDREF(r);
     ssize_t n;
     int ret;
 
@@ -132,13 +196,20 @@ static ssize_t do_xattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nod
     ret = map_name(fs, &a, host_name, sizeof(host_name));
     if (ret == 0)
         ret = pt_begin(fs, ctx, nodeid, &inode);
+    if (ret == 0) {
+        int pfd = pt_inode_fd(fs, inode, &r);
+        ret = pfd < 0 ? pfd : 0;
+    }
+    if (ret == 0 && a.op == XA_SET && fs->posix_acl &&
+        (a.setxattr_flags & FUSE_SETXATTR_ACL_KILL_SGID) && strcmp(a.name, ACL_ACCESS) == 0)
+        ret = acl_kill_sgid(fs, ctx, r.fd);
     if (ret < 0)
         return ret;
-    struct xattr_target t = {-1, fd_name(inode->fd, &p)};
+    struct xattr_target t = {-1, fd_name(r.fd, &p)};
     /* Reopening may fail (e.g. no read permission): the path call then makes the real check. */
     if (S_ISREG(inode->type) || S_ISDIR(inode->type))
-        t.fd = pt_reopen(fs, inode->fd, O_RDONLY | O_NONBLOCK);
-    if (a.op == XA_LIST && fs->cfg.xattrmap)
+        t.fd = pt_reopen(fs, r.fd, O_RDONLY | O_NONBLOCK);
+    if (a.op == XA_LIST && (fs->cfg.xattrmap || !fs->posix_acl))
         n = list_mapped(fs, &t, &a);
     else
         n = xattr_run(&t, &a);
@@ -147,18 +218,29 @@ static ssize_t do_xattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nod
     return n;
 }
 
+int pt_setxattr_ext(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, const char *name,
+                    const void *value, size_t size, uint32_t flags, uint32_t setxattr_flags)
+{
+    struct xattr_args a = {.op = XA_SET,
+                           .name = name,
+                           .buf = (void *)value,
+                           .size = size,
+                           .flags = (int)flags,
+                           .setxattr_flags = setxattr_flags};
+
+    return (int)do_xattr(fs, ctx, nodeid, &a);
+}
+
 int pt_setxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, const char *name,
                 const void *value, size_t size, uint32_t flags)
 {
-    struct xattr_args a = {XA_SET, name, (void *)value, size, (int)flags};
-
-    return (int)do_xattr(fs, ctx, nodeid, &a);
+    return pt_setxattr_ext(fs, ctx, nodeid, name, value, size, flags, 0);
 }
 
 ssize_t pt_getxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, const char *name,
                     void *buf, size_t size)
 {
-    struct xattr_args a = {XA_GET, name, size ? buf : NULL, size, 0};
+    struct xattr_args a = {.op = XA_GET, .name = name, .buf = size ? buf : NULL, .size = size};
 
     return do_xattr(fs, ctx, nodeid, &a);
 }
@@ -166,14 +248,40 @@ ssize_t pt_getxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 ssize_t pt_listxattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, void *buf,
                      size_t size)
 {
-    struct xattr_args a = {XA_LIST, NULL, size ? buf : NULL, size, 0};
+    struct xattr_args a = {.op = XA_LIST, .buf = size ? buf : NULL, .size = size};
 
     return do_xattr(fs, ctx, nodeid, &a);
 }
 
 int pt_removexattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, const char *name)
 {
-    struct xattr_args a = {XA_REMOVE, name, NULL, 0, 0};
+    struct xattr_args a = {.op = XA_REMOVE, .name = name};
 
     return (int)do_xattr(fs, ctx, nodeid, &a);
+}
+
+int pt_apply_secctx(struct pt_fs *fs, const struct pt_ctx *ctx, int path_fd)
+{
+    char host_name[XATTR_NAME_MAX + 1];
+    struct xattr_args a;
+    struct fd_path p;
+    int back, ret;
+
+    if (!ctx || !ctx->secctx)
+        return 0;
+    a = (struct xattr_args){.op = XA_SET,
+                            .name = ctx->secctx->name,
+                            .buf = (void *)ctx->secctx->value,
+                            .size = ctx->secctx->size};
+    ret = map_name(fs, &a, host_name, sizeof(host_name));
+    if (ret == 0)
+        ret = pt_enter(fs, NULL);
+    /* Through /proc/self/fd: any type of inode, a symlink or device node included. */
+    if (ret == 0 && setxattr(fd_name(path_fd, &p), a.name, a.buf, a.size, 0) < 0)
+        ret = -errno;
+    back = pt_enter(fs, ctx);
+    if (ret < 0)
+        log_debug("cannot set security context %s on a new inode: %s", ctx->secctx->name,
+                  strerror(-ret));
+    return ret < 0 ? ret : back;
 }

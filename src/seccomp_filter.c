@@ -2,6 +2,7 @@
 #include "seccomp_filter.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <string.h>
@@ -41,6 +42,9 @@ static const char *const allowed[] = {
     "fcntl",
     "dup",
     "flock",
+    /* --inode-file-handles: inodes kept as file handles, reopened per op */
+    "name_to_handle_at",
+    "open_by_handle_at",
     /* FUSE passthrough: data */
     "pread64",
     "pwrite64",
@@ -67,6 +71,7 @@ static const char *const allowed[] = {
     "fchown",
     "fchownat",
     "utimensat",
+    "umask", /* a thread's own, for creations under POSIX ACLs (with unshare, below) */
     /* extended attributes (fd and /proc/self/fd path variants) */
     "fgetxattr",
     "fsetxattr",
@@ -181,6 +186,13 @@ int seccomp_install(enum seccomp_mode mode)
         ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
         if (ret < 0)
             log_error("seccomp: cannot allow %s: %s", *name, strerror(-ret));
+    }
+    /* unshare(CLONE_FS) alone: gives a thread its own umask (passthrough.c, --posix-acl). */
+    if (ret == 0) {
+        ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(unshare), 1,
+                               SCMP_A0(SCMP_CMP_EQ, CLONE_FS, 0));
+        if (ret < 0)
+            log_error("seccomp: cannot allow unshare(CLONE_FS): %s", strerror(-ret));
     }
     /* Synchronise all threads already running (liburcu may have started one). */
     if (ret == 0)

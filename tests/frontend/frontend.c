@@ -672,9 +672,26 @@ int fe_fuse_wait(struct fe *fe, struct fe_pending *p, int timeout_ms, struct fe_
     return 0;
 }
 
+static int fuse_call(struct fe *fe, unsigned q, uint32_t uid, uint32_t gid, uint16_t total_extlen,
+                     uint32_t opcode, uint64_t nodeid, const struct iovec *in, unsigned nin,
+                     size_t out_size, struct fe_reply *r);
+
 int fe_fuse_as(struct fe *fe, unsigned q, uint32_t uid, uint32_t gid, uint32_t opcode,
                uint64_t nodeid, const struct iovec *in, unsigned nin, size_t out_size,
                struct fe_reply *r)
+{
+    return fuse_call(fe, q, uid, gid, 0, opcode, nodeid, in, nin, out_size, r);
+}
+
+int fe_fuse_ext(struct fe *fe, unsigned q, uint16_t total_extlen, uint32_t opcode, uint64_t nodeid,
+                const struct iovec *in, unsigned nin, size_t out_size, struct fe_reply *r)
+{
+    return fuse_call(fe, q, 0, 0, total_extlen, opcode, nodeid, in, nin, out_size, r);
+}
+
+static int fuse_call(struct fe *fe, unsigned q, uint32_t uid, uint32_t gid, uint16_t total_extlen,
+                     uint32_t opcode, uint64_t nodeid, const struct iovec *in, unsigned nin,
+                     size_t out_size, struct fe_reply *r)
 {
     size_t mark = fe_alloc_mark(fe);
     size_t inlen = sizeof(struct fuse_in_header);
@@ -688,7 +705,8 @@ int fe_fuse_as(struct fe *fe, unsigned q, uint32_t uid, uint32_t gid, uint32_t o
                                .nodeid = nodeid,
                                .uid = uid,
                                .gid = gid,
-                               .pid = 1};
+                               .pid = 1,
+                               .total_extlen = total_extlen};
     uint8_t *p = fe_ptr(fe, req);
     memcpy(p, &h, sizeof(h));
     p += sizeof(h);
@@ -739,6 +757,26 @@ int fe_fuse_init(struct fe *fe)
     struct fe_reply r;
     int ret = fe_fuse(fe, 1, FUSE_INIT, 0, &iov, 1, sizeof(struct fuse_init_out), &r);
     return ret < 0 ? ret : r.error;
+}
+
+int fe_fuse_init_flags(struct fe *fe, uint64_t flags, struct fuse_init_out *out)
+{
+    flags |= FUSE_INIT_EXT;
+    struct fuse_init_in in = {.major = 7,
+                              .minor = 38,
+                              .max_readahead = 1u << 20,
+                              .flags = (uint32_t)flags,
+                              .flags2 = (uint32_t)(flags >> 32)};
+    struct iovec iov = {&in, sizeof(in)};
+    struct fe_reply r;
+    int ret = fe_fuse(fe, 1, FUSE_INIT, 0, &iov, 1, sizeof(struct fuse_init_out), &r);
+    if (ret < 0)
+        return ret;
+    if (r.error == 0 && out) {
+        memset(out, 0, sizeof(*out));
+        memcpy(out, r.data, r.data_len < sizeof(*out) ? r.data_len : sizeof(*out));
+    }
+    return r.error;
 }
 
 int fe_lookup(struct fe *fe, uint64_t parent, const char *name, struct fuse_entry_out *e)

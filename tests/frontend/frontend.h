@@ -157,6 +157,15 @@ int fe_fuse_send(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid,
                  struct fe_pending *p);
 int fe_fuse_wait(struct fe *fe, struct fe_pending *p, int timeout_ms, struct fe_reply *r);
 int fe_fuse_init(struct fe *fe);
+/*
+ * INIT (protocol 7.38) offering the FUSE_* flags given (bits 32..63 go in flags2; FUSE_INIT_EXT
+ * is added), the daemon's reply into *out (when not NULL). Returns the FUSE error.
+ */
+int fe_fuse_init_flags(struct fe *fe, uint64_t flags, struct fuse_init_out *out);
+/* fe_fuse with fuse_in_header.total_extlen set: the last total_extlen * 8 bytes of the in
+ * iovecs are the request's extensions (FUSE 7.38). */
+int fe_fuse_ext(struct fe *fe, unsigned q, uint16_t total_extlen, uint32_t opcode, uint64_t nodeid,
+                const struct iovec *in, unsigned nin, size_t out_size, struct fe_reply *r);
 /* Convenience: LOOKUP name under parent into e; returns the FUSE error. */
 int fe_lookup(struct fe *fe, uint64_t parent, const char *name, struct fuse_entry_out *e);
 

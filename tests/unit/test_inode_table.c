@@ -275,6 +275,48 @@ static void test_stress_concurrent_reset(void)
     run_stress(RESET);
 }
 
+static bool is_arg(const struct pt_inode *inode, void *arg)
+{
+    return inode == arg;
+}
+
+/*
+ * A handle-only inode (fd -1) whose host inode number was reused: itab_find_ref's stale
+ * callback unlinks it from the key table, a new inode takes the key, and the old one lives on
+ * under its nodeid until forgotten. Inodes with an fd are counted process-wide.
+ */
+static void test_stale_replaced(void)
+{
+    struct itab_key key = {.dev = 7, .ino = 500, .mnt_id = 3};
+    unsigned long fds = itab_fd_inodes();
+    struct itab *t = new_table(); /* the root holds an fd */
+    struct pt_inode *old, *new, *again;
+
+    g_assert_cmpuint(itab_fd_inodes(), ==, fds + 1);
+    rcu_read_lock();
+    g_assert_cmpint(itab_insert(t, &key, -1, NULL, S_IFREG, &old), ==, 0);
+    g_assert_cmpint(old->fd, ==, -1);
+    g_assert_cmpuint(itab_fd_inodes(), ==, fds + 1);            /* handle-only: no fd */
+    g_assert_true(itab_find_ref(t, &key, is_arg, NULL) == old); /* not stale: referenced */
+    g_assert_cmpuint(old->refcount, ==, 2);
+    g_assert_null(itab_find_ref(t, &key, is_arg, old)); /* stale: unlinked, not referenced */
+    g_assert_cmpuint(old->refcount, ==, 2);
+    g_assert_cmpint(itab_insert(t, &key, new_fd(), NULL, S_IFREG, &new), ==, 0);
+    g_assert_true(new != old);
+    g_assert_cmpuint(new->nodeid, !=, old->nodeid);
+    g_assert_cmpuint(itab_fd_inodes(), ==, fds + 2);
+    again = itab_find_ref(t, &key, NULL, NULL);
+    g_assert_true(again == new);
+    g_assert_true(itab_get(t, old->nodeid) == old); /* still the guest's until forgotten */
+    itab_forget(t, old->nodeid, 2);
+    g_assert_null(itab_get(t, old->nodeid));
+    g_assert_true(itab_find_ref(t, &key, NULL, NULL) == new); /* the forget left new alone */
+    g_assert_cmpuint(new->refcount, ==, 3);
+    rcu_read_unlock();
+    itab_free(t);
+    g_assert_cmpuint(itab_fd_inodes(), ==, fds);
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -285,6 +327,7 @@ int main(int argc, char **argv)
     g_test_add_func("/inode_table/forget", test_forget);
     g_test_add_func("/inode_table/clear", test_clear);
     g_test_add_func("/inode_table/dying_replaced", test_dying_replaced);
+    g_test_add_func("/inode_table/stale_replaced", test_stale_replaced);
     g_test_add_func("/inode_table/stress", test_stress);
     g_test_add_func("/inode_table/stress_guessed_forgets", test_stress_guessed_forgets);
     g_test_add_func("/inode_table/stress_concurrent_reset", test_stress_concurrent_reset);

@@ -92,6 +92,8 @@ static void test_errors(void)
         "--socket-path=/s --shared-dir=/d -o xattr=yes",
         "--socket-path=/s --shared-dir=/d --no-such-option",
         "--socket-path=/s --shared-dir=/d stray",
+        "--socket-path=/s --shared-dir=/d --inode-file-handles=always",
+        "--socket-path=/s --shared-dir=/d --inode-file-handles",
     };
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         struct options o;
@@ -104,6 +106,30 @@ static void test_errors(void)
     options_free(&o);
 }
 
+/* --inode-file-handles: both value forms, Rust's "fallback" alias, and our default. */
+static void test_inode_file_handles(void)
+{
+    static const struct {
+        const char *arg;
+        enum inode_fh_mode mode;
+    } cases[] = {
+        {"", FH_AUTO},
+        {"--inode-file-handles=never", FH_NEVER},
+        {"--inode-file-handles prefer", FH_PREFER},
+        {"--inode-file-handles=fallback", FH_PREFER},
+        {"--inode-file-handles=mandatory", FH_MANDATORY},
+        {"--inode-file-handles=mandatory --inode-file-handles=never", FH_NEVER},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        struct options o;
+        gchar *line = g_strdup_printf("--socket-path=/s --shared-dir=/d %s", cases[i].arg);
+        g_assert_cmpint(parse(&o, line), ==, OPTIONS_OK);
+        g_assert_cmpint(o.pt.inode_file_handles, ==, cases[i].mode);
+        options_free(&o);
+        g_free(line);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -111,5 +137,6 @@ int main(int argc, char **argv)
     g_test_add_func("/options/compat-forms", test_compat_forms);
     g_test_add_func("/options/id-maps-queues", test_id_maps_and_queues);
     g_test_add_func("/options/errors", test_errors);
+    g_test_add_func("/options/inode-file-handles", test_inode_file_handles);
     return g_test_run();
 }

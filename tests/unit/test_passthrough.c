@@ -31,8 +31,8 @@
         rl_ret_;                                                                                   \
     })
 
-static const struct pt_ctx root_ctx = {0, 0, 1};
-static const struct pt_ctx user_ctx = {1000, 1000, 2};
+static const struct pt_ctx root_ctx = {.uid = 0, .gid = 0, .pid = 1};
+static const struct pt_ctx user_ctx = {.uid = 1000, .gid = 1000, .pid = 2};
 
 struct fx {
     char *dir;
@@ -922,7 +922,7 @@ static void *creds_thread_fn(void *arg)
 
 static void test_creds_threads(struct fx *f, gconstpointer data)
 {
-    static const struct pt_ctx other_ctx = {2000, 3000, 3};
+    static const struct pt_ctx other_ctx = {.uid = 2000, .gid = 3000, .pid = 3};
     struct creds_thread c[3] = {{f, &user_ctx, "u"}, {f, &root_ctx, "r"}, {f, &other_ctx, "o"}};
     pthread_t th[3];
 

@@ -44,11 +44,14 @@ static const char *guest(const struct xattrmap *map, const char *host_name)
 
 static void test_parse_good(void)
 {
+    /* rules on several lines, whitespace between them */
+    static const char multiline[] = "  \n/prefix/all/trusted./user.virtiofs./\n"
+                                    "  /bad/server//trusted./\n"
+                                    "\t/bad/client/user.virtiofs.//\n /ok/all///  \n";
     static const char *const good[] = {
         ":prefix:client:trusted.:user.virtiofs.:",
         ":prefix:all::user.virtiofs.::bad:all:::",
-        "  \n/prefix/all/trusted./user.virtiofs./\n  /bad/server//trusted./\n"
-        "\t/bad/client/user.virtiofs.//\n /ok/all///  \n",
+        multiline,
         ":prefix:all:trusted.:user.virtiofs.: /prefix/all/trusted./user.virtiofs./",
         ":unsupported:all:security.:security.: :ok:all:::",
         ":map::user.virtiofs.:",
