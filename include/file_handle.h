@@ -90,4 +90,12 @@ void fh_free(struct pt_fhandle *fh);
 /* open_by_handle_at with fsuid 0 (see above). The fd, or -errno (-ESTALE: the file is gone). */
 int fh_open(const struct pt_fhandle *fh, int flags);
 
+/*
+ * Whether dir is the top of a whole file system as mounted (a mount point whose mount shows
+ * its file system from its root): then no file handle of that file system names anything
+ * outside dir. The automatic mode uses handles only then, because open_by_handle_at with
+ * CAP_DAC_READ_SEARCH opens any inode of the file system, whatever the sandbox's root.
+ */
+bool fh_dir_is_whole_fs(const char *dir);
+
 #endif

@@ -3,6 +3,8 @@
 #include "file_handle.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,4 +179,43 @@ int fh_open(const struct pt_fhandle *fh, int flags)
 
     creds_unraise(saved);
     return fd < 0 ? -err : fd;
+}
+
+/* The mount id of path (following symlinks), or -errno. */
+static long long mount_id_of(const char *path)
+{
+    struct statx stx;
+    if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &stx) < 0)
+        return -errno;
+    return (stx.stx_mask & STATX_MNT_ID) ? (long long)stx.stx_mnt_id : -ENOTSUP;
+}
+
+/* The "root" field of mount mnt_id in /proc/self/mountinfo (the mount's root within its
+ * file system) into root; 0 or -errno. */
+static int mount_root_of(long long mnt_id, char *root, size_t size)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return -errno;
+    char line[4096], field[4096];
+    long long id;
+    int ret = -ENOENT;
+    while (ret == -ENOENT && fgets(line, sizeof(line), f))
+        if (sscanf(line, "%lld %*d %*s %4095s", &id, field) == 2 && id == mnt_id)
+            ret = snprintf(root, size, "%s", field) < (int)size ? 0 : -ENAMETOOLONG;
+    fclose(f);
+    return ret;
+}
+
+bool fh_dir_is_whole_fs(const char *dir)
+{
+    char parent[PATH_MAX], root[PATH_MAX];
+    if (snprintf(parent, sizeof(parent), "%s/..", dir) >= (int)sizeof(parent))
+        return false;
+    long long id = mount_id_of(dir), parent_id = mount_id_of(parent);
+    if (id < 0 || parent_id < 0)
+        return false;
+    /* A mount point (or "/", its own parent) whose mount shows its file system from the top. */
+    bool own_mount = id != parent_id || strcmp(dir, "/") == 0;
+    return own_mount && mount_root_of(id, root, sizeof(root)) == 0 && strcmp(root, "/") == 0;
 }

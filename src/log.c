@@ -6,10 +6,19 @@
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 static enum log_level max_level = LOG_LVL_INFO;
-static bool to_syslog;
+/*
+ * --syslog: a datagram socket connected to /dev/log once, at start-up. glibc's syslog() would
+ * call socket() and connect() again whenever the syslog daemon went away, which neither the
+ * seccomp allow-list nor the sandbox's root (no /dev/log in it) allows.
+ */
+static int syslog_fd = -1;
+static pid_t syslog_pid;
 
 static const char *const level_names[] = {
     [LOG_LVL_OFF] = "off",   [LOG_LVL_ERROR] = "error", [LOG_LVL_WARN] = "warn",
@@ -27,12 +36,32 @@ int log_parse_level(const char *name, enum log_level *out)
     return -EINVAL;
 }
 
+static int syslog_connect(void)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX, .sun_path = "/dev/log"};
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        int ret = -errno;
+        close(fd);
+        return ret;
+    }
+    return fd;
+}
+
 void log_init(enum log_level level, bool use_syslog)
 {
     max_level = level;
-    to_syslog = use_syslog;
-    if (use_syslog)
-        openlog("virtiofsd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    if (!use_syslog)
+        return;
+    syslog_pid = getpid();
+    syslog_fd = syslog_connect();
+    if (syslog_fd < 0)
+        fprintf(stderr,
+                "virtiofsd: warning: --syslog: cannot reach /dev/log (%s); logging to "
+                "stderr\n",
+                strerror(-syslog_fd));
 }
 
 bool log_enabled(enum log_level level)
@@ -54,6 +83,23 @@ static int syslog_priority(enum log_level level)
     }
 }
 
+/* One RFC 3164 datagram; false if it could not be sent (the caller prints it instead). */
+static bool send_syslog(enum log_level level, const char *msg)
+{
+    char buf[1200], stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+    int n = snprintf(buf, sizeof(buf), "<%d>%s virtiofsd[%d]: %s",
+                     LOG_DAEMON | syslog_priority(level), stamp, (int)syslog_pid, msg);
+    if (n < 0)
+        return false;
+    size_t len = (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
+    /* Never block a worker on a slow syslog daemon: a message it cannot take now is lost. */
+    return send(syslog_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0 || errno == EAGAIN;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     if (!log_enabled(level))
@@ -65,9 +111,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
 
-    if (to_syslog) {
-        syslog(syslog_priority(level), "%s", msg);
-    } else {
+    if (syslog_fd < 0 || !send_syslog(level, msg)) {
         /* One fprintf per line: stdio locks the stream, so lines from threads never interleave. */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

@@ -18,6 +18,7 @@
 
 #include "fuse_server.h"
 #include "listener.h"
+#include "file_handle.h"
 #include "log.h"
 #include "options.h"
 #include "passthrough.h"
@@ -237,6 +238,13 @@ static int start(struct daemon *d)
 {
     const struct options *o = &d->opts;
     STEP("shared directory", check_shared_dir(o->pt.shared_dir));
+    if (o->pt.inode_file_handles == FH_AUTO && !fh_dir_is_whole_fs(o->pt.shared_dir)) {
+        /* With CAP_DAC_READ_SEARCH a compromised daemon could open_by_handle_at any inode of
+         * the file system around the share: the automatic mode keeps to fds there. */
+        log_debug("%s is not a whole file system: inodes keep O_PATH fds (no file handles)",
+                  o->pt.shared_dir);
+        d->opts.pt.inode_file_handles = FH_NEVER;
+    }
     STEP("signals", d->signal_fd = block_signals());
     STEP("socket and lock", open_socket(d));
     log_debug("start-up: rlimit");

@@ -175,7 +175,7 @@ static const char usage_text[] =
     "                                 the file system has them, else an fd), mandatory (only\n"
     "                                 file handles). Handles need CAP_DAC_READ_SEARCH (root).\n"
     "                                 [default: fds up to half the open-file limit, then\n"
-    "                                 handles where possible]\n"
+    "                                 handles, if the share is a whole file system]\n"
     "      --migration-*              Accepted for compatibility; not implemented yet\n"
     "  -o <OPTIONS>                   Legacy options: source=DIR, cache=none|auto|always,\n"
     "                                 xattr, no_xattr, readdirplus, no_readdirplus,\n"

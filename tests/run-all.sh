@@ -83,6 +83,7 @@ echo "== guest tests (QEMU, the kernel's virtiofs driver)"
 export VIRTIOFSD=$PWD/$BUILD/virtiofsd
 run_suite guest bash tests/guest/test-guest.sh --cache=always,never
 run_suite conformance bash tests/guest/test-conformance.sh --cache=never,always
+run_suite options bash tests/guest/test-options.sh
 run_suite reconnect bash tests/guest/test-reconnect.sh
 run_suite multiqueue bash tests/guest/test-multiqueue.sh
 run_suite sandbox bash tests/guest/test-sandbox.sh

@@ -251,10 +251,77 @@ static void test_no_fd_per_inode(gconstpointer mode)
  * handles. With --rlimit-nofile=256 the default --inode-file-handles=never behaviour would
  * fail with EMFILE long before NFILES lookups.
  */
+/*
+ * The automatic mode uses handles only on a share that is a whole file system: a tmpfs mounted
+ * on a fresh directory, served with --shared-dir (the last one given wins). Returns the mount
+ * point (g_free it after umount_share).
+ */
+static char *start_on_tmpfs(const char *const *args)
+{
+    char *dir = g_dir_make_tmp("vfs-fh-tmpfs-XXXXXX", NULL);
+    g_assert_nonnull(dir);
+    if (mount("tmpfs", dir, "tmpfs", 0, "mode=0755") < 0) {
+        g_rmdir(dir);
+        g_free(dir);
+        return NULL;
+    }
+    char *opt = g_strdup_printf("--shared-dir=%s", dir);
+    const char *all[8] = {0};
+    unsigned n = 0;
+    for (const char *const *a = args; a && *a && n < 6; a++)
+        all[n++] = *a;
+    all[n] = opt;
+    start(all);
+    g_free(opt);
+    g_free(daemon_.share); /* the share the tests look at is the tmpfs */
+    daemon_.share = g_strdup(dir);
+    return dir;
+}
+
+static void stop_on_tmpfs(char *dir)
+{
+    stop();
+    g_assert_cmpint(umount2(dir, MNT_DETACH), ==, 0);
+    g_rmdir(dir);
+    g_free(dir);
+}
+
+/* CapEff of the serving process has CAP_DAC_READ_SEARCH (bit 2). */
+static bool serving_has_dac_read_search(void)
+{
+    char path[64], *status = NULL;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)test_daemon_serving_pid(&daemon_));
+    g_assert_true(g_file_get_contents(path, &status, NULL, NULL));
+    const char *line = strstr(status, "CapEff:");
+    g_assert_nonnull(line);
+    unsigned long long caps = strtoull(line + 7, NULL, 16);
+    g_free(status);
+    return caps & (1ULL << 2);
+}
+
+/* On a share inside a larger file system the automatic mode keeps fds, and the daemon gives
+ * up CAP_DAC_READ_SEARCH: a handle could name any inode of that file system. */
+static void test_automatic_subdirectory(void)
+{
+    static uint64_t ids[300];
+    start((const char *const[]){"--rlimit-nofile=1024", NULL});
+    make_files("", 300);
+    int base = settled_fds();
+    lookup_all(FUSE_ROOT_ID, 300, ids);
+    g_assert_cmpint(settled_fds() - base, >=, 300);
+    g_assert_false(serving_has_dac_read_search());
+    stop();
+}
+
 static void test_automatic_low_rlimit(void)
 {
     static uint64_t ids[NFILES];
-    start((const char *const[]){"--rlimit-nofile=256", NULL});
+    char *dir = start_on_tmpfs((const char *const[]){"--rlimit-nofile=256", NULL});
+    if (!dir) {
+        g_test_skip("cannot mount a tmpfs");
+        return;
+    }
+    g_assert_true(serving_has_dac_read_search());
     make_files("", NFILES);
     int base = settled_fds();
     lookup_all(FUSE_ROOT_ID, NFILES, ids);
@@ -276,19 +343,24 @@ static void test_automatic_low_rlimit(void)
     uint64_t fh;
     g_assert_cmpint(open_as(0, ids[NFILES - 1], O_RDONLY, &fh), ==, 0);
     g_assert_cmpint(release(ids[NFILES - 1], fh), ==, 0);
-    stop();
+    stop_on_tmpfs(dir);
 }
 
 /* Without CAP_DAC_READ_SEARCH the default keeps fds (handles could not be opened). */
 static void test_automatic_without_capability(void)
 {
     static uint64_t ids[300];
-    start((const char *const[]){"--modcaps=-dac_read_search", "--rlimit-nofile=256", NULL});
+    char *dir = start_on_tmpfs(
+        (const char *const[]){"--modcaps=-dac_read_search", "--rlimit-nofile=256", NULL});
+    if (!dir) {
+        g_test_skip("cannot mount a tmpfs");
+        return;
+    }
     make_files("", 300);
     int base = settled_fds();
     lookup_all(FUSE_ROOT_ID, 100, ids);
     g_assert_cmpint(settled_fds() - base, >=, 100);
-    stop();
+    stop_on_tmpfs(dir);
 }
 
 /* ---- ops on handle-only inodes ----------------------------------------------------------- */
@@ -675,6 +747,7 @@ int main(int argc, char **argv)
     g_test_add_data_func("/fh/prefer/no-fd-per-inode", "prefer", test_no_fd_per_inode);
     g_test_add_data_func("/fh/mandatory/no-fd-per-inode", "mandatory", test_no_fd_per_inode);
     g_test_add_func("/fh/automatic/low-rlimit", test_automatic_low_rlimit);
+    g_test_add_func("/fh/automatic/subdirectory", test_automatic_subdirectory);
     g_test_add_func("/fh/automatic/without-capability", test_automatic_without_capability);
     g_test_add_data_func("/fh/prefer/ops", "prefer", test_ops);
     g_test_add_data_func("/fh/mandatory/ops", "mandatory", test_ops);
