@@ -65,6 +65,8 @@ struct pt_locks {
     struct lock_owner *owners;
     struct lock_wait *waits;
     unsigned nwaits;
+    /* Ever used: FLUSH and RELEASE (every close in the guest) skip the mutex until then. */
+    atomic_bool used;
 };
 
 static void wake_handler(int sig)
@@ -82,6 +84,7 @@ int pt_locks_new(struct pt_locks **out)
     if (!l)
         return -ENOMEM;
     pthread_mutex_init(&l->mu, NULL);
+    atomic_init(&l->used, false);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -172,6 +175,7 @@ static int owner_get(struct pt_fs *fs, struct pt_inode *inode, uint64_t owner,
     *lo = (struct lock_owner){
         .next = l->owners, .nodeid = inode->nodeid, .owner = owner, .fd = fd, .refs = 1};
     l->owners = lo;
+    atomic_store(&l->used, true);
     *out = lo;
     return 0;
 }
@@ -276,6 +280,7 @@ static int wait_start(struct pt_locks *l, struct lock_wait *w)
     w->next = l->waits;
     l->waits = w;
     l->nwaits++;
+    atomic_store(&l->used, true);
     int ret = pthread_create(&w->thread, &attr, wait_thread, st);
     pthread_attr_destroy(&attr);
     if (ret != 0) {
@@ -515,12 +520,15 @@ int pt_setlk(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 
 void pt_locks_flush(struct pt_fs *fs, uint64_t nodeid, uint64_t owner)
 {
-    flush_owner(fs, nodeid, owner);
+    if (atomic_load(&fs->locks->used))
+        flush_owner(fs, nodeid, owner);
 }
 
 void pt_locks_release(struct pt_fs *fs, uint64_t fh)
 {
     struct pt_locks *l = fs->locks;
+    if (!atomic_load(&l->used))
+        return;
     pthread_mutex_lock(&l->mu);
     cancel_waits(l, &(struct wait_match){.by_fh = true, .fh = fh});
     pthread_mutex_unlock(&l->mu);
