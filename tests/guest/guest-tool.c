@@ -1122,6 +1122,25 @@ static int cmd_hold_locks(char **av, int ac)
         pause();
 }
 
+/* Copies FILE to stdout through an O_NOATIME open (--preserve-noatime checks). */
+static int cmd_cat_noatime(char **av, int ac)
+{
+    if (ac != 1)
+        usage_die("cat-noatime FILE");
+    int fd = open(av[0], O_RDONLY | O_NOATIME);
+    if (fd < 0)
+        sys_fail("open O_NOATIME", av[0]);
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0)
+        if (write(STDOUT_FILENO, buf, (size_t)n) != n)
+            sys_fail("write", "stdout");
+    if (n < 0)
+        sys_fail("read", av[0]);
+    close(fd);
+    return 0;
+}
+
 struct command {
     const char *name;
     int (*fn)(char **av, int ac);
@@ -1156,6 +1175,7 @@ static const struct command commands[] = {
     {"mkfiles", cmd_mkfiles, "DIR N [PREFIX]"},
     {"count", cmd_count, "DIR"},
     {"pwrite", cmd_pwrite, "FILE OFFSET STRING"},
+    {"cat-noatime", cmd_cat_noatime, "FILE  (read through an O_NOATIME open)"},
     {"locks", cmd_locks, "posix|flock|held FILE  (lock scenarios between processes)"},
     {"hold-locks", cmd_hold_locks, "FILE  (POSIX write lock + flock until killed)"},
 };

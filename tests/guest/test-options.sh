@@ -43,8 +43,8 @@
 #  --killpriv-v2                  INIT flag 1<<28 (absent by default); a write or truncate by
 #                                 a non-owner clears set-ID bits as on a local fs (also checked
 #                                 without it)
-#  --preserve-noatime             plain reads still update atime; that O_NOATIME is kept needs
-#                                 a guest O_NOATIME open, which no guest tool makes: SKIP
+#  --preserve-noatime             plain reads still update atime, and a guest O_NOATIME open
+#                                 keeps O_NOATIME on the daemon's host fd (dropped by default)
 #  --socket-group                 the socket's group and mode 0660
 #  --log-level                    trace/debug/info/warn/error: which levels appear in the log
 #  --syslog                       the daemon serves; no log line on stderr (with /dev/log),
@@ -250,20 +250,22 @@ live_fds() {
   local pid
   pid=$(serving_pid) && echo "fds_walk=$(vg_proc_fds "$pid")"
 }
-# The open flags (octal, from fdinfo) of the daemon's non-O_PATH fd on dio.bin.
-live_dio() {
+# The open flags (octal, from fdinfo) of the daemon's non-O_PATH fd on FILE.
+daemon_fd_flags() { # FILE
   local pid f flags got=""
   pid=$(serving_pid) || return 0
   for _ in $(seq 1 50); do
     while IFS= read -r f; do
       flags=$(awk '$1 == "flags:" {print $2}' "/proc/$pid/fdinfo/${f##*/}" 2>/dev/null || true)
       if [ -n "$flags" ] && [ $((8#$flags & 8#10000000)) = 0 ]; then got=$flags; break; fi
-    done < <(find -L "/proc/$pid/fd" -mindepth 1 -maxdepth 1 -samefile "$S/dio.bin" 2>/dev/null)
+    done < <(find -L "/proc/$pid/fd" -mindepth 1 -maxdepth 1 -samefile "$1" 2>/dev/null)
     [ -z "$got" ] || break
     sleep 0.1
   done
-  echo "dio_flags=${got:-none}"
+  echo "${got:-none}"
 }
+live_dio() { echo "dio_flags=$(daemon_fd_flags "$S/dio.bin")"; }
+live_noatime() { echo "noatime_flags=$(daemon_fd_flags "$S/noatime.bin")"; }
 # Behind the guest's back: same-size overwrite, chmod, append.
 live_cache() {
   printf 'BBBB\n' | dd of="$S/cache/f" conv=notrunc status=none
@@ -504,6 +506,7 @@ check_atime() { # NAME
 e_base_prep() {
   prep_cache; prep_killpriv; prep_tree
   head -c 1M /dev/urandom >"$S/dio.bin"
+  head -c 1M /dev/urandom >"$S/noatime.bin"
   mkdir -p "$S/w"; chmod 0777 "$S/w"
   echo x >"$S/x.txt"
   mkdir -p "$S/dir"; "$GT" mkfiles "$S/dir" 20 e-
@@ -514,6 +517,7 @@ e_base_prep() {
 e_base_guest() {
   cat <<'EOF'
 live proc
+$T cat-noatime $M/noatime.bin | { live noatime; cat >/dev/null; }
 err xattr/default-setxattr-eopnotsupp EOPNOTSUPP setxattr $M/x.txt user.foo bar
 err xattr/default-getxattr-eopnotsupp EOPNOTSUPP getxattr $M/x.txt user.foo
 eq no-readdirplus/default-listing "$(ls -l $M/dir | grep -c '^-')" 20
@@ -536,6 +540,13 @@ walk_tree
 EOF
 }
 e_base_check() {
+  local nfl
+  nfl=$(fact noatime_flags)
+  if ! [[ $nfl =~ ^[0-7]+$ ]]; then
+    r_fail preserve-noatime/host:default-drops-o_noatime "no daemon fd on noatime.bin while the guest held it open ($nfl)"
+  else
+    h_eq preserve-noatime/host:default-drops-o_noatime $(((8#$nfl & 8#1000000) != 0)) 0
+  fi
   h_levels_only log-level/host:trace-no-other-levels error warn info debug trace
   h_true log-level/host:trace-logs-requests "no 'fuse: FUSE_LOOKUP unique' trace line" grep -q 'trace virtiofsd\] fuse: FUSE_LOOKUP unique' "$DLOG"
   h_true log-level/host:trace-includes-debug "no debug line" grep -q ' debug virtiofsd\] ' "$DLOG"
@@ -845,6 +856,7 @@ e_noreaddirplus_prep() {
   mkdir -p "$S/dir"; "$GT" mkfiles "$S/dir" 50 e-
   echo sized >"$S/dir/sized"
   head -c 1M /dev/urandom >"$S/dio.bin"
+  head -c 1M /dev/urandom >"$S/noatime.bin"
   prep_atime
 }
 e_noreaddirplus_guest() {
@@ -853,7 +865,8 @@ eq no-readdirplus/listing-works "$(ls $M/dir | wc -l)" 51
 eq no-readdirplus/stat-after-listing "$(ls -l $M/dir/sized | awk '{print $5}')" 6
 dio_scenario allow-direct-io
 data "atime-read $(cat $M/atime.txt)"
-skip preserve-noatime/o_noatime-kept-on-host "no guest tool opens with O_NOATIME (busybox, guest-tool)"
+# an O_NOATIME read held open (the pipe fills) while the host looks at the daemon's fd
+$T cat-noatime $M/noatime.bin | { live noatime; cat >/dev/null; }
 EOF
 }
 e_noreaddirplus_check() {
@@ -864,6 +877,15 @@ e_noreaddirplus_check() {
   h_flag no-readdirplus/host:init-no-do-readdirplus 13 0
   check_dio allow-direct-io 1
   check_atime preserve-noatime/host:plain-read-updates-atime
+  local fl
+  fl=$(fact noatime_flags)
+  if ! [[ $fl =~ ^[0-7]+$ ]]; then
+    r_fail preserve-noatime/host:o_noatime-kept-on-host "no daemon fd on noatime.bin while the guest held it open ($fl)"
+  elif [ $(((8#$fl & 8#1000000) != 0)) = 1 ]; then
+    r_pass preserve-noatime/host:o_noatime-kept-on-host
+  else
+    r_fail preserve-noatime/host:o_noatime-kept-on-host "the daemon's fd has flags 0$fl: no O_NOATIME"
+  fi
 }
 
 # ---- entry: legacy (-o ..., -d, -f) -----------------------------------------------------------
