@@ -12,6 +12,8 @@
 #include <string.h>
 #include <grp.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -236,6 +238,95 @@ static void test_unprivileged_sandbox(void)
     g_assert_cmpint(test_daemon_stop(&u), ==, 0);
 }
 
+/*
+ * --uid-map/--gid-map: started unprivileged with ranges from /etc/subuid and /etc/subgid, the
+ * daemon has newuidmap/newgidmap map them into its user namespace, and guest callers inside
+ * the range act as their mapped host ids. The test runs in a private mount namespace with
+ * its own /etc/subuid and /etc/subgid bind-mounted over the host's, which stay untouched.
+ */
+#define MAP_BASE 200000u
+
+static bool bind_file(const char *content, const char *target)
+{
+    gchar *tmp = NULL;
+    gint fd = g_file_open_tmp("vfs-subid-XXXXXX", &tmp, NULL);
+    if (fd < 0)
+        return false;
+    bool ok = write(fd, content, strlen(content)) == (ssize_t)strlen(content) &&
+              fchmod(fd, 0644) == 0 && mount(tmp, target, NULL, MS_BIND, NULL) == 0;
+    close(fd);
+    unlink(tmp); /* the bind mount keeps the file */
+    g_free(tmp);
+    return ok;
+}
+
+static int mkdir_as(struct fe *fe, uint32_t id, const char *name)
+{
+    struct fuse_mkdir_in mi = {.mode = 0755};
+    struct iovec iov[2] = {{&mi, sizeof(mi)}, {(void *)name, strlen(name) + 1}};
+    struct fe_reply r;
+    g_assert_cmpint(fe_fuse_as(fe, 1, id, id, FUSE_MKDIR, FUSE_ROOT_ID, iov, 2,
+                               sizeof(struct fuse_entry_out), &r),
+                    ==, 0);
+    return r.error;
+}
+
+static void test_unprivileged_id_maps(void)
+{
+    gchar *nuid = g_find_program_in_path("newuidmap"), *ngid = g_find_program_in_path("newgidmap");
+    bool tools = nuid && ngid;
+    g_free(nuid);
+    g_free(ngid);
+    if (geteuid() != 0 || !tools) {
+        g_test_skip("needs root and newuidmap/newgidmap (package uidmap)");
+        return;
+    }
+#if defined(__SANITIZE_ADDRESS__)
+    g_test_skip("sanitizer builds run the daemon without its sandbox");
+    return;
+#endif
+    /* A private mount namespace for the rest of this process: the host's files stay. */
+    g_assert_cmpint(unshare(CLONE_NEWNS), ==, 0);
+    g_assert_cmpint(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), ==, 0);
+    gchar *line = g_strdup_printf("nobody:%u:65536\n65534:%u:65536\n", MAP_BASE, MAP_BASE);
+    g_assert_true(bind_file(line, "/etc/subuid"));
+    g_assert_true(bind_file(line, "/etc/subgid"));
+    g_free(line);
+
+    gchar *range = g_strdup_printf("--uid-map=:1:%u:65536:", MAP_BASE);
+    gchar *grange = g_strdup_printf("--gid-map=:1:%u:65536:", MAP_BASE);
+    const char *args[] = {"--uid-map=:0:65534:1:", range, "--gid-map=:0:65534:1:", grange, NULL};
+    struct test_daemon u;
+    g_assert_cmpint(test_daemon_start_as(&u, args, 65534, 65534), ==, 0);
+    g_free(range);
+    g_free(grange);
+    g_assert_cmpint(chmod(u.share, 0777), ==, 0); /* guest uid 5 creates in the root */
+
+    struct fe_config cfg = {.socket_path = u.socket};
+    struct fe *fe = NULL;
+    g_assert_cmpint(fe_open(&cfg, &fe), ==, 0);
+    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    g_assert_cmpint(mkdir_as(fe, 0, "by-ns-root"), ==, 0);
+    g_assert_cmpint(mkdir_as(fe, 5, "by-ns-5"), ==, 0);
+    /* Outside every mapped range: the kernel refuses to act as an unmapped id. */
+    g_assert_cmpint(mkdir_as(fe, 70000, "by-unmapped"), !=, 0);
+    fe_close(fe);
+
+    struct stat st;
+    gchar *p = g_build_filename(u.share, "by-ns-root", NULL);
+    g_assert_cmpint(stat(p, &st), ==, 0);
+    g_assert_cmpuint(st.st_uid, ==, 65534); /* namespace root is the daemon's own user */
+    g_free(p);
+    p = g_build_filename(u.share, "by-ns-5", NULL);
+    g_assert_cmpint(stat(p, &st), ==, 0);
+    g_assert_cmpuint(st.st_uid, ==, MAP_BASE + 4); /* ns id 1 is host MAP_BASE */
+    g_assert_cmpuint(st.st_gid, ==, MAP_BASE + 4);
+    g_free(p);
+    g_assert_cmpint(test_daemon_stop(&u), ==, 0);
+    umount2("/etc/subuid", MNT_DETACH);
+    umount2("/etc/subgid", MNT_DETACH);
+}
+
 /* ---- start-up and command line ---------------------------------------------------------- */
 
 static void remove_dir(gchar *dir)
@@ -399,6 +490,7 @@ int main(int argc, char **argv)
     g_test_add_func("/lifecycle/cloud-hypervisor-reconnect", test_cloud_hypervisor_reconnect);
     g_test_add_func("/lifecycle/guest-reset-same-connection", test_guest_reset_same_connection);
     g_test_add_func("/sandbox/unprivileged-user-namespace", test_unprivileged_sandbox);
+    g_test_add_func("/sandbox/unprivileged-id-maps", test_unprivileged_id_maps);
     g_test_add_func("/startup/second-daemon-refused", test_second_daemon_refused);
     g_test_add_func("/startup/usage-errors-and-capabilities", test_usage_errors);
     g_test_add_func("/startup/stale-socket-group-clean-exit", test_stale_socket_and_group);
