@@ -68,6 +68,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         .allow_direct_io = true,
         .announce_submounts = true,
         .killpriv_v2 = true,
+        .posix_locks = true,
+        .flock_locks = true,
+        .posix_acl = true,
+        .security_label = true,
     };
     se = fuzz_open_session(argc, argv, &cfg, &fs);
     scratch = fuse_scratch_new();
