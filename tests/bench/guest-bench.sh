@@ -44,7 +44,7 @@ if [ ${#daemons[@]} -eq 0 ]; then
 fi
 
 export VG_CACHE_MODE=$cache VG_LOG_LEVEL=error
-# shellcheck source=../guest/lib.sh
+# shellcheck source=tests/guest/lib.sh source-path=SCRIPTDIR/../..
 . "$REPO/tests/guest/lib.sh"
 vg_setup
 
@@ -93,6 +93,8 @@ for spec in "${daemons[@]}"; do
     S=$VG_TMP/share-$name-$run
     mkdir -p "$S"
     read -r -a words <<<"$cmd"
+    # read by lib.sh's vg_daemon_start
+    # shellcheck disable=SC2034
     VIRTIOFSD=${words[0]} VIRTIOFSD_OPTS="${words[*]:1}"
     vg_log "$name: boot $run of $runs"
     if ! vg_run_guest "$S" "$GUEST"; then
