@@ -610,6 +610,49 @@ static bool set_aside(struct fe *fe, unsigned q, uint16_t head, uint32_t len)
     return false;
 }
 
+/*
+ * Writes a request (h, with len and unique filled in here, then the in iovecs) and room for a
+ * reply of out_size payload bytes into guest memory, and publishes the chain on queue q.
+ */
+static int publish_request(struct fe *fe, unsigned q, struct fuse_in_header *h,
+                           const struct iovec *in, unsigned nin, size_t out_size,
+                           uint64_t *reply_gpa, uint16_t *head)
+{
+    size_t inlen = sizeof(*h);
+    for (unsigned i = 0; i < nin; i++)
+        inlen += in[i].iov_len;
+    uint64_t req = fe_alloc(fe, inlen);
+    *reply_gpa = fe_alloc(fe, sizeof(struct fuse_out_header) + out_size);
+    h->len = (uint32_t)inlen;
+    h->unique = ++fe->unique;
+    uint8_t *ptr = fe_ptr(fe, req);
+    memcpy(ptr, h, sizeof(*h));
+    ptr += sizeof(*h);
+    for (unsigned i = 0; i < nin; i++) {
+        memcpy(ptr, in[i].iov_base, in[i].iov_len);
+        ptr += in[i].iov_len;
+    }
+    struct fe_buf bufs[2] = {
+        {req, (uint32_t)inlen, false},
+        {*reply_gpa, (uint32_t)(sizeof(struct fuse_out_header) + out_size), true}};
+    int ret = fe_vq_add(fe, q, bufs, 2, !fe->cfg.no_indirect, head);
+    if (ret == 0)
+        fe_vq_kick(fe, q);
+    return ret;
+}
+
+/* Fills r from the reply at reply_gpa, len bytes used; -EPROTO if its header is inconsistent. */
+static int read_reply(struct fe *fe, uint64_t reply_gpa, uint32_t len, uint64_t unique,
+                      struct fe_reply *r)
+{
+    struct fuse_out_header *o = fe_ptr(fe, reply_gpa);
+    r->len = len;
+    r->error = len >= sizeof(*o) ? o->error : 0;
+    r->data = (uint8_t *)(o + 1);
+    r->data_len = len >= sizeof(*o) ? len - sizeof(*o) : 0;
+    return len >= sizeof(*o) && (o->unique != unique || o->len != len) ? -EPROTO : 0;
+}
+
 int fe_fuse_send(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid,
                  const struct iovec *in, unsigned nin, size_t out_size, uint32_t pid,
                  struct fe_pending *p)
@@ -619,32 +662,14 @@ int fe_fuse_send(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid,
         slot++;
     if (slot == FE_MAX_PENDING)
         return -ENOSPC;
-    size_t inlen = sizeof(struct fuse_in_header);
-    for (unsigned i = 0; i < nin; i++)
-        inlen += in[i].iov_len;
     /* Not released: the buffers stay the request's until fe_fuse_wait. */
-    uint64_t req = fe_alloc(fe, inlen);
-    uint64_t rep = fe_alloc(fe, sizeof(struct fuse_out_header) + out_size);
-    struct fuse_in_header h = {.len = (uint32_t)inlen,
-                               .opcode = opcode,
-                               .unique = ++fe->unique,
-                               .nodeid = nodeid,
-                               .pid = pid};
-    uint8_t *ptr = fe_ptr(fe, req);
-    memcpy(ptr, &h, sizeof(h));
-    ptr += sizeof(h);
-    for (unsigned i = 0; i < nin; i++) {
-        memcpy(ptr, in[i].iov_base, in[i].iov_len);
-        ptr += in[i].iov_len;
-    }
-    struct fe_buf bufs[2] = {{req, (uint32_t)inlen, false},
-                             {rep, (uint32_t)(sizeof(struct fuse_out_header) + out_size), true}};
-    *p = (struct fe_pending){.q = q, .unique = h.unique, .reply_gpa = rep};
-    int ret = fe_vq_add(fe, q, bufs, 2, !fe->cfg.no_indirect, &p->head);
+    struct fuse_in_header h = {.opcode = opcode, .nodeid = nodeid, .pid = pid};
+    *p = (struct fe_pending){.q = q};
+    int ret = publish_request(fe, q, &h, in, nin, out_size, &p->reply_gpa, &p->head);
     if (ret < 0)
         return ret;
+    p->unique = h.unique;
     fe->pending[slot] = p;
-    fe_vq_kick(fe, q);
     return 0;
 }
 
@@ -662,14 +687,7 @@ int fe_fuse_wait(struct fe *fe, struct fe_pending *p, int timeout_ms, struct fe_
         if (fe->pending[i] == p)
             fe->pending[i] = NULL;
     fe_vq_free_chain(fe, p->q, p->head);
-    struct fuse_out_header *o = fe_ptr(fe, p->reply_gpa);
-    r->len = p->used_len;
-    r->error = p->used_len >= sizeof(*o) ? o->error : 0;
-    r->data = (uint8_t *)(o + 1);
-    r->data_len = p->used_len >= sizeof(*o) ? p->used_len - sizeof(*o) : 0;
-    if (p->used_len >= sizeof(*o) && (o->unique != p->unique || o->len != p->used_len))
-        return -EPROTO;
-    return 0;
+    return read_reply(fe, p->reply_gpa, p->used_len, p->unique, r);
 }
 
 static int fuse_call(struct fe *fe, unsigned q, uint32_t uid, uint32_t gid, uint16_t total_extlen,
@@ -694,34 +712,18 @@ static int fuse_call(struct fe *fe, unsigned q, uint32_t uid, uint32_t gid, uint
                      size_t out_size, struct fe_reply *r)
 {
     size_t mark = fe_alloc_mark(fe);
-    size_t inlen = sizeof(struct fuse_in_header);
-    for (unsigned i = 0; i < nin; i++)
-        inlen += in[i].iov_len;
-    uint64_t req = fe_alloc(fe, inlen);
-    uint64_t rep = fe_alloc(fe, sizeof(struct fuse_out_header) + out_size);
-    struct fuse_in_header h = {.len = (uint32_t)inlen,
-                               .opcode = opcode,
-                               .unique = ++fe->unique,
+    struct fuse_in_header h = {.opcode = opcode,
                                .nodeid = nodeid,
                                .uid = uid,
                                .gid = gid,
                                .pid = 1,
                                .total_extlen = total_extlen};
-    uint8_t *p = fe_ptr(fe, req);
-    memcpy(p, &h, sizeof(h));
-    p += sizeof(h);
-    for (unsigned i = 0; i < nin; i++) {
-        memcpy(p, in[i].iov_base, in[i].iov_len);
-        p += in[i].iov_len;
-    }
-    struct fe_buf bufs[2] = {{req, (uint32_t)inlen, false},
-                             {rep, (uint32_t)(sizeof(struct fuse_out_header) + out_size), true}};
+    uint64_t rep;
     uint16_t head, got;
     uint32_t len;
-    int ret = fe_vq_add(fe, q, bufs, 2, !fe->cfg.no_indirect, &head);
+    int ret = publish_request(fe, q, &h, in, nin, out_size, &rep, &head);
     if (ret < 0)
         goto out;
-    fe_vq_kick(fe, q);
     /* Replies to requests sent with fe_fuse_send may come first: they are set aside. */
     while ((ret = fe_vq_get_used(fe, q, &got, &len, 5000)) == 0 && got != head &&
            set_aside(fe, q, got, len))
@@ -729,17 +731,7 @@ static int fuse_call(struct fe *fe, unsigned q, uint32_t uid, uint32_t gid, uint
     if (ret < 0)
         goto out;
     fe_vq_free_chain(fe, q, got);
-    if (got != head) {
-        ret = -EPROTO;
-        goto out;
-    }
-    struct fuse_out_header *o = fe_ptr(fe, rep);
-    r->len = len;
-    r->error = len >= sizeof(*o) ? o->error : 0;
-    r->data = (uint8_t *)(o + 1);
-    r->data_len = len >= sizeof(*o) ? len - sizeof(*o) : 0;
-    if (len >= sizeof(*o) && (o->unique != h.unique || o->len != len))
-        ret = -EPROTO;
+    ret = got != head ? -EPROTO : read_reply(fe, rep, len, h.unique, r);
 out:
     /* The reply stays readable until the next request reuses the space. */
     fe_alloc_release(fe, mark);
