@@ -129,6 +129,16 @@ int pt_enter(struct pt_fs *fs, const struct pt_ctx *ctx)
     return creds_set(uid, gid);
 }
 
+/* Adds gid to the n groups in out unless it is there already; returns the new count. */
+static int add_group(gid_t *out, int n, gid_t gid)
+{
+    for (int i = 0; i < n; i++)
+        if (out[i] == gid)
+            return n;
+    out[n] = gid;
+    return n + 1;
+}
+
 /* Adds the host group of inode nodeid to out (once). */
 static int add_inode_group(struct pt_fs *fs, uint64_t nodeid, gid_t *out, int n)
 {
@@ -138,11 +148,7 @@ static int add_inode_group(struct pt_fs *fs, uint64_t nodeid, gid_t *out, int n)
 
     if (!inode || pt_inode_fd(fs, inode, &r) < 0 || pt_statx(r.fd, &stx) < 0)
         return n;
-    for (int i = 0; i < n; i++)
-        if (out[i] == stx.stx_gid)
-            return n;
-    out[n] = stx.stx_gid;
-    return n + 1;
+    return add_group(out, n, stx.stx_gid);
 }
 
 /*
@@ -169,15 +175,9 @@ static int add_acl_groups(struct pt_fs *fs, uint64_t nodeid, gid_t *out, int n)
     if (len < 4)
         return n;
     memcpy(e, value + 4, (size_t)len - 4);
-    for (size_t i = 0; i < ((size_t)len - 4) / sizeof(e[0]) && n < PT_RETRY_GROUPS_MAX - 1; i++) {
-        int j = 0;
-        if (e[i].tag != 0x08) /* ACL_GROUP */
-            continue;
-        while (j < n && out[j] != e[i].id)
-            j++;
-        if (j == n)
-            out[n++] = e[i].id;
-    }
+    for (size_t i = 0; i < ((size_t)len - 4) / sizeof(e[0]) && n < PT_RETRY_GROUPS_MAX - 1; i++)
+        if (e[i].tag == 0x08) /* ACL_GROUP */
+            n = add_group(out, n, e[i].id);
     return n;
 }
 
@@ -942,6 +942,17 @@ static int begin_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t par
     return ret;
 }
 
+/* begin_create, then the directory's O_PATH fd into d. Returns 0 or -errno. */
+static int begin_create_at(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent,
+                           const char *name, struct pt_inode **dir, struct pt_fdref *d)
+{
+    int ret = begin_create(fs, ctx, parent, name, dir);
+
+    if (ret == 0)
+        ret = pt_inode_fd(fs, *dir, d);
+    return ret < 0 ? ret : 0;
+}
+
 /* This thread has its own umask (unshare(CLONE_FS)), so setting it affects no other thread. */
 static __thread bool own_umask;
 
@@ -1000,10 +1011,8 @@ int pt_symlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, cons
 {
     struct pt_inode *dir;
     PT_FDREF(d);
-    int ret = begin_create(fs, ctx, parent, name, &dir);
+    int ret = begin_create_at(fs, ctx, parent, name, &dir, &d);
 
-    if (ret == 0)
-        ret = pt_inode_fd(fs, dir, &d);
     if (ret < 0)
         return ret;
     if (!target)
@@ -1018,10 +1027,8 @@ int pt_mknod(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const 
 {
     struct pt_inode *dir;
     PT_FDREF(d);
-    int ret = begin_create(fs, ctx, parent, name, &dir);
+    int ret = begin_create_at(fs, ctx, parent, name, &dir, &d);
 
-    if (ret == 0)
-        ret = pt_inode_fd(fs, dir, &d);
     if (ret < 0)
         return ret;
     /* FUSE sends rdev in the kernel's 32-bit encoding, which glibc's dev_t decodes alike. */
@@ -1038,10 +1045,8 @@ int pt_mkdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const 
 {
     struct pt_inode *dir;
     PT_FDREF(d);
-    int ret = begin_create(fs, ctx, parent, name, &dir);
+    int ret = begin_create_at(fs, ctx, parent, name, &dir, &d);
 
-    if (ret == 0)
-        ret = pt_inode_fd(fs, dir, &d);
     if (ret < 0)
         return ret;
     ret = mkdirat(d.fd, name, pt_umask_begin(fs, in->mode, in->umask) & 07777);
@@ -1057,10 +1062,8 @@ static int do_remove(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent
 {
     struct pt_inode *dir;
     PT_FDREF(d);
-    int ret = begin_create(fs, ctx, parent, name, &dir);
+    int ret = begin_create_at(fs, ctx, parent, name, &dir, &d);
 
-    if (ret == 0)
-        ret = pt_inode_fd(fs, dir, &d);
     if (ret < 0)
         return ret;
     /* The inode stays in the table until the guest forgets it (its O_PATH fd, if it has one,
