@@ -48,6 +48,7 @@ struct lock_owner {
 /* One blocked SETLKW. */
 struct lock_wait {
     struct lock_wait *next;
+    struct pt_locks *locks; /* the table it is linked in */
     pthread_t thread;
     struct pt_async async;
     atomic_bool cancelled;
@@ -216,12 +217,6 @@ static int wait_once(struct lock_wait *w)
     return ret < 0 ? -errno : 0;
 }
 
-/* What the new thread needs; freed by it. */
-struct wait_start {
-    struct pt_locks *l;
-    struct lock_wait *w;
-};
-
 static void wait_finish(struct pt_locks *l, struct lock_wait *w, int ret)
 {
     pthread_mutex_lock(&l->mu);
@@ -246,10 +241,7 @@ static void wait_finish(struct pt_locks *l, struct lock_wait *w, int ret)
 
 static void *wait_thread(void *arg)
 {
-    struct wait_start *st = arg;
-    struct pt_locks *l = st->l;
-    struct lock_wait *w = st->w;
-    free(st);
+    struct lock_wait *w = arg;
     int ret;
     do
         ret = atomic_load(&w->cancelled) ? -EINTR : wait_once(w);
@@ -257,7 +249,7 @@ static void *wait_thread(void *arg)
     /* The reply goes out before the wait leaves the list: whoever waits for the list to
      * empty (a reset) then knows every reply was handed over. */
     w->async.done(&w->async, ret);
-    wait_finish(l, w, ret);
+    wait_finish(w->locks, w, ret);
     return NULL;
 }
 
@@ -268,10 +260,7 @@ static int wait_start(struct pt_locks *l, struct lock_wait *w)
         log_warn("locks: %u lock requests already waiting; refusing another", l->nwaits);
         return -ENOLCK;
     }
-    struct wait_start *st = malloc(sizeof(*st));
-    if (!st)
-        return -ENOMEM;
-    *st = (struct wait_start){l, w};
+    w->locks = l;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -281,12 +270,11 @@ static int wait_start(struct pt_locks *l, struct lock_wait *w)
     l->waits = w;
     l->nwaits++;
     atomic_store(&l->used, true);
-    int ret = pthread_create(&w->thread, &attr, wait_thread, st);
+    int ret = pthread_create(&w->thread, &attr, wait_thread, w);
     pthread_attr_destroy(&attr);
     if (ret != 0) {
         l->waits = w->next;
         l->nwaits--;
-        free(st);
         log_warn("locks: cannot start a waiting thread: %s", strerror(ret));
         return -ret;
     }
