@@ -25,6 +25,8 @@ struct options {
     struct pt_config pt;
     unsigned num_request_queues;
     unsigned queue_poll_us;
+    bool queue_poll_us_given; /* polls even when the queue workers crowd the CPUs */
+    unsigned queue_threads;   /* 0: one per CPU, at most one per request queue */
     unsigned thread_pool_size;
     enum sandbox_mode sandbox;
     enum seccomp_mode seccomp;

@@ -8,6 +8,7 @@
 #ifndef VFS_VHOST_USER_H
 #define VFS_VHOST_USER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "fuse_server.h"
@@ -17,12 +18,16 @@
 
 struct vu_dev;
 
-/* num_request_queues: request queues offered (1..VU_MAX_REQUEST_QUEUES); poll_us: how long a
- * worker watches its idle ring before sleeping (0: never); pool_threads: threads of the
- * optional request thread pool shared by all queues (0: each queue's worker serves its own
- * requests). */
-struct vu_dev *vu_dev_new(struct fuse_session *fuse, unsigned num_request_queues, unsigned poll_us,
-                          unsigned pool_threads);
+struct vu_dev_config {
+    unsigned num_request_queues; /* offered: 1..VU_MAX_REQUEST_QUEUES */
+    unsigned queue_threads;      /* worker threads; 0: one per CPU, at most one per queue */
+    unsigned poll_us;            /* how long a worker watches idle rings (0: never) */
+    bool poll_always;            /* poll even when the workers crowd the CPUs */
+    unsigned pool_threads;       /* the optional request thread pool shared by all queues
+                                  * (0: each queue's worker serves its own requests) */
+};
+
+struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config *cfg);
 void vu_dev_free(struct vu_dev *dev);
 
 /*

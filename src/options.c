@@ -54,6 +54,7 @@ enum opt_id {
     O_MIGRATION_CONFIRM_PATHS,
     O_NUM_REQUEST_QUEUES,
     O_QUEUE_POLL_US,
+    O_QUEUE_THREADS,
     /* Reached only through the legacy -o forms. */
     O_COMPAT_READDIRPLUS,
     O_COMPAT_NO_WRITEBACK,
@@ -109,6 +110,7 @@ static const struct option long_options[] = {
     {"migration-confirm-paths", no_argument, NULL, O_MIGRATION_CONFIRM_PATHS},
     {"num-request-queues", required_argument, NULL, O_NUM_REQUEST_QUEUES},
     {"queue-poll-us", required_argument, NULL, O_QUEUE_POLL_US},
+    {"queue-threads", required_argument, NULL, O_QUEUE_THREADS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -129,8 +131,12 @@ static const char usage_text[] =
     "                                 queues (for slow storage) [default: 0, each queue's\n"
     "                                 worker serves its own requests]\n"
     "      --num-request-queues <N>   Request queues offered (1 to 16, default 16)\n"
-    "      --queue-poll-us <US>       Watch an idle queue this long before sleeping, adaptively\n"
-    "                                 (0 disables; default 50)\n"
+    "      --queue-threads <N>        Threads serving the queues; with more request queues\n"
+    "                                 than threads, queues share them [default: one per\n"
+    "                                 CPU, at most one per request queue]\n"
+    "      --queue-poll-us <US>       Watch idle queues this long before sleeping, adaptively\n"
+    "                                 (0 disables) [default: 50 while the busy queue threads\n"
+    "                                 take at most half the CPUs, else 0]\n"
     "      --xattr                    Enable extended attributes\n"
     "      --xattrmap <MAP>           Translate xattr names between guest and host, e.g.\n"
     "                                 :map::user.virtiofs.: (implies --xattr)\n"
@@ -405,6 +411,11 @@ static int apply(struct options *o, int id, const char *v)
     case O_QUEUE_POLL_US:
         ret = parse_uint("--queue-poll-us", v, 1000000, &n);
         o->queue_poll_us = (unsigned)n;
+        o->queue_poll_us_given = true;
+        return ret;
+    case O_QUEUE_THREADS:
+        ret = parse_uint("--queue-threads", v, VU_MAX_REQUEST_QUEUES, &n);
+        o->queue_threads = (unsigned)n;
         return ret;
     case O_XATTR:
         o->pt.xattr = true;

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -242,6 +243,7 @@ static void wait_finish(struct pt_locks *l, struct lock_wait *w, int ret)
 static void *wait_thread(void *arg)
 {
     struct lock_wait *w = arg;
+    (void)prctl(PR_SET_NAME, "lock-wait"); /* for top -H (best effort) */
     int ret;
     do
         ret = atomic_load(&w->cancelled) ? -EINTR : wait_once(w);

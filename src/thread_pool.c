@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <urcu.h>
 
 #include "log.h"
@@ -50,6 +51,7 @@ static void finished(struct tpool *p)
 static void *pool_main(void *arg)
 {
     struct tpool *p = arg;
+    (void)prctl(PR_SET_NAME, "pool-worker"); /* for top -H (best effort) */
     void *ctx = p->init ? p->init() : NULL;
     rcu_register_thread();
     if (p->init && !ctx)

@@ -114,6 +114,7 @@ struct vu_dev {
     struct guest_mem *mem; /* RCU-protected: workers read it, we replace it */
     struct vu_queue queues[VU_HIPRIO_QUEUES + VU_MAX_REQUEST_QUEUES];
     struct tpool *pool; /* --thread-pool-size, or NULL */
+    struct vu_workers *workers;
 };
 
 /* ---- socket I/O ------------------------------------------------------------------------ */
@@ -667,23 +668,29 @@ int vu_dev_handle_message(struct vu_dev *dev, int conn)
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
-struct vu_dev *vu_dev_new(struct fuse_session *fuse, unsigned num_request_queues, unsigned poll_us,
-                          unsigned pool_threads)
+struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config *cfg)
 {
-    if (num_request_queues < 1 || num_request_queues > VU_MAX_REQUEST_QUEUES)
+    if (cfg->num_request_queues < 1 || cfg->num_request_queues > VU_MAX_REQUEST_QUEUES)
         return NULL;
     struct vu_dev *dev = calloc(1, sizeof(*dev));
     if (!dev)
         return NULL;
-    if (pool_threads && vu_pool_new(pool_threads, &dev->pool) < 0) {
+    dev->fuse = fuse;
+    dev->nqueues = VU_HIPRIO_QUEUES + cfg->num_request_queues;
+    const struct vu_workers_config wcfg = {.queues = dev->nqueues,
+                                           .threads = cfg->queue_threads,
+                                           .poll_us = cfg->poll_us,
+                                           .poll_when_crowded = cfg->poll_always};
+    dev->workers = vu_workers_new(&wcfg);
+    if (!dev->workers || (cfg->pool_threads && vu_pool_new(cfg->pool_threads, &dev->pool) < 0)) {
+        vu_workers_free(dev->workers);
         free(dev);
         return NULL;
     }
-    dev->fuse = fuse;
-    dev->nqueues = VU_HIPRIO_QUEUES + num_request_queues;
+    log_debug("%u request queues offered, served by %u worker threads", cfg->num_request_queues,
+              vu_workers_threads(dev->workers));
     for (unsigned i = 0; i < dev->nqueues; i++) {
-        vu_queue_init(&dev->queues[i], i, &dev->mem, fuse);
-        dev->queues[i].poll_us = poll_us;
+        vu_queue_init(&dev->queues[i], i, &dev->mem, fuse, vu_workers_for_queue(dev->workers, i));
         dev->queues[i].pool = dev->pool;
     }
     return dev;
@@ -711,6 +718,7 @@ void vu_dev_free(struct vu_dev *dev)
     vu_dev_reset(dev);
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_destroy(&dev->queues[i]);
+    vu_workers_free(dev->workers);
     tpool_free(dev->pool);
     free(dev);
 }

@@ -3,8 +3,11 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -42,17 +45,42 @@ struct pool_ctx {
     struct vq_elem elem;
 };
 
+/* A thread serving a list of queues. */
+struct vu_worker {
+    struct vu_workers *set;
+    unsigned index;
+    pthread_t thread;
+    bool running;
+    atomic_bool stop;
+    int wake_fd;             /* eventfd: to stop, or to serve late replies */
+    struct vu_queue *queues; /* the queues it serves; changed only while it is paused */
+    struct pollfd *pfds;     /* one per queue, plus wake_fd */
+    struct vu_queue **pfd_queue;
+    struct fuse_scratch *scratch;
+    struct vq_elem *elem;
+    unsigned poll_misses, poll_skips; /* adaptive polling state, worker thread only */
+};
+
+struct vu_workers {
+    unsigned nthreads;
+    unsigned ncpus;
+    unsigned poll_us;
+    bool poll_when_crowded;
+    atomic_uint running; /* worker threads running */
+    struct vu_worker w[];
+};
+
 void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *mem,
-                   struct fuse_session *fuse)
+                   struct fuse_session *fuse, struct vu_worker *worker)
 {
     memset(q, 0, sizeof(*q));
     q->index = index;
-    q->kick_fd = q->call_fd = q->err_fd = q->stop_fd = -1;
+    q->worker = worker;
+    q->kick_fd = q->call_fd = q->err_fd = -1;
     pthread_mutex_init(&q->call_lock, NULL);
     pthread_mutex_init(&q->late_lock, NULL);
     pthread_cond_init(&q->drained, NULL);
     atomic_init(&q->late_pending, false);
-    atomic_init(&q->stop, false);
     q->mem = mem;
     q->fuse = fuse;
 }
@@ -97,7 +125,6 @@ void vu_queue_reset(struct vu_queue *q)
 {
     close_fd(&q->kick_fd);
     close_fd(&q->err_fd);
-    /* stop_fd stays: a late reply may still be signalled through it; it lives until destroy. */
     vu_queue_set_call(q, -1);
     q->started = false;
     q->enabled = false;
@@ -113,7 +140,6 @@ void vu_queue_destroy(struct vu_queue *q)
 {
     vu_queue_stop(q);
     vu_queue_reset(q);
-    close_fd(&q->stop_fd);
     pthread_mutex_destroy(&q->call_lock);
     pthread_mutex_destroy(&q->late_lock);
     pthread_cond_destroy(&q->drained);
@@ -131,10 +157,9 @@ static void queue_late(struct vu_queue *q, struct late_reply *r)
         atomic_store(&q->late_pending, true);
         r = NULL;
     }
-    int fd = q->stop_fd;
     pthread_mutex_unlock(&q->late_lock);
     free(r); /* the ring was reset meanwhile: nobody waits for this reply */
-    if (fd >= 0 && eventfd_write(fd, 1) < 0)
+    if (eventfd_write(q->worker->wake_fd, 1) < 0)
         log_warn("queue %u: waking the worker failed: %m", q->index);
 }
 
@@ -315,54 +340,121 @@ static bool disable_notify(struct virtqueue *vq)
     return true;
 }
 
-/* Serves everything available on the ring; returns false if the ring cannot be used. */
-static bool process_ring(struct vu_queue *q, struct fuse_scratch *scratch, struct vq_elem *elem)
-{
-    bool pushed = serve_late(q, elem);
-    do {
-        ring_op(q, disable_notify);
-        int r;
-        while (!atomic_load(&q->stop) && (r = serve_one(q, scratch, elem)) != 0) {
-            if (r < 0)
-                return false;
-            pushed = true;
-        }
-    } while (!atomic_load(&q->stop) && ring_op(q, vq_enable_notify));
+/* A worker serves at most this many requests of one queue in a row, so that a queue the
+ * driver keeps full cannot starve the other queues of its worker. */
+#define BATCH_MAX 64
 
-    /* One interrupt per batch, if the driver wants it. */
+/*
+ * Serves what is available on the ring, up to BATCH_MAX requests, with kicks off, and signals
+ * the guest once for them if the driver wants it. Kicks stay off: the worker turns them back
+ * on only when it is about to sleep (arm_rings), so a driver adding requests while the worker
+ * is busy or polling need not kick. Returns 0 when the ring is drained, 1 when the budget ran
+ * out first, -EFAULT when the ring cannot be used.
+ */
+static int process_ring(struct vu_worker *w, struct vu_queue *q)
+{
+    bool pushed = serve_late(q, w->elem);
+    unsigned budget = BATCH_MAX;
+    int r = 0;
+    ring_op(q, disable_notify);
+    while (budget > 0 && !atomic_load(&w->stop) && (r = serve_one(q, w->scratch, w->elem)) > 0) {
+        pushed = true;
+        budget--;
+    }
+    if (r < 0)
+        return -EFAULT;
     if (pushed && ring_op(q, vq_should_notify))
         signal_guest(q);
-    return true;
+    return budget == 0;
 }
 
-/* Waits for a kick or a stop request; returns false to stop. */
-static bool wait_kick(struct vu_queue *q)
+/* Turns kicks back on before the worker sleeps; marks the queues whose driver added requests
+ * meanwhile (they would get no kick) due. Returns true if any did. */
+static bool arm_rings(struct vu_worker *w)
 {
-    struct pollfd fds[2] = {{.fd = q->stop_fd, .events = POLLIN},
-                            {.fd = q->kick_fd, .events = POLLIN}};
-    int nfds = q->kick_fd >= 0 ? 2 : 1;
-    int timeout = q->kick_fd >= 0 ? -1 : POLL_INTERVAL_MS;
-    for (;;) {
-        if (atomic_load(&q->stop))
-            return false;
-        int n = poll(fds, (nfds_t)nfds, timeout);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            log_error("queue %u: poll failed: %m", q->index);
-            return false;
+    bool found = false;
+    for (struct vu_queue *q = w->queues; q; q = q->next) {
+        if (!q->broken && ring_op(q, vq_enable_notify)) {
+            q->due = true;
+            found = true;
         }
-        if (atomic_load(&q->stop))
-            return false;
-        eventfd_t v;
-        if ((fds[0].revents & POLLIN) && eventfd_read(q->stop_fd, &v) < 0 && errno != EAGAIN)
-            log_warn("queue %u: reading the wake-up fd failed: %m", q->index);
-        if (nfds == 2 && (fds[1].revents & POLLIN)) {
-            if (eventfd_read(q->kick_fd, &v) < 0 && errno != EAGAIN)
-                log_warn("queue %u: reading the kick fd failed: %m", q->index);
-        }
-        return true;
     }
+    return found;
+}
+
+/* Whether the worker should look at q this round. */
+static bool queue_due(const struct vu_queue *q)
+{
+    /* Without a kick fd the front-end expects the ring to be polled. */
+    return q->due || q->kick_fd < 0 || atomic_load(&q->late_pending);
+}
+
+/*
+ * One round over the worker's queues. Returns false when none is usable any more; *busy says
+ * whether one still has work (its budget ran out) so the worker must not sleep.
+ */
+static bool serve_round(struct vu_worker *w, bool *busy)
+{
+    bool usable = false;
+    *busy = false;
+    for (struct vu_queue *q = w->queues; q; q = q->next) {
+        if (q->broken)
+            continue;
+        if (queue_due(q)) {
+            int r = process_ring(w, q);
+            if (r < 0) {
+                q->broken = true; /* logged by serve_one; the other queues go on */
+                continue;
+            }
+            q->due = r > 0;
+            *busy |= q->due;
+        }
+        usable = true;
+    }
+    return usable;
+}
+
+/* Waits for a kick on any of the worker's queues, a late reply or a stop request; marks the
+ * kicked queues due. Returns false to stop. */
+static bool wait_kicks(struct vu_worker *w)
+{
+    nfds_t n = 0;
+    int timeout = -1;
+    w->pfds[n] = (struct pollfd){.fd = w->wake_fd, .events = POLLIN};
+    w->pfd_queue[n++] = NULL;
+    for (struct vu_queue *q = w->queues; q; q = q->next) {
+        if (q->broken)
+            continue;
+        if (q->kick_fd < 0) {
+            timeout = POLL_INTERVAL_MS;
+            continue;
+        }
+        w->pfds[n] = (struct pollfd){.fd = q->kick_fd, .events = POLLIN};
+        w->pfd_queue[n++] = q;
+    }
+    for (;;) {
+        if (atomic_load(&w->stop))
+            return false;
+        int r = poll(w->pfds, n, timeout);
+        if (r >= 0)
+            break;
+        if (errno != EINTR) {
+            log_error("worker %u: poll failed: %m", w->index);
+            return false;
+        }
+    }
+    if (atomic_load(&w->stop))
+        return false;
+    for (nfds_t i = 0; i < n; i++) {
+        if (!w->pfds[i].revents)
+            continue;
+        eventfd_t v;
+        if (eventfd_read(w->pfds[i].fd, &v) < 0 && errno != EAGAIN)
+            log_warn("worker %u: reading %s fd failed: %m", w->index, i ? "a kick" : "its wake-up");
+        if (w->pfd_queue[i])
+            w->pfd_queue[i]->due = true;
+    }
+    return true;
 }
 
 static bool has_avail(struct virtqueue *vq)
@@ -370,64 +462,131 @@ static bool has_avail(struct virtqueue *vq)
     return vq_has_avail(vq);
 }
 
+/* Marks the queues with work due; true if any has. */
+static bool look_at_rings(struct vu_worker *w)
+{
+    bool found = false;
+    for (struct vu_queue *q = w->queues; q; q = q->next) {
+        if (!q->broken && (atomic_load(&q->late_pending) || ring_op(q, has_avail))) {
+            q->due = true;
+            found = true;
+        }
+    }
+    return found;
+}
+
+/* Whether watching idle rings pays: a polling worker keeps a CPU busy, so it is left to
+ * workers that leave at least half the CPUs to the guest's vCPUs (or to whoever submits). */
+static bool may_poll(const struct vu_worker *w)
+{
+    const struct vu_workers *ws = w->set;
+    if (ws->poll_us == 0)
+        return false;
+    return ws->poll_when_crowded || 2 * atomic_load(&ws->running) <= ws->ncpus;
+}
+
 /*
  * A driver that keeps requests in flight usually adds the next one within microseconds of a
- * completion; watching the ring that long saves the kick, the sleep and the wake-up. Adaptive:
- * after a few polls in a row that found nothing (a driver with one request at a time, an idle
- * guest) only every 64th wake-up polls, so a quiet queue costs next to no CPU.
- * Returns true when work arrived within q->poll_us.
+ * completion; watching the rings that long saves the kick, the sleep and the wake-up.
+ * Adaptive: after a few polls in a row that found nothing (a driver with one request at a
+ * time, an idle guest) only every 64th wake-up polls, so a quiet worker costs next to no CPU.
+ * Returns true when work arrived within the poll time.
  */
-static bool poll_ring(struct vu_queue *q)
+static bool poll_rings(struct vu_worker *w)
 {
     enum { MAX_MISSES = 4, PROBE_EVERY = 64 };
-    if (q->poll_us == 0 || (q->poll_misses >= MAX_MISSES && ++q->poll_skips % PROBE_EVERY))
+    if (!may_poll(w) || (w->poll_misses >= MAX_MISSES && ++w->poll_skips % PROBE_EVERY))
         return false;
+    uint64_t limit_ns = (uint64_t)w->set->poll_us * 1000u;
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     do {
-        if (atomic_load(&q->stop))
+        if (atomic_load(&w->stop))
             return false;
-        if (atomic_load(&q->late_pending) || ring_op(q, has_avail)) {
-            q->poll_misses = 0;
+        if (look_at_rings(w)) {
+            w->poll_misses = 0;
             return true;
         }
         __builtin_ia32_pause();
         clock_gettime(CLOCK_MONOTONIC, &now);
     } while ((uint64_t)(now.tv_sec - start.tv_sec) * 1000000000u +
                  (uint64_t)(now.tv_nsec - start.tv_nsec) <
-             (uint64_t)q->poll_us * 1000u);
-    if (q->poll_misses < MAX_MISSES)
-        q->poll_misses++;
+             limit_ns);
+    if (w->poll_misses < MAX_MISSES)
+        w->poll_misses++;
     return false;
 }
 
 static void *worker_main(void *arg)
 {
-    struct vu_queue *q = arg;
-    struct fuse_scratch *scratch = fuse_scratch_new();
-    struct vq_elem *elem = malloc(sizeof(*elem));
+    struct vu_worker *w = arg;
+    /* Named for top -H and /proc/PID/task/TID/comm (best effort). */
+    char name[16];
+    snprintf(name, sizeof(name), "queue-worker-%u", w->index);
+    (void)prctl(PR_SET_NAME, name);
     rcu_register_thread();
-    if (!scratch || !elem) {
-        log_error("queue %u: out of memory starting the worker", q->index);
-        goto out;
-    }
-    q->served = 0;
-    log_debug("queue %u: worker started", q->index);
-    /* Buffers may have been queued before the kick fd arrived: look before sleeping. */
-    while (process_ring(q, scratch, elem) && (poll_ring(q) || wait_kick(q)))
+    /* Every queue starts due: buffers may have been queued before the kick fd arrived. */
+    bool busy;
+    while (serve_round(w, &busy) && !atomic_load(&w->stop) &&
+           (busy || poll_rings(w) || arm_rings(w) || wait_kicks(w)))
         ;
-    log_debug("queue %u: worker stopped, %llu requests served", q->index,
-              (unsigned long long)q->served);
-out:
     rcu_unregister_thread();
-    free(elem);
-    fuse_scratch_free(scratch);
     return NULL;
 }
 
+/* Stops the worker's thread; the requests in progress finish first. */
+static void worker_pause(struct vu_worker *w)
+{
+    if (!w->running)
+        return;
+    atomic_store(&w->stop, true);
+    if (eventfd_write(w->wake_fd, 1) < 0)
+        log_warn("worker %u: waking it failed: %m", w->index);
+    pthread_join(w->thread, NULL);
+    w->running = false;
+    atomic_fetch_sub(&w->set->running, 1);
+    eventfd_t v;
+    (void)eventfd_read(w->wake_fd, &v); /* drain for the next start */
+}
+
+/* Starts the worker's thread if it has queues to serve. */
+static int worker_resume(struct vu_worker *w)
+{
+    if (w->running || !w->queues)
+        return 0;
+    /* The buffers come with the first queue: a worker that never serves costs nothing. */
+    if (!w->scratch && !(w->scratch = fuse_scratch_new()))
+        return -ENOMEM;
+    if (!w->elem && !(w->elem = malloc(sizeof(*w->elem))))
+        return -ENOMEM;
+    for (struct vu_queue *q = w->queues; q; q = q->next)
+        q->due = true;
+    atomic_store(&w->stop, false);
+    atomic_fetch_add(&w->set->running, 1);
+    int ret = pthread_create(&w->thread, NULL, worker_main, w);
+    if (ret != 0) {
+        atomic_fetch_sub(&w->set->running, 1);
+        return -ret;
+    }
+    w->running = true;
+    return 0;
+}
+
+static void unlink_queue(struct vu_queue *q)
+{
+    for (struct vu_queue **p = &q->worker->queues; *p; p = &(*p)->next) {
+        if (*p == q) {
+            *p = q->next;
+            break;
+        }
+    }
+    q->next = NULL;
+    q->running = false;
+}
+
 /*
- * The worker is stopped: wait for the requests it handed to the pool and put their replies in
- * the used ring, as a worker serving them itself finishes the one in progress before it stops.
+ * The queue is off its worker: wait for the requests it handed to the pool and put their
+ * replies in the used ring, as a worker serving them itself finishes the one in progress.
  */
 static void finish_pool_jobs(struct vu_queue *q)
 {
@@ -441,19 +600,9 @@ static void finish_pool_jobs(struct vu_queue *q)
         signal_guest(q);
 }
 
-int vu_queue_start(struct vu_queue *q)
+/* Ring state for a fresh start: the used index the driver sees, as the ring was left. */
+static int prepare_ring(struct vu_queue *q)
 {
-    if (q->running || !q->started || !q->enabled || q->vq.num == 0)
-        return 0;
-    if (q->stop_fd < 0) {
-        int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (fd < 0)
-            return -errno;
-        pthread_mutex_lock(&q->late_lock); /* late_done reads it from other threads */
-        q->stop_fd = fd;
-        pthread_mutex_unlock(&q->late_lock);
-    }
-    /* A fresh start takes the used index the driver sees, as the ring was left. */
     rcu_read_lock();
     struct guest_mem *mem = rcu_dereference(*q->mem);
     int ret = mem ? vq_map(&q->vq, mem) : -EFAULT;
@@ -472,11 +621,32 @@ int vu_queue_start(struct vu_queue *q)
         if (!q->jobs)
             return -ENOMEM;
     }
-    atomic_store(&q->stop, false);
-    ret = pthread_create(&q->thread, NULL, worker_main, q);
-    if (ret != 0)
-        return -ret;
+    return 0;
+}
+
+int vu_queue_start(struct vu_queue *q)
+{
+    if (q->running || !q->started || !q->enabled || q->vq.num == 0)
+        return 0;
+    int ret = prepare_ring(q);
+    if (ret < 0)
+        return ret;
+    struct vu_worker *w = q->worker;
+    worker_pause(w);
+    q->next = w->queues;
+    w->queues = q;
     q->running = true;
+    q->broken = false;
+    q->served = 0;
+    ret = worker_resume(w);
+    if (ret < 0) {
+        unlink_queue(q);
+        log_error("queue %u: cannot start worker %u: %s", q->index, w->index, strerror(-ret));
+        if (worker_resume(w) < 0)
+            log_error("worker %u: cannot restart it for its other queues", w->index);
+        return ret;
+    }
+    log_debug("queue %u: started on worker %u", q->index, w->index);
     return 0;
 }
 
@@ -484,13 +654,85 @@ void vu_queue_stop(struct vu_queue *q)
 {
     if (!q->running)
         return;
-    atomic_store(&q->stop, true);
-    if (eventfd_write(q->stop_fd, 1) < 0)
-        log_warn("queue %u: waking the worker failed: %m", q->index);
-    pthread_join(q->thread, NULL);
-    eventfd_t v;
-    (void)eventfd_read(q->stop_fd, &v); /* drain for the next start */
-    q->running = false;
+    struct vu_worker *w = q->worker;
+    worker_pause(w);
+    unlink_queue(q);
+    log_debug("queue %u: stopped, %llu requests served", q->index, (unsigned long long)q->served);
+    int ret = worker_resume(w);
+    if (ret < 0)
+        log_error("worker %u: cannot restart it for its other queues: %s", w->index,
+                  strerror(-ret));
     if (q->pool)
         finish_pool_jobs(q);
+}
+
+/* ---- the set of workers ----------------------------------------------------------------- */
+
+/* The CPUs this process may run on (its affinity mask, which cpusets and taskset narrow). */
+static unsigned usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return (unsigned)CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+struct vu_workers *vu_workers_new(const struct vu_workers_config *cfg)
+{
+    unsigned ncpus = usable_cpus();
+    unsigned requests = cfg->queues > 1 ? cfg->queues - 1 : 1;
+    unsigned n = cfg->threads ? cfg->threads : ncpus;
+    if (n > requests)
+        n = requests;
+    struct vu_workers *ws = calloc(1, sizeof(*ws) + n * sizeof(ws->w[0]));
+    if (!ws)
+        return NULL;
+    ws->nthreads = n;
+    ws->ncpus = ncpus;
+    ws->poll_us = cfg->poll_us;
+    ws->poll_when_crowded = cfg->poll_when_crowded;
+    atomic_init(&ws->running, 0);
+    for (unsigned i = 0; i < n; i++) {
+        struct vu_worker *w = &ws->w[i];
+        w->set = ws;
+        w->index = i;
+        atomic_init(&w->stop, false);
+        w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        w->pfds = calloc(cfg->queues + 1, sizeof(*w->pfds));
+        w->pfd_queue = calloc(cfg->queues + 1, sizeof(*w->pfd_queue));
+        if (w->wake_fd < 0 || !w->pfds || !w->pfd_queue) {
+            ws->nthreads = i + 1;
+            vu_workers_free(ws);
+            return NULL;
+        }
+    }
+    return ws;
+}
+
+void vu_workers_free(struct vu_workers *ws)
+{
+    if (!ws)
+        return;
+    for (unsigned i = 0; i < ws->nthreads; i++) {
+        struct vu_worker *w = &ws->w[i];
+        worker_pause(w);
+        if (w->wake_fd >= 0)
+            close(w->wake_fd);
+        free(w->pfds);
+        free(w->pfd_queue);
+        free(w->elem);
+        fuse_scratch_free(w->scratch);
+    }
+    free(ws);
+}
+
+struct vu_worker *vu_workers_for_queue(struct vu_workers *ws, unsigned index)
+{
+    return &ws->w[index == 0 ? 0 : (index - 1) % ws->nthreads];
+}
+
+unsigned vu_workers_threads(const struct vu_workers *ws)
+{
+    return ws->nthreads;
 }

@@ -51,7 +51,7 @@ echo "== unit tests"
 run_units "$BUILD" default
 
 echo "== protocol tests again with the request thread pool (--thread-pool-size=4)"
-for t in test_ops test_locks test_protocol; do
+for t in test_ops test_locks test_protocol test_queues; do
     VIRTIOFSD_TEST_ARGS="--thread-pool-size=4" run_unit "$BUILD/tests/$t" thread-pool
 done
 

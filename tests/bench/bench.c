@@ -5,6 +5,13 @@
  * throughput as a ratio of the first one's, measured in the same run.
  *
  *   bench [--daemon 'CMD']... [--workloads a,b] [--depths 1,16] [--queues 1,2] [--seconds S]
+ *         [--driver-threads N]
+ *
+ * The driver runs no more threads than there are CPUs (each thread feeds its share of the
+ * queues), so that with more queues than CPUs the figures measure the daemon rather than the
+ * driver's own threads fighting over the CPUs. It kicks after every request, whatever the
+ * device's EVENT_IDX avail_event says: a driver that skipped those kicks would sleep on its
+ * call fd more often, and the figures would measure its wake-ups (see README).
  *
  * CMD is a daemon command line without --socket-path/--shared-dir (appended here), or with
  * the placeholders {socket} and {share} where they belong.
@@ -13,11 +20,14 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <glib.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -26,6 +36,7 @@
 #include "frontend.h"
 
 #define MAX_DEPTH   64
+#define MAX_QUEUES  16
 #define MAX_STEPS   3
 #define DIR_ENTRIES 1000
 #define BIG_FILE    (64u << 20)
@@ -75,6 +86,15 @@ struct qrun {
     uint64_t seq_off;
     unsigned seed;
     int error;
+    double end;
+    uint64_t next_id;
+    unsigned inflight;
+};
+
+/* A driver thread and the queues it feeds. */
+struct driver {
+    struct qrun *runs[MAX_QUEUES];
+    unsigned n;
 };
 
 static double now_s(void)
@@ -271,55 +291,110 @@ static bool complete(struct qrun *r, struct slot *s, uint32_t len)
     return ++s->step >= steps;
 }
 
-static void *run_queue(void *arg)
+/* Starts a queue's run: every slot gets its first request. */
+static void start_run(struct qrun *r)
 {
-    struct qrun *r = arg;
-    double end = now_s() + r->seconds;
-    uint64_t next_id = 0;
+    r->end = now_s() + r->seconds;
     for (unsigned i = 0; i < r->depth; i++) {
-        r->slots[i].id = next_id++;
+        r->slots[i].id = r->next_id++;
         clock_gettime(CLOCK_MONOTONIC, &r->slots[i].start);
         if (submit(r, &r->slots[i]) < 0)
             r->error = -ENOSPC;
     }
+    r->inflight = r->depth;
     fe_vq_kick(r->fe, r->q);
-    unsigned inflight = r->depth;
-    while (inflight > 0 && !r->error) {
-        uint16_t head;
-        uint32_t len;
-        if (fe_vq_get_used(r->fe, r->q, &head, &len, 10000) < 0) {
-            r->error = -ETIMEDOUT;
-            break;
-        }
-        struct slot *s = NULL;
-        for (unsigned i = 0; i < r->depth; i++)
-            if (r->slots[i].head == head)
-                s = &r->slots[i];
-        fe_vq_free_chain(r->fe, r->q, head);
-        if (!s) {
-            r->error = -EPROTO;
-            break;
-        }
-        bool done = complete(r, s, len);
-        if (done) {
-            struct timespec t;
-            clock_gettime(CLOCK_MONOTONIC, &t);
-            double us = (double)(t.tv_sec - s->start.tv_sec) * 1e6 +
-                        (double)(t.tv_nsec - s->start.tv_nsec) / 1e3;
-            g_array_append_val(r->lat, us);
-            r->ops++;
-            if (now_s() >= end) {
-                inflight--;
-                continue;
-            }
-            s->step = 0;
-            s->id = next_id++;
-            s->start = t;
-        }
-        if (submit(r, s) < 0)
-            r->error = -ENOSPC;
-        fe_vq_kick(r->fe, r->q);
+}
+
+/* Handles one used buffer: the slot's next step, or its next op until the time is up. */
+static void on_used(struct qrun *r, uint16_t head, uint32_t len)
+{
+    struct slot *s = NULL;
+    for (unsigned i = 0; i < r->depth; i++)
+        if (r->slots[i].head == head)
+            s = &r->slots[i];
+    fe_vq_free_chain(r->fe, r->q, head);
+    if (!s) {
+        r->error = -EPROTO;
+        return;
     }
+    if (complete(r, s, len)) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        double us = (double)(t.tv_sec - s->start.tv_sec) * 1e6 +
+                    (double)(t.tv_nsec - s->start.tv_nsec) / 1e3;
+        g_array_append_val(r->lat, us);
+        r->ops++;
+        if (now_s() >= r->end) {
+            r->inflight--;
+            return;
+        }
+        s->step = 0;
+        s->id = r->next_id++;
+        s->start = t;
+    }
+    if (submit(r, s) < 0)
+        r->error = -ENOSPC;
+    fe_vq_kick(r->fe, r->q);
+}
+
+static bool run_live(const struct qrun *r)
+{
+    return r->inflight > 0 && !r->error;
+}
+
+/* Sleeps until one of the driver's queues is signalled; false after 10 s of silence. */
+static bool wait_signal(struct qrun **runs, unsigned n)
+{
+    struct pollfd pfd[MAX_QUEUES];
+    nfds_t np = 0;
+    for (unsigned i = 0; i < n; i++)
+        if (run_live(runs[i]))
+            pfd[np++] =
+                (struct pollfd){.fd = fe_vq_call_fd(runs[i]->fe, runs[i]->q), .events = POLLIN};
+    if (np == 0)
+        return true;
+    if (poll(pfd, np, 10000) <= 0)
+        return false;
+    for (nfds_t i = 0; i < np; i++) {
+        eventfd_t v;
+        if (pfd[i].revents)
+            (void)eventfd_read(pfd[i].fd, &v);
+    }
+    return true;
+}
+
+/*
+ * A driver thread keeps depth requests in flight on each of its queues until the time is up.
+ * With one queue it sleeps in fe_vq_get_used; with several it takes what each has returned
+ * and sleeps on all their call fds when none has anything.
+ */
+static void *run_driver(void *arg)
+{
+    struct driver *d = arg;
+    for (unsigned i = 0; i < d->n; i++)
+        start_run(d->runs[i]);
+    unsigned live;
+    do {
+        live = 0;
+        bool got = false;
+        for (unsigned i = 0; i < d->n; i++) {
+            struct qrun *r = d->runs[i];
+            uint16_t head;
+            uint32_t len;
+            int timeout = d->n == 1 ? 10000 : 0;
+            while (run_live(r) && fe_vq_get_used(r->fe, r->q, &head, &len, timeout) == 0) {
+                on_used(r, head, len);
+                got = true;
+            }
+            live += run_live(r);
+        }
+        if (live && !got && !wait_signal(d->runs, d->n)) {
+            for (unsigned i = 0; i < d->n; i++)
+                if (run_live(d->runs[i]))
+                    d->runs[i]->error = -ETIMEDOUT;
+            break;
+        }
+    } while (live);
     return NULL;
 }
 
@@ -456,7 +531,7 @@ struct result {
 };
 
 static struct result run_one(struct fe *fe, const struct ctx *c, enum workload w, unsigned depth,
-                             unsigned queues, double seconds)
+                             unsigned queues, unsigned nthreads, double seconds)
 {
     struct qrun *runs = calloc(queues, sizeof(*runs));
     size_t mark = fe_alloc_mark(fe);
@@ -475,12 +550,19 @@ static struct result run_one(struct fe *fe, const struct ctx *c, enum workload w
             r->slots[i].out_gpa = fe_alloc(fe, 4096 + (w == W_READ1M ? OUT_MAX : 65536));
         }
     }
-    pthread_t *th = calloc(queues, sizeof(*th));
+    if (nthreads == 0 || nthreads > queues)
+        nthreads = queues;
+    struct driver *drivers = calloc(nthreads, sizeof(*drivers));
+    for (unsigned q = 0; q < queues; q++) {
+        struct driver *d = &drivers[q % nthreads];
+        d->runs[d->n++] = &runs[q];
+    }
+    pthread_t *th = calloc(nthreads, sizeof(*th));
     double t0 = now_s();
-    for (unsigned q = 0; q < queues; q++)
-        pthread_create(&th[q], NULL, run_queue, &runs[q]);
-    for (unsigned q = 0; q < queues; q++)
-        pthread_join(th[q], NULL);
+    for (unsigned t = 0; t < nthreads; t++)
+        pthread_create(&th[t], NULL, run_driver, &drivers[t]);
+    for (unsigned t = 0; t < nthreads; t++)
+        pthread_join(th[t], NULL);
     double elapsed = now_s() - t0;
 
     struct result res = {.ok = true};
@@ -501,9 +583,19 @@ static struct result run_one(struct fe *fe, const struct ctx *c, enum workload w
     res.ops_s = (double)ops / elapsed;
     g_array_free(all, TRUE);
     free(th);
+    free(drivers);
     free(runs);
     fe_alloc_release(fe, mark);
     return res;
+}
+
+/* The CPUs we may run on: the driver never needs more threads than that. */
+static unsigned usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return (unsigned)CPU_COUNT(&set);
+    return 1;
 }
 
 static GPtrArray *split_list(const char *s)
@@ -523,13 +615,12 @@ int main(int argc, char **argv)
                      "read-1m-seq,write-1m-seq,readdirplus-1000";
     const char *depths = "1,16", *queues_s = "1";
     double seconds = 2;
-    static const struct option opts[] = {{"daemon", required_argument, NULL, 'd'},
-                                         {"workloads", required_argument, NULL, 'w'},
-                                         {"depths", required_argument, NULL, 'D'},
-                                         {"queues", required_argument, NULL, 'q'},
-                                         {"seconds", required_argument, NULL, 's'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    unsigned driver_threads = usable_cpus();
+    static const struct option opts[] = {
+        {"daemon", required_argument, NULL, 'd'},  {"workloads", required_argument, NULL, 'w'},
+        {"depths", required_argument, NULL, 'D'},  {"queues", required_argument, NULL, 'q'},
+        {"seconds", required_argument, NULL, 's'}, {"driver-threads", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
         switch (c) {
         case 'd':
@@ -547,9 +638,14 @@ int main(int argc, char **argv)
         case 's':
             seconds = atof(optarg);
             break;
+        case 't':
+            driver_threads = (unsigned)atoi(optarg);
+            break;
         default:
             printf("usage: bench [--daemon 'CMD']... [--workloads LIST] [--depths 1,16] "
-                   "[--queues 1,2] [--seconds S]\nworkloads:");
+                   "[--queues 1,2] [--seconds S] [--driver-threads N]\n"
+                   "  --driver-threads N: threads feeding the queues (0: one per queue; "
+                   "default: one per CPU, at most one per queue)\nworkloads:");
             for (int i = 0; i < W_COUNT; i++)
                 printf(" %s", workload_names[i]);
             printf("\n");
@@ -593,7 +689,8 @@ int main(int argc, char **argv)
                     if (depth < 1 || depth > MAX_DEPTH)
                         depth = 1;
                     size_t idx = (((size_t)wi * ds->len + dpi) * qs->len + qi) * nd + di;
-                    res[idx] = run_one(fe, &c, (enum workload)w, depth, queues, seconds);
+                    res[idx] =
+                        run_one(fe, &c, (enum workload)w, depth, queues, driver_threads, seconds);
                 }
             }
             fe_close(fe);

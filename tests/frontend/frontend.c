@@ -332,6 +332,11 @@ void fe_vq_kick(struct fe *fe, unsigned qi)
     eventfd_write(fe->q[qi].kick_fd, 1);
 }
 
+int fe_vq_call_fd(struct fe *fe, unsigned qi)
+{
+    return fe->q[qi].call_fd;
+}
+
 int fe_vq_get_used(struct fe *fe, unsigned qi, uint16_t *head, uint32_t *len, int timeout_ms)
 {
     struct fe_queue *q = &fe->q[qi];

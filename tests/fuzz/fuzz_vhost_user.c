@@ -62,7 +62,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         .readdirplus = true,
     };
     se = fuzz_open_session(argc, argv, &cfg, &fs);
-    dev = vu_dev_new(se, NQUEUES - 1, 0, 0);
+    /* One worker thread for all queues, whatever the machine: every input goes through the
+     * paths of queues sharing a thread (one stopping while the others run). */
+    const struct vu_dev_config dcfg = {.num_request_queues = NQUEUES - 1, .queue_threads = 1};
+    dev = vu_dev_new(se, &dcfg);
     FUZZ_CHECK(dev != NULL, "vu_dev_new");
     base_fds = fuzz_count_fds();
     return 0;

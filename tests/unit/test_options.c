@@ -72,7 +72,17 @@ static void test_id_maps_and_queues(void)
     g_assert_cmpuint(o.n_gid_map, ==, 1);
     g_assert_cmpuint(o.num_request_queues, ==, 4);
     g_assert_cmpuint(o.queue_poll_us, ==, 0);
+    g_assert_true(o.queue_poll_us_given);
+    g_assert_cmpuint(o.queue_threads, ==, 0); /* one per CPU, at most one per queue */
     g_assert_true(o.pt.preserve_noatime);
+    options_free(&o);
+
+    /* Defaults: polling 50 us, left to the CPU rule (not "given"); --queue-threads sets. */
+    g_assert_cmpint(parse(&o, "--socket-path=/s --shared-dir=/d --queue-threads=3"), ==,
+                    OPTIONS_OK);
+    g_assert_cmpuint(o.queue_poll_us, ==, 50);
+    g_assert_false(o.queue_poll_us_given);
+    g_assert_cmpuint(o.queue_threads, ==, 3);
     options_free(&o);
 }
 
@@ -87,6 +97,8 @@ static void test_errors(void)
         "--socket-path=/s --shared-dir=/d --log-level=loud",
         "--socket-path=/s --shared-dir=/d --uid-map=0:1000:1",
         "--socket-path=/s --shared-dir=/d --num-request-queues=0",
+        "--socket-path=/s --shared-dir=/d --queue-threads=17",
+        "--socket-path=/s --shared-dir=/d --queue-threads=many",
         "--socket-path=/s --shared-dir=/d --modcaps=sys_admin",
         "--socket-path=/s --shared-dir=/d --fd=-1",
         "--socket-path=/s --shared-dir=/d -o xattr=yes",
