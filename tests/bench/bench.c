@@ -381,8 +381,8 @@ static void *run_driver(void *arg)
             struct qrun *r = d->runs[i];
             uint16_t head;
             uint32_t len;
-            int timeout = d->n == 1 ? 10000 : 0;
-            while (run_live(r) && fe_vq_get_used(r->fe, r->q, &head, &len, timeout) == 0) {
+            while (run_live(r) && (d->n == 1 ? fe_vq_get_used(r->fe, r->q, &head, &len, 10000)
+                                             : fe_vq_take_used(r->fe, r->q, &head, &len)) == 0) {
                 on_used(r, head, len);
                 got = true;
             }

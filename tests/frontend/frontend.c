@@ -332,6 +332,27 @@ void fe_vq_kick(struct fe *fe, unsigned qi)
     eventfd_write(fe->q[qi].kick_fd, 1);
 }
 
+int fe_vq_take_used(struct fe *fe, unsigned qi, uint16_t *head, uint32_t *len)
+{
+    struct fe_queue *q = &fe->q[qi];
+    uint16_t idx = __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
+    if (idx == q->last_used) {
+        /* used_event: interrupt us on the next completion; then look once more, as the
+         * device may have pushed just before it saw the new used_event. */
+        __atomic_store_n(&q->avail->ring[q->size], q->last_used, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        idx = __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
+        if (idx == q->last_used)
+            return -EAGAIN;
+    }
+    struct vring_used_elem e = q->used->ring[q->last_used % q->size];
+    q->last_used++;
+    __atomic_store_n(&q->avail->ring[q->size], q->last_used, __ATOMIC_RELAXED);
+    *head = (uint16_t)e.id;
+    *len = e.len;
+    return 0;
+}
+
 int fe_vq_call_fd(struct fe *fe, unsigned qi)
 {
     return fe->q[qi].call_fd;

@@ -115,6 +115,9 @@ int fe_vq_add(struct fe *fe, unsigned q, const struct fe_buf *bufs, unsigned n, 
 /* Publishes an arbitrary head index in the avail ring (for hostile tests). */
 void fe_vq_publish(struct fe *fe, unsigned q, uint16_t head);
 void fe_vq_kick(struct fe *fe, unsigned q);
+/* Takes one used element without waiting (no system call); -EAGAIN when there is none, and
+ * then the device is asked to signal the call fd on the next one (used_event). */
+int fe_vq_take_used(struct fe *fe, unsigned q, uint16_t *head, uint32_t *len);
 /* The fd the device signals used buffers on (for waiting on several queues at once). */
 int fe_vq_call_fd(struct fe *fe, unsigned q);
 /* Waits for one used element; -ETIMEDOUT when none arrives in time. */
