@@ -79,6 +79,21 @@ static void assert_lookup_on(struct fe *fe, unsigned q)
     g_assert_cmpint(r.error, ==, 0);
 }
 
+/* Publishes a LOOKUP of "probe" on queue q without kicking; returns its head, *out its reply. */
+static uint16_t publish_lookup(struct fe *fe, unsigned q, uint64_t unique, uint64_t *out)
+{
+    uint64_t in = fe_alloc(fe, 256);
+    *out = fe_alloc(fe, 256);
+    struct fuse_in_header h = {
+        .len = sizeof(h) + 6, .opcode = FUSE_LOOKUP, .unique = unique, .nodeid = FUSE_ROOT_ID};
+    memcpy(fe_ptr(fe, in), &h, sizeof(h));
+    memcpy((char *)fe_ptr(fe, in) + sizeof(h), "probe", 6);
+    struct fe_buf bufs[2] = {{in, h.len, false}, {*out, 256, true}};
+    uint16_t head;
+    g_assert_cmpint(fe_vq_add(fe, q, bufs, 2, false, &head), ==, 0);
+    return head;
+}
+
 static unsigned usable_cpus(void)
 {
     cpu_set_t set;
@@ -158,16 +173,11 @@ static void test_stop_one_of_shared(void)
     assert_lookup_on(fe, 3);
 
     /* A request on the stopped queue stays where it is. */
-    uint64_t in = fe_alloc(fe, 256), out = fe_alloc(fe, 256);
-    struct fuse_in_header h = {
-        .len = sizeof(h) + 6, .opcode = FUSE_LOOKUP, .unique = 77, .nodeid = FUSE_ROOT_ID};
-    memcpy(fe_ptr(fe, in), &h, sizeof(h));
-    memcpy((char *)fe_ptr(fe, in) + sizeof(h), "probe", 6);
-    struct fe_buf bufs[2] = {{in, h.len, false}, {out, 256, true}};
-    uint16_t head, got;
-    uint32_t len;
-    g_assert_cmpint(fe_vq_add(fe, 2, bufs, 2, false, &head), ==, 0);
+    uint64_t out;
+    publish_lookup(fe, 2, 77, &out);
     fe_vq_kick(fe, 2);
+    uint16_t got;
+    uint32_t len;
     g_assert_cmpint(fe_vq_get_used(fe, 2, &got, &len, NOT_YET), ==, -ETIMEDOUT);
     assert_lookup_on(fe, 1);
     g_assert_true(test_daemon_alive(&daemon_));
@@ -191,15 +201,9 @@ static void test_poll_without_kick(void)
     /* The driver would kick for its next request only if avail_event were avail_idx. */
     g_assert_cmpuint(avail_event, !=, avail_idx);
 
-    uint64_t in = fe_alloc(fe, 256), out = fe_alloc(fe, 256);
-    struct fuse_in_header h = {
-        .len = sizeof(h) + 6, .opcode = FUSE_LOOKUP, .unique = 99, .nodeid = FUSE_ROOT_ID};
-    memcpy(fe_ptr(fe, in), &h, sizeof(h));
-    memcpy((char *)fe_ptr(fe, in) + sizeof(h), "probe", 6);
-    struct fe_buf bufs[2] = {{in, h.len, false}, {out, 256, true}};
-    uint16_t head, got;
+    uint64_t out;
+    uint16_t head = publish_lookup(fe, 1, 99, &out), got; /* no kick */
     uint32_t len;
-    g_assert_cmpint(fe_vq_add(fe, 1, bufs, 2, false, &head), ==, 0); /* no kick */
     g_assert_cmpint(fe_vq_get_used(fe, 1, &got, &len, ARRIVES), ==, 0);
     g_assert_cmpuint(got, ==, head);
     const struct fuse_out_header *o = fe_ptr(fe, out);
