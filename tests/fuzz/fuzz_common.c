@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 #include <urcu.h>
@@ -142,7 +143,7 @@ static void put_file(const char *name, const void *data, size_t len, mode_t mode
     snprintf(path, sizeof(path), "%s/%s", share_dir, name);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     FUZZ_CHECK(fd >= 0, "creating %s: %s", path, strerror(errno));
-    FUZZ_CHECK(write(fd, data, len) == (ssize_t)len, "writing %s", path);
+    FUZZ_CHECK(write(fd, data, len) == (ssize_t)len, "writing %s: %s", path, strerror(errno));
     close(fd);
 }
 
@@ -234,6 +235,14 @@ void fuzz_restore_share(void)
     for (ssize_t off = 0; n > 0 && off < n; off += (ssize_t)strlen(names + off) + 1)
         lremovexattr(share_dir, names + off);
     rm_contents(share_dir);
+    /* An input may have filled the share (a 64 MiB tmpfs) with files it then unlinked while
+     * they were open: inside its read-side section pt_reset() left those fds to the call_rcu
+     * thread, and until it closes them the space stays taken. Wait for it when little is left,
+     * or populate() runs out of space. */
+    struct statvfs v;
+    if (statvfs(share_dir, &v) == 0 &&
+        ((uint64_t)v.f_bavail * v.f_frsize < (1u << 20) || v.f_favail < 64))
+        rcu_barrier();
     populate();
 }
 
