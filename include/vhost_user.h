@@ -22,7 +22,7 @@ struct vu_dev_config {
     unsigned num_request_queues; /* offered: 1..VU_MAX_REQUEST_QUEUES */
     unsigned queue_threads;      /* worker threads; 0: one per CPU, at most one per queue */
     unsigned poll_us;            /* how long a worker watches idle rings (0: never) */
-    bool poll_always;            /* poll even when the workers crowd the CPUs */
+    bool poll_when_crowded;      /* poll even when the workers take over half the CPUs */
     unsigned pool_threads;       /* the optional request thread pool shared by all queues
                                   * (0: each queue's worker serves its own requests) */
 };

@@ -219,7 +219,7 @@ static int open_filesystem(struct daemon *d)
     const struct vu_dev_config dcfg = {.num_request_queues = d->opts.num_request_queues,
                                        .queue_threads = d->opts.queue_threads,
                                        .poll_us = d->opts.queue_poll_us,
-                                       .poll_always = d->opts.queue_poll_us_given,
+                                       .poll_when_crowded = d->opts.queue_poll_us_given,
                                        .pool_threads = d->opts.thread_pool_size};
     d->dev = d->fuse ? vu_dev_new(d->fuse, &dcfg) : NULL;
     return d->dev ? 0 : -ENOMEM;

@@ -680,7 +680,7 @@ struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config 
     const struct vu_workers_config wcfg = {.queues = dev->nqueues,
                                            .threads = cfg->queue_threads,
                                            .poll_us = cfg->poll_us,
-                                           .poll_when_crowded = cfg->poll_always};
+                                           .poll_when_crowded = cfg->poll_when_crowded};
     dev->workers = vu_workers_new(&wcfg);
     if (!dev->workers || (cfg->pool_threads && vu_pool_new(cfg->pool_threads, &dev->pool) < 0)) {
         vu_workers_free(dev->workers);
