@@ -29,7 +29,8 @@
 # VG_ACCEL, VG_KEEP ...).  VG_TIMEOUT, the limit of one boot, is 90 s here
 # (a boot takes ~5 s under TCG; a daemon that stops answering costs one
 # limit, not twenty).  The checks read the daemon's info-level log lines, so
-# VG_LOG_LEVEL may be info (default) or debug.
+# VG_LOG_LEVEL may be info or debug (default: debug, so that a boot that
+# hangs shows which vhost-user message was the last, ~40 lines a boot).
 #
 # Output: one line per check, "PASS: reconnect/<name>", "FAIL:
 # reconnect/<name>: <reason>" or "SKIP: ...", then "test-reconnect: N passed,
@@ -39,6 +40,7 @@
 # shellcheck disable=SC2016  # the guest scripts are single-quoted on purpose
 set -euo pipefail
 VG_TIMEOUT=${VG_TIMEOUT:-90}
+VG_LOG_LEVEL=${VG_LOG_LEVEL:-debug}
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
