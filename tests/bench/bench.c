@@ -665,6 +665,11 @@ int main(int argc, char **argv)
         const char *cmd = daemons->pdata[di];
         for (unsigned qi = 0; qi < qs->len; qi++) {
             unsigned queues = (unsigned)atoi(qs->pdata[qi]);
+            if (queues < 1 || queues > MAX_QUEUES) {
+                fprintf(stderr, "bench: --queues takes 1 to %u, not %s\n", MAX_QUEUES,
+                        (char *)qs->pdata[qi]);
+                return 2;
+            }
             struct daemon_proc d = {0};
             struct fe *fe = NULL;
             struct ctx c;
