@@ -22,7 +22,6 @@
 #include <glib.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "frontend.h"
 
 #define MAX_DEPTH   64
@@ -589,15 +589,6 @@ static struct result run_one(struct fe *fe, const struct ctx *c, enum workload w
     return res;
 }
 
-/* The CPUs we may run on: the driver never needs more threads than that. */
-static unsigned usable_cpus(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
-        return (unsigned)CPU_COUNT(&set);
-    return 1;
-}
-
 static GPtrArray *split_list(const char *s)
 {
     GPtrArray *a = g_ptr_array_new_with_free_func(g_free);
@@ -615,7 +606,8 @@ int main(int argc, char **argv)
                      "read-1m-seq,write-1m-seq,readdirplus-1000";
     const char *depths = "1,16", *queues_s = "1";
     double seconds = 2;
-    unsigned driver_threads = usable_cpus();
+    /* The driver never needs more threads than the CPUs it may run on. */
+    unsigned driver_threads = test_usable_cpus() ? test_usable_cpus() : 1;
     static const struct option opts[] = {
         {"daemon", required_argument, NULL, 'd'},  {"workloads", required_argument, NULL, 'w'},
         {"depths", required_argument, NULL, 'D'},  {"queues", required_argument, NULL, 'q'},

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <glib.h>
 #include <signal.h>
 #include <stdio.h>
@@ -191,4 +192,12 @@ bool test_daemon_log_contains(const struct test_daemon *d, const char *needle)
         found = strstr(text, needle) != NULL;
     g_free(text);
     return found;
+}
+
+unsigned test_usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) < 0)
+        return 0;
+    return (unsigned)CPU_COUNT(&set);
 }

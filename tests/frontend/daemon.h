@@ -33,6 +33,9 @@ int test_daemon_stop(struct test_daemon *d);
 pid_t test_daemon_serving_pid(const struct test_daemon *d);
 /* Number of open fds of the serving process (from /proc/PID/fd). */
 int test_daemon_fd_count(const struct test_daemon *d);
+/* The CPUs this process may run on (its affinity mask), as a daemon started from it sees
+ * them; 0 if the mask cannot be read. */
+unsigned test_usable_cpus(void);
 /* True if the daemon's log contains needle. */
 bool test_daemon_log_contains(const struct test_daemon *d, const char *needle);
 

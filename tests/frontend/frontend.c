@@ -332,9 +332,15 @@ void fe_vq_kick(struct fe *fe, unsigned qi)
     eventfd_write(fe->q[qi].kick_fd, 1);
 }
 
+int fe_vq_call_fd(struct fe *fe, unsigned qi)
+{
+    return fe->q[qi].call_fd;
+}
+
 int fe_vq_take_used(struct fe *fe, unsigned qi, uint16_t *head, uint32_t *len)
 {
     struct fe_queue *q = &fe->q[qi];
+    /* Acquire: pairs with the device's release store of used->idx. */
     uint16_t idx = __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
     if (idx == q->last_used) {
         /* used_event: interrupt us on the next completion; then look once more, as the
@@ -353,35 +359,17 @@ int fe_vq_take_used(struct fe *fe, unsigned qi, uint16_t *head, uint32_t *len)
     return 0;
 }
 
-int fe_vq_call_fd(struct fe *fe, unsigned qi)
-{
-    return fe->q[qi].call_fd;
-}
-
 int fe_vq_get_used(struct fe *fe, unsigned qi, uint16_t *head, uint32_t *len, int timeout_ms)
 {
-    struct fe_queue *q = &fe->q[qi];
     for (;;) {
-        /* Acquire: pairs with the device's release store of used->idx. */
-        uint16_t idx = __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
-        if (idx != q->last_used) {
-            struct vring_used_elem e = q->used->ring[q->last_used % q->size];
-            q->last_used++;
-            /* used_event: interrupt us on the next completion (EVENT_IDX). */
-            __atomic_store_n(&q->avail->ring[q->size], q->last_used, __ATOMIC_RELAXED);
-            *head = (uint16_t)e.id;
-            *len = e.len;
+        if (fe_vq_take_used(fe, qi, head, len) == 0)
             return 0;
-        }
-        __atomic_store_n(&q->avail->ring[q->size], q->last_used, __ATOMIC_RELAXED);
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE) != q->last_used)
-            continue;
-        int ret = wait_readable(q->call_fd, timeout_ms);
+        int call_fd = fe->q[qi].call_fd;
+        int ret = wait_readable(call_fd, timeout_ms);
         if (ret < 0)
             return ret;
         eventfd_t v;
-        eventfd_read(q->call_fd, &v);
+        eventfd_read(call_fd, &v);
     }
 }
 

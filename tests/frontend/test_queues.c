@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <glib.h>
-#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -94,13 +93,6 @@ static uint16_t publish_lookup(struct fe *fe, unsigned q, uint64_t unique, uint6
     return head;
 }
 
-static unsigned usable_cpus(void)
-{
-    cpu_set_t set;
-    g_assert_cmpint(sched_getaffinity(0, sizeof(set), &set), ==, 0);
-    return (unsigned)CPU_COUNT(&set);
-}
-
 /* Four queues on one thread: each is served, by one worker thread in all. */
 static void test_shared_thread(void)
 {
@@ -141,7 +133,9 @@ static void test_default_threads(void)
 {
     const char *args[] = {"--num-request-queues=16", NULL};
     start(args);
-    unsigned want = usable_cpus() < 16 ? usable_cpus() : 16;
+    unsigned cpus = test_usable_cpus();
+    g_assert_cmpuint(cpus, >, 0);
+    unsigned want = cpus < 16 ? cpus : 16;
     char *line = g_strdup_printf("16 request queues offered, served by %u worker threads", want);
     g_assert_true(test_daemon_log_contains(&daemon_, line));
     g_free(line);
