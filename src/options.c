@@ -318,6 +318,33 @@ static void warn_unimplemented(const char *name)
 static int apply(struct options *o, int id, const char *v);
 
 /* Legacy -o a,b=c,... as the C virtiofsd and the Rust one's compat layer accept it. */
+/*
+ * The next item of a -o list, cut out of *cursor in place: items are separated by ',' and
+ * ",," stands for a literal comma inside an item (QEMU's option syntax, which libvirt uses to
+ * escape a comma in -o source=DIR). NULL at the end of the list; empty items are skipped.
+ */
+static char *next_compat_item(char **cursor)
+{
+    char *p = *cursor;
+    while (p && *p == ',' && p[1] != ',')
+        p++;
+    if (!p || !*p)
+        return NULL;
+    char *item = p, *out = p;
+    for (; *p; p++) {
+        if (*p == ',' && p[1] == ',') {
+            *out++ = *p++;
+            continue;
+        }
+        if (*p == ',')
+            break;
+        *out++ = *p;
+    }
+    *cursor = *p ? p + 1 : p;
+    *out = '\0';
+    return item;
+}
+
 static int apply_compat(struct options *o, char *list)
 {
     static const struct {
@@ -353,8 +380,7 @@ static int apply_compat(struct options *o, char *list)
         {"timeout", O_COMPAT_DEFAULT, true},
         {"readonly", O_READONLY, false},
     };
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
+    for (char *cursor = list, *tok; (tok = next_compat_item(&cursor));) {
         char *eq = strchr(tok, '=');
         if (eq)
             *eq++ = '\0';
@@ -362,8 +388,10 @@ static int apply_compat(struct options *o, char *list)
         while (i < sizeof(map) / sizeof(map[0]) && strcmp(map[i].key, tok) != 0)
             i++;
         if (i == sizeof(map) / sizeof(map[0])) {
-            fprintf(stderr, "virtiofsd: warning: unknown -o option '%s' ignored\n", tok);
-            continue;
+            /* An unknown key may be half of a value we split wrongly (a path with a comma):
+             * serving on a guess could export the wrong directory. */
+            fprintf(stderr, "virtiofsd: unknown -o option '%s'\n", tok);
+            return -EINVAL;
         }
         if (map[i].value != (eq != NULL)) {
             fprintf(stderr, "virtiofsd: -o %s %s\n", tok,

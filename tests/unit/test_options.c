@@ -58,6 +58,37 @@ static void test_compat_forms(void)
     options_free(&o);
 }
 
+/* libvirt escapes a comma in -o source=DIR as ",,": the whole path is served, never a prefix. */
+static void test_compat_escaped_commas(void)
+{
+    struct options o;
+    g_assert_cmpint(parse(&o, "--fd=3 -o source=/x/sha,,re,cache=always,sandbox=chroot,xattr,"
+                              "flock,no_posix_lock --thread-pool-size=2 -d"),
+                    ==, OPTIONS_OK);
+    g_assert_cmpstr(o.pt.shared_dir, ==, "/x/sha,re");
+    g_assert_cmpint(o.pt.cache, ==, CACHE_ALWAYS);
+    g_assert_cmpint(o.sandbox, ==, SANDBOX_CHROOT);
+    g_assert_true(o.pt.xattr);
+    g_assert_cmpuint(o.thread_pool_size, ==, 2);
+    options_free(&o);
+    /* ",,," is a literal comma then a separator; a trailing ",," ends the item with a comma. */
+    g_assert_cmpint(parse(&o, "--socket-path=/s -o source=/a,,,,b,,,xattr,,"), ==, OPTIONS_ERROR);
+    options_free(&o);
+    g_assert_cmpint(parse(&o, "--socket-path=/s -o source=/a,,,,b,,,xattr"), ==, OPTIONS_OK);
+    g_assert_cmpstr(o.pt.shared_dir, ==, "/a,,b,");
+    g_assert_true(o.pt.xattr);
+    options_free(&o);
+    g_assert_cmpint(parse(&o, "--socket-path=/s -o ,source=/d,,,xattr,"), ==, OPTIONS_OK);
+    g_assert_cmpstr(o.pt.shared_dir, ==, "/d,");
+    options_free(&o);
+    /* Unescaped, the tail of the path is an unknown key: a usage error, not /x/sha served. */
+    g_assert_cmpint(parse(&o, "--fd=3 -o source=/x/sha,re"), ==, OPTIONS_ERROR);
+    options_free(&o);
+    g_assert_cmpint(parse(&o, "--socket-path=/s --shared-dir=/d -o no_such_key"), ==,
+                    OPTIONS_ERROR);
+    options_free(&o);
+}
+
 static void test_id_maps_and_queues(void)
 {
     struct options o;
@@ -147,6 +178,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/options/issue-command-line", test_defaults_and_issue_command_line);
     g_test_add_func("/options/compat-forms", test_compat_forms);
+    g_test_add_func("/options/compat-escaped-commas", test_compat_escaped_commas);
     g_test_add_func("/options/id-maps-queues", test_id_maps_and_queues);
     g_test_add_func("/options/errors", test_errors);
     g_test_add_func("/options/inode-file-handles", test_inode_file_handles);
