@@ -21,6 +21,12 @@ int caps_drop(const char *modcaps, bool privileged);
  */
 int caps_drop_fh(const char *modcaps, bool privileged, bool file_handles, bool fh_required);
 
+/*
+ * Drops every capability (effective, permitted, inheritable; the bounding set when allowed)
+ * and sets no_new_privs: for the namespace sandbox's monitor, which needs none.
+ */
+int caps_drop_all(void);
+
 /* Validates a modcaps string without applying it; -EINVAL (with a message) if bad. */
 int caps_check_modcaps(const char *modcaps);
 

@@ -89,11 +89,23 @@ int caps_drop_fh(const char *modcaps, bool privileged, bool file_handles, bool f
             return -EPERM;
         }
     }
-    /* No exec can ever gain privileges again (seccomp already set it; this says it here). */
+    /* No exec can ever gain privileges again; threads started later inherit it. */
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
         int err = errno;
         log_error("PR_SET_NO_NEW_PRIVS: %s", strerror(err));
         return -err;
     }
     return 0;
+}
+
+int caps_drop_all(void)
+{
+    /* The bounding set can only be lowered with CAP_SETPCAP (not so in an unprivileged
+     * start, whose effective set is empty anyway). */
+    capng_get_caps_process();
+    bool bounds = capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP);
+    capng_clear(CAPNG_SELECT_BOTH | CAPNG_SELECT_BOUNDS);
+    if (capng_apply(bounds ? CAPNG_SELECT_BOTH | CAPNG_SELECT_BOUNDS : CAPNG_SELECT_BOTH) < 0)
+        return -EPERM;
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? -errno : 0;
 }

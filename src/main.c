@@ -259,11 +259,19 @@ static int start(struct daemon *d)
     if (role == SANDBOX_MONITOR)
         return 1;
     rcu_register_thread();
-    STEP("filesystem", open_filesystem(d));
-    STEP("seccomp", seccomp_install(o->seccomp));
+    /*
+     * Capabilities and no_new_privs belong to each thread, and a thread starts with its
+     * creator's: they are dropped while this is the only thread, before open_filesystem()
+     * starts any (the request pool, liburcu's hash-table resize worker; the queue workers,
+     * lock waits and the call_rcu thread come later still). The seccomp filter comes after
+     * the set-up, which makes calls the serving allow-list does not need, and its TSYNC puts
+     * it on every thread that exists by then.
+     */
     STEP("capabilities",
          caps_drop_fh(o->modcaps, geteuid() == 0 || d->sb.in_user_ns,
                       o->pt.inode_file_handles != FH_NEVER, o->pt.inode_file_handles >= FH_PREFER));
+    STEP("filesystem", open_filesystem(d));
+    STEP("seccomp", seccomp_install(o->seccomp));
     /* After dropping capabilities: whether handles can be opened depends on what is left. */
     STEP("file handles", pt_setup_file_handles(d->fs));
     log_info("serving %s on %s", o->pt.shared_dir, o->socket_path ? o->socket_path : "--fd");

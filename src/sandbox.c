@@ -10,10 +10,12 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "caps.h"
 #include "log.h"
 
 static pid_t child_pid = -1;
@@ -29,6 +31,40 @@ static int open_proc_self_fd(struct sandbox *sb)
 {
     sb->proc_self_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
     return sb->proc_self_fd < 0 ? fail("open /proc/self/fd") : 0;
+}
+
+/*
+ * The guest may create device nodes and set-ID files in the share (mknod and chmod are its
+ * right), but in the daemon's own view of the share they must mean nothing: no request should
+ * ever make us open a device, and with nodev no bug can either (CVE-2020-35517 was one).
+ * Applied to every mount below the share (submounts too); the host's mounts are untouched.
+ */
+static int share_nodev_nosuid(const char *dir)
+{
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID};
+    if (syscall(SYS_mount_setattr, AT_FDCWD, dir, AT_RECURSIVE, &attr, sizeof(attr)) == 0)
+        return 0;
+    if (errno != ENOSYS)
+        return fail("make the shared directory nodev,nosuid");
+    /* Before Linux 5.12: a remount of the top mount, which must repeat the flags that a
+     * user namespace cannot clear (read-only, noexec, the atime mode). */
+    struct statvfs sv;
+    if (statvfs(dir, &sv) < 0)
+        return fail("statvfs of the shared directory");
+    static const struct {
+        unsigned long st, ms;
+    } keep[] = {{ST_RDONLY, MS_RDONLY},
+                {ST_NOEXEC, MS_NOEXEC},
+                {ST_NOATIME, MS_NOATIME},
+                {ST_NODIRATIME, MS_NODIRATIME},
+                {ST_RELATIME, MS_RELATIME}};
+    unsigned long flags = MS_REMOUNT | MS_BIND | MS_NODEV | MS_NOSUID;
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+        if (sv.f_flag & keep[i].st)
+            flags |= keep[i].ms;
+    if (mount(NULL, dir, NULL, flags, NULL) < 0)
+        return fail("remount the shared directory nodev,nosuid");
+    return 0;
 }
 
 /*
@@ -48,6 +84,8 @@ static int pivot_into_share(struct sandbox *sb)
     /* pivot_root needs the new root to be a mount point. */
     if (mount(sb->shared_dir, sb->shared_dir, NULL, MS_BIND | MS_REC, NULL) < 0)
         return fail("bind-mount the shared directory");
+    if (share_nodev_nosuid(sb->shared_dir) < 0)
+        return -errno;
     if (chdir(sb->shared_dir) < 0)
         return fail("chdir to the shared directory");
     /* pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then
@@ -262,6 +300,10 @@ int sandbox_enter(struct sandbox *sb, enum sandbox_role *role)
 
 int sandbox_monitor(const struct sandbox *sb)
 {
+    /* Waiting, passing signals on to our own child and (in main) removing the socket file
+     * need no capability: whatever a bug in here could reach, it reaches unprivileged. */
+    if (caps_drop_all() < 0)
+        log_warn("sandbox: the monitor could not drop its capabilities");
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);

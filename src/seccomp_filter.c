@@ -6,6 +6,8 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -93,10 +95,7 @@ static const char *const allowed[] = {
     "geteuid",
     "getgid",
     "getegid",
-    /* capabilities are dropped after the filter is in place */
-    "capget",
-    "capset",
-    "prctl",
+    /* (capabilities are dropped before the filter is in place; prctl: see add_arg_rules) */
     /* memory management (malloc, thread stacks, guest memory) */
     "mmap",
     "munmap",
@@ -104,9 +103,7 @@ static const char *const allowed[] = {
     "mprotect",
     "madvise",
     "brk",
-    /* threads: queue workers and liburcu's call_rcu thread */
-    "clone",
-    "clone3",
+    /* threads: queue workers and liburcu's call_rcu thread (clone: see add_arg_rules) */
     "set_robust_list",
     "rseq",
     "futex",
@@ -126,8 +123,6 @@ static const char *const allowed[] = {
     "clock_nanosleep",
     "nanosleep",
     "getrandom",
-    /* terminal checks by stdio on first use of stderr */
-    "ioctl",
     NULL,
 };
 
@@ -151,6 +146,56 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
     (void)w;
     signal(sig, SIG_DFL);
     raise(sig);
+}
+
+static int arg_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, int nr, unsigned n,
+                    const struct scmp_arg_cmp *cmp)
+{
+    int ret = seccomp_rule_add_array(ctx, action, nr, n, cmp);
+    if (ret < 0)
+        log_error("seccomp: cannot add the rule for %s: %s", name, strerror(-ret));
+    return ret;
+}
+
+/* Namespace flags: the sandbox made its namespaces before the filter. A new user namespace
+ * now would hand a thread every capability inside it, and with it mount and unshare. */
+#define NEW_NAMESPACES                                                                             \
+    (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET |     \
+     CLONE_NEWCGROUP)
+
+/* The prctl options the daemon and its libraries use once serving: naming threads, and
+ * reading (never widening) its own privileges. */
+static const int allowed_prctl[] = {
+    PR_SET_NAME,     PR_GET_NAME,       PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS,
+    PR_CAPBSET_READ, PR_GET_SECUREBITS, PR_GET_DUMPABLE,     PR_GET_KEEPCAPS,
+};
+
+/* System calls allowed only with some arguments; any other use meets the default action. */
+static int add_arg_rules(scmp_filter_ctx ctx)
+{
+    /* clone: threads only (CLONE_THREAD), never a new namespace. The flags are argument 0 on
+     * every architecture the daemon builds for but s390, which swaps the first two. */
+    const struct scmp_arg_cmp thread_only =
+        SCMP_A0(SCMP_CMP_MASKED_EQ, NEW_NAMESPACES | CLONE_THREAD, CLONE_THREAD);
+    int ret = arg_rule(ctx, SCMP_ACT_ALLOW, "clone", SCMP_SYS(clone), 1, &thread_only);
+    /* clone3 passes its flags in memory, out of a filter's reach: ENOSYS makes glibc's
+     * pthread_create fall back to clone, checked above. */
+    if (ret == 0)
+        ret = arg_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", SCMP_SYS(clone3), 0, NULL);
+    /* unshare(CLONE_FS) alone: gives a thread its own umask (passthrough.c, --posix-acl). */
+    const struct scmp_arg_cmp fs_only = SCMP_A0(SCMP_CMP_EQ, CLONE_FS);
+    if (ret == 0)
+        ret = arg_rule(ctx, SCMP_ACT_ALLOW, "unshare", SCMP_SYS(unshare), 1, &fs_only);
+    /* ioctl: no request of ours needs one; isatty() (TCGETS) is the only one a library may
+     * make (stdio on a log stream). Device ioctls (TIOCSTI and the like) are refused. */
+    const struct scmp_arg_cmp tcgets = SCMP_A1(SCMP_CMP_EQ, TCGETS);
+    if (ret == 0)
+        ret = arg_rule(ctx, SCMP_ACT_ALLOW, "ioctl", SCMP_SYS(ioctl), 1, &tcgets);
+    for (size_t i = 0; ret == 0 && i < sizeof(allowed_prctl) / sizeof(allowed_prctl[0]); i++) {
+        const struct scmp_arg_cmp option = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)allowed_prctl[i]);
+        ret = arg_rule(ctx, SCMP_ACT_ALLOW, "prctl", SCMP_SYS(prctl), 1, &option);
+    }
+    return ret;
 }
 
 static uint32_t default_action(enum seccomp_mode mode)
@@ -187,13 +232,8 @@ int seccomp_install(enum seccomp_mode mode)
         if (ret < 0)
             log_error("seccomp: cannot allow %s: %s", *name, strerror(-ret));
     }
-    /* unshare(CLONE_FS) alone: gives a thread its own umask (passthrough.c, --posix-acl). */
-    if (ret == 0) {
-        ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(unshare), 1,
-                               SCMP_A0(SCMP_CMP_EQ, CLONE_FS, 0));
-        if (ret < 0)
-            log_error("seccomp: cannot allow unshare(CLONE_FS): %s", strerror(-ret));
-    }
+    if (ret == 0)
+        ret = add_arg_rules(ctx);
     /* Synchronise all threads already running (liburcu may have started one). */
     if (ret == 0)
         ret = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
