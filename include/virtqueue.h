@@ -16,6 +16,7 @@
 
 #define VQ_MAX_SIZE 32768 /* the largest queue size virtio allows */
 #define VQ_MAX_IOV  2048  /* iovecs one chain may produce (1 MiB reads need ~260) */
+#define VQ_SHADOW   256   /* answered heads still shadowed by earlier avail entries (vq_push) */
 
 /* One descriptor chain, translated to host memory. */
 struct vq_elem {
@@ -43,9 +44,24 @@ struct virtqueue {
     uint16_t signalled_used; /* used_idx at the last notification (EVENT_IDX) */
     bool signalled_used_valid;
     bool bad_avail_logged;
+
+    /*
+     * Heads the driver may not name in the avail ring now (see vq_pop): out[] those popped
+     * and not yet pushed; shadowed[] those pushed while avail entries published earlier were
+     * still unread, each until the consumer passes shadow[].until. Only the thread that owns
+     * the ring (pops and pushes) touches them.
+     */
+    uint64_t out[VQ_MAX_SIZE / 64];
+    uint64_t shadowed[VQ_MAX_SIZE / 64];
+    struct {
+        uint16_t head, until;
+    } shadow[VQ_SHADOW]; /* FIFO, until in increasing order */
+    uint16_t shadow_first, shadow_n;
+    uint16_t avail_seen; /* avail->idx as vq_pop last read it */
+    bool dup_logged;
 };
 
-/* Resets everything but the address/size configuration. */
+/* Resets everything but the address/size configuration (no head is out afterwards). */
 void vq_reset_state(struct virtqueue *vq);
 
 /* Translates the ring addresses through mem; -EFAULT when any ring lies outside it. */
@@ -56,6 +72,10 @@ int vq_map(struct virtqueue *vq, const struct guest_mem *mem);
  * Returns 1 with a good chain, 0 when the ring is empty, and -EINVAL (or another negative
  * errno) for a chain that cannot be walked: elem->head is then still valid, and the caller
  * must return it with vq_push(vq, elem->head, 0) so the driver gets its buffer back.
+ * Either way the head is out until that vq_push: an avail entry naming it meanwhile (or
+ * published before that push) is a driver bug or attack, logged once per ring and skipped
+ * (returns 0, the entry consumed, nothing for the used ring): each popped head reaches the
+ * used ring exactly once, and a caller may keep per-head state while a head is out.
  * A corrupt avail ring (index out of range, avail idx jumping ahead by more than the queue
  * size) is logged and treated as empty: returns 0.
  */
@@ -68,7 +88,7 @@ int vq_pop(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *el
  */
 int vq_walk(struct virtqueue *vq, const struct guest_mem *mem, uint16_t head, struct vq_elem *elem);
 
-/* Puts head into the used ring with len bytes written. */
+/* Puts head into the used ring with len bytes written; the head is no longer out. */
 void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len);
 
 /* After a batch of pushes: true if the driver wants an interrupt (honours EVENT_IDX). */

@@ -56,7 +56,7 @@ struct vu_queue {
     /* --thread-pool-size: the worker hands requests to the pool, whose threads serve them
      * and queue the replies as late replies. */
     struct tpool *pool;    /* NULL: the worker serves requests itself */
-    struct pool_job *jobs; /* one per descriptor head (a head is out at most once) */
+    struct pool_job *jobs; /* one per descriptor head (vq_pop never hands one out twice) */
     unsigned jobs_num;
     unsigned inflight;            /* jobs handed out and not finished; under late_lock */
     pthread_cond_t drained;       /* inflight reached 0 */

@@ -3,7 +3,9 @@
  * Split virtqueue processing. The rings live in guest memory shared with a driver we do not
  * trust: every index read from them is range-checked, every descriptor address goes through
  * guest_mem, and every value is read exactly once (into a local) before it is checked and
- * used, so the driver cannot change it between the check and the use.
+ * used, so the driver cannot change it between the check and the use. Nor can it make us
+ * hand out a descriptor head twice: a head stays "out" from its pop to its push, and an avail
+ * entry naming it meanwhile is skipped (see vq_pop).
  */
 #include "virtqueue.h"
 
@@ -36,6 +38,85 @@ void vq_reset_state(struct virtqueue *vq)
     vq->signalled_used = 0;
     vq->signalled_used_valid = false;
     vq->bad_avail_logged = false;
+    memset(vq->out, 0, sizeof(vq->out));
+    memset(vq->shadowed, 0, sizeof(vq->shadowed));
+    vq->shadow_first = vq->shadow_n = 0;
+    vq->avail_seen = vq->last_avail_idx;
+    vq->dup_logged = false;
+}
+
+/* ---- heads out ------------------------------------------------------------------------------
+ *
+ * Serving a head twice at once corrupts whatever the caller keeps per head (the pool's job of
+ * a head was queued twice, which looped its job list), and answers one request twice. So a
+ * head is out from its pop to its push, and an avail entry naming an out head is skipped. A
+ * driver may name a head again only after it saw the head in the used ring, so entries it
+ * published before our push are duplicates too: all entries up to the avail->idx we had read
+ * before the push, which the head stays "shadowed" for. Without that, a worker that answers
+ * each request before popping the next would serve three copies of a head published together
+ * one after the other. Shadowing errs one way only: it never skips an entry a correct driver
+ * may have written (those come after the avail->idx we read), and when the FIFO is full a
+ * head is simply not shadowed.
+ */
+
+static inline bool bit_test(const uint64_t *map, unsigned i)
+{
+    return (map[i / 64] >> (i % 64)) & 1;
+}
+
+static inline void bit_set(uint64_t *map, unsigned i)
+{
+    map[i / 64] |= 1ull << (i % 64);
+}
+
+static inline void bit_clear(uint64_t *map, unsigned i)
+{
+    map[i / 64] &= ~(1ull << (i % 64));
+}
+
+/* Ends the shadow of the heads whose earlier entries the consumer has passed now. */
+static void unshadow(struct virtqueue *vq)
+{
+    while (vq->shadow_n) {
+        unsigned i = vq->shadow_first;
+        uint16_t ahead = (uint16_t)(vq->shadow[i].until - vq->last_avail_idx);
+        /* More than a ring ahead cannot be: the base was moved (SET_VRING_BASE), drop it. */
+        if (ahead != 0 && ahead <= vq->num)
+            return;
+        bit_clear(vq->shadowed, vq->shadow[i].head);
+        vq->shadow_first = (uint16_t)((i + 1) % VQ_SHADOW);
+        vq->shadow_n--;
+    }
+}
+
+/* head reached the used ring. */
+static void answered(struct virtqueue *vq, uint16_t head)
+{
+    if (head >= VQ_MAX_SIZE || !bit_test(vq->out, head))
+        return; /* not popped by us: nothing to track */
+    bit_clear(vq->out, head);
+    uint16_t unread = (uint16_t)(vq->avail_seen - vq->last_avail_idx);
+    if (unread == 0 || unread > vq->num || vq->shadow_n == VQ_SHADOW)
+        return;
+    bit_set(vq->shadowed, head);
+    unsigned tail = (vq->shadow_first + vq->shadow_n) % VQ_SHADOW;
+    vq->shadow[tail].head = head;
+    vq->shadow[tail].until = vq->avail_seen;
+    vq->shadow_n++;
+}
+
+/* True if an avail entry naming head must be skipped; logs the first such entry. */
+static bool head_taken(struct virtqueue *vq, uint16_t head)
+{
+    unsigned w = head / 64;
+    if (!(((vq->out[w] | vq->shadowed[w]) >> (head % 64)) & 1))
+        return false;
+    if (!vq->dup_logged)
+        log_error("virtqueue: descriptor %u is in the avail ring again before its reply; skipped "
+                  "(further duplicates on this ring are not logged)",
+                  head);
+    vq->dup_logged = true;
+    return true;
 }
 
 int vq_map(struct virtqueue *vq, const struct guest_mem *mem)
@@ -172,10 +253,13 @@ int vq_pop(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *el
         return 0;
     }
     vq->bad_avail_logged = false;
+    vq->avail_seen = avail_idx;
     /* Pairs with the driver's write barrier between filling ring[] and bumping avail->idx:
      * the ring entry and the descriptors it names must be read after avail->idx. */
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
 
+    if (vq->shadow_n)
+        unshadow(vq);
     uint16_t head = LOAD16(&vq->avail->ring[vq->last_avail_idx % vq->num]);
     vq->last_avail_idx++;
     if (head >= vq->num) {
@@ -183,6 +267,9 @@ int vq_pop(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *el
                   vq->num);
         return 0; /* nothing valid to hand back; the next entry may be fine */
     }
+    if (head_taken(vq, head))
+        return 0; /* as above; the one out gets its reply */
+    bit_set(vq->out, head);
     int ret = vq_walk(vq, mem, head, elem);
     if (ret < 0) {
         log_error("virtqueue: bad descriptor chain at head %u: %s", head, strerror(-ret));
@@ -212,6 +299,7 @@ void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len)
      * visible before the new used->idx; pairs with the driver's read barrier after it loads
      * used->idx (virtqueue_get_buf). */
     __atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+    answered(vq, head);
 }
 
 bool vq_should_notify(struct virtqueue *vq)

@@ -254,6 +254,9 @@ static void run_job(struct tpool_job *base, void *arg)
 
 static void hand_out(struct vu_queue *q, uint16_t head)
 {
+    /* Free: vq_pop hands a head out again only after its used entry was pushed, which
+     * happens after run_job's last use of the job (it queues that entry as its last act). A
+     * job submitted while still queued would loop the pool's job list. */
     struct pool_job *job = &q->jobs[head];
     *job = (struct pool_job){.base.run = run_job,
                              .q = q,
@@ -590,9 +593,19 @@ static void unlink_queue(struct vu_queue *q)
  */
 static void finish_pool_jobs(struct vu_queue *q)
 {
+    /* Bounded: each job serves one request and returns; what may wait long (a SETLKW for a
+     * lock) answers later from another thread, and its reply is dropped if the ring was reset
+     * meanwhile. Only a host filesystem call that hangs keeps us here, as it would keep a
+     * worker serving without the pool: say so, once a second. */
     pthread_mutex_lock(&q->late_lock);
-    while (q->inflight)
-        pthread_cond_wait(&q->drained, &q->late_lock);
+    while (q->inflight) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        if (pthread_cond_timedwait(&q->drained, &q->late_lock, &until) == ETIMEDOUT)
+            log_warn("queue %u: stopping, still waiting for %u requests in the thread pool",
+                     q->index, q->inflight);
+    }
     pthread_mutex_unlock(&q->late_lock);
     if (!q->stop_elem && !(q->stop_elem = malloc(sizeof(*q->stop_elem))))
         return;

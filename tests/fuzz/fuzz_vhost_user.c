@@ -2,8 +2,11 @@
 /*
  * libFuzzer harness: the vhost-user message handler (vu_dev_handle_message) fed a stream of
  * messages over a socketpair, with fds attached through SCM_RIGHTS, for a device whose FUSE
- * session serves a passthrough filesystem on a temporary share. The device lives for the
- * whole run and is reset (vu_dev_reset) after every input, as after a disconnect.
+ * session serves a passthrough filesystem on a temporary share. Every input runs twice: on a
+ * device whose queue worker serves requests itself, and on one that hands them to a thread
+ * pool (--thread-pool-size), where a descriptor head the guest memory names twice in an
+ * avail ring would have its pool job queued twice. The devices live for the whole run and are
+ * reset (vu_dev_reset) after every input, as after a disconnect.
  *
  * Input:
  *   u16 image_len, u8 image[image_len]   copied to the start of the small memfd, so a
@@ -46,9 +49,11 @@
 #define HDR_SIZE     12
 #define NQUEUES      3 /* hiprio + 2 request queues */
 
+#define POOL_THREADS 2
+
 static struct pt_fs *fs;
 static struct fuse_session *se;
-static struct vu_dev *dev;
+static struct vu_dev *dev, *pool_dev;
 static int base_fds;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -64,34 +69,36 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     se = fuzz_open_session(argc, argv, &cfg, &fs);
     /* One worker thread for all queues, whatever the machine: every input goes through the
      * paths of queues sharing a thread (one stopping while the others run). */
-    const struct vu_dev_config dcfg = {.num_request_queues = NQUEUES - 1, .queue_threads = 1};
+    struct vu_dev_config dcfg = {.num_request_queues = NQUEUES - 1, .queue_threads = 1};
     dev = vu_dev_new(se, &dcfg);
-    FUZZ_CHECK(dev != NULL, "vu_dev_new");
+    dcfg.pool_threads = POOL_THREADS;
+    pool_dev = vu_dev_new(se, &dcfg);
+    FUZZ_CHECK(dev != NULL && pool_dev != NULL, "vu_dev_new");
     base_fds = fuzz_count_fds();
     return 0;
 }
 
 /* The fds a message can carry; fresh for every input (the daemon may write to them). */
-static int pool[4];
+static int msg_fds[4];
 
-static void open_pool(const uint8_t *image, size_t image_len)
+static void open_msg_fds(const uint8_t *image, size_t image_len)
 {
-    pool[0] = memfd_create("fuzz-small", MFD_CLOEXEC);
-    FUZZ_CHECK(pool[0] >= 0 && ftruncate(pool[0], SMALL_SIZE) == 0, "memfd");
+    msg_fds[0] = memfd_create("fuzz-small", MFD_CLOEXEC);
+    FUZZ_CHECK(msg_fds[0] >= 0 && ftruncate(msg_fds[0], SMALL_SIZE) == 0, "memfd");
     if (image_len)
-        FUZZ_CHECK(pwrite(pool[0], image, image_len, 0) == (ssize_t)image_len, "pwrite");
-    pool[1] = memfd_create("fuzz-big", MFD_CLOEXEC);
-    FUZZ_CHECK(pool[1] >= 0 && ftruncate(pool[1], BIG_SIZE) == 0, "memfd");
-    pool[2] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    FUZZ_CHECK(pool[2] >= 0, "eventfd");
-    pool[3] = open("/dev/null", O_RDWR | O_CLOEXEC);
-    FUZZ_CHECK(pool[3] >= 0, "/dev/null");
+        FUZZ_CHECK(pwrite(msg_fds[0], image, image_len, 0) == (ssize_t)image_len, "pwrite");
+    msg_fds[1] = memfd_create("fuzz-big", MFD_CLOEXEC);
+    FUZZ_CHECK(msg_fds[1] >= 0 && ftruncate(msg_fds[1], BIG_SIZE) == 0, "memfd");
+    msg_fds[2] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    FUZZ_CHECK(msg_fds[2] >= 0, "eventfd");
+    msg_fds[3] = open("/dev/null", O_RDWR | O_CLOEXEC);
+    FUZZ_CHECK(msg_fds[3] >= 0, "/dev/null");
 }
 
-static void close_pool(void)
+static void close_msg_fds(void)
 {
     for (unsigned i = 0; i < 4; i++)
-        close(pool[i]);
+        close(msg_fds[i]);
 }
 
 /* Sends one message with its fds; false when the socket is full (the rest is dropped). */
@@ -127,12 +134,13 @@ static void drain_replies(int fd)
 
 static uint8_t msgbuf[HDR_SIZE + 65536];
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* One input on device d (the session is shared: only one device is connected at a time). */
+static void run_input(struct vu_dev *d, const uint8_t *data, size_t size)
 {
     struct fuzz_in in = {data, size};
     const uint8_t *image;
     size_t image_len = fuzz_bytes(&in, fuzz_u16(&in) % (SMALL_SIZE + 1), &image);
-    open_pool(image, image_len);
+    open_msg_fds(image, image_len);
 
     int sv[2];
     FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
@@ -156,7 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(msgbuf + HDR_SIZE, payload, plen);
         int fds[MAX_FDS];
         for (unsigned i = 0; i < nfds; i++)
-            fds[i] = pool[(kinds >> (2 * i)) & 3];
+            fds[i] = msg_fds[(kinds >> (2 * i)) & 3];
         if (!send_message(front, msgbuf, HDR_SIZE + plen, fds, nfds))
             break;
         sent += HDR_SIZE + plen;
@@ -166,7 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* Each call consumes at least one byte, so this ends; the bound is belt and braces. */
     for (size_t calls = 0; calls <= sent; calls++) {
-        int ret = vu_dev_handle_message(dev, back);
+        int ret = vu_dev_handle_message(d, back);
         drain_replies(front);
         if (ret < 0)
             break;
@@ -174,16 +182,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     close(back);
     close(front);
-    vu_dev_reset(dev);
-    close_pool();
+    /* Stops every queue: hangs (a libFuzzer timeout) if a pool job never finishes. */
+    vu_dev_reset(d);
+    close_msg_fds();
     fuzz_check_confinement();
     fuzz_restore_share();
     /* Each queue keeps the eventfd that stops its worker from its first start on (closed by
-     * vu_dev_free only): at most one per queue beyond the fds open before the first input. */
+     * vu_dev_free only): at most one per queue of each device beyond the fds open before the
+     * first input. */
     int fds = fuzz_count_fds();
-    if (fds > base_fds + NQUEUES)
+    if (fds > base_fds + 2 * NQUEUES)
         fuzz_list_fds();
-    FUZZ_CHECK(fds <= base_fds + NQUEUES, "%d fds open after the input, %d before the first", fds,
-               base_fds);
+    FUZZ_CHECK(fds <= base_fds + 2 * NQUEUES, "%d fds open after the input, %d before the first",
+               fds, base_fds);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    run_input(dev, data, size);
+    run_input(pool_dev, data, size);
     return 0;
 }

@@ -17,17 +17,26 @@
  *           1 avail->ring[slot] = head                u16 slot, u16 head
  *           2 avail->idx += n                         u8 n
  *           3 an indirect-table entry at a memory offset: u32 off, then as 0 without i
- *           4 pop up to n chains, check and push them u8 n
+ *           4 pop up to n chains                       u8 n
+ *             mode 1: check each and hold it, out (a request in the thread pool, or a
+ *                     SETLKW waiting for its lock)
+ *             mode 2: push n of the held chains, oldest first
+ *             others: check and push each at once (a worker serving requests itself)
  *           5 poke bytes into guest memory            u32 off, u8 n, n bytes
  *           6 notification helpers                    u8 which
  *           7 avail->idx = v                          u16 v
  *   addr:   mode (op >> 3) % 3: 0: u32 offset in region 0, 1: u32 offset in region 1,
  *           2: raw u64 guest-physical address
  *
- * After the ops the ring is drained. Checked: every iovec lies in mapped guest memory,
- * rd_len / wr_len are the sums of their iovecs, a failed chain still names a valid head, a
- * drain returns at most the queue size of chains before the ring reads empty, the avail index
- * consumed matches, and each push lands in the used ring.
+ * After the ops the ring is drained, then the held chains pushed. Checked: every iovec lies in
+ * mapped guest memory, rd_len / wr_len are the sums of their iovecs, a failed chain still
+ * names a valid head, a drain returns at most the queue size of chains before the ring reads
+ * empty, the avail index consumed matches, and each push lands in the used ring. And heads
+ * named again in the avail ring (op 1 may write any head anywhere): vq_pop never hands out a
+ * head that is out (popped, not pushed), and, while the driver behaves (the rings apart, the
+ * avail index moved only forward by op 2 within a ring's worth, no raw pokes), it skips an
+ * entry naming a head that is not out only if that entry was published before the head's
+ * last push.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -50,6 +59,7 @@
 #define U1       0x7f0010000000ull
 #define MAX_OPS  2048
 #define MAX_QLOG 11
+#define MAX_Q    (1u << (MAX_QLOG - 1))
 
 static int memfd = -1;
 static uint8_t *image; /* our own view of the whole memfd */
@@ -80,6 +90,14 @@ struct ctx {
     uint64_t g1; /* gpa of region 1 */
     uint32_t r1_size;
     uint32_t r1_off;
+    /* The driver's view of its heads. */
+    bool out[MAX_Q];             /* popped and not pushed */
+    uint16_t idx_at_push[MAX_Q]; /* avail->idx when the head was last pushed */
+    bool pushed_once[MAX_Q];     /* idx_at_push is set */
+    uint16_t held[MAX_Q];        /* held chains (mode 1), a FIFO */
+    unsigned held_first, held_n;
+    bool behaved;        /* the skip check applies (see the top) */
+    uint16_t driver_idx; /* avail->idx as the ops set it */
 };
 
 /* ---- checks ----------------------------------------------------------------------------- */
@@ -131,6 +149,11 @@ static void check_elem(struct ctx *c)
 static void push(struct ctx *c, uint16_t head, uint32_t len)
 {
     uint16_t before = c->vq.used_idx;
+    if (head < MAX_Q) {
+        c->out[head] = false;
+        c->idx_at_push[head] = c->vq.avail->idx;
+        c->pushed_once[head] = true;
+    }
     vq_push(&c->vq, head, len);
     FUZZ_CHECK(c->vq.used_idx == (uint16_t)(before + 1), "used_idx did not advance");
     const struct vring_used_elem *e = &c->vq.used->ring[before % c->vq.num];
@@ -138,21 +161,68 @@ static void push(struct ctx *c, uint16_t head, uint32_t len)
                "used ring entry %u is not what was pushed", before % c->vq.num);
 }
 
+/* An avail entry at position pos naming head was skipped: only for a reason. */
+static void check_skip(struct ctx *c, uint16_t pos, uint16_t head)
+{
+    if (head >= c->vq.num || c->out[head] || !c->behaved)
+        return; /* out of range, or out: must be skipped; or no model of the driver */
+    uint16_t before_push = (uint16_t)(c->idx_at_push[head] - pos);
+    FUZZ_CHECK(c->pushed_once[head] && before_push != 0 && before_push <= c->vq.num,
+               "the entry at %u naming head %u was skipped, but the head is not out and was "
+               "last pushed at avail idx %u",
+               pos, head, c->idx_at_push[head]);
+}
+
+/* A popped chain (good or bad) was handed out: its head was not out before. */
+static void handed_out(struct ctx *c, uint16_t head)
+{
+    FUZZ_CHECK(head < c->vq.num, "head %u, queue size %u", head, c->vq.num);
+    FUZZ_CHECK(!c->out[head], "vq_pop handed out head %u again while it was out", head);
+    c->out[head] = true;
+}
+
+static void hold(struct ctx *c, uint16_t head)
+{
+    FUZZ_CHECK(c->held_n < MAX_Q, "more chains held than heads");
+    c->held[(c->held_first + c->held_n++) % MAX_Q] = head;
+}
+
+/* Pushes up to n held chains, oldest first. */
+static void push_held(struct ctx *c, unsigned n)
+{
+    for (; n > 0 && c->held_n > 0; n--) {
+        uint16_t head = c->held[c->held_first];
+        c->held_first = (c->held_first + 1) % MAX_Q;
+        c->held_n--;
+        push(c, head, 0);
+    }
+}
+
 /*
- * Pops up to max chains as the worker does (re-deriving the rings first), pushes each back.
- * Returns the number of pops that consumed an avail entry.
+ * Pops up to max chains as the worker does (re-deriving the rings first), pushes each back
+ * (or holds it). Returns the number of pops that consumed an avail entry.
  */
-static unsigned pop_some(struct ctx *c, unsigned max, bool reply)
+static unsigned pop_some(struct ctx *c, unsigned max, bool reply, bool keep)
 {
     unsigned consumed = 0;
     for (unsigned i = 0; i < max; i++) {
         FUZZ_CHECK(vq_map(&c->vq, c->mem) == 0, "the rings stopped mapping");
         uint16_t before = c->vq.last_avail_idx;
+        if (c->vq.avail->idx != c->driver_idx)
+            c->behaved = false; /* changed behind the ops' back (a poke, an overlap) */
+        uint16_t named = c->vq.avail->ring[before % c->vq.num];
         int r = vq_pop(&c->vq, c->mem, elem);
         uint16_t step = (uint16_t)(c->vq.last_avail_idx - before);
         FUZZ_CHECK(step <= 1, "one pop consumed %u avail entries", step);
         consumed += step;
-        if (r > 0) {
+        if (r != 0)
+            handed_out(c, elem->head);
+        if (r != 0 && keep) {
+            FUZZ_CHECK(step == 1, "a chain without consuming an avail entry");
+            if (r > 0)
+                check_elem(c);
+            hold(c, elem->head);
+        } else if (r > 0) {
             FUZZ_CHECK(step == 1, "a chain without consuming an avail entry");
             check_elem(c);
             /* Reply as the worker would: something up to the writable length. */
@@ -169,6 +239,8 @@ static unsigned pop_some(struct ctx *c, unsigned max, bool reply)
             push(c, elem->head, 0);
         } else if (step == 0) {
             break; /* empty (or a corrupt avail idx, treated as empty) */
+        } else {
+            check_skip(c, before, named);
         }
     }
     return consumed;
@@ -218,17 +290,26 @@ static void do_op(struct ctx *c, uint8_t op)
     }
     case 2:
         vq->avail->idx = (uint16_t)(vq->avail->idx + fuzz_u8(&c->in));
+        if ((uint16_t)(vq->avail->idx - vq->last_avail_idx) > vq->num)
+            c->behaved = false; /* more than a ring ahead: positions become ambiguous */
+        c->driver_idx = vq->avail->idx;
         break;
     case 3: {
         uint32_t off = fuzz_u32(&c->in) % (FD_SIZE - sizeof(struct vring_desc));
         struct vring_desc d;
         read_desc(c, mode, &d);
         memcpy(image + off, &d, sizeof(d));
+        c->behaved = false; /* may have written the rings */
         break;
     }
-    case 4:
-        pop_some(c, fuzz_u8(&c->in) % (vq->num + 1), true);
+    case 4: {
+        unsigned n = fuzz_u8(&c->in) % (vq->num + 1);
+        if (mode == 2)
+            push_held(c, n);
+        else
+            pop_some(c, n, true, mode == 1);
         break;
+    }
     case 5: {
         uint32_t off = fuzz_u32(&c->in) % FD_SIZE;
         const uint8_t *p;
@@ -236,6 +317,7 @@ static void do_op(struct ctx *c, uint8_t op)
         if (n > FD_SIZE - off)
             n = FD_SIZE - off;
         memcpy(image + off, p, n);
+        c->behaved = false;
         break;
     }
     case 6:
@@ -256,8 +338,24 @@ static void do_op(struct ctx *c, uint8_t op)
         break;
     case 7:
         vq->avail->idx = fuzz_u16(&c->in);
+        c->driver_idx = vq->avail->idx;
+        c->behaved = false;
         break;
     }
+}
+
+/* True if any two of the rings share bytes (a write to one changes another). */
+static bool rings_overlap(const struct virtqueue *vq)
+{
+    uintptr_t s[3] = {(uintptr_t)vq->desc, (uintptr_t)vq->avail, (uintptr_t)vq->used};
+    size_t len[3] = {vq->num * sizeof(struct vring_desc),
+                     sizeof(struct vring_avail) + (vq->num + 1) * sizeof(uint16_t),
+                     sizeof(struct vring_used) + vq->num * sizeof(struct vring_used_elem) + 2};
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++)
+            if (s[i] < s[j] + len[j] && s[j] < s[i] + len[i])
+                return true;
+    return false;
 }
 
 /* Empties the ring and checks that this takes at most the queue size of chains. */
@@ -266,7 +364,7 @@ static void drain(struct ctx *c)
     struct virtqueue *vq = &c->vq;
     uint16_t pending = (uint16_t)(vq->avail->idx - vq->last_avail_idx);
     uint16_t start = vq->last_avail_idx;
-    unsigned consumed = pop_some(c, vq->num + 1, false);
+    unsigned consumed = pop_some(c, vq->num + 1, false, false);
     /* Only pushes write guest memory now; if the used ring overlaps the avail ring the
      * driver's ring changes under us and the counts below mean nothing. */
     uintptr_t a = (uintptr_t)vq->avail, u = (uintptr_t)vq->used;
@@ -346,9 +444,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* The driver starts with avail idx and used idx where the base says. */
         vq->avail->idx = base;
         vq->used->idx = base;
+        c.driver_idx = base;
+        c.behaved = !rings_overlap(vq);
         for (unsigned n = 0; n < MAX_OPS && c.in.left > 0; n++)
             do_op(&c, fuzz_u8(&c.in));
         drain(&c);
+        push_held(&c, c.held_n);
     } else {
         FUZZ_CHECK(ret == -EFAULT || ret == -EINVAL, "vq_map: %d", ret);
     }

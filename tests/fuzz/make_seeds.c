@@ -318,6 +318,19 @@ static void vq_pop(struct buf *b, uint8_t n)
     put8(b, n);
 }
 
+/* Op 4, mode 1: pops up to n chains and holds them (out); mode 2: pushes n held ones. */
+static void vq_pop_hold(struct buf *b, uint8_t n)
+{
+    put8(b, 4 | 1 << 3);
+    put8(b, n);
+}
+
+static void vq_push_held(struct buf *b, uint8_t n)
+{
+    put8(b, 4 | 2 << 3);
+    put8(b, n);
+}
+
 static void vq_notify(struct buf *b, uint8_t which)
 {
     put8(b, 6);
@@ -373,6 +386,32 @@ static void virtqueue_seeds(void)
     vq_bump(&b, 4);
     vq_pop(&b, 3);
     save("fuzz_virtqueue", "wrap-four-chains", &b);
+
+    /* 5. A head published three times while it is out (held, as the thread pool or a waiting
+     * SETLKW keeps it): the copies are skipped; once pushed, published again, it is served. */
+    vq_header(&b, 3, 1, 0x0, 0x1000, 0x2000, 0);
+    vq_desc(&b, 0, 0, 0x4000, 64, N, 1);
+    vq_desc(&b, 0, 1, 0x5000, 128, W, 0);
+    for (uint16_t i = 0; i < 3; i++)
+        vq_avail(&b, i, 0);
+    vq_bump(&b, 3);
+    vq_pop_hold(&b, 1);
+    vq_pop(&b, 2);
+    vq_push_held(&b, 1);
+    vq_avail(&b, 3, 0);
+    vq_bump(&b, 1);
+    vq_pop(&b, 1);
+    save("fuzz_virtqueue", "repeated-head-out", &b);
+
+    /* 6. The same three copies served one at a time, each pushed before the next pop. */
+    vq_header(&b, 3, 0, 0x0, 0x1000, 0x2000, 0);
+    vq_desc(&b, 0, 2, 0x4000, 64, N, 3);
+    vq_desc(&b, 0, 3, 0x5000, 128, W, 0);
+    for (uint16_t i = 0; i < 3; i++)
+        vq_avail(&b, i, 2);
+    vq_bump(&b, 3);
+    vq_pop(&b, 3);
+    save("fuzz_virtqueue", "repeated-head-answered", &b);
 }
 
 /* ---- fuzz_vhost_user ---------------------------------------------------------------------- */
@@ -461,8 +500,9 @@ static void vu_ring(struct buf *b, uint32_t q, uint64_t desc, uint64_t avail, ui
     vu_u64(b, VU_SET_VRING_CALL, 0, q, 1, FD_EVENT);
 }
 
-/* Guest memory image for the small memfd: request queue rings holding INIT and LOOKUP. */
-static void vu_image(struct buf *b)
+/* Guest memory image for the small memfd: request queue rings holding INIT and LOOKUP, the
+ * LOOKUP's head published lookups times. */
+static void vu_image_lookups(struct buf *b, unsigned lookups)
 {
     static uint8_t img[0xa00];
     memset(img, 0, sizeof(img));
@@ -485,10 +525,16 @@ static void vu_image(struct buf *b)
     desc[2] = (struct vring_desc){0x380, sizeof(lookup), VRING_DESC_F_NEXT, 3};
     desc[3] = (struct vring_desc){0x600, 0x400, VRING_DESC_F_WRITE, 0};
     avail->ring[0] = 0;
-    avail->ring[1] = 2;
-    avail->idx = 2;
+    for (unsigned i = 0; i < lookups; i++)
+        avail->ring[1 + i] = 2;
+    avail->idx = (uint16_t)(1 + lookups);
     put16(b, sizeof(img));
     put(b, img, sizeof(img));
+}
+
+static void vu_image(struct buf *b)
+{
+    vu_image_lookups(b, 1);
 }
 
 static void vhost_user_seeds(void)
@@ -565,6 +611,18 @@ static void vhost_user_seeds(void)
     vu_msg(&b, VU_GET_QUEUE_NUM, 0, NULL, 0, 0, NULL);
     vu_state(&b, VU_GET_VRING_BASE, 0, 9, 0); /* no reply possible: ends the connection */
     save("fuzz_vhost_user", "malformed", &b);
+
+    /* 5. The LOOKUP's head three times in the avail ring (with the pool, its job was queued
+     * three times at once), then the ring stopped. */
+    vu_image_lookups(&b, 3);
+    vu_u64(&b, VU_SET_FEATURES, 0, (1ull << 32) | (1ull << 28), 0, 0);
+    vu_mem_table(&b, 0);
+    vu_ring(&b, 1, 0x000, 0x100, 0x200);
+    /* Time for the worker to pop before the stop: GET_FEATURES round trips. */
+    for (int i = 0; i < 100; i++)
+        vu_msg(&b, VU_GET_FEATURES, 0, NULL, 0, 0, NULL);
+    vu_state(&b, VU_GET_VRING_BASE, 0, 1, 0);
+    save("fuzz_vhost_user", "duplicate-heads", &b);
 }
 
 int main(int argc, char **argv)

@@ -258,6 +258,7 @@ static void test_indirect(void)
     g_assert_cmpuint(e->iov[1].iov_len, ==, 300);
     g_assert_true(e->iov[2].iov_base == f.host + DATA_OFF + 0x2000);
     g_assert_cmpuint(e->iov[2].iov_len, ==, 12);
+    vq_push(&f.vq, e->head, 0); /* a head is out until pushed: the next chain reuses it */
 
     /* A table whose chain visits every entry (count steps) is fine. */
     set_table(&f, 0, gpa(DATA_OFF), 1, VRING_DESC_F_NEXT, 1);
@@ -538,8 +539,10 @@ static void test_avail_idx_jump(void)
     f.avail->idx = 2;
     g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 1);
     g_assert_cmpuint(f.elem->head, ==, 0);
+    vq_push(&f.vq, 0, 0);
     g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 1);
     g_assert_cmpuint(f.elem->head, ==, 1);
+    vq_push(&f.vq, 1, 0); /* both back: the full ring below names them again */
     g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 0);
 
     /* Exactly a full ring is legal. */
@@ -737,8 +740,10 @@ static void test_enable_disable_event_idx(void)
     /* Pending buffers: enable says so, and publishes where we are. */
     g_assert_true(vq_enable_notify(&f.vq));
     g_assert_cmpuint(*avail_event(&f), ==, 0);
-    for (unsigned i = 0; i < 3; i++)
+    for (unsigned i = 0; i < 3; i++) {
         g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 1);
+        vq_push(&f.vq, f.elem->head, 0); /* head 0 is offered again below */
+    }
     g_assert_false(vq_enable_notify(&f.vq));
     g_assert_cmpuint(*avail_event(&f), ==, 3);
     /* disable leaves avail_event behind; a new buffer shows up in the next enable. */
@@ -772,6 +777,115 @@ static void test_enable_disable_flags(void)
     offer(&f, 0);
     g_assert_true(vq_enable_notify(&f.vq));
     g_assert_cmpuint(f.used->flags & VRING_USED_F_NO_NOTIFY, ==, 0);
+    fx_teardown(&f);
+}
+
+/* ---- a head named again while it is out ----------------------------------------------------- */
+
+/* The used ring holds n elements since the fixture started, the last one for head. */
+static void assert_used(struct fx *f, uint16_t n, uint16_t head)
+{
+    g_assert_cmpuint(f->used->idx, ==, n);
+    g_assert_cmpuint(f->used->ring[(uint16_t)(n - 1) % f->vq.num].id, ==, head);
+}
+
+/* Copies of an out head are consumed and skipped; the head comes back after its push. */
+static void test_duplicate_while_out(void)
+{
+    struct fx f;
+    fx_setup(&f, false);
+    set_desc(&f, 2, gpa(DATA_OFF), 16, 0, 0);
+    set_desc(&f, 3, gpa(DATA_OFF + 0x100), 16, 0, 0);
+    offer(&f, 2);
+    offer(&f, 2);
+    offer(&f, 3);
+    offer(&f, 2);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 1);
+    g_assert_cmpuint(f.elem->head, ==, 2);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 0); /* skipped, consumed */
+    g_assert_cmpuint(f.vq.last_avail_idx, ==, 2);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 1);
+    g_assert_cmpuint(f.elem->head, ==, 3);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 0);
+    g_assert_cmpuint(f.vq.last_avail_idx, ==, 4);
+    g_assert_false(vq_has_avail(&f.vq));
+    g_assert_cmpuint(f.used->idx, ==, 0); /* nothing for the copies */
+    vq_push(&f.vq, 3, 0);
+    vq_push(&f.vq, 2, 8);
+    assert_used(&f, 2, 2);
+    /* Published after the push: served. */
+    offer(&f, 2);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 1);
+    g_assert_cmpuint(f.elem->head, ==, 2);
+    /* A bad chain is out too, until the caller returns it. */
+    set_desc(&f, 5, gpa(DATA_OFF), 16, VRING_DESC_F_NEXT, 5);
+    offer(&f, 5);
+    offer(&f, 5);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, -ELOOP);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 0);
+    /* A ring reset forgets every head out. */
+    f.vq.last_avail_idx = f.avail->idx;
+    vq_reset_state(&f.vq);
+    g_assert_cmpint(vq_map(&f.vq, f.mem), ==, 0);
+    offer(&f, 2);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 1);
+    fx_teardown(&f);
+}
+
+/*
+ * A worker answering each request before it pops the next: copies published together with
+ * the original, before its push, are still skipped; an entry the driver wrote after seeing
+ * the push is served.
+ */
+static void test_duplicate_after_push(void)
+{
+    struct fx f;
+    fx_setup(&f, false);
+    set_desc(&f, 1, gpa(DATA_OFF), 16, 0, 0);
+    set_desc(&f, 4, gpa(DATA_OFF + 0x100), 16, 0, 0);
+    offer(&f, 1);
+    offer(&f, 1);
+    offer(&f, 4);
+    offer(&f, 1);
+    unsigned served = 0;
+    for (int i = 0; i < 4; i++) {
+        int r = vq_pop(&f.vq, f.mem, f.elem);
+        g_assert_cmpint(r, >=, 0);
+        if (r == 1) {
+            vq_push(&f.vq, f.elem->head, 0);
+            served++;
+        }
+    }
+    g_assert_cmpuint(served, ==, 2);
+    assert_used(&f, 2, 4);
+    g_assert_cmpuint(f.used->ring[0].id, ==, 1);
+    g_assert_false(vq_has_avail(&f.vq));
+
+    /* Reuse as a driver does it: 1 and 4 in flight, 1 answered and offered again while 4
+     * (published before that answer) is still unread. */
+    offer(&f, 1);
+    offer(&f, 4);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 1);
+    vq_push(&f.vq, 1, 0);
+    offer(&f, 1);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 1);
+    g_assert_cmpuint(f.elem->head, ==, 4);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 1);
+    g_assert_cmpuint(f.elem->head, ==, 1);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 0);
+
+    /* The base moved meanwhile (SET_VRING_BASE): a head shadowed before is not blocked. */
+    vq_push(&f.vq, 4, 0);
+    vq_push(&f.vq, 1, 0);
+    offer(&f, 1);
+    offer(&f, 4);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 1);
+    vq_push(&f.vq, 1, 0); /* shadowed: the entry naming 4 is unread */
+    f.vq.last_avail_idx = (uint16_t)(f.vq.last_avail_idx + 0x4000);
+    f.avail->idx = f.vq.last_avail_idx;
+    offer(&f, 1);
+    g_assert_cmpint(vq_pop(&f.vq, f.mem, f.elem), ==, 1);
+    g_assert_cmpuint(f.elem->head, ==, 1);
     fx_teardown(&f);
 }
 
@@ -892,6 +1006,8 @@ int main(int argc, char **argv)
     g_test_add_func("/virtqueue/avail_idx_jump", test_avail_idx_jump);
     g_test_add_func("/virtqueue/avail_head_out_of_range", test_avail_head_out_of_range);
     g_test_add_func("/virtqueue/push", test_push);
+    g_test_add_func("/virtqueue/duplicate_while_out", test_duplicate_while_out);
+    g_test_add_func("/virtqueue/duplicate_after_push", test_duplicate_after_push);
     g_test_add_func("/virtqueue/notify_event_idx", test_notify_event_idx);
     g_test_add_func("/virtqueue/notify_flags", test_notify_flags);
     g_test_add_func("/virtqueue/enable_disable_event_idx", test_enable_disable_event_idx);
