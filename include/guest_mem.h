@@ -66,4 +66,37 @@ int guest_mem_gpa_iov(const struct guest_mem *mem, uint64_t gpa, uint32_t len, s
 /* Translates a front-end virtual address range (ring addresses) into host memory. */
 void *guest_mem_uva_ptr(const struct guest_mem *mem, uint64_t uva, uint64_t len);
 
+/*
+ * Guest memory that vanishes under us. The front-end may shrink the file behind a region
+ * after handing it over (ftruncate of an unsealed memfd, a /dev/shm or hugetlbfs file): the
+ * next access to the lost pages raises SIGBUS in whichever thread makes it. The fault handler
+ * turns that into the loss of the connection instead of the process: the region is replaced
+ * by anonymous zero pages (reads see zeros, writes go nowhere), the fault is recorded, and
+ * the fault socket is shut down so that the thread polling the connection wakes up.
+ * Accesses from system calls (preadv/pwritev on guest buffers) fail with EFAULT instead.
+ */
+
+/* Installs the SIGBUS handler, once at start-up. Faults outside guest memory keep the
+ * disposition found here (a real bug still dumps core). 0 or a negative errno. */
+int guest_mem_install_fault_handler(void);
+
+/* What the handler recorded about the first fault since guest_mem_fault_clear(). */
+struct guest_mem_fault {
+    uint64_t region_gpa, region_size; /* the region that lost its backing */
+    uint64_t gpa;                     /* the guest-physical address touched */
+    uintptr_t addr;                   /* the host address touched (si_addr) */
+};
+
+/* True once a fault hit guest memory (cheap: threads use it to leave the rings alone). */
+bool guest_mem_faulted(void);
+/* True, with *f filled, the first time it is called after a fault: for logging it once. */
+bool guest_mem_fault_take(struct guest_mem_fault *f);
+/* Forgets the fault; call when no region of the session that faulted is mapped any more. */
+void guest_mem_fault_clear(void);
+/*
+ * The socket the handler shuts down (shutdown(2) SHUT_RDWR) on a fault, -1 for none. The fd
+ * must stay open until it is replaced here and no thread can still fault on guest memory.
+ */
+void guest_mem_set_fault_socket(int fd);
+
 #endif

@@ -7,12 +7,204 @@
 #include "guest_mem.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
+
+/* ---- the fault registry --------------------------------------------------------------------
+ *
+ * Every mapping of guest memory is registered here while it exists, so that the SIGBUS handler
+ * can tell a fault on guest memory (the front-end shrank the file) from a bug. The handler may
+ * run on any thread at any moment, so the registry is a fixed array of lock-free atomics: no
+ * lock, no allocation. A slot's base is published last (after its length) and withdrawn first
+ * (before munmap); guest_region_unmap then waits for handlers already running, so a handler
+ * never maps over an address range that was unmapped, and perhaps reused, meanwhile.
+ */
+
+/* Mappings alive at once: a full table, and a new one being mapped before the old is freed. */
+#define FAULT_SLOTS (2 * GUEST_MEM_MAX_REGIONS)
+#define SLOT_FREE   ((uintptr_t)0)
+#define SLOT_BUSY   ((uintptr_t)1) /* being filled or withdrawn: the handler skips it */
+
+_Static_assert(ATOMIC_POINTER_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2 &&
+                   ATOMIC_INT_LOCK_FREE == 2,
+               "the SIGBUS handler needs lock-free atomics");
+
+struct fault_slot {
+    _Atomic uintptr_t base; /* map_base, or SLOT_FREE / SLOT_BUSY */
+    _Atomic size_t len;     /* map_len */
+    _Atomic uintptr_t host; /* address of gpa */
+    _Atomic uint64_t gpa, size;
+};
+
+enum { FAULT_NONE, FAULT_RECORDING, FAULT_RECORDED, FAULT_REPORTED };
+
+static struct fault_slot fault_slots[FAULT_SLOTS];
+static atomic_uint handlers_running;
+static atomic_int fault_state;            /* FAULT_* */
+static struct guest_mem_fault fault_info; /* written once per session, before RECORDED */
+static atomic_int fault_socket = -1;
+static atomic_bool handler_installed;
+static struct sigaction previous_action; /* what SIGBUS did before: for faults not ours */
+static uintptr_t page_size;
+
+static int fault_slot_fill(const struct guest_region *r)
+{
+    for (unsigned i = 0; i < FAULT_SLOTS; i++) {
+        struct fault_slot *s = &fault_slots[i];
+        uintptr_t expected = SLOT_FREE;
+        if (!atomic_compare_exchange_strong(&s->base, &expected, SLOT_BUSY))
+            continue;
+        atomic_store(&s->len, r->map_len);
+        atomic_store(&s->host, (uintptr_t)r->host);
+        atomic_store(&s->gpa, r->gpa);
+        atomic_store(&s->size, r->size);
+        atomic_store(&s->base, (uintptr_t)r->map_base);
+        return 0;
+    }
+    return -ENOSPC;
+}
+
+/* Withdraws the slot of the mapping at base; returns it (to be freed after munmap) or NULL. */
+static struct fault_slot *fault_slot_withdraw(uintptr_t base)
+{
+    for (unsigned i = 0; i < FAULT_SLOTS; i++) {
+        struct fault_slot *s = &fault_slots[i];
+        if (atomic_load(&s->base) != base)
+            continue;
+        atomic_store(&s->base, SLOT_BUSY);
+        /* A handler that found the slot before it was withdrawn is a few system calls from
+         * done; one that starts now skips it (sequentially consistent: the handler counts
+         * itself before it reads any base). */
+        while (atomic_load(&handlers_running))
+            sched_yield();
+        return s;
+    }
+    return NULL;
+}
+
+/*
+ * Puts anonymous zero pages where the lost mapping was. The whole mapping, not just the lost
+ * pages: the connection ends anyway, and one system call covers every other page that may be
+ * gone too. Under strict overcommit a large private mapping may be refused; then the faulting
+ * page alone (each further lost page faults and is replaced in turn).
+ */
+static bool zero_fill(uintptr_t base, size_t len, uintptr_t addr)
+{
+    const int prot = PROT_READ | PROT_WRITE;
+    const int flags = MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+    /* mmap and madvise are bare system calls: safe in a signal handler. */
+    if (mmap((void *)base, len, prot, flags, -1, 0) != MAP_FAILED) {
+        madvise((void *)base, len, MADV_DONTDUMP); /* still guest data once written */
+        return true;
+    }
+    uintptr_t page = addr & ~(page_size - 1);
+    return mmap((void *)page, page_size, prot, flags, -1, 0) != MAP_FAILED;
+}
+
+static void record_fault(const struct fault_slot *s, uintptr_t addr)
+{
+    int expected = FAULT_NONE;
+    if (!atomic_compare_exchange_strong(&fault_state, &expected, FAULT_RECORDING))
+        return; /* the first fault of the session is the one reported */
+    uintptr_t host = atomic_load(&s->host);
+    uint64_t gpa = atomic_load(&s->gpa);
+    fault_info.region_gpa = gpa;
+    fault_info.region_size = atomic_load(&s->size);
+    fault_info.gpa = addr >= host ? gpa + (addr - host) : gpa;
+    fault_info.addr = addr;
+    atomic_store(&fault_state, FAULT_RECORDED);
+}
+
+/* True if addr lies in guest memory, now backed by zero pages. */
+static bool contain_fault(uintptr_t addr)
+{
+    for (unsigned i = 0; i < FAULT_SLOTS; i++) {
+        const struct fault_slot *s = &fault_slots[i];
+        uintptr_t base = atomic_load(&s->base);
+        if (base == SLOT_FREE || base == SLOT_BUSY || addr - base >= atomic_load(&s->len))
+            continue;
+        if (!zero_fill(base, atomic_load(&s->len), addr))
+            return false;
+        record_fault(s, addr);
+        int fd = atomic_load(&fault_socket);
+        if (fd >= 0)
+            shutdown(fd, SHUT_RDWR); /* wakes the thread polling the connection */
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Async-signal-safe throughout. Returning re-runs the faulting access: on guest memory it
+ * now reads zeros (or writes into pages nobody reads) and the thread carries on until the
+ * session ends; anywhere else it faults again under the disposition we replaced.
+ */
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+    (void)ctx;
+    int saved_errno = errno;
+    atomic_fetch_add(&handlers_running, 1);
+    /* si_code <= 0: sent by kill() or the like, not a fault; si_addr means nothing. */
+    bool ours = si->si_code > 0 && contain_fault((uintptr_t)si->si_addr);
+    atomic_fetch_sub(&handlers_running, 1);
+    if (!ours) {
+        sigaction(sig, &previous_action, NULL);
+        if (si->si_code <= 0)
+            raise(sig); /* not a fault: it would not come back by itself */
+    }
+    errno = saved_errno;
+}
+
+int guest_mem_install_fault_handler(void)
+{
+    if (atomic_exchange(&handler_installed, true))
+        return 0; /* twice would make us our own previous action */
+    page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
+    struct sigaction sa = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO};
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, &previous_action) < 0) {
+        atomic_store(&handler_installed, false);
+        return -errno;
+    }
+    return 0;
+}
+
+bool guest_mem_faulted(void)
+{
+    return atomic_load_explicit(&fault_state, memory_order_relaxed) != FAULT_NONE;
+}
+
+bool guest_mem_fault_take(struct guest_mem_fault *f)
+{
+    int state;
+    while ((state = atomic_load(&fault_state)) == FAULT_RECORDING)
+        sched_yield(); /* a handler is a few stores from done */
+    if (state != FAULT_RECORDED ||
+        !atomic_compare_exchange_strong(&fault_state, &state, FAULT_REPORTED))
+        return false;
+    *f = fault_info;
+    return true;
+}
+
+void guest_mem_fault_clear(void)
+{
+    atomic_store(&fault_state, FAULT_NONE);
+}
+
+void guest_mem_set_fault_socket(int fd)
+{
+    atomic_store(&fault_socket, fd);
+}
+
+/* ---- regions ------------------------------------------------------------------------------ */
 
 static int check_region_desc(const struct guest_region_desc *d, int fd)
 {
@@ -54,7 +246,7 @@ int guest_region_map(const struct guest_region_desc *desc, int fd, struct guest_
     /* Guest memory never goes into a core dump: it may hold the guest's secrets. */
     madvise(base, len, MADV_DONTDUMP);
 
-    *out = (struct guest_region){
+    struct guest_region r = {
         .gpa = desc->gpa,
         .size = desc->size,
         .uva = desc->uva,
@@ -63,13 +255,24 @@ int guest_region_map(const struct guest_region_desc *desc, int fd, struct guest_
         .map_len = len,
         .host = (uint8_t *)base + slack,
     };
+    /* A mapping the fault handler does not know of would take the process down with it. */
+    if (fault_slot_fill(&r) < 0) {
+        munmap(base, len);
+        return -ENOSPC;
+    }
+    *out = r;
     return 0;
 }
 
 void guest_region_unmap(struct guest_region *r)
 {
-    if (r->map_base && munmap(r->map_base, r->map_len) < 0)
+    if (!r->map_base)
+        return;
+    struct fault_slot *slot = fault_slot_withdraw((uintptr_t)r->map_base);
+    if (munmap(r->map_base, r->map_len) < 0)
         log_warn("munmap of guest region at gpa 0x%llx failed: %m", (unsigned long long)r->gpa);
+    if (slot)
+        atomic_store(&slot->base, SLOT_FREE);
     r->map_base = NULL;
 }
 

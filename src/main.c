@@ -19,6 +19,7 @@
 #include "fuse_server.h"
 #include "listener.h"
 #include "file_handle.h"
+#include "guest_mem.h"
 #include "log.h"
 #include "options.h"
 #include "passthrough.h"
@@ -258,6 +259,7 @@ static int start(struct daemon *d)
     STEP("sandbox", sandbox_enter(&d->sb, &role));
     if (role == SANDBOX_MONITOR)
         return 1;
+    STEP("guest memory fault handler", guest_mem_install_fault_handler());
     rcu_register_thread();
     /*
      * Capabilities and no_new_privs belong to each thread, and a thread starts with its

@@ -8,6 +8,7 @@
 #include "vhost_user.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/vhost_types.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
@@ -115,6 +116,10 @@ struct vu_dev {
     struct vu_queue queues[VU_HIPRIO_QUEUES + VU_MAX_REQUEST_QUEUES];
     struct tpool *pool; /* --thread-pool-size, or NULL */
     struct vu_workers *workers;
+    /* Our own reference to the connection's socket, for the SIGBUS handler to shut down
+     * (guest_mem_set_fault_socket): a dup, so that it stays the same socket until the reset,
+     * whatever the caller does with its fd meanwhile. -1 between connections. */
+    int fault_fd;
 };
 
 /* ---- socket I/O ------------------------------------------------------------------------ */
@@ -624,7 +629,7 @@ static int check_shape(const struct vu_handler *h, const struct vu_msg *m)
     return 0;
 }
 
-int vu_dev_handle_message(struct vu_dev *dev, int conn)
+static int handle_message(struct vu_dev *dev, int conn)
 {
     struct vu_msg m;
     int ret = recv_msg(conn, &m);
@@ -666,6 +671,45 @@ int vu_dev_handle_message(struct vu_dev *dev, int conn)
     return 0;
 }
 
+/* Logs a fault on guest memory once; true if one happened in this session. */
+static bool guest_memory_faulted(void)
+{
+    struct guest_mem_fault f;
+    if (guest_mem_fault_take(&f))
+        log_error("guest memory region at gpa 0x%llx (0x%llx bytes) shrank or vanished (SIGBUS "
+                  "at gpa 0x%llx, host %p): closing the connection",
+                  (unsigned long long)f.region_gpa, (unsigned long long)f.region_size,
+                  (unsigned long long)f.gpa, (void *)f.addr);
+    return guest_mem_faulted();
+}
+
+/* The first message of a connection: from now on a fault on guest memory shuts it down. */
+static void watch_connection(struct vu_dev *dev, int conn)
+{
+    if (dev->fault_fd >= 0)
+        return;
+    dev->fault_fd = fcntl(conn, F_DUPFD_CLOEXEC, 0);
+    if (dev->fault_fd < 0)
+        log_warn("vhost-user: cannot duplicate the connection's fd (%m): a fault on guest "
+                 "memory will be noticed at the next message only");
+    guest_mem_set_fault_socket(dev->fault_fd);
+}
+
+/*
+ * A fault on guest memory (guest_mem.h) may have happened on any thread: a worker or pool
+ * thread shut the socket down, which is what woke our caller; this thread itself may have
+ * faulted handling the message. Either way the session's memory is gone and the connection
+ * ends here, with one log line; the caller's reset then unmaps what is left.
+ */
+int vu_dev_handle_message(struct vu_dev *dev, int conn)
+{
+    if (guest_memory_faulted())
+        return -EFAULT;
+    watch_connection(dev, conn);
+    int ret = handle_message(dev, conn);
+    return guest_memory_faulted() ? -EFAULT : ret;
+}
+
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
 struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config *cfg)
@@ -676,6 +720,7 @@ struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config 
     if (!dev)
         return NULL;
     dev->fuse = fuse;
+    dev->fault_fd = -1;
     dev->nqueues = VU_HIPRIO_QUEUES + cfg->num_request_queues;
     const struct vu_workers_config wcfg = {.queues = dev->nqueues,
                                            .threads = cfg->queue_threads,
@@ -706,6 +751,14 @@ void vu_dev_reset(struct vu_dev *dev)
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_reset(&dev->queues[i]);
     guest_mem_free(publish_mem(dev, NULL));
+    /* No thread touches guest memory any more: a fault the session had (maybe while its
+     * queues stopped just now) is logged if it was not yet, and then forgotten. */
+    guest_memory_faulted();
+    guest_mem_fault_clear();
+    guest_mem_set_fault_socket(-1);
+    if (dev->fault_fd >= 0)
+        close(dev->fault_fd);
+    dev->fault_fd = -1;
     dev->features = 0;
     dev->protocol_features = 0;
     dev->owner = false;

@@ -245,8 +245,9 @@ int vq_pop(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *el
     if (pending == 0)
         return 0;
     if (pending > vq->num) {
-        /* The driver claims more buffers than the ring holds: refuse to read garbage. */
-        if (!vq->bad_avail_logged)
+        /* The driver claims more buffers than the ring holds: refuse to read garbage. Not
+         * worth a line when the ring just vanished (it reads as zeros): that is logged once. */
+        if (!vq->bad_avail_logged && !guest_mem_faulted())
             log_error("virtqueue: avail idx %u is %u ahead of %u (queue size %u); ignoring",
                       avail_idx, pending, vq->last_avail_idx, vq->num);
         vq->bad_avail_logged = true;

@@ -234,7 +234,9 @@ static void run_job(struct tpool_job *base, void *arg)
     uint32_t len = 0;
     rcu_read_lock();
     struct guest_mem *mem = rcu_dereference(*q->mem);
-    if (mem && vq_map(&ring, mem) == 0 && vq_walk(&ring, mem, job->head, &ctx->elem) == 0) {
+    /* After a fault guest memory reads as zeros: nothing there is a request any more. */
+    if (mem && !guest_mem_faulted() && vq_map(&ring, mem) == 0 &&
+        vq_walk(&ring, mem, job->head, &ctx->elem) == 0) {
         const struct fuse_sink sink = {.done = late_done, .opaque = q, .gen = job->gen};
         len = fuse_session_process(q->fuse, ctx->scratch, &ctx->elem, &sink);
     }
@@ -528,9 +530,11 @@ static void *worker_main(void *arg)
     snprintf(name, sizeof(name), "queue-worker-%u", w->index);
     (void)prctl(PR_SET_NAME, name);
     rcu_register_thread();
-    /* Every queue starts due: buffers may have been queued before the kick fd arrived. */
+    /* Every queue starts due: buffers may have been queued before the kick fd arrived.
+     * After a fault on guest memory (guest_mem.h) the rings read as zeros: the worker leaves
+     * them alone, as broken ones, until the control thread ends the session. */
     bool busy;
-    while (serve_round(w, &busy) && !atomic_load(&w->stop) &&
+    while (serve_round(w, &busy) && !atomic_load(&w->stop) && !guest_mem_faulted() &&
            (busy || poll_rings(w) || arm_rings(w) || wait_kicks(w)))
         ;
     rcu_unregister_thread();

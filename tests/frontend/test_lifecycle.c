@@ -173,6 +173,186 @@ static void test_guest_reset_same_connection(void)
     fe_close(fe);
 }
 
+/* ---- guest memory shrunk under the daemon (a VMM truncating an unsealed memfd) ------------- */
+
+#define FAULT_LOG "shrank or vanished"
+
+static unsigned log_count(const char *needle)
+{
+    gchar *text = NULL;
+    unsigned n = 0;
+    if (g_file_get_contents(daemon_.log, &text, NULL, NULL))
+        for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+            n++;
+    g_free(text);
+    return n;
+}
+
+/* True if pid exists and is not a zombie. */
+static bool process_running(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    gchar *text = NULL;
+    bool running = false;
+    if (g_file_get_contents(path, &text, NULL, NULL)) {
+        const char *p = strrchr(text, ')'); /* the state follows the command name */
+        running = p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+    }
+    g_free(text);
+    return running;
+}
+
+/* The serving process when the session started: the same one must serve the next. */
+static pid_t serving_pid;
+
+/* A session that has served a request, ready to have its memory cut. */
+static struct fe *session_with_one_request(void)
+{
+    struct fe *fe = connect_profile(FE_PROFILE_QEMU);
+    serving_pid = test_daemon_serving_pid(&daemon_);
+    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    struct fuse_entry_out e;
+    g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, "probe", &e), ==, 0);
+    return fe;
+}
+
+/* After the fault: the daemon closed this connection alone, said why once, lives on and
+ * serves the next front-end. */
+static void check_connection_lost(struct fe *fe, unsigned logged_before)
+{
+    g_assert_true(fe_vu_closed(fe, 5000));
+    fe_close(fe);
+    for (int i = 0; i < 100 && log_count(FAULT_LOG) == logged_before; i++)
+        g_usleep(10000);
+    /* A process dying of SIGBUS closes its fds a moment before it is gone: looked at after
+     * the wait for the log line. The serving process itself, not only the sandbox's monitor,
+     * which outlives it a moment. */
+    g_assert_true(process_running(serving_pid));
+    g_assert_cmpint(test_daemon_serving_pid(&daemon_), ==, serving_pid);
+    g_assert_true(test_daemon_alive(&daemon_));
+    g_assert_cmpuint(log_count(FAULT_LOG), ==, logged_before + 1);
+    one_session(FE_PROFILE_QEMU);
+    g_assert_cmpint(test_daemon_serving_pid(&daemon_), ==, serving_pid);
+}
+
+/* Everything gone, the rings too: the queue worker faults on the avail ring. */
+static void test_memory_truncated_to_zero(void)
+{
+    unsigned logged = log_count(FAULT_LOG);
+    struct fe *fe = session_with_one_request();
+    g_assert_cmpint(ftruncate(fe_memfd(fe), 0), ==, 0);
+    fe_vq_kick(fe, 1); /* the driver "adds" a request the daemon must look for */
+    check_connection_lost(fe, logged);
+}
+
+/*
+ * The rings survive, the reply buffer of a LOOKUP does not: the request is read, served, and
+ * the reply written into the lost half (by the queue worker, or a pool thread).
+ */
+static void test_reply_buffer_truncated(void)
+{
+    unsigned logged = log_count(FAULT_LOG);
+    struct fe *fe = session_with_one_request();
+    size_t half = fe_mem_size(fe) / 2;
+    const char name[] = "probe";
+    size_t in_len = sizeof(struct fuse_in_header) + sizeof(name);
+    uint64_t req = fe_alloc(fe, in_len);
+    struct fuse_in_header *h = fe_ptr(fe, req);
+    *h = (struct fuse_in_header){
+        .len = (uint32_t)in_len, .opcode = FUSE_LOOKUP, .unique = 0x5eb05, .nodeid = FUSE_ROOT_ID};
+    memcpy(h + 1, name, sizeof(name));
+    fe_alloc(fe, half); /* what follows lies in the half about to go */
+    size_t out_len = sizeof(struct fuse_out_header) + sizeof(struct fuse_entry_out);
+    uint64_t reply = fe_alloc(fe, out_len);
+    g_assert_cmpuint(reply - fe_gpa_base(fe), >=, half);
+    g_assert_cmpint(ftruncate(fe_memfd(fe), (off_t)half), ==, 0);
+    /* Direct descriptors: an indirect table would be allocated in the lost half. */
+    struct fe_buf b[2] = {{req, (uint32_t)in_len, false}, {reply, (uint32_t)out_len, true}};
+    uint16_t head;
+    g_assert_cmpint(fe_vq_add(fe, 1, b, 2, false, &head), ==, 0);
+    fe_vq_kick(fe, 1);
+    check_connection_lost(fe, logged);
+}
+
+/* The rings gone while the queues are stopped, then the front-end restarts one: the
+ * vhost-user thread itself faults reading the used index (no worker runs to fault first). */
+static void test_ring_truncated_under_control_thread(void)
+{
+    unsigned logged = log_count(FAULT_LOG);
+    struct fe *fe = session_with_one_request();
+    struct {
+        uint32_t index, num;
+    } st;
+    for (uint32_t q = 0; q < 2; q++) {
+        st = (typeof(st)){q, 0};
+        g_assert_cmpint(fe_vu_send(fe, FE_VU_GET_VRING_BASE, 0, &st, sizeof(st), NULL, 0), ==, 0);
+        uint32_t req, size = sizeof(st);
+        g_assert_cmpint(fe_vu_recv(fe, &req, &st, &size, 5000), ==, 0);
+    }
+    g_assert_cmpint(ftruncate(fe_memfd(fe), 0), ==, 0);
+    uint64_t kick = 1 | (1u << 8); /* queue 1, no fd: polled */
+    g_assert_cmpint(fe_vu_send(fe, FE_VU_SET_VRING_KICK, 0, &kick, sizeof(kick), NULL, 0), ==, 0);
+    st = (typeof(st)){1, 1};
+    g_assert_cmpint(fe_vu_send(fe, FE_VU_SET_VRING_ENABLE, 0, &st, sizeof(st), NULL, 0), ==, 0);
+    check_connection_lost(fe, logged);
+}
+
+/*
+ * A READ whose data buffer is lost but whose reply header is not: preadv gets EFAULT (the
+ * kernel does not raise SIGBUS for its own accesses), the guest gets that error, and the
+ * session goes on.
+ */
+static void test_read_into_truncated_buffer(void)
+{
+    struct fe *fe = session_with_one_request();
+    struct fuse_entry_out e;
+    g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, "big", &e), ==, 0);
+    struct fuse_open_in oi = {.flags = O_RDONLY};
+    struct iovec iov = {&oi, sizeof(oi)};
+    struct fe_reply r;
+    g_assert_cmpint(fe_fuse(fe, 1, FUSE_OPEN, e.nodeid, &iov, 1, sizeof(struct fuse_open_out), &r),
+                    ==, 0);
+    g_assert_cmpint(r.error, ==, 0);
+    uint64_t fh = ((struct fuse_open_out *)r.data)->fh;
+
+    size_t mark = fe_alloc_mark(fe);
+    size_t half = fe_mem_size(fe) / 2;
+    size_t in_len = sizeof(struct fuse_in_header) + sizeof(struct fuse_read_in);
+    uint64_t req = fe_alloc(fe, in_len);
+    uint64_t out = fe_alloc(fe, sizeof(struct fuse_out_header));
+    struct fuse_in_header *h = fe_ptr(fe, req);
+    *h = (struct fuse_in_header){
+        .len = (uint32_t)in_len, .opcode = FUSE_READ, .unique = 0x4ead, .nodeid = e.nodeid};
+    *(struct fuse_read_in *)(h + 1) = (struct fuse_read_in){.fh = fh, .size = READ_SIZE};
+    struct fuse_out_header *o = fe_ptr(fe, out);
+    memset(o, 0, sizeof(*o));
+    fe_alloc(fe, half);
+    uint64_t data = fe_alloc(fe, READ_SIZE);
+    g_assert_cmpuint(data - fe_gpa_base(fe), >=, half);
+    g_assert_cmpint(ftruncate(fe_memfd(fe), (off_t)half), ==, 0);
+    struct fe_buf b[3] = {{req, (uint32_t)in_len, false},
+                          {out, sizeof(struct fuse_out_header), true},
+                          {data, READ_SIZE, true}};
+    uint16_t head, got;
+    uint32_t len;
+    g_assert_cmpint(fe_vq_add(fe, 1, b, 3, false, &head), ==, 0);
+    fe_vq_kick(fe, 1);
+    g_assert_cmpint(fe_vq_get_used(fe, 1, &got, &len, 5000), ==, 0);
+    g_assert_cmpuint(got, ==, head);
+    fe_vq_free_chain(fe, 1, got);
+    g_assert_cmpuint(len, ==, sizeof(*o));
+    g_assert_cmpint(o->error, ==, -EFAULT);
+    g_assert_cmphex(o->unique, ==, 0x4ead);
+    fe_alloc_release(fe, mark);
+
+    /* The session goes on in the memory that is left. */
+    g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, "probe", &e), ==, 0);
+    g_assert_false(fe_vu_closed(fe, 0));
+    fe_close(fe);
+    g_assert_true(test_daemon_alive(&daemon_));
+}
+
 static long status_field(pid_t pid, const char *field)
 {
     char path[64];
@@ -489,6 +669,11 @@ int main(int argc, char **argv)
     g_test_add_func("/lifecycle/disconnect-64-in-flight", test_disconnect_in_flight);
     g_test_add_func("/lifecycle/cloud-hypervisor-reconnect", test_cloud_hypervisor_reconnect);
     g_test_add_func("/lifecycle/guest-reset-same-connection", test_guest_reset_same_connection);
+    g_test_add_func("/guest-memory/truncated-to-zero", test_memory_truncated_to_zero);
+    g_test_add_func("/guest-memory/reply-buffer-truncated", test_reply_buffer_truncated);
+    g_test_add_func("/guest-memory/ring-truncated-under-control-thread",
+                    test_ring_truncated_under_control_thread);
+    g_test_add_func("/guest-memory/read-into-truncated-buffer", test_read_into_truncated_buffer);
     g_test_add_func("/sandbox/unprivileged-user-namespace", test_unprivileged_sandbox);
     g_test_add_func("/sandbox/unprivileged-id-maps", test_unprivileged_id_maps);
     g_test_add_func("/startup/second-daemon-refused", test_second_daemon_refused);
