@@ -102,8 +102,10 @@ struct pt_inode *pt_inode_get(struct pt_fs *fs, uint64_t nodeid);
 
 /*
  * Reopens an fd (typically an inode's O_PATH fd) through /proc/self/fd with real access flags
- * (O_CLOEXEC added). Following that magic link lands on the inode itself, never on a
- * symlink's target: a symlink yields -ELOOP. Returns the new fd or -errno.
+ * (O_CLOEXEC and O_NOCTTY added). Following that magic link lands on the inode itself, never
+ * on a symlink's target: a symlink yields -ELOOP. Returns the new fd or -errno. Callers open
+ * only regular files and directories (checking the type first) or ask for O_PATH (which opens
+ * nothing): opening a device node reaches the host device, opening a FIFO may block.
  */
 int pt_reopen(struct pt_fs *fs, int path_fd, int flags);
 
@@ -171,8 +173,11 @@ void pt_locks_free(struct pt_locks *l);
 void pt_locks_reset(struct pt_locks *l);
 /* FLUSH by owner: its POSIX locks on the inode go, and its waits there end. */
 void pt_locks_flush(struct pt_fs *fs, uint64_t nodeid, uint64_t owner);
-/* RELEASE of fh: flock waits on it end. */
+/* RELEASE of fh: flock waits on it end, and the POSIX lock owners that last locked through it
+ * (their FLUSH did not come) go. */
 void pt_locks_release(struct pt_fs *fs, uint64_t fh);
+/* After a FORGET of nodeid: if that removed the inode, every lock owner on it goes. */
+void pt_locks_forget(struct pt_fs *fs, uint64_t nodeid);
 
 static inline bool pt_wants_write(int flags)
 {

@@ -66,16 +66,28 @@ static struct fh_mount *add(struct fh_mounts *t, int mnt_id, int fd, int err)
     return m;
 }
 
-/* The mount fd from src_fd, checked by opening b with it: the fd, or -errno. */
+/*
+ * The mount fd from src_fd, checked by opening b with it: the fd, or -errno.
+ *
+ * Opened with the daemon's own credentials (the caller may not be allowed to read the
+ * directory): the fd only serves open_by_handle_at and never reaches the guest, and src_fd is
+ * a directory or regular file in the share (passthrough.c's mount_source picks nothing else;
+ * checked again here), so no device node or FIFO is ever opened this way.
+ */
 static int open_mount_fd(const struct fh_buf *b, int src_fd, int proc_self_fd)
 {
+    struct stat st;
+    if (fstat(src_fd, &st) < 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+        return -EINVAL;
     char name[32];
-    uid_t saved = creds_raise(); /* the caller may not be allowed to read the directory */
+    uid_t saved = creds_raise();
     int err = 0, probe, fd;
 
     snprintf(name, sizeof(name), "%d", src_fd);
     /* Following the magic link lands on the inode itself; O_NONBLOCK: never wait on a file. */
-    fd = openat(proc_self_fd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    fd = openat(proc_self_fd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
         err = errno;
     } else {
@@ -173,6 +185,12 @@ void fh_free(struct pt_fhandle *fh)
 
 int fh_open(const struct pt_fhandle *fh, int flags)
 {
+    /*
+     * With the daemon's own credentials: open_by_handle_at needs CAP_DAC_READ_SEARCH. The
+     * only caller (pt_inode_fd_open) asks for O_PATH, which opens no file of any type (no
+     * device driver or FIFO is reached), and the handle is one the daemon encoded itself for
+     * an inode the guest looked up in the share.
+     */
     uid_t saved = creds_raise();
     int fd = open_by_handle_at(fh->mount->fd, fh->h, flags | O_CLOEXEC);
     int err = errno;

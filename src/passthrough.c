@@ -229,9 +229,13 @@ int pt_reopen(struct pt_fs *fs, int path_fd, int flags)
     struct fd_path p;
     int fd;
 
-    /* O_NOFOLLOW would refuse the magic link itself; it never follows further anyway. */
-    flags &= ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_NOCTTY);
-    fd = openat(fs->proc_self_fd, fd_name(path_fd, &p), flags | O_CLOEXEC);
+    /*
+     * O_NOFOLLOW would refuse the magic link itself; it never follows further anyway.
+     * O_NOCTTY always: were a terminal ever reopened, it must not become the daemon's
+     * controlling terminal (whose hangup would signal the daemon).
+     */
+    flags &= ~(O_NOFOLLOW | O_CREAT | O_EXCL);
+    fd = openat(fs->proc_self_fd, fd_name(path_fd, &p), flags | O_NOCTTY | O_CLOEXEC);
     return fd < 0 ? -errno : fd;
 }
 
@@ -669,6 +673,7 @@ int pt_lookup(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const
 void pt_forget(struct pt_fs *fs, uint64_t nodeid, uint64_t nlookup)
 {
     itab_forget(fs->inodes, nodeid, nlookup);
+    pt_locks_forget(fs, nodeid);
 }
 
 /* The attribute reply from pfd, the inode's O_PATH fd. */
@@ -1191,7 +1196,11 @@ int pt_syncfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid)
     PT_FDREF(r);
     int fd, ret;
 
-    /* syncfs needs no permission, but syncfs(2) needs a real fd: reopen as root. */
+    /*
+     * syncfs needs no permission, but syncfs(2) needs a real fd: reopen as the daemon. Safe:
+     * only a directory or regular file is opened (anything else syncs the share's root
+     * instead), read-only and non-blocking, and the fd is closed before the reply.
+     */
     ret = pt_begin(fs, NULL, nodeid, &inode);
     if (ret < 0)
         return ret;

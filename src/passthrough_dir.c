@@ -69,7 +69,10 @@ int pt_releasedir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
     /* As pt_release: no permission needed, and it must not fail for the caller's ids. */
     int ret = begin_dirhandle(fs, NULL, nodeid, in->fh, &h);
 
-    return ret < 0 ? ret : htab_remove(fs->handles, in->fh, nodeid);
+    if (ret < 0)
+        return ret;
+    pt_locks_release(fs, in->fh); /* lock owners that came through it (passthrough_lock.c) */
+    return htab_remove(fs->handles, in->fh, nodeid);
 }
 
 int pt_fsyncdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,

@@ -12,6 +12,17 @@
  * flock locks belong to the open file, which is exactly one of our handles: flock(2) on its
  * fd has the right semantics as it is.
  *
+ * Every lock request names one of the guest's open handles on the inode (FUSE_LK_IN's fh; the
+ * guest kernel always sends the file's). Handles exist only for regular files and directories
+ * the guest's caller opened with its own credentials (OPEN, CREATE, OPENDIR), so a lock never
+ * reaches a device node, FIFO or socket, and never a file the caller could not open. The
+ * owner files are opened from the handle's fd, with the daemon's own credentials (see
+ * open_for_locks).
+ *
+ * Owner files are bounded per session (max_owners): the owners are the guest's to choose.
+ * They go on FLUSH by the owner, on RELEASE of the handle the owner last locked through, on
+ * FORGET of the inode and on a reset.
+ *
  * A lock that must wait (SETLKW) waits on a thread of its own, so the queue worker that
  * received it keeps serving, including the unlock the wait depends on. INTERRUPT, FLUSH of
  * the owner, RELEASE of the file and a reset end waits early with EINTR: the waiting thread
@@ -26,6 +37,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,10 +49,21 @@
 #define RESEND_NS   2000000        /* re-send the wake-up signal this often (2 ms) */
 #define WAIT_STACK  (64 * 1024)
 
+/*
+ * Most lock owners (host fds) per session. Real guests hold one per process and locked file,
+ * far fewer than this; a hostile one picks owners freely and would otherwise use up the
+ * daemon's fds. Also held to OWNERS_NOFILE_SHARE of the open-file limit, so lock files never
+ * take the fds inodes, handles and queues need. Past it a new owner gets ENOLCK, fcntl(2)'s
+ * "too many segment locks".
+ */
+#define MAX_OWNERS          4096
+#define OWNERS_NOFILE_SHARE 16
+
 /* The host open file that carries one guest lock owner's POSIX locks on one inode. */
 struct lock_owner {
     struct lock_owner *next;
     uint64_t nodeid, owner;
+    uint64_t fh; /* the handle its last SETLK came through: RELEASE of it drops the owner */
     int fd;
     uint32_t pid;  /* guest pid of the owner's last lock: GETLK reports it */
     unsigned refs; /* 1 while in the table, +1 per wait using fd */
@@ -65,6 +88,8 @@ struct pt_locks {
     pthread_mutex_t mu;
     pthread_cond_t cond; /* broadcast when a wait ends */
     struct lock_owner *owners;
+    unsigned nowners, max_owners;
+    bool warned; /* the bound was logged once */
     struct lock_wait *waits;
     unsigned nwaits;
     /* Ever used: FLUSH and RELEASE (every close in the guest) skip the mutex until then. */
@@ -74,6 +99,17 @@ struct pt_locks {
 static void wake_handler(int sig)
 {
     (void)sig; /* only there to make the blocking syscall return EINTR */
+}
+
+/* MAX_OWNERS, or less under a low open-file limit (main raised it before pt_new). */
+static unsigned owners_bound(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur / OWNERS_NOFILE_SHARE >= MAX_OWNERS)
+        return MAX_OWNERS;
+    return rl.rlim_cur / OWNERS_NOFILE_SHARE > 16 ? (unsigned)(rl.rlim_cur / OWNERS_NOFILE_SHARE)
+                                                  : 16;
 }
 
 int pt_locks_new(struct pt_locks **out)
@@ -87,6 +123,7 @@ int pt_locks_new(struct pt_locks **out)
         return -ENOMEM;
     pthread_mutex_init(&l->mu, NULL);
     atomic_init(&l->used, false);
+    l->max_owners = owners_bound();
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -129,6 +166,7 @@ static void owner_unlink(struct pt_locks *l, struct lock_owner *lo)
     for (struct lock_owner **p = &l->owners; *p; p = &(*p)->next) {
         if (*p == lo) {
             *p = lo->next;
+            l->nowners--;
             owner_put(lo);
             return;
         }
@@ -136,37 +174,80 @@ static void owner_unlink(struct pt_locks *l, struct lock_owner *lo)
 }
 
 /*
- * A host open file for the inode, as the daemon itself: lock requests need none of the
- * caller's access rights (the guest checked its fd's mode), but a write lock needs a file
- * open for writing and a read lock one open for reading, so both are tried for.
+ * The handle fd of the guest's open file a lock request names (in->fh on nodeid), or -EBADF.
+ * setlk: as fcntl(2) checks, a write lock needs the file open for writing and a read lock
+ * open for reading; the owner's file is the daemon's and would not check it.
  */
-static int open_for_locks(struct pt_fs *fs, struct pt_inode *inode)
+static int lock_handle_fd(struct pt_fs *fs, uint64_t nodeid, const struct fuse_lk_in *in,
+                          bool setlk)
 {
-    static const int modes[] = {O_RDWR, O_RDONLY, O_WRONLY};
-    PT_FDREF(r);
-    int ret = pt_enter(fs, NULL);
-    if (ret == 0)
-        ret = pt_inode_fd(fs, inode, &r);
+    struct pt_handle *h = htab_get(fs->handles, in->fh, nodeid);
+    if (!h)
+        return -EBADF;
+    int flags = fcntl(h->fd, F_GETFL);
+    if (flags < 0)
+        return -errno;
+    int acc = flags & O_ACCMODE;
+    if (setlk && ((in->lk.type == F_WRLCK && acc == O_RDONLY) ||
+                  (in->lk.type == F_RDLCK && acc == O_WRONLY)))
+        return -EBADF;
+    return h->fd;
+}
+
+/*
+ * A host open file to carry one owner's POSIX locks, reopened from handle_fd (a guest handle's
+ * fd, lock_handle_fd) with the daemon's own credentials: the owner's read and write locks,
+ * taken through any of the guest's fds, must land on one open file (so that they merge), and
+ * a write lock needs it open for writing, a read lock for reading.
+ *
+ * Safe as the daemon because: the caller opened the file itself (the handle, opened with the
+ * caller's credentials) and lock_handle_fd checked the handle's mode allows the lock; the fd
+ * never leaves the daemon and is used only for fcntl locks. Only a regular file (O_RDWR, else
+ * O_RDONLY or O_WRONLY) or a directory (O_RDONLY, as OPENDIR opens it) is opened: handles
+ * exist for nothing else, and the type is checked again on the fd. Anything else is -EINVAL
+ * (POSIX: "the file does not support locking") and never opened, as opening a device node as
+ * root reaches the host device, and opening a FIFO may block or wake its peer.
+ */
+static int open_for_locks(struct pt_fs *fs, int handle_fd)
+{
+    static const int file_modes[] = {O_RDWR, O_RDONLY, O_WRONLY};
+    static const int dir_modes[] = {O_RDONLY | O_DIRECTORY};
+    struct statx stx;
+    int ret = pt_statx(handle_fd, &stx);
     if (ret < 0)
         return ret;
-    for (unsigned i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-        ret = pt_reopen(fs, r.fd, modes[i] | O_NONBLOCK);
+    const int *modes = S_ISREG(stx.stx_mode) ? file_modes : dir_modes;
+    unsigned n = S_ISREG(stx.stx_mode) ? 3 : S_ISDIR(stx.stx_mode) ? 1 : 0;
+    if (n == 0)
+        return -EINVAL;
+    ret = pt_enter(fs, NULL);
+    if (ret < 0)
+        return ret;
+    for (unsigned i = 0; i < n; i++) {
+        ret = pt_reopen(fs, handle_fd, modes[i] | O_NONBLOCK);
         if (ret >= 0 || (ret != -EACCES && ret != -EROFS && ret != -EISDIR && ret != -ETXTBSY))
             return ret;
     }
     return ret;
 }
 
-static int owner_get(struct pt_fs *fs, struct pt_inode *inode, uint64_t owner,
+/* The owner (nodeid, owner), created with a file from handle_fd if new (mu held). */
+static int owner_get(struct pt_fs *fs, uint64_t nodeid, uint64_t owner, int handle_fd,
                      struct lock_owner **out)
 {
     struct pt_locks *l = fs->locks;
-    struct lock_owner *lo = owner_find(l, inode->nodeid, owner);
+    struct lock_owner *lo = owner_find(l, nodeid, owner);
     if (lo) {
         *out = lo;
         return 0;
     }
-    int fd = open_for_locks(fs, inode);
+    if (l->nowners >= l->max_owners) {
+        if (!l->warned)
+            log_warn("locks: %u lock owners hold files; refusing more until some go", l->nowners);
+        l->warned = true;
+        return -ENOLCK;
+    }
+    int fd = open_for_locks(fs, handle_fd);
     if (fd < 0)
         return fd;
     lo = calloc(1, sizeof(*lo));
@@ -175,8 +256,9 @@ static int owner_get(struct pt_fs *fs, struct pt_inode *inode, uint64_t owner,
         return -ENOMEM;
     }
     *lo = (struct lock_owner){
-        .next = l->owners, .nodeid = inode->nodeid, .owner = owner, .fd = fd, .refs = 1};
+        .next = l->owners, .nodeid = nodeid, .owner = owner, .fd = fd, .refs = 1};
     l->owners = lo;
+    l->nowners++;
     atomic_store(&l->used, true);
     *out = lo;
     return 0;
@@ -335,6 +417,7 @@ void pt_locks_reset(struct pt_locks *l)
     cancel_waits(l, &(struct wait_match){.all = true});
     while (l->owners)
         owner_unlink(l, l->owners);
+    l->warned = false;
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -372,27 +455,26 @@ int pt_getlk(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 {
     struct pt_inode *inode;
     struct flock fl;
-    int ret = pt_begin(fs, ctx, nodeid, &inode);
+    /* As SETLK: without FUSE_POSIX_LOCKS the guest kernel tests its own locks, never ours. */
+    int ret = fs->cfg.posix_locks ? pt_begin(fs, ctx, nodeid, &inode) : -ENOSYS;
     if (ret == 0)
         ret = to_flock(&in->lk, &fl);
-    if (ret < 0)
-        return ret;
+    int handle_fd = ret < 0 ? ret : lock_handle_fd(fs, nodeid, in, false);
+    if (handle_fd < 0)
+        return handle_fd;
     struct pt_locks *l = fs->locks;
     pthread_mutex_lock(&l->mu);
+    /*
+     * An owner without a file holds no locks, so every lock conflicts with it: the handle's
+     * own open file, which carries none (the owners' files do), tests for it without a reopen.
+     */
     struct lock_owner *lo = owner_find(l, nodeid, in->owner);
-    int fd = lo ? lo->fd : open_for_locks(fs, inode);
-    if (fd < 0) {
-        pthread_mutex_unlock(&l->mu);
-        return fd;
-    }
     struct flock asked = fl;
-    ret = fcntl(fd, F_OFD_GETLK, &fl) < 0 ? -errno : 0;
+    ret = fcntl(lo ? lo->fd : handle_fd, F_OFD_GETLK, &fl) < 0 ? -errno : 0;
     uint32_t pid = 0;
     if (ret == 0 && fl.l_type != F_UNLCK)
         pid = holder_pid(l, lo, nodeid, &asked, &fl);
     pthread_mutex_unlock(&l->mu);
-    if (!lo)
-        close(fd);
     if (ret == 0) {
         memset(out, 0, sizeof(*out));
         from_flock(&fl, pid, &out->lk);
@@ -400,20 +482,22 @@ int pt_getlk(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
     return ret;
 }
 
-static int setlk_posix(struct pt_fs *fs, struct pt_inode *inode, const struct fuse_lk_in *in,
+static int setlk_posix(struct pt_fs *fs, uint64_t nodeid, const struct fuse_lk_in *in,
                        const struct pt_async *async)
 {
     struct flock fl;
     int ret = to_flock(&in->lk, &fl);
-    if (ret < 0)
-        return ret;
+    int handle_fd = ret < 0 ? ret : lock_handle_fd(fs, nodeid, in, true);
+    if (handle_fd < 0)
+        return handle_fd;
     struct pt_locks *l = fs->locks;
     pthread_mutex_lock(&l->mu);
-    struct lock_owner *lo = owner_find(l, inode->nodeid, in->owner);
+    struct lock_owner *lo = owner_find(l, nodeid, in->owner);
     if (!lo && fl.l_type == F_UNLCK)
         goto out; /* nothing held, nothing to drop */
-    if (!lo && (ret = owner_get(fs, inode, in->owner, &lo)) < 0)
+    if (!lo && (ret = owner_get(fs, nodeid, in->owner, handle_fd, &lo)) < 0)
         goto out;
+    lo->fh = in->fh;
     ret = fcntl(lo->fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
     if (ret == -EACCES)
         ret = -EAGAIN; /* POSIX allows either; the guest's callers expect EAGAIN */
@@ -503,7 +587,7 @@ int pt_setlk(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
         return ret;
     if (in->lk_flags & FUSE_LK_FLOCK)
         return fs->cfg.flock_locks ? setlk_flock(fs, nodeid, in, async) : -ENOSYS;
-    return fs->cfg.posix_locks ? setlk_posix(fs, inode, in, async) : -ENOSYS;
+    return fs->cfg.posix_locks ? setlk_posix(fs, nodeid, in, async) : -ENOSYS;
 }
 
 /* ---- closing ----------------------------------------------------------------------------- */
@@ -514,6 +598,34 @@ void pt_locks_flush(struct pt_fs *fs, uint64_t nodeid, uint64_t owner)
         flush_owner(fs, nodeid, owner);
 }
 
+/*
+ * Drops owners (mu held), their waits ended first: by_fh, those whose last SETLK came
+ * through fh; otherwise every owner on nodeid.
+ */
+static void drop_owners(struct pt_locks *l, bool by_fh, uint64_t fh, uint64_t nodeid)
+{
+    struct lock_owner **p = &l->owners;
+    while (*p) {
+        struct lock_owner *lo = *p;
+        if (by_fh ? lo->fh != fh : lo->nodeid != nodeid) {
+            p = &lo->next;
+            continue;
+        }
+        cancel_waits(
+            l, &(struct wait_match){.by_owner = true, .nodeid = lo->nodeid, .owner = lo->owner});
+        *p = lo->next;
+        l->nowners--;
+        owner_put(lo);
+    }
+}
+
+/*
+ * RELEASE of fh: its flock waits end, and so do the owners whose last lock request came
+ * through fh. Such an owner had fh among its open files then; the file is released only once
+ * every fd on it is closed, and the owner's close sent FLUSH, which dropped its locks. What
+ * is left is an owner whose FLUSH never came: a guest OFD lock (owned by the open file, never
+ * flushed) or a hostile guest's.
+ */
 void pt_locks_release(struct pt_fs *fs, uint64_t fh)
 {
     struct pt_locks *l = fs->locks;
@@ -521,5 +633,20 @@ void pt_locks_release(struct pt_fs *fs, uint64_t fh)
         return;
     pthread_mutex_lock(&l->mu);
     cancel_waits(l, &(struct wait_match){.by_fh = true, .fh = fh});
+    drop_owners(l, true, fh, 0);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/*
+ * After a FORGET: once the inode is gone the guest has no file open on it, so no owner holds
+ * locks there. (Nodeids are never reused, but the owners' files would stay open until a reset.)
+ */
+void pt_locks_forget(struct pt_fs *fs, uint64_t nodeid)
+{
+    struct pt_locks *l = fs->locks;
+    if (!atomic_load(&l->used) || itab_get(fs->inodes, nodeid))
+        return;
+    pthread_mutex_lock(&l->mu);
+    drop_owners(l, false, 0, nodeid);
     pthread_mutex_unlock(&l->mu);
 }

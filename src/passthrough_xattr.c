@@ -161,14 +161,26 @@ static int map_name(const struct pt_fs *fs, struct xattr_args *a, char *buf, siz
  * FUSE_SETXATTR_ACL_KILL_SGID on an access ACL: the guest kernel found the caller outside the
  * file's group and without CAP_FSETID, so S_ISGID goes, as it would locally. Cleared first,
  * with the daemon's own credentials, as the Rust virtiofsd does.
+ *
+ * The daemon's credentials are used only if the caller may set the ACL at all: only the
+ * owner (or host root) may, so for anyone else the setxattr that follows fails, and the chmod
+ * must not happen either (it would strip S_ISGID off any file as root). A chmod opens nothing,
+ * so the file's type does not matter.
  */
 static int acl_kill_sgid(struct pt_fs *fs, const struct pt_ctx *ctx, int pfd)
 {
     struct statx stx;
     struct fd_path p;
+    uint32_t uid;
     int back, ret = pt_statx(pfd, &stx);
 
     if (ret < 0 || !(stx.stx_mode & S_ISGID))
+        return ret;
+    /* Who the setxattr will run as: the caller's host uid, or the daemon if not switching. */
+    ret = idmap_to_host(&fs->cfg.uid_map, ctx->uid, &uid);
+    if (!fs->switch_creds)
+        uid = (uint32_t)geteuid();
+    if (ret < 0 || (uid != 0 && uid != stx.stx_uid))
         return ret;
     ret = pt_enter(fs, NULL);
     if (ret == 0 && fchmodat(fs->proc_self_fd, fd_name(pfd, &p),
@@ -274,9 +286,13 @@ int pt_apply_secctx(struct pt_fs *fs, const struct pt_ctx *ctx, int path_fd)
                             .buf = (void *)ctx->secctx->value,
                             .size = ctx->secctx->size};
     ret = map_name(fs, &a, host_name, sizeof(host_name));
+    /*
+     * As the daemon: the caller may not be allowed to label. Only the inode this request has
+     * just created gets the label; through /proc/self/fd any type of inode (a symlink or
+     * device node included) is reached without being opened.
+     */
     if (ret == 0)
         ret = pt_enter(fs, NULL);
-    /* Through /proc/self/fd: any type of inode, a symlink or device node included. */
     if (ret == 0 && setxattr(fd_name(path_fd, &p), a.name, a.buf, a.size, 0) < 0)
         ret = -errno;
     back = pt_enter(fs, ctx);

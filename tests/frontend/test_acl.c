@@ -525,6 +525,20 @@ static void test_access_acl(void)
     g_assert_cmpint(hmode("sgid"), ==, 0660);
     g_assert_cmpint(setxattr_(node("keep"), "system.posix_acl_access", &a, sizeof(a)), ==, 0);
     g_assert_cmpint(hmode("keep"), ==, 02660);
+
+    /*
+     * Only the owner may set an access ACL: another caller's KILL_SGID request is refused and
+     * leaves S_ISGID of the root-owned file alone (the daemon cleared it as root before).
+     */
+    hcreate("other", 02775);
+    struct fuse_setxattr_in si = {.size = sizeof(a), .setxattr_flags = FUSE_SETXATTR_ACL_KILL_SGID};
+    const char *acl_name = "system.posix_acl_access";
+    struct fe_reply r;
+    g_assert_cmpint(fe_fuse_as(fe_, 1, 1000, 1000, FUSE_SETXATTR, node("other"),
+                               IOV(S(si), NAME(acl_name), BUF(&a, sizeof(a))), 0, &r),
+                    ==, 0);
+    g_assert_cmpint(r.error, ==, -EPERM);
+    g_assert_cmpint(hmode("other"), ==, 02775);
     stop();
 }
 

@@ -6,12 +6,16 @@
  * must see the guest's locks and the guest must see theirs: every lock is checked from the
  * host with fcntl(F_OFD_GETLK) or flock(LOCK_NB) as well as through the daemon.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -353,6 +357,283 @@ static void test_flock(void)
     release(ino2, fh2, FUSE_RELEASE_FLOCK_UNLOCK);
 }
 
+/* Waits (up to 2 s) until the daemon has at most n fds; returns its count. */
+static int fd_count_settles(int n)
+{
+    int now = test_daemon_fd_count(&daemon_);
+    for (int i = 0; i < 200 && now > n; i++) {
+        g_usleep(10000);
+        now = test_daemon_fd_count(&daemon_);
+    }
+    return now;
+}
+
+/* ---- what a lock may open ---------------------------------------------------------------------
+ */
+
+/* Whether fd name of fd_dir (/proc/PID/task/TID/fd) is open with O_PATH (its fdinfo flags). */
+static bool is_o_path(const char *fd_dir, const char *name)
+{
+    char *info = g_strdup_printf("%.*sinfo/%s", (int)strlen(fd_dir), fd_dir, name);
+    gchar *text = NULL;
+    unsigned flags = 0;
+    if (g_file_get_contents(info, &text, NULL, NULL)) {
+        const char *f = strstr(text, "flags:");
+        if (f)
+            flags = (unsigned)strtoul(f + 6, NULL, 8);
+    }
+    g_free(text);
+    g_free(info);
+    return flags & O_PATH;
+}
+
+/*
+ * Fds of the serving daemon (every task's table) that have a device node or FIFO in the share
+ * open: the daemon must never hold one. (O_PATH fds, which every looked-up inode keeps, open
+ * nothing: no driver, no FIFO end.)
+ */
+static int share_special_fds(void)
+{
+    struct stat share, st;
+    g_assert_cmpint(stat(daemon_.share, &share), ==, 0);
+    char *tasks = g_strdup_printf("/proc/%d/task", (int)test_daemon_serving_pid(&daemon_));
+    DIR *td = opendir(tasks);
+    g_assert_nonnull(td);
+    int n = 0;
+    for (struct dirent *t; (t = readdir(td));) {
+        if (t->d_name[0] == '.')
+            continue;
+        char *fds = g_strdup_printf("%s/%s/fd", tasks, t->d_name);
+        DIR *fd = opendir(fds);
+        for (struct dirent *e; fd && (e = readdir(fd));) {
+            char *link = g_strdup_printf("%s/%s", fds, e->d_name);
+            if (e->d_name[0] != '.' && stat(link, &st) == 0 && st.st_dev == share.st_dev &&
+                (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode)) &&
+                !is_o_path(fds, e->d_name)) {
+                g_test_message("daemon fd %s is a special file of the share", link);
+                n++;
+            }
+            g_free(link);
+        }
+        if (fd)
+            closedir(fd);
+        g_free(fds);
+    }
+    closedir(td);
+    g_free(tasks);
+    return n;
+}
+
+static uint64_t mknod_node(const char *name, mode_t mode, dev_t rdev)
+{
+    struct fuse_mknod_in mi = {.mode = mode, .rdev = (uint32_t)rdev};
+    struct iovec iov[] = {{&mi, sizeof(mi)}, {(void *)name, strlen(name) + 1}};
+    struct fe_reply r;
+    g_assert_cmpint(
+        fe_fuse(fe_, Q, FUSE_MKNOD, FUSE_ROOT_ID, iov, 2, sizeof(struct fuse_entry_out), &r), ==,
+        0);
+    g_assert_cmpint(r.error, ==, 0);
+    return ((struct fuse_entry_out *)r.data)->nodeid;
+}
+
+static int open_node(uint64_t nodeid, uint32_t opcode, int flags, uint64_t *fh)
+{
+    struct fuse_open_in in = {.flags = (uint32_t)flags};
+    struct iovec iov = {&in, sizeof(in)};
+    struct fe_reply r;
+    g_assert_cmpint(fe_fuse(fe_, Q, opcode, nodeid, &iov, 1, sizeof(struct fuse_open_out), &r), ==,
+                    0);
+    if (r.error == 0)
+        *fh = ((struct fuse_open_out *)r.data)->fh;
+    return r.error;
+}
+
+/*
+ * A device node (/dev/null's 1:3, made by the guest) or FIFO in the share: the guest cannot
+ * open it here (the guest kernel serves special files itself), and a lock request on it,
+ * naming no handle or another file's, is refused with EBADF without the daemon opening it.
+ * Before, SETLK reopened it as root O_RDWR (a host device held open read-write until FLUSH,
+ * a FIFO too) and GETLK opened it for the length of the call.
+ */
+static void test_special_files(void)
+{
+    uint64_t reg, reg_fh;
+    open_file(fe_, "special-reg", &reg, &reg_fh);
+    const struct {
+        const char *name;
+        mode_t mode;
+        dev_t rdev;
+    } nodes[] = {
+        {"special-null", S_IFCHR | 0666, makedev(1, 3)},
+        {"special-fifo", S_IFIFO | 0666, 0},
+        {"special-sock", S_IFSOCK | 0666, 0},
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(nodes); i++) {
+        uint64_t ino = mknod_node(nodes[i].name, nodes[i].mode, nodes[i].rdev), fh = 0;
+        struct fuse_entry_out e;
+        g_assert_cmpint(fe_lookup(fe_, FUSE_ROOT_ID, nodes[i].name, &e), ==, 0);
+        g_assert_cmpuint(e.nodeid, ==, ino);
+        g_assert_cmpint(open_node(ino, FUSE_OPEN, O_RDWR, &fh), ==, -EINVAL);
+        struct fuse_file_lock got;
+        const uint64_t fhs[] = {0, reg_fh, 12345};
+        int errs[G_N_ELEMENTS(fhs)][3];
+        for (unsigned j = 0; j < G_N_ELEMENTS(fhs); j++) {
+            errs[j][0] = setlk(ino, lk(fhs[j], OWNER_A, F_WRLCK, 0, TO_EOF, PID_A, false));
+            errs[j][1] = setlk(ino, lk(fhs[j], OWNER_B, F_RDLCK, 0, 0, PID_B, false));
+            errs[j][2] = getlk(ino, lk(fhs[j], OWNER_A, F_WRLCK, 0, TO_EOF, PID_A, false), &got);
+        }
+        /* What matters most first: nothing of the share's special files is open. */
+        g_assert_cmpint(share_special_fds(), ==, 0);
+        for (unsigned j = 0; j < G_N_ELEMENTS(fhs); j++)
+            for (unsigned k = 0; k < 3; k++)
+                g_assert_cmpint(errs[j][k], ==, -EBADF);
+    }
+    /* The regular file's handle still locks its own file. */
+    g_assert_cmpint(setlk(reg, lk(reg_fh, OWNER_A, F_WRLCK, 0, TO_EOF, PID_A, false)), ==, 0);
+    g_assert_cmpint(host_lock_type("special-reg", F_WRLCK, 0, 0), ==, F_WRLCK);
+    flush(reg, reg_fh, OWNER_A);
+    release(reg, reg_fh, 0);
+}
+
+/*
+ * As fcntl(2): a write lock needs the file open for writing, a read lock open for reading
+ * (the daemon's owner files are opened read-write whatever the guest's mode; before, a
+ * read-only handle took write locks that host processes then saw).
+ */
+static void test_handle_mode(void)
+{
+    uint64_t ino, rw_fh, ro_fh, wo_fh;
+    open_file(fe_, "modes", &ino, &rw_fh);
+    g_assert_cmpint(open_node(ino, FUSE_OPEN, O_RDONLY, &ro_fh), ==, 0);
+    g_assert_cmpint(open_node(ino, FUSE_OPEN, O_WRONLY, &wo_fh), ==, 0);
+    g_assert_cmpint(setlk(ino, lk(ro_fh, OWNER_A, F_WRLCK, 0, 9, PID_A, false)), ==, -EBADF);
+    g_assert_cmpint(setlk(ino, lk(wo_fh, OWNER_A, F_RDLCK, 0, 9, PID_A, false)), ==, -EBADF);
+    g_assert_cmpint(host_lock_type("modes", F_WRLCK, 0, 10), ==, F_UNLCK);
+    g_assert_cmpint(setlk(ino, lk(ro_fh, OWNER_A, F_RDLCK, 0, 9, PID_A, false)), ==, 0);
+    g_assert_cmpint(setlk(ino, lk(wo_fh, OWNER_A, F_WRLCK, 20, 29, PID_A, false)), ==, 0);
+    /* One owner, one host file: the read and write locks from two handles both hold. */
+    g_assert_cmpint(host_lock_type("modes", F_WRLCK, 5, 1), ==, F_RDLCK);
+    g_assert_cmpint(host_lock_type("modes", F_RDLCK, 25, 1), ==, F_WRLCK);
+    /* GETLK needs no access: any handle of the file tests. */
+    struct fuse_file_lock got;
+    g_assert_cmpint(getlk(ino, lk(ro_fh, OWNER_B, F_WRLCK, 0, TO_EOF, PID_B, false), &got), ==, 0);
+    g_assert_cmpuint(got.type, ==, F_RDLCK);
+    g_assert_cmpuint(got.pid, ==, PID_A);
+    flush(ino, rw_fh, OWNER_A);
+    g_assert_cmpint(host_lock_type("modes", F_WRLCK, 0, 0), ==, F_UNLCK);
+    release(ino, ro_fh, 0);
+    release(ino, wo_fh, 0);
+    release(ino, rw_fh, 0);
+}
+
+/*
+ * A directory's handle (OPENDIR, read-only): read locks as on a local directory fd, write
+ * locks EBADF; RELEASEDIR drops them. (The Linux guest keeps directory locks local.)
+ */
+static void test_directory(void)
+{
+    char *p = host_path("lockdir");
+    g_assert_cmpint(mkdir(p, 0755), ==, 0);
+    g_free(p);
+    struct fuse_entry_out e;
+    g_assert_cmpint(fe_lookup(fe_, FUSE_ROOT_ID, "lockdir", &e), ==, 0);
+    uint64_t fh;
+    g_assert_cmpint(open_node(e.nodeid, FUSE_OPENDIR, O_RDONLY, &fh), ==, 0);
+    int fds = test_daemon_fd_count(&daemon_);
+    g_assert_cmpint(setlk(e.nodeid, lk(fh, OWNER_A, F_WRLCK, 0, 0, PID_A, false)), ==, -EBADF);
+    g_assert_cmpint(setlk(e.nodeid, lk(fh, OWNER_A, F_RDLCK, 0, 0, PID_A, false)), ==, 0);
+    g_assert_cmpint(test_daemon_fd_count(&daemon_), ==, fds + 1);
+    struct fuse_file_lock got;
+    g_assert_cmpint(getlk(e.nodeid, lk(fh, OWNER_B, F_WRLCK, 0, 0, PID_B, false), &got), ==, 0);
+    g_assert_cmpuint(got.type, ==, F_RDLCK);
+    struct fuse_release_in in = {.fh = fh};
+    struct iovec iov = {&in, sizeof(in)};
+    struct fe_reply r;
+    g_assert_cmpint(fe_fuse(fe_, Q, FUSE_RELEASEDIR, e.nodeid, &iov, 1, 0, &r), ==, 0);
+    g_assert_cmpint(r.error, ==, 0);
+    /* the handle's fd and the owner's (handles are closed after an RCU grace period) */
+    g_assert_cmpint(fd_count_settles(fds - 1), <=, fds - 1);
+}
+
+/* ---- how many lock owners ------------------------------------------------------------------- */
+
+#define OWNERS_BOUND 4096 /* MAX_OWNERS in src/passthrough_lock.c */
+
+/*
+ * Each lock owner holds a host file, and the guest picks owners: past the bound a new owner
+ * gets ENOLCK and nothing is opened (before, every owner opened one more fd, until the
+ * daemon's fd limit). Owners already there keep working, FLUSH makes room, and RELEASE of
+ * the handle they came through closes their files.
+ */
+static void test_owner_bound(void)
+{
+    uint64_t ino, fh;
+    open_file(fe_, "owners", &ino, &fh);
+    int fds = test_daemon_fd_count(&daemon_);
+    const uint64_t base = 0x100000;
+    unsigned granted = 0;
+    int err = 0;
+    for (unsigned i = 0; i < 3 * OWNERS_BOUND && err == 0; i++) {
+        err = setlk(ino, lk(fh, base + i, F_WRLCK, i, i, PID_A, false));
+        granted += err == 0;
+    }
+    g_assert_cmpint(err, ==, -ENOLCK);
+    g_assert_cmpuint(granted, >, 0);
+    g_assert_cmpuint(granted, <=, OWNERS_BOUND);
+    int at_bound = test_daemon_fd_count(&daemon_);
+    g_test_message("%u owners granted; daemon fds %d before, %d at the bound", granted, fds,
+                   at_bound);
+    g_assert_cmpint(at_bound, <=, fds + (int)granted);
+    /* Many more owners: all refused, no fd more. */
+    for (unsigned i = 0; i < 2 * OWNERS_BOUND; i++)
+        g_assert_cmpint(setlk(ino, lk(fh, base + granted + i, F_RDLCK, 0, 0, PID_B, false)), ==,
+                        -ENOLCK);
+    g_assert_cmpint(test_daemon_fd_count(&daemon_), <=, at_bound);
+    /* The owners in place still lock and unlock; the host sees their locks. */
+    g_assert_cmpint(host_lock_type("owners", F_WRLCK, 0, 1), ==, F_WRLCK);
+    g_assert_cmpint(setlk(ino, lk(fh, base, F_UNLCK, 0, 0, PID_A, false)), ==, 0);
+    g_assert_cmpint(setlk(ino, lk(fh, base, F_RDLCK, 0, 0, PID_A, false)), ==, 0);
+    /* FLUSH of one makes room for one. */
+    flush(ino, fh, base);
+    g_assert_cmpint(setlk(ino, lk(fh, OWNER_B, F_WRLCK, 0, 0, PID_B, false)), ==, 0);
+    g_assert_cmpint(setlk(ino, lk(fh, OWNER_A, F_WRLCK, 1 << 30, 1 << 30, PID_A, false)), ==,
+                    -ENOLCK);
+    /* RELEASE without the FLUSHes: every owner that came through fh goes with it. */
+    release(ino, fh, 0);
+    g_assert_cmpint(fd_count_settles(fds - 1), <=, fds - 1);
+    g_assert_cmpint(host_lock_type("owners", F_WRLCK, 0, 0), ==, F_UNLCK);
+}
+
+/*
+ * An owner goes with the last handle it locked through (a guest OFD lock, owned by the open
+ * file, never sees a FLUSH), or with the inode once it is forgotten.
+ */
+static void test_owner_release_forget(void)
+{
+    uint64_t ino, fh1, fh2;
+    open_file(fe_, "owner-life", &ino, &fh1);
+    g_assert_cmpint(open_node(ino, FUSE_OPEN, O_RDWR, &fh2), ==, 0);
+    g_assert_cmpint(setlk(ino, lk(fh1, OWNER_A, F_WRLCK, 0, 9, PID_A, false)), ==, 0);
+    g_assert_cmpint(setlk(ino, lk(fh2, OWNER_A, F_WRLCK, 10, 19, PID_A, false)), ==, 0);
+    release(ino, fh1, 0); /* A last came through fh2: its locks stay */
+    g_assert_cmpint(host_lock_type("owner-life", F_WRLCK, 5, 1), ==, F_WRLCK);
+    release(ino, fh2, 0);
+    g_assert_cmpint(host_lock_type("owner-life", F_WRLCK, 0, 0), ==, F_UNLCK);
+
+    /* FORGET of the inode: its owners go, even with a handle (a hostile guest's) left. */
+    uint64_t fh3;
+    g_assert_cmpint(open_node(ino, FUSE_OPEN, O_RDWR, &fh3), ==, 0);
+    g_assert_cmpint(setlk(ino, lk(fh3, OWNER_B, F_WRLCK, 0, 9, PID_B, false)), ==, 0);
+    int fds = test_daemon_fd_count(&daemon_);
+    struct fuse_forget_in fi = {.nlookup = 1};
+    struct iovec iov = {&fi, sizeof(fi)};
+    struct fe_reply r;
+    g_assert_cmpint(fe_fuse(fe_, Q, FUSE_FORGET, ino, &iov, 1, 0, &r), ==, 0);
+    g_assert_cmpint(fd_count_settles(fds - 1), <=, fds - 1);
+    g_assert_cmpint(host_lock_type("owner-life", F_WRLCK, 0, 0), ==, F_UNLCK);
+    release(ino, fh3, 0);
+}
+
 /* ---- lifetime ------------------------------------------------------------------------------- */
 
 /* A disconnect with lock requests waiting: they end, their locks are dropped, nothing leaks. */
@@ -396,6 +677,10 @@ static void test_disabled(void)
     open_file(fe, "x", &ino, &fh);
     g_assert_cmpint(setlk(ino, lk(fh, OWNER_A, F_WRLCK, 0, TO_EOF, PID_A, false)), ==, -ENOSYS);
     g_assert_cmpint(setlk(ino, lk(fh, OWNER_A, F_WRLCK, 0, 0, PID_A, true)), ==, -ENOSYS);
+    /* GETLK too (before, it answered from the host's locks as if they were served). */
+    struct fuse_file_lock got;
+    g_assert_cmpint(getlk(ino, lk(fh, OWNER_A, F_WRLCK, 0, TO_EOF, PID_A, false), &got), ==,
+                    -ENOSYS);
     fe_ = saved;
     daemon_ = saved_d;
     fe_close(fe);
@@ -412,6 +697,11 @@ int main(int argc, char **argv)
     g_test_add_func("/locks/posix/host-holder", test_posix_host_holder);
     g_test_add_func("/locks/posix/setlkw", test_posix_setlkw);
     g_test_add_func("/locks/posix/interrupt", test_interrupt);
+    g_test_add_func("/locks/posix/special-files", test_special_files);
+    g_test_add_func("/locks/posix/handle-mode", test_handle_mode);
+    g_test_add_func("/locks/posix/directory", test_directory);
+    g_test_add_func("/locks/posix/owner-bound", test_owner_bound);
+    g_test_add_func("/locks/posix/owner-release-forget", test_owner_release_forget);
     g_test_add_func("/locks/flock", test_flock);
     g_test_add_func("/locks/disconnect-while-waiting", test_disconnect_while_waiting);
     g_test_add_func("/locks/disabled", test_disabled);

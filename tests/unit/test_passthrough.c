@@ -19,6 +19,8 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <stdlib.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -1144,6 +1146,53 @@ static void test_reset_fds(struct fx *f, gconstpointer data)
     g_assert_cmpint(count_fds(), ==, base - 2); /* the root's fd and /proc/self/fd */
 }
 
+/*
+ * A child that makes itself a session leader without a controlling terminal, opens the pseudo
+ * terminal slave path_fd refers to (with pt_reopen if fs, else through /proc/self/fd without
+ * O_NOCTTY) and reports whether that terminal became its controlling one (/dev/tty opens).
+ */
+static bool child_gets_ctty(struct pt_fs *fs, int path_fd)
+{
+    pid_t pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        char name[32];
+        snprintf(name, sizeof(name), "/proc/self/fd/%d", path_fd);
+        if (setsid() < 0)
+            _exit(2);
+        int fd = fs ? pt_reopen(fs, path_fd, O_RDWR) : open(name, O_RDWR);
+        if (fd < 0)
+            _exit(3);
+        _exit(open("/dev/tty", O_RDWR | O_NOCTTY) >= 0 ? 1 : 0);
+    }
+    int status;
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), <=, 1);
+    return WEXITSTATUS(status) == 1;
+}
+
+/*
+ * pt_reopen keeps O_NOCTTY (it used to strip it): a terminal reopened by the daemon must never
+ * become its controlling terminal, whose hangup would send it SIGHUP.
+ */
+static void test_reopen_noctty(struct fx *f, gconstpointer data)
+{
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0) {
+        g_test_skip("no pseudo-terminals");
+        if (master >= 0)
+            close(master);
+        return;
+    }
+    int path_fd = open(ptsname(master), O_PATH | O_CLOEXEC);
+    g_assert_cmpint(path_fd, >=, 0);
+    g_assert_true(child_gets_ctty(NULL, path_fd)); /* the check sees a terminal acquired */
+    g_assert_false(child_gets_ctty(f->fs, path_fd));
+    close(path_fd);
+    close(master);
+}
+
 #define ADD(name, fn) g_test_add("/passthrough/" name, struct fx, NULL, fx_setup, fn, fx_teardown)
 #define ADD_CFG(name, cfg, fn)                                                                     \
     g_test_add("/passthrough/" name, struct fx, cfg, fx_setup, fn, fx_teardown)
@@ -1204,6 +1253,7 @@ int main(int argc, char **argv)
     ADD("readonly", test_readonly);
     ADD("submounts", test_submounts);
     ADD("reset_fds", test_reset_fds);
+    ADD("reopen_noctty", test_reopen_noctty);
     ret = g_test_run();
     rcu_unregister_thread();
     return ret;
