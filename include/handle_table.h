@@ -21,13 +21,21 @@
 #include <urcu.h>
 #include <urcu/rculfhash.h>
 
-/* Directory stream state, serialised by lock (READDIRs of one handle may run concurrently). */
+/* Bytes of getdents64 records a directory stream reads at once. */
+#define PT_DIRBUF_SIZE 16384
+
+/*
+ * Directory stream state, serialised by lock (READDIRs of one handle may run concurrently).
+ * buf is allocated by the READDIR that needs it and freed once all its records are consumed:
+ * a guest may hold as many directory handles as it has fds, and most are never read, or read
+ * to the end, so only a handle with records still pending pays for a buffer.
+ */
 struct pt_dirstream {
     pthread_mutex_t lock;
     off_t pos;  /* the d_off cookie of the next entry to return (0: the start) */
     size_t len; /* bytes of getdents64 records in buf */
     size_t off; /* the next unconsumed record in buf */
-    char buf[16384];
+    char *buf;  /* PT_DIRBUF_SIZE bytes, or NULL (then len == off == 0) */
 };
 
 struct pt_handle {

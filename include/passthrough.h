@@ -125,7 +125,9 @@ void pt_reset(struct pt_fs *fs);
  * the groups their access ACLs name, and the group a SETATTR (sa, or NULL) asks for; the
  * request is then tried once more with them as supplementary groups. Returns how many were
  * put in out; 0 when a retry cannot help (a caller with the daemon's own privileges, or no
- * credential switching).
+ * credential switching) or would not be sound: when ids are translated (--translate-uid/gid)
+ * or mapped by a user namespace, a hostile guest kernel could otherwise gain groups its mapped
+ * host identity does not have (see group_retry_sound in passthrough.c).
  */
 #define PT_RETRY_GROUPS_MAX 16
 int pt_retry_groups(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t nodeid2,

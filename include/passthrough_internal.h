@@ -21,6 +21,7 @@ struct pt_fs {
     int proc_self_fd;       /* /proc/self/fd, to reopen O_PATH fds with real access modes */
     struct pt_locks *locks; /* lock owners and waiting lock requests (passthrough_lock.c) */
     bool switch_creds;      /* running as root: act with each caller's fsuid/fsgid */
+    bool group_retry;       /* pt_retry_groups may add groups (group_retry_sound) */
     uint64_t timeout;       /* entry and attribute timeout, seconds */
     /* From pt_init; read by concurrent ops, written only while none is in flight. */
     bool writeback;

@@ -46,6 +46,7 @@ struct fuse_req {
     struct fuse_scratch *s;
     const struct vq_elem *elem;
     const struct fuse_sink *sink;
+    const struct fuse_op *op; /* NULL for late replies and undecodable requests */
     struct fuse_in_header in;
     const uint8_t *arg; /* argument bytes after the header, in the scratch buffer */
     size_t arglen;
@@ -59,10 +60,24 @@ struct fuse_req {
 
 typedef void (*fuse_handler)(struct fuse_req *req);
 
+/*
+ * What a successful reply hands to the guest that the daemon holds on its behalf until the
+ * guest gives it back (FORGET, RELEASE, RELEASEDIR). A reply that cannot be delivered must
+ * give it back itself (see undo_reply), or it stays for the session's life.
+ */
+enum fuse_reply_ref {
+    REF_NONE,
+    REF_ENTRY,      /* fuse_entry_out: one lookup reference on nodeid */
+    REF_OPEN,       /* fuse_open_out: a file handle */
+    REF_OPENDIR,    /* fuse_open_out: a directory handle */
+    REF_ENTRY_OPEN, /* fuse_entry_out then fuse_open_out: both */
+};
+
 struct fuse_op {
     const char *name;
     size_t in_size; /* minimum argument bytes: the op's fixed struct */
     fuse_handler handler;
+    enum fuse_reply_ref ref;
 };
 
 /* ---- iovec helpers ---------------------------------------------------------------------- */
@@ -135,6 +150,49 @@ static const struct iovec *wr_iov(const struct fuse_req *req)
 
 /* ---- replies ------------------------------------------------------------------------------ */
 
+static void release_fh(struct fuse_req *req, uint64_t nodeid, uint64_t fh, bool dir)
+{
+    const struct fuse_release_in rel = {.fh = fh};
+    int ret = dir ? pt_releasedir(req->se->fs, NULL, nodeid, &rel)
+                  : pt_release(req->se->fs, NULL, nodeid, &rel);
+    if (ret < 0)
+        log_warn("fuse: cannot release handle %llu of an undelivered reply: %s",
+                 (unsigned long long)fh, strerror(-ret));
+}
+
+/*
+ * A success reply of len bytes at data could not be delivered (no room for it in the guest's
+ * buffer): the guest never learns the nodeid or fh in it, so it will never FORGET or RELEASE
+ * it. Gives back what the op took for it, as if the guest had, in the reply's own terms (the
+ * op table says which of its replies carry what).
+ */
+static void undo_reply(struct fuse_req *req, const void *data, size_t len)
+{
+    struct fuse_entry_out e = {0};
+    struct fuse_open_out o = {0};
+    enum fuse_reply_ref ref = req->op ? req->op->ref : REF_NONE;
+
+    if (ref == REF_NONE || !data)
+        return;
+    if (ref == REF_ENTRY || ref == REF_ENTRY_OPEN) {
+        if (len < sizeof(e))
+            return;
+        memcpy(&e, data, sizeof(e));
+    }
+    if (ref != REF_ENTRY) {
+        size_t off = ref == REF_ENTRY_OPEN ? sizeof(e) : 0;
+        if (len < off + sizeof(o))
+            return;
+        memcpy(&o, (const uint8_t *)data + off, sizeof(o));
+    }
+    if (ref == REF_OPEN || ref == REF_OPENDIR)
+        release_fh(req, req->in.nodeid, o.fh, ref == REF_OPENDIR);
+    if (ref == REF_ENTRY_OPEN)
+        release_fh(req, e.nodeid, o.fh, false);
+    if ((ref == REF_ENTRY || ref == REF_ENTRY_OPEN) && e.nodeid) /* 0: a negative entry */
+        pt_forget(req->se->fs, e.nodeid, 1);
+}
+
 static void reply_raw(struct fuse_req *req, int error, const void *data, size_t len)
 {
     const struct vq_elem *elem = req->elem;
@@ -144,6 +202,8 @@ static void reply_raw(struct fuse_req *req, int error, const void *data, size_t 
         .unique = req->in.unique,
     };
     if (elem->wr_len < out.len) {
+        if (!error)
+            undo_reply(req, data, len);
         if (!error && elem->wr_len >= sizeof(out)) {
             /* The guest gave too little room for the reply it asked for. */
             log_warn("fuse: %zu-byte reply to request %llu does not fit in %zu bytes", len,
@@ -239,6 +299,14 @@ static int parse_secctx(const uint8_t *p, size_t len, uint32_t count, struct pt_
         return -EINVAL;
     name_len = (size_t)(nul - p) + 1;
     if (c.size == 0 || c.size > XATTR_SIZE_MAX || c.size > len - name_len)
+        return -EINVAL;
+    /*
+     * The context is set with the daemon's own credentials (pt_apply_secctx), so its name must
+     * be one an LSM gives (security.selinux, security.SMACK64, ...): a hostile guest could
+     * otherwise have the daemon set trusted.*, user.* or system.* attributes its caller may
+     * not set. The kernel sends nothing else, so anything else is a malformed request.
+     */
+    if (strncmp((const char *)p, "security.", strlen("security.")) != 0)
         return -EINVAL;
     *sc = (struct pt_secctx){.name = (const char *)p, .value = p + name_len, .size = c.size};
     ctx->secctx = sc;
@@ -871,23 +939,25 @@ static void do_interrupt(struct fuse_req *req)
 
 /* ---- the opcode table -------------------------------------------------------------------- */
 
-#define OP(code, fn, type) [code] = {#code, sizeof(type), fn}
-#define OP0(code, fn)      [code] = {#code, 0, fn}
+#define OP(code, fn, type)         [code] = {#code, sizeof(type), fn, REF_NONE}
+#define OP0(code, fn)              [code] = {#code, 0, fn, REF_NONE}
+#define OPREF(code, fn, type, ref) [code] = {#code, sizeof(type), fn, ref}
+#define OP0REF(code, fn, ref)      [code] = {#code, 0, fn, ref}
 
 static const struct fuse_op fuse_ops[] = {
-    OP0(FUSE_LOOKUP, do_lookup),
+    OP0REF(FUSE_LOOKUP, do_lookup, REF_ENTRY),
     OP(FUSE_FORGET, do_forget, struct fuse_forget_in),
     OP(FUSE_GETATTR, do_getattr, struct fuse_getattr_in),
     OP(FUSE_SETATTR, do_setattr, struct fuse_setattr_in),
     OP0(FUSE_READLINK, do_readlink),
-    OP0(FUSE_SYMLINK, do_symlink),
-    OP(FUSE_MKNOD, do_mknod, struct fuse_mknod_in),
-    OP(FUSE_MKDIR, do_mkdir, struct fuse_mkdir_in),
+    OP0REF(FUSE_SYMLINK, do_symlink, REF_ENTRY),
+    OPREF(FUSE_MKNOD, do_mknod, struct fuse_mknod_in, REF_ENTRY),
+    OPREF(FUSE_MKDIR, do_mkdir, struct fuse_mkdir_in, REF_ENTRY),
     OP0(FUSE_UNLINK, do_unlink),
     OP0(FUSE_RMDIR, do_rmdir),
     OP(FUSE_RENAME, do_rename, struct fuse_rename_in),
-    OP(FUSE_LINK, do_link, struct fuse_link_in),
-    OP(FUSE_OPEN, do_open, struct fuse_open_in),
+    OPREF(FUSE_LINK, do_link, struct fuse_link_in, REF_ENTRY),
+    OPREF(FUSE_OPEN, do_open, struct fuse_open_in, REF_OPEN),
     OP(FUSE_READ, do_read, struct fuse_read_in),
     OP(FUSE_WRITE, do_write, struct fuse_write_in),
     OP0(FUSE_STATFS, do_statfs),
@@ -902,12 +972,12 @@ static const struct fuse_op fuse_ops[] = {
     OP0(FUSE_REMOVEXATTR, do_removexattr),
     OP(FUSE_FLUSH, do_flush, struct fuse_flush_in),
     [FUSE_INIT] = {"FUSE_INIT", 16, do_init}, /* pre-7.36 kernels send the short struct */
-    OP(FUSE_OPENDIR, do_opendir, struct fuse_open_in),
+    OPREF(FUSE_OPENDIR, do_opendir, struct fuse_open_in, REF_OPENDIR),
     OP(FUSE_READDIR, do_readdir, struct fuse_read_in),
     OP(FUSE_RELEASEDIR, do_releasedir, struct fuse_release_in),
     OP(FUSE_FSYNCDIR, do_fsyncdir, struct fuse_fsync_in),
     OP(FUSE_ACCESS, do_access, struct fuse_access_in),
-    OP(FUSE_CREATE, do_create, struct fuse_create_in),
+    OPREF(FUSE_CREATE, do_create, struct fuse_create_in, REF_ENTRY_OPEN),
     OP(FUSE_INTERRUPT, do_interrupt, struct fuse_interrupt_in),
     OP0(FUSE_DESTROY, do_destroy),
     OP(FUSE_BATCH_FORGET, do_batch_forget, struct fuse_batch_forget_in),
@@ -917,7 +987,7 @@ static const struct fuse_op fuse_ops[] = {
     OP(FUSE_LSEEK, do_lseek, struct fuse_lseek_in),
     OP(FUSE_COPY_FILE_RANGE, do_copy_file_range, struct fuse_copy_file_range_in),
     OP0(FUSE_SYNCFS, do_syncfs),
-    OP(FUSE_TMPFILE, do_tmpfile, struct fuse_create_in),
+    OPREF(FUSE_TMPFILE, do_tmpfile, struct fuse_create_in, REF_ENTRY_OPEN),
 };
 
 /*
@@ -1022,6 +1092,7 @@ uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
     iov_to_buf(elem->iov, elem->rd_num, 0, &req.in, sizeof(req.in));
     req.ctx = (struct pt_ctx){.uid = req.in.uid, .gid = req.in.gid, .pid = req.in.pid};
     const struct fuse_op *op = find_op(req.in.opcode);
+    req.op = op;
     log_trace("fuse: %s unique %llu nodeid %llu len %u", op ? op->name : "?",
               (unsigned long long)req.in.unique, (unsigned long long)req.in.nodeid, req.in.len);
 

@@ -181,13 +181,63 @@ static int add_acl_groups(struct pt_fs *fs, uint64_t nodeid, gid_t *out, int n)
     return n;
 }
 
+/* True if this process's id map file (uid_map or gid_map) in /proc is the initial namespace's:
+ * every id is itself. */
+static bool ids_unmapped(struct pt_fs *fs, const char *map)
+{
+    char buf[128], path[32], *nl;
+    unsigned long inside, outside, count;
+    int fd;
+    ssize_t n;
+
+    /* Relative to /proc/self/fd: the sandbox has no /proc path left to open. */
+    snprintf(path, sizeof(path), "../%s", map);
+    fd = openat(fs->proc_self_fd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    nl = strchr(buf, '\n');
+    if (nl && nl[1] != '\0')
+        return false; /* more than one range */
+    return sscanf(buf, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 &&
+           outside == 0 && count == 4294967295UL;
+}
+
+/*
+ * THE rule for the supplementary-group retry (pt_retry_groups), decided once at start-up.
+ *
+ * The retry adds groups the guest kernel's default_permissions check is trusted to have
+ * verified; a hostile guest kernel verifies nothing, so the retry is only sound where it
+ * cannot grant more than the guest could take anyway. That holds when guest ids are host ids:
+ * the daemon runs as root in the initial user namespace and no --translate-uid/gid rule
+ * exists, so a guest may send any uid, 0 included, and act as it. There the retry emulates the
+ * caller's supplementary groups (which FUSE does not carry) for ordinary setups.
+ *
+ * Once ids are translated (--translate-uid/gid: squash, forbid, ranges) or mapped by a user
+ * namespace (the unprivileged sandbox's --uid-map/--gid-map, or a daemon started in a
+ * container), the mapping is what bounds the host identities a guest may act as, and the
+ * retry would go past it: squash-guest:0:1000:4294967295 let the guest read a root:4242 0640
+ * file as host uid 1000, which is not in group 4242. The retry is off there. (Resolving the
+ * mapped uids' real host groups would need NSS at start-up for every id a range may name.)
+ */
+static bool group_retry_sound(struct pt_fs *fs)
+{
+    return fs->switch_creds && idmap_is_identity(&fs->cfg.uid_map) &&
+           idmap_is_identity(&fs->cfg.gid_map) && ids_unmapped(fs, "uid_map") &&
+           ids_unmapped(fs, "gid_map");
+}
+
 int pt_retry_groups(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t nodeid2,
                     const struct fuse_setattr_in *sa, gid_t out[PT_RETRY_GROUPS_MAX])
 {
     uint32_t uid, gid;
     int n = 0;
 
-    if (!fs->switch_creds || idmap_to_host(&fs->cfg.uid_map, ctx->uid, &uid) < 0 || uid == 0)
+    if (!fs->group_retry || idmap_to_host(&fs->cfg.uid_map, ctx->uid, &uid) < 0 || uid == 0)
         return 0;
     n = add_inode_group(fs, nodeid, out, n);
     n = add_inode_group(fs, nodeid2, out, n);
@@ -558,6 +608,9 @@ int pt_new_with_proc(const struct pt_config *cfg, int proc_self_fd, struct pt_fs
         pt_free(fs);
         return ret;
     }
+    fs->group_retry = group_retry_sound(fs);
+    if (fs->switch_creds && !fs->group_retry)
+        log_info("ids are translated or mapped: no supplementary-group retry");
     fs->fd_budget = fd_budget();
     *out = fs;
     return 0;
@@ -843,12 +896,31 @@ static int setattr_fd(struct pt_fs *fs, uint64_t nodeid, const struct fuse_setat
 }
 
 /*
+ * Whether the caller, with its own credentials (this thread's fsuid, fsgid and groups), may
+ * write the regular file: through the request's handle if that was opened for writing, else
+ * as an open for writing would be checked (AT_EACCESS: the fs ids, not the real ones).
+ */
+static bool caller_may_write(struct pt_fs *fs, int pfd, int fd)
+{
+    struct fd_path p;
+
+    if (fd >= 0) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0 && (fl & O_ACCMODE) != O_RDONLY)
+            return true;
+    }
+    return faccessat(fs->proc_self_fd, fd_name(pfd, &p), W_OK, AT_EACCESS) == 0;
+}
+
+/*
  * A mode change that only drops S_ISUID/S_ISGID. Without FUSE_HANDLE_KILLPRIV_V2 the guest
  * kernel clears those bits itself before a write or truncate by someone other than the owner,
- * with a SETATTR sent as that writer; the host would refuse it a chmod. The guest kernel made
- * the permission checks (virtiofs always mounts with default_permissions), and a caller that
- * could write the file could have the host clear the bits by writing it, so it is applied with
- * the daemon's own credentials.
+ * with a SETATTR sent as that writer; the host would refuse it a chmod. Locally the kernel
+ * clears them on such a write, so here they are cleared with the daemon's own credentials, but
+ * only in that case, checked on the host (a hostile guest kernel checks nothing): a regular
+ * file the caller may write with its own credentials, i.e. one it could have the host clear
+ * the bits of by writing it. Never a directory (no write clears a directory's S_ISGID) nor a
+ * file the caller cannot write.
  */
 static int set_mode_killpriv(struct pt_fs *fs, const struct pt_ctx *ctx, int pfd, int fd,
                              mode_t mode)
@@ -858,6 +930,8 @@ static int set_mode_killpriv(struct pt_fs *fs, const struct pt_ctx *ctx, int pfd
     mode_t cur = stx.stx_mode & 07777;
 
     if (ret < 0 || (mode & 07777) == cur || (mode & 07777) != (cur & ~(mode_t)(S_ISUID | S_ISGID)))
+        return -EPERM;
+    if (!S_ISREG(stx.stx_mode) || !caller_may_write(fs, pfd, fd))
         return -EPERM;
     ret = pt_enter(fs, NULL);
     if (ret == 0)

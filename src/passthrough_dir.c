@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -102,7 +103,9 @@ static int dir_peek(struct pt_handle *h, const struct linux_dirent64 **out)
     const struct linux_dirent64 *e;
 
     if (d->off >= d->len) {
-        ssize_t n = getdents64(h->fd, d->buf, sizeof(d->buf));
+        if (!d->buf && !(d->buf = malloc(PT_DIRBUF_SIZE)))
+            return -ENOMEM;
+        ssize_t n = getdents64(h->fd, d->buf, PT_DIRBUF_SIZE);
 
         if (n < 0)
             return -errno;
@@ -211,6 +214,16 @@ static ssize_t emit(struct pt_fs *fs, struct pt_inode *dir, int dir_fd,
     return (ssize_t)size;
 }
 
+/* Frees the buffer once nothing in it is pending: the next READDIR reads afresh at pos. */
+static void dir_trim(struct pt_dirstream *d)
+{
+    if (d->off < d->len)
+        return;
+    free(d->buf);
+    d->buf = NULL;
+    d->len = d->off = 0;
+}
+
 static ssize_t fill(struct pt_fs *fs, struct pt_inode *dir, struct pt_handle *h, bool plus,
                     char *buf, size_t size)
 {
@@ -252,6 +265,7 @@ ssize_t pt_readdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
     ret = dir_seek(h, in->offset);
     if (ret == 0)
         ret = fill(fs, dir, h, plus, buf, in->size);
+    dir_trim(h->dir);
     pthread_mutex_unlock(&h->dir->lock);
     return ret;
 }

@@ -746,29 +746,66 @@ static void test_secctx_labels(void)
     stop();
 }
 
-/* A context the daemon refuses (here an ACL name without --posix-acl: ENOTSUP, as the Rust
- * virtiofsd): the new inode is removed again. */
+/* A context the host refuses (a security.capability value it cannot parse: EINVAL): the new
+ * inode is removed again. */
 static void test_secctx_refused(void)
 {
     start(sec_args);
     init_flags(guest_all);
-    static const char acl_name[] = "system.posix_acl_access";
-    struct acl a = acl5(6, 4, 4, 6, 0);
+    static const uint8_t bad_cap[3] = {1, 2, 3};
     uint8_t ext[256];
-    size_t len = secctx_ext(ext, acl_name, &a, sizeof(a));
+    size_t len = secctx_ext(ext, "security.capability", bad_cap, sizeof(bad_cap));
 
-    g_assert_cmpint(create_ext(FUSE_ROOT_ID, "r", ext, len, false), ==, -EOPNOTSUPP);
+    g_assert_cmpint(create_ext(FUSE_ROOT_ID, "r", ext, len, false), ==, -EINVAL);
     g_assert_false(hexists("r"));
-    g_assert_cmpint(mkdir_ext("rd", ext, len, false), ==, -EOPNOTSUPP);
+    g_assert_cmpint(mkdir_ext("rd", ext, len, false), ==, -EINVAL);
     g_assert_false(hexists("rd"));
-    g_assert_cmpint(mknod_ext("rn", ext, len, true), ==, -EOPNOTSUPP);
+    g_assert_cmpint(mknod_ext("rn", ext, len, true), ==, -EINVAL);
     g_assert_false(hexists("rn"));
-    g_assert_cmpint(symlink_ext("rl", "x", ext, len, false), ==, -EOPNOTSUPP);
+    g_assert_cmpint(symlink_ext("rl", "x", ext, len, false), ==, -EINVAL);
     g_assert_false(hexists("rl"));
     /* An existing file opened by CREATE (no O_EXCL) is not relabelled or removed. */
     hcreate("exists", 0644);
     g_assert_cmpint(create_ext(FUSE_ROOT_ID, "exists", ext, len, false), ==, 0);
     g_assert_true(hexists("exists"));
+    stop();
+}
+
+/*
+ * A context is set with the daemon's own credentials, so only an LSM's security.* name is
+ * taken: the kernel sends nothing else, and a hostile guest must not have the daemon set
+ * trusted.*, user.* or system.* attributes for it. Refused as malformed (EINVAL) before
+ * anything is created. (Before: CREATE with trusted.foo succeeded and the host file carried
+ * trusted.foo, set as root; system.posix_acl_access got ENOTSUP only after the create.)
+ */
+static void test_secctx_namespace(void)
+{
+    start(sec_args);
+    init_flags(guest_all);
+    static const char *const names[] = {"trusted.foo", "user.foo", "system.posix_acl_access",
+                                        "securityfoo", "trusted.security.x"};
+    struct acl acl = acl5(6, 4, 4, 6, 0);
+    uint8_t ext[256];
+    char buf[64];
+    hcreate("exists", 0644);
+
+    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+        size_t len = secctx_ext(ext, names[i], &acl, sizeof(acl));
+        for (int old = 0; old < 2; old++) {
+            g_assert_cmpint(create_ext(FUSE_ROOT_ID, "c", ext, len, old), ==, -EINVAL);
+            g_assert_false(hexists("c"));
+            g_assert_cmpint(mkdir_ext("d", ext, len, old), ==, -EINVAL);
+            g_assert_false(hexists("d"));
+            g_assert_cmpint(mknod_ext("n", ext, len, old), ==, -EINVAL);
+            g_assert_false(hexists("n"));
+            g_assert_cmpint(symlink_ext("l", "x", ext, len, old), ==, -EINVAL);
+            g_assert_false(hexists("l"));
+            /* Nor on a file that exists already. */
+            g_assert_cmpint(create_ext(FUSE_ROOT_ID, "exists", ext, len, old), ==, -EINVAL);
+            g_assert_cmpint(hget("exists", names[i], buf, sizeof(buf)), <, 0);
+        }
+    }
+    /* security.* names are still taken: /acl/secctx/labels. */
     stop();
 }
 
@@ -950,6 +987,7 @@ int main(int argc, char **argv)
     g_test_add_func("/acl/posix-acl/default-and-umask", test_default_acl_and_umask);
     g_test_add_func("/acl/posix-acl/refused", test_acl_refused);
     g_test_add_func("/acl/secctx/labels", test_secctx_labels);
+    g_test_add_func("/acl/secctx/namespace", test_secctx_namespace);
     g_test_add_func("/acl/secctx/refused", test_secctx_refused);
     g_test_add_func("/acl/secctx/mapped", test_secctx_mapped);
     g_test_add_func("/acl/secctx/malformed", test_secctx_malformed);

@@ -60,15 +60,15 @@ static const char *hp(const char *rel)
 static void hput(const char *rel, mode_t mode, uid_t uid, gid_t gid)
 {
     g_assert_true(g_file_set_contents(hp(rel), "data", -1, NULL));
-    g_assert_cmpint(chmod(hp(rel), mode), ==, 0);
     g_assert_cmpint(chown(hp(rel), uid, gid), ==, 0);
+    g_assert_cmpint(chmod(hp(rel), mode), ==, 0); /* after chown, which clears set-ID bits */
 }
 
 static void hmkdir(const char *rel, mode_t mode, uid_t uid, gid_t gid)
 {
     g_assert_cmpint(mkdir(hp(rel), mode), ==, 0);
-    g_assert_cmpint(chmod(hp(rel), mode), ==, 0);
     g_assert_cmpint(chown(hp(rel), uid, gid), ==, 0);
+    g_assert_cmpint(chmod(hp(rel), mode), ==, 0);
 }
 
 /* The host owner of rel (lstat) is uid:gid. */
@@ -443,6 +443,110 @@ static void test_squash(void)
     stop();
 }
 
+/* ---- squashed callers and the host's permission checks --------------------------------------- */
+
+/* Every guest uid and gid is host 1000:1000, which is in no other group on the host. */
+static const char *const squash_all_args[] = {"--translate-uid", "squash-guest:0:1000:4294967295",
+                                              "--translate-gid", "squash-guest:0:1000:4294967295",
+                                              NULL};
+
+static int open_as(uint32_t uid, uint64_t nodeid, uint32_t op, uint32_t flags, uint64_t *fh)
+{
+    struct fuse_open_in oi = {.flags = flags};
+    struct fuse_open_out out = {0};
+    int ret = call(uid, uid, op, nodeid, IOV(S(oi)), &out, sizeof(out));
+    if (fh)
+        *fh = out.fh;
+    return ret;
+}
+
+/*
+ * The supplementary-group retry must not give a squashed caller the file's own group: the
+ * guest kernel's permission check is not to be trusted, and host 1000 is not in group 4242.
+ * (Before: the OPEN, the MKDIR and the chgrp all succeeded through a retry with group 4242.)
+ */
+static void test_squash_no_group_retry(void)
+{
+    /* Guest gid 4242 is left as it is, so that a chgrp to it means host group 4242. */
+    const char *const args[] = {"--translate-uid", "squash-guest:0:1000:4294967295",
+                                "--translate-gid", "squash-guest:0:1000:4242", NULL};
+    if (!start(args))
+        return;
+    hput("grp-file", 0640, 0, 4242);
+    hmkdir("grp-dir", 0770, 0, 4242);
+    hput("mine", 0644, 1000, 1000);
+    uint64_t f = lookup(FUSE_ROOT_ID, "grp-file", NULL);
+    uint64_t d = lookup(FUSE_ROOT_ID, "grp-dir", NULL);
+    uint64_t mine = lookup(FUSE_ROOT_ID, "mine", NULL);
+    struct fuse_entry_out e;
+
+    for (uint32_t uid = 0; uid <= 1000; uid += 1000) { /* guest root and a guest user alike */
+        g_assert_cmpint(open_as(uid, f, FUSE_OPEN, O_RDONLY, NULL), ==, -EACCES);
+        g_assert_cmpint(mkdir_as(uid, uid, d, "sub", &e), ==, -EACCES);
+        g_assert_false(hexists("grp-dir/sub"));
+        g_assert_cmpint(open_as(uid, d, FUSE_OPENDIR, O_RDONLY | O_DIRECTORY, NULL), ==, -EACCES);
+        struct fuse_setattr_in si = {.valid = FATTR_GID, .gid = 4242};
+        g_assert_cmpint(setattr_as(uid, mine, &si, NULL), ==, -EPERM);
+        assert_howner("mine", 1000, 1000);
+    }
+    /* What host 1000 may do it still does. */
+    uint64_t fh;
+    g_assert_cmpint(open_as(1000, mine, FUSE_OPEN, O_RDWR, &fh), ==, 0);
+    g_assert_cmpint(release_as(1000, mine, fh, false), ==, 0);
+    stop();
+}
+
+static mode_t hmode(const char *rel)
+{
+    struct stat st;
+    g_assert_cmpint(lstat(hp(rel), &st), ==, 0);
+    return st.st_mode & 07777;
+}
+
+/* A SETATTR dropping only S_ISUID/S_ISGID, as the guest kernel sends before a write. */
+static int kill_priv_as(uint32_t uid, uint64_t nodeid, mode_t cur)
+{
+    struct fuse_setattr_in si = {.valid = FATTR_MODE, .mode = cur & ~(mode_t)(S_ISUID | S_ISGID)};
+    return setattr_as(uid, nodeid, &si, NULL);
+}
+
+/*
+ * The kill-priv chmod is redone with the daemon's credentials only where a local write would
+ * clear the bits: a regular file the (squashed) caller may write. (Before: the set-ID bits of
+ * the root-owned 4755 binary and of the root-owned 2775 directory were stripped.)
+ */
+static void test_squash_kill_priv(void)
+{
+    if (!start(squash_all_args))
+        return;
+    hput("suid-bin", 04755, 0, 0);
+    hmkdir("sgid-dir", 02775, 0, 0);
+    hput("sgid-grp", 02775, 0, 0); /* group-writable, but host 1000 is not in group 0 */
+    hput("suid-open", 04777, 0, 0);
+    hput("suid-own", 04755, 1000, 1000);
+    uint64_t bin = lookup(FUSE_ROOT_ID, "suid-bin", NULL);
+    uint64_t dir = lookup(FUSE_ROOT_ID, "sgid-dir", NULL);
+    uint64_t grp = lookup(FUSE_ROOT_ID, "sgid-grp", NULL);
+    uint64_t open = lookup(FUSE_ROOT_ID, "suid-open", NULL);
+    uint64_t own = lookup(FUSE_ROOT_ID, "suid-own", NULL);
+
+    for (uint32_t uid = 0; uid <= 1000; uid += 1000) {
+        g_assert_cmpint(kill_priv_as(uid, bin, 04755), ==, -EPERM);
+        g_assert_cmpuint(hmode("suid-bin"), ==, 04755);
+        g_assert_cmpint(kill_priv_as(uid, dir, 02775), ==, -EPERM);
+        g_assert_cmpuint(hmode("sgid-dir"), ==, 02775);
+        g_assert_cmpint(kill_priv_as(uid, grp, 02775), ==, -EPERM);
+        g_assert_cmpuint(hmode("sgid-grp"), ==, 02775);
+    }
+    /* A file host 1000 may write: what a write of it would do locally. */
+    g_assert_cmpint(kill_priv_as(1000, open, 04777), ==, 0);
+    g_assert_cmpuint(hmode("suid-open"), ==, 0777);
+    /* The owner may chmod anyway. */
+    g_assert_cmpint(kill_priv_as(1000, own, 04755), ==, 0);
+    g_assert_cmpuint(hmode("suid-own"), ==, 0755);
+    stop();
+}
+
 /* A value the daemon cannot parse ends start-up with a usage error (status 2). */
 static void test_bad_value(void)
 {
@@ -464,6 +568,8 @@ int main(int argc, char **argv)
     g_test_add_func("/idmap/map/attributes", test_map_attributes);
     g_test_add_func("/idmap/forbid-guest", test_forbid);
     g_test_add_func("/idmap/squash", test_squash);
+    g_test_add_func("/idmap/squash/no-group-retry", test_squash_no_group_retry);
+    g_test_add_func("/idmap/squash/kill-priv", test_squash_kill_priv);
     g_test_add_func("/idmap/bad-value", test_bad_value);
     return g_test_run();
 }

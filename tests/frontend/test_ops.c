@@ -18,6 +18,7 @@
 #include <glib/gstdio.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -2590,6 +2591,139 @@ static void test_no_xattr(void)
     with_daemon(NULL, no_xattr_body);
 }
 
+/* ---- resources a guest can make the daemon hold ---------------------------------------------- */
+
+/* The serving process's fd count once it stops changing (RCU frees close fds a bit later). */
+static int settled_fds(void)
+{
+    int prev = -1, n = test_daemon_fd_count(&daemon_);
+    for (int i = 0; i < 100 && n != prev; i++) {
+        g_usleep(20000);
+        prev = n;
+        n = test_daemon_fd_count(&daemon_);
+    }
+    return n;
+}
+
+static long daemon_rss_kib(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)test_daemon_serving_pid(&daemon_));
+    gchar *text = NULL;
+    long kib = -1;
+    if (g_file_get_contents(path, &text, NULL, NULL)) {
+        const char *p = strstr(text, "VmRSS:");
+        if (p)
+            kib = strtol(p + 6, NULL, 10);
+    }
+    g_free(text);
+    return kib;
+}
+
+#define MANY_OPENDIRS 15000
+
+/*
+ * Directory handles that are never read cost no dirent buffer: 15,000 OPENDIRs grow the
+ * daemon's RSS by a few MiB (before: a 16 KiB buffer each, ~+170 MiB), and RELEASEDIR gives
+ * every fd back.
+ */
+static void many_opendirs_body(void)
+{
+    hmkdir("od", 0755);
+    uint64_t d = node("od");
+    uint64_t *fhs = g_new(uint64_t, MANY_OPENDIRS);
+    int fds0 = settled_fds();
+    long rss0 = daemon_rss_kib();
+    g_assert_cmpint(rss0, >, 0);
+    int failed = 0;
+    for (int i = 0; i < MANY_OPENDIRS; i++) {
+        struct fuse_open_in oi = {.flags = O_RDONLY | O_DIRECTORY};
+        struct fuse_open_out out = {0};
+        failed += CALL(FUSE_OPENDIR, d, IOV(S(oi)), &out, sizeof(out)) != 0;
+        fhs[i] = out.fh;
+    }
+    g_assert_cmpint(failed, ==, 0);
+    long grown = daemon_rss_kib() - rss0;
+    g_test_message("RSS after %d OPENDIRs: +%ld KiB", MANY_OPENDIRS, grown);
+    g_assert_cmpint(grown, <, 40 * 1024);
+    /* A handle that is read still works, and drops its buffer once drained. */
+    struct fuse_read_in ri = {.fh = fhs[0], .size = 4096};
+    g_assert_cmpint(CALL(FUSE_READDIR, d, IOV(S(ri)), NULL, ri.size), ==, 0);
+    for (int i = 0; i < MANY_OPENDIRS; i++) {
+        struct fuse_release_in rel = {.fh = fhs[i]};
+        failed += CALL(FUSE_RELEASEDIR, d, IOV(S(rel)), NULL, 0) != 0;
+    }
+    g_assert_cmpint(failed, ==, 0);
+    g_assert_cmpint(settled_fds(), ==, fds0);
+    g_free(fhs);
+}
+
+static void test_many_opendirs(void)
+{
+    with_daemon(NULL, many_opendirs_body);
+}
+
+/* A request whose reply buffer has room for the header and 8 bytes only. */
+static int call_short(uint32_t op, uint64_t nodeid, const struct iovec *in, unsigned nin)
+{
+    return call_fe(fe_, 0, 0, op, nodeid, in, nin, NULL, 8, NULL);
+}
+
+/*
+ * A reply that does not fit the guest's buffer (ERANGE) announces no nodeid and no fh, so the
+ * guest can never FORGET or RELEASE them: the daemon gives back what the op took. Each leaked
+ * inode or handle would be one more fd in the daemon (before: +1 per LOOKUP, OPEN, OPENDIR,
+ * MKDIR, MKNOD, SYMLINK and LINK, +2 per CREATE and TMPFILE).
+ */
+static void test_reply_too_small(void)
+{
+    enum { N = 10 };
+    char name[32];
+    hmkdir("rs", 0755);
+    uint64_t d = node("rs");
+    hput("rs/file", "x", 0644);
+    uint64_t f = lookup_ok(d, "file", NULL);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "rs/l%d", i);
+        hput(name, "x", 0644);
+    }
+    int fds0 = settled_fds();
+
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "l%d", i);
+        g_assert_cmpint(call_short(FUSE_LOOKUP, d, IOV(NAME(name))), ==, -ERANGE);
+        struct fuse_open_in oi = {.flags = O_RDONLY};
+        g_assert_cmpint(call_short(FUSE_OPEN, f, IOV(S(oi))), ==, -ERANGE);
+        struct fuse_open_in odi = {.flags = O_RDONLY | O_DIRECTORY};
+        g_assert_cmpint(call_short(FUSE_OPENDIR, d, IOV(S(odi))), ==, -ERANGE);
+        snprintf(name, sizeof(name), "c%d", i);
+        struct fuse_create_in ci = {.flags = O_RDWR, .mode = S_IFREG | 0644};
+        g_assert_cmpint(call_short(FUSE_CREATE, d, IOV(S(ci), NAME(name))), ==, -ERANGE);
+        snprintf(name, sizeof(name), "d%d", i);
+        struct fuse_mkdir_in mi = {.mode = 0755};
+        g_assert_cmpint(call_short(FUSE_MKDIR, d, IOV(S(mi), NAME(name))), ==, -ERANGE);
+        snprintf(name, sizeof(name), "n%d", i);
+        struct fuse_mknod_in ni = {.mode = S_IFIFO | 0644};
+        g_assert_cmpint(call_short(FUSE_MKNOD, d, IOV(S(ni), NAME(name))), ==, -ERANGE);
+        snprintf(name, sizeof(name), "s%d", i);
+        g_assert_cmpint(call_short(FUSE_SYMLINK, d, IOV(NAME(name), NAME("t"))), ==, -ERANGE);
+        snprintf(name, sizeof(name), "h%d", i);
+        struct fuse_link_in li = {.oldnodeid = f};
+        g_assert_cmpint(call_short(FUSE_LINK, d, IOV(S(li), NAME(name))), ==, -ERANGE);
+        g_assert_cmpint(call_short(FUSE_TMPFILE, d, IOV(S(ci))), ==, -ERANGE);
+    }
+    /* The operations themselves happened; only their references are gone. */
+    g_assert_true(hexists("rs/c0") && hexists("rs/d0") && hexists("rs/n0") && hexists("rs/s0"));
+    g_assert_true(hexists("rs/h0"));
+    g_assert_cmpint(settled_fds(), ==, fds0);
+    /* The inode f still holds the guest's own reference (the LINK's was given back). */
+    struct fuse_attr a;
+    g_assert_cmpint(getattr(f, &a), ==, 0);
+    g_assert_cmpuint(a.nlink, ==, N + 1);
+    uint64_t fh = open_ok(f, O_RDONLY);
+    g_assert_cmpint(release(f, fh), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -2668,6 +2802,8 @@ int main(int argc, char **argv)
     g_test_add_func("/ops/removexattr/ok-enodata", test_removexattr);
     g_test_add_func("/ops/xattr/owner-write-only", test_xattr_owner_write_only);
     g_test_add_func("/ops/destroy/reset", test_destroy);
+    g_test_add_func("/ops/opendir/many-unread", test_many_opendirs);
+    g_test_add_func("/ops/reply-too-small/no-reference-left", test_reply_too_small);
     g_test_add_func("/readonly/namespace", test_readonly_namespace);
     g_test_add_func("/readonly/setattr-open-access", test_readonly_setattr_open);
     g_test_add_func("/readonly/handles", test_readonly_handles);
