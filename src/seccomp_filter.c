@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -191,6 +192,11 @@ static int add_arg_rules(scmp_filter_ctx ctx)
     const struct scmp_arg_cmp tcgets = SCMP_A1(SCMP_CMP_EQ, TCGETS);
     if (ret == 0)
         ret = arg_rule(ctx, SCMP_ACT_ALLOW, "ioctl", SCMP_SYS(ioctl), 1, &tcgets);
+    /* shutdown(SHUT_RDWR) on the connection: the SIGBUS handler's way to end a session whose
+     * guest memory vanished (guest_mem.c). */
+    const struct scmp_arg_cmp rdwr = SCMP_A1(SCMP_CMP_EQ, SHUT_RDWR);
+    if (ret == 0)
+        ret = arg_rule(ctx, SCMP_ACT_ALLOW, "shutdown", SCMP_SYS(shutdown), 1, &rdwr);
     for (size_t i = 0; ret == 0 && i < sizeof(allowed_prctl) / sizeof(allowed_prctl[0]); i++) {
         const struct scmp_arg_cmp option = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)allowed_prctl[i]);
         ret = arg_rule(ctx, SCMP_ACT_ALLOW, "prctl", SCMP_SYS(prctl), 1, &option);
