@@ -13,7 +13,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <termios.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -91,6 +97,119 @@ static void test_seccomp_allow_list(void)
     g_assert_false(has_getppid);
 }
 
+/* ---- argument filters: each probe runs under the kill-mode filter in a child ---- */
+static void *thread_body(void *arg)
+{
+    return arg;
+}
+
+static void probe_thread(void)
+{
+    pthread_t t;
+    void *ret = NULL;
+    /* clone3 answers ENOSYS; glibc falls back to clone with CLONE_THREAD, which is allowed. */
+    if (pthread_create(&t, NULL, thread_body, (void *)7) != 0 || pthread_join(t, &ret) != 0 ||
+        ret != (void *)7)
+        _exit(5);
+}
+static void probe_clone3_enosys(void)
+{
+    if (syscall(SYS_clone3, NULL, 0) != -1 || errno != ENOSYS)
+        _exit(5);
+}
+static void probe_fork(void)
+{
+    syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+}
+static void probe_thread_in_new_userns(void)
+{
+    syscall(SYS_clone, CLONE_THREAD | CLONE_SIGHAND | CLONE_VM | CLONE_NEWUSER, 0, 0, 0, 0);
+}
+static void probe_unshare_fs(void)
+{
+    if (unshare(CLONE_FS) != 0)
+        _exit(5);
+}
+static void probe_unshare_userns(void)
+{
+    unshare(CLONE_NEWUSER);
+}
+/* Made before the filter is installed: pipe2 and socketpair are not on the allow-list. */
+static int probe_pipe[2], probe_socks[2];
+
+static void probe_ioctl_tcgets(void)
+{
+    struct termios t;
+    if (ioctl(probe_pipe[0], TCGETS, &t) != -1 || errno != ENOTTY)
+        _exit(5);
+}
+static void probe_ioctl_tiocsti(void)
+{
+    char c = 'x';
+    ioctl(STDIN_FILENO, TIOCSTI, &c);
+}
+static void probe_prctl_name(void)
+{
+    if (prctl(PR_SET_NAME, "probe") != 0)
+        _exit(5);
+}
+static void probe_prctl_dumpable(void)
+{
+    prctl(PR_SET_DUMPABLE, 1);
+}
+static void probe_shutdown_rdwr(void)
+{
+    if (shutdown(probe_socks[0], SHUT_RDWR) != 0)
+        _exit(5);
+}
+static void probe_shutdown_rd(void)
+{
+    shutdown(probe_socks[0], SHUT_RD);
+}
+
+static void run_probe(void *arg)
+{
+    if (pipe(probe_pipe) != 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, probe_socks) != 0 ||
+        seccomp_install(SECCOMP_KILL) < 0)
+        _exit(3);
+    ((void (*)(void))arg)();
+    _exit(0);
+}
+
+static void test_seccomp_arguments(void)
+{
+    static const struct {
+        const char *name;
+        void (*probe)(void);
+        bool allowed;
+    } probes[] = {
+        {"pthread_create", probe_thread, true},
+        {"clone3 -> ENOSYS", probe_clone3_enosys, true},
+        {"fork", probe_fork, false},
+        {"clone(CLONE_THREAD|CLONE_NEWUSER)", probe_thread_in_new_userns, false},
+        {"unshare(CLONE_FS)", probe_unshare_fs, true},
+        {"unshare(CLONE_NEWUSER)", probe_unshare_userns, false},
+        {"ioctl(TCGETS)", probe_ioctl_tcgets, true},
+        {"ioctl(TIOCSTI)", probe_ioctl_tiocsti, false},
+        {"prctl(PR_SET_NAME)", probe_prctl_name, true},
+        {"prctl(PR_SET_DUMPABLE)", probe_prctl_dumpable, false},
+        {"shutdown(SHUT_RDWR)", probe_shutdown_rdwr, true},
+        {"shutdown(SHUT_RD)", probe_shutdown_rd, false},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(probes); i++) {
+        char err[512];
+        g_test_message("%s", probes[i].name);
+        int status = run_child(run_probe, (void *)probes[i].probe, err, sizeof(err));
+        if (probes[i].allowed) {
+            g_assert_true(WIFEXITED(status));
+            g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+        } else {
+            g_assert_true(WIFSIGNALED(status));
+            g_assert_cmpint(WTERMSIG(status), ==, SIGSYS);
+        }
+    }
+}
+
 static unsigned long long cap_field(const char *field)
 {
     FILE *f = fopen("/proc/self/status", "r");
@@ -149,6 +268,7 @@ int main(int argc, char **argv)
     g_test_add_func("/seccomp/log", test_seccomp_log);
     g_test_add_func("/seccomp/trap", test_seccomp_trap);
     g_test_add_func("/seccomp/allow-list", test_seccomp_allow_list);
+    g_test_add_func("/seccomp/arguments", test_seccomp_arguments);
     g_test_add_func("/caps/drop", test_caps_drop);
     g_test_add_func("/caps/modcaps", test_modcaps_validation);
     return g_test_run();
