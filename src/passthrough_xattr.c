@@ -287,9 +287,11 @@ int pt_apply_secctx(struct pt_fs *fs, const struct pt_ctx *ctx, int path_fd)
                             .size = ctx->secctx->size};
     ret = map_name(fs, &a, host_name, sizeof(host_name));
     /*
-     * As the daemon: the caller may not be allowed to label. Only the inode this request has
-     * just created gets the label; through /proc/self/fd any type of inode (a symlink or
-     * device node included) is reached without being opened.
+     * As the daemon: the caller may not be allowed to label. Safe because only the inode this
+     * request has just created gets the label, only under a security.* name (parse_secctx in
+     * fuse_server.c refuses any other before anything is created, so no trusted.* or user.*
+     * attribute is ever set as the daemon), and through /proc/self/fd any type of inode (a
+     * symlink or device node included) is reached without being opened.
      */
     if (ret == 0)
         ret = pt_enter(fs, NULL);
