@@ -199,6 +199,12 @@ static void test_seccomp_arguments(void)
     for (size_t i = 0; i < G_N_ELEMENTS(probes); i++) {
         char err[512];
         g_test_message("%s", probes[i].name);
+#if defined(__SANITIZE_ADDRESS__)
+        /* ASan's thread start makes calls the daemon's filter never sees (sanitizer builds
+         * run the daemon without it). */
+        if (probes[i].probe == probe_thread)
+            continue;
+#endif
         int status = run_child(run_probe, (void *)probes[i].probe, err, sizeof(err));
         if (probes[i].allowed) {
             g_assert_true(WIFEXITED(status));
