@@ -966,12 +966,12 @@ static const struct fuse_op fuse_ops[] = {
     OP(FUSE_GETLK, do_getlk, struct fuse_lk_in),
     OP(FUSE_SETLK, do_setlk, struct fuse_lk_in),
     OP(FUSE_SETLKW, do_setlkw, struct fuse_lk_in),
-    [FUSE_SETXATTR] = {"FUSE_SETXATTR", FUSE_COMPAT_SETXATTR_IN_SIZE, do_setxattr},
+    [FUSE_SETXATTR] = {"FUSE_SETXATTR", FUSE_COMPAT_SETXATTR_IN_SIZE, do_setxattr, REF_NONE},
     OP(FUSE_GETXATTR, do_getxattr, struct fuse_getxattr_in),
     OP(FUSE_LISTXATTR, do_listxattr, struct fuse_getxattr_in),
     OP0(FUSE_REMOVEXATTR, do_removexattr),
     OP(FUSE_FLUSH, do_flush, struct fuse_flush_in),
-    [FUSE_INIT] = {"FUSE_INIT", 16, do_init}, /* pre-7.36 kernels send the short struct */
+    [FUSE_INIT] = {"FUSE_INIT", 16, do_init, REF_NONE}, /* pre-7.36 kernels send the short struct */
     OPREF(FUSE_OPENDIR, do_opendir, struct fuse_open_in, REF_OPENDIR),
     OP(FUSE_READDIR, do_readdir, struct fuse_read_in),
     OP(FUSE_RELEASEDIR, do_releasedir, struct fuse_release_in),

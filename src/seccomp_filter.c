@@ -184,21 +184,21 @@ static int add_arg_rules(scmp_filter_ctx ctx)
     if (ret == 0)
         ret = arg_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", SCMP_SYS(clone3), 0, NULL);
     /* unshare(CLONE_FS) alone: gives a thread its own umask (passthrough.c, --posix-acl). */
-    const struct scmp_arg_cmp fs_only = SCMP_A0(SCMP_CMP_EQ, CLONE_FS);
+    const struct scmp_arg_cmp fs_only = SCMP_A0(SCMP_CMP_EQ, CLONE_FS, 0);
     if (ret == 0)
         ret = arg_rule(ctx, SCMP_ACT_ALLOW, "unshare", SCMP_SYS(unshare), 1, &fs_only);
     /* ioctl: no request of ours needs one; isatty() (TCGETS) is the only one a library may
      * make (stdio on a log stream). Device ioctls (TIOCSTI and the like) are refused. */
-    const struct scmp_arg_cmp tcgets = SCMP_A1(SCMP_CMP_EQ, TCGETS);
+    const struct scmp_arg_cmp tcgets = SCMP_A1(SCMP_CMP_EQ, TCGETS, 0);
     if (ret == 0)
         ret = arg_rule(ctx, SCMP_ACT_ALLOW, "ioctl", SCMP_SYS(ioctl), 1, &tcgets);
     /* shutdown(SHUT_RDWR) on the connection: the SIGBUS handler's way to end a session whose
      * guest memory vanished (guest_mem.c). */
-    const struct scmp_arg_cmp rdwr = SCMP_A1(SCMP_CMP_EQ, SHUT_RDWR);
+    const struct scmp_arg_cmp rdwr = SCMP_A1(SCMP_CMP_EQ, SHUT_RDWR, 0);
     if (ret == 0)
         ret = arg_rule(ctx, SCMP_ACT_ALLOW, "shutdown", SCMP_SYS(shutdown), 1, &rdwr);
     for (size_t i = 0; ret == 0 && i < sizeof(allowed_prctl) / sizeof(allowed_prctl[0]); i++) {
-        const struct scmp_arg_cmp option = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)allowed_prctl[i]);
+        const struct scmp_arg_cmp option = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)allowed_prctl[i], 0);
         ret = arg_rule(ctx, SCMP_ACT_ALLOW, "prctl", SCMP_SYS(prctl), 1, &option);
     }
     return ret;
