@@ -7,11 +7,23 @@
 #  1. lockdown (no guest): start the daemon as root with only --socket-path
 #     and --shared-dir (plus --sandbox=MODE for chroot and none) and read
 #     /proc of the process that serves (in namespace mode the child of the
-#     one started): Seccomp 2, NoNewPrivs 1, CapEff/CapPrm/CapBnd exactly
-#     CHOWN|DAC_OVERRIDE|FOWNER|FSETID|SETGID|SETUID|MKNOD|SETFCAP, no
-#     inheritable/ambient caps, its mnt/pid/net namespaces (new in namespace
-#     mode, the host's otherwise), its root (the share, or / for none), and
-#     that SIGTERM ends it with status 0.
+#     one started).  Capabilities, no_new_privs and the seccomp mode belong
+#     to each thread, so EVERY task in /proc/PID/task/*/status is judged:
+#     Seccomp 2, NoNewPrivs 1, CapEff/CapPrm/CapBnd exactly
+#     CHOWN|DAC_OVERRIDE|FOWNER|FSETID|SETGID|SETUID|MKNOD|SETFCAP, CapInh
+#     and CapAmb empty (a failure names each offending task's tid and comm);
+#     "tasks-seen" asserts how many tasks were read, so a check of one task
+#     cannot pass vacuously.  Then its mnt/pid/net namespaces (new in
+#     namespace mode, the host's otherwise), its root (the share, or / for
+#     none), and that SIGTERM ends it with status 0.  The same again as
+#     "lockdown-pool:" with --thread-pool-size=2, whose two pool-worker
+#     threads exist before any guest connects and must be among the tasks.
+#     In namespace mode also: the monitor (the process started, outside the
+#     sandbox) holds no capability in any set and has NoNewPrivs 1; a tmpfs
+#     the host mounts in the share without nodev,nosuid is there before the
+#     start; in the serving process's mountinfo the share's mount at "/"
+#     and every mount below it (that tmpfs) are nodev,nosuid, while the
+#     host's mounts (the one holding the share, and the tmpfs) are unchanged.
 #  2. escape attempts (one guest boot): next to the share the host puts
 #     outside/secret.txt and outside/dir/inner.txt (random tokens, known
 #     owner, mode, times), and in the share symlinks out of it (absolute,
@@ -23,12 +35,15 @@
 #     plain renames), and while the host moves a directory m, which the
 #     guest holds as its working directory, out of the share (next to
 #     moved-out/secret-parent.txt) and back, the guest walks '..' from it.
-#     While the guest is connected the serving process's
-#     lockdown is read again ("live:").  Afterwards the host checks that the
-#     outside tree is bit-for-bit unchanged (content, mode, owner, times,
-#     link count, no new entries), that no file the guest named ("vgsbx*")
-#     exists outside the share, that no token reached the guest, and that
-#     operations on links in the share acted on the links themselves.
+#     While the guest is connected the serving process's lockdown is read
+#     again ("live:"): every task as above, at least two of them with a
+#     queue-worker among them; in namespace mode the monitor and the mounts
+#     as above (this share has no submount).  Afterwards the host checks
+#     that the outside tree is bit-for-bit unchanged (content, mode, owner,
+#     times, link count, no new entries), that no file the guest named
+#     ("vgsbx*") exists outside the share, that no token reached the guest,
+#     and that operations on links in the share acted on the links
+#     themselves.
 #
 # Usage: test-sandbox.sh [--modes=namespace,chroot,none] [--cache=MODE]
 #                        [--race-secs=N] [--no-guest] [--keep] [--verbose]
@@ -45,7 +60,8 @@
 #
 # Output: "PASS: sandbox/<mode>/<name>", "FAIL: sandbox/<mode>/<name>:
 # <reason>", "SKIP: ...: <reason>", informational "NOTE: ..." lines; names
-# start with lockdown: (no guest), live: (while the guest is connected),
+# start with lockdown: (no guest), lockdown-pool: (no guest, with
+# --thread-pool-size=2), live: (while the guest is connected),
 # guest: (judged in the guest) or host: (judged on the host after the boot).
 # The last line is "test-sandbox: N passed, N failed, N skipped"; the exit
 # status is non-zero if anything failed.
@@ -78,6 +94,7 @@ VG_CACHE_MODE=$cache
 
 T_START=$(date +%s)
 vg_setup
+trap 'sbx_unmount; vg_cleanup' EXIT
 GT=$VG_IMG/guest-tool        # static: runs on the host as well
 NPASS=0 NFAIL=0 NSKIP=0
 MODE=
@@ -106,18 +123,12 @@ ZERO_CAPS=0000000000000000
 cap_names() { capsh --decode="$1" 2>/dev/null | sed 's/^[^=]*=//' || echo "?"; }
 
 # ---- /proc facts of one process ---------------------------------------------------
-# Prints key=value lines: seccomp, nnp, cap_eff/prm/bnd/inh/amb, nspid,
-# ns_mnt/pid/net, root (dev:ino of /proc/PID/root), cwd (readlink), ppid.
+# Prints key=value lines: euid, nspid, ns_mnt/pid/net, root (dev:ino of
+# /proc/PID/root), root_list, cwd (readlink), ppid.  (The per-thread facts
+# are task_facts'.)
 proc_facts() { # PID
   local pid=$1 ns
   awk -F':[ \t]*' '
-    $1 == "Seccomp" { print "seccomp=" $2 }
-    $1 == "NoNewPrivs" { print "nnp=" $2 }
-    $1 == "CapEff" { print "cap_eff=" $2 }
-    $1 == "CapPrm" { print "cap_prm=" $2 }
-    $1 == "CapBnd" { print "cap_bnd=" $2 }
-    $1 == "CapInh" { print "cap_inh=" $2 }
-    $1 == "CapAmb" { print "cap_amb=" $2 }
     $1 == "PPid" { print "ppid=" $2 }
     $1 == "Uid" { split($2, u, /[ \t]+/); print "euid=" u[2] }
     $1 == "NSpid" { gsub(/[ \t]+/, " ", $2); print "nspid=" $2 }
@@ -129,18 +140,13 @@ proc_facts() { # PID
 }
 fact() { sed -n "s/^$2=//p" "$1" | head -1; } # FILE KEY
 
-# The lockdown every serving process must show, whatever the mode.
-# PREFIX: lockdown or live; FILE: proc_facts output; SHARE: the shared dir.
+# The confinement every serving process must show, whatever the mode: its
+# identity, namespaces and root (seccomp, no_new_privs and the capability sets
+# belong to each thread: check_tasks judges them for every task).
+# PREFIX: lockdown, lockdown-pool or live; FILE: proc_facts output; SHARE:
+# the shared dir.
 check_facts() { # PREFIX FILE SHARE
   local p=$1 f=$2 share=$3 ns got host want_root nspid
-  r_eq "$p:seccomp-filter" "$(fact "$f" seccomp)" 2
-  r_eq "$p:no-new-privs" "$(fact "$f" nnp)" 1
-  for c in eff prm bnd; do
-    got=$(fact "$f" "cap_$c")
-    if [ "$got" = "$WANT_CAPS" ]; then r_pass "$p:cap-$c"
-    else r_fail "$p:cap-$c" "0x$got ($(cap_names "$got")), want 0x$WANT_CAPS ($(cap_names "$WANT_CAPS"))"; fi
-  done
-  r_eq "$p:cap-inh-amb-empty" "$(fact "$f" cap_inh) $(fact "$f" cap_amb)" "$ZERO_CAPS $ZERO_CAPS"
   r_eq "$p:euid" "$(fact "$f" euid)" 0
   for ns in mnt pid net; do
     got=$(fact "$f" "ns_$ns") host=$(readlink "/proc/$$/ns/$ns")
@@ -159,6 +165,137 @@ check_facts() { # PREFIX FILE SHARE
     r_eq "$p:root-is-the-share" "$(fact "$f" root)" "$want_root"
     # (compared with the listing of the share taken at the same moment)
     r_eq "$p:root-lists-the-share" "$(fact "$f" root_list)" "$(fact "$f" share_list)"
+  fi
+}
+
+# ---- every task (thread) of one process ------------------------------------------------
+# Capabilities, no_new_privs and the seccomp mode belong to each thread, and a
+# thread starts with its creator's: a thread started before the drop keeps
+# everything while /proc/PID/status (the main thread) looks locked down.
+# One line per task of PID: "TID COMM SECCOMP NNP EFF PRM BND INH AMB" (blanks
+# in COMM as _).  A task that ends while it is read is left out.
+task_facts() { # PID
+  local t comm line
+  for t in "/proc/$1/task"/[0-9]*; do
+    comm=$(cat "$t/comm" 2>/dev/null) || continue
+    line=$(awk -F':[ \t]*' '
+      $1 == "Seccomp" { v["s"] = $2 }
+      $1 == "NoNewPrivs" { v["n"] = $2 }
+      $1 == "CapEff" { v["e"] = $2 }
+      $1 == "CapPrm" { v["p"] = $2 }
+      $1 == "CapBnd" { v["b"] = $2 }
+      $1 == "CapInh" { v["i"] = $2 }
+      $1 == "CapAmb" { v["a"] = $2 }
+      END {
+        if (!("e" in v)) exit 1
+        split("s n e p b i a", k, " ")
+        for (j = 1; j <= 7; j++) printf "%s%s", (j > 1 ? " " : ""), ((k[j] in v) ? v[k[j]] : "?")
+        print ""
+      }' "$t/status" 2>/dev/null) || continue
+    comm=${comm//[[:space:]]/_}
+    echo "${t##*/} ${comm:-?} $line"
+  done
+}
+
+# "tid:comm tid:comm ..." of a task_facts file.
+task_list() { awk '{ printf "%s%s:%s", (NR > 1 ? " " : ""), $1, $2 }' "$1"; } # FILE
+
+# One check over every task of FILE: field FIELD (3 seccomp, 4 nnp, 5-9 the
+# capability sets) must be WANT.  On failure the offending tasks are named
+# with their value; for a capability set also what they hold beyond WANT.
+task_check() { # NAME FILE FIELD WANT
+  local name=$1 f=$2 field=$3 want=$4 bad got extra=""
+  if [ ! -s "$f" ]; then r_fail "$name" "no task read"; return 0; fi
+  bad=$(awk -v c="$field" -v w="$want" '$c != w { printf "%stid %s (%s): %s", sep, $1, $2, $c; sep = "; " }' "$f")
+  if [ -z "$bad" ]; then r_pass "$name"; return 0; fi
+  got=$(awk -v c="$field" -v w="$want" '$c != w { print $c; exit }' "$f")
+  if [ "$field" -ge 5 ] && [[ $got =~ ^[0-9a-f]{16}$ ]]; then
+    extra=$(printf '%x' $((0x$got & ~0x$want)))
+    if [ "$extra" != 0 ]; then
+      extra=$(cap_names "$extra")
+      [ "${#extra}" -le 160 ] || extra="${extra:0:160}..."
+      extra=" (the first holds beyond it: $extra)"
+    else
+      extra=""
+    fi
+  fi
+  r_fail "$name" "$(cut -c1-400 <<<"$bad"), want $want$extra"
+}
+
+# The per-thread lockdown, judged for every task of the serving process (a
+# task_facts FILE): Seccomp 2, NoNewPrivs 1, CapEff/CapPrm/CapBnd WANT_CAPS,
+# CapInh/CapAmb empty.  MIN: how many tasks there must be at least; each
+# COMM-PREFIX=N: at least N tasks whose comm starts so (so that a check of the
+# main thread alone cannot pass).
+check_tasks() { # PREFIX FILE MIN [COMM-PREFIX=N...]
+  local p=$1 f=$2 min=$3 n req pre want got
+  shift 3
+  n=$(grep -c . "$f" 2>/dev/null || true)
+  if [ "${n:-0}" -ge "$min" ]; then r_pass "$p:tasks-seen"
+  else r_fail "$p:tasks-seen" "${n:-0} task(s) [$(task_list "$f")], want at least $min"; fi
+  for req in "$@"; do
+    pre=${req%=*} want=${req##*=}
+    got=$(awk -v pre="$pre" 'index($2, pre) == 1' "$f" | grep -c . || true)
+    if [ "$got" -ge "$want" ]; then r_pass "$p:tasks-seen:$pre"
+    else r_fail "$p:tasks-seen:$pre" "$got such task(s) [$(task_list "$f")], want at least $want"; fi
+  done
+  task_check "$p:all-tasks:seccomp-filter" "$f" 3 2
+  task_check "$p:all-tasks:no-new-privs" "$f" 4 1
+  task_check "$p:all-tasks:cap-eff" "$f" 5 "$WANT_CAPS"
+  task_check "$p:all-tasks:cap-prm" "$f" 6 "$WANT_CAPS"
+  task_check "$p:all-tasks:cap-bnd" "$f" 7 "$WANT_CAPS"
+  task_check "$p:all-tasks:cap-inh-empty" "$f" 8 "$ZERO_CAPS"
+  task_check "$p:all-tasks:cap-amb-empty" "$f" 9 "$ZERO_CAPS"
+}
+
+# The namespace sandbox's monitor (the process that was started, outside the
+# sandbox; a task_facts FILE): it only forwards signals, waits for its child
+# and removes the socket, so it keeps no capability at all and cannot gain any.
+check_monitor() { # PREFIX FILE
+  local p=$1 f=$2 bad
+  if [ ! -s "$f" ]; then r_fail "$p:monitor-caps-empty" "no task of the monitor read"; return 0; fi
+  bad=$(awk -v z="$ZERO_CAPS" '$5 != z || $6 != z || $7 != z || $8 != z || $9 != z {
+      printf "%stid %s (%s): eff %s prm %s bnd %s inh %s amb %s", sep, $1, $2, $5, $6, $7, $8, $9; sep = "; " }' "$f")
+  if [ -z "$bad" ]; then r_pass "$p:monitor-caps-empty"
+  else r_fail "$p:monitor-caps-empty" "$(cut -c1-400 <<<"$bad"), want all $ZERO_CAPS"; fi
+  task_check "$p:monitor-no-new-privs" "$f" 4 1
+}
+
+# ---- the share's mounts (namespace mode) -------------------------------------------------
+# The host's mounts at or below the mount holding SHARE: "MOUNTPOINT
+# PER-MOUNT-OPTIONS" lines, from the host's /proc/self/mountinfo.
+host_mounts() { # SHARE
+  local top
+  top=$(findmnt -n -o TARGET -T "$1" 2>/dev/null) || top=/
+  awk -v top="$top" -v share="$1" '$5 == top || index($5, share "/") == 1 { print $5, $6 }' /proc/self/mountinfo
+}
+
+# The serving process sees the share as its "/" mounted nodev,nosuid, and so
+# is every submount of it (mount_setattr AT_RECURSIVE); the host's own mounts
+# of it stay as they were.  MOUNTINFO: a copy of /proc/SERVING/mountinfo;
+# HOST_BEFORE/HOST_NOW: host_mounts output before the daemon started and
+# while it ran; SUBMOUNT: a mount point in the share ("" for none) that must
+# be there too, nodev,nosuid, though the host mounted it without them.
+check_mounts() { # PREFIX MOUNTINFO HOST_BEFORE HOST_NOW [SUBMOUNT]
+  local p=$1 mi=$2 before=$3 now=$4 sub=${5:-} opts bad
+  opts=$(awk '$5 == "/" { o = $6 } END { print o }' "$mi")
+  if [[ ,$opts, == *,nodev,* && ,$opts, == *,nosuid,* ]]; then r_pass "$p:share-mount-nodev-nosuid"
+  else r_fail "$p:share-mount-nodev-nosuid" "the serving process's mount at / has options '$opts'"; fi
+  bad=$(awk '(("," $6 ",") !~ /,nodev,/ || ("," $6 ",") !~ /,nosuid,/) { printf "%s%s %s", sep, $5, $6; sep = "; " }' "$mi")
+  if [ -z "$bad" ]; then r_pass "$p:every-mount-nodev-nosuid"
+  else r_fail "$p:every-mount-nodev-nosuid" "$bad"; fi
+  if [ -n "$sub" ]; then
+    opts=$(awk -v m="/$sub" '$5 == m { o = $6 } END { print o }' "$mi")
+    if [[ ,$opts, == *,nodev,* && ,$opts, == *,nosuid,* ]]; then r_pass "$p:submount-nodev-nosuid"
+    else r_fail "$p:submount-nodev-nosuid" "the serving process's /$sub has options '${opts:-(not mounted)}'"; fi
+  fi
+  if [ "$before" = "$now" ] && [ -n "$now" ]; then r_pass "$p:host-mounts-unchanged"
+  else r_fail "$p:host-mounts-unchanged" "before: [$(tr '\n' ';' <<<"$before")], while serving: [$(tr '\n' ';' <<<"$now")]"; fi
+  # without this the daemon's nodev,nosuid could be the host's own
+  if [ -n "$sub" ]; then
+    opts=$(awk -v m="$sub" '$1 ~ ("/" m "$") { print $2 }' <<<"$now")
+    if [[ -n $opts && ,$opts, != *,nodev,* && ,$opts, != *,nosuid,* ]]; then r_pass "$p:host-submount-neither-nodev-nor-nosuid"
+    else r_fail "$p:host-submount-neither-nodev-nor-nosuid" "the host's $sub has options '${opts:-(not mounted)}'"; fi
   fi
 }
 
@@ -184,14 +321,43 @@ serving_pid() { # SHARE
 }
 
 # ---- 1. lockdown of a daemon without a guest ------------------------------------------
-lockdown() {
-  local dir=$VG_TMP/lockdown-$MODE share pid spid children rc=0 f args log sig sc
-  share=$dir/share
+# Submounts made in the shares (unmounted again by lockdown, or at exit).
+SBX_MOUNTS=()
+sbx_unmount() {
+  local m
+  for m in "${SBX_MOUNTS[@]}"; do umount -l "$m" 2>/dev/null || true; done
+  SBX_MOUNTS=()
+}
+
+# PREFIX: the check names' prefix; POOL: --thread-pool-size (0: none).  The
+# pool threads exist before any guest connects: with POOL they must be
+# among the tasks, locked down like the rest.
+lockdown() { # PREFIX POOL
+  local p=$1 pool=$2 dir share pid spid children rc=0 f tf mtf args log sig sc min=1 req=()
+  local sub="" host_before="" host_now=""
+  dir=$VG_TMP/$p-$MODE share=$VG_TMP/$p-$MODE/share
   mkdir -p "$share"
   echo probe >"$share/lockdown-probe"
-  log=$dir/daemon.log f=$dir/facts
+  log=$dir/daemon.log f=$dir/facts tf=$dir/tasks mtf=$dir/monitor-tasks
   args=(--socket-path="$dir/vhost.sock" --shared-dir="$share")
   [ "$MODE" = namespace ] || args+=(--sandbox="$MODE")
+  if [ "$pool" -gt 0 ]; then
+    args+=(--thread-pool-size="$pool")
+    min=$((1 + pool)) req=("pool-worker=$pool")
+  fi
+  if [ "$MODE" = namespace ]; then
+    # a submount the host mounts without nodev,nosuid: the daemon's copy
+    # must have them as well (the share is made nodev,nosuid recursively)
+    sub=submnt
+    mkdir -p "$share/$sub"
+    if mount -t tmpfs -o mode=0755,size=1m sbx-submount "$share/$sub"; then
+      SBX_MOUNTS+=("$share/$sub")
+    else
+      r_fail "$p:submount-setup" "cannot mount a tmpfs at $share/$sub"
+      sub=""
+    fi
+    host_before=$(host_mounts "$share")
+  fi
   "$VIRTIOFSD" "${args[@]}" </dev/null >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do
@@ -200,29 +366,37 @@ lockdown() {
     sleep 0.1
   done
   if ! grep -q ' serving ' "$log"; then
-    r_fail lockdown:start "no 'serving' line within 10 s; log: $(tr '\n' ' ' <"$log" | cut -c1-300)"
+    r_fail "$p:start" "no 'serving' line within 10 s; log: $(tr '\n' ' ' <"$log" | cut -c1-300)"
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    sbx_unmount
     return 0
   fi
-  r_pass lockdown:start
+  r_pass "$p:start"
   if [ "$MODE" = namespace ]; then
     children=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null || true)
     spid=${children%% *}
-    r_eq lockdown:one-serving-child "$(wc -w <<<"$children")" 1
-    # the monitor that was started is not confined itself: say so
-    r_note "lockdown:monitor: the started process (pid $pid) stays outside the sandbox: Seccomp $(awk '$1=="Seccomp:"{print $2}' "/proc/$pid/status"), CapEff 0x$(awk '$1=="CapEff:"{print $2}' "/proc/$pid/status"), host namespaces; it only waits for the child and forwards signals"
+    r_eq "$p:one-serving-child" "$(wc -w <<<"$children")" 1
+    task_facts "$pid" >"$mtf"
+    cat "/proc/$spid/mountinfo" >"$dir/mountinfo" 2>/dev/null || true
+    host_now=$(host_mounts "$share")
   else
     spid=$pid
     children=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null || true)
-    r_eq lockdown:no-child-process "$children" ""
+    r_eq "$p:no-child-process" "$children" ""
   fi
+  task_facts "$spid" >"$tf"
   { proc_facts "$spid"; echo "share_list=$(ls -A "$share/" | LC_ALL=C sort | tr '\n' ' ')"; } >"$f"
-  check_facts lockdown "$f" "$share"
+  check_tasks "$p" "$tf" "$min" ${req[@]+"${req[@]}"}
+  check_facts "$p" "$f" "$share"
+  if [ "$MODE" = namespace ]; then
+    check_monitor "$p" "$mtf"
+    check_mounts "$p" "$dir/mountinfo" "$host_before" "$host_now" "$sub"
+  fi
   if [ "$MODE" = chroot ]; then
     case $(fact "$f" cwd) in
       "$share"*) ;;
-      *) r_note "lockdown:cwd: the serving process's working directory is $(fact "$f" cwd) on the host's /proc, outside its chroot (its /proc/self/fd, opened before chroot): '..' from it leads to the host's root (no guest request can name such a path)" ;;
+      *) r_note "$p:cwd: the serving process's working directory is $(fact "$f" cwd) on the host's /proc, outside its chroot (its /proc/self/fd, opened before chroot): '..' from it leads to the host's root (no guest request can name such a path)" ;;
     esac
   fi
   # SIGTERM to the process that was started ends it cleanly
@@ -231,12 +405,14 @@ lockdown() {
   if vg_alive "$pid"; then
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    r_fail lockdown:sigterm-clean-exit "still running 5 s after SIGTERM (killed)"
+    sbx_unmount
+    r_fail "$p:sigterm-clean-exit" "still running 5 s after SIGTERM (killed)"
     return 0
   fi
   wait "$pid" 2>/dev/null || rc=$?
+  sbx_unmount
   if [ "$rc" = 0 ]; then
-    r_pass lockdown:sigterm-clean-exit
+    r_pass "$p:sigterm-clean-exit"
   else
     sig=""
     if [ "$rc" -gt 128 ]; then
@@ -247,7 +423,7 @@ lockdown() {
     sc=$(dmesg 2>/dev/null | grep -E "audit.* pid=($pid|$spid) .*comm=\"virtiofsd\".* sig=31 .*syscall=" |
       tail -1 | sed -n 's/.* syscall=\([0-9]*\).*/\1/p' || true)
     [ -z "$sc" ] || sig="$sig; audit: syscall $sc$( [ "$sc" != 87 ] || echo ' (unlink)')"
-    r_fail lockdown:sigterm-clean-exit "exit status $rc$sig; log: $(grep -v 'open-file limit' "$log" | tail -2 | tr '\n' ' ' | cut -c1-200)"
+    r_fail "$p:sigterm-clean-exit" "exit status $rc$sig; log: $(grep -v 'open-file limit' "$log" | tail -2 | tr '\n' ' ' | cut -c1-200)"
   fi
 }
 
@@ -367,11 +543,17 @@ race_host() {
   done
   spid=$(serving_pid "$S")
   if [ -n "$spid" ]; then
+    task_facts "$spid" >"$W/live-tasks"
     {
       proc_facts "$spid"
       echo "share_list=$(ls -A "$S/" | LC_ALL=C sort | tr '\n' ' ')"
       echo "pid=$spid"
     } >"$W/live-facts"
+    if [ "$MODE" = namespace ]; then
+      task_facts "$(fact "$W/live-facts" ppid)" >"$W/live-monitor-tasks"
+      cat "/proc/$spid/mountinfo" >"$W/live-mountinfo"
+      host_mounts "$S" >"$W/live-host-mounts"
+    fi
   fi
   end=$((${EPOCHREALTIME/./} + race_secs * 1000000))
   while [ "${EPOCHREALTIME/./}" -lt "$end" ]; do
@@ -395,6 +577,7 @@ guest_run() {
   local completed=1 line watcher diffs markers leaks l got n nl nw race cwd moved host_swaps why
   prepare
   snapshot_outside >"$W/before.txt"
+  [ "$MODE" != namespace ] || host_mounts "$S" >"$W/host-mounts-before"
   VG_GUEST_ENV="VG_OUT='$OUT'; VG_SBX_MODE='$MODE'; export VG_OUT VG_SBX_MODE"
   race_host &
   watcher=$!
@@ -432,9 +615,15 @@ guest_run() {
   if [ -z "$VG_DAEMON_DIED" ] && ! grep -q 'died of signal' "$VG_DAEMON_LOG"; then r_pass daemon-survived-the-guest
   else r_fail daemon-survived-the-guest "${VG_DAEMON_DIED:-} $(grep 'died of signal' "$VG_DAEMON_LOG" | head -1)"; fi
 
-  # the lockdown of the process that served this guest, read while it did
+  # the lockdown of the process that served this guest, read while it did:
+  # by then the queue workers run (and liburcu's threads, lock waits...)
   if [ -s "$W/live-facts" ]; then
+    check_tasks live "$W/live-tasks" 2 queue-worker=1
     check_facts live "$W/live-facts" "$S"
+    if [ "$MODE" = namespace ]; then
+      check_monitor live "$W/live-monitor-tasks"
+      check_mounts live "$W/live-mountinfo" "$(cat "$W/host-mounts-before")" "$(cat "$W/live-host-mounts")"
+    fi
   else
     r_fail live:facts "no serving process found while the guest ran (or the guest never started the race)"
   fi
@@ -555,7 +744,8 @@ done
 for MODE in "${mode_list[@]}"; do
   t0=$SECONDS
   nfail_before=$NFAIL
-  lockdown
+  lockdown lockdown 0
+  lockdown lockdown-pool 2
   if [ "$guest" = 1 ]; then
     guest_run
     vg_log "sandbox=$MODE: accel=$VG_ACCEL, boot+checks ${VG_BOOT_SECS}s, daemon $VG_DAEMON_END, mode total $((SECONDS - t0))s"
