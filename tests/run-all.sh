@@ -88,6 +88,14 @@ run_suite reconnect bash tests/guest/test-reconnect.sh
 run_suite multiqueue bash tests/guest/test-multiqueue.sh
 run_suite sandbox bash tests/guest/test-sandbox.sh
 
+echo "== the guest suite again under QEMU 10 (bookworm-backports, unpacked privately)"
+if qemu10=$(bash tests/guest/fetch-qemu10.sh | tail -1) && [ -x "$qemu10" ]; then
+    VG_QEMU=$qemu10 run_suite guest-qemu10 bash tests/guest/test-guest.sh --cache=always
+else
+    echo "FAIL: QEMU 10 could not be fetched (tests/guest/fetch-qemu10.sh)"
+    fail=$((fail + 1)); failed_names+=("guest-qemu10")
+fi
+
 [ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
