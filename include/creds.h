@@ -47,7 +47,8 @@ struct creds_scope {
 struct creds_scope creds_daemon_begin(int *status);
 void creds_daemon_end(struct creds_scope *s);
 #define CREDS_AS_DAEMON(name, status)                                                              \
-    struct creds_scope name __attribute__((cleanup(creds_daemon_end))) = creds_daemon_begin(status)
+    struct creds_scope name __attribute__((cleanup(creds_daemon_end), unused)) =                   \
+        creds_daemon_begin(status)
 
 /* Sets this thread's supplementary groups (n = 0: none). Returns 0 or -errno. */
 int creds_set_groups(const gid_t *groups, size_t n);
