@@ -14,12 +14,15 @@
  */
 int caps_drop(const char *modcaps, bool privileged);
 
-/*
- * caps_drop, keeping DAC_READ_SEARCH too when file handles may be used (open_by_handle_at
- * needs it), as the Rust virtiofsd does for --inode-file-handles other than never. If
- * fh_required (an explicit prefer or mandatory), a modcaps removing it is an error, as there.
- */
-int caps_drop_fh(const char *modcaps, bool privileged, bool file_handles, bool fh_required);
+/* What --inode-file-handles needs of CAP_DAC_READ_SEARCH (fh_policy_caps decides). */
+enum caps_fh {
+    CAPS_FH_NONE,     /* nothing: inodes keep fds */
+    CAPS_FH_KEEP,     /* keep it (open_by_handle_at needs it); handles are off without it */
+    CAPS_FH_REQUIRED, /* keep it, and a modcaps removing it is an error (as in the Rust daemon) */
+};
+
+/* caps_drop, keeping DAC_READ_SEARCH too as fh asks. */
+int caps_drop_fh(const char *modcaps, bool privileged, enum caps_fh fh);
 
 /*
  * Drops every capability (effective, permitted, inheritable; the bounding set when allowed)

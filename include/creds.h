@@ -12,6 +12,7 @@
 #ifndef VFS_CREDS_H
 #define VFS_CREDS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -19,13 +20,35 @@
 int creds_set(uid_t uid, gid_t gid);
 
 /*
- * For one call in the middle of a caller's request that needs the daemon's own filesystem
- * capabilities (open_by_handle_at needs CAP_DAC_READ_SEARCH, which a non-zero fsuid drops):
- * makes this thread's fsuid 0 until creds_unraise. Returns what creds_unraise restores
- * ((uid_t)-1: nothing changed, the fsuid already was 0 or was never switched).
+ * THE way to act as the daemon for a few calls in the middle of a caller's request (the one
+ * mechanism; SECURITY.md lists every use, each with its "why it is safe" comment next to it):
+ *
+ *     int ret;
+ *     {
+ *         CREDS_AS_DAEMON(scope, &ret);
+ *         if (ret == 0)
+ *             ret = ...calls that need the daemon's own filesystem ids and capabilities...;
+ *     }
+ *     return ret;
+ *
+ * On entry the thread's fsuid/fsgid become 0 (which brings the filesystem capabilities back
+ * from the permitted set), and *status is 0 or the failure; at the end of the scope the
+ * caller's ids come back, and a failure to restore them becomes *status if that was not an
+ * error already (the request must then stop: the thread does not act as its caller). The
+ * result is therefore read after the scope's block, never returned from inside it. A thread
+ * whose ids were never switched (the daemon is not root) or already are 0 changes nothing.
  */
-uid_t creds_raise(void);
-void creds_unraise(uid_t saved);
+struct creds_scope {
+    int *status;
+    bool switched;
+    uid_t uid;
+    gid_t gid;
+};
+struct creds_scope creds_daemon_begin(int *status);
+void creds_daemon_end(struct creds_scope *s);
+#define CREDS_AS_DAEMON(name, status)                                                              \
+    struct creds_scope name __attribute__((cleanup(creds_daemon_end), unused)) =                   \
+        creds_daemon_begin(status)
 
 /* Sets this thread's supplementary groups (n = 0: none). Returns 0 or -errno. */
 int creds_set_groups(const gid_t *groups, size_t n);

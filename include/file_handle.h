@@ -11,9 +11,11 @@
  * not decode them, no CAP_DAC_READ_SEARCH, ...) is remembered as such, once.
  *
  * open_by_handle_at needs CAP_DAC_READ_SEARCH in the effective set, which the kernel drops
- * while the thread's fsuid is not 0; fh_open and the mount fd opening therefore run with fsuid 0
- * for the one call (creds_raise) and only ever open O_PATH fds (mount fds aside), so every
+ * while the thread's fsuid is not 0; fh_open and the mount fd opening therefore act as the daemon
+ * for the one call (CREDS_AS_DAEMON) and only ever open O_PATH fds (mount fds aside), so every
  * permission check of the operation itself still happens with the caller's ids.
+ *
+ * This is the mechanism; when inodes use handles at all is src/fh_policy.c's to decide.
  */
 #ifndef VFS_FILE_HANDLE_H
 #define VFS_FILE_HANDLE_H
@@ -87,15 +89,7 @@ void fh_mount_put(struct fh_mount *m);
 struct pt_fhandle *fh_new(struct fh_mount *m, const struct fh_buf *b);
 void fh_free(struct pt_fhandle *fh);
 
-/* open_by_handle_at with fsuid 0 (see above). The fd, or -errno (-ESTALE: the file is gone). */
+/* open_by_handle_at as the daemon (see above). The fd, or -errno (-ESTALE: the file is gone). */
 int fh_open(const struct pt_fhandle *fh, int flags);
-
-/*
- * Whether dir is the top of a whole file system as mounted (a mount point whose mount shows
- * its file system from its root): then no file handle of that file system names anything
- * outside dir. The automatic mode uses handles only then, because open_by_handle_at with
- * CAP_DAC_READ_SEARCH opens any inode of the file system, whatever the sandbox's root.
- */
-bool fh_dir_is_whole_fs(const char *dir);
 
 #endif

@@ -17,7 +17,7 @@
  * until rcu_read_unlock().
  *
  * An inode holds either an O_PATH fd or, with --inode-file-handles, only a file handle (fd -1;
- * passthrough_internal.h's pt_inode_fd opens it when an op needs an fd). A handle-only inode
+ * pt_core.h's pt_inode_fd opens it when an op needs an fd). A handle-only inode
  * does not keep its host inode alive: if the file is deleted on the host, its inode number may
  * be reused by a new file, so a lookup that finds such an inode under the key checks the
  * handle (itab_find_ref's stale callback) and replaces a stale one.

@@ -92,13 +92,22 @@ struct pt_ctx {
 struct pt_fs;
 
 /*
- * Opens the shared directory (nodeid FUSE_ROOT_ID). The working directory becomes
- * /proc/self/fd for the process's life (see passthrough_internal.h).
+ * The process-wide set-up serving needs, once at start-up before the first pt_fs (main.c calls
+ * it; pt_new does it too): umask 0; as root, no supplementary groups and this thread's
+ * filesystem ids root; the handler of the signal that wakes waiting lock requests; and
+ * /proc/self/fd as the working directory for the process's life (see fd_name in pt_core.h).
+ * proc_self_fd: an O_PATH fd of /proc/self/fd (the sandbox opens it before the root moves into
+ * the share), taken over even on failure; -1 to open it here. Returns that fd, for
+ * pt_new_with_proc, or -errno (logged).
  */
-int pt_new(const struct pt_config *cfg, struct pt_fs **out);
-/* The same with an already open /proc/self/fd (O_PATH), taken over even on failure: the
- * sandbox opens it before the root moves into the share. */
+int pt_process_setup(int proc_self_fd);
+/*
+ * Opens the shared directory (nodeid FUSE_ROOT_ID) with proc_self_fd from pt_process_setup
+ * (taken over even on failure). Changes nothing process-wide.
+ */
 int pt_new_with_proc(const struct pt_config *cfg, int proc_self_fd, struct pt_fs **out);
+/* pt_process_setup(-1), then pt_new_with_proc: for tests and tools that make one pt_fs. */
+int pt_new(const struct pt_config *cfg, struct pt_fs **out);
 void pt_free(struct pt_fs *fs);
 /*
  * Decides, with the process's final capabilities (call it after dropping them), whether
@@ -127,7 +136,7 @@ void pt_reset(struct pt_fs *fs);
  * put in out; 0 when a retry cannot help (a caller with the daemon's own privileges, or no
  * credential switching) or would not be sound: when ids are translated (--translate-uid/gid)
  * or mapped by a user namespace, a hostile guest kernel could otherwise gain groups its mapped
- * host identity does not have (see group_retry_sound in passthrough.c).
+ * host identity does not have (see pt_group_retry_sound in pt_core.c).
  */
 #define PT_RETRY_GROUPS_MAX 16
 int pt_retry_groups(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t nodeid2,
@@ -212,7 +221,7 @@ int pt_syncfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid);
 
 /*
  * Locks: POSIX record locks (GETLK, SETLK, SETLKW) and flock (SETLK/SETLKW with FUSE_LK_FLOCK),
- * see passthrough_lock.c. A lock request that has to wait does so on a thread of its own and
+ * see pt_lock.c. A lock request that has to wait does so on a thread of its own and
  * reports through a pt_async; the queue worker that received it goes on serving.
  */
 struct pt_async {

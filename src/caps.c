@@ -61,10 +61,10 @@ int caps_check_modcaps(const char *modcaps)
 
 int caps_drop(const char *modcaps, bool privileged)
 {
-    return caps_drop_fh(modcaps, privileged, false, false);
+    return caps_drop_fh(modcaps, privileged, CAPS_FH_NONE);
 }
 
-int caps_drop_fh(const char *modcaps, bool privileged, bool file_handles, bool fh_required)
+int caps_drop_fh(const char *modcaps, bool privileged, enum caps_fh fh)
 {
     if (privileged) {
         capng_clear(CAPNG_SELECT_BOTH | CAPNG_SELECT_BOUNDS);
@@ -72,14 +72,15 @@ int caps_drop_fh(const char *modcaps, bool privileged, bool file_handles, bool f
             capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, (unsigned)kept[i]);
             capng_update(CAPNG_ADD, CAPNG_BOUNDING_SET, (unsigned)kept[i]);
         }
-        if (file_handles) {
+        if (fh != CAPS_FH_NONE) {
             capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, CAP_DAC_READ_SEARCH);
             capng_update(CAPNG_ADD, CAPNG_BOUNDING_SET, CAP_DAC_READ_SEARCH);
         }
         int ret = each_modcap(modcaps, true);
         if (ret < 0)
             return ret;
-        if (fh_required && !capng_have_capability(CAPNG_PERMITTED, CAP_DAC_READ_SEARCH)) {
+        if (fh == CAPS_FH_REQUIRED &&
+            !capng_have_capability(CAPNG_PERMITTED, CAP_DAC_READ_SEARCH)) {
             log_error("cannot drop DAC_READ_SEARCH with --inode-file-handles=prefer or "
                       "mandatory: opening file handles needs it");
             return -EINVAL;

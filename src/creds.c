@@ -64,20 +64,29 @@ int creds_set(uid_t uid, gid_t gid)
     return 0;
 }
 
-uid_t creds_raise(void)
+struct creds_scope creds_daemon_begin(int *status)
 {
-    if (!cur.valid || cur.uid == 0)
-        return (uid_t)-1;
-    /* fsuid 0 raises the filesystem capabilities again from the permitted set; the cached ids
-     * stay valid because creds_unraise puts the same fsuid back. */
-    syscall(SYS_setfsuid, (uid_t)0);
-    return cur.uid;
+    struct creds_scope s = {.status = status};
+
+    *status = 0;
+    if (!cur.valid || (cur.uid == 0 && cur.gid == 0))
+        return s;
+    s.switched = true;
+    s.uid = cur.uid;
+    s.gid = cur.gid;
+    *status = creds_set(0, 0);
+    return s;
 }
 
-void creds_unraise(uid_t saved)
+void creds_daemon_end(struct creds_scope *s)
 {
-    if (saved != (uid_t)-1)
-        syscall(SYS_setfsuid, saved);
+    int back;
+
+    if (!s->switched)
+        return;
+    back = creds_set(s->uid, s->gid);
+    if (back < 0 && *s->status >= 0)
+        *s->status = back;
 }
 
 int creds_set_groups(const gid_t *groups, size_t n)

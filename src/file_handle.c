@@ -71,7 +71,7 @@ static struct fh_mount *add(struct fh_mounts *t, int mnt_id, int fd, int err)
  *
  * Opened with the daemon's own credentials (the caller may not be allowed to read the
  * directory): the fd only serves open_by_handle_at and never reaches the guest, and src_fd is
- * a directory or regular file in the share (passthrough.c's mount_source picks nothing else;
+ * a directory or regular file in the share (pt_core.c's mount_source picks nothing else;
  * checked again here), so no device node or FIFO is ever opened this way.
  */
 static int open_mount_fd(const struct fh_buf *b, int src_fd, int proc_self_fd)
@@ -82,25 +82,27 @@ static int open_mount_fd(const struct fh_buf *b, int src_fd, int proc_self_fd)
     if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
         return -EINVAL;
     char name[32];
-    uid_t saved = creds_raise();
-    int err = 0, probe, fd;
+    int ret, probe, fd = -1;
 
     snprintf(name, sizeof(name), "%d", src_fd);
-    /* Following the magic link lands on the inode itself; O_NONBLOCK: never wait on a file. */
-    fd = openat(proc_self_fd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    if (fd < 0) {
-        err = errno;
-    } else {
-        probe = open_by_handle_at(fd, (struct file_handle *)&b->u.h, O_PATH | O_CLOEXEC);
-        if (probe < 0) {
-            err = errno;
-            close(fd);
-        } else {
-            close(probe);
+    {
+        CREDS_AS_DAEMON(scope, &ret);
+        /* Following the magic link lands on the inode itself; O_NONBLOCK: never wait on a
+         * file. */
+        if (ret == 0) {
+            fd = openat(proc_self_fd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+            ret = fd < 0 ? -errno : 0;
+        }
+        if (ret == 0) {
+            probe = open_by_handle_at(fd, (struct file_handle *)&b->u.h, O_PATH | O_CLOEXEC);
+            ret = probe < 0 ? -errno : 0;
+            if (probe >= 0)
+                close(probe);
         }
     }
-    creds_unraise(saved);
-    return err ? -err : fd;
+    if (ret < 0 && fd >= 0)
+        close(fd);
+    return ret < 0 ? ret : fd;
 }
 
 int fh_mount_get(struct fh_mounts *t, const struct fh_buf *b, int src_fd, int proc_self_fd,
@@ -191,49 +193,16 @@ int fh_open(const struct pt_fhandle *fh, int flags)
      * device driver or FIFO is reached), and the handle is one the daemon encoded itself for
      * an inode the guest looked up in the share.
      */
-    uid_t saved = creds_raise();
-    int fd = open_by_handle_at(fh->mount->fd, fh->h, flags | O_CLOEXEC);
-    int err = errno;
+    int ret, fd = -1;
 
-    creds_unraise(saved);
-    return fd < 0 ? -err : fd;
-}
-
-/* The mount id of path (following symlinks), or -errno. */
-static long long mount_id_of(const char *path)
-{
-    struct statx stx;
-    if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &stx) < 0)
-        return -errno;
-    return (stx.stx_mask & STATX_MNT_ID) ? (long long)stx.stx_mnt_id : -ENOTSUP;
-}
-
-/* The "root" field of mount mnt_id in /proc/self/mountinfo (the mount's root within its
- * file system) into root; 0 or -errno. */
-static int mount_root_of(long long mnt_id, char *root, size_t size)
-{
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    if (!f)
-        return -errno;
-    char line[4096], field[4096];
-    long long id;
-    int ret = -ENOENT;
-    while (ret == -ENOENT && fgets(line, sizeof(line), f))
-        if (sscanf(line, "%lld %*d %*s %4095s", &id, field) == 2 && id == mnt_id)
-            ret = snprintf(root, size, "%s", field) < (int)size ? 0 : -ENAMETOOLONG;
-    fclose(f);
-    return ret;
-}
-
-bool fh_dir_is_whole_fs(const char *dir)
-{
-    char parent[PATH_MAX], root[PATH_MAX];
-    if (snprintf(parent, sizeof(parent), "%s/..", dir) >= (int)sizeof(parent))
-        return false;
-    long long id = mount_id_of(dir), parent_id = mount_id_of(parent);
-    if (id < 0 || parent_id < 0)
-        return false;
-    /* A mount point (or "/", its own parent) whose mount shows its file system from the top. */
-    bool own_mount = id != parent_id || strcmp(dir, "/") == 0;
-    return own_mount && mount_root_of(id, root, sizeof(root)) == 0 && strcmp(root, "/") == 0;
+    {
+        CREDS_AS_DAEMON(scope, &ret);
+        if (ret == 0) {
+            fd = open_by_handle_at(fh->mount->fd, fh->h, flags | O_CLOEXEC);
+            ret = fd < 0 ? -errno : 0;
+        }
+    }
+    if (ret < 0 && fd >= 0)
+        close(fd); /* the caller's ids could not be restored: the request stops here */
+    return ret < 0 ? ret : fd;
 }

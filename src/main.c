@@ -18,7 +18,7 @@
 
 #include "fuse_server.h"
 #include "listener.h"
-#include "file_handle.h"
+#include "fh_policy.h"
 #include "guest_mem.h"
 #include "log.h"
 #include "options.h"
@@ -210,8 +210,11 @@ static int open_filesystem(struct daemon *d)
 {
     struct pt_config cfg = d->opts.pt;
     cfg.shared_dir = d->sb.root; /* "/" once pivoted or chrooted */
-    int ret = pt_new_with_proc(&cfg, d->sb.proc_self_fd, &d->fs);
+    /* Process-wide: umask, groups, this thread's ids, the lock wake-up signal, the cwd. */
+    int ret = pt_process_setup(d->sb.proc_self_fd);
     d->sb.proc_self_fd = -1; /* taken over */
+    if (ret >= 0)
+        ret = pt_new_with_proc(&cfg, ret, &d->fs);
     if (ret < 0) {
         log_error("cannot open shared directory %s: %s", d->opts.pt.shared_dir, strerror(-ret));
         return ret;
@@ -242,13 +245,7 @@ static int start(struct daemon *d)
 {
     const struct options *o = &d->opts;
     STEP("shared directory", check_shared_dir(o->pt.shared_dir));
-    if (o->pt.inode_file_handles == FH_AUTO && !fh_dir_is_whole_fs(o->pt.shared_dir)) {
-        /* With CAP_DAC_READ_SEARCH a compromised daemon could open_by_handle_at any inode of
-         * the file system around the share: the automatic mode keeps to fds there. */
-        log_debug("%s is not a whole file system: inodes keep O_PATH fds (no file handles)",
-                  o->pt.shared_dir);
-        d->opts.pt.inode_file_handles = FH_NEVER;
-    }
+    d->opts.pt.inode_file_handles = fh_policy_for_share(o->pt.inode_file_handles, o->pt.shared_dir);
     STEP("signals", d->signal_fd = block_signals());
     STEP("socket and lock", open_socket(d));
     log_debug("start-up: rlimit");
@@ -269,9 +266,8 @@ static int start(struct daemon *d)
      * the set-up, which makes calls the serving allow-list does not need, and its TSYNC puts
      * it on every thread that exists by then.
      */
-    STEP("capabilities",
-         caps_drop_fh(o->modcaps, geteuid() == 0 || d->sb.in_user_ns,
-                      o->pt.inode_file_handles != FH_NEVER, o->pt.inode_file_handles >= FH_PREFER));
+    STEP("capabilities", caps_drop_fh(o->modcaps, geteuid() == 0 || d->sb.in_user_ns,
+                                      fh_policy_caps(o->pt.inode_file_handles)));
     STEP("filesystem", open_filesystem(d));
     STEP("seccomp", seccomp_install(o->seccomp));
     /* After dropping capabilities: whether handles can be opened depends on what is left. */

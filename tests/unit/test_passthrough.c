@@ -5,7 +5,7 @@
  */
 #include "creds.h"
 #include "passthrough.h"
-#include "passthrough_internal.h"
+#include "pt_core.h"
 
 #include <dirent.h>
 #include <errno.h>

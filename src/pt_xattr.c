@@ -17,8 +17,8 @@
  * Before that they are refused with ENOTSUP and hidden from lists, as in the Rust virtiofsd,
  * so the guest never mistakes ACLs it would not enforce for real ones.
  */
-#include "passthrough_internal.h"
-#include "log.h"
+#include "pt_core.h"
+#include "creds.h"
 #include "xattrmap.h"
 
 #include <errno.h>
@@ -39,17 +39,6 @@ struct xattr_args {
     uint32_t setxattr_flags; /* XA_SET: FUSE_SETXATTR_* */
 };
 
-#define ACL_ACCESS  "system.posix_acl_access"
-#define ACL_DEFAULT "system.posix_acl_default"
-
-/* True if the name of len bytes (a trailing NUL not counted) is hidden: an ACL name while
- * FUSE_POSIX_ACL is not agreed. */
-static bool acl_hidden(const struct pt_fs *fs, const char *name, size_t len)
-{
-    return !fs->posix_acl && ((len == sizeof(ACL_ACCESS) - 1 && !memcmp(name, ACL_ACCESS, len)) ||
-                              (len == sizeof(ACL_DEFAULT) - 1 && !memcmp(name, ACL_DEFAULT, len)));
-}
-
 /* Drops the hidden names from a listxattr result; returns its new length. */
 static size_t list_hide(const struct pt_fs *fs, char *list, size_t len)
 {
@@ -58,7 +47,7 @@ static size_t list_hide(const struct pt_fs *fs, char *list, size_t len)
     for (size_t i = 0, n; i < len; i += n) {
         size_t name_len = strnlen(list + i, len - i);
         n = name_len + (name_len < len - i); /* with its NUL */
-        if (acl_hidden(fs, list + i, name_len))
+        if (pt_xattr_hidden(fs, list + i, name_len))
             continue;
         memmove(list + out, list + i, n);
         out += n;
@@ -135,26 +124,10 @@ static ssize_t list_mapped(const struct pt_fs *fs, const struct xattr_target *t,
     return n;
 }
 
-/*
- * Replaces a->name by its host name (in buf) under the map. A refused name reads as absent
- * on GETXATTR (ENODATA, as the Rust and QEMU daemons answer), so a guest probing for it just
- * finds no value; SETXATTR and REMOVEXATTR get the refusal itself (EPERM). A hidden ACL name
- * is ENOTSUP for every op.
- */
+/* Replaces a->name by its host name (in buf): pt_xattr_name_to_host's rules. */
 static int map_name(const struct pt_fs *fs, struct xattr_args *a, char *buf, size_t size)
 {
-    if (!a->name)
-        return 0;
-    if (acl_hidden(fs, a->name, strlen(a->name)))
-        return -ENOTSUP;
-    if (!fs->cfg.xattrmap)
-        return 0;
-    int ret = xattrmap_to_host(fs->cfg.xattrmap, a->name, buf, size);
-    if (ret == -EPERM && a->op == XA_GET)
-        return -ENODATA;
-    if (ret == 0)
-        a->name = buf;
-    return ret;
+    return a->name ? pt_xattr_name_to_host(fs, &a->name, a->op == XA_GET, buf, size) : 0;
 }
 
 /*
@@ -172,7 +145,7 @@ static int acl_kill_sgid(struct pt_fs *fs, const struct pt_ctx *ctx, int pfd)
     struct statx stx;
     struct fd_path p;
     uint32_t uid;
-    int back, ret = pt_statx(pfd, &stx);
+    int ret = pt_statx(pfd, &stx);
 
     if (ret < 0 || !(stx.stx_mode & S_ISGID))
         return ret;
@@ -182,12 +155,13 @@ static int acl_kill_sgid(struct pt_fs *fs, const struct pt_ctx *ctx, int pfd)
         uid = (uint32_t)geteuid();
     if (ret < 0 || (uid != 0 && uid != stx.stx_uid))
         return ret;
-    ret = pt_enter(fs, NULL);
-    if (ret == 0 && fchmodat(fs->proc_self_fd, fd_name(pfd, &p),
-                             stx.stx_mode & 07777 & ~(mode_t)S_ISGID, 0) < 0)
-        ret = -errno;
-    back = pt_enter(fs, ctx);
-    return ret < 0 ? ret : back;
+    {
+        CREDS_AS_DAEMON(scope, &ret);
+        if (ret == 0 && fchmodat(fs->proc_self_fd, fd_name(pfd, &p),
+                                 stx.stx_mode & 07777 & ~(mode_t)S_ISGID, 0) < 0)
+            ret = -errno;
+    }
+    return ret;
 }
 
 static ssize_t do_xattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
@@ -201,19 +175,19 @@ static ssize_t do_xattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nod
     ssize_t n;
     int ret;
 
+    enum pt_intent intent = (a.op == XA_SET || a.op == XA_REMOVE) ? PT_MODIFIES : PT_READS;
+
     if (!fs->cfg.xattr)
         return -ENOSYS;
-    if (fs->cfg.readonly && (a.op == XA_SET || a.op == XA_REMOVE))
-        return -EROFS;
     ret = map_name(fs, &a, host_name, sizeof(host_name));
     if (ret == 0)
-        ret = pt_begin(fs, ctx, nodeid, &inode);
+        ret = pt_begin(fs, ctx, nodeid, intent, &inode);
     if (ret == 0) {
         int pfd = pt_inode_fd(fs, inode, &r);
         ret = pfd < 0 ? pfd : 0;
     }
-    if (ret == 0 && a.op == XA_SET && fs->posix_acl &&
-        (a.setxattr_flags & FUSE_SETXATTR_ACL_KILL_SGID) && strcmp(a.name, ACL_ACCESS) == 0)
+    if (ret == 0 && a.op == XA_SET && fs->agreed.posix_acl &&
+        (a.setxattr_flags & FUSE_SETXATTR_ACL_KILL_SGID) && strcmp(a.name, PT_ACL_ACCESS) == 0)
         ret = acl_kill_sgid(fs, ctx, r.fd);
     if (ret < 0)
         return ret;
@@ -221,7 +195,7 @@ static ssize_t do_xattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nod
     /* Reopening may fail (e.g. no read permission): the path call then makes the real check. */
     if (S_ISREG(inode->type) || S_ISDIR(inode->type))
         t.fd = pt_reopen(fs, r.fd, O_RDONLY | O_NONBLOCK);
-    if (a.op == XA_LIST && (fs->cfg.xattrmap || !fs->posix_acl))
+    if (a.op == XA_LIST && (fs->cfg.xattrmap || !fs->agreed.posix_acl))
         n = list_mapped(fs, &t, &a);
     else
         n = xattr_run(&t, &a);
@@ -270,36 +244,4 @@ int pt_removexattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, 
     struct xattr_args a = {.op = XA_REMOVE, .name = name};
 
     return (int)do_xattr(fs, ctx, nodeid, &a);
-}
-
-int pt_apply_secctx(struct pt_fs *fs, const struct pt_ctx *ctx, int path_fd)
-{
-    char host_name[XATTR_NAME_MAX + 1];
-    struct xattr_args a;
-    struct fd_path p;
-    int back, ret;
-
-    if (!ctx || !ctx->secctx)
-        return 0;
-    a = (struct xattr_args){.op = XA_SET,
-                            .name = ctx->secctx->name,
-                            .buf = (void *)ctx->secctx->value,
-                            .size = ctx->secctx->size};
-    ret = map_name(fs, &a, host_name, sizeof(host_name));
-    /*
-     * As the daemon: the caller may not be allowed to label. Safe because only the inode this
-     * request has just created gets the label, only under a security.* name (parse_secctx in
-     * fuse_server.c refuses any other before anything is created, so no trusted.* or user.*
-     * attribute is ever set as the daemon), and through /proc/self/fd any type of inode (a
-     * symlink or device node included) is reached without being opened.
-     */
-    if (ret == 0)
-        ret = pt_enter(fs, NULL);
-    if (ret == 0 && setxattr(fd_name(path_fd, &p), a.name, a.buf, a.size, 0) < 0)
-        ret = -errno;
-    back = pt_enter(fs, ctx);
-    if (ret < 0)
-        log_debug("cannot set security context %s on a new inode: %s", ctx->secctx->name,
-                  strerror(-ret));
-    return ret < 0 ? ret : back;
 }

@@ -8,7 +8,7 @@
  * lseek to that cookie (what seekdir does). The handle's mutex serialises READDIRs of one
  * handle; different handles never contend.
  */
-#include "passthrough_internal.h"
+#include "pt_core.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -32,7 +32,7 @@ int pt_opendir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
     struct pt_inode *inode;
     PT_FDREF(r);
     uint64_t fh;
-    int fd, ret = pt_begin(fs, ctx, nodeid, &inode);
+    int fd, ret = pt_begin(fs, ctx, nodeid, PT_READS, &inode);
 
     if (ret < 0)
         return ret;
@@ -55,12 +55,7 @@ int pt_opendir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 static int begin_dirhandle(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t fh,
                            struct pt_handle **h)
 {
-    int ret = pt_enter(fs, ctx);
-
-    if (ret < 0)
-        return ret;
-    *h = htab_get(fs->handles, fh, nodeid);
-    return (*h && (*h)->dir) ? 0 : -EBADF;
+    return pt_begin_handle(fs, ctx, nodeid, fh, true, PT_READS, h);
 }
 
 int pt_releasedir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
@@ -72,7 +67,7 @@ int pt_releasedir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 
     if (ret < 0)
         return ret;
-    pt_locks_release(fs, in->fh); /* lock owners that came through it (passthrough_lock.c) */
+    pt_note_release(fs, in->fh); /* lock owners that came through it (pt_lock.c) */
     return htab_remove(fs->handles, in->fh, nodeid);
 }
 
@@ -133,11 +128,6 @@ static size_t name_len(const struct linux_dirent64 *e)
     return strnlen(e->d_name, e->d_reclen - offsetof(struct linux_dirent64, d_name));
 }
 
-static bool is_dot_or_dotdot(const char *name, size_t len)
-{
-    return (len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.');
-}
-
 /* Writes one fuse_dirent at p (which need not be aligned) and zeroes its padding. */
 static void put_dirent(char *p, const struct linux_dirent64 *e, size_t namelen, uint64_t ino)
 {
@@ -174,7 +164,7 @@ static int plus_entry(struct pt_fs *fs, struct pt_inode *dir, int dir_fd,
 {
     int ret;
 
-    if (is_dot_or_dotdot(e->d_name, namelen)) {
+    if (pt_dots(e->d_name, namelen)) {
         empty_entry(e, out);
         return 0;
     }
@@ -255,7 +245,7 @@ ssize_t pt_readdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 {
     struct pt_inode *dir;
     struct pt_handle *h = NULL;
-    ssize_t ret = pt_begin(fs, ctx, nodeid, &dir);
+    ssize_t ret = pt_begin(fs, ctx, nodeid, PT_READS, &dir);
 
     if (ret == 0)
         ret = begin_dirhandle(fs, ctx, nodeid, in->fh, &h);

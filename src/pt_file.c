@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The passthrough filesystem: open files and their I/O. */
-#include "passthrough_internal.h"
+#include "pt_core.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -16,11 +16,17 @@
     (O_ACCMODE | O_APPEND | O_TRUNC | O_DIRECT | O_DSYNC | O_SYNC | O_NOATIME | O_LARGEFILE |      \
      O_NONBLOCK)
 
-int pt_open_flags(const struct pt_fs *fs, uint32_t guest_flags)
+static bool wants_write(int flags)
+{
+    return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+/* Host open flags for a guest OPEN/CREATE (writeback and O_DIRECT rules applied). */
+static int open_flags(const struct pt_fs *fs, uint32_t guest_flags)
 {
     int flags = (int)guest_flags & GUEST_OPEN_FLAGS;
 
-    if (fs->writeback) {
+    if (fs->agreed.writeback) {
         /* The guest page cache may read to fill partly written pages. */
         if ((flags & O_ACCMODE) == O_WRONLY)
             flags = (flags & ~O_ACCMODE) | O_RDWR;
@@ -34,28 +40,6 @@ int pt_open_flags(const struct pt_fs *fs, uint32_t guest_flags)
     if (!fs->cfg.preserve_noatime)
         flags &= ~O_NOATIME;
     return flags | O_CLOEXEC;
-}
-
-uint32_t pt_fopen_flags(const struct pt_fs *fs, bool dir, uint32_t guest_flags)
-{
-    uint32_t f = 0;
-
-    if (!dir && fs->cfg.allow_direct_io && (guest_flags & O_DIRECT))
-        f |= FOPEN_DIRECT_IO;
-    switch (fs->cfg.cache) {
-    case CACHE_NEVER:
-        f |= dir ? 0 : FOPEN_DIRECT_IO;
-        break;
-    case CACHE_METADATA:
-        f |= dir ? (FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE) : FOPEN_DIRECT_IO;
-        break;
-    case CACHE_ALWAYS:
-        f |= FOPEN_KEEP_CACHE | (dir ? FOPEN_CACHE_DIR : 0);
-        break;
-    case CACHE_AUTO:
-        break;
-    }
-    return f;
 }
 
 /*
@@ -91,7 +75,8 @@ int pt_open(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 {
     struct pt_inode *inode;
     PT_FDREF(r);
-    int fd, flags, ret = pt_begin(fs, ctx, nodeid, &inode);
+    int fd, flags = open_flags(fs, in->flags);
+    int ret = pt_begin(fs, ctx, nodeid, wants_write(flags) ? PT_MODIFIES : PT_READS, &inode);
 
     if (ret < 0)
         return ret;
@@ -101,9 +86,6 @@ int pt_open(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
      */
     if (!S_ISREG(inode->type))
         return S_ISDIR(inode->type) ? -EISDIR : -EINVAL;
-    flags = pt_open_flags(fs, in->flags);
-    if (fs->cfg.readonly && pt_wants_write(flags))
-        return -EROFS;
     ret = pt_inode_fd(fs, inode, &r);
     if (ret < 0)
         return ret;
@@ -150,7 +132,7 @@ static int open_existing(struct pt_fs *fs, int dir_fd, const char *name, int fla
 static int create_file(struct pt_fs *fs, const struct pt_ctx *ctx, int dir_fd, const char *name,
                        const struct fuse_create_in *in, int *path_fd)
 {
-    int flags = pt_open_flags(fs, in->flags);
+    int flags = open_flags(fs, in->flags);
     mode_t mode = pt_umask_begin(fs, in->mode, in->umask) & 07777;
     int fd = openat(dir_fd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
     int ret = fd < 0 ? -errno : 0;
@@ -185,7 +167,7 @@ static int finish_create(struct pt_fs *fs, struct pt_inode *dir, int fd, int pat
     }
     ret = add_handle(fs, entry->nodeid, fd, flags, open);
     if (ret < 0)
-        pt_forget(fs, entry->nodeid, 1); /* the guest never saw the entry */
+        pt_inode_forget(fs, entry->nodeid, 1); /* the guest never saw the entry */
     return ret;
 }
 
@@ -194,16 +176,14 @@ int pt_tmpfile(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent,
                struct fuse_open_out *open)
 {
     struct pt_inode *dir;
-    int ret = fs->cfg.readonly ? -EROFS : pt_begin(fs, ctx, parent, &dir);
-    if (ret == 0 && !S_ISDIR(dir->type))
-        ret = -ENOTDIR;
+    int ret = pt_begin_dir(fs, ctx, parent, PT_MODIFIES, &dir);
     PT_FDREF(d);
     if (ret == 0)
         ret = pt_inode_fd(fs, dir, &d);
     if (ret < 0)
         return ret;
     /* O_TMPFILE includes O_DIRECTORY; the access mode and O_EXCL are the guest's. */
-    int flags = pt_open_flags(fs, in->flags & ~(O_TMPFILE | O_CREAT)) | O_TMPFILE;
+    int flags = open_flags(fs, in->flags & ~(O_TMPFILE | O_CREAT)) | O_TMPFILE;
     mode_t mode = pt_umask_begin(fs, in->mode, in->umask) & 07777;
     int fd = openat(d.fd, ".", flags | O_CLOEXEC, mode);
     ret = fd < 0 ? -errno : 0;
@@ -227,16 +207,10 @@ int pt_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const
 {
     struct pt_inode *dir;
     PT_FDREF(d);
-    int fd, path_fd = -1, ret = pt_check_name(name);
+    int fd, path_fd = -1, ret = pt_check_name(name, PT_NAME_CREATE);
 
-    if (ret == 0 && (strcmp(name, ".") == 0 || strcmp(name, "..") == 0))
-        ret = -EISDIR;
-    if (ret == 0 && fs->cfg.readonly)
-        ret = -EROFS;
     if (ret == 0)
-        ret = pt_begin(fs, ctx, parent, &dir);
-    if (ret == 0 && !S_ISDIR(dir->type))
-        ret = -ENOTDIR;
+        ret = pt_begin_dir(fs, ctx, parent, PT_MODIFIES, &dir);
     if (ret < 0)
         return ret;
     ret = pt_inode_fd(fs, dir, &d);
@@ -250,14 +224,9 @@ int pt_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const
 
 /* A handle of a regular file (not a directory). */
 static int begin_file(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t fh,
-                      struct pt_handle **h)
+                      enum pt_intent intent, struct pt_handle **h)
 {
-    int ret = pt_enter(fs, ctx);
-
-    if (ret < 0)
-        return ret;
-    *h = htab_get(fs->handles, fh, nodeid);
-    return (*h && !(*h)->dir) ? 0 : -EBADF;
+    return pt_begin_handle(fs, ctx, nodeid, fh, false, intent, h);
 }
 
 /* The part of an iovec array not yet transferred, limited to a byte count. */
@@ -357,7 +326,7 @@ ssize_t pt_read(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
                 const struct fuse_read_in *in, const struct iovec *iov, int iovcnt)
 {
     struct pt_handle *h;
-    int ret = begin_file(fs, ctx, nodeid, in->fh, &h);
+    int ret = begin_file(fs, ctx, nodeid, in->fh, PT_READS, &h);
 
     if (ret < 0)
         return ret;
@@ -369,12 +338,10 @@ ssize_t pt_write(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 {
     struct pt_inode *inode;
     struct pt_handle *h;
-    int ret = begin_file(fs, ctx, nodeid, in->fh, &h);
+    int ret = begin_file(fs, ctx, nodeid, in->fh, PT_MODIFIES, &h);
 
     if (ret < 0)
         return ret;
-    if (fs->cfg.readonly)
-        return -EROFS;
     if (in->write_flags & FUSE_WRITE_KILL_SUIDGID) {
         inode = pt_inode_get(fs, nodeid);
         if (inode)
@@ -387,11 +354,11 @@ int pt_flush(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
              const struct fuse_flush_in *in)
 {
     struct pt_handle *h;
-    int fd, ret = begin_file(fs, ctx, nodeid, in->fh, &h);
+    int fd, ret = begin_file(fs, ctx, nodeid, in->fh, PT_READS, &h);
 
     if (ret < 0)
         return ret;
-    pt_locks_flush(fs, nodeid, in->lock_owner);
+    pt_note_flush(fs, nodeid, in->lock_owner);
     /*
      * Every close(2) in the guest sends FLUSH; closing a duplicate releases this process's
      * POSIX locks on the file and reports delayed write errors (NFS), as a close would.
@@ -410,29 +377,14 @@ int pt_release(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
      * Closing needs no permission, and a release must not fail for the caller's ids (the
      * guest often sends it as uid 0, which --translate-uid may forbid): the fd would leak.
      */
-    int ret = begin_file(fs, NULL, nodeid, in->fh, &h);
+    int ret = begin_file(fs, NULL, nodeid, in->fh, PT_READS, &h);
 
     if (ret < 0)
         return ret;
-    pt_locks_release(fs, in->fh);
+    pt_note_release(fs, in->fh);
     if (in->release_flags & FUSE_RELEASE_FLOCK_UNLOCK)
         flock(h->fd, LOCK_UN);
     return htab_remove(fs->handles, in->fh, nodeid);
-}
-
-int pt_fsync_handle(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
-                    const struct fuse_fsync_in *in)
-{
-    struct pt_handle *h;
-    int ret = pt_enter(fs, ctx);
-
-    if (ret < 0)
-        return ret;
-    h = htab_get(fs->handles, in->fh, nodeid);
-    if (!h)
-        return -EBADF;
-    ret = (in->fsync_flags & FUSE_FSYNC_FDATASYNC) ? fdatasync(h->fd) : fsync(h->fd);
-    return ret < 0 ? -errno : 0;
 }
 
 int pt_fsync(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
@@ -445,12 +397,10 @@ int pt_fallocate(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
                  const struct fuse_fallocate_in *in)
 {
     struct pt_handle *h;
-    int ret = begin_file(fs, ctx, nodeid, in->fh, &h);
+    int ret = begin_file(fs, ctx, nodeid, in->fh, PT_MODIFIES, &h);
 
     if (ret < 0)
         return ret;
-    if (fs->cfg.readonly)
-        return -EROFS;
     if (in->offset > (uint64_t)INT64_MAX || in->length > (uint64_t)INT64_MAX)
         return -EINVAL;
     if (fallocate(h->fd, (int)in->mode, (off_t)in->offset, (off_t)in->length) < 0)
@@ -463,7 +413,7 @@ int pt_lseek(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 {
     struct pt_handle *h;
     off_t off;
-    int ret = begin_file(fs, ctx, nodeid, in->fh, &h);
+    int ret = begin_file(fs, ctx, nodeid, in->fh, PT_READS, &h);
 
     if (ret < 0)
         return ret;
@@ -486,14 +436,12 @@ ssize_t pt_copy_file_range(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t 
     /* The reply (fuse_write_out.size) has 32 bits; keep whole pages. */
     size_t len = in->len > 0xfffff000u ? 0xfffff000u : (size_t)in->len;
     ssize_t n;
-    int ret = begin_file(fs, ctx, nodeid, in->fh_in, &src);
+    int ret = begin_file(fs, ctx, nodeid, in->fh_in, PT_READS, &src);
 
     if (ret == 0)
-        ret = begin_file(fs, ctx, in->nodeid_out, in->fh_out, &dst);
+        ret = begin_file(fs, ctx, in->nodeid_out, in->fh_out, PT_MODIFIES, &dst);
     if (ret < 0)
         return ret;
-    if (fs->cfg.readonly)
-        return -EROFS;
     if (in->off_in > (uint64_t)INT64_MAX || in->off_out > (uint64_t)INT64_MAX)
         return -EINVAL;
     n = copy_file_range(src->fd, &off_in, dst->fd, &off_out, len, (unsigned int)in->flags);

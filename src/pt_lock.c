@@ -41,8 +41,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "creds.h"
 #include "log.h"
-#include "passthrough_internal.h"
+#include "pt_lock.h"
 
 #define MAX_WAITS   1024           /* concurrent blocked SETLKWs per filesystem */
 #define WAKE_SIGNAL (SIGRTMIN + 2) /* interrupts a waiting fcntl/flock; handler does nothing */
@@ -112,12 +113,15 @@ static unsigned owners_bound(void)
                                                   : 16;
 }
 
-int pt_locks_new(struct pt_locks **out)
+int pt_locks_process_setup(void)
 {
     struct sigaction sa = {.sa_handler = wake_handler}; /* no SA_RESTART: we want EINTR */
     sigemptyset(&sa.sa_mask);
-    if (sigaction(WAKE_SIGNAL, &sa, NULL) < 0)
-        return -errno;
+    return sigaction(WAKE_SIGNAL, &sa, NULL) < 0 ? -errno : 0;
+}
+
+int pt_locks_new(struct pt_locks **out)
+{
     struct pt_locks *l = calloc(1, sizeof(*l));
     if (!l)
         return -ENOMEM;
@@ -220,15 +224,18 @@ static int open_for_locks(struct pt_fs *fs, int handle_fd)
     unsigned n = S_ISREG(stx.stx_mode) ? 3 : S_ISDIR(stx.stx_mode) ? 1 : 0;
     if (n == 0)
         return -EINVAL;
-    ret = pt_enter(fs, NULL);
-    if (ret < 0)
-        return ret;
-    for (unsigned i = 0; i < n; i++) {
-        ret = pt_reopen(fs, handle_fd, modes[i] | O_NONBLOCK);
-        if (ret >= 0 || (ret != -EACCES && ret != -EROFS && ret != -EISDIR && ret != -ETXTBSY))
-            return ret;
+    int fd = -1;
+    {
+        CREDS_AS_DAEMON(scope, &ret);
+        for (unsigned i = 0; ret == 0 && i < n; i++) {
+            fd = pt_reopen(fs, handle_fd, modes[i] | O_NONBLOCK);
+            if (fd >= 0 || (fd != -EACCES && fd != -EROFS && fd != -EISDIR && fd != -ETXTBSY))
+                break;
+        }
     }
-    return ret;
+    if (ret < 0 && fd >= 0)
+        close(fd); /* the caller's ids could not be restored: the request stops here */
+    return ret < 0 ? ret : fd;
 }
 
 /* The owner (nodeid, owner), created with a file from handle_fd if new (mu held). */
@@ -456,7 +463,7 @@ int pt_getlk(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
     struct pt_inode *inode;
     struct flock fl;
     /* As SETLK: without FUSE_POSIX_LOCKS the guest kernel tests its own locks, never ours. */
-    int ret = fs->cfg.posix_locks ? pt_begin(fs, ctx, nodeid, &inode) : -ENOSYS;
+    int ret = fs->cfg.posix_locks ? pt_begin(fs, ctx, nodeid, PT_READS, &inode) : -ENOSYS;
     if (ret == 0)
         ret = to_flock(&in->lk, &fl);
     int handle_fd = ret < 0 ? ret : lock_handle_fd(fs, nodeid, in, false);
@@ -582,7 +589,7 @@ int pt_setlk(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
              const struct fuse_lk_in *in, const struct pt_async *async)
 {
     struct pt_inode *inode;
-    int ret = pt_begin(fs, ctx, nodeid, &inode);
+    int ret = pt_begin(fs, ctx, nodeid, PT_READS, &inode);
     if (ret < 0)
         return ret;
     if (in->lk_flags & FUSE_LK_FLOCK)
@@ -592,7 +599,7 @@ int pt_setlk(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 
 /* ---- closing ----------------------------------------------------------------------------- */
 
-void pt_locks_flush(struct pt_fs *fs, uint64_t nodeid, uint64_t owner)
+static void locks_flushed(struct pt_fs *fs, uint64_t nodeid, uint64_t owner)
 {
     if (atomic_load(&fs->locks->used))
         flush_owner(fs, nodeid, owner);
@@ -626,7 +633,7 @@ static void drop_owners(struct pt_locks *l, bool by_fh, uint64_t fh, uint64_t no
  * is left is an owner whose FLUSH never came: a guest OFD lock (owned by the open file, never
  * flushed) or a hostile guest's.
  */
-void pt_locks_release(struct pt_fs *fs, uint64_t fh)
+static void locks_released(struct pt_fs *fs, uint64_t fh)
 {
     struct pt_locks *l = fs->locks;
     if (!atomic_load(&l->used))
@@ -641,7 +648,7 @@ void pt_locks_release(struct pt_fs *fs, uint64_t fh)
  * After a FORGET: once the inode is gone the guest has no file open on it, so no owner holds
  * locks there. (Nodeids are never reused, but the owners' files would stay open until a reset.)
  */
-void pt_locks_forget(struct pt_fs *fs, uint64_t nodeid)
+static void locks_forgotten(struct pt_fs *fs, uint64_t nodeid)
 {
     struct pt_locks *l = fs->locks;
     if (!atomic_load(&l->used) || itab_get(fs->inodes, nodeid))
@@ -650,3 +657,9 @@ void pt_locks_forget(struct pt_fs *fs, uint64_t nodeid)
     drop_owners(l, false, 0, nodeid);
     pthread_mutex_unlock(&l->mu);
 }
+
+const struct pt_close_hooks pt_lock_hooks = {
+    .flushed = locks_flushed,
+    .released = locks_released,
+    .forgotten = locks_forgotten,
+};

@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The passthrough core: what every operation uses (src/pt_core.c), and the filesystem's state.
+ *
+ * Layers, calls going one way only:
+ *   op files (pt_attr.c, pt_entry.c, pt_file.c, pt_dir.c, pt_xattr.c, pt_lock.c)
+ *     -> core (pt_core.c, fh_policy.c, creds.c)
+ *       -> tables and mechanisms (inode_table.c, handle_table.c, file_handle.c, idmap.c,
+ *          xattrmap.c)
+ * pt_lifetime.c sits beside the op files: the only place that creates the tables and the lock
+ * state, and that wires the lock layer's hooks into the core (struct pt_close_hooks). No op
+ * file calls another op file, and the core calls none: it builds as its own static library,
+ * which test_pt_core links alone.
+ */
+#ifndef VFS_PT_CORE_H
+#define VFS_PT_CORE_H
+
+#include "fh_policy.h"
+#include "file_handle.h"
+#include "handle_table.h"
+#include "inode_table.h"
+#include "passthrough.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* What FUSE INIT agreed (pt_init); read by concurrent ops, written only while none is in
+ * flight. The options asked for stay in pt_fs.cfg: these are what the guest accepted. */
+struct pt_agreed {
+    bool writeback;
+    bool submounts;
+    bool dont_mask;
+    bool posix_acl; /* FUSE_POSIX_ACL: ACL xattrs served, the host applies umask or default ACL */
+};
+
+/*
+ * What the lock layer must hear of (pt_lock.c provides it, pt_lifetime.c installs it): the
+ * core forwards these events through it, so that neither the core nor an op file calls the
+ * lock file. NULL (in a core-only build): nothing listens.
+ */
+struct pt_close_hooks {
+    /* FLUSH by owner: its POSIX locks on the inode go, and its waits there end. */
+    void (*flushed)(struct pt_fs *fs, uint64_t nodeid, uint64_t owner);
+    /* RELEASE of fh: flock waits on it end, and the POSIX lock owners that last locked
+     * through it (their FLUSH did not come) go. */
+    void (*released)(struct pt_fs *fs, uint64_t fh);
+    /* After a FORGET of nodeid: if that removed the inode, every lock owner on it goes. */
+    void (*forgotten)(struct pt_fs *fs, uint64_t nodeid);
+};
+
+struct pt_locks;
+
+struct pt_fs {
+    struct pt_config cfg; /* as asked for; shared_dir points at our own copy */
+    struct pt_agreed agreed;
+    struct itab *inodes;
+    struct htab *handles;
+    struct pt_inode *root;
+    int proc_self_fd;       /* /proc/self/fd, to reopen O_PATH fds with real access modes */
+    struct pt_locks *locks; /* lock owners and waiting lock requests (pt_lock.c) */
+    const struct pt_close_hooks *hooks;
+    bool switch_creds;   /* running as root: act with each caller's fsuid/fsgid */
+    bool group_retry;    /* pt_retry_groups may add groups (pt_group_retry_sound) */
+    uint64_t timeout;    /* entry and attribute timeout, seconds */
+    struct fh_policy fh; /* --inode-file-handles (fh_policy.h) */
+};
+
+/* The name "N" of fd N in /proc/self/fd, for *at calls on fs->proc_self_fd. */
+struct fd_path {
+    char s[32];
+};
+
+/*
+ * The working directory is also /proc/self/fd for the daemon's life (pt_process_setup sets
+ * it), so the same relative name serves path-only calls (the xattr ones) too, even after the
+ * sandbox has pivoted the root into the share, where no /proc path exists.
+ */
+static inline const char *fd_name(int fd, struct fd_path *p)
+{
+    snprintf(p->s, sizeof(p->s), "%d", fd);
+    return p->s;
+}
+
+/* ---- the per-request entry -------------------------------------------------------------- */
+
+/*
+ * Whether an op may change the share, declared at its entry (pt_begin, pt_begin_dir,
+ * pt_begin_handle): --readonly is applied there and nowhere else. The check is the entry's
+ * last step, once the caller and the inode (or handle) were found.
+ */
+enum pt_intent {
+    PT_READS,
+    PT_MODIFIES,
+    /* ACCESS with W_OK: a write is refused on a read-only share, except on a symlink (whose
+     * permission bits mean nothing). */
+    PT_MODIFIES_UNLESS_SYMLINK,
+};
+
+/*
+ * Switches to the caller's credentials (a no-op unless running as root), translated to host
+ * ids by --translate-uid/gid; ctx NULL: the daemon's own (root). -EPERM if a forbid-guest rule
+ * covers the caller's uid or gid: such a caller has no host identity to act with.
+ */
+int pt_enter(struct pt_fs *fs, const struct pt_ctx *ctx);
+
+/* pt_enter, then the live inode nodeid names (-EBADF if none), then the --readonly rule
+ * (-EROFS). */
+int pt_begin(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, enum pt_intent intent,
+             struct pt_inode **inode);
+/* pt_begin for a directory that names are resolved in (-ENOTDIR otherwise). */
+int pt_begin_dir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, enum pt_intent intent,
+                 struct pt_inode **dir);
+/* pt_enter, then the open handle fh of nodeid, a directory's if dir (-EBADF if none or of the
+ * other kind), then the --readonly rule. */
+int pt_begin_handle(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t fh,
+                    bool dir, enum pt_intent intent, struct pt_handle **h);
+
+/* The live inode nodeid names, or NULL. */
+struct pt_inode *pt_inode_get(struct pt_fs *fs, uint64_t nodeid);
+
+/* ---- inode fds ---------------------------------------------------------------------------- */
+
+/*
+ * An O_PATH fd of an inode for the op in progress (pt_inode_fd): the inode's own (owned false,
+ * no syscall), or one opened from its file handle for this op (owned true, closed by put).
+ */
+struct pt_fdref {
+    int fd;
+    bool owned;
+};
+
+int pt_inode_fd_open(struct pt_fs *fs, const struct pt_inode *inode, struct pt_fdref *ref);
+
+/*
+ * The one way ops reach an inode's O_PATH fd: the fd the inode keeps, or for a handle-only
+ * inode one opened by handle (-ESTALE once the file is gone on the host). Returns the fd or
+ * -errno; every success is paired with pt_inode_fd_put. Valid until then (and at most until
+ * the op's rcu_read_unlock).
+ */
+static inline int pt_inode_fd(struct pt_fs *fs, const struct pt_inode *inode, struct pt_fdref *ref)
+{
+    ref->fd = inode->fd;
+    ref->owned = false;
+    if (__builtin_expect(inode->fd >= 0, 1))
+        return inode->fd;
+    return pt_inode_fd_open(fs, inode, ref);
+}
+
+static inline void pt_inode_fd_put(struct pt_fdref *ref)
+{
+    if (ref->owned)
+        close(ref->fd);
+    ref->owned = false;
+    ref->fd = -1;
+}
+
+/* Declares a pt_fdref that is put automatically when it goes out of scope. */
+#define PT_FDREF(name) struct pt_fdref name __attribute__((cleanup(pt_inode_fd_put))) = {-1, false}
+
+/*
+ * Reopens an fd (typically an inode's O_PATH fd) through /proc/self/fd with real access flags
+ * (O_CLOEXEC and O_NOCTTY added). Following that magic link lands on the inode itself, never
+ * on a symlink's target: a symlink yields -ELOOP. Returns the new fd or -errno. Callers open
+ * only regular files and directories (checking the type first) or ask for O_PATH (which opens
+ * nothing): opening a device node reaches the host device, opening a FIFO may block.
+ */
+int pt_reopen(struct pt_fs *fs, int path_fd, int flags);
+
+/* ---- names -------------------------------------------------------------------------------- */
+
+/* What a name from the guest is for: the one table of errors (pt_check_name). */
+enum pt_name_use {
+    PT_NAME_LOOKUP, /* resolved: "." and ".." allowed (".." of the root is the root) */
+    PT_NAME_NEW,    /* created, removed, renamed or linked: "." and ".." are EINVAL */
+    PT_NAME_CREATE, /* CREATE (an open): "." and ".." are EISDIR, as open(2) answers */
+};
+
+/*
+ * 0 if name is a single path component usable for use; otherwise (the errno table):
+ *   NULL, empty, or containing '/'    -EINVAL
+ *   longer than NAME_MAX              -ENAMETOOLONG
+ *   "." or ".."                       0 (LOOKUP), -EINVAL (NEW), -EISDIR (CREATE)
+ * No operation that creates, removes or renames can thus act on the share's parent.
+ */
+int pt_check_name(const char *name, enum pt_name_use use);
+
+/* 1 for ".", 2 for "..", 0 for any other name of len bytes. */
+int pt_dots(const char *name, size_t len);
+
+/* ---- attributes and entries ----------------------------------------------------------------- */
+
+/* statx of an O_PATH fd, without following symlinks. Returns 0 or -errno. */
+int pt_statx(int fd, struct statx *stx);
+
+/* The inode table's key of what statx describes. */
+void pt_key_from_statx(const struct statx *stx, struct itab_key *key);
+
+/*
+ * fuse_attr from statx, owner and group translated to the guest's ids (--translate-uid/gid);
+ * flags gets FUSE_ATTR_SUBMOUNT etc. from the caller.
+ */
+void pt_fill_attr(const struct pt_fs *fs, const struct statx *stx, struct fuse_attr *attr);
+
+/* The attribute reply from pfd, an inode's O_PATH fd. */
+int pt_attr_out(struct pt_fs *fs, int pfd, struct fuse_attr_out *out);
+
+/*
+ * Builds the entry for an O_PATH fd (consumed) in parent: takes a lookup reference on the
+ * (possibly new) inode, which keeps an fd or a file handle as fh_policy decides. Returns 0 or
+ * -errno.
+ */
+int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd,
+                     struct fuse_entry_out *out);
+
+/* Looks name up in parent and builds the entry. Returns 0 or -errno. */
+int pt_do_lookup(struct pt_fs *fs, struct pt_inode *parent, const char *name,
+                 struct fuse_entry_out *out);
+/* The same with an fd of parent already at hand (pt_inode_fd's, or an open directory's). */
+int pt_do_lookup_at(struct pt_fs *fs, struct pt_inode *parent, int parent_fd, const char *name,
+                    struct fuse_entry_out *out);
+
+/* Drops nlookup references of nodeid (FORGET, or an entry the guest never saw), telling the
+ * lock layer when that removed the inode. */
+void pt_inode_forget(struct pt_fs *fs, uint64_t nodeid, uint64_t nlookup);
+
+/* ---- creating inodes ---------------------------------------------------------------------- */
+
+/*
+ * The mode to create an inode with, from the guest's mode and umask; pt_umask_end() after the
+ * creating call. Without FUSE_DONT_MASK the guest kernel applied its umask already. With
+ * FUSE_POSIX_ACL (which brings FUSE_DONT_MASK) it applied neither the umask nor the parent's
+ * default ACL: the host kernel applies whichever holds, as for a local caller, with the umask
+ * set as this thread's own until pt_umask_end (as the Rust virtiofsd does).
+ */
+mode_t pt_umask_begin(struct pt_fs *fs, uint32_t mode, uint32_t umask_bits);
+void pt_umask_end(struct pt_fs *fs);
+
+/*
+ * --security-label: sets ctx->secctx (if any) on the inode just created, path_fd its O_PATH
+ * fd, with the daemon's own credentials, the name translated by --xattrmap (as the Rust
+ * virtiofsd does, after creating the inode). 0 or -errno: the caller then removes the inode.
+ */
+int pt_apply_secctx(struct pt_fs *fs, const struct pt_ctx *ctx, int path_fd);
+
+/* ---- xattr names (the ACL rule and --xattrmap, for pt_xattr.c and pt_apply_secctx) --------- */
+
+#define PT_ACL_ACCESS  "system.posix_acl_access"
+#define PT_ACL_DEFAULT "system.posix_acl_default"
+
+/* True if the xattr name of len bytes (a trailing NUL not counted) is hidden: an ACL name
+ * while FUSE_POSIX_ACL is not agreed. */
+bool pt_xattr_hidden(const struct pt_fs *fs, const char *name, size_t len);
+
+/*
+ * The host name of the guest's xattr *name (replaced by buf when the map translates it). A
+ * hidden ACL name is -ENOTSUP; a name the map refuses is -EPERM, or -ENODATA for a get (reads
+ * as absent, as the Rust and QEMU daemons answer).
+ */
+int pt_xattr_name_to_host(const struct pt_fs *fs, const char **name, bool get, char *buf,
+                          size_t size);
+
+/* ---- changing modes ------------------------------------------------------------------------ */
+
+/* chmod of an inode: pfd its O_PATH fd, fd an open fd of it or -1. Returns 0 or -errno. */
+int pt_set_mode(struct pt_fs *fs, int pfd, int fd, mode_t mode);
+
+/* Drops S_ISUID (and S_ISGID if group-executable) of a regular file, like the kernel does on
+ * writes by an unprivileged caller. fd: an open fd of inode, or -1. Best effort. */
+void pt_kill_suidgid(struct pt_fs *fs, const struct pt_inode *inode, int fd);
+/* The same with the inode's O_PATH fd (pfd) at hand; statx on fd when open. */
+void pt_kill_suidgid_at(struct pt_fs *fs, const struct pt_inode *inode, int pfd, int fd);
+
+/* ---- handles -------------------------------------------------------------------------------- */
+
+/* FOPEN_* flags for a new handle under the cache mode. */
+uint32_t pt_fopen_flags(const struct pt_fs *fs, bool dir, uint32_t guest_flags);
+
+/* FSYNC and FSYNCDIR on the handle in->fh. */
+int pt_fsync_handle(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
+                    const struct fuse_fsync_in *in);
+
+/* FLUSH by owner and RELEASE of fh, told to the lock layer (struct pt_close_hooks). */
+void pt_note_flush(struct pt_fs *fs, uint64_t nodeid, uint64_t owner);
+void pt_note_release(struct pt_fs *fs, uint64_t fh);
+
+/* ---- credentials ---------------------------------------------------------------------------- */
+
+/*
+ * THE rule for the supplementary-group retry (pt_retry_groups), decided once at construction;
+ * see pt_core.c.
+ */
+bool pt_group_retry_sound(struct pt_fs *fs);
+
+#endif
