@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <urcu.h>
 
+#include "cpu_relax.h"
 #include "log.h"
 #include "thread_pool.h"
 
@@ -512,7 +513,7 @@ static bool poll_rings(struct vu_worker *w)
             w->poll_misses = 0;
             return true;
         }
-        __builtin_ia32_pause();
+        cpu_relax();
         clock_gettime(CLOCK_MONOTONIC, &now);
     } while ((uint64_t)(now.tv_sec - start.tv_sec) * 1000000000u +
                  (uint64_t)(now.tv_nsec - start.tv_nsec) <
