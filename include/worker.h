@@ -46,8 +46,10 @@ struct vu_queue {
     uint64_t served;       /* requests served since the queue started (logged when it stops) */
 
     /* Replies of requests that finished on another thread (a SETLKW that waited), queued for
-     * the worker: only it touches the rings. gen counts ring resets; a late reply for an
-     * earlier ring is dropped. */
+     * the worker: only it touches the rings. They come back through late_sink, each with the
+     * cookie the worker gave the FUSE layer with the request (its head and gen). gen counts
+     * ring resets; a late reply for an earlier ring is dropped. */
+    struct fuse_late_sink late_sink;
     pthread_mutex_t late_lock;
     struct late_reply *late;
     atomic_bool late_pending;

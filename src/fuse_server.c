@@ -46,7 +46,7 @@ struct fuse_req {
     struct fuse_session *se;
     struct fuse_scratch *s;
     const struct vq_elem *elem;
-    const struct fuse_sink *sink;
+    const struct fuse_late_route *late; /* NULL: nothing may wait */
     const struct fuse_op *op; /* NULL for late replies and undecodable requests */
     struct fuse_in_header in;
     const uint8_t *arg; /* argument bytes after the header, in the scratch buffer */
@@ -618,15 +618,22 @@ static void do_getlk(struct fuse_req *req)
     reply_result(req, ret, &out, sizeof(out));
 }
 
+/* pt_async.done of a SETLKW that waited: back to the transport, with its own cookie. */
+static void lock_wait_done(const struct pt_async *a, int result)
+{
+    struct fuse_late_sink *sink = a->opaque;
+    sink->done(sink, a->tag, a->unique, result);
+}
+
 static void setlk_common(struct fuse_req *req, bool wait)
 {
     struct pt_async async, *a = NULL;
-    if (wait && req->sink) {
+    if (wait && req->late) {
         async = (struct pt_async){
-            .done = req->sink->done,
-            .opaque = req->sink->opaque,
+            .done = lock_wait_done,
+            .opaque = req->late->sink,
             .unique = req->in.unique,
-            .tag = FUSE_LATE_TAG(req->sink->gen, req->elem->head),
+            .tag = req->late->cookie,
         };
         a = &async;
     }
@@ -1060,9 +1067,9 @@ static int load_request(struct fuse_req *req)
 }
 
 uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
-                              const struct vq_elem *elem, const struct fuse_sink *sink)
+                              const struct vq_elem *elem, const struct fuse_late_route *late)
 {
-    struct fuse_req req = {.se = se, .s = s, .elem = elem, .sink = sink};
+    struct fuse_req req = {.se = se, .s = s, .elem = elem, .late = late};
     if (elem->rd_len < sizeof(req.in)) {
         log_error("fuse: request of %zu bytes is shorter than fuse_in_header", elem->rd_len);
         return 0; /* without a header there is no unique id to answer */

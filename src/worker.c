@@ -71,6 +71,8 @@ struct vu_workers {
     struct vu_worker w[];
 };
 
+static void late_done(struct fuse_late_sink *sink, uint64_t cookie, uint64_t unique, int error);
+
 void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *mem,
                    struct fuse_session *fuse, struct vu_worker *worker)
 {
@@ -84,6 +86,7 @@ void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *
     atomic_init(&q->late_pending, false);
     q->mem = mem;
     q->fuse = fuse;
+    q->late_sink.done = late_done;
 }
 
 static void close_fd(int *fd)
@@ -164,20 +167,41 @@ static void queue_late(struct vu_queue *q, struct late_reply *r)
         log_warn("queue %u: waking the worker failed: %m", q->index);
 }
 
-/* fuse_sink.done: a request answered on another thread (a lock wait). */
-static void late_done(const struct pt_async *a, int result)
+/*
+ * A request the FUSE layer answers later carries a cookie it hands back untouched: the chain's
+ * head, and the generation of the ring it was popped from, so that a reply meant for an
+ * earlier life of the ring is dropped (queue_late) rather than pushed onto the new one.
+ */
+static struct fuse_late_route late_route(struct vu_queue *q, uint32_t gen, uint16_t head)
 {
-    struct vu_queue *q = a->opaque;
+    return (struct fuse_late_route){.sink = &q->late_sink,
+                                    .cookie = ((uint64_t)gen << 16) | head};
+}
+
+static uint32_t cookie_gen(uint64_t cookie)
+{
+    return (uint32_t)(cookie >> 16);
+}
+
+static uint16_t cookie_head(uint64_t cookie)
+{
+    return (uint16_t)(cookie & 0xffff);
+}
+
+/* fuse_late_sink.done: a request answered on another thread (a lock wait). */
+static void late_done(struct fuse_late_sink *sink, uint64_t cookie, uint64_t unique, int error)
+{
+    struct vu_queue *q = caa_container_of(sink, struct vu_queue, late_sink);
     struct late_reply *r = malloc(sizeof(*r));
     if (!r) {
         log_error("queue %u: out of memory for the reply to request %llu", q->index,
-                  (unsigned long long)a->unique);
+                  (unsigned long long)unique);
         return;
     }
-    *r = (struct late_reply){.unique = a->unique,
-                             .gen = FUSE_LATE_GEN(a->tag),
-                             .head = FUSE_LATE_HEAD(a->tag),
-                             .error = result};
+    *r = (struct late_reply){.unique = unique,
+                             .gen = cookie_gen(cookie),
+                             .head = cookie_head(cookie),
+                             .error = error};
     queue_late(q, r);
 }
 
@@ -238,8 +262,8 @@ static void run_job(struct tpool_job *base, void *arg)
     /* After a fault guest memory reads as zeros: nothing there is a request any more. */
     if (mem && !guest_mem_faulted() && vq_map(&ring, mem) == 0 &&
         vq_walk(&ring, mem, job->head, &ctx->elem) == 0) {
-        const struct fuse_sink sink = {.done = late_done, .opaque = q, .gen = job->gen};
-        len = fuse_session_process(q->fuse, ctx->scratch, &ctx->elem, &sink);
+        const struct fuse_late_route late = late_route(q, job->gen, job->head);
+        len = fuse_session_process(q->fuse, ctx->scratch, &ctx->elem, &late);
     }
     rcu_read_unlock();
     struct late_reply *r = len == FUSE_REPLY_LATER ? NULL : malloc(sizeof(*r));
@@ -319,9 +343,9 @@ static int serve_one(struct vu_queue *q, struct fuse_scratch *scratch, struct vq
     if (r > 0 && q->pool) {
         hand_out(q, elem->head);
     } else if (r != 0) {
-        const struct fuse_sink sink = {.done = late_done, .opaque = q, .gen = q->gen};
+        const struct fuse_late_route late = late_route(q, q->gen, elem->head);
         /* A chain we could not walk still goes back to the driver, empty. */
-        uint32_t len = r > 0 ? fuse_session_process(q->fuse, scratch, elem, &sink) : 0;
+        uint32_t len = r > 0 ? fuse_session_process(q->fuse, scratch, elem, &late) : 0;
         if (len != FUSE_REPLY_LATER)
             vq_push(vq, elem->head, len);
         q->served++;
