@@ -24,8 +24,8 @@ size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t skip, const void
  * Fills dst[0, max) with the iovecs covering [skip, skip + len) of src, pointing into the
  * same memory; returns how many it filled. dst NULL: only counts how many it would need.
  */
-unsigned iov_slice(const struct iovec *src, unsigned n, size_t skip, size_t len,
-                   struct iovec *dst, unsigned max);
+unsigned iov_slice(const struct iovec *src, unsigned n, size_t skip, size_t len, struct iovec *dst,
+                   unsigned max);
 
 /*
  * Drops the first bytes of the array *iov of *n entries in place, for a transfer that went

@@ -47,7 +47,7 @@ struct fuse_req {
     struct fuse_scratch *s;
     const struct vq_elem *elem;
     const struct fuse_late_route *late; /* NULL: nothing may wait */
-    const struct fuse_op *op; /* NULL for late replies and undecodable requests */
+    const struct fuse_op *op;           /* NULL for late replies and undecodable requests */
     struct fuse_in_header in;
     const uint8_t *arg; /* argument bytes after the header, in the scratch buffer */
     size_t arglen;

@@ -58,8 +58,8 @@ size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t skip, const void
     return iov_copy(iov, n, skip, (uint8_t *)(uintptr_t)buf, len, true);
 }
 
-unsigned iov_slice(const struct iovec *src, unsigned n, size_t skip, size_t len,
-                   struct iovec *dst, unsigned max)
+unsigned iov_slice(const struct iovec *src, unsigned n, size_t skip, size_t len, struct iovec *dst,
+                   unsigned max)
 {
     unsigned out = 0;
     for (unsigned i = iov_seek(src, n, &skip); i < n && len > 0 && (!dst || out < max);
@@ -70,8 +70,8 @@ unsigned iov_slice(const struct iovec *src, unsigned n, size_t skip, size_t len,
         if (chunk > len)
             chunk = len;
         if (dst)
-            dst[out] = (struct iovec){.iov_base = (uint8_t *)src[i].iov_base + skip,
-                                      .iov_len = chunk};
+            dst[out] =
+                (struct iovec){.iov_base = (uint8_t *)src[i].iov_base + skip, .iov_len = chunk};
         out++;
         len -= chunk;
     }

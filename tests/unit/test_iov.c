@@ -10,7 +10,7 @@
 #include "iov.h"
 
 static const char flat[] = "0123456789abcdefghij"; /* the bytes the pieces hold, in order */
-#define TOTAL (sizeof(flat) - 1)
+#define TOTAL   (sizeof(flat) - 1)
 #define NPIECES 6
 
 /* Pieces of 3, 0, 5, 1, 11 and 0 bytes, each in memory of its own. */
