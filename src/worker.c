@@ -37,6 +37,7 @@ struct late_reply {
 
 /* A queue of the device and its ring; see worker.h for who may change it. */
 struct vu_queue {
+    /* What the front-end configured, through the vu_queue_set_* functions below. */
     unsigned index;
     struct virtqueue vq;
     int kick_fd; /* -1 when none */
