@@ -30,31 +30,31 @@ struct fuse_scratch *fuse_scratch_new(void);
 void fuse_scratch_free(struct fuse_scratch *s);
 
 /*
- * Where requests that finish later (a SETLKW that has to wait) are answered: done is called
- * once per such request, from another thread, with a pt_async whose tag is
- * FUSE_LATE_TAG(gen, head) and the result; the queue's owner then walks the chain at head
- * again and writes the reply with fuse_reply_late(). gen lets it drop answers meant for an
- * earlier life of the ring.
+ * Requests that finish later (a SETLKW that has to wait) are answered through a sink the
+ * transport owns. With each request the transport may give a route: its sink, and a cookie
+ * of its choosing that names the request in the transport's terms (where its reply goes).
+ * The FUSE layer never interprets the cookie; when such a request finishes, on another
+ * thread, it calls sink->done once with the cookie, the request's unique id and its result
+ * (0 or -errno), and the transport writes the reply with fuse_reply_late().
  */
-struct fuse_sink {
-    void (*done)(const struct pt_async *a, int result);
-    void *opaque;
-    uint32_t gen;
+struct fuse_late_sink {
+    void (*done)(struct fuse_late_sink *sink, uint64_t cookie, uint64_t unique, int error);
 };
-#define FUSE_LATE_TAG(gen, head) (((uint64_t)(gen) << 16) | (head))
-#define FUSE_LATE_GEN(tag)       ((uint32_t)((tag) >> 16))
-#define FUSE_LATE_HEAD(tag)      ((uint16_t)((tag)&0xffff))
-#define FUSE_REPLY_LATER         UINT32_MAX
+struct fuse_late_route {
+    struct fuse_late_sink *sink; /* must outlive every request it is given with */
+    uint64_t cookie;
+};
+#define FUSE_REPLY_LATER UINT32_MAX
 
 /*
  * Serves the request in elem (a chain popped from a virtqueue) and returns the number of
  * bytes written to its device-writable part: the length to put in the used ring. A request
  * that cannot be answered at all (no room for a reply header) returns 0, logged.
- * FUSE_REPLY_LATER: the request went to sink (which may be NULL: nothing then waits) and the
- * chain must not be returned yet.
+ * FUSE_REPLY_LATER: the request will be answered through late's sink, and the chain must not
+ * be returned yet. late NULL: nothing may wait; a SETLKW is then tried once, as a SETLK.
  */
 uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
-                              const struct vq_elem *elem, const struct fuse_sink *sink);
+                              const struct vq_elem *elem, const struct fuse_late_route *late);
 
 /* Writes the reply (header only, error 0 or -errno) of a request answered late into elem,
  * the chain walked again; returns the used length as fuse_session_process does. */

@@ -6,64 +6,23 @@
  * request queue gets a thread of its own; with more, queues share threads rather than threads
  * fighting over the CPUs. Workers share nothing with each other on the request path but
  * lock-free tables.
+ *
+ * A queue's state is this module's alone: vhost_user.c decodes and checks the front-end's
+ * messages and calls the vu_queue_set_* functions below, which take the queue from its worker
+ * around the change, so no other thread ever writes a queue that a worker serves.
  */
 #ifndef VFS_WORKER_H
 #define VFS_WORKER_H
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "fuse_server.h"
-#include "guest_mem.h"
-#include "virtqueue.h"
-
-struct late_reply;
-struct pool_job;
+struct fuse_session;
+struct guest_mem;
 struct tpool;
+struct vu_queue;
 struct vu_worker;
 struct vu_workers;
-
-struct vu_queue {
-    unsigned index;
-    struct virtqueue vq;
-    int kick_fd; /* -1 when none */
-    int err_fd;
-    /* The call fd can be replaced while the worker runs (QEMU does when the guest masks the
-     * vector), so the worker takes call_lock only for the moment it signals. */
-    pthread_mutex_t call_lock;
-    int call_fd;
-    bool started; /* a kick fd was given */
-    bool enabled; /* SET_VRING_ENABLE, or implicitly without protocol features */
-
-    /* Serving state. The worker is fixed; the rest changes only while the worker is paused. */
-    struct vu_worker *worker;
-    bool running;          /* on its worker's list */
-    struct vu_queue *next; /* next queue on the worker's list */
-    bool due;              /* worker thread: look at the ring on the next round */
-    bool broken;           /* worker thread: the ring is outside guest memory; left alone */
-    uint64_t served;       /* requests served since the queue started (logged when it stops) */
-
-    /* Replies of requests that finished on another thread (a SETLKW that waited), queued for
-     * the worker: only it touches the rings. gen counts ring resets; a late reply for an
-     * earlier ring is dropped. */
-    pthread_mutex_t late_lock;
-    struct late_reply *late;
-    atomic_bool late_pending;
-    uint32_t gen;
-
-    /* --thread-pool-size: the worker hands requests to the pool, whose threads serve them
-     * and queue the replies as late replies. */
-    struct tpool *pool;    /* NULL: the worker serves requests itself */
-    struct pool_job *jobs; /* one per descriptor head (vq_pop never hands one out twice) */
-    unsigned jobs_num;
-    unsigned inflight;            /* jobs handed out and not finished; under late_lock */
-    pthread_cond_t drained;       /* inflight reached 0 */
-    struct vq_elem *stop_elem;    /* for pushing late replies while the queue is stopped */
-    struct guest_mem *const *mem; /* RCU-protected pointer owned by the device */
-    struct fuse_session *fuse;
-};
 
 /* How the workers are laid out and when they poll. */
 struct vu_workers_config {
@@ -82,21 +41,52 @@ void vu_workers_free(struct vu_workers *ws);
 struct vu_worker *vu_workers_for_queue(struct vu_workers *ws, unsigned index);
 unsigned vu_workers_threads(const struct vu_workers *ws);
 
-void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *mem,
-                   struct fuse_session *fuse, struct vu_worker *worker);
-/* Closes the queue's fds and resets its ring state; the queue must be stopped. */
-void vu_queue_reset(struct vu_queue *q);
-void vu_queue_destroy(struct vu_queue *q);
-/* Replaces the call fd (takes ownership of fd; -1 for none). */
-void vu_queue_set_call(struct vu_queue *q, int fd);
+/*
+ * A queue of the device, served by worker (vu_workers_for_queue). mem is the device's
+ * RCU-protected memory table; pool (vu_pool_new) serves the queue's requests, or NULL for the
+ * worker to serve them itself. NULL when out of memory.
+ */
+struct vu_queue *vu_queue_new(unsigned index, struct guest_mem *const *mem,
+                              struct fuse_session *fuse, struct vu_worker *worker,
+                              struct tpool *pool);
+/* Stops the queue and frees it with its fds; NULL is a no-op. */
+void vu_queue_free(struct vu_queue *q);
 
 /* A pool (--thread-pool-size) whose threads have the buffers to serve queue requests. */
 int vu_pool_new(unsigned nthreads, struct tpool **out);
 
-/* Hands the queue to its worker if it is started and enabled and not running yet. */
-int vu_queue_start(struct vu_queue *q);
+/*
+ * What the front-end configures, one function per vhost-user message; the caller checked the
+ * message. A queue is served while it has a kick fd (or was told to poll), is enabled and has
+ * a size: each function takes the queue from its worker for the change when the worker could
+ * see it, and hands it back when it can be served. Those returning int return 0 or the
+ * negative errno of a queue that could not be handed back (logged).
+ */
+int vu_queue_set_size(struct vu_queue *q, unsigned num);
+int vu_queue_set_addr(struct vu_queue *q, uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva);
+/* The next avail entry to read and used entry to fill. */
+int vu_queue_set_base(struct vu_queue *q, uint16_t idx);
+/* Stops the queue and returns the next avail entry it would have read; its fds, base and
+ * pending late replies are dropped, its size, addresses and EVENT_IDX stay for a restart. */
+uint16_t vu_queue_get_base(struct vu_queue *q);
+/* Takes ownership of fd (-1: the front-end asked for polling); enable: the queue is enabled
+ * by its kick as well, as without VHOST_USER_F_PROTOCOL_FEATURES. */
+int vu_queue_set_kick(struct vu_queue *q, int fd, bool enable);
+/* Replaces the call fd (takes ownership of fd; -1 for none). The worker keeps running: QEMU
+ * replaces it while the guest masks the vector. */
+void vu_queue_set_call(struct vu_queue *q, int fd);
+/* Replaces the error fd (takes ownership of fd; -1 for none). */
+void vu_queue_set_err(struct vu_queue *q, int fd);
+int vu_queue_enable(struct vu_queue *q, bool enable);
+/* VIRTIO_RING_F_EVENT_IDX agreed or not. A queue that cannot be handed back is logged only:
+ * the features apply to every queue. */
+void vu_queue_set_event_idx(struct vu_queue *q, bool on);
+
 /* Takes the queue from its worker, letting the request in progress finish; no-op when not
  * running. The worker's other queues pause only for that moment. */
 void vu_queue_stop(struct vu_queue *q);
+/* Closes the queue's fds and forgets its ring, configuration included, and its pending late
+ * replies; the queue must be stopped. */
+void vu_queue_reset(struct vu_queue *q);
 
 #endif

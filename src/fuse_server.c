@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "creds.h"
+#include "iov.h"
 #include "log.h"
 
 #define FUSE_MIN_MINOR 12 /* older protocols lay out several structs differently */
@@ -45,8 +46,8 @@ struct fuse_req {
     struct fuse_session *se;
     struct fuse_scratch *s;
     const struct vq_elem *elem;
-    const struct fuse_sink *sink;
-    const struct fuse_op *op; /* NULL for late replies and undecodable requests */
+    const struct fuse_late_route *late; /* NULL: nothing may wait */
+    const struct fuse_op *op;           /* NULL for late replies and undecodable requests */
     struct fuse_in_header in;
     const uint8_t *arg; /* argument bytes after the header, in the scratch buffer */
     size_t arglen;
@@ -80,75 +81,13 @@ struct fuse_op {
     enum fuse_reply_ref ref;
 };
 
-/* ---- iovec helpers ---------------------------------------------------------------------- */
+/* ---- replies ------------------------------------------------------------------------------ */
 
-/* Copies up to len bytes from iov, skipping skip bytes first; returns bytes copied. */
-static size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
-{
-    size_t done = 0;
-    for (unsigned i = 0; i < n && done < len; i++) {
-        if (skip >= iov[i].iov_len) {
-            skip -= iov[i].iov_len;
-            continue;
-        }
-        size_t chunk = iov[i].iov_len - skip;
-        if (chunk > len - done)
-            chunk = len - done;
-        memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + skip, chunk);
-        done += chunk;
-        skip = 0;
-    }
-    return done;
-}
-
-/* Copies len bytes into iov after skip bytes; returns bytes copied. */
-static size_t buf_to_iov(const struct iovec *iov, unsigned n, size_t skip, const void *buf,
-                         size_t len)
-{
-    size_t done = 0;
-    for (unsigned i = 0; i < n && done < len; i++) {
-        if (skip >= iov[i].iov_len) {
-            skip -= iov[i].iov_len;
-            continue;
-        }
-        size_t chunk = iov[i].iov_len - skip;
-        if (chunk > len - done)
-            chunk = len - done;
-        memcpy((uint8_t *)iov[i].iov_base + skip, (const uint8_t *)buf + done, chunk);
-        done += chunk;
-        skip = 0;
-    }
-    return done;
-}
-
-/* Builds in dst the iovecs covering [skip, skip + len) of src; returns the count. */
-static unsigned iov_slice(const struct iovec *src, unsigned n, size_t skip, size_t len,
-                          struct iovec *dst, unsigned max)
-{
-    unsigned out = 0;
-    for (unsigned i = 0; i < n && len > 0 && out < max; i++) {
-        if (skip >= src[i].iov_len) {
-            skip -= src[i].iov_len;
-            continue;
-        }
-        size_t chunk = src[i].iov_len - skip;
-        if (chunk > len)
-            chunk = len;
-        dst[out].iov_base = (uint8_t *)src[i].iov_base + skip;
-        dst[out].iov_len = chunk;
-        out++;
-        len -= chunk;
-        skip = 0;
-    }
-    return out;
-}
-
+/* The device-writable part of the chain: where the reply goes. */
 static const struct iovec *wr_iov(const struct fuse_req *req)
 {
     return req->elem->iov + req->elem->rd_num;
 }
-
-/* ---- replies ------------------------------------------------------------------------------ */
 
 static void release_fh(struct fuse_req *req, uint64_t nodeid, uint64_t fh, bool dir)
 {
@@ -216,9 +155,9 @@ static void reply_raw(struct fuse_req *req, int error, const void *data, size_t 
         req->out_len = 0;
         return;
     }
-    buf_to_iov(wr_iov(req), elem->wr_num, 0, &out, sizeof(out));
+    iov_from_buf(wr_iov(req), elem->wr_num, 0, &out, sizeof(out));
     if (!error && len)
-        buf_to_iov(wr_iov(req), elem->wr_num, sizeof(out), data, len);
+        iov_from_buf(wr_iov(req), elem->wr_num, sizeof(out), data, len);
     req->out_len = out.len;
 }
 
@@ -375,8 +314,10 @@ static void do_lookup(struct fuse_req *req)
 {
     size_t off = 0;
     const char *name = arg_name(req, &off);
-    if (!name)
-        return reply_err(req, -EINVAL);
+    if (!name) {
+        reply_err(req, -EINVAL);
+        return;
+    }
     struct fuse_entry_out e;
     int ret = pt_lookup(req->se->fs, &req->ctx, req->in.nodeid, name, &e);
     reply_result(req, ret, &e, sizeof(e));
@@ -433,8 +374,10 @@ static void do_symlink(struct fuse_req *req)
     struct pt_secctx sc;
     struct pt_ctx ctx;
     int ret = creating_request(req, 0, names, 2, &ctx, &sc);
-    if (ret < 0)
-        return reply_err(req, ret);
+    if (ret < 0) {
+        reply_err(req, ret);
+        return;
+    }
     struct fuse_entry_out e;
     ret = pt_symlink(req->se->fs, &ctx, req->in.nodeid, names[0], names[1], &e);
     reply_result(req, ret, &e, sizeof(e));
@@ -446,8 +389,10 @@ static void do_mknod(struct fuse_req *req)
     struct pt_secctx sc;
     struct pt_ctx ctx;
     int ret = creating_request(req, sizeof(struct fuse_mknod_in), &name, 1, &ctx, &sc);
-    if (ret < 0)
-        return reply_err(req, ret);
+    if (ret < 0) {
+        reply_err(req, ret);
+        return;
+    }
     struct fuse_entry_out e;
     ret = pt_mknod(req->se->fs, &ctx, req->in.nodeid, name, ARG(req, struct fuse_mknod_in), &e);
     reply_result(req, ret, &e, sizeof(e));
@@ -459,8 +404,10 @@ static void do_mkdir(struct fuse_req *req)
     struct pt_secctx sc;
     struct pt_ctx ctx;
     int ret = creating_request(req, sizeof(struct fuse_mkdir_in), &name, 1, &ctx, &sc);
-    if (ret < 0)
-        return reply_err(req, ret);
+    if (ret < 0) {
+        reply_err(req, ret);
+        return;
+    }
     struct fuse_entry_out e;
     ret = pt_mkdir(req->se->fs, &ctx, req->in.nodeid, name, ARG(req, struct fuse_mkdir_in), &e);
     reply_result(req, ret, &e, sizeof(e));
@@ -508,8 +455,10 @@ static void do_link(struct fuse_req *req)
 {
     size_t off = sizeof(struct fuse_link_in);
     const char *name = arg_name(req, &off);
-    if (!name)
-        return reply_err(req, -EINVAL);
+    if (!name) {
+        reply_err(req, -EINVAL);
+        return;
+    }
     struct fuse_entry_out e;
     int ret = pt_link(req->se->fs, &req->ctx, ARG(req, struct fuse_link_in)->oldnodeid,
                       req->in.nodeid, name, &e);
@@ -531,8 +480,10 @@ static void do_create(struct fuse_req *req)
     struct pt_secctx sc;
     struct pt_ctx ctx;
     int ret = creating_request(req, sizeof(struct fuse_create_in), &name, 1, &ctx, &sc);
-    if (ret < 0)
-        return reply_err(req, ret);
+    if (ret < 0) {
+        reply_err(req, ret);
+        return;
+    }
     struct {
         struct fuse_entry_out e;
         struct fuse_open_out o;
@@ -551,8 +502,10 @@ static void do_tmpfile(struct fuse_req *req)
     struct pt_ctx ctx;
     int nnames = (req->se->flags & FUSE_SECURITY_CTX) ? 1 : 0;
     int ret = creating_request(req, sizeof(struct fuse_create_in), &name, nnames, &ctx, &sc);
-    if (ret < 0)
-        return reply_err(req, ret);
+    if (ret < 0) {
+        reply_err(req, ret);
+        return;
+    }
     struct {
         struct fuse_entry_out e;
         struct fuse_open_out o;
@@ -566,8 +519,10 @@ static void do_read(struct fuse_req *req)
 {
     const struct fuse_read_in *in = ARG(req, struct fuse_read_in);
     size_t hdr = sizeof(struct fuse_out_header);
-    if (req->elem->wr_len < hdr)
-        return reply_err(req, -EINVAL); /* logged by reply_raw */
+    if (req->elem->wr_len < hdr) {
+        reply_err(req, -EINVAL); /* logged by reply_raw */
+        return;
+    }
     size_t room = req->elem->wr_len - hdr;
     size_t size = in->size < room ? in->size : room;
     if (size > MAX_OUT_DATA)
@@ -577,14 +532,16 @@ static void do_read(struct fuse_req *req)
     struct fuse_read_in args = *in;
     args.size = (uint32_t)size;
     ssize_t got = pt_read(req->se->fs, &req->ctx, req->in.nodeid, &args, req->s->iov, (int)n);
-    if (got < 0)
-        return reply_err(req, (int)got);
+    if (got < 0) {
+        reply_err(req, (int)got);
+        return;
+    }
     struct fuse_out_header out = {
         .len = (uint32_t)(hdr + (size_t)got),
         .error = 0,
         .unique = req->in.unique,
     };
-    buf_to_iov(wr_iov(req), req->elem->wr_num, 0, &out, sizeof(out));
+    iov_from_buf(wr_iov(req), req->elem->wr_num, 0, &out, sizeof(out));
     req->out_len = out.len;
 }
 
@@ -593,8 +550,10 @@ static void do_write(struct fuse_req *req)
     const struct fuse_write_in *in = ARG(req, struct fuse_write_in);
     size_t data_off = sizeof(struct fuse_in_header) + sizeof(*in);
     /* The data is whatever follows the struct; its size must match what the guest claims. */
-    if (in->size != req->elem->rd_len - data_off || in->size > FUSE_MAX_WRITE)
-        return reply_err(req, -EINVAL);
+    if (in->size != req->elem->rd_len - data_off || in->size > FUSE_MAX_WRITE) {
+        reply_err(req, -EINVAL);
+        return;
+    }
     unsigned n =
         iov_slice(req->elem->iov, req->elem->rd_num, data_off, in->size, req->s->iov, VQ_MAX_IOV);
     ssize_t done = pt_write(req->se->fs, &req->ctx, req->in.nodeid, in, req->s->iov, (int)n);
@@ -659,15 +618,22 @@ static void do_getlk(struct fuse_req *req)
     reply_result(req, ret, &out, sizeof(out));
 }
 
+/* pt_async.done of a SETLKW that waited: back to the transport, with its own cookie. */
+static void lock_wait_done(const struct pt_async *a, int result)
+{
+    struct fuse_late_sink *sink = a->opaque;
+    sink->done(sink, a->tag, a->unique, result);
+}
+
 static void setlk_common(struct fuse_req *req, bool wait)
 {
     struct pt_async async, *a = NULL;
-    if (wait && req->sink) {
+    if (wait && req->late) {
         async = (struct pt_async){
-            .done = req->sink->done,
-            .opaque = req->sink->opaque,
+            .done = lock_wait_done,
+            .opaque = req->late->sink,
             .unique = req->in.unique,
-            .tag = FUSE_LATE_TAG(req->sink->gen, req->elem->head),
+            .tag = req->late->cookie,
         };
         a = &async;
     }
@@ -719,8 +685,10 @@ static void readdir_common(struct fuse_req *req, bool plus)
     if (args.size > MAX_OUT_DATA)
         args.size = MAX_OUT_DATA;
     uint8_t *buf = out_buf(req);
-    if (!buf)
-        return reply_err(req, -ENOMEM);
+    if (!buf) {
+        reply_err(req, -ENOMEM);
+        return;
+    }
     ssize_t n = pt_readdir(req->se->fs, &req->ctx, req->in.nodeid, &args, plus, buf);
     reply_result(req, n < 0 ? (int)n : 0, buf, n < 0 ? 0 : (size_t)n);
 }
@@ -766,12 +734,16 @@ static void do_setxattr(struct fuse_req *req)
     /* The full struct with FUSE_SETXATTR_EXT (agreed with --posix-acl), else the 8-byte one. */
     struct fuse_setxattr_in in = {0};
     size_t off = (req->se->flags & FUSE_SETXATTR_EXT) ? sizeof(in) : FUSE_COMPAT_SETXATTR_IN_SIZE;
-    if (req->arglen < off)
-        return reply_err(req, -EINVAL);
+    if (req->arglen < off) {
+        reply_err(req, -EINVAL);
+        return;
+    }
     memcpy(&in, req->arg, off);
     const char *name = arg_name(req, &off);
-    if (!name || in.size > req->arglen - off)
-        return reply_err(req, -EINVAL);
+    if (!name || in.size > req->arglen - off) {
+        reply_err(req, -EINVAL);
+        return;
+    }
     int ret = pt_setxattr_ext(req->se->fs, &req->ctx, req->in.nodeid, name, req->arg + off, in.size,
                               in.flags, in.setxattr_flags);
     reply_result(req, ret, NULL, 0);
@@ -780,13 +752,16 @@ static void do_setxattr(struct fuse_req *req)
 /* GETXATTR and LISTXATTR share a reply shape: the size alone when asked for 0 bytes. */
 static void reply_xattr(struct fuse_req *req, ssize_t n, uint32_t size, const void *buf)
 {
-    if (n < 0)
-        return reply_err(req, (int)n);
+    if (n < 0) {
+        reply_err(req, (int)n);
+        return;
+    }
     if (size == 0) {
         struct fuse_getxattr_out out = {.size = (uint32_t)n};
-        return reply_ok(req, &out, sizeof(out));
+        reply_ok(req, &out, sizeof(out));
+    } else {
+        reply_ok(req, buf, (size_t)n);
     }
-    reply_ok(req, buf, (size_t)n);
 }
 
 static void do_getxattr(struct fuse_req *req)
@@ -795,8 +770,10 @@ static void do_getxattr(struct fuse_req *req)
     size_t off = sizeof(*in);
     const char *name = arg_name(req, &off);
     uint8_t *buf = out_buf(req);
-    if (!name || !buf)
-        return reply_err(req, name ? -ENOMEM : -EINVAL);
+    if (!name || !buf) {
+        reply_err(req, name ? -ENOMEM : -EINVAL);
+        return;
+    }
     size_t size = in->size < MAX_OUT_DATA ? in->size : MAX_OUT_DATA;
     ssize_t n = pt_getxattr(req->se->fs, &req->ctx, req->in.nodeid, name, buf, size);
     reply_xattr(req, n, in->size, buf);
@@ -806,8 +783,10 @@ static void do_listxattr(struct fuse_req *req)
 {
     const struct fuse_getxattr_in *in = ARG(req, struct fuse_getxattr_in);
     uint8_t *buf = out_buf(req);
-    if (!buf)
-        return reply_err(req, -ENOMEM);
+    if (!buf) {
+        reply_err(req, -ENOMEM);
+        return;
+    }
     size_t size = in->size < MAX_OUT_DATA ? in->size : MAX_OUT_DATA;
     ssize_t n = pt_listxattr(req->se->fs, &req->ctx, req->in.nodeid, buf, size);
     reply_xattr(req, n, in->size, buf);
@@ -879,10 +858,13 @@ static void do_init(struct fuse_req *req)
     if (in.major < 7 || (in.major == 7 && in.minor < FUSE_MIN_MINOR)) {
         log_error("fuse: guest speaks FUSE %u.%u, need 7.%u or later", in.major, in.minor,
                   FUSE_MIN_MINOR);
-        return reply_err(req, -EPROTO);
+        reply_err(req, -EPROTO);
+        return;
     }
-    if (in.major > 7) /* the kernel retries INIT with our major version */
-        return reply_ok(req, &out, sizeof(out));
+    if (in.major > 7) { /* the kernel retries INIT with our major version */
+        reply_ok(req, &out, sizeof(out));
+        return;
+    }
 
     if (atomic_load(&req->se->initialized)) {
         /* The guest driver was reset and starts over: forget everything it knew. */
@@ -896,7 +878,8 @@ static void do_init(struct fuse_req *req)
     if (err < 0) {
         atomic_store(&req->se->initialized, false);
         req->se->flags = 0;
-        return reply_err(req, err);
+        reply_err(req, err);
+        return;
     }
     uint64_t flags = guest & init_offer(pt_get_config(req->se->fs));
 
@@ -1046,8 +1029,10 @@ static void run_handler(struct fuse_req *req, const struct fuse_op *op)
     const struct fuse_setattr_in *sa =
         req->in.opcode == FUSE_SETATTR ? ARG(req, struct fuse_setattr_in) : NULL;
     int n = pt_retry_groups(req->se->fs, &req->ctx, req->in.nodeid, nodeid2, sa, groups);
-    if (n == 0 || creds_set_groups(groups, (size_t)n) < 0)
-        return reply_err(req, err);
+    if (n == 0 || creds_set_groups(groups, (size_t)n) < 0) {
+        reply_err(req, err);
+        return;
+    }
     op->handler(req);
     if (creds_set_groups(NULL, 0) < 0)
         log_error("fuse: cannot drop supplementary groups: %m");
@@ -1082,9 +1067,9 @@ static int load_request(struct fuse_req *req)
 }
 
 uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
-                              const struct vq_elem *elem, const struct fuse_sink *sink)
+                              const struct vq_elem *elem, const struct fuse_late_route *late)
 {
-    struct fuse_req req = {.se = se, .s = s, .elem = elem, .sink = sink};
+    struct fuse_req req = {.se = se, .s = s, .elem = elem, .late = late};
     if (elem->rd_len < sizeof(req.in)) {
         log_error("fuse: request of %zu bytes is shorter than fuse_in_header", elem->rd_len);
         return 0; /* without a header there is no unique id to answer */

@@ -21,6 +21,7 @@
 #include "guest_mem.h"
 #include "log.h"
 #include "thread_pool.h"
+#include "virtqueue.h"
 #include "worker.h"
 
 enum vu_request {
@@ -113,7 +114,7 @@ struct vu_dev {
     uint64_t protocol_features;
     bool owner;
     struct guest_mem *mem; /* RCU-protected: workers read it, we replace it */
-    struct vu_queue queues[VU_HIPRIO_QUEUES + VU_MAX_REQUEST_QUEUES];
+    struct vu_queue *queues[VU_HIPRIO_QUEUES + VU_MAX_REQUEST_QUEUES]; /* worker.h */
     struct tpool *pool; /* --thread-pool-size, or NULL */
     struct vu_workers *workers;
     /* Our own reference to the connection's socket, for the SIGBUS handler to shut down
@@ -355,7 +356,7 @@ static struct vu_queue *queue_at(struct vu_dev *dev, uint32_t index)
         log_error("vhost-user: queue index %u out of range (%u queues)", index, dev->nqueues);
         return NULL;
     }
-    return &dev->queues[index];
+    return dev->queues[index];
 }
 
 static int set_vring_num(struct vu_dev *dev, struct vu_msg *m)
@@ -365,13 +366,11 @@ static int set_vring_num(struct vu_dev *dev, struct vu_msg *m)
     if (!q)
         return -EINVAL;
     if (num == 0 || num > VQ_MAX_SIZE || (num & (num - 1))) {
-        log_error("vhost-user: queue %u size %u is not a power of 2 up to %u", q->index, num,
-                  VQ_MAX_SIZE);
+        log_error("vhost-user: queue %u size %u is not a power of 2 up to %u", m->p.state.index,
+                  num, VQ_MAX_SIZE);
         return -EINVAL;
     }
-    vu_queue_stop(q);
-    q->vq.num = num;
-    return vu_queue_start(q);
+    return vu_queue_set_size(q, num);
 }
 
 static int set_vring_addr(struct vu_dev *dev, struct vu_msg *m)
@@ -380,11 +379,7 @@ static int set_vring_addr(struct vu_dev *dev, struct vu_msg *m)
     struct vu_queue *q = queue_at(dev, a->index);
     if (!q)
         return -EINVAL;
-    vu_queue_stop(q);
-    q->vq.desc_uva = a->desc_user_addr;
-    q->vq.avail_uva = a->avail_user_addr;
-    q->vq.used_uva = a->used_user_addr;
-    return vu_queue_start(q);
+    return vu_queue_set_addr(q, a->desc_user_addr, a->avail_user_addr, a->used_user_addr);
 }
 
 static int set_vring_base(struct vu_dev *dev, struct vu_msg *m)
@@ -392,10 +387,7 @@ static int set_vring_base(struct vu_dev *dev, struct vu_msg *m)
     struct vu_queue *q = queue_at(dev, m->p.state.index);
     if (!q)
         return -EINVAL;
-    vu_queue_stop(q);
-    q->vq.last_avail_idx = (uint16_t)m->p.state.num;
-    q->vq.used_idx = (uint16_t)m->p.state.num;
-    return vu_queue_start(q);
+    return vu_queue_set_base(q, (uint16_t)m->p.state.num);
 }
 
 static int get_vring_base(struct vu_dev *dev, struct vu_msg *m, int conn)
@@ -403,18 +395,8 @@ static int get_vring_base(struct vu_dev *dev, struct vu_msg *m, int conn)
     struct vu_queue *q = queue_at(dev, m->p.state.index);
     if (!q)
         return -EINVAL;
-    /* Stops the ring: the worker finishes the request in hand and exits. */
-    vu_queue_stop(q);
-    struct vhost_vring_state s = {.index = q->index, .num = q->vq.last_avail_idx};
-    unsigned num = q->vq.num;
-    uint64_t desc = q->vq.desc_uva, avail = q->vq.avail_uva, used = q->vq.used_uva;
-    vu_queue_reset(q);
-    /* The addresses and size stay configured: a front-end may restart with only a new base. */
-    q->vq.num = num;
-    q->vq.desc_uva = desc;
-    q->vq.avail_uva = avail;
-    q->vq.used_uva = used;
-    q->vq.event_idx = dev->features & (1ull << VIRTIO_RING_F_EVENT_IDX);
+    /* Stops the ring; the reply says where the front-end takes over. */
+    struct vhost_vring_state s = {.index = m->p.state.index, .num = vu_queue_get_base(q)};
     return send_reply(conn, m, &s, sizeof(s));
 }
 
@@ -441,14 +423,8 @@ static int set_vring_kick(struct vu_dev *dev, struct vu_msg *m)
     int ret = vring_fd_arg(dev, m, &q, &fd);
     if (ret < 0)
         return ret;
-    vu_queue_stop(q);
-    if (q->kick_fd >= 0)
-        close(q->kick_fd);
-    q->kick_fd = fd;
-    q->started = true;
-    if (!(dev->features & (1ull << VU_F_PROTOCOL_FEATURES)))
-        q->enabled = true; /* without protocol features rings start enabled */
-    return vu_queue_start(q);
+    /* Without protocol features there is no SET_VRING_ENABLE: rings start enabled. */
+    return vu_queue_set_kick(q, fd, !(dev->features & (1ull << VU_F_PROTOCOL_FEATURES)));
 }
 
 static int set_vring_call(struct vu_dev *dev, struct vu_msg *m)
@@ -466,12 +442,9 @@ static int set_vring_err(struct vu_dev *dev, struct vu_msg *m)
     struct vu_queue *q;
     int fd;
     int ret = vring_fd_arg(dev, m, &q, &fd);
-    if (ret < 0)
-        return ret;
-    if (q->err_fd >= 0)
-        close(q->err_fd);
-    q->err_fd = fd;
-    return 0;
+    if (ret == 0)
+        vu_queue_set_err(q, fd);
+    return ret;
 }
 
 static int set_vring_enable(struct vu_dev *dev, struct vu_msg *m)
@@ -479,12 +452,7 @@ static int set_vring_enable(struct vu_dev *dev, struct vu_msg *m)
     struct vu_queue *q = queue_at(dev, m->p.state.index);
     if (!q || m->p.state.num > 1)
         return -EINVAL;
-    q->enabled = m->p.state.num;
-    if (!q->enabled) {
-        vu_queue_stop(q);
-        return 0;
-    }
-    return vu_queue_start(q);
+    return vu_queue_enable(q, m->p.state.num == 1);
 }
 
 /* ---- features --------------------------------------------------------------------------- */
@@ -499,14 +467,8 @@ static int set_features(struct vu_dev *dev, struct vu_msg *m)
     }
     dev->features = f;
     bool event_idx = f & (1ull << VIRTIO_RING_F_EVENT_IDX);
-    for (unsigned i = 0; i < dev->nqueues; i++) {
-        struct vu_queue *q = &dev->queues[i];
-        bool was_running = q->running;
-        vu_queue_stop(q);
-        q->vq.event_idx = event_idx;
-        if (was_running)
-            vu_queue_start(q);
-    }
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        vu_queue_set_event_idx(dev->queues[i], event_idx);
     return 0;
 }
 
@@ -712,6 +674,16 @@ int vu_dev_handle_message(struct vu_dev *dev, int conn)
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
+/* Frees what vu_dev_new made, also when it made only part of it. */
+static void free_parts(struct vu_dev *dev)
+{
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        vu_queue_free(dev->queues[i]);
+    vu_workers_free(dev->workers);
+    tpool_free(dev->pool);
+    free(dev);
+}
+
 struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config *cfg)
 {
     if (cfg->num_request_queues < 1 || cfg->num_request_queues > VU_MAX_REQUEST_QUEUES)
@@ -728,28 +700,31 @@ struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config 
                                            .poll_when_crowded = cfg->poll_when_crowded};
     dev->workers = vu_workers_new(&wcfg);
     if (!dev->workers || (cfg->pool_threads && vu_pool_new(cfg->pool_threads, &dev->pool) < 0)) {
-        vu_workers_free(dev->workers);
-        free(dev);
+        free_parts(dev);
         return NULL;
+    }
+    for (unsigned i = 0; i < dev->nqueues; i++) {
+        dev->queues[i] =
+            vu_queue_new(i, &dev->mem, fuse, vu_workers_for_queue(dev->workers, i), dev->pool);
+        if (!dev->queues[i]) {
+            free_parts(dev);
+            return NULL;
+        }
     }
     log_debug("%u request queues offered, served by %u worker threads", cfg->num_request_queues,
               vu_workers_threads(dev->workers));
-    for (unsigned i = 0; i < dev->nqueues; i++) {
-        vu_queue_init(&dev->queues[i], i, &dev->mem, fuse, vu_workers_for_queue(dev->workers, i));
-        dev->queues[i].pool = dev->pool;
-    }
     return dev;
 }
 
 void vu_dev_reset(struct vu_dev *dev)
 {
     for (unsigned i = 0; i < dev->nqueues; i++)
-        vu_queue_stop(&dev->queues[i]);
+        vu_queue_stop(dev->queues[i]);
     /* Before the queues: ending the lock waits queues their replies, which the queue reset
      * then drops. */
     fuse_session_reset(dev->fuse);
     for (unsigned i = 0; i < dev->nqueues; i++)
-        vu_queue_reset(&dev->queues[i]);
+        vu_queue_reset(dev->queues[i]);
     guest_mem_free(publish_mem(dev, NULL));
     /* No thread touches guest memory any more: a fault the session had (maybe while its
      * queues stopped just now) is logged if it was not yet, and then forgotten. */
@@ -769,9 +744,5 @@ void vu_dev_free(struct vu_dev *dev)
     if (!dev)
         return;
     vu_dev_reset(dev);
-    for (unsigned i = 0; i < dev->nqueues; i++)
-        vu_queue_destroy(&dev->queues[i]);
-    vu_workers_free(dev->workers);
-    tpool_free(dev->pool);
-    free(dev);
+    free_parts(dev);
 }

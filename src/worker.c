@@ -2,6 +2,8 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -13,8 +15,12 @@
 #include <unistd.h>
 #include <urcu.h>
 
+#include "cpu_relax.h"
+#include "fuse_server.h"
+#include "guest_mem.h"
 #include "log.h"
 #include "thread_pool.h"
+#include "virtqueue.h"
 
 /* Without a kick fd (the front-end asked for polling) we look at the ring this often. */
 #define POLL_INTERVAL_MS 10
@@ -27,6 +33,50 @@ struct late_reply {
     int error;
     bool written; /* a pool thread wrote the reply already: push head with len */
     uint32_t len;
+};
+
+/* A queue of the device and its ring; see worker.h for who may change it. */
+struct vu_queue {
+    /* What the front-end configured, through the vu_queue_set_* functions below. */
+    unsigned index;
+    struct virtqueue vq;
+    int kick_fd; /* -1 when none */
+    int err_fd;
+    /* The call fd can be replaced while the worker runs (QEMU does when the guest masks the
+     * vector), so the worker takes call_lock only for the moment it signals. */
+    pthread_mutex_t call_lock;
+    int call_fd;
+    bool started; /* a kick fd was given */
+    bool enabled; /* SET_VRING_ENABLE, or implicitly without protocol features */
+
+    /* Serving state. The worker is fixed; the rest changes only while the worker is paused. */
+    struct vu_worker *worker;
+    bool running;          /* on its worker's list */
+    struct vu_queue *next; /* next queue on the worker's list */
+    bool due;              /* worker thread: look at the ring on the next round */
+    bool broken;           /* worker thread: the ring is outside guest memory; left alone */
+    uint64_t served;       /* requests served since the queue started (logged when it stops) */
+
+    /* Replies of requests that finished on another thread (a SETLKW that waited), queued for
+     * the worker: only it touches the rings. They come back through late_sink, each with the
+     * cookie the worker gave the FUSE layer with the request (its head and gen). gen counts
+     * ring resets; a late reply for an earlier ring is dropped. */
+    struct fuse_late_sink late_sink;
+    pthread_mutex_t late_lock;
+    struct late_reply *late;
+    atomic_bool late_pending;
+    uint32_t gen;
+
+    /* --thread-pool-size: the worker hands requests to the pool, whose threads serve them
+     * and queue the replies as late replies. */
+    struct tpool *pool;    /* NULL: the worker serves requests itself */
+    struct pool_job *jobs; /* one per descriptor head (vq_pop never hands one out twice) */
+    unsigned jobs_num;
+    unsigned inflight;            /* jobs handed out and not finished; under late_lock */
+    pthread_cond_t drained;       /* inflight reached 0 */
+    struct vq_elem *stop_elem;    /* for pushing late replies while the queue is stopped */
+    struct guest_mem *const *mem; /* RCU-protected pointer owned by the device */
+    struct fuse_session *fuse;
 };
 
 /* A request handed to the thread pool: the ring as it was when the chain was popped. */
@@ -70,10 +120,15 @@ struct vu_workers {
     struct vu_worker w[];
 };
 
-void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *mem,
-                   struct fuse_session *fuse, struct vu_worker *worker)
+static void late_done(struct fuse_late_sink *sink, uint64_t cookie, uint64_t unique, int error);
+
+struct vu_queue *vu_queue_new(unsigned index, struct guest_mem *const *mem,
+                              struct fuse_session *fuse, struct vu_worker *worker,
+                              struct tpool *pool)
 {
-    memset(q, 0, sizeof(*q));
+    struct vu_queue *q = calloc(1, sizeof(*q));
+    if (!q)
+        return NULL;
     q->index = index;
     q->worker = worker;
     q->kick_fd = q->call_fd = q->err_fd = -1;
@@ -83,6 +138,9 @@ void vu_queue_init(struct vu_queue *q, unsigned index, struct guest_mem *const *
     atomic_init(&q->late_pending, false);
     q->mem = mem;
     q->fuse = fuse;
+    q->pool = pool;
+    q->late_sink.done = late_done;
+    return q;
 }
 
 static void close_fd(int *fd)
@@ -136,8 +194,10 @@ void vu_queue_reset(struct vu_queue *q)
     pthread_mutex_unlock(&q->late_lock);
 }
 
-void vu_queue_destroy(struct vu_queue *q)
+void vu_queue_free(struct vu_queue *q)
 {
+    if (!q)
+        return;
     vu_queue_stop(q);
     vu_queue_reset(q);
     pthread_mutex_destroy(&q->call_lock);
@@ -145,6 +205,7 @@ void vu_queue_destroy(struct vu_queue *q)
     pthread_cond_destroy(&q->drained);
     free(q->jobs);
     free(q->stop_elem);
+    free(q);
 }
 
 /* Queues a late reply (taking r) for the worker and wakes it. Any thread. */
@@ -163,20 +224,38 @@ static void queue_late(struct vu_queue *q, struct late_reply *r)
         log_warn("queue %u: waking the worker failed: %m", q->index);
 }
 
-/* fuse_sink.done: a request answered on another thread (a lock wait). */
-static void late_done(const struct pt_async *a, int result)
+/*
+ * A request the FUSE layer answers later carries a cookie it hands back untouched: the chain's
+ * head, and the generation of the ring it was popped from, so that a reply meant for an
+ * earlier life of the ring is dropped (queue_late) rather than pushed onto the new one.
+ */
+static struct fuse_late_route late_route(struct vu_queue *q, uint32_t gen, uint16_t head)
 {
-    struct vu_queue *q = a->opaque;
+    return (struct fuse_late_route){.sink = &q->late_sink, .cookie = ((uint64_t)gen << 16) | head};
+}
+
+static uint32_t cookie_gen(uint64_t cookie)
+{
+    return (uint32_t)(cookie >> 16);
+}
+
+static uint16_t cookie_head(uint64_t cookie)
+{
+    return (uint16_t)(cookie & 0xffff);
+}
+
+/* fuse_late_sink.done: a request answered on another thread (a lock wait). */
+static void late_done(struct fuse_late_sink *sink, uint64_t cookie, uint64_t unique, int error)
+{
+    struct vu_queue *q = caa_container_of(sink, struct vu_queue, late_sink);
     struct late_reply *r = malloc(sizeof(*r));
     if (!r) {
         log_error("queue %u: out of memory for the reply to request %llu", q->index,
-                  (unsigned long long)a->unique);
+                  (unsigned long long)unique);
         return;
     }
-    *r = (struct late_reply){.unique = a->unique,
-                             .gen = FUSE_LATE_GEN(a->tag),
-                             .head = FUSE_LATE_HEAD(a->tag),
-                             .error = result};
+    *r = (struct late_reply){
+        .unique = unique, .gen = cookie_gen(cookie), .head = cookie_head(cookie), .error = error};
     queue_late(q, r);
 }
 
@@ -237,8 +316,8 @@ static void run_job(struct tpool_job *base, void *arg)
     /* After a fault guest memory reads as zeros: nothing there is a request any more. */
     if (mem && !guest_mem_faulted() && vq_map(&ring, mem) == 0 &&
         vq_walk(&ring, mem, job->head, &ctx->elem) == 0) {
-        const struct fuse_sink sink = {.done = late_done, .opaque = q, .gen = job->gen};
-        len = fuse_session_process(q->fuse, ctx->scratch, &ctx->elem, &sink);
+        const struct fuse_late_route late = late_route(q, job->gen, job->head);
+        len = fuse_session_process(q->fuse, ctx->scratch, &ctx->elem, &late);
     }
     rcu_read_unlock();
     struct late_reply *r = len == FUSE_REPLY_LATER ? NULL : malloc(sizeof(*r));
@@ -318,9 +397,9 @@ static int serve_one(struct vu_queue *q, struct fuse_scratch *scratch, struct vq
     if (r > 0 && q->pool) {
         hand_out(q, elem->head);
     } else if (r != 0) {
-        const struct fuse_sink sink = {.done = late_done, .opaque = q, .gen = q->gen};
+        const struct fuse_late_route late = late_route(q, q->gen, elem->head);
         /* A chain we could not walk still goes back to the driver, empty. */
-        uint32_t len = r > 0 ? fuse_session_process(q->fuse, scratch, elem, &sink) : 0;
+        uint32_t len = r > 0 ? fuse_session_process(q->fuse, scratch, elem, &late) : 0;
         if (len != FUSE_REPLY_LATER)
             vq_push(vq, elem->head, len);
         q->served++;
@@ -512,7 +591,7 @@ static bool poll_rings(struct vu_worker *w)
             w->poll_misses = 0;
             return true;
         }
-        __builtin_ia32_pause();
+        cpu_relax();
         clock_gettime(CLOCK_MONOTONIC, &now);
     } while ((uint64_t)(now.tv_sec - start.tv_sec) * 1000000000u +
                  (uint64_t)(now.tv_nsec - start.tv_nsec) <
@@ -641,7 +720,8 @@ static int prepare_ring(struct vu_queue *q)
     return 0;
 }
 
-int vu_queue_start(struct vu_queue *q)
+/* Hands the queue to its worker if it is started, enabled and sized and not running yet. */
+static int vu_queue_start(struct vu_queue *q)
 {
     if (q->running || !q->started || !q->enabled || q->vq.num == 0)
         return 0;
@@ -681,6 +761,94 @@ void vu_queue_stop(struct vu_queue *q)
                   strerror(-ret));
     if (q->pool)
         finish_pool_jobs(q);
+}
+
+/* ---- what the front-end configures --------------------------------------------------------
+ *
+ * Each change to a ring's configuration is made with the queue off its worker and hands it
+ * back afterwards, so that the worker never sees a ring half configured.
+ */
+
+int vu_queue_set_size(struct vu_queue *q, unsigned num)
+{
+    vu_queue_stop(q);
+    q->vq.num = num;
+    return vu_queue_start(q);
+}
+
+int vu_queue_set_addr(struct vu_queue *q, uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva)
+{
+    vu_queue_stop(q);
+    q->vq.desc_uva = desc_uva;
+    q->vq.avail_uva = avail_uva;
+    q->vq.used_uva = used_uva;
+    return vu_queue_start(q);
+}
+
+int vu_queue_set_base(struct vu_queue *q, uint16_t idx)
+{
+    vu_queue_stop(q);
+    q->vq.last_avail_idx = idx;
+    q->vq.used_idx = idx;
+    return vu_queue_start(q);
+}
+
+uint16_t vu_queue_get_base(struct vu_queue *q)
+{
+    /* The worker finishes the request in hand and lets go of the ring. */
+    vu_queue_stop(q);
+    uint16_t base = q->vq.last_avail_idx;
+    unsigned num = q->vq.num;
+    uint64_t desc = q->vq.desc_uva, avail = q->vq.avail_uva, used = q->vq.used_uva;
+    bool event_idx = q->vq.event_idx;
+    vu_queue_reset(q);
+    /* A front-end may restart the ring with only a new base and kick. */
+    q->vq.num = num;
+    q->vq.desc_uva = desc;
+    q->vq.avail_uva = avail;
+    q->vq.used_uva = used;
+    q->vq.event_idx = event_idx;
+    return base;
+}
+
+int vu_queue_set_kick(struct vu_queue *q, int fd, bool enable)
+{
+    vu_queue_stop(q);
+    close_fd(&q->kick_fd);
+    q->kick_fd = fd;
+    q->started = true;
+    if (enable)
+        q->enabled = true;
+    return vu_queue_start(q);
+}
+
+void vu_queue_set_err(struct vu_queue *q, int fd)
+{
+    /* Only stored (and closed with the queue): the worker never reports through it. */
+    close_fd(&q->err_fd);
+    q->err_fd = fd;
+}
+
+int vu_queue_enable(struct vu_queue *q, bool enable)
+{
+    if (!enable) {
+        vu_queue_stop(q);
+        q->enabled = false;
+        return 0;
+    }
+    q->enabled = true;
+    return vu_queue_start(q);
+}
+
+void vu_queue_set_event_idx(struct vu_queue *q, bool on)
+{
+    bool was_running = q->running;
+    vu_queue_stop(q);
+    q->vq.event_idx = on;
+    /* Only a queue that was served is handed back; one that cannot be stays stopped, and
+     * the features still apply to the others. */
+    if (was_running)
+        (void)vu_queue_start(q);
 }
 
 /* ---- the set of workers ----------------------------------------------------------------- */
