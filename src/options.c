@@ -155,9 +155,9 @@ static const struct option_spec specs[] = {
     {"migration-confirm-paths", 0, NULL, O_MIGRATION_CONFIRM_PATHS, OPTION_UNIMPLEMENTED, NULL},
     /* Its help is followed by the keys of compat_keys[], below. */
     {NULL, 'o', "OPTIONS", 'o', 0,
-     "Legacy options, comma-separated (a comma inside a\n"
-     "value is written ,,); POSIX and flock locks are kept\n"
-     "on the host unless no_posix_lock, no_flock:"},
+     "Legacy comma-separated options (a comma inside a\n"
+     "value is written ,,; locks are kept on the host\n"
+     "unless no_posix_lock, no_flock):"},
     {NULL, 'd', NULL, 'd', 0, "Debug logging (--log-level=debug)"},
     {NULL, 'f', NULL, 'f', 0, "Foreground (always)"},
     {"help", 'h', NULL, 'h', 0, "Print this help"},

@@ -138,8 +138,8 @@ const char *const *seccomp_allowed_syscalls(void)
  * allocates the name it returns). Indexed by number; NULL where the number has no name here.
  * The names live as long as the process, as the handler does.
  */
-#define TRAP_NAMES_MAX                                                                             \
-    1024 /* above every native syscall number of the architectures we build for */
+/* Above every native syscall number of the architectures we build for. */
+#define TRAP_NAMES_MAX 1024
 static char *trap_names[TRAP_NAMES_MAX];
 
 static void resolve_trap_names(void)
