@@ -9,7 +9,7 @@ all: build
 
 build:
 	@bash $(DEPS) build
-	@if [ ! -f $(BUILD)/build.ninja ]; then meson setup $(BUILD) --prefix=$(PREFIX); fi
+	@if [ ! -f $(BUILD)/build.ninja ]; then meson setup $(BUILD) --prefix=$(PREFIX) --werror; fi
 	ninja -C $(BUILD)
 
 check:
@@ -32,7 +32,7 @@ fuzz:
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || \
 	    { bash $(DEPS) test; break; }; done
 	@if [ ! -f $(FUZZ_BUILD)/build.ninja ]; then CC=clang meson setup $(FUZZ_BUILD) -Dfuzzing=true \
-	    -Db_sanitize=address,undefined -Db_lundef=false; fi
+	    -Db_sanitize=address,undefined -Db_lundef=false --werror; fi
 	ninja -C $(FUZZ_BUILD)
 	BUILD_FUZZ=$(FUZZ_BUILD) bash tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS)
 
@@ -58,4 +58,4 @@ format:
 		tests/fuzz/*.[ch] tests/guest/*.c
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-release-gcc build-release-clang

@@ -7,7 +7,9 @@
 #define VFS_OPTIONS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "log.h"
 #include "passthrough.h"
@@ -47,6 +49,26 @@ enum options_result {
     OPTIONS_EXIT, /* --help or --version printed: exit 0 */
     OPTIONS_ERROR /* message printed: exit with status 2 */
 };
+
+/* An option's entry in the one table the parser, --help and the man page test read. */
+struct option_spec {
+    const char *long_name; /* without "--"; NULL for a short-only option */
+    char short_name;       /* 0 for a long-only option */
+    const char *arg;       /* the value's name in --help; NULL: the option takes no value */
+    int id;                /* what getopt_long returns for it */
+    unsigned flags;        /* OPTION_* */
+    const char *help;      /* --help's text, lines separated by '\n' */
+};
+
+/* Accepted for the Rust virtiofsd's command lines, warned about and ignored; --help says so. */
+#define OPTION_UNIMPLEMENTED 1u
+
+/* The i-th entry of the option table, NULL past its end (in --help's order). */
+const struct option_spec *options_spec(size_t i);
+/* The i-th key the legacy -o list accepts, NULL past the end. */
+const char *options_compat_key(size_t i);
+/* --help's text. */
+void options_print_help(FILE *out);
 
 /* Parses argv into o (defaults first). Messages go to stdout (help) or stderr (errors). */
 enum options_result options_parse(int argc, char **argv, struct options *o);

@@ -69,130 +69,237 @@ enum opt_id {
     O_COMPAT_DEFAULT, /* timeout=: already so */
 };
 
-static const struct option long_options[] = {
-    {"shared-dir", required_argument, NULL, O_SHARED_DIR},
-    {"socket-path", required_argument, NULL, O_SOCKET_PATH},
-    {"socket", required_argument, NULL, O_SOCKET},
-    {"fd", required_argument, NULL, O_FD},
-    {"socket-group", required_argument, NULL, O_SOCKET_GROUP},
-    {"tag", required_argument, NULL, O_TAG},
-    {"thread-pool-size", required_argument, NULL, O_THREAD_POOL_SIZE},
-    {"xattr", no_argument, NULL, O_XATTR},
-    {"posix-acl", no_argument, NULL, O_POSIX_ACL},
-    {"xattrmap", required_argument, NULL, O_XATTRMAP},
-    {"sandbox", required_argument, NULL, O_SANDBOX},
-    {"readonly", no_argument, NULL, O_READONLY},
-    {"seccomp", required_argument, NULL, O_SECCOMP},
-    {"announce-submounts", no_argument, NULL, O_ANNOUNCE_SUBMOUNTS},
-    {"no-announce-submounts", no_argument, NULL, O_NO_ANNOUNCE_SUBMOUNTS},
-    {"inode-file-handles", required_argument, NULL, O_INODE_FILE_HANDLES},
-    {"cache", required_argument, NULL, O_CACHE},
-    {"allow-mmap", no_argument, NULL, O_ALLOW_MMAP},
-    {"no-readdirplus", no_argument, NULL, O_NO_READDIRPLUS},
-    {"writeback", no_argument, NULL, O_WRITEBACK},
-    {"allow-direct-io", no_argument, NULL, O_ALLOW_DIRECT_IO},
-    {"print-capabilities", no_argument, NULL, O_PRINT_CAPABILITIES},
-    {"modcaps", required_argument, NULL, O_MODCAPS},
-    {"log-level", required_argument, NULL, O_LOG_LEVEL},
-    {"syslog", no_argument, NULL, O_SYSLOG},
-    {"rlimit-nofile", required_argument, NULL, O_RLIMIT_NOFILE},
-    {"killpriv-v2", no_argument, NULL, O_KILLPRIV_V2},
-    {"no-killpriv-v2", no_argument, NULL, O_NO_KILLPRIV_V2},
-    {"security-label", no_argument, NULL, O_SECURITY_LABEL},
-    {"uid-map", required_argument, NULL, O_UID_MAP},
-    {"gid-map", required_argument, NULL, O_GID_MAP},
-    {"translate-uid", required_argument, NULL, O_TRANSLATE_UID},
-    {"translate-gid", required_argument, NULL, O_TRANSLATE_GID},
-    {"preserve-noatime", no_argument, NULL, O_PRESERVE_NOATIME},
-    {"migration-on-error", required_argument, NULL, O_MIGRATION_ON_ERROR},
-    {"migration-mode", required_argument, NULL, O_MIGRATION_MODE},
-    {"migration-verify-handles", no_argument, NULL, O_MIGRATION_VERIFY_HANDLES},
-    {"migration-confirm-paths", no_argument, NULL, O_MIGRATION_CONFIRM_PATHS},
-    {"num-request-queues", required_argument, NULL, O_NUM_REQUEST_QUEUES},
-    {"queue-poll-us", required_argument, NULL, O_QUEUE_POLL_US},
-    {"queue-threads", required_argument, NULL, O_QUEUE_THREADS},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {NULL, 0, NULL, 0},
+/*
+ * The one list of options: getopt_long's table, the short-option string and --help are all
+ * made from it, and test_options checks each entry against man/virtiofsd.1. Its order is the
+ * order of --help.
+ */
+static const struct option_spec specs[] = {
+    {"shared-dir", 0, "DIR", O_SHARED_DIR, 0, "Shared directory path"},
+    {"socket-path", 0, "PATH", O_SOCKET_PATH, 0, "vhost-user socket path"},
+    {"socket", 0, "PATH", O_SOCKET, 0, "Alias of --socket-path"},
+    {"fd", 0, "FD", O_FD, 0, "File descriptor of an already listening socket"},
+    {"socket-group", 0, "GROUP", O_SOCKET_GROUP, 0, "Group owning the socket"},
+    {"tag", 0, "TAG", O_TAG, 0, "Accepted for compatibility; the VMM sets the tag"},
+    {"thread-pool-size", 0, "N", O_THREAD_POOL_SIZE, 0,
+     "Serve requests on a pool of N threads shared by all\n"
+     "queues (for slow storage) [default: 0, each queue's\n"
+     "worker serves its own requests]"},
+    {"num-request-queues", 0, "N", O_NUM_REQUEST_QUEUES, 0,
+     "Request queues offered (1 to 16, default 16)"},
+    {"queue-threads", 0, "N", O_QUEUE_THREADS, 0,
+     "Threads serving the queues; with more request queues\n"
+     "than threads, queues share them [default: one per\n"
+     "CPU, at most one per request queue]"},
+    {"queue-poll-us", 0, "US", O_QUEUE_POLL_US, 0,
+     "Watch idle queues this long before sleeping, adaptively\n"
+     "(0 disables) [default: 50 while the busy queue threads\n"
+     "take at most half the CPUs, else 0]"},
+    {"xattr", 0, NULL, O_XATTR, 0, "Enable extended attributes"},
+    {"xattrmap", 0, "MAP", O_XATTRMAP, 0,
+     "Translate xattr names between guest and host, e.g.\n"
+     ":map::user.virtiofs.: (implies --xattr)"},
+    {"posix-acl", 0, NULL, O_POSIX_ACL, 0,
+     "Enable POSIX ACLs (implies --xattr; not with\n"
+     "--translate-uid/--translate-gid)"},
+    {"security-label", 0, NULL, O_SECURITY_LABEL, 0,
+     "Label new files with the security context the guest\n"
+     "sends, e.g. security.selinux (implies --xattr)"},
+    {"readonly", 0, NULL, O_READONLY, 0, "Share read-only (EROFS for modifications)"},
+    {"cache", 0, "MODE", O_CACHE, 0, "auto | always | never | metadata [default: auto]"},
+    {"no-readdirplus", 0, NULL, O_NO_READDIRPLUS, 0, "Disable READDIRPLUS"},
+    {"writeback", 0, NULL, O_WRITEBACK, 0, "Enable the writeback cache"},
+    {"allow-mmap", 0, NULL, O_ALLOW_MMAP, 0,
+     "Allow shared mmap of files not cached by the guest\n"
+     "(--cache=never|metadata, or --allow-direct-io)"},
+    {"allow-direct-io", 0, NULL, O_ALLOW_DIRECT_IO, 0, "Honour O_DIRECT from the guest"},
+    {"announce-submounts", 0, NULL, O_ANNOUNCE_SUBMOUNTS, 0, "Tell the guest about host submounts"},
+    {"no-announce-submounts", 0, NULL, O_NO_ANNOUNCE_SUBMOUNTS, 0, "Do not (the default)"},
+    {"killpriv-v2", 0, NULL, O_KILLPRIV_V2, 0, "Offer FUSE_HANDLE_KILLPRIV_V2"},
+    {"no-killpriv-v2", 0, NULL, O_NO_KILLPRIV_V2, 0, "Do not (the default)"},
+    {"sandbox", 0, "MODE", O_SANDBOX, 0, "namespace | chroot | none [default: namespace]"},
+    {"seccomp", 0, "MODE", O_SECCOMP, 0, "kill | log | trap | none [default: kill]"},
+    {"modcaps", 0, "CAPS", O_MODCAPS, 0, "Capability changes, e.g. +sys_admin:-mknod"},
+    {"log-level", 0, "LEVEL", O_LOG_LEVEL, 0,
+     "error | warn | info | debug | trace | off [default: info]"},
+    {"syslog", 0, NULL, O_SYSLOG, 0, "Log to syslog instead of stderr"},
+    {"rlimit-nofile", 0, "N", O_RLIMIT_NOFILE, 0, "Open-file limit [default: the system maximum]"},
+    {"print-capabilities", 0, NULL, O_PRINT_CAPABILITIES, 0,
+     "Print the vhost-user.json capabilities and exit"},
+    {"preserve-noatime", 0, NULL, O_PRESERVE_NOATIME, 0,
+     "Keep O_NOATIME from the guest (dropped by default)"},
+    {"uid-map", 0, ":ns:host:count:", O_UID_MAP, 0,
+     "User namespace uid range when unprivileged (newuidmap)"},
+    {"gid-map", 0, ":ns:host:count:", O_GID_MAP, 0,
+     "User namespace gid range when unprivileged (newgidmap)"},
+    {"translate-uid", 0, "TYPE:A:B:COUNT", O_TRANSLATE_UID, 0,
+     "Translate uids between guest and host (repeatable):\n"
+     "guest:<guest base>:<host base>:<count>,\n"
+     "host:<host base>:<guest base>:<count>,\n"
+     "squash-guest:<guest base>:<host id>:<count>,\n"
+     "squash-host:<host base>:<guest id>:<count>,\n"
+     "forbid-guest:<guest base>:<count> (EPERM),\n"
+     "map:<guest base>:<host base>:<count> (both ways)"},
+    {"translate-gid", 0, "TYPE:A:B:COUNT", O_TRANSLATE_GID, 0, "The same for gids"},
+    {"inode-file-handles", 0, "MODE", O_INODE_FILE_HANDLES, 0,
+     "What inodes the guest knows hold open on the host:\n"
+     "never (an O_PATH fd each), prefer (a file handle where\n"
+     "the file system has them, else an fd), mandatory (only\n"
+     "file handles). Handles need CAP_DAC_READ_SEARCH (root).\n"
+     "[default: fds up to half the open-file limit, then\n"
+     "handles, if the share is a whole file system]"},
+    /* The Rust virtiofsd's migration options, so that command lines written for it start. */
+    {"migration-on-error", 0, "ACTION", O_MIGRATION_ON_ERROR, OPTION_UNIMPLEMENTED, NULL},
+    {"migration-mode", 0, "MODE", O_MIGRATION_MODE, OPTION_UNIMPLEMENTED, NULL},
+    {"migration-verify-handles", 0, NULL, O_MIGRATION_VERIFY_HANDLES, OPTION_UNIMPLEMENTED, NULL},
+    {"migration-confirm-paths", 0, NULL, O_MIGRATION_CONFIRM_PATHS, OPTION_UNIMPLEMENTED, NULL},
+    /* Its help is followed by the keys of compat_keys[], below. */
+    {NULL, 'o', "OPTIONS", 'o', 0,
+     "Legacy comma-separated options (a comma inside a\n"
+     "value is written ,,; locks are kept on the host\n"
+     "unless no_posix_lock, no_flock):"},
+    {NULL, 'd', NULL, 'd', 0, "Debug logging (--log-level=debug)"},
+    {NULL, 'f', NULL, 'f', 0, "Foreground (always)"},
+    {"help", 'h', NULL, 'h', 0, "Print this help"},
+    {"version", 'V', NULL, 'V', 0, "Print the version"},
 };
 
-static const char usage_text[] =
-    "Usage: virtiofsd [OPTIONS] --socket-path PATH --shared-dir DIR\n"
-    "\n"
-    "vhost-user virtio-fs device back-end: shares DIR with a virtual machine.\n"
-    "\n"
-    "Options:\n"
-    "      --shared-dir <DIR>         Shared directory path\n"
-    "      --socket-path <PATH>       vhost-user socket path (--socket is an alias)\n"
-    "      --fd <FD>                  File descriptor of an already listening socket\n"
-    "      --socket-group <GROUP>     Group owning the socket\n"
-    "      --tag <TAG>                Accepted for compatibility; the VMM sets the tag\n"
-    "      --thread-pool-size <N>     Serve requests on a pool of N threads shared by all\n"
-    "                                 queues (for slow storage) [default: 0, each queue's\n"
-    "                                 worker serves its own requests]\n"
-    "      --num-request-queues <N>   Request queues offered (1 to 16, default 16)\n"
-    "      --queue-threads <N>        Threads serving the queues; with more request queues\n"
-    "                                 than threads, queues share them [default: one per\n"
-    "                                 CPU, at most one per request queue]\n"
-    "      --queue-poll-us <US>       Watch idle queues this long before sleeping, adaptively\n"
-    "                                 (0 disables) [default: 50 while the busy queue threads\n"
-    "                                 take at most half the CPUs, else 0]\n"
-    "      --xattr                    Enable extended attributes\n"
-    "      --xattrmap <MAP>           Translate xattr names between guest and host, e.g.\n"
-    "                                 :map::user.virtiofs.: (implies --xattr)\n"
-    "      --posix-acl                Enable POSIX ACLs (implies --xattr; not with\n"
-    "                                 --translate-uid/--translate-gid)\n"
-    "      --security-label           Label new files with the security context the guest\n"
-    "                                 sends, e.g. security.selinux (implies --xattr)\n"
-    "      --readonly                 Share read-only (EROFS for modifications)\n"
-    "      --cache <MODE>             auto | always | never | metadata [default: auto]\n"
-    "      --no-readdirplus           Disable READDIRPLUS\n"
-    "      --writeback                Enable the writeback cache\n"
-    "      --allow-mmap               Allow shared mmap of files not cached by the guest\n"
-    "                                 (--cache=never|metadata, or --allow-direct-io)\n"
-    "      --allow-direct-io          Honour O_DIRECT from the guest\n"
-    "      --announce-submounts       Tell the guest about host submounts\n"
-    "      --no-announce-submounts    Do not (the default)\n"
-    "      --killpriv-v2              Offer FUSE_HANDLE_KILLPRIV_V2\n"
-    "      --no-killpriv-v2           Do not (the default)\n"
-    "      --sandbox <MODE>           namespace | chroot | none [default: namespace]\n"
-    "      --seccomp <MODE>           kill | log | trap | none [default: kill]\n"
-    "      --modcaps <CAPS>           Capability changes, e.g. +sys_admin:-mknod\n"
-    "      --log-level <LEVEL>        error | warn | info | debug | trace | off [default: info]\n"
-    "      --syslog                   Log to syslog instead of stderr\n"
-    "      --rlimit-nofile <N>        Open-file limit [default: the system maximum]\n"
-    "      --print-capabilities       Print the vhost-user.json capabilities and exit\n"
-    "      --preserve-noatime         Keep O_NOATIME from the guest (dropped by default)\n"
-    "      --uid-map <:ns:host:count:> User namespace uid range when unprivileged (newuidmap)\n"
-    "      --gid-map <:ns:host:count:> User namespace gid range when unprivileged (newgidmap)\n"
-    "      --translate-uid <TYPE:A:B:COUNT>\n"
-    "                                 Translate uids between guest and host (repeatable):\n"
-    "                                 guest:<guest base>:<host base>:<count>,\n"
-    "                                 host:<host base>:<guest base>:<count>,\n"
-    "                                 squash-guest:<guest base>:<host id>:<count>,\n"
-    "                                 squash-host:<host base>:<guest id>:<count>,\n"
-    "                                 forbid-guest:<guest base>:<count> (EPERM),\n"
-    "                                 map:<guest base>:<host base>:<count> (both ways)\n"
-    "      --translate-gid <TYPE:A:B:COUNT>\n"
-    "                                 The same for gids\n"
-    "      --inode-file-handles=<MODE>\n"
-    "                                 What inodes the guest knows hold open on the host:\n"
-    "                                 never (an O_PATH fd each), prefer (a file handle where\n"
-    "                                 the file system has them, else an fd), mandatory (only\n"
-    "                                 file handles). Handles need CAP_DAC_READ_SEARCH (root).\n"
-    "                                 [default: fds up to half the open-file limit, then\n"
-    "                                 handles, if the share is a whole file system]\n"
-    "      --migration-*              Accepted for compatibility; not implemented yet\n"
-    "  -o <OPTIONS>                   Legacy options: source=DIR, cache=none|auto|always,\n"
-    "                                 xattr, no_xattr, readdirplus, no_readdirplus,\n"
-    "                                 writeback, no_writeback, sandbox=, modcaps=,\n"
-    "                                 announce_submounts, allow_direct_io, log_level=,\n"
-    "                                 flock, no_flock, posix_lock, no_posix_lock (locks are\n"
-    "                                 kept on the host by default), ...\n"
-    "  -d                             Debug logging (--log-level=debug)\n"
-    "  -f                             Foreground (always)\n"
-    "  -h, --help                     Print this help\n"
-    "  -V, --version                  Print the version\n";
+#define N_SPECS (sizeof(specs) / sizeof(specs[0]))
+
+/*
+ * Legacy -o a,b=c,... as the C virtiofsd and the Rust one's compat layer accept it: each key
+ * stands for an option of the table or for the opposite of one (O_COMPAT_*).
+ */
+static const struct compat_key {
+    const char *key;
+    int id;
+    bool value; /* takes =VALUE */
+} compat_keys[] = {
+    {"source", O_SHARED_DIR, true},
+    {"cache", O_CACHE, true},
+    {"xattr", O_XATTR, false},
+    {"no_xattr", O_COMPAT_NO_XATTR, false},
+    {"xattrmap", O_XATTRMAP, true},
+    {"posix_acl", O_POSIX_ACL, false},
+    {"no_posix_acl", O_COMPAT_NO_POSIX_ACL, false},
+    {"security_label", O_SECURITY_LABEL, false},
+    {"no_security_label", O_COMPAT_NO_SECURITY_LABEL, false},
+    {"readdirplus", O_COMPAT_READDIRPLUS, false},
+    {"no_readdirplus", O_NO_READDIRPLUS, false},
+    {"writeback", O_WRITEBACK, false},
+    {"no_writeback", O_COMPAT_NO_WRITEBACK, false},
+    {"sandbox", O_SANDBOX, true},
+    {"modcaps", O_MODCAPS, true},
+    {"announce_submounts", O_ANNOUNCE_SUBMOUNTS, false},
+    {"allow_direct_io", O_ALLOW_DIRECT_IO, false},
+    {"no_allow_direct_io", O_COMPAT_NO_DIRECT_IO, false},
+    {"log_level", O_LOG_LEVEL, true},
+    {"killpriv_v2", O_KILLPRIV_V2, false},
+    {"no_killpriv_v2", O_NO_KILLPRIV_V2, false},
+    {"flock", O_COMPAT_FLOCK, false},
+    {"no_flock", O_COMPAT_NO_FLOCK, false},
+    {"posix_lock", O_COMPAT_POSIX_LOCK, false},
+    {"no_posix_lock", O_COMPAT_NO_POSIX_LOCK, false},
+    {"timeout", O_COMPAT_DEFAULT, true},
+    {"readonly", O_READONLY, false},
+};
+
+#define N_COMPAT_KEYS (sizeof(compat_keys) / sizeof(compat_keys[0]))
+
+const struct option_spec *options_spec(size_t i)
+{
+    return i < N_SPECS ? &specs[i] : NULL;
+}
+
+const char *options_compat_key(size_t i)
+{
+    return i < N_COMPAT_KEYS ? compat_keys[i].key : NULL;
+}
+
+static const struct option_spec *spec_of(int id)
+{
+    for (size_t i = 0; i < N_SPECS; i++)
+        if (specs[i].id == id)
+            return &specs[i];
+    return NULL;
+}
+
+/* --help: options in two columns, the descriptions starting here (0-based). */
+#define HELP_COLUMN        33
+#define HELP_WIDTH         80
+#define UNIMPLEMENTED_HELP "Accepted for compatibility; not implemented yet"
+
+static void help_indent(FILE *out, int from)
+{
+    fprintf(out, "%*s", from < HELP_COLUMN ? HELP_COLUMN - from : 0, "");
+}
+
+/* The description column, each '\n' of text starting a new line in the column. */
+static void help_text(FILE *out, const char *text)
+{
+    for (const char *line = text; line;) {
+        const char *nl = strchr(line, '\n');
+        int len = nl ? (int)(nl - line) : (int)strlen(line);
+        fprintf(out, "%.*s\n", len, line);
+        line = nl ? nl + 1 : NULL;
+        if (line)
+            help_indent(out, 0);
+    }
+}
+
+/* The -o keys after its help, wrapped in the description column; VALUE keys end in '='. */
+static void help_compat_keys(FILE *out)
+{
+    int col = HELP_WIDTH; /* as if the line were full: the first key starts a new one */
+    for (size_t i = 0; i < N_COMPAT_KEYS; i++) {
+        const struct compat_key *k = &compat_keys[i];
+        const char *sep = i + 1 < N_COMPAT_KEYS ? "," : "";
+        int len = (int)(strlen(k->key) + k->value + strlen(sep));
+        if (col + 1 + len > HELP_WIDTH) {
+            if (i > 0)
+                fputc('\n', out);
+            help_indent(out, 0);
+            col = HELP_COLUMN;
+        } else {
+            col += fprintf(out, " ");
+        }
+        col += fprintf(out, "%s%s%s", k->key, k->value ? "=" : "", sep);
+    }
+    fputc('\n', out);
+}
+
+static void help_option(FILE *out, const struct option_spec *s)
+{
+    int col;
+    if (s->short_name && s->long_name)
+        col = fprintf(out, "  -%c, --%s", s->short_name, s->long_name);
+    else if (s->short_name)
+        col = fprintf(out, "  -%c", s->short_name);
+    else
+        col = fprintf(out, "      --%s", s->long_name);
+    if (s->arg)
+        col += fprintf(out, " <%s>", s->arg);
+    if (col + 1 > HELP_COLUMN) {
+        fputc('\n', out);
+        col = 0;
+    }
+    help_indent(out, col);
+    help_text(out, s->flags & OPTION_UNIMPLEMENTED ? UNIMPLEMENTED_HELP : s->help);
+    if (s->id == 'o')
+        help_compat_keys(out);
+}
+
+void options_print_help(FILE *out)
+{
+    fputs("Usage: virtiofsd [OPTIONS] --socket-path PATH --shared-dir DIR\n"
+          "\n"
+          "vhost-user virtio-fs device back-end: shares DIR with a virtual machine.\n"
+          "\n"
+          "Options:\n",
+          out);
+    for (size_t i = 0; i < N_SPECS; i++)
+        help_option(out, &specs[i]);
+}
 
 static int bad_value(const char *opt, const char *value, const char *accepted)
 {
@@ -275,6 +382,16 @@ static int parse_uint(const char *opt, const char *v, uint64_t max, uint64_t *ou
     return 0;
 }
 
+/* An unsigned value up to max; *out is left alone when v is not one. */
+static int parse_unsigned(const char *opt, const char *v, unsigned max, unsigned *out)
+{
+    uint64_t n;
+    int ret = parse_uint(opt, v, max, &n);
+    if (ret == 0)
+        *out = (unsigned)n;
+    return ret;
+}
+
 /* ":namespace_id:host_id:count:" as the Rust virtiofsd writes it; repeatable. */
 static int parse_id_map(const char *opt, const char *v, struct id_map *maps, unsigned *n)
 {
@@ -317,7 +434,6 @@ static void warn_unimplemented(const char *name)
 
 static int apply(struct options *o, int id, const char *v);
 
-/* Legacy -o a,b=c,... as the C virtiofsd and the Rust one's compat layer accept it. */
 /*
  * The next item of a -o list, cut out of *cursor in place: items are separated by ',' and
  * ",," stands for a literal comma inside an item (QEMU's option syntax, which libvirt uses to
@@ -347,58 +463,25 @@ static char *next_compat_item(char **cursor)
 
 static int apply_compat(struct options *o, char *list)
 {
-    static const struct {
-        const char *key;
-        int id;
-        bool value; /* takes =VALUE */
-    } map[] = {
-        {"source", O_SHARED_DIR, true},
-        {"cache", O_CACHE, true},
-        {"xattr", O_XATTR, false},
-        {"no_xattr", O_COMPAT_NO_XATTR, false},
-        {"readdirplus", O_COMPAT_READDIRPLUS, false},
-        {"no_readdirplus", O_NO_READDIRPLUS, false},
-        {"writeback", O_WRITEBACK, false},
-        {"no_writeback", O_COMPAT_NO_WRITEBACK, false},
-        {"sandbox", O_SANDBOX, true},
-        {"modcaps", O_MODCAPS, true},
-        {"announce_submounts", O_ANNOUNCE_SUBMOUNTS, false},
-        {"allow_direct_io", O_ALLOW_DIRECT_IO, false},
-        {"no_allow_direct_io", O_COMPAT_NO_DIRECT_IO, false},
-        {"log_level", O_LOG_LEVEL, true},
-        {"killpriv_v2", O_KILLPRIV_V2, false},
-        {"no_killpriv_v2", O_NO_KILLPRIV_V2, false},
-        {"posix_acl", O_POSIX_ACL, false},
-        {"no_posix_acl", O_COMPAT_NO_POSIX_ACL, false},
-        {"security_label", O_SECURITY_LABEL, false},
-        {"no_security_label", O_COMPAT_NO_SECURITY_LABEL, false},
-        {"xattrmap", O_XATTRMAP, true},
-        {"flock", O_COMPAT_FLOCK, false},
-        {"no_flock", O_COMPAT_NO_FLOCK, false},
-        {"posix_lock", O_COMPAT_POSIX_LOCK, false},
-        {"no_posix_lock", O_COMPAT_NO_POSIX_LOCK, false},
-        {"timeout", O_COMPAT_DEFAULT, true},
-        {"readonly", O_READONLY, false},
-    };
     for (char *cursor = list, *tok; (tok = next_compat_item(&cursor));) {
         char *eq = strchr(tok, '=');
         if (eq)
             *eq++ = '\0';
         size_t i = 0;
-        while (i < sizeof(map) / sizeof(map[0]) && strcmp(map[i].key, tok) != 0)
+        while (i < N_COMPAT_KEYS && strcmp(compat_keys[i].key, tok) != 0)
             i++;
-        if (i == sizeof(map) / sizeof(map[0])) {
+        if (i == N_COMPAT_KEYS) {
             /* An unknown key may be half of a value we split wrongly (a path with a comma):
              * serving on a guess could export the wrong directory. */
             fprintf(stderr, "virtiofsd: unknown -o option '%s'\n", tok);
             return -EINVAL;
         }
-        if (map[i].value != (eq != NULL)) {
+        if (compat_keys[i].value != (eq != NULL)) {
             fprintf(stderr, "virtiofsd: -o %s %s\n", tok,
-                    map[i].value ? "needs a value" : "takes no value");
+                    compat_keys[i].value ? "needs a value" : "takes no value");
             return -EINVAL;
         }
-        int ret = apply(o, map[i].id, eq);
+        int ret = apply(o, compat_keys[i].id, eq);
         if (ret < 0)
             return ret;
     }
@@ -407,8 +490,13 @@ static int apply_compat(struct options *o, char *list)
 
 static int apply(struct options *o, int id, const char *v)
 {
-    uint64_t n;
-    int ret = 0;
+    const struct option_spec *spec = spec_of(id);
+    if (spec && spec->flags & OPTION_UNIMPLEMENTED) {
+        warn_unimplemented(spec->long_name);
+        return 0;
+    }
+    unsigned n;
+    int ret;
     switch (id) {
     case O_SHARED_DIR:
         return set_string((char **)&o->pt.shared_dir, v);
@@ -416,35 +504,31 @@ static int apply(struct options *o, int id, const char *v)
     case O_SOCKET:
         return set_string(&o->socket_path, v);
     case O_FD:
-        ret = parse_uint("--fd", v, 65535, &n);
-        o->fd = (int)n;
+        ret = parse_unsigned("--fd", v, 65535, &n);
+        if (ret == 0)
+            o->fd = (int)n;
         return ret;
     case O_SOCKET_GROUP:
         return set_string(&o->socket_group, v);
     case O_TAG:
         return 0; /* the tag lives in the VMM's device configuration */
     case O_THREAD_POOL_SIZE:
-        ret = parse_uint("--thread-pool-size", v, 1024, &n);
-        o->thread_pool_size = (unsigned)n;
-        return ret;
+        return parse_unsigned("--thread-pool-size", v, 1024, &o->thread_pool_size);
     case O_NUM_REQUEST_QUEUES:
-        ret = parse_uint("--num-request-queues", v, VU_MAX_REQUEST_QUEUES, &n);
+        ret = parse_unsigned("--num-request-queues", v, VU_MAX_REQUEST_QUEUES, &n);
         if (ret == 0 && n == 0)
             ret = bad_value("--num-request-queues", v, "1 to 16");
-        o->num_request_queues = (unsigned)n;
+        if (ret == 0)
+            o->num_request_queues = n;
         return ret;
     case O_PRESERVE_NOATIME:
         o->pt.preserve_noatime = true;
         return 0;
     case O_QUEUE_POLL_US:
-        ret = parse_uint("--queue-poll-us", v, 1000000, &n);
-        o->queue_poll_us = (unsigned)n;
         o->queue_poll_us_given = true;
-        return ret;
+        return parse_unsigned("--queue-poll-us", v, 1000000, &o->queue_poll_us);
     case O_QUEUE_THREADS:
-        ret = parse_uint("--queue-threads", v, VU_MAX_REQUEST_QUEUES, &n);
-        o->queue_threads = (unsigned)n;
-        return ret;
+        return parse_unsigned("--queue-threads", v, VU_MAX_REQUEST_QUEUES, &o->queue_threads);
     case O_XATTR:
         o->pt.xattr = true;
         return 0;
@@ -539,13 +623,10 @@ static int apply(struct options *o, int id, const char *v)
         return idmap_parse(&o->pt.uid_map, "--translate-uid", v);
     case O_TRANSLATE_GID:
         return idmap_parse(&o->pt.gid_map, "--translate-gid", v);
-    case O_MIGRATION_ON_ERROR:
-    case O_MIGRATION_MODE:
-    case O_MIGRATION_VERIFY_HANDLES:
-    case O_MIGRATION_CONFIRM_PATHS:
-        for (const struct option *lo = long_options; lo->name; lo++)
-            if (lo->val == id)
-                warn_unimplemented(lo->name);
+    case 'd':
+        o->log_level = LOG_LVL_DEBUG;
+        return 0;
+    case 'f': /* the daemon always stays in the foreground */
         return 0;
     }
     return -EINVAL;
@@ -585,17 +666,43 @@ static int check_required(const struct options *o)
     return 0;
 }
 
+/* getopt_long's view of the table: its long options and its short-option string. */
+struct getopt_tables {
+    struct option longs[N_SPECS + 1];
+    char shorts[2 * N_SPECS + 1]; /* a letter, and ':' if it takes a value */
+};
+
+static void make_getopt_tables(struct getopt_tables *t)
+{
+    size_t nl = 0, ns = 0;
+    for (size_t i = 0; i < N_SPECS; i++) {
+        const struct option_spec *s = &specs[i];
+        if (s->long_name)
+            t->longs[nl++] = (struct option){s->long_name, s->arg ? required_argument : no_argument,
+                                             NULL, s->id};
+        if (s->short_name) {
+            t->shorts[ns++] = s->short_name;
+            if (s->arg)
+                t->shorts[ns++] = ':';
+        }
+    }
+    t->longs[nl] = (struct option){NULL, 0, NULL, 0};
+    t->shorts[ns] = '\0';
+}
+
 enum options_result options_parse(int argc, char **argv, struct options *o)
 {
+    struct getopt_tables tables;
+    make_getopt_tables(&tables);
     set_defaults(o);
     optind = 0; /* 0, not 1: glibc then also forgets where it was inside an earlier argv */
     opterr = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "hVo:df", long_options, NULL)) != -1) {
-        int ret = 0;
+    while ((c = getopt_long(argc, argv, tables.shorts, tables.longs, NULL)) != -1) {
+        int ret;
         switch (c) {
         case 'h':
-            fputs(usage_text, stdout);
+            options_print_help(stdout);
             return OPTIONS_EXIT;
         case 'V':
             puts(VERSION_STRING);
@@ -606,11 +713,6 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
             free(copy);
             break;
         }
-        case 'd':
-            o->log_level = LOG_LVL_DEBUG;
-            break;
-        case 'f':
-            break;
         case '?':
             fprintf(stderr, "Try 'virtiofsd --help' for more information.\n");
             return OPTIONS_ERROR;

@@ -132,16 +132,56 @@ const char *const *seccomp_allowed_syscalls(void)
     return allowed;
 }
 
+/*
+ * Trap mode's names for system call numbers, looked up before the filter is in place: the
+ * SIGSYS handler may interrupt malloc, so it must not call libseccomp's resolver (which
+ * allocates the name it returns). Indexed by number; NULL where the number has no name here.
+ * The names live as long as the process, as the handler does.
+ */
+/* Above every native syscall number of the architectures we build for. */
+#define TRAP_NAMES_MAX 1024
+static char *trap_names[TRAP_NAMES_MAX];
+
+static void resolve_trap_names(void)
+{
+    for (int nr = 0; nr < TRAP_NAMES_MAX; nr++)
+        if (!trap_names[nr])
+            trap_names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+}
+
+/* Appends s to buf[*len] while it fits (leaving room for the newline). */
+static void msg_append(char *buf, size_t size, size_t *len, const char *s)
+{
+    for (; *s && *len < size - 1; s++)
+        buf[(*len)++] = *s;
+}
+
+/* The decimal form of n into buf (at least 12 bytes), for a number without a name. */
+static const char *format_int(char *buf, size_t size, int n)
+{
+    char *p = buf + size - 1;
+    unsigned u = n < 0 ? 0u - (unsigned)n : (unsigned)n;
+    *p = '\0';
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) && p > buf + 1);
+    if (n < 0)
+        *--p = '-';
+    return p;
+}
+
 /* Trap mode: name the syscall, then die of it. Only async-signal-safe calls here. */
 static void on_sigsys(int sig, siginfo_t *si, void *uc)
 {
     (void)uc;
     char msg[128] = "virtiofsd: seccomp: blocked system call ";
     size_t len = strlen(msg);
-    char *name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, si->si_syscall);
-    const char *n = name ? name : "?";
-    for (size_t i = 0; n[i] && len < sizeof(msg) - 2; i++)
-        msg[len++] = n[i];
+    int nr = si->si_syscall;
+    char digits[16];
+    const char *name = nr >= 0 && nr < TRAP_NAMES_MAX && trap_names[nr]
+                           ? trap_names[nr]
+                           : format_int(digits, sizeof(digits), nr);
+    msg_append(msg, sizeof(msg), &len, name);
     msg[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, msg, len);
     (void)w;
@@ -221,6 +261,7 @@ int seccomp_install(enum seccomp_mode mode)
     if (mode == SECCOMP_NONE)
         return 0;
     if (mode == SECCOMP_TRAP) {
+        resolve_trap_names();
         struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
         sigaction(SIGSYS, &sa, NULL);
     }

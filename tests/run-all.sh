@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: unit and protocol tests (normal build, then ASan+UBSan), a short fuzzing
-# run, then the real-guest tests.
+# Runs every test: unit and protocol tests (normal build, then ASan+UBSan), the release builds
+# with gcc and clang (compile only), a short fuzzing run, then the real-guest tests.
 # Ends with one line "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -55,10 +55,34 @@ for t in test_ops test_locks test_protocol test_queues; do
     VIRTIOFSD_TEST_ARGS="--thread-pool-size=4" run_unit "$BUILD/tests/$t" thread-pool
 done
 
+# Distributions build with their own flags and without --werror: check that the optimised
+# builds they run compile without a warning, with both compilers (compile only).
+# One line each: "PASS: build-release-gcc", "FAIL: ..." or "SKIP: ..." (no such compiler).
+build_matrix() {
+    local cc dir log
+    for cc in gcc clang; do
+        dir=build-release-$cc
+        if ! command -v "$cc" >/dev/null; then echo "SKIP: $dir ($cc not installed)"; continue; fi
+        log=$(mktemp)
+        if { [ -f "$dir/build.ninja" ] ||
+             CC=$cc meson setup "$dir" --buildtype=release --werror; } >"$log" 2>&1 &&
+           ninja -C "$dir" >>"$log" 2>&1; then
+            echo "PASS: $dir"
+        else
+            grep -E 'error|warning' "$log" | head -20
+            echo "FAIL: $dir"
+        fi
+        rm -f "$log"
+    done
+}
+
+echo "== release builds (gcc, clang; compile only, warnings are errors)"
+run_suite build-matrix build_matrix
+
 echo "== unit tests under ASan + UBSan"
 if [ ! -f build-asan/build.ninja ]; then
     meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
-        -Dbuildtype=debug >/dev/null
+        -Dbuildtype=debug --werror >/dev/null
 fi
 if ninja -C build-asan >/dev/null; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -71,7 +95,7 @@ fi
 echo "== fuzzing (libFuzzer, ${FUZZ_CHECK_SECONDS:-30} s per target)"
 if [ ! -f build-fuzz/build.ninja ]; then
     CC=clang meson setup build-fuzz -Dfuzzing=true -Db_sanitize=address,undefined \
-        -Db_lundef=false >/dev/null
+        -Db_lundef=false --werror >/dev/null
 fi
 if ninja -C build-fuzz >/dev/null; then
     run_suite fuzz bash tests/fuzz/run-fuzz.sh "${FUZZ_CHECK_SECONDS:-30}"

@@ -45,9 +45,8 @@ static gchar *read_text(pid_t pid, pid_t tid, const char *file)
 {
     gchar *path = tid ? g_strdup_printf("/proc/%d/task/%d/%s", (int)pid, (int)tid, file)
                       : g_strdup_printf("/proc/%d/%s", (int)pid, file);
-    gchar *text = NULL;
-    if (!g_file_get_contents(path, &text, NULL, NULL))
-        text = NULL;
+    gchar *contents = NULL;
+    gchar *text = g_file_get_contents(path, &contents, NULL, NULL) ? contents : NULL;
     g_free(path);
     return text;
 }

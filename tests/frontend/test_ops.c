@@ -54,7 +54,8 @@ static const char *hpd(const struct test_daemon *d, const char *rel)
     static char buf[8][PATH_MAX];
     static unsigned next;
     char *p = buf[next++ % 8];
-    snprintf(p, PATH_MAX, "%s/%s", d->share, rel);
+    int n = snprintf(p, PATH_MAX, "%s/%s", d->share, rel);
+    g_assert_true(n > 0 && n < PATH_MAX);
     return p;
 }
 

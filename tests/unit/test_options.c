@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The command line: the Rust virtiofsd's long options, both value forms, and -o compat. */
 #include <glib.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "options.h"
@@ -173,6 +175,139 @@ static void test_inode_file_handles(void)
     }
 }
 
+/* Where needle occurs in hay as a whole word: not inside a longer name of letters, digits,
+ * '_' or '-' (so --socket is not found in --socket-path, nor xattr in no_xattr). */
+static bool has_word(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (const char *p = hay; (p = strstr(p, needle)); p++) {
+        bool starts = p == hay || !(g_ascii_isalnum(p[-1]) || p[-1] == '_' || p[-1] == '-');
+        bool ends = !(g_ascii_isalnum(p[n]) || p[n] == '_' || p[n] == '-');
+        if (starts && ends)
+            return true;
+    }
+    return false;
+}
+
+static gchar *spec_long(const struct option_spec *s)
+{
+    return s->long_name ? g_strconcat("--", s->long_name, NULL) : NULL;
+}
+
+static gchar *spec_short(const struct option_spec *s)
+{
+    return s->short_name ? g_strdup_printf("-%c", s->short_name) : NULL;
+}
+
+/* --help is made from the table: every option and every -o key is in it. */
+static void test_help_lists_every_option(void)
+{
+    char *help = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&help, &size);
+    g_assert_nonnull(out);
+    options_print_help(out);
+    g_assert_cmpint(fclose(out), ==, 0);
+    const struct option_spec *s;
+    for (size_t i = 0; (s = options_spec(i)); i++) {
+        g_autofree gchar *l = spec_long(s), *sh = spec_short(s);
+        g_test_message("option %s %s", l ? l : "", sh ? sh : "");
+        g_assert_true(l || sh);
+        g_assert_true(s->help || (s->flags & OPTION_UNIMPLEMENTED));
+        if (l)
+            g_assert_true(has_word(help, l));
+        if (sh)
+            g_assert_true(has_word(help, sh));
+    }
+    const char *key;
+    for (size_t i = 0; (key = options_compat_key(i)); i++) {
+        g_test_message("-o %s", key);
+        g_assert_true(has_word(help, key));
+    }
+    g_assert_null(strstr(help, "..."));
+    free(help);
+}
+
+/* man/virtiofsd.1 from the source tree: G_TEST_SRCDIR under meson test, else where the test
+ * was built from (run directly from the build directory). */
+static gchar *read_man_page(void)
+{
+    const char *dir = g_getenv("G_TEST_SRCDIR");
+    if (!dir)
+        dir = TESTS_SOURCE_DIR;
+    g_autofree gchar *path = g_build_filename(dir, "..", "man", "virtiofsd.1", NULL);
+    gchar *text = NULL;
+    g_autoptr(GError) err = NULL;
+    if (!g_file_get_contents(path, &text, NULL, &err))
+        g_error("%s", err->message);
+    return text;
+}
+
+/* A man page line as it reads: without font changes (\fB, \fI, \fR, \fP), "\-" as '-', and
+ * without a leading font macro (.B, .BI, .BR, ...) and its argument quotes. */
+static gchar *man_plain(const char *line)
+{
+    GString *out = g_string_new(NULL);
+    const char *p = line;
+    if (p[0] == '.') {
+        while (*p && *p != ' ')
+            p++;
+    }
+    for (; *p; p++) {
+        if (p[0] == '\\' && p[1] == 'f' && p[2]) {
+            p += 2;
+        } else if (p[0] == '\\' && (p[1] == '-' || p[1] == '%' || p[1] == '&')) {
+            if (p[1] == '-')
+                g_string_append_c(out, '-');
+            p++;
+        } else if (*p != '"') {
+            g_string_append_c(out, *p);
+        }
+    }
+    return g_string_free(out, FALSE);
+}
+
+/*
+ * Every option of the table has an entry in the man page (is named in the tag line of a .TP
+ * paragraph), and every -o key is named in the -o paragraph.
+ */
+static void test_man_page_documents_every_option(void)
+{
+    g_autofree gchar *page = read_man_page();
+    g_auto(GStrv) lines = g_strsplit(page, "\n", -1);
+    GString *tags = g_string_new(NULL), *compat = g_string_new(NULL);
+    bool in_compat = false;
+    for (size_t i = 0; lines[i]; i++) {
+        bool tag = i > 0 && g_str_has_prefix(lines[i - 1], ".TP");
+        g_autofree gchar *plain = man_plain(lines[i]);
+        if (tag) {
+            g_string_append_printf(tags, "%s\n", plain);
+            in_compat = g_str_has_prefix(g_strchug(plain), "-o ");
+        } else if (g_str_has_prefix(lines[i], ".TP") || g_str_has_prefix(lines[i], ".SH")) {
+            in_compat = false;
+        } else if (in_compat) {
+            g_string_append_printf(compat, "%s\n", plain);
+        }
+    }
+    const struct option_spec *s;
+    for (size_t i = 0; (s = options_spec(i)); i++) {
+        g_autofree gchar *l = spec_long(s), *sh = spec_short(s);
+        g_test_message("option %s %s", l ? l : "", sh ? sh : "");
+        if (l)
+            g_assert_true(has_word(tags->str, l));
+        if (sh)
+            g_assert_true(has_word(tags->str, sh));
+    }
+    g_assert_cmpuint(compat->len, >, 0);
+    const char *key;
+    for (size_t i = 0; (key = options_compat_key(i)); i++) {
+        g_test_message("-o %s", key);
+        g_assert_true(has_word(compat->str, key));
+    }
+    g_string_free(tags, TRUE);
+    g_string_free(compat, TRUE);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -182,5 +317,8 @@ int main(int argc, char **argv)
     g_test_add_func("/options/id-maps-queues", test_id_maps_and_queues);
     g_test_add_func("/options/errors", test_errors);
     g_test_add_func("/options/inode-file-handles", test_inode_file_handles);
+    g_test_add_func("/options/help-lists-every-option", test_help_lists_every_option);
+    g_test_add_func("/options/man-page-documents-every-option",
+                    test_man_page_documents_every_option);
     return g_test_run();
 }
