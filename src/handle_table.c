@@ -6,21 +6,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "hash.h"
+
 struct htab {
     struct cds_lfht *ht;
     uint64_t next_fh; /* atomic; the last fh handed out */
 };
-
-static unsigned long fh_hash(uint64_t fh)
-{
-    /* splitmix64 finalizer: sequential fh values spread over the buckets. */
-    fh ^= fh >> 30;
-    fh *= 0xbf58476d1ce4e5b9ULL;
-    fh ^= fh >> 27;
-    fh *= 0x94d049bb133111ebULL;
-    fh ^= fh >> 31;
-    return (unsigned long)fh;
-}
 
 static int fh_match(struct cds_lfht_node *node, const void *arg)
 {
@@ -93,7 +84,7 @@ int htab_add(struct htab *t, uint64_t nodeid, int fd, bool dir, uint64_t *fh)
     h->nodeid = nodeid;
     h->fh = __atomic_add_fetch(&t->next_fh, 1, __ATOMIC_RELAXED);
     cds_lfht_node_init(&h->node);
-    cds_lfht_add(t->ht, fh_hash(h->fh), &h->node);
+    cds_lfht_add(t->ht, hash_u64(h->fh), &h->node);
     *fh = h->fh;
     return 0;
 }
@@ -104,7 +95,7 @@ struct pt_handle *htab_get(struct htab *t, uint64_t fh, uint64_t nodeid)
     struct cds_lfht_node *node;
     struct pt_handle *h;
 
-    cds_lfht_lookup(t->ht, fh_hash(fh), fh_match, &fh, &iter);
+    cds_lfht_lookup(t->ht, hash_u64(fh), fh_match, &fh, &iter);
     node = cds_lfht_iter_get_node(&iter);
     if (!node)
         return NULL;

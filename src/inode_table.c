@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "file_handle.h"
+#include "hash.h"
 
 struct itab {
     struct cds_lfht *by_key;
@@ -30,20 +31,9 @@ struct itab {
     uint64_t next_nodeid; /* atomic; the last nodeid handed out */
 };
 
-static unsigned long mix64(uint64_t x)
-{
-    /* splitmix64 finalizer: spreads sequential nodeids and inode numbers over the buckets. */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return (unsigned long)x;
-}
-
 static unsigned long key_hash(const struct itab_key *k)
 {
-    return mix64(k->ino ^ mix64(k->dev ^ mix64(k->mnt_id)));
+    return hash_u64(k->ino ^ hash_u64(k->dev ^ hash_u64(k->mnt_id)));
 }
 
 static int key_match(struct cds_lfht_node *node, const void *arg)
@@ -185,7 +175,7 @@ static struct pt_inode *lookup_id(struct itab *t, uint64_t nodeid)
     struct cds_lfht_iter iter;
     struct cds_lfht_node *node;
 
-    cds_lfht_lookup(t->by_id, mix64(nodeid), id_match, &nodeid, &iter);
+    cds_lfht_lookup(t->by_id, hash_u64(nodeid), id_match, &nodeid, &iter);
     node = cds_lfht_iter_get_node(&iter);
     return node ? caa_container_of(node, struct pt_inode, id_node) : NULL;
 }
@@ -280,7 +270,7 @@ int itab_insert(struct itab *t, const struct itab_key *key, int fd, struct pt_fh
         return -ENOMEM;
     }
     inode->nodeid = __atomic_add_fetch(&t->next_nodeid, 1, __ATOMIC_RELAXED);
-    cds_lfht_add(t->by_id, mix64(inode->nodeid), &inode->id_node);
+    cds_lfht_add(t->by_id, hash_u64(inode->nodeid), &inode->id_node);
     *out = link_by_key(t, inode, key_hash(key));
     return 0;
 }
@@ -311,7 +301,7 @@ int itab_insert_root(struct itab *t, const struct itab_key *key, int fd, mode_t 
     root->pinned = true;
     root->refcount = 2; /* like libfuse: the kernel's own reference plus one */
     rcu_read_lock();
-    cds_lfht_add(t->by_id, mix64(root->nodeid), &root->id_node);
+    cds_lfht_add(t->by_id, hash_u64(root->nodeid), &root->id_node);
     if (cds_lfht_add_unique(t->by_key, key_hash(key), key_match, key, &root->key_node) !=
         &root->key_node) {
         /* Only possible if called twice; keep the first root. */

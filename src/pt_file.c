@@ -9,6 +9,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "iov.h"
 #include "log.h"
 
 /* Open flags passed through to the host; anything else (O_PATH, O_TMPFILE, ...) is dropped. */
@@ -232,58 +233,24 @@ static int begin_file(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodei
 /* The part of an iovec array not yet transferred, limited to a byte count. */
 struct iov_cursor {
     struct iovec *v;    /* the remaining entries */
-    int cnt;            /* how many */
+    unsigned cnt;       /* how many */
     struct iovec *base; /* what to free (NULL when stack is used) */
     struct iovec stack[16];
 };
 
-static int cursor_init(struct iov_cursor *c, const struct iovec *iov, int iovcnt, size_t size)
+static int cursor_init(struct iov_cursor *c, const struct iovec *iov, unsigned iovcnt, size_t size)
 {
-    size_t left = size;
-    int i, n = 0;
+    unsigned n = iov_slice(iov, iovcnt, 0, size, NULL, 0);
 
-    while (n < iovcnt && left > 0) {
-        left -= iov[n].iov_len < left ? iov[n].iov_len : left;
-        n++;
-    }
     c->base = NULL;
     c->v = c->stack;
-    if (n > (int)(sizeof(c->stack) / sizeof(c->stack[0]))) {
+    if (n > sizeof(c->stack) / sizeof(c->stack[0])) {
         c->v = c->base = malloc((size_t)n * sizeof(*c->v));
         if (!c->v)
             return -ENOMEM;
     }
-    left = size;
-    for (i = 0; i < n; i++) {
-        c->v[i] = iov[i];
-        if (c->v[i].iov_len > left)
-            c->v[i].iov_len = left;
-        left -= c->v[i].iov_len;
-    }
-    c->cnt = n;
+    c->cnt = iov_slice(iov, iovcnt, 0, size, c->v, n);
     return 0;
-}
-
-static void cursor_advance(struct iov_cursor *c, size_t done)
-{
-    while (c->cnt > 0 && done >= c->v->iov_len) {
-        done -= c->v->iov_len;
-        c->v++;
-        c->cnt--;
-    }
-    if (c->cnt > 0) {
-        c->v->iov_base = (char *)c->v->iov_base + done;
-        c->v->iov_len -= done;
-    }
-}
-
-static size_t cursor_bytes(const struct iov_cursor *c, int cnt)
-{
-    size_t n = 0;
-
-    for (int i = 0; i < cnt; i++)
-        n += c->v[i].iov_len;
-    return n;
 }
 
 /*
@@ -294,16 +261,16 @@ static size_t cursor_bytes(const struct iov_cursor *c, int cnt)
 static ssize_t do_io(int fd, bool write, const struct iovec *iov, int iovcnt, size_t size,
                      uint64_t offset)
 {
-    struct iov_cursor c;
+    struct iov_cursor c = {.base = NULL};
     size_t total = 0;
     ssize_t ret = 0;
 
     if (offset > (uint64_t)INT64_MAX)
         return -EINVAL;
-    ret = cursor_init(&c, iov, iovcnt, size);
+    ret = iovcnt < 0 ? -EINVAL : cursor_init(&c, iov, (unsigned)iovcnt, size);
     while (ret == 0 && c.cnt > 0) {
-        int cnt = c.cnt < IOV_MAX ? c.cnt : IOV_MAX;
-        size_t want = cursor_bytes(&c, cnt);
+        int cnt = c.cnt < IOV_MAX ? (int)c.cnt : IOV_MAX;
+        size_t want = iov_size(c.v, (unsigned)cnt);
         off_t off = (off_t)(offset + total);
         ssize_t n = write ? pwritev(fd, c.v, cnt, off) : preadv(fd, c.v, cnt, off);
 
@@ -316,7 +283,7 @@ static ssize_t do_io(int fd, bool write, const struct iovec *iov, int iovcnt, si
         total += (size_t)n;
         if (n == 0 || (!write && (size_t)n < want))
             break;
-        cursor_advance(&c, (size_t)n);
+        iov_discard_front(&c.v, &c.cnt, (size_t)n);
     }
     free(c.base);
     return ret < 0 ? ret : (ssize_t)total;

@@ -223,7 +223,7 @@ static int add_arg_rules(scmp_filter_ctx ctx)
      * pthread_create fall back to clone, checked above. */
     if (ret == 0)
         ret = arg_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", SCMP_SYS(clone3), 0, NULL);
-    /* unshare(CLONE_FS) alone: gives a thread its own umask (passthrough.c, --posix-acl). */
+    /* unshare(CLONE_FS) alone: gives a thread its own umask (pt_umask_begin in pt_core.c, --posix-acl). */
     const struct scmp_arg_cmp fs_only = SCMP_A0(SCMP_CMP_EQ, CLONE_FS, 0);
     if (ret == 0)
         ret = arg_rule(ctx, SCMP_ACT_ALLOW, "unshare", SCMP_SYS(unshare), 1, &fs_only);

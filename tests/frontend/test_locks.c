@@ -557,7 +557,7 @@ static void test_directory(void)
 
 /* ---- how many lock owners ------------------------------------------------------------------- */
 
-#define OWNERS_BOUND 4096 /* MAX_OWNERS in src/passthrough_lock.c */
+#define OWNERS_BOUND 4096 /* MAX_OWNERS in src/pt_lock.c */
 
 /*
  * Each lock owner holds a host file, and the guest picks owners: past the bound a new owner
