@@ -26,6 +26,32 @@ void fuse_session_free(struct fuse_session *se);
 void fuse_session_reset(struct fuse_session *se);
 bool fuse_session_initialized(const struct fuse_session *se);
 
+/* The passthrough the session serves. */
+struct pt_fs *fuse_session_fs(struct fuse_session *se);
+
+/*
+ * What FUSE INIT agreed, for a migration (session_state.c): the guest does not send INIT
+ * again, so the destination's session must go on with the source's results.
+ */
+struct fuse_session_init {
+    uint32_t major, minor; /* the protocol version agreed */
+    uint64_t flags;        /* the FUSE_* flags agreed */
+    uint32_t max_write;    /* as the reply told the guest */
+    uint32_t max_pages;
+};
+/* The session's INIT results; false (and *out zeroed) before INIT. */
+bool fuse_session_get_init(const struct fuse_session *se, struct fuse_session_init *out);
+/*
+ * 0 if this daemon can go on with what an INIT on another one agreed: FUSE 7.x no older than
+ * it accepts and no newer than it speaks, only flags it would offer itself with its options
+ * (a guest told of a feature this daemon does not serve would misbehave), limits no larger
+ * than its own; else -EPROTO (logged at debug level only: the caller names the reason).
+ */
+int fuse_session_check_init(const struct fuse_session *se, const struct fuse_session_init *init);
+/* Installs checked INIT results: the session is initialized as if that INIT had come here.
+ * With no request in flight. */
+void fuse_session_install_init(struct fuse_session *se, const struct fuse_session_init *init);
+
 struct fuse_scratch *fuse_scratch_new(void);
 void fuse_scratch_free(struct fuse_scratch *s);
 

@@ -66,6 +66,19 @@ struct pt_handle *htab_get(struct htab *t, uint64_t fh, uint64_t nodeid);
 /* RELEASE: unlinks and frees the handle. Returns 0 or -EBADF. */
 int htab_remove(struct htab *t, uint64_t fh, uint64_t nodeid);
 
+/*
+ * Migration (pt_state.c): a handle under an fh chosen by the caller (a saved one). fd is
+ * consumed. -EEXIST if fh is taken, -EINVAL for fh 0. Inside rcu_read_lock().
+ */
+int htab_insert_at(struct htab *t, uint64_t fh, uint64_t nodeid, int fd, bool dir);
+
+/* The last fh handed out, and setting it (migration: new handles continue after it). */
+uint64_t htab_last_fh(struct htab *t);
+void htab_set_last_fh(struct htab *t, uint64_t last);
+
+/* Calls fn on every handle until it returns nonzero, which is returned; as itab_for_each. */
+int htab_for_each(struct htab *t, int (*fn)(struct pt_handle *h, void *arg), void *arg);
+
 /* Drops every handle (frees through call_rcu). Safe even if ops run concurrently. */
 void htab_clear(struct htab *t);
 

@@ -14,6 +14,9 @@
 #include "log.h"
 #include "passthrough.h"
 
+/* --version, and the writer named in a migration stream's header (session_state.c). */
+#define VFS_VERSION_STRING "virtiofsd 0.1.0 (C)"
+
 enum sandbox_mode { SANDBOX_NAMESPACE, SANDBOX_CHROOT, SANDBOX_NONE };
 enum seccomp_mode { SECCOMP_KILL, SECCOMP_LOG, SECCOMP_TRAP, SECCOMP_NONE };
 

@@ -45,6 +45,18 @@ enum inode_fh_mode {
     FH_MANDATORY, /* a file handle always; a lookup fails where there is none */
 };
 
+/* --migration-mode: how SAVE tells the destination where each inode is. */
+enum pt_migration_mode {
+    MIGRATION_FIND_PATHS,   /* a path from the share's root (the default) */
+    MIGRATION_FILE_HANDLES, /* a file handle (not implemented yet: refused at start-up) */
+};
+
+/* --migration-on-error: what an inode or handle that cannot be saved or found again costs. */
+enum pt_migration_on_error {
+    MIGRATION_ERROR_ABORT,       /* the whole SAVE or LOAD fails (the default) */
+    MIGRATION_ERROR_GUEST_ERROR, /* it is "lost": requests on it answer EIO */
+};
+
 struct pt_config {
     const char *shared_dir;
     enum cache_mode cache;
@@ -69,6 +81,11 @@ struct pt_config {
     struct idmap uid_map;
     struct idmap gid_map;
     enum inode_fh_mode inode_file_handles;
+    enum pt_migration_mode migration_mode;
+    enum pt_migration_on_error migration_on_error;
+    /* --migration-verify-handles: LOAD requires each inode's st_dev/st_ino to be the saved
+     * ones (the same file system, e.g. a local migration), not only its file type. */
+    bool migration_verify_handles;
 };
 
 /*

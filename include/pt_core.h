@@ -135,7 +135,8 @@ int pt_inode_fd_open(struct pt_fs *fs, const struct pt_inode *inode, struct pt_f
 
 /*
  * The one way ops reach an inode's O_PATH fd: the fd the inode keeps, or for a handle-only
- * inode one opened by handle (-ESTALE once the file is gone on the host). Returns the fd or
+ * inode one opened by handle (-ESTALE once the file is gone on the host; -EIO for an inode a
+ * migration lost, which has neither). Returns the fd or
  * -errno; every success is paired with pt_inode_fd_put. Valid until then (and at most until
  * the op's rcu_read_unlock).
  */

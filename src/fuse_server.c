@@ -1133,6 +1133,53 @@ bool fuse_session_initialized(const struct fuse_session *se)
     return atomic_load(&se->initialized);
 }
 
+struct pt_fs *fuse_session_fs(struct fuse_session *se)
+{
+    return se->fs;
+}
+
+bool fuse_session_get_init(const struct fuse_session *se, struct fuse_session_init *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!atomic_load(&se->initialized))
+        return false;
+    *out = (struct fuse_session_init){
+        .major = FUSE_KERNEL_VERSION,
+        .minor = se->proto_minor,
+        .flags = se->flags,
+        .max_write = FUSE_MAX_WRITE,
+        .max_pages = MAX_PAGES,
+    };
+    return true;
+}
+
+int fuse_session_check_init(const struct fuse_session *se, const struct fuse_session_init *init)
+{
+    uint64_t offer = init_offer(pt_get_config(se->fs));
+
+    if (init->major != FUSE_KERNEL_VERSION || init->minor < FUSE_MIN_MINOR ||
+        init->minor > FUSE_KERNEL_MINOR_VERSION) {
+        log_debug("fuse: saved INIT: protocol %u.%u", init->major, init->minor);
+        return -EPROTO;
+    }
+    if (init->flags & ~offer) {
+        log_debug("fuse: saved INIT: flags 0x%llx not offered here",
+                  (unsigned long long)(init->flags & ~offer));
+        return -EPROTO;
+    }
+    if (init->max_write > FUSE_MAX_WRITE || init->max_pages > MAX_PAGES)
+        return -EPROTO;
+    return 0;
+}
+
+void fuse_session_install_init(struct fuse_session *se, const struct fuse_session_init *init)
+{
+    se->proto_minor = init->minor;
+    se->flags = init->flags;
+    pt_init(se->fs, init->flags);
+    atomic_store(&se->initialized, true);
+}
+
 struct fuse_scratch *fuse_scratch_new(void)
 {
     return calloc(1, sizeof(struct fuse_scratch));

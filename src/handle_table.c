@@ -65,7 +65,7 @@ static struct pt_dirstream *dirstream_new(void)
     return d;
 }
 
-int htab_add(struct htab *t, uint64_t nodeid, int fd, bool dir, uint64_t *fh)
+static struct pt_handle *handle_new(uint64_t nodeid, int fd, bool dir)
 {
     struct pt_handle *h = calloc(1, sizeof(*h));
 
@@ -78,12 +78,64 @@ int htab_add(struct htab *t, uint64_t nodeid, int fd, bool dir, uint64_t *fh)
     }
     if (!h) {
         close(fd);
-        return -ENOMEM;
+        return NULL;
     }
     h->fd = fd;
     h->nodeid = nodeid;
-    h->fh = __atomic_add_fetch(&t->next_fh, 1, __ATOMIC_RELAXED);
     cds_lfht_node_init(&h->node);
+    return h;
+}
+
+int htab_insert_at(struct htab *t, uint64_t fh, uint64_t nodeid, int fd, bool dir)
+{
+    struct pt_handle *h;
+
+    if (fh == 0) {
+        close(fd);
+        return -EINVAL;
+    }
+    h = handle_new(nodeid, fd, dir);
+    if (!h)
+        return -ENOMEM;
+    h->fh = fh;
+    if (cds_lfht_add_unique(t->ht, hash_u64(fh), fh_match, &fh, &h->node) != &h->node) {
+        call_rcu(&h->rcu, handle_free_rcu);
+        return -EEXIST;
+    }
+    return 0;
+}
+
+uint64_t htab_last_fh(struct htab *t)
+{
+    return __atomic_load_n(&t->next_fh, __ATOMIC_RELAXED);
+}
+
+void htab_set_last_fh(struct htab *t, uint64_t last)
+{
+    __atomic_store_n(&t->next_fh, last, __ATOMIC_RELAXED);
+}
+
+int htab_for_each(struct htab *t, int (*fn)(struct pt_handle *h, void *arg), void *arg)
+{
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *node;
+    int ret = 0;
+
+    rcu_read_lock();
+    cds_lfht_first(t->ht, &iter);
+    for (; !ret && (node = cds_lfht_iter_get_node(&iter)); cds_lfht_next(t->ht, &iter))
+        ret = fn(caa_container_of(node, struct pt_handle, node), arg);
+    rcu_read_unlock();
+    return ret;
+}
+
+int htab_add(struct htab *t, uint64_t nodeid, int fd, bool dir, uint64_t *fh)
+{
+    struct pt_handle *h = handle_new(nodeid, fd, dir);
+
+    if (!h)
+        return -ENOMEM;
+    h->fh = __atomic_add_fetch(&t->next_fh, 1, __ATOMIC_RELAXED);
     cds_lfht_add(t->ht, hash_u64(h->fh), &h->node);
     *fh = h->fh;
     return 0;

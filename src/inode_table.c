@@ -366,6 +366,66 @@ void itab_clear(struct itab *t, uint64_t root_refcount)
     clear_all(t, true, root_refcount);
 }
 
+int itab_insert_at(struct itab *t, uint64_t nodeid, const struct itab_key *key, int fd,
+                   struct pt_fhandle *fh, mode_t type, uint64_t refcount, struct pt_inode **out)
+{
+    struct pt_inode *inode;
+    unsigned long hash = key_hash(key);
+
+    if (nodeid == 0 || nodeid == FUSE_ROOT_ID || refcount == 0 || lookup_id(t, nodeid)) {
+        close_fd(fd);
+        fh_free(fh);
+        return nodeid == 0 || nodeid == FUSE_ROOT_ID || refcount == 0 ? -EINVAL : -EEXIST;
+    }
+    inode = inode_alloc(key, fd, fh, type);
+    if (!inode) {
+        close_fd(fd);
+        fh_free(fh);
+        return -ENOMEM;
+    }
+    inode->nodeid = nodeid;
+    inode->refcount = refcount;
+    /* Key first: a second nodeid for a host inode that already has one is refused, as the
+     * key table allows one inode per key. Nothing else runs, so no race to lose. */
+    if (cds_lfht_add_unique(t->by_key, hash, key_match, key, &inode->key_node) !=
+        &inode->key_node) {
+        call_rcu(&inode->rcu, inode_free_rcu);
+        return -EEXIST;
+    }
+    cds_lfht_add(t->by_id, hash_u64(nodeid), &inode->id_node);
+    publish(inode);
+    *out = inode;
+    return 0;
+}
+
+uint64_t itab_last_nodeid(struct itab *t)
+{
+    return __atomic_load_n(&t->next_nodeid, __ATOMIC_RELAXED);
+}
+
+void itab_set_last_nodeid(struct itab *t, uint64_t last)
+{
+    __atomic_store_n(&t->next_nodeid, last, __ATOMIC_RELAXED);
+}
+
+int itab_for_each(struct itab *t, int (*fn)(struct pt_inode *inode, void *arg), void *arg)
+{
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *node;
+    int ret = 0;
+
+    rcu_read_lock();
+    cds_lfht_first(t->by_id, &iter);
+    for (; !ret && (node = cds_lfht_iter_get_node(&iter)); cds_lfht_next(t->by_id, &iter)) {
+        struct pt_inode *inode = caa_container_of(node, struct pt_inode, id_node);
+
+        if (is_published(inode) && __atomic_load_n(&inode->refcount, __ATOMIC_ACQUIRE) != 0)
+            ret = fn(inode, arg);
+    }
+    rcu_read_unlock();
+    return ret;
+}
+
 unsigned long itab_count(struct itab *t)
 {
     long before, after;

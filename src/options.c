@@ -11,8 +11,6 @@
 #include "vhost_user.h"
 #include "xattrmap.h"
 
-#define VERSION_STRING "virtiofsd 0.1.0 (C)"
-
 enum opt_id {
     O_SHARED_DIR = 256,
     O_SOCKET_PATH,
@@ -149,9 +147,20 @@ static const struct option_spec specs[] = {
      "[default: fds up to half the open-file limit, then\n"
      "handles, if the share is a whole file system]"},
     /* The Rust virtiofsd's migration options, so that command lines written for it start. */
-    {"migration-on-error", 0, "ACTION", O_MIGRATION_ON_ERROR, OPTION_UNIMPLEMENTED, NULL},
-    {"migration-mode", 0, "MODE", O_MIGRATION_MODE, OPTION_UNIMPLEMENTED, NULL},
-    {"migration-verify-handles", 0, NULL, O_MIGRATION_VERIFY_HANDLES, OPTION_UNIMPLEMENTED, NULL},
+    {"migration-mode", 0, "MODE", O_MIGRATION_MODE, 0,
+     "How a migration tells the destination where each\n"
+     "inode is: find-paths (a path from the share's root)\n"
+     "or file-handles (not implemented yet)\n"
+     "[default: find-paths]"},
+    {"migration-on-error", 0, "ACTION", O_MIGRATION_ON_ERROR, 0,
+     "An inode a migration cannot find: abort (the migration\n"
+     "fails, the source goes on) or guest-error (the guest\n"
+     "gets EIO on it) [default: abort]"},
+    {"migration-verify-handles", 0, NULL, O_MIGRATION_VERIFY_HANDLES, 0,
+     "On the destination, require every inode to be the\n"
+     "very one the source had (same device and inode\n"
+     "number: the same file system), not only of its type"},
+    /* Our SAVE confirms every path it sends anyway (pt_state.c). */
     {"migration-confirm-paths", 0, NULL, O_MIGRATION_CONFIRM_PATHS, OPTION_UNIMPLEMENTED, NULL},
     /* Its help is followed by the keys of compat_keys[], below. */
     {NULL, 'o', "OPTIONS", 'o', 0,
@@ -368,6 +377,32 @@ static int parse_inode_file_handles(const char *v, enum inode_fh_mode *out)
         *out = FH_MANDATORY;
     else
         return bad_value("--inode-file-handles", v, "never, prefer, mandatory");
+    return 0;
+}
+
+static int parse_migration_mode(const char *v, enum pt_migration_mode *out)
+{
+    if (strcmp(v, "find-paths") == 0)
+        *out = MIGRATION_FIND_PATHS;
+    else if (strcmp(v, "file-handles") == 0) {
+        /* Refused now rather than when the VM is being migrated, where it would cost the
+         * migration. */
+        fprintf(stderr, "virtiofsd: --migration-mode=file-handles is not implemented yet; use "
+                        "find-paths\n");
+        return -EINVAL;
+    } else
+        return bad_value("--migration-mode", v, "find-paths, file-handles");
+    return 0;
+}
+
+static int parse_migration_on_error(const char *v, enum pt_migration_on_error *out)
+{
+    if (strcmp(v, "abort") == 0)
+        *out = MIGRATION_ERROR_ABORT;
+    else if (strcmp(v, "guest-error") == 0)
+        *out = MIGRATION_ERROR_GUEST_ERROR;
+    else
+        return bad_value("--migration-on-error", v, "abort, guest-error");
     return 0;
 }
 
@@ -623,6 +658,13 @@ static int apply(struct options *o, int id, const char *v)
         return idmap_parse(&o->pt.uid_map, "--translate-uid", v);
     case O_TRANSLATE_GID:
         return idmap_parse(&o->pt.gid_map, "--translate-gid", v);
+    case O_MIGRATION_MODE:
+        return parse_migration_mode(v, &o->pt.migration_mode);
+    case O_MIGRATION_ON_ERROR:
+        return parse_migration_on_error(v, &o->pt.migration_on_error);
+    case O_MIGRATION_VERIFY_HANDLES:
+        o->pt.migration_verify_handles = true;
+        return 0;
     case 'd':
         o->log_level = LOG_LVL_DEBUG;
         return 0;
@@ -705,7 +747,7 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
             options_print_help(stdout);
             return OPTIONS_EXIT;
         case 'V':
-            puts(VERSION_STRING);
+            puts(VFS_VERSION_STRING);
             return OPTIONS_EXIT;
         case 'o': {
             char *copy = strdup(optarg);

@@ -365,7 +365,9 @@ static int new_handle(struct pt_fs *fs, const struct pt_inode *parent, struct fo
 
 int pt_inode_fd_open(struct pt_fs *fs, const struct pt_inode *inode, struct pt_fdref *ref)
 {
-    int fd = inode->fh ? fh_open(inode->fh, O_PATH) : -EBADF;
+    /* Neither fd nor handle: an inode a migration could not find again (pt_state.c's "lost"
+     * inodes, --migration-on-error=guest-error): every request on it fails with EIO. */
+    int fd = inode->fh ? fh_open(inode->fh, O_PATH) : -EIO;
 
     if (fd < 0)
         return fd;

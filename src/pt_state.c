@@ -1,0 +1,809 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The passthrough's part of a migration: collecting every inode and handle for SAVE, checking
+ * and installing them on LOAD (see include/pt_state.h; the byte format is session_state.c's).
+ *
+ * Where an inode is found again (--migration-mode=find-paths): its path from the share's root.
+ * SAVE reads the path of the inode's O_PATH fd back from /proc/self/fd (through the daemon's
+ * proc_self_fd, so it resolves relative to the process's root: the share itself in the
+ * namespace and chroot sandboxes; with --sandbox=none the share's own path, read the same way
+ * from the root's fd, is the prefix stripped), then resolves that path again and compares
+ * st_dev/st_ino, so a path raced by a rename or an unlinked file's "(deleted)" name is never
+ * saved. What that does not find is looked for once by a walk of the share (bounded); what is
+ * still missing costs the SAVE, or with --migration-on-error=guest-error is saved as "lost".
+ *
+ * LOAD resolves each path component by component from the root's fd with
+ * O_PATH|O_NOFOLLOW, as a LOOKUP does: a symlink is never followed (an intermediate one fails
+ * with ENOTDIR), and paths were checked to hold only plain names (no "", ".", "..", '/'), so
+ * no path leaves the share. The file type must match what was saved, and st_dev/st_ino too
+ * with --migration-verify-handles (the Rust virtiofsd's option of that name makes the
+ * destination check that it opened the very inodes the source had, which needs the same file
+ * system; a copy of the share on another host has other inode numbers). A rename on the host
+ * between SAVE and LOAD therefore costs the renamed inode (not found: the LOAD fails, or the
+ * inode is lost), and a file put in its place is taken for it unless
+ * --migration-verify-handles is given.
+ */
+#include "pt_state.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "creds.h"
+#include "hash.h"
+#include "log.h"
+#include "pt_core.h"
+
+/* Entries a SAVE's fallback walk of the share looks at before it gives up. */
+#define WALK_MAX_ENTRIES (1u << 22)
+
+static int fail(struct pt_state *st, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct pt_state *st, int err, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(st->why, sizeof(st->why), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+/* ---- the state's storage ------------------------------------------------------------------ */
+
+void pt_state_init(struct pt_state *st)
+{
+    memset(st, 0, sizeof(*st));
+}
+
+void pt_state_free(struct pt_state *st)
+{
+    free(st->inodes);
+    free(st->handles);
+    free(st->paths);
+    pt_state_init(st);
+}
+
+/* Makes room for need elements of size bytes in *p (capacity *cap), doubling. */
+static int grow(void **p, size_t *cap, size_t need, size_t size)
+{
+    size_t n = *cap ? *cap : 64;
+    void *q;
+
+    if (need <= *cap)
+        return 0;
+    while (n < need)
+        n *= 2;
+    if (n > SIZE_MAX / size || !(q = realloc(*p, n * size)))
+        return -ENOMEM;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+/* Copies len bytes of path into the arena (NUL-terminated); its offset in *off. */
+static int add_path(struct pt_state *st, const char *path, size_t len, size_t *off)
+{
+    if (len >= PATH_MAX || grow((void **)&st->paths, &st->paths_cap, st->paths_len + len + 1, 1))
+        return -ENOMEM;
+    memcpy(st->paths + st->paths_len, path, len);
+    st->paths[st->paths_len + len] = '\0';
+    *off = st->paths_len;
+    st->paths_len += len + 1;
+    return 0;
+}
+
+int pt_state_add_inode(struct pt_state *st, const struct pt_state_inode *in, const char *path,
+                       size_t len)
+{
+    struct pt_state_inode *i;
+
+    if (grow((void **)&st->inodes, &st->cap_inodes, st->n_inodes + 1, sizeof(*i)))
+        return -ENOMEM;
+    i = &st->inodes[st->n_inodes];
+    *i = *in;
+    i->path_off = 0;
+    if (!i->lost && (!path || add_path(st, path, len, &i->path_off)))
+        return -ENOMEM;
+    st->n_inodes++;
+    return 0;
+}
+
+int pt_state_add_handle(struct pt_state *st, const struct pt_state_handle *h)
+{
+    if (grow((void **)&st->handles, &st->cap_handles, st->n_handles + 1, sizeof(*h)))
+        return -ENOMEM;
+    st->handles[st->n_handles++] = *h;
+    return 0;
+}
+
+/* ---- an index of ids (nonzero keys), for duplicates and look-ups in linear time ---------- */
+
+struct id_index {
+    uint64_t *keys; /* 0: empty */
+    size_t *vals;
+    size_t mask;
+};
+
+static int index_init(struct id_index *x, size_t n)
+{
+    size_t size = 16;
+
+    while (size < 2 * n)
+        size *= 2;
+    x->keys = calloc(size, sizeof(*x->keys));
+    x->vals = calloc(size, sizeof(*x->vals));
+    x->mask = size - 1;
+    return x->keys && x->vals ? 0 : -ENOMEM;
+}
+
+static void index_free(struct id_index *x)
+{
+    free(x->keys);
+    free(x->vals);
+}
+
+/* Adds key -> val; false if key is there already. */
+static bool index_add(struct id_index *x, uint64_t key, size_t val)
+{
+    size_t i = hash_u64(key) & x->mask;
+
+    for (; x->keys[i]; i = (i + 1) & x->mask)
+        if (x->keys[i] == key)
+            return false;
+    x->keys[i] = key;
+    x->vals[i] = val;
+    return true;
+}
+
+static bool index_find(const struct id_index *x, uint64_t key, size_t *val)
+{
+    size_t i = hash_u64(key) & x->mask;
+
+    for (; x->keys[i]; i = (i + 1) & x->mask)
+        if (x->keys[i] == key) {
+            *val = x->vals[i];
+            return true;
+        }
+    return false;
+}
+
+/* ---- paths -------------------------------------------------------------------------------- */
+
+/* 0 if path is "" or plain names joined by single '/': no "", ".", "..", each <= NAME_MAX. */
+static int check_path(const char *path)
+{
+    size_t len = strlen(path);
+
+    if (len >= PATH_MAX)
+        return -ENAMETOOLONG;
+    for (const char *p = path; *p;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+
+        if (n == 0 || pt_dots(p, n))
+            return -EINVAL;
+        if (n > NAME_MAX)
+            return -ENAMETOOLONG;
+        p += n;
+        if (*p == '/' && !*++p)
+            return -EINVAL; /* a trailing '/': an empty last component */
+    }
+    return 0;
+}
+
+/*
+ * An O_PATH fd of what path (checked by check_path) names beneath the share's root, resolved
+ * one name at a time without following any symlink. -errno if a component is missing or is
+ * not a directory (a symlink included).
+ */
+static int resolve_beneath(struct pt_fs *fs, const char *path)
+{
+    char buf[PATH_MAX];
+    char *name = buf;
+    int cur = -1;
+
+    if (strlen(path) >= sizeof(buf) || !*path)
+        return -EINVAL;
+    strcpy(buf, path);
+    while (name) {
+        char *slash = strchr(name, '/');
+        int next;
+
+        if (slash)
+            *slash = '\0';
+        next = openat(cur >= 0 ? cur : fs->root->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0)
+            next = -errno;
+        if (cur >= 0)
+            close(cur);
+        if (next < 0)
+            return next;
+        cur = next;
+        name = slash ? slash + 1 : NULL;
+    }
+    return cur;
+}
+
+static bool same_file(const struct statx *stx, uint64_t dev, uint64_t ino)
+{
+    return makedev(stx->stx_dev_major, stx->stx_dev_minor) == dev && stx->stx_ino == ino;
+}
+
+/* ---- SAVE ----------------------------------------------------------------------------------- */
+
+struct collect {
+    struct pt_fs *fs;
+    struct pt_state *st;
+    char root[PATH_MAX]; /* the share's root as /proc/self/fd shows it; "" for "/" */
+    size_t root_len;
+    size_t *pending; /* indices of inodes not found yet (saved as lost for now) */
+    size_t n_pending, cap_pending;
+    size_t n_walk;     /* of them, those the walk may find (not unlinked) */
+    size_t n_unlinked; /* unlinked inodes (for the message) */
+};
+
+/* The link /proc/self/fd/<fd> into buf: its length, or -errno. */
+static ssize_t fd_link(struct pt_fs *fs, int fd, char *buf, size_t size)
+{
+    struct fd_path p;
+    ssize_t n = readlinkat(fs->proc_self_fd, fd_name(fd, &p), buf, size);
+
+    if (n < 0)
+        return -errno;
+    if ((size_t)n >= size)
+        return -ENAMETOOLONG;
+    buf[n] = '\0';
+    return n;
+}
+
+/* The path of an inode's fd relative to the share's root, or NULL if it is not beneath it. */
+static const char *relative(const struct collect *c, const char *link)
+{
+    if (c->root_len && (strncmp(link, c->root, c->root_len) != 0))
+        return NULL;
+    link += c->root_len;
+    /* A link is absolute; "/" alone would be the root again (another bind mount of it). */
+    return link[0] == '/' && link[1] ? link + 1 : NULL;
+}
+
+/*
+ * The inode's path if /proc/self/fd gives one that leads back to it; else NULL, and *unlinked
+ * set when the inode has no name left anywhere (a walk of the share would not find it).
+ */
+static const char *path_of(struct collect *c, struct pt_inode *inode, char *buf, size_t size,
+                           bool *unlinked)
+{
+    struct statx stx;
+    const char *rel = NULL;
+    PT_FDREF(r);
+    int fd = pt_inode_fd(c->fs, inode, &r), found = -1;
+
+    *unlinked = fd >= 0 && pt_statx(fd, &stx) == 0 && stx.stx_nlink == 0;
+    if (fd >= 0 && !*unlinked && fd_link(c->fs, fd, buf, size) >= 0 && (rel = relative(c, buf)) &&
+        check_path(rel) == 0)
+        found = resolve_beneath(c->fs, rel); /* the link is only a name: confirm it */
+    if (found < 0)
+        return NULL;
+    if (pt_statx(found, &stx) < 0 || !same_file(&stx, inode->key.dev, inode->key.ino))
+        rel = NULL;
+    close(found);
+    return rel;
+}
+
+static int add_pending(struct collect *c, size_t idx, bool walk)
+{
+    if (grow((void **)&c->pending, &c->cap_pending, c->n_pending + 1, sizeof(size_t)))
+        return -ENOMEM;
+    c->pending[c->n_pending++] = idx;
+    c->n_walk += walk;
+    return 0;
+}
+
+static int collect_inode(struct pt_inode *inode, void *arg)
+{
+    struct collect *c = arg;
+    struct pt_state_inode in = {
+        .nodeid = inode->nodeid,
+        .nlookup = __atomic_load_n(&inode->refcount, __ATOMIC_RELAXED),
+        .type = inode->type & S_IFMT,
+        .dev = inode->key.dev,
+        .ino = inode->key.ino,
+    };
+    char buf[PATH_MAX];
+    const char *path = "";
+    bool was_lost = inode->fd < 0 && !inode->fh; /* lost by an earlier LOAD: stays lost */
+    bool unlinked = false;
+
+    if (inode->nodeid != FUSE_ROOT_ID)
+        path = was_lost ? NULL : path_of(c, inode, buf, sizeof(buf), &unlinked);
+    in.lost = !path;
+    if (pt_state_add_inode(c->st, &in, path, path ? strlen(path) : 0) < 0)
+        return -ENOMEM;
+    if (unlinked)
+        c->n_unlinked++;
+    /* The walk may find what has another name; an unlinked inode has none. */
+    return in.lost && !was_lost ? add_pending(c, c->st->n_inodes - 1, !unlinked) : 0;
+}
+
+static int collect_handle(struct pt_handle *h, void *arg)
+{
+    struct collect *c = arg;
+    int flags = fcntl(h->fd, F_GETFL);
+    struct pt_state_handle sh = {.fh = h->fh, .nodeid = h->nodeid, .dir = h->dir != NULL};
+
+    if (flags < 0)
+        return fail(c->st, -errno, "cannot read the flags of handle %llu: %s",
+                    (unsigned long long)h->fh, strerror(errno));
+    sh.flags = (uint32_t)flags & PT_STATE_OPEN_FLAGS;
+    return pt_state_add_handle(c->st, &sh);
+}
+
+/* ---- SAVE's fallback: a walk of the share ---------------------------------------------------- */
+
+/* The index key of a host inode (collisions are told apart by comparing dev and ino). */
+static uint64_t file_key(uint64_t dev, uint64_t ino)
+{
+    return (hash_u64(dev) ^ ino) | 1;
+}
+
+struct walk {
+    struct collect *c;
+    struct id_index wanted; /* file_key -> index in st->inodes */
+    size_t left;            /* pending inodes not found yet */
+    size_t entries;         /* entries looked at */
+    char **queue;           /* directories still to read (paths, "" for the root) */
+    size_t head, tail, cap;
+};
+
+static int walk_push(struct walk *w, const char *path, size_t len)
+{
+    char *copy = strndup(path, len);
+
+    if (!copy || grow((void **)&w->queue, &w->cap, w->tail + 1, sizeof(char *))) {
+        free(copy);
+        return -ENOMEM;
+    }
+    w->queue[w->tail++] = copy;
+    return 0;
+}
+
+/* One entry name of directory dir (path dpath): found a wanted inode? a directory to read? */
+static int walk_entry(struct walk *w, int dir, const char *dpath, const char *name)
+{
+    struct pt_state *st = w->c->st;
+    char path[PATH_MAX];
+    struct statx stx;
+    size_t idx;
+    int len = snprintf(path, sizeof(path), "%s%s%s", dpath, *dpath ? "/" : "", name);
+
+    if (len < 0 || (size_t)len >= sizeof(path) || pt_dots(name, strlen(name)))
+        return 0;
+    if (statx(dir, name, AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, STATX_TYPE | STATX_INO,
+              &stx) < 0)
+        return 0;
+    if (index_find(&w->wanted, file_key(makedev(stx.stx_dev_major, stx.stx_dev_minor), stx.stx_ino),
+                   &idx) &&
+        st->inodes[idx].lost && same_file(&stx, st->inodes[idx].dev, st->inodes[idx].ino)) {
+        if (add_path(st, path, (size_t)len, &st->inodes[idx].path_off) < 0)
+            return -ENOMEM;
+        st->inodes[idx].lost = false;
+        w->left--;
+    }
+    return S_ISDIR(stx.stx_mode) ? walk_push(w, path, (size_t)len) : 0;
+}
+
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+/* Reads one directory of the queue. */
+static int walk_dir(struct walk *w, const char *dpath)
+{
+    struct pt_fs *fs = w->c->fs;
+    char buf[8192];
+    int ret = 0, pfd = *dpath ? resolve_beneath(fs, dpath) : -1;
+    int dir = pt_reopen(fs, *dpath ? pfd : fs->root->fd, O_RDONLY | O_DIRECTORY);
+
+    if (pfd >= 0)
+        close(pfd);
+    if (dir < 0)
+        return 0; /* gone or unreadable: not where the inodes are */
+    while (ret == 0 && w->left && w->entries < WALK_MAX_ENTRIES) {
+        ssize_t n = getdents64(dir, buf, sizeof(buf));
+
+        if (n <= 0)
+            break;
+        for (ssize_t off = 0; ret == 0 && off < n;) {
+            const struct linux_dirent64 *e = (const void *)(buf + off);
+
+            if (e->d_reclen == 0)
+                break; /* never from the kernel; it must not loop forever */
+            off += e->d_reclen;
+            w->entries++;
+            ret = walk_entry(w, dir, dpath, e->d_name);
+        }
+    }
+    close(dir);
+    return ret;
+}
+
+/* Looks for the pending inodes in the whole share (breadth first), until all are found. */
+static int walk_share(struct collect *c)
+{
+    struct walk w = {.c = c};
+    int ret = index_init(&w.wanted, c->n_pending);
+
+    for (size_t i = 0; ret == 0 && i < c->n_pending; i++) {
+        const struct pt_state_inode *in = &c->st->inodes[c->pending[i]];
+
+        w.left += index_add(&w.wanted, file_key(in->dev, in->ino), c->pending[i]);
+    }
+    w.left = w.left < c->n_walk ? w.left : c->n_walk; /* the unlinked ones are not there */
+    if (ret == 0)
+        ret = walk_push(&w, "", 0);
+    while (ret == 0 && w.head < w.tail && w.left && w.entries < WALK_MAX_ENTRIES) {
+        char *dpath = w.queue[w.head++];
+
+        ret = walk_dir(&w, dpath);
+        free(dpath);
+    }
+    while (w.head < w.tail)
+        free(w.queue[w.head++]);
+    free(w.queue);
+    index_free(&w.wanted);
+    if (w.entries >= WALK_MAX_ENTRIES)
+        log_warn("migration: the walk of the share for inodes without a path stopped after %zu "
+                 "entries",
+                 w.entries);
+    return ret;
+}
+
+/* After the walk: what is still lost fails the SAVE unless the guest may get errors. */
+static int settle_pending(struct collect *c)
+{
+    size_t lost = 0;
+    const struct pt_state_inode *first = NULL;
+
+    for (size_t i = 0; i < c->n_pending; i++) {
+        const struct pt_state_inode *in = &c->st->inodes[c->pending[i]];
+
+        if (in->lost && !lost++)
+            first = in;
+    }
+    if (!lost)
+        return 0;
+    if (c->fs->cfg.migration_on_error == MIGRATION_ERROR_ABORT)
+        return fail(c->st, -ENOENT,
+                    "%zu inode(s) not found in the share (%zu unlinked while in use; nodeid %llu, "
+                    "inode %llu first); --migration-on-error=guest-error saves them as lost",
+                    lost, c->n_unlinked, (unsigned long long)first->nodeid,
+                    (unsigned long long)first->ino);
+    log_warn("migration: %zu inode(s) not found in the share are saved as lost (nodeid %llu "
+             "first): the guest gets EIO on them after the migration",
+             lost, (unsigned long long)first->nodeid);
+    return 0;
+}
+
+int pt_state_collect(struct pt_fs *fs, struct pt_state *st)
+{
+    struct collect c = {.fs = fs, .st = st};
+    ssize_t n = fd_link(fs, fs->root->fd, c.root, sizeof(c.root));
+    int ret;
+
+    if (fs->cfg.migration_mode != MIGRATION_FIND_PATHS)
+        return fail(st, -ENOTSUP, "--migration-mode=file-handles is not implemented yet");
+    if (n < 0)
+        return fail(st, (int)n, "cannot read the share's path: %s", strerror((int)-n));
+    c.root_len = strcmp(c.root, "/") == 0 ? 0 : (size_t)n;
+    st->last_nodeid = itab_last_nodeid(fs->inodes);
+    st->last_fh = htab_last_fh(fs->handles);
+    ret = itab_for_each(fs->inodes, collect_inode, &c);
+    if (ret == 0)
+        ret = htab_for_each(fs->handles, collect_handle, &c);
+    if (ret == 0 && c.n_walk)
+        ret = walk_share(&c);
+    if (ret == 0)
+        ret = settle_pending(&c);
+    free(c.pending);
+    if (ret < 0 && !st->why[0])
+        fail(st, ret, "%s", strerror(-ret));
+    return ret;
+}
+
+/* ---- LOAD: checks ---------------------------------------------------------------------------- */
+
+static bool valid_type(uint32_t type)
+{
+    switch (type) {
+    case S_IFREG:
+    case S_IFDIR:
+    case S_IFLNK:
+    case S_IFCHR:
+    case S_IFBLK:
+    case S_IFIFO:
+    case S_IFSOCK:
+        return true;
+    }
+    return false;
+}
+
+static int check_inode(struct pt_state *st, const struct pt_state_inode *in)
+{
+    unsigned long long id = (unsigned long long)in->nodeid;
+    const char *path = pt_state_path(st, in);
+
+    if (in->nodeid == 0 || in->nodeid > st->last_nodeid)
+        return fail(st, -EINVAL, "nodeid %llu out of range (last %llu)", id,
+                    (unsigned long long)st->last_nodeid);
+    if (!valid_type(in->type) || in->nlookup == 0)
+        return fail(st, -EINVAL, "inode %llu has type 0%o and lookup count %llu", id,
+                    (unsigned)in->type, (unsigned long long)in->nlookup);
+    if (in->nodeid == FUSE_ROOT_ID && (in->lost || *path || in->type != S_IFDIR))
+        return fail(st, -EINVAL, "the root (nodeid 1) must be a directory with the empty path");
+    if (in->nodeid != FUSE_ROOT_ID && path && (!*path || check_path(path) < 0))
+        return fail(st, -EINVAL, "inode %llu has an invalid path", id);
+    return 0;
+}
+
+static int check_handle(struct pt_state *st, const struct id_index *ids,
+                        const struct pt_state_handle *h)
+{
+    unsigned long long fh = (unsigned long long)h->fh;
+    const struct pt_state_inode *in;
+    size_t idx;
+
+    if (h->fh == 0 || h->fh > st->last_fh)
+        return fail(st, -EINVAL, "handle %llu out of range (last %llu)", fh,
+                    (unsigned long long)st->last_fh);
+    if (h->flags & ~(uint32_t)(PT_STATE_OPEN_FLAGS | PT_STATE_OPEN_DROPPED))
+        return fail(st, -EINVAL, "handle %llu has unknown open flags 0%o", fh, h->flags);
+    if (!index_find(ids, h->nodeid, &idx))
+        return fail(st, -EINVAL, "handle %llu names inode %llu, which is not in the state", fh,
+                    (unsigned long long)h->nodeid);
+    in = &st->inodes[idx];
+    if (in->type != (h->dir ? S_IFDIR : S_IFREG))
+        return fail(st, -EINVAL, "handle %llu: a %s handle on an inode of type 0%o", fh,
+                    h->dir ? "directory" : "file", (unsigned)in->type);
+    return 0;
+}
+
+int pt_state_check(struct pt_state *st)
+{
+    struct id_index ids = {0}, fhs = {0};
+    bool root = false;
+    int ret = 0;
+
+    if (st->last_nodeid > PT_STATE_MAX_ID || st->last_fh > PT_STATE_MAX_ID)
+        return fail(st, -EINVAL, "id counters out of range");
+    if (st->n_inodes > PT_STATE_MAX_INODES || st->n_handles > PT_STATE_MAX_HANDLES)
+        return fail(st, -EINVAL, "too many inodes or handles");
+    if (index_init(&ids, st->n_inodes) < 0 || index_init(&fhs, st->n_handles) < 0)
+        ret = fail(st, -ENOMEM, "out of memory");
+    for (size_t i = 0; ret == 0 && i < st->n_inodes; i++) {
+        ret = check_inode(st, &st->inodes[i]);
+        if (ret == 0 && !index_add(&ids, st->inodes[i].nodeid, i))
+            ret = fail(st, -EINVAL, "nodeid %llu appears twice",
+                       (unsigned long long)st->inodes[i].nodeid);
+        root |= st->inodes[i].nodeid == FUSE_ROOT_ID;
+    }
+    if (ret == 0 && !root)
+        ret = fail(st, -EINVAL, "no root inode (nodeid 1)");
+    for (size_t i = 0; ret == 0 && i < st->n_handles; i++) {
+        ret = check_handle(st, &ids, &st->handles[i]);
+        if (ret == 0 && !index_add(&fhs, st->handles[i].fh, i))
+            ret = fail(st, -EINVAL, "handle %llu appears twice",
+                       (unsigned long long)st->handles[i].fh);
+    }
+    index_free(&ids);
+    index_free(&fhs);
+    return ret;
+}
+
+/* ---- LOAD: installing ------------------------------------------------------------------------ */
+
+/* A lost inode's key: no host inode has this dev (a dev_t is 32 bits), so it meets none. */
+static struct itab_key lost_key(uint64_t nodeid)
+{
+    return (struct itab_key){.dev = UINT64_MAX, .ino = nodeid, .mnt_id = UINT64_MAX};
+}
+
+/* Under --inode-file-handles, the handle the inode of fd should keep instead (or NULL). */
+static int restore_handle(struct pt_fs *fs, int fd, const struct statx *stx,
+                          struct pt_fhandle **out)
+{
+    int mnt_id = (stx->stx_mask & STATX_MNT_ID) ? (int)stx->stx_mnt_id : 0;
+    /* A mount fd comes from a directory or regular file, never a special file or symlink. */
+    int src = S_ISDIR(stx->stx_mode) || S_ISREG(stx->stx_mode) ? fd : -1;
+    struct fh_buf b;
+    int encoded;
+
+    *out = NULL;
+    if (!fh_policy_wants_handle(&fs->fh))
+        return 0;
+    encoded = fh_encode(fd, &b);
+    return fh_policy_new_handle(&fs->fh, encoded < 0 ? encoded : 1, &b, mnt_id, src,
+                                fs->proc_self_fd, out);
+}
+
+/* Finds one saved inode again and inserts it; -errno (st->why) if it cannot be. */
+static int install_found(struct pt_fs *fs, struct pt_state *st, const struct pt_state_inode *in)
+{
+    const char *path = pt_state_path(st, in);
+    struct pt_fhandle *fh = NULL;
+    struct pt_inode *inode;
+    struct itab_key key;
+    struct statx stx;
+    int fd = resolve_beneath(fs, path), ret;
+
+    if (fd < 0)
+        return fail(st, fd, "inode %llu: %s: %s", (unsigned long long)in->nodeid, path,
+                    strerror(-fd));
+    ret = pt_statx(fd, &stx);
+    if (ret == 0 && (stx.stx_mode & S_IFMT) != in->type)
+        ret = fail(st, -ESTALE, "inode %llu: %s is of type 0%o, was 0%o",
+                   (unsigned long long)in->nodeid, path, (unsigned)(stx.stx_mode & S_IFMT),
+                   (unsigned)in->type);
+    else if (ret == 0 && fs->cfg.migration_verify_handles && !same_file(&stx, in->dev, in->ino))
+        ret = fail(st, -ESTALE,
+                   "inode %llu: %s is another file than was saved "
+                   "(--migration-verify-handles)",
+                   (unsigned long long)in->nodeid, path);
+    if (ret == 0)
+        ret = restore_handle(fs, fd, &stx, &fh);
+    if (ret < 0) {
+        close(fd);
+        return st->why[0] ? ret
+                          : fail(st, ret, "inode %llu: %s: %s", (unsigned long long)in->nodeid,
+                                 path, strerror(-ret));
+    }
+    if (fh) {
+        close(fd); /* a handle-only inode keeps no fd */
+        fd = -1;
+    }
+    pt_key_from_statx(&stx, &key);
+    ret = itab_insert_at(fs->inodes, in->nodeid, &key, fd, fh, in->type, in->nlookup, &inode);
+    if (ret == -EEXIST)
+        return fail(st, ret, "inode %llu: %s is a file another saved inode names too",
+                    (unsigned long long)in->nodeid, path);
+    return ret < 0 ? fail(st, ret, "inode %llu: %s", (unsigned long long)in->nodeid, strerror(-ret))
+                   : 0;
+}
+
+static int install_lost(struct pt_fs *fs, const struct pt_state_inode *in)
+{
+    struct itab_key key = lost_key(in->nodeid);
+    struct pt_inode *inode;
+
+    return itab_insert_at(fs->inodes, in->nodeid, &key, -1, NULL, in->type, in->nlookup, &inode);
+}
+
+/* Every inode but the root (which fs has); the failures the guest may see as lost. */
+static int install_inodes(struct pt_fs *fs, struct pt_state *st)
+{
+    bool guest_error = fs->cfg.migration_on_error == MIGRATION_ERROR_GUEST_ERROR;
+    size_t lost = 0;
+    int ret = 0;
+
+    for (size_t i = 0; ret == 0 && i < st->n_inodes; i++) {
+        const struct pt_state_inode *in = &st->inodes[i];
+
+        if (in->nodeid == FUSE_ROOT_ID)
+            continue;
+        ret = in->lost ? -ENOENT : install_found(fs, st, in);
+        if (ret < 0 && in->lost && !guest_error)
+            ret = fail(st, ret, "inode %llu was saved as lost (the source could not find it)",
+                       (unsigned long long)in->nodeid);
+        if (ret < 0 && guest_error && ret != -ENOMEM) {
+            if (!lost++ && st->why[0])
+                log_warn("migration: %s; it is lost (EIO to the guest)", st->why);
+            st->why[0] = '\0';
+            ret = install_lost(fs, in);
+        }
+    }
+    if (lost)
+        log_warn("migration: %zu inode(s) lost: requests on them answer EIO", lost);
+    return ret;
+}
+
+/*
+ * Reopens one saved handle and inserts it under its fh.
+ *
+ * As the daemon (this runs on the control thread, outside any request): the guest had this
+ * file or directory open already, on the source, with these flags, opened there with its
+ * caller's credentials; the inode was resolved beneath the share without following a symlink
+ * and its type checked against the handle's kind (pt_state_check: only regular files and
+ * directories have handles, so no device, FIFO or socket is ever opened); O_CREAT, O_EXCL and
+ * O_TRUNC are dropped (nothing is created or truncated), and pt_reopen adds O_NOCTTY.
+ */
+static int install_handle(struct pt_fs *fs, struct pt_state *st, const struct pt_state_handle *h)
+{
+    struct pt_inode *inode = itab_get(fs->inodes, h->nodeid);
+    int flags = h->dir ? O_RDONLY | O_DIRECTORY
+                       : (int)(h->flags & PT_STATE_OPEN_FLAGS & ~(uint32_t)O_DIRECTORY);
+    PT_FDREF(r);
+    int fd, ret = 0;
+
+    if (!inode)
+        return fail(st, -ENOENT, "handle %llu: no inode %llu", (unsigned long long)h->fh,
+                    (unsigned long long)h->nodeid);
+    if (inode->fd < 0 && !inode->fh)
+        return 1; /* a lost inode's handle: dropped (its fh answers EBADF) */
+    if ((inode->type & S_IFMT) != (h->dir ? S_IFDIR : S_IFREG))
+        return fail(st, -EINVAL, "handle %llu: wrong inode type", (unsigned long long)h->fh);
+    {
+        CREDS_AS_DAEMON(scope, &ret);
+        fd = ret < 0 ? ret : pt_inode_fd(fs, inode, &r);
+        if (fd >= 0)
+            fd = pt_reopen(fs, fd, flags);
+    }
+    if (ret == 0 && fd < 0)
+        ret = fd;
+    if (ret == 0)
+        ret = htab_insert_at(fs->handles, h->fh, h->nodeid, fd, h->dir);
+    else if (fd >= 0)
+        close(fd);
+    return ret < 0 ? fail(st, ret, "handle %llu of inode %llu cannot be reopened: %s",
+                          (unsigned long long)h->fh, (unsigned long long)h->nodeid, strerror(-ret))
+                   : 0;
+}
+
+static int install_handles(struct pt_fs *fs, struct pt_state *st)
+{
+    bool guest_error = fs->cfg.migration_on_error == MIGRATION_ERROR_GUEST_ERROR;
+    size_t dropped = 0;
+    int ret = 0;
+
+    rcu_read_lock();
+    for (size_t i = 0; ret == 0 && i < st->n_handles; i++) {
+        ret = install_handle(fs, st, &st->handles[i]);
+        if (ret < 0 && guest_error && ret != -ENOMEM) {
+            if (!dropped)
+                log_warn("migration: %s; dropped", st->why);
+            st->why[0] = '\0';
+            ret = 1;
+        }
+        if (ret > 0) {
+            dropped++;
+            ret = 0;
+        }
+    }
+    rcu_read_unlock();
+    if (dropped)
+        log_warn("migration: %zu handle(s) dropped (of lost inodes, or not reopened): requests "
+                 "on them answer EBADF",
+                 dropped);
+    return ret;
+}
+
+int pt_state_install(struct pt_fs *fs, struct pt_state *st)
+{
+    int ret;
+
+    st->why[0] = '\0';
+    if (fs->cfg.migration_mode != MIGRATION_FIND_PATHS)
+        return fail(st, -ENOTSUP, "--migration-mode=file-handles is not implemented yet");
+    rcu_read_lock();
+    ret = install_inodes(fs, st);
+    rcu_read_unlock();
+    if (ret == 0)
+        ret = install_handles(fs, st);
+    if (ret < 0)
+        return st->why[0] ? ret : fail(st, ret, "%s", strerror(-ret));
+    itab_set_last_nodeid(fs->inodes, st->last_nodeid);
+    htab_set_last_fh(fs->handles, st->last_fh);
+    return 0;
+}

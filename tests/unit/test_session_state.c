@@ -1,0 +1,1060 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The FUSE session's state for migration (session_state.c, pt_state.c): a session that served
+ * requests is saved, and loaded into a fresh daemon (pt_fs and fuse_session) on the same share,
+ * which must then answer for every nodeid and fh without an INIT; hostile streams must each
+ * fail and leave that session fresh. Requests go through fuse_session_process with hand-built
+ * vq_elems, as in test_fuse_server.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <glib.h>
+#include <linux/fuse.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <urcu.h>
+
+#include "fuse_server.h"
+#include "log.h"
+#include "passthrough.h"
+#include "pt_core.h"
+#include "session_state.h"
+#include "virtqueue.h"
+
+#define OUT_SIZE (64 * 1024)
+#define ODD_NAME "n\xff\xfe name" /* not UTF-8, with a space */
+#define DEEP     "a/b/c/deep.txt"
+
+struct side {
+    struct pt_fs *fs;
+    struct fuse_session *se;
+};
+
+struct fx {
+    char *dir;
+    struct side src, dst;
+    struct fuse_scratch *scratch;
+    struct vq_elem *elem;
+    uint64_t unique;
+    uint8_t *out;
+};
+
+static const struct pt_config base_cfg = {.cache = CACHE_AUTO, .readdirplus = true};
+
+/* ---- set-up ---------------------------------------------------------------------------------- */
+
+static char *hpath(struct fx *f, const char *name)
+{
+    return g_build_filename(f->dir, name, NULL);
+}
+
+static void put_file(struct fx *f, const char *name, const char *data)
+{
+    char *p = hpath(f, name);
+
+    g_assert_true(g_file_set_contents(p, data, -1, NULL));
+    g_free(p);
+}
+
+static void put_dir(struct fx *f, const char *name)
+{
+    char *p = hpath(f, name);
+
+    g_assert_cmpint(mkdir(p, 0755), ==, 0);
+    g_free(p);
+}
+
+static void side_open(struct fx *f, struct side *s, const struct pt_config *cfg)
+{
+    struct pt_config c = cfg ? *cfg : base_cfg;
+
+    c.shared_dir = f->dir;
+    g_assert_cmpint(pt_new(&c, &s->fs), ==, 0);
+    s->se = fuse_session_new(s->fs);
+    g_assert_nonnull(s->se);
+}
+
+static void side_close(struct side *s)
+{
+    if (!s->se)
+        return;
+    fuse_session_free(s->se);
+    pt_free(s->fs);
+    s->se = NULL;
+    s->fs = NULL;
+}
+
+/* The share: a file at depth, a directory with a space, a name that is not UTF-8. */
+static void fx_setup(struct fx *f, const struct pt_config *dst_cfg)
+{
+    memset(f, 0, sizeof(*f));
+    f->dir = g_dir_make_tmp("vfs-state-XXXXXX", NULL);
+    g_assert_nonnull(f->dir);
+    put_dir(f, "a");
+    put_dir(f, "a/b");
+    put_dir(f, "a/b/c");
+    put_file(f, DEEP, "deep data");
+    put_dir(f, "sp ace");
+    put_file(f, "sp ace/" ODD_NAME, "odd");
+    put_file(f, "hello.txt", "hello");
+    side_open(f, &f->src, NULL);
+    side_open(f, &f->dst, dst_cfg);
+    f->scratch = fuse_scratch_new();
+    f->elem = g_malloc0(sizeof(*f->elem));
+    f->out = g_malloc(OUT_SIZE);
+    f->unique = 1;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void fx_teardown(struct fx *f)
+{
+    side_close(&f->src);
+    side_close(&f->dst);
+    fuse_scratch_free(f->scratch);
+    g_free(f->elem);
+    g_free(f->out);
+    g_assert_cmpint(nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS), ==, 0);
+    g_free(f->dir);
+}
+
+/* ---- requests -------------------------------------------------------------------------------- */
+
+/* One request (header, arg, extra); the reply's error, its payload copied to out (outlen). */
+static int req(struct fx *f, struct side *s, uint32_t opcode, uint64_t nodeid, const void *arg,
+               size_t arglen, const void *extra, size_t extralen, void *out, size_t outlen)
+{
+    size_t total = sizeof(struct fuse_in_header) + arglen + extralen;
+    uint8_t *buf = g_malloc0(total);
+    struct fuse_in_header h = {.len = (uint32_t)total,
+                               .opcode = opcode,
+                               .unique = ++f->unique,
+                               .nodeid = nodeid,
+                               .uid = getuid(),
+                               .gid = getgid(),
+                               .pid = 1};
+    struct fuse_out_header oh;
+    struct vq_elem *e = f->elem;
+    uint32_t ret;
+
+    memcpy(buf, &h, sizeof(h));
+    if (arglen)
+        memcpy(buf + sizeof(h), arg, arglen);
+    if (extralen)
+        memcpy(buf + sizeof(h) + arglen, extra, extralen);
+    memset(e, 0, sizeof(*e));
+    e->rd_num = e->wr_num = 1;
+    e->iov[0] = (struct iovec){buf, total};
+    e->iov[1] = (struct iovec){f->out, OUT_SIZE};
+    e->rd_len = total;
+    e->wr_len = OUT_SIZE;
+    rcu_read_lock();
+    ret = fuse_session_process(s->se, f->scratch, e, NULL);
+    rcu_read_unlock();
+    g_free(buf);
+    if (opcode == FUSE_FORGET) {
+        g_assert_cmpuint(ret, ==, 0);
+        return 0;
+    }
+    g_assert_cmpuint(ret, >=, sizeof(oh));
+    memcpy(&oh, f->out, sizeof(oh));
+    g_assert_cmpuint(oh.len, ==, ret);
+    g_assert_cmpuint(oh.unique, ==, f->unique);
+    if (oh.error == 0 && out) {
+        g_assert_cmpuint(ret - sizeof(oh), >=, outlen);
+        memcpy(out, f->out + sizeof(oh), outlen);
+    }
+    return oh.error;
+}
+
+static void do_init(struct fx *f, struct side *s)
+{
+    struct fuse_init_in in = {.major = 7,
+                              .minor = FUSE_KERNEL_MINOR_VERSION,
+                              .max_readahead = 65536,
+                              .flags = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_MAX_PAGES |
+                                       FUSE_DO_READDIRPLUS | FUSE_INIT_EXT};
+    struct fuse_init_out out;
+
+    g_assert_cmpint(req(f, s, FUSE_INIT, 0, &in, sizeof(in), NULL, 0, &out, sizeof(out)), ==, 0);
+    g_assert_true(fuse_session_initialized(s->se));
+}
+
+static uint64_t lookup(struct fx *f, struct side *s, uint64_t parent, const char *name)
+{
+    struct fuse_entry_out e;
+
+    g_assert_cmpint(req(f, s, FUSE_LOOKUP, parent, name, strlen(name) + 1, NULL, 0, &e, sizeof(e)),
+                    ==, 0);
+    return e.nodeid;
+}
+
+/* Looks up every name of path from the root; the last nodeid. */
+static uint64_t lookup_path(struct fx *f, struct side *s, const char *path)
+{
+    gchar **names = g_strsplit(path, "/", -1);
+    uint64_t id = FUSE_ROOT_ID;
+
+    for (gchar **n = names; *n; n++)
+        id = lookup(f, s, id, *n);
+    g_strfreev(names);
+    return id;
+}
+
+/* GETATTR: 0 and the inode number in *ino, or the error. */
+static int getattr_ino(struct fx *f, struct side *s, uint64_t nodeid, uint64_t *ino)
+{
+    if (ino)
+        *ino = 0;
+    struct fuse_getattr_in in = {0};
+    struct fuse_attr_out a = {0};
+    int err = req(f, s, FUSE_GETATTR, nodeid, &in, sizeof(in), NULL, 0, &a, sizeof(a));
+
+    if (err == 0 && ino)
+        *ino = a.attr.ino;
+    return err;
+}
+
+static uint64_t host_ino(struct fx *f, const char *name)
+{
+    struct stat st;
+    char *p = hpath(f, name);
+
+    g_assert_cmpint(lstat(p, &st), ==, 0);
+    g_free(p);
+    return st.st_ino;
+}
+
+static uint64_t open_fh(struct fx *f, struct side *s, uint64_t nodeid, uint32_t flags, bool dir)
+{
+    struct fuse_open_in in = {.flags = flags};
+    struct fuse_open_out o;
+
+    g_assert_cmpint(
+        req(f, s, dir ? FUSE_OPENDIR : FUSE_OPEN, nodeid, &in, sizeof(in), NULL, 0, &o, sizeof(o)),
+        ==, 0);
+    return o.fh;
+}
+
+/* READ of up to size bytes at 0 into buf (NUL-terminated): the length, or the error. */
+static int read_fh(struct fx *f, struct side *s, uint64_t nodeid, uint64_t fh, char *buf,
+                   size_t size)
+{
+    struct fuse_read_in in = {.fh = fh, .offset = 0, .size = (uint32_t)size - 1};
+    int err = req(f, s, FUSE_READ, nodeid, &in, sizeof(in), NULL, 0, NULL, 0);
+    struct fuse_out_header oh;
+
+    if (err)
+        return err;
+    memcpy(&oh, f->out, sizeof(oh));
+    memcpy(buf, f->out + sizeof(oh), oh.len - sizeof(oh));
+    buf[oh.len - sizeof(oh)] = '\0';
+    return (int)(oh.len - sizeof(oh));
+}
+
+static int write_fh(struct fx *f, struct side *s, uint64_t nodeid, uint64_t fh, const char *data)
+{
+    struct fuse_write_in in = {.fh = fh, .offset = 0, .size = (uint32_t)strlen(data)};
+    struct fuse_write_out o;
+
+    return req(f, s, FUSE_WRITE, nodeid, &in, sizeof(in), data, strlen(data), &o, sizeof(o));
+}
+
+static void forget(struct fx *f, struct side *s, uint64_t nodeid, uint64_t n)
+{
+    struct fuse_forget_in in = {.nlookup = n};
+
+    req(f, s, FUSE_FORGET, nodeid, &in, sizeof(in), NULL, 0, NULL, 0);
+}
+
+/* ---- moving the state ------------------------------------------------------------------------ */
+
+static int save(struct side *s, GByteArray **out)
+{
+    int fd = memfd_create("state", MFD_CLOEXEC);
+    struct stat st;
+    int ret;
+
+    g_assert_cmpint(fd, >=, 0);
+    ret = fuse_session_state_save(s->se, fd);
+    g_assert_cmpint(fstat(fd, &st), ==, 0);
+    *out = g_byte_array_sized_new((guint)st.st_size);
+    g_byte_array_set_size(*out, (guint)st.st_size);
+    g_assert_cmpint(pread(fd, (*out)->data, (size_t)st.st_size, 0), ==, st.st_size);
+    close(fd);
+    return ret;
+}
+
+static int load(struct side *s, const void *data, size_t len)
+{
+    int fd = memfd_create("state", MFD_CLOEXEC);
+    int ret;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, data, len), ==, (ssize_t)len);
+    g_assert_cmpint(lseek(fd, 0, SEEK_SET), ==, 0);
+    ret = fuse_session_state_load(s->se, fd);
+    close(fd);
+    return ret;
+}
+
+/* After a failed LOAD the session is fresh: not initialized, the root alone, no handle. */
+static void assert_fresh(struct fx *f, struct side *s)
+{
+    g_assert_false(fuse_session_initialized(s->se));
+    g_assert_cmpuint(itab_count(s->fs->inodes), ==, 1);
+    g_assert_cmpint(getattr_ino(f, s, FUSE_ROOT_ID, NULL), ==, -EIO); /* no INIT yet */
+}
+
+/* ---- round trip ------------------------------------------------------------------------------ */
+
+static void test_round_trip(void)
+{
+    struct fx f;
+    GByteArray *st;
+    char buf[256];
+    uint64_t ino, deep, odd, spdir, c, hello, fh_deep, fh_dir, fh_odd;
+
+    fx_setup(&f, NULL);
+    do_init(&f, &f.src);
+    deep = lookup_path(&f, &f.src, DEEP);
+    c = lookup_path(&f, &f.src, "a/b/c"); /* twice: lookup count 2 */
+    spdir = lookup(&f, &f.src, FUSE_ROOT_ID, "sp ace");
+    odd = lookup(&f, &f.src, spdir, ODD_NAME);
+    fh_deep = open_fh(&f, &f.src, deep, O_RDWR, false);
+    fh_dir = open_fh(&f, &f.src, spdir, O_RDONLY, true);
+    fh_odd = open_fh(&f, &f.src, odd, O_RDONLY, false);
+    g_assert_cmpint(save(&f.src, &st), ==, 0);
+    g_assert_cmpuint(st->len, >, 8);
+    g_assert_cmpmem(st->data, 8, "VFSDST\r\n", 8);
+
+    /* The destination never sees INIT. */
+    g_assert_false(fuse_session_initialized(f.dst.se));
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, 0);
+    g_assert_true(fuse_session_initialized(f.dst.se));
+    const struct {
+        uint64_t nodeid;
+        const char *path;
+    } known[] = {{deep, DEEP},
+                 {c, "a/b/c"},
+                 {spdir, "sp ace"},
+                 {odd, "sp ace/" ODD_NAME},
+                 {FUSE_ROOT_ID, "."}};
+    for (size_t i = 0; i < G_N_ELEMENTS(known); i++) {
+        g_assert_cmpint(getattr_ino(&f, &f.dst, known[i].nodeid, &ino), ==, 0);
+        g_assert_cmpuint(ino, ==, host_ino(&f, known[i].path));
+    }
+    g_assert_cmpint(read_fh(&f, &f.dst, deep, fh_deep, buf, sizeof(buf)), ==, 9);
+    g_assert_cmpstr(buf, ==, "deep data");
+    g_assert_cmpint(write_fh(&f, &f.dst, deep, fh_deep, "DEEP"), ==, 0);
+    g_assert_cmpint(read_fh(&f, &f.dst, odd, fh_odd, buf, sizeof(buf)), ==, 3);
+    g_assert_cmpstr(buf, ==, "odd");
+    g_assert_cmpint(write_fh(&f, &f.dst, odd, fh_odd, "x"), ==, -EBADF); /* opened read-only */
+    {
+        char *p = hpath(&f, DEEP), *data;
+
+        g_assert_true(g_file_get_contents(p, &data, NULL, NULL));
+        g_assert_cmpstr(data, ==, "DEEP data");
+        g_free(data);
+        g_free(p);
+    }
+    /* The directory handle reads the directory. */
+    {
+        struct fuse_read_in in = {.fh = fh_dir, .size = 4096};
+
+        g_assert_cmpint(req(&f, &f.dst, FUSE_READDIR, spdir, &in, sizeof(in), NULL, 0, NULL, 0), ==,
+                        0);
+        g_assert_nonnull(memmem(f.out, OUT_SIZE, ODD_NAME, strlen(ODD_NAME)));
+    }
+    /* Lookup counts came along: c needs two FORGETs. */
+    forget(&f, &f.dst, c, 1);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, c, NULL), ==, 0);
+    forget(&f, &f.dst, c, 1);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, c, NULL), <, 0);
+    /* New ids continue after the saved ones. */
+    hello = lookup(&f, &f.dst, FUSE_ROOT_ID, "hello.txt");
+    g_assert_cmpuint(hello, >, odd);
+    g_assert_cmpuint(hello, >, deep);
+    g_assert_cmpuint(open_fh(&f, &f.dst, hello, O_RDONLY, false), >, fh_odd);
+    /* SAVE changed nothing on the source. */
+    g_assert_cmpint(read_fh(&f, &f.src, deep, fh_deep, buf, sizeof(buf)), ==, 9);
+    g_byte_array_unref(st);
+    fx_teardown(&f);
+}
+
+/* A session that never saw INIT moves as a fresh one. */
+static void test_uninitialized(void)
+{
+    struct fx f;
+    GByteArray *st;
+
+    fx_setup(&f, NULL);
+    g_assert_cmpint(save(&f.src, &st), ==, 0);
+    do_init(&f, &f.dst);
+    lookup(&f, &f.dst, FUSE_ROOT_ID, "hello.txt");
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, 0);
+    assert_fresh(&f, &f.dst);
+    g_byte_array_unref(st);
+    fx_teardown(&f);
+}
+
+/* ---- what was renamed, replaced or removed ------------------------------------------------- */
+
+static void host_rename(struct fx *f, const char *from, const char *to)
+{
+    char *a = hpath(f, from), *b = hpath(f, to);
+
+    g_assert_cmpint(rename(a, b), ==, 0);
+    g_free(a);
+    g_free(b);
+}
+
+static void host_unlink(struct fx *f, const char *name)
+{
+    char *p = hpath(f, name);
+
+    g_assert_cmpint(unlink(p), ==, 0);
+    g_free(p);
+}
+
+/*
+ * Renamed on the host between SAVE and LOAD: the path leads nowhere. abort fails the LOAD (the
+ * source goes on); guest-error loads, with EIO on the renamed inode and EBADF on its handle.
+ */
+static void test_renamed_between(void)
+{
+    const struct pt_config guest_error = {.cache = CACHE_AUTO,
+                                          .readdirplus = true,
+                                          .migration_on_error = MIGRATION_ERROR_GUEST_ERROR};
+    struct fx f;
+    struct side ge = {0};
+    GByteArray *st;
+    char buf[64];
+    uint64_t deep, c, fh;
+
+    fx_setup(&f, NULL);
+    do_init(&f, &f.src);
+    deep = lookup_path(&f, &f.src, DEEP);
+    c = lookup_path(&f, &f.src, "a/b/c");
+    fh = open_fh(&f, &f.src, deep, O_RDONLY, false);
+    g_assert_cmpint(save(&f.src, &st), ==, 0);
+    host_rename(&f, DEEP, "a/b/c/moved.txt");
+
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, -ENOENT);
+    assert_fresh(&f, &f.dst);
+
+    side_open(&f, &ge, &guest_error);
+    g_assert_cmpint(load(&ge, st->data, st->len), ==, 0);
+    g_assert_true(fuse_session_initialized(ge.se));
+    g_assert_cmpint(getattr_ino(&f, &ge, deep, NULL), ==, -EIO);
+    g_assert_cmpint(read_fh(&f, &ge, deep, fh, buf, sizeof(buf)), ==, -EBADF);
+    g_assert_cmpint(getattr_ino(&f, &ge, c, NULL), ==, 0);
+    /* The lost inode is still forgotten normally. */
+    forget(&f, &ge, deep, 1);
+    g_assert_cmpuint(itab_count(ge.fs->inodes), ==, 4); /* the root, a, b and c */
+    side_close(&ge);
+    g_byte_array_unref(st);
+    fx_teardown(&f);
+}
+
+/*
+ * Another file in the saved place: taken for the saved one (same type), unless
+ * --migration-verify-handles asks for the very same inode.
+ */
+static void test_replaced_between(void)
+{
+    const struct pt_config verify = {
+        .cache = CACHE_AUTO, .readdirplus = true, .migration_verify_handles = true};
+    struct fx f;
+    struct side v = {0};
+    GByteArray *st;
+    uint64_t hello, ino;
+
+    fx_setup(&f, NULL);
+    do_init(&f, &f.src);
+    hello = lookup(&f, &f.src, FUSE_ROOT_ID, "hello.txt");
+    g_assert_cmpint(save(&f.src, &st), ==, 0);
+
+    /* Unchanged: verified. */
+    side_open(&f, &v, &verify);
+    g_assert_cmpint(load(&v, st->data, st->len), ==, 0);
+    g_assert_cmpint(getattr_ino(&f, &v, hello, &ino), ==, 0);
+    side_close(&v);
+
+    host_rename(&f, "hello.txt", "old.txt"); /* old.txt keeps its inode number in use */
+    put_file(&f, "hello.txt", "new");
+    side_open(&f, &v, &verify);
+    g_assert_cmpint(load(&v, st->data, st->len), ==, -ESTALE);
+    assert_fresh(&f, &v);
+    side_close(&v);
+
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, 0);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, hello, &ino), ==, 0);
+    g_assert_cmpuint(ino, ==, host_ino(&f, "hello.txt"));
+
+    /* A file replaced by a directory: the type differs, refused even without verification. */
+    host_unlink(&f, "hello.txt");
+    put_dir(&f, "hello.txt");
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, -ESTALE);
+    assert_fresh(&f, &f.dst);
+    g_byte_array_unref(st);
+    fx_teardown(&f);
+}
+
+/* An open file unlinked on the host has no path: SAVE fails, or saves it lost. */
+static void test_unlinked_open_file(void)
+{
+    const struct pt_config guest_error = {.cache = CACHE_AUTO,
+                                          .readdirplus = true,
+                                          .migration_on_error = MIGRATION_ERROR_GUEST_ERROR};
+    struct fx f;
+    struct side src2 = {0};
+    GByteArray *st;
+    uint64_t gone, hello;
+
+    fx_setup(&f, &guest_error);
+    put_file(&f, "gone.txt", "x");
+    do_init(&f, &f.src);
+    gone = lookup(&f, &f.src, FUSE_ROOT_ID, "gone.txt");
+    open_fh(&f, &f.src, gone, O_RDONLY, false);
+    hello = lookup(&f, &f.src, FUSE_ROOT_ID, "hello.txt");
+    host_unlink(&f, "gone.txt");
+    g_assert_cmpint(save(&f.src, &st), ==, -ENOENT);
+    g_byte_array_unref(st);
+
+    /* The same session state, saved by a daemon with --migration-on-error=guest-error. */
+    side_open(&f, &src2, &guest_error);
+    do_init(&f, &src2);
+    put_file(&f, "gone.txt", "x");
+    gone = lookup(&f, &src2, FUSE_ROOT_ID, "gone.txt");
+    open_fh(&f, &src2, gone, O_RDONLY, false);
+    hello = lookup(&f, &src2, FUSE_ROOT_ID, "hello.txt");
+    host_unlink(&f, "gone.txt");
+    g_assert_cmpint(save(&src2, &st), ==, 0);
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, 0);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, gone, NULL), ==, -EIO);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, hello, NULL), ==, 0);
+    /* A lost inode is saved lost again (it answers EIO on the next host too). */
+    g_byte_array_unref(st);
+    g_assert_cmpint(save(&f.dst, &st), ==, 0);
+    g_byte_array_unref(st);
+    side_close(&src2);
+    fx_teardown(&f);
+}
+
+/* /proc/self/fd shows the unlinked name; the walk of the share finds the other link. */
+static void test_walk_finds_other_link(void)
+{
+    struct fx f;
+    GByteArray *st;
+    uint64_t x, ino;
+    char *a, *b;
+
+    fx_setup(&f, NULL);
+    put_file(&f, "a/b/x", "linked");
+    a = hpath(&f, "a/b/x");
+    b = hpath(&f, "sp ace/y");
+    g_assert_cmpint(link(a, b), ==, 0);
+    do_init(&f, &f.src);
+    x = lookup_path(&f, &f.src, "a/b/x");
+    host_unlink(&f, "a/b/x");
+    g_assert_cmpint(save(&f.src, &st), ==, 0);
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, 0);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, x, &ino), ==, 0);
+    g_assert_cmpuint(ino, ==, host_ino(&f, "sp ace/y"));
+    g_free(a);
+    g_free(b);
+    g_byte_array_unref(st);
+    fx_teardown(&f);
+}
+
+/* ---- hostile streams ------------------------------------------------------------------------- */
+
+/* A stream built by hand, following the documented format. */
+struct sb {
+    GByteArray *a;
+};
+
+static void sb_put(struct sb *s, const void *p, size_t n)
+{
+    g_byte_array_append(s->a, p, (guint)n);
+}
+
+static void sb_u16(struct sb *s, uint16_t v)
+{
+    sb_put(s, &v, 2); /* little-endian host (x86, arm64) */
+}
+
+static void sb_u32(struct sb *s, uint32_t v)
+{
+    sb_put(s, &v, 4);
+}
+
+static void sb_u64(struct sb *s, uint64_t v)
+{
+    sb_put(s, &v, 8);
+}
+
+static size_t sb_begin(struct sb *s, uint32_t type, uint32_t flags)
+{
+    size_t at;
+
+    sb_u32(s, type);
+    sb_u32(s, flags);
+    at = s->a->len;
+    sb_u64(s, 0);
+    return at;
+}
+
+static void sb_end(struct sb *s, size_t at)
+{
+    uint64_t len = s->a->len - at - 8;
+
+    memcpy(s->a->data + at, &len, 8);
+}
+
+/* An inode record; names NULL-terminated, each with its length (-1: strlen). */
+struct tin {
+    uint64_t nodeid, nlookup, dev, ino;
+    uint32_t mode, flags;
+    const char *names[8];
+    int lens[8];
+};
+
+struct thandle {
+    uint64_t fh, nodeid;
+    uint32_t kind, flags;
+};
+
+struct tstream {
+    uint32_t version;
+    uint64_t init_flags;
+    uint64_t last_nodeid, last_fh;
+    const struct tin *inodes;
+    size_t n_inodes;
+    uint64_t claim_inodes; /* 0: n_inodes */
+    const struct thandle *handles;
+    size_t n_handles;
+    uint64_t claim_handles;
+    uint32_t extra_section; /* before END, 0: none */
+    uint32_t extra_flags;
+    bool no_end, after_end;
+};
+
+static GByteArray *build_stream(const struct tstream *t)
+{
+    struct sb s = {g_byte_array_new()};
+    const char writer[] = "test";
+    size_t at;
+
+    sb_put(&s, "VFSDST\r\n", 8);
+    sb_u32(&s, t->version ? t->version : 1);
+    sb_u32(&s, 18 + sizeof(writer) - 1);
+    sb_u16(&s, sizeof(writer) - 1);
+    sb_put(&s, writer, sizeof(writer) - 1);
+    at = sb_begin(&s, 1, 1);
+    sb_u32(&s, 1);
+    sb_u32(&s, 7);
+    sb_u32(&s, 31);
+    sb_u32(&s, 4096);
+    sb_u32(&s, 1);
+    sb_u32(&s, 0);
+    sb_u64(&s, t->init_flags);
+    sb_end(&s, at);
+    at = sb_begin(&s, 2, 1);
+    sb_u64(&s, t->last_nodeid ? t->last_nodeid : 100);
+    sb_u64(&s, t->last_fh ? t->last_fh : 100);
+    sb_end(&s, at);
+    at = sb_begin(&s, 3, 1);
+    sb_u64(&s, t->claim_inodes ? t->claim_inodes : t->n_inodes);
+    for (size_t i = 0; i < t->n_inodes; i++) {
+        const struct tin *in = &t->inodes[i];
+        uint32_t n = 0;
+
+        while (n < 8 && in->names[n])
+            n++;
+        sb_u64(&s, in->nodeid);
+        sb_u64(&s, in->nlookup);
+        sb_u64(&s, in->dev);
+        sb_u64(&s, in->ino);
+        sb_u32(&s, in->mode);
+        sb_u32(&s, in->flags);
+        sb_u32(&s, n);
+        for (uint32_t k = 0; k < n; k++) {
+            size_t len = in->lens[k] > 0 ? (size_t)in->lens[k] : strlen(in->names[k]);
+
+            sb_u16(&s, (uint16_t)len);
+            sb_put(&s, in->names[k], len);
+        }
+    }
+    sb_end(&s, at);
+    at = sb_begin(&s, 4, 1);
+    sb_u64(&s, t->claim_handles ? t->claim_handles : t->n_handles);
+    for (size_t i = 0; i < t->n_handles; i++) {
+        sb_u64(&s, t->handles[i].fh);
+        sb_u64(&s, t->handles[i].nodeid);
+        sb_u32(&s, t->handles[i].kind);
+        sb_u32(&s, t->handles[i].flags);
+    }
+    sb_end(&s, at);
+    if (t->extra_section)
+        sb_end(&s, sb_begin(&s, t->extra_section, t->extra_flags));
+    if (!t->no_end)
+        sb_end(&s, sb_begin(&s, 0xffff, 1));
+    if (t->after_end)
+        sb_u32(&s, 0);
+    return s.a;
+}
+
+/* The inodes of a good stream: the root, a/b/c/deep.txt's chain, and a handle on deep. */
+static const struct tin good_inodes[] = {
+    {.nodeid = 1, .nlookup = 2, .mode = S_IFDIR},
+    {.nodeid = 2, .nlookup = 1, .mode = S_IFDIR, .names = {"a"}},
+    {.nodeid = 3, .nlookup = 1, .mode = S_IFDIR, .names = {"a", "b"}},
+    {.nodeid = 4, .nlookup = 1, .mode = S_IFREG, .names = {"a", "b", "c", "deep.txt"}},
+    {.nodeid = 5, .nlookup = 3, .mode = S_IFREG, .names = {"sp ace", ODD_NAME}},
+};
+static const struct thandle good_handle = {.fh = 7, .nodeid = 4, .kind = 0, .flags = 2};
+
+static int load_built(struct fx *f, const struct tstream *t)
+{
+    GByteArray *a = build_stream(t);
+    int ret = load(&f->dst, a->data, a->len);
+
+    g_byte_array_unref(a);
+    if (ret < 0)
+        assert_fresh(f, &f->dst);
+    return ret;
+}
+
+/* Replaces inode record i of the good stream with *bad (a copy of the stream's inodes). */
+static int load_with_inode(struct fx *f, size_t i, const struct tin *bad)
+{
+    struct tin inodes[G_N_ELEMENTS(good_inodes) + 1];
+    struct tstream t = {.inodes = inodes,
+                        .n_inodes = G_N_ELEMENTS(good_inodes),
+                        .handles = &good_handle,
+                        .n_handles = 1};
+
+    memcpy(inodes, good_inodes, sizeof(good_inodes));
+    if (i == G_N_ELEMENTS(good_inodes))
+        t.n_inodes++;
+    inodes[i] = *bad;
+    return load_built(f, &t);
+}
+
+static void test_built_stream(void)
+{
+    struct fx f;
+    const struct tstream good = {.inodes = good_inodes,
+                                 .n_inodes = G_N_ELEMENTS(good_inodes),
+                                 .handles = &good_handle,
+                                 .n_handles = 1};
+    char buf[64];
+    uint64_t ino;
+
+    fx_setup(&f, NULL);
+    /* The stream as documented loads (so the failures below are the defects' doing). */
+    g_assert_cmpint(load_built(&f, &good), ==, 0);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, 5, &ino), ==, 0);
+    g_assert_cmpuint(ino, ==, host_ino(&f, "sp ace/" ODD_NAME));
+    g_assert_cmpint(read_fh(&f, &f.dst, 4, 7, buf, sizeof(buf)), ==, 9);
+    /* A non-critical unknown section is skipped. */
+    {
+        struct tstream t = good;
+
+        t.extra_section = 77;
+        g_assert_cmpint(load_built(&f, &t), ==, 0);
+    }
+    fx_teardown(&f);
+}
+
+static void test_hostile_names(void)
+{
+    static const struct {
+        const char *name;
+        int len;
+    } bad[] = {{"..", -1}, {".", -1}, {"x/y", -1}, {"x\0y", 3}, {"", -1}};
+    struct fx f;
+
+    fx_setup(&f, NULL);
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        struct tin in = {.nodeid = 6,
+                         .nlookup = 1,
+                         .mode = S_IFREG,
+                         .names = {"a", bad[i].name},
+                         .lens = {0, bad[i].len}};
+
+        g_test_message("name %zu", i);
+        g_assert_cmpint(load_with_inode(&f, G_N_ELEMENTS(good_inodes), &in), ==, -EINVAL);
+    }
+    /* ".." alone, which would leave the share. */
+    {
+        struct tin in = {.nodeid = 6, .nlookup = 1, .mode = S_IFDIR, .names = {".."}};
+
+        g_assert_cmpint(load_with_inode(&f, G_N_ELEMENTS(good_inodes), &in), ==, -EINVAL);
+    }
+    /* A name of 256 bytes. */
+    {
+        char longname[257];
+        struct tin in = {.nodeid = 6, .nlookup = 1, .mode = S_IFREG, .names = {longname}};
+
+        memset(longname, 'x', 256);
+        longname[256] = '\0';
+        g_assert_cmpint(load_with_inode(&f, G_N_ELEMENTS(good_inodes), &in), ==, -EINVAL);
+    }
+    fx_teardown(&f);
+}
+
+static void test_hostile_ids(void)
+{
+    struct fx f;
+    struct tin in;
+
+    fx_setup(&f, NULL);
+    /* A duplicate nodeid. */
+    in = good_inodes[3];
+    in.names[3] = "other";
+    in.nodeid = 3;
+    g_assert_cmpint(load_with_inode(&f, G_N_ELEMENTS(good_inodes), &in), ==, -EINVAL);
+    /* Nodeid 0. */
+    in.nodeid = 0;
+    g_assert_cmpint(load_with_inode(&f, 4, &in), ==, -EINVAL);
+    /* Nodeid beyond the counter. */
+    in.nodeid = 1000;
+    g_assert_cmpint(load_with_inode(&f, 4, &in), ==, -EINVAL);
+    /* No root: the root's record replaced by an inode with a path. */
+    in = good_inodes[4];
+    in.nodeid = 9;
+    g_assert_cmpint(load_with_inode(&f, 0, &in), ==, -EINVAL);
+    /* The root with a path, or not a directory. */
+    in = (struct tin){.nodeid = 1, .nlookup = 1, .mode = S_IFDIR, .names = {"a"}};
+    g_assert_cmpint(load_with_inode(&f, 0, &in), ==, -EINVAL);
+    in = (struct tin){.nodeid = 1, .nlookup = 1, .mode = S_IFREG};
+    g_assert_cmpint(load_with_inode(&f, 0, &in), ==, -EINVAL);
+    /* A lookup count of 0, an unknown type, unknown flags, lost with a path. */
+    in = good_inodes[4];
+    in.nlookup = 0;
+    g_assert_cmpint(load_with_inode(&f, 4, &in), ==, -EINVAL);
+    in = good_inodes[4];
+    in.mode = 0170000;
+    g_assert_cmpint(load_with_inode(&f, 4, &in), ==, -EINVAL);
+    in = good_inodes[4];
+    in.flags = 2;
+    g_assert_cmpint(load_with_inode(&f, 4, &in), ==, -EINVAL);
+    in = good_inodes[4];
+    in.flags = 1;
+    g_assert_cmpint(load_with_inode(&f, 4, &in), ==, -EINVAL);
+    /* Two nodeids for one file: the second cannot have its own inode. */
+    in = good_inodes[4];
+    in.nodeid = 6;
+    g_assert_cmpint(load_with_inode(&f, G_N_ELEMENTS(good_inodes), &in), ==, -EEXIST);
+    fx_teardown(&f);
+}
+
+static void test_hostile_handles(void)
+{
+    struct fx f;
+    const struct thandle bad[] = {
+        {.fh = 7, .nodeid = 42, .kind = 0, .flags = 2},       /* no such inode */
+        {.fh = 0, .nodeid = 4, .kind = 0, .flags = 2},        /* fh 0 */
+        {.fh = 500, .nodeid = 4, .kind = 0, .flags = 2},      /* beyond the counter */
+        {.fh = 7, .nodeid = 4, .kind = 1, .flags = 0},        /* a directory handle on a file */
+        {.fh = 7, .nodeid = 2, .kind = 0, .flags = 0},        /* a file handle on a directory */
+        {.fh = 7, .nodeid = 4, .kind = 2, .flags = 0},        /* unknown kind */
+        {.fh = 7, .nodeid = 4, .kind = 0, .flags = 3},        /* access mode 3 */
+        {.fh = 7, .nodeid = 4, .kind = 0, .flags = 1u << 20}, /* unknown flag */
+    };
+    const struct thandle dup[2] = {good_handle, good_handle};
+
+    fx_setup(&f, NULL);
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        struct tstream t = {.inodes = good_inodes,
+                            .n_inodes = G_N_ELEMENTS(good_inodes),
+                            .handles = &bad[i],
+                            .n_handles = 1};
+
+        g_test_message("handle %zu", i);
+        g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
+    }
+    {
+        struct tstream t = {.inodes = good_inodes,
+                            .n_inodes = G_N_ELEMENTS(good_inodes),
+                            .handles = dup,
+                            .n_handles = 2};
+
+        g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
+    }
+    /* O_TRUNC and O_CREAT in the saved flags are dropped: the file keeps its data. */
+    {
+        const struct thandle trunc = {
+            .fh = 7, .nodeid = 4, .kind = 0, .flags = 2 | 1u << 8 | 1u << 9 | 1u << 10};
+        struct tstream t = {.inodes = good_inodes,
+                            .n_inodes = G_N_ELEMENTS(good_inodes),
+                            .handles = &trunc,
+                            .n_handles = 1};
+        char buf[64];
+
+        g_assert_cmpint(load_built(&f, &t), ==, 0);
+        g_assert_cmpint(read_fh(&f, &f.dst, 4, 7, buf, sizeof(buf)), ==, 9);
+    }
+    fx_teardown(&f);
+}
+
+static void test_hostile_structure(void)
+{
+    const struct tstream good = {.inodes = good_inodes,
+                                 .n_inodes = G_N_ELEMENTS(good_inodes),
+                                 .handles = &good_handle,
+                                 .n_handles = 1};
+    struct fx f;
+    struct tstream t;
+
+    fx_setup(&f, NULL);
+    t = good;
+    t.version = 2;
+    g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
+    t = good;
+    t.claim_inodes = UINT64_C(1) << 32;
+    g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
+    t = good;
+    t.claim_handles = UINT64_C(1) << 32;
+    g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
+    t = good;
+    t.claim_inodes = 4; /* fewer than there are: stray bytes */
+    g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
+    t = good;
+    t.extra_section = 77;
+    t.extra_flags = 1; /* critical and unknown */
+    g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
+    t = good;
+    t.extra_section = 5; /* LOCKS: reserved, not restorable yet */
+    t.extra_flags = 1;
+    g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
+    t = good;
+    t.extra_section = 2; /* COUNTERS twice */
+    t.extra_flags = 1;
+    g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
+    t = good;
+    t.no_end = true;
+    g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
+    t = good;
+    t.after_end = true;
+    g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
+    t = good;
+    t.last_nodeid = UINT64_MAX;
+    g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
+    /* INIT agreed a flag this daemon does not offer with its options (no --posix-acl). */
+    t = good;
+    t.init_flags = FUSE_POSIX_ACL;
+    g_assert_cmpint(load_built(&f, &t), ==, -EPROTO);
+    fx_teardown(&f);
+}
+
+/* A symlink planted in place of a directory of the path: never followed. */
+static void test_symlink_in_path(void)
+{
+    const struct tstream good = {.inodes = good_inodes,
+                                 .n_inodes = G_N_ELEMENTS(good_inodes),
+                                 .handles = &good_handle,
+                                 .n_handles = 1};
+    struct fx f;
+    char *b, *target;
+
+    fx_setup(&f, NULL);
+    /* The same tree elsewhere in the share, and a/b a symlink to it. */
+    put_dir(&f, "else");
+    put_dir(&f, "else/c");
+    put_file(&f, "else/c/deep.txt", "planted");
+    host_rename(&f, "a/b", "old-b");
+    b = hpath(&f, "a/b");
+    target = hpath(&f, "else");
+    g_assert_cmpint(symlink(target, b), ==, 0);
+    /* a/b itself: now of another type. */
+    g_assert_cmpint(load_built(&f, &good), ==, -ESTALE);
+    /* Only a/b/c/deep.txt: the walk meets the symlink in the middle and does not follow it. */
+    {
+        const struct tin inodes[] = {good_inodes[0], good_inodes[3]};
+        const struct tstream t = {
+            .inodes = inodes, .n_inodes = 2, .handles = &good_handle, .n_handles = 1};
+
+        g_assert_cmpint(load_built(&f, &t), ==, -ENOTDIR);
+    }
+    g_free(b);
+    g_free(target);
+    fx_teardown(&f);
+}
+
+/* Every prefix of a real stream, and garbage: each fails and leaves a fresh session. */
+static void test_truncated_and_garbage(void)
+{
+    struct fx f;
+    GByteArray *st;
+    GRand *rand = g_rand_new_with_seed(14);
+    uint8_t junk[512];
+    uint64_t deep;
+
+    fx_setup(&f, NULL);
+    do_init(&f, &f.src);
+    deep = lookup_path(&f, &f.src, DEEP);
+    open_fh(&f, &f.src, deep, O_RDWR, false);
+    open_fh(&f, &f.src, lookup(&f, &f.src, FUSE_ROOT_ID, "sp ace"), O_RDONLY, true);
+    g_assert_cmpint(save(&f.src, &st), ==, 0);
+    for (guint n = 0; n < st->len; n++) {
+        int ret = load(&f.dst, st->data, n);
+
+        if (ret != -EINVAL)
+            g_test_message("prefix of %u bytes: %d", n, ret);
+        g_assert_cmpint(ret, ==, -EINVAL);
+        g_assert_false(fuse_session_initialized(f.dst.se));
+        g_assert_cmpuint(itab_count(f.dst.fs->inodes), ==, 1);
+    }
+    assert_fresh(&f, &f.dst);
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, 0);
+    for (int i = 0; i < 200; i++) {
+        size_t len = (size_t)g_rand_int_range(rand, 0, sizeof(junk));
+
+        for (size_t k = 0; k < len; k++)
+            junk[k] = (uint8_t)g_rand_int(rand);
+        if (i % 2) /* with our magic and version, so the parser gets further */
+            memcpy(junk, st->data, len < 16 ? len : 16);
+        g_assert_cmpint(load(&f.dst, junk, len), <, 0);
+        assert_fresh(&f, &f.dst);
+    }
+    /* Still a working daemon: INIT and serve. */
+    do_init(&f, &f.dst);
+    lookup(&f, &f.dst, FUSE_ROOT_ID, "hello.txt");
+    g_rand_free(rand);
+    g_byte_array_unref(st);
+    fx_teardown(&f);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    if (!g_getenv("VFS_TEST_LOG"))
+        log_init(LOG_LVL_OFF, false);
+    rcu_register_thread();
+    g_test_add_func("/session_state/round_trip", test_round_trip);
+    g_test_add_func("/session_state/uninitialized", test_uninitialized);
+    g_test_add_func("/session_state/renamed_between", test_renamed_between);
+    g_test_add_func("/session_state/replaced_between", test_replaced_between);
+    g_test_add_func("/session_state/unlinked_open_file", test_unlinked_open_file);
+    g_test_add_func("/session_state/walk_finds_other_link", test_walk_finds_other_link);
+    g_test_add_func("/session_state/built_stream", test_built_stream);
+    g_test_add_func("/session_state/hostile_names", test_hostile_names);
+    g_test_add_func("/session_state/hostile_ids", test_hostile_ids);
+    g_test_add_func("/session_state/hostile_handles", test_hostile_handles);
+    g_test_add_func("/session_state/hostile_structure", test_hostile_structure);
+    g_test_add_func("/session_state/symlink_in_path", test_symlink_in_path);
+    g_test_add_func("/session_state/truncated_and_garbage", test_truncated_and_garbage);
+    return g_test_run();
+}
