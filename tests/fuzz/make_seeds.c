@@ -625,6 +625,159 @@ static void vhost_user_seeds(void)
     save("fuzz_vhost_user", "duplicate-heads", &b);
 }
 
+/* ---- fuzz_state ----------------------------------------------------------------------------- */
+
+/* The stream format of src/session_state.c, over the share fuzz_common.c makes. */
+
+static void put64(struct buf *b, uint64_t v)
+{
+    put32(b, (uint32_t)v);
+    put32(b, (uint32_t)(v >> 32));
+}
+
+/* Starts a critical section; returns where its length goes. */
+static size_t st_begin(struct buf *b, uint32_t type)
+{
+    put32(b, type);
+    put32(b, 1);
+    put64(b, 0);
+    return b->len - 8;
+}
+
+static void st_end(struct buf *b, size_t at)
+{
+    uint64_t len = b->len - at - 8;
+
+    for (int i = 0; i < 8; i++)
+        b->p[at + i] = (uint8_t)(len >> (8 * i));
+}
+
+static void st_header(struct buf *b, uint32_t initialized, uint64_t flags)
+{
+    static const char writer[] = "make_seeds";
+    size_t at;
+
+    put(b, "VFSDST\r\n", 8);
+    put32(b, 1);
+    put32(b, 18 + sizeof(writer) - 1);
+    put16(b, sizeof(writer) - 1);
+    put(b, writer, sizeof(writer) - 1);
+    at = st_begin(b, 1);
+    put32(b, initialized);
+    put32(b, initialized ? 7 : 0);
+    put32(b, initialized ? 31 : 0);
+    put32(b, initialized ? 4096 : 0);
+    put32(b, initialized ? 1 : 0);
+    put32(b, 0);
+    put64(b, flags);
+    st_end(b, at);
+}
+
+static void st_inode(struct buf *b, uint64_t nodeid, uint64_t nlookup, uint32_t mode,
+                     uint32_t flags, const char *path)
+{
+    uint32_t n = 0;
+
+    put64(b, nodeid);
+    put64(b, nlookup);
+    put64(b, 0); /* dev and ino: compared only with --migration-verify-handles */
+    put64(b, 0);
+    put32(b, mode);
+    put32(b, flags);
+    for (const char *p = path; *p; p++)
+        n += p == path || p[-1] == '/';
+    put32(b, n);
+    while (*path) {
+        const char *slash = strchr(path, '/');
+        size_t len = slash ? (size_t)(slash - path) : strlen(path);
+
+        put16(b, (uint16_t)len);
+        put(b, path, len);
+        path += len + (slash != NULL);
+    }
+}
+
+static void st_handle(struct buf *b, uint64_t fh, uint64_t nodeid, uint32_t kind, uint32_t flags)
+{
+    put64(b, fh);
+    put64(b, nodeid);
+    put32(b, kind);
+    put32(b, flags);
+}
+
+static void st_counters(struct buf *b, uint64_t last_nodeid, uint64_t last_fh)
+{
+    size_t at = st_begin(b, 2);
+
+    put64(b, last_nodeid);
+    put64(b, last_fh);
+    st_end(b, at);
+}
+
+static void state_seeds(void)
+{
+    struct buf b = {0};
+    size_t at;
+
+    /* Inodes of every kind the share has, open files and directories, a lost inode. */
+    st_header(&b, 1, FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_MAX_PAGES | FUSE_INIT_EXT);
+    st_counters(&b, 20, 10);
+    at = st_begin(&b, 3);
+    put64(&b, 9);
+    st_inode(&b, 1, 2, S_IFDIR, 0, "");
+    st_inode(&b, 2, 1, S_IFREG, 0, "hello.txt");
+    st_inode(&b, 3, 4, S_IFDIR, 0, "sub");
+    st_inode(&b, 4, 1, S_IFREG, 0, "sub/inner.txt");
+    st_inode(&b, 5, 1, S_IFDIR, 0, "sub/deeper");
+    st_inode(&b, 6, 1, S_IFLNK, 0, "link");
+    st_inode(&b, 7, 1, S_IFIFO, 0, "fifo");
+    st_inode(&b, 8, 1, S_IFREG, 0, "ro.txt");
+    st_inode(&b, 9, 1, S_IFREG, 1, ""); /* lost */
+    st_end(&b, at);
+    at = st_begin(&b, 4);
+    put64(&b, 4);
+    st_handle(&b, 1, 2, 0, 2);           /* hello.txt read-write */
+    st_handle(&b, 2, 3, 1, 0);           /* sub, a directory */
+    st_handle(&b, 3, 8, 0, 0 | 1u << 2); /* ro.txt read, with O_APPEND */
+    st_handle(&b, 4, 4, 0, 1 | 1u << 8); /* inner.txt write, O_TRUNC (dropped) */
+    st_end(&b, at);
+    st_end(&b, st_begin(&b, 0xffff));
+    save("fuzz_state", "session", &b);
+
+    /* A session that never saw INIT: the root alone. */
+    st_header(&b, 0, 0);
+    st_counters(&b, 1, 0);
+    at = st_begin(&b, 3);
+    put64(&b, 1);
+    st_inode(&b, 1, 2, S_IFDIR, 0, "");
+    st_end(&b, at);
+    at = st_begin(&b, 4);
+    put64(&b, 0);
+    st_end(&b, at);
+    st_end(&b, st_begin(&b, 0xffff));
+    save("fuzz_state", "uninitialized", &b);
+
+    /* A path through a symlink and one with "..": refused. */
+    st_header(&b, 1, 0);
+    st_counters(&b, 5, 0);
+    at = st_begin(&b, 3);
+    put64(&b, 3);
+    st_inode(&b, 1, 2, S_IFDIR, 0, "");
+    st_inode(&b, 2, 1, S_IFREG, 0, "dotdot/hello.txt");
+    st_inode(&b, 3, 1, S_IFDIR, 0, "sub/..");
+    st_end(&b, at);
+    at = st_begin(&b, 4);
+    put64(&b, 0);
+    st_end(&b, at);
+    /* An unknown section that may be skipped. */
+    put32(&b, 99);
+    put32(&b, 0);
+    put64(&b, 3);
+    put(&b, "abc", 3);
+    st_end(&b, st_begin(&b, 0xffff));
+    save("fuzz_state", "hostile-paths", &b);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -639,5 +792,6 @@ int main(int argc, char **argv)
     fuse_seeds();
     virtqueue_seeds();
     vhost_user_seeds();
+    state_seeds();
     return 0;
 }
