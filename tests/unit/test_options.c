@@ -139,6 +139,9 @@ static void test_errors(void)
         "--socket-path=/s --shared-dir=/d stray",
         "--socket-path=/s --shared-dir=/d --inode-file-handles=always",
         "--socket-path=/s --shared-dir=/d --inode-file-handles",
+        "--socket-path=/s --shared-dir=/d --migration-mode=file-handles", /* not yet */
+        "--socket-path=/s --shared-dir=/d --migration-mode=guess",
+        "--socket-path=/s --shared-dir=/d --migration-on-error=ignore",
     };
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         struct options o;
@@ -148,6 +151,31 @@ static void test_errors(void)
     }
     struct options o;
     g_assert_cmpint(parse(&o, "--version"), ==, OPTIONS_EXIT);
+    options_free(&o);
+}
+
+/* The migration options: stored, with the Rust virtiofsd's defaults. */
+static void test_migration(void)
+{
+    struct options o;
+
+    g_assert_cmpint(parse(&o, "--socket-path=/s --shared-dir=/d"), ==, OPTIONS_OK);
+    g_assert_cmpint(o.pt.migration_mode, ==, MIGRATION_FIND_PATHS);
+    g_assert_cmpint(o.pt.migration_on_error, ==, MIGRATION_ERROR_ABORT);
+    g_assert_false(o.pt.migration_verify_handles);
+    options_free(&o);
+    g_assert_cmpint(parse(&o, "--socket-path=/s --shared-dir=/d --migration-mode=find-paths "
+                              "--migration-on-error guest-error --migration-verify-handles "
+                              "--migration-confirm-paths"),
+                    ==, OPTIONS_OK);
+    g_assert_cmpint(o.pt.migration_mode, ==, MIGRATION_FIND_PATHS);
+    g_assert_cmpint(o.pt.migration_on_error, ==, MIGRATION_ERROR_GUEST_ERROR);
+    g_assert_true(o.pt.migration_verify_handles);
+    options_free(&o);
+    g_assert_cmpint(parse(&o, "--socket-path=/s --shared-dir=/d --migration-on-error=guest-error "
+                              "--migration-on-error=abort"),
+                    ==, OPTIONS_OK);
+    g_assert_cmpint(o.pt.migration_on_error, ==, MIGRATION_ERROR_ABORT);
     options_free(&o);
 }
 
@@ -317,6 +345,7 @@ int main(int argc, char **argv)
     g_test_add_func("/options/id-maps-queues", test_id_maps_and_queues);
     g_test_add_func("/options/errors", test_errors);
     g_test_add_func("/options/inode-file-handles", test_inode_file_handles);
+    g_test_add_func("/options/migration", test_migration);
     g_test_add_func("/options/help-lists-every-option", test_help_lists_every_option);
     g_test_add_func("/options/man-page-documents-every-option",
                     test_man_page_documents_every_option);
