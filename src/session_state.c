@@ -585,7 +585,7 @@ static int parse_path(struct rd *r, struct loaded *l, uint64_t nodeid, char *buf
 
 static int parse_inodes(struct rd *r, struct loaded *l)
 {
-    uint64_t count;
+    uint64_t count = 0;
     char path[PATH_MAX];
     int ret = get_count(r, l, INODE_RECORD_MIN, PT_STATE_MAX_INODES, "INODES", &count);
 
@@ -613,7 +613,7 @@ static int parse_inodes(struct rd *r, struct loaded *l)
 
 static int parse_handles(struct rd *r, struct loaded *l)
 {
-    uint64_t count;
+    uint64_t count = 0;
     int ret = get_count(r, l, HANDLE_RECORD, PT_STATE_MAX_HANDLES, "HANDLES", &count);
 
     for (uint64_t i = 0; ret == 0 && i < count; i++) {
