@@ -248,8 +248,10 @@ struct collect {
     size_t root_len;
     size_t *pending; /* indices of inodes not found yet (saved as lost for now) */
     size_t n_pending, cap_pending;
-    size_t n_walk;     /* of them, those the walk may find (not unlinked) */
-    size_t n_unlinked; /* unlinked inodes (for the message) */
+    size_t n_walk;       /* of them, those the walk may find (not unlinked) */
+    size_t n_unlinked;   /* unlinked inodes (for the message) */
+    struct id_index ids; /* the nodeids collected, for the handles */
+    size_t n_orphans;    /* handles whose inode the guest forgot: not saved */
 };
 
 /* The link /proc/self/fd/<fd> into buf: its length, or -errno. */
@@ -341,6 +343,14 @@ static int collect_handle(struct pt_handle *h, void *arg)
     int flags = fcntl(h->fd, F_GETFL);
     struct pt_state_handle sh = {.fh = h->fh, .nodeid = h->nodeid, .dir = h->dir != NULL};
 
+    size_t idx;
+
+    /* A guest kernel keeps the inode of an open file; a hostile one may FORGET it anyway.
+     * Such a handle cannot be reopened on the destination: it must not cost the migration. */
+    if (!index_find(&c->ids, h->nodeid, &idx)) {
+        c->n_orphans++;
+        return 0;
+    }
     if (flags < 0)
         return fail(c->st, -errno, "cannot read the flags of handle %llu: %s",
                     (unsigned long long)h->fh, strerror(errno));
@@ -513,12 +523,19 @@ int pt_state_collect(struct pt_fs *fs, struct pt_state *st)
     st->last_fh = htab_last_fh(fs->handles);
     ret = itab_for_each(fs->inodes, collect_inode, &c);
     if (ret == 0)
+        ret = index_init(&c.ids, st->n_inodes);
+    for (size_t i = 0; ret == 0 && i < st->n_inodes; i++)
+        index_add(&c.ids, st->inodes[i].nodeid, i);
+    if (ret == 0)
         ret = htab_for_each(fs->handles, collect_handle, &c);
+    if (c.n_orphans)
+        log_warn("migration: %zu handle(s) of inodes the guest forgot are not saved", c.n_orphans);
     if (ret == 0 && c.n_walk)
         ret = walk_share(&c);
     if (ret == 0)
         ret = settle_pending(&c);
     free(c.pending);
+    index_free(&c.ids);
     if (ret < 0 && !st->why[0])
         fail(st, ret, "%s", strerror(-ret));
     return ret;

@@ -576,6 +576,30 @@ static void test_walk_finds_other_link(void)
     fx_teardown(&f);
 }
 
+/* A hostile guest FORGETs the inode of a file it has open: the handle is left out, and the
+ * migration goes on. */
+static void test_handle_of_forgotten_inode(void)
+{
+    struct fx f;
+    GByteArray *st;
+    char buf[64];
+    uint64_t hello, fh, deep, fh_deep;
+
+    fx_setup(&f, NULL);
+    do_init(&f, &f.src);
+    hello = lookup(&f, &f.src, FUSE_ROOT_ID, "hello.txt");
+    fh = open_fh(&f, &f.src, hello, O_RDONLY, false);
+    deep = lookup_path(&f, &f.src, DEEP);
+    fh_deep = open_fh(&f, &f.src, deep, O_RDONLY, false);
+    forget(&f, &f.src, hello, 1);
+    g_assert_cmpint(save(&f.src, &st), ==, 0);
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, 0);
+    g_assert_cmpint(read_fh(&f, &f.dst, hello, fh, buf, sizeof(buf)), ==, -EBADF);
+    g_assert_cmpint(read_fh(&f, &f.dst, deep, fh_deep, buf, sizeof(buf)), ==, 9);
+    g_byte_array_unref(st);
+    fx_teardown(&f);
+}
+
 /* ---- hostile streams ------------------------------------------------------------------------- */
 
 /* A stream built by hand, following the documented format. */
@@ -1049,6 +1073,7 @@ int main(int argc, char **argv)
     g_test_add_func("/session_state/replaced_between", test_replaced_between);
     g_test_add_func("/session_state/unlinked_open_file", test_unlinked_open_file);
     g_test_add_func("/session_state/walk_finds_other_link", test_walk_finds_other_link);
+    g_test_add_func("/session_state/handle_of_forgotten_inode", test_handle_of_forgotten_inode);
     g_test_add_func("/session_state/built_stream", test_built_stream);
     g_test_add_func("/session_state/hostile_names", test_hostile_names);
     g_test_add_func("/session_state/hostile_ids", test_hostile_ids);
