@@ -56,6 +56,7 @@ enum vu_request {
 #define VU_FLAG_NEED_REPLY   0x8u
 
 #define VU_PROTOCOL_F_MQ                  0
+#define VU_PROTOCOL_F_LOG_SHMFD           1
 #define VU_PROTOCOL_F_REPLY_ACK           3
 #define VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS 15
 
@@ -69,10 +70,11 @@ enum vu_request {
 /* Only what we implement: cloud-hypervisor acks whatever a back-end offers. */
 static const uint64_t offered_features =
     (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
-    (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VU_F_PROTOCOL_FEATURES);
-static const uint64_t offered_protocol_features = (1ull << VU_PROTOCOL_F_MQ) |
-                                                  (1ull << VU_PROTOCOL_F_REPLY_ACK) |
-                                                  (1ull << VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VU_F_PROTOCOL_FEATURES) |
+    (1ull << VHOST_F_LOG_ALL);
+static const uint64_t offered_protocol_features =
+    (1ull << VU_PROTOCOL_F_MQ) | (1ull << VU_PROTOCOL_F_LOG_SHMFD) |
+    (1ull << VU_PROTOCOL_F_REPLY_ACK) | (1ull << VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
 
 struct vu_region_msg {
     uint64_t gpa, size, uva, mmap_offset;
@@ -97,6 +99,9 @@ union vu_payload {
         uint64_t padding;
         struct vu_region_msg region;
     } mem_reg;
+    struct {
+        uint64_t mmap_size, mmap_offset;
+    } log;
     uint8_t raw[512];
 };
 
@@ -114,6 +119,10 @@ struct vu_dev {
     uint64_t protocol_features;
     bool owner;
     struct guest_mem *mem; /* RCU-protected: workers read it, we replace it */
+    /* Dirty-page logging: the log SET_LOG_BASE mapped, and the one the workers see
+     * (RCU-protected, like mem): the same while VHOST_F_LOG_ALL is on, NULL otherwise. */
+    struct guest_log *log_map;
+    struct guest_log *log;
     struct vu_queue *queues[VU_HIPRIO_QUEUES + VU_MAX_REQUEST_QUEUES]; /* worker.h */
     struct tpool *pool; /* --thread-pool-size, or NULL */
     struct vu_workers *workers;
@@ -348,6 +357,54 @@ static int rem_mem_reg(struct vu_dev *dev, struct vu_msg *m)
     return 0;
 }
 
+/* ---- dirty-page logging ------------------------------------------------------------------- */
+
+/* The workers see the log while both a log is mapped and VHOST_F_LOG_ALL is on. Returns once
+ * no worker can still be writing to the one they saw before. */
+static void publish_log(struct vu_dev *dev)
+{
+    struct guest_log *active = dev->features & (1ull << VHOST_F_LOG_ALL) ? dev->log_map : NULL;
+    if (active == dev->log)
+        return;
+    rcu_assign_pointer(dev->log, active);
+    synchronize_rcu();
+}
+
+/* Replaces the mapped log (NULL: none), unmapping the old one once nobody uses it. */
+static void replace_log(struct vu_dev *dev, struct guest_log *log)
+{
+    struct guest_log *old = dev->log_map;
+    dev->log_map = log;
+    publish_log(dev);
+    guest_log_unmap(old);
+}
+
+/*
+ * SET_LOG_BASE with LOG_SHMFD: the log's fd, its size and offset. A log we cannot map is not
+ * something to carry on without: the front-end would migrate pages we write without ever
+ * seeing them dirty, so the caller ends the connection after the reply.
+ */
+static int set_log_base(struct vu_dev *dev, struct vu_msg *m)
+{
+    if (!(dev->protocol_features & (1ull << VU_PROTOCOL_F_LOG_SHMFD)) || m->nfds != 1) {
+        log_error("vhost-user: SET_LOG_BASE needs VHOST_USER_PROTOCOL_F_LOG_SHMFD and one fd "
+                  "(%u fds)",
+                  m->nfds);
+        return -EINVAL;
+    }
+    struct guest_log *log;
+    int ret = guest_log_map(m->fds[0], m->p.log.mmap_size, m->p.log.mmap_offset, &log);
+    if (ret < 0) {
+        log_error("vhost-user: bad dirty-page log of size 0x%llx at offset 0x%llx: %s",
+                  (unsigned long long)m->p.log.mmap_size, (unsigned long long)m->p.log.mmap_offset,
+                  strerror(-ret));
+        return ret;
+    }
+    replace_log(dev, log);
+    log_debug("vhost-user: dirty-page log of %llu bytes", (unsigned long long)log->size);
+    return 0;
+}
+
 /* ---- vrings ------------------------------------------------------------------------------ */
 
 static struct vu_queue *queue_at(struct vu_dev *dev, uint32_t index)
@@ -379,7 +436,12 @@ static int set_vring_addr(struct vu_dev *dev, struct vu_msg *m)
     struct vu_queue *q = queue_at(dev, a->index);
     if (!q)
         return -EINVAL;
-    return vu_queue_set_addr(q, a->desc_user_addr, a->avail_user_addr, a->used_user_addr);
+    const struct vu_ring_addr ra = {.desc_uva = a->desc_user_addr,
+                                    .avail_uva = a->avail_user_addr,
+                                    .used_uva = a->used_user_addr,
+                                    .log_used = a->flags & (1u << VHOST_VRING_F_LOG),
+                                    .log_used_gpa = a->log_guest_addr};
+    return vu_queue_set_addr(q, &ra);
 }
 
 static int set_vring_base(struct vu_dev *dev, struct vu_msg *m)
@@ -469,6 +531,12 @@ static int set_features(struct vu_dev *dev, struct vu_msg *m)
     bool event_idx = f & (1ull << VIRTIO_RING_F_EVENT_IDX);
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_set_event_idx(dev->queues[i], event_idx);
+    /* Logging starts with LOG_ALL (the log may come before or after it) and stops without:
+     * the log is unmapped then, as QEMU sends no SET_LOG_BASE to end it. */
+    if (f & (1ull << VHOST_F_LOG_ALL))
+        publish_log(dev);
+    else
+        replace_log(dev, NULL);
     return 0;
 }
 
@@ -500,6 +568,9 @@ static const struct vu_handler handlers[VU_REQUEST_MAX] = {
     [VU_SET_OWNER] = {"SET_OWNER", 0, 0, false},
     [VU_RESET_OWNER] = {"RESET_OWNER", 0, 0, false},
     [VU_SET_MEM_TABLE] = {"SET_MEM_TABLE", ANY, VU_MAX_FDS, false},
+    /* Its reply (with LOG_SHMFD) is the REPLY_ACK-like u64 handle_message sends. */
+    [VU_SET_LOG_BASE] = {"SET_LOG_BASE", sizeof(((union vu_payload *)0)->log), 1, false},
+    [VU_SET_LOG_FD] = {"SET_LOG_FD", ANY, 1, false},
     [VU_SET_VRING_NUM] = {"SET_VRING_NUM", 8, 0, false},
     [VU_SET_VRING_ADDR] = {"SET_VRING_ADDR", sizeof(struct vhost_vring_addr), 0, false},
     [VU_SET_VRING_BASE] = {"SET_VRING_BASE", 8, 0, false},
@@ -553,6 +624,12 @@ static int handle_set(struct vu_dev *dev, struct vu_msg *m)
         return 0;
     case VU_SET_MEM_TABLE:
         return set_mem_table(dev, m);
+    case VU_SET_LOG_BASE:
+        return set_log_base(dev, m);
+    case VU_SET_LOG_FD:
+        /* Optional (vhost-user.rst): an eventfd to tell the front-end of log updates, which
+         * it reads on its own schedule anyway. Accepted and closed. */
+        return 0;
     case VU_SET_VRING_NUM:
         return set_vring_num(dev, m);
     case VU_SET_VRING_ADDR:
@@ -622,6 +699,10 @@ static int handle_message(struct vu_dev *dev, int conn)
     close_fds(&m);
     if (ret < 0)
         log_error("vhost-user: %s failed: %s", h->name, strerror(-ret));
+    /* With LOG_SHMFD, SET_LOG_BASE always has a reply (QEMU waits for it): a u64 status. */
+    bool log_base = m.hdr.request == VU_SET_LOG_BASE;
+    if (log_base && (dev->protocol_features & (1ull << VU_PROTOCOL_F_LOG_SHMFD)))
+        need_reply = true;
     if (need_reply) {
         /* REPLY_ACK: 0 for success, non-zero for failure. */
         int sret = reply_u64(conn, &m, ret < 0 ? 1 : 0);
@@ -630,19 +711,25 @@ static int handle_message(struct vu_dev *dev, int conn)
     } else if (h->has_reply && ret < 0) {
         return ret; /* the front-end waits for a reply we cannot give */
     }
-    return 0;
+    return log_base ? ret : 0; /* no log, no migration: see set_log_base */
 }
 
 /* Logs a fault on guest memory once; true if one happened in this session. */
 static bool guest_memory_faulted(void)
 {
     struct guest_mem_fault f;
-    if (guest_mem_fault_take(&f))
+    if (!guest_mem_fault_take(&f))
+        return guest_mem_faulted();
+    if (f.dirty_log)
+        log_error("the dirty-page log (0x%llx bytes) shrank or vanished (SIGBUS at host %p): "
+                  "closing the connection",
+                  (unsigned long long)f.region_size, (void *)f.addr);
+    else
         log_error("guest memory region at gpa 0x%llx (0x%llx bytes) shrank or vanished (SIGBUS "
                   "at gpa 0x%llx, host %p): closing the connection",
                   (unsigned long long)f.region_gpa, (unsigned long long)f.region_size,
                   (unsigned long long)f.gpa, (void *)f.addr);
-    return guest_mem_faulted();
+    return true;
 }
 
 /* The first message of a connection: from now on a fault on guest memory shuts it down. */
@@ -704,8 +791,8 @@ struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config 
         return NULL;
     }
     for (unsigned i = 0; i < dev->nqueues; i++) {
-        dev->queues[i] =
-            vu_queue_new(i, &dev->mem, fuse, vu_workers_for_queue(dev->workers, i), dev->pool);
+        dev->queues[i] = vu_queue_new(i, &dev->mem, &dev->log, fuse,
+                                      vu_workers_for_queue(dev->workers, i), dev->pool);
         if (!dev->queues[i]) {
             free_parts(dev);
             return NULL;
@@ -726,6 +813,8 @@ void vu_dev_reset(struct vu_dev *dev)
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_reset(dev->queues[i]);
     guest_mem_free(publish_mem(dev, NULL));
+    dev->features = 0;
+    replace_log(dev, NULL);
     /* No thread touches guest memory any more: a fault the session had (maybe while its
      * queues stopped just now) is logged if it was not yet, and then forgotten. */
     guest_memory_faulted();
