@@ -20,6 +20,7 @@
 
 #include "guest_mem.h"
 #include "log.h"
+#include "state_transfer.h"
 #include "thread_pool.h"
 #include "virtqueue.h"
 #include "worker.h"
@@ -47,7 +48,9 @@ enum vu_request {
     VU_GET_MAX_MEM_SLOTS = 36,
     VU_ADD_MEM_REG = 37,
     VU_REM_MEM_REG = 38,
-    VU_REQUEST_MAX = 41,
+    VU_SET_DEVICE_STATE_FD = 42,
+    VU_CHECK_DEVICE_STATE = 43,
+    VU_REQUEST_MAX = 44,
 };
 
 #define VU_FLAG_VERSION      0x1u
@@ -59,6 +62,11 @@ enum vu_request {
 #define VU_PROTOCOL_F_LOG_SHMFD           1
 #define VU_PROTOCOL_F_REPLY_ACK           3
 #define VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS 15
+#define VU_PROTOCOL_F_DEVICE_STATE        19
+
+/* SET_DEVICE_STATE_FD's reply: bits 0-7 an error code (0: accepted), bit 8 "no fd returned"
+ * (we never offer a channel of our own: the front-end keeps using its pipe). */
+#define VU_DEVICE_STATE_NOFD (1ull << 8)
 
 /* Feature bit 30 (VU_F_PROTOCOL_FEATURES) enables the protocol-feature messages. */
 #define VU_F_PROTOCOL_FEATURES 30
@@ -74,7 +82,8 @@ static const uint64_t offered_features =
     (1ull << VHOST_F_LOG_ALL);
 static const uint64_t offered_protocol_features =
     (1ull << VU_PROTOCOL_F_MQ) | (1ull << VU_PROTOCOL_F_LOG_SHMFD) |
-    (1ull << VU_PROTOCOL_F_REPLY_ACK) | (1ull << VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    (1ull << VU_PROTOCOL_F_REPLY_ACK) | (1ull << VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+    (1ull << VU_PROTOCOL_F_DEVICE_STATE);
 
 struct vu_region_msg {
     uint64_t gpa, size, uva, mmap_offset;
@@ -102,6 +111,10 @@ union vu_payload {
     struct {
         uint64_t mmap_size, mmap_offset;
     } log;
+    struct {
+        uint32_t direction; /* enum state_direction */
+        uint32_t phase;     /* 0: stopped, the only one defined */
+    } device_state;
     uint8_t raw[512];
 };
 
@@ -123,6 +136,11 @@ struct vu_dev {
      * (RCU-protected, like mem): the same while VHOST_F_LOG_ALL is on, NULL otherwise. */
     struct guest_log *log_map;
     struct guest_log *log;
+    /* DEVICE_STATE: the transfer SET_DEVICE_STATE_FD started, until CHECK_DEVICE_STATE; or,
+     * once collected early (a ring message waited for its end), its result for CHECK. */
+    struct state_transfer *transfer;
+    bool transfer_collected;
+    int transfer_ret;
     struct vu_queue *queues[VU_HIPRIO_QUEUES + VU_MAX_REQUEST_QUEUES]; /* worker.h */
     struct tpool *pool; /* --thread-pool-size, or NULL */
     struct vu_workers *workers;
@@ -552,6 +570,129 @@ static int set_protocol_features(struct vu_dev *dev, struct vu_msg *m)
     return 0;
 }
 
+/* ---- device state (migration, snapshots) ---------------------------------------------------
+ *
+ * SET_DEVICE_STATE_FD starts a transfer of the FUSE session's state on threads of its own
+ * (state_transfer.h): the front-end reads a SAVE's pipe while or after we write it, so the
+ * handler must not write it itself. CHECK_DEVICE_STATE waits for the end and reports it.
+ * The rings stay stopped in between: the state functions and the queues share the session.
+ */
+
+static int reply_u64(int conn, const struct vu_msg *m, uint64_t v);
+
+static bool any_queue_running(const struct vu_dev *dev)
+{
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        if (vu_queue_running(dev->queues[i]))
+            return true;
+    return false;
+}
+
+/* Forgets a transfer nobody checked (the front-end gave up on it), when it has ended. */
+static bool drop_ended_transfer(struct vu_dev *dev)
+{
+    if (dev->transfer && !state_transfer_ended(dev->transfer))
+        return false;
+    if (dev->transfer)
+        (void)state_transfer_finish(dev->transfer, -1);
+    dev->transfer = NULL;
+    dev->transfer_collected = false;
+    return true;
+}
+
+static int start_transfer(struct vu_dev *dev, struct vu_msg *m)
+{
+    uint32_t dir = m->p.device_state.direction, phase = m->p.device_state.phase;
+    if (!(dev->protocol_features & (1ull << VU_PROTOCOL_F_DEVICE_STATE))) {
+        log_error("vhost-user: SET_DEVICE_STATE_FD without VHOST_USER_PROTOCOL_F_DEVICE_STATE");
+        return -EPROTO;
+    }
+    if (m->nfds != 1) {
+        log_error("vhost-user: SET_DEVICE_STATE_FD with %u fds; the transfer needs one", m->nfds);
+        return -EINVAL;
+    }
+    if (dir != STATE_SAVE && dir != STATE_LOAD) {
+        log_error("vhost-user: SET_DEVICE_STATE_FD: unknown transfer direction %u", dir);
+        return -EINVAL;
+    }
+    if (phase != 0) {
+        log_error("vhost-user: SET_DEVICE_STATE_FD: migration phase %u is not supported (only 0, "
+                  "stopped)",
+                  phase);
+        return -EINVAL;
+    }
+    if (!drop_ended_transfer(dev)) {
+        log_error("vhost-user: SET_DEVICE_STATE_FD while a device state transfer is running");
+        return -EBUSY;
+    }
+    if (any_queue_running(dev)) {
+        log_error("vhost-user: SET_DEVICE_STATE_FD while a ring runs; the device must be stopped "
+                  "(GET_VRING_BASE)");
+        return -EBUSY;
+    }
+    log_info("device state: %s started", dir == STATE_SAVE ? "saving" : "loading");
+    return state_transfer_start(dev->fuse, (enum state_direction)dir, take_fd(m, 0),
+                                &dev->transfer);
+}
+
+/* The reply: accepted or not, never a channel of our own. A refused fd is closed. */
+static int set_device_state_fd(struct vu_dev *dev, struct vu_msg *m, int conn)
+{
+    int ret = start_transfer(dev, m);
+    return reply_u64(conn, m, VU_DEVICE_STATE_NOFD | (ret < 0 ? 1u : 0u));
+}
+
+static int check_device_state(struct vu_dev *dev, struct vu_msg *m, int conn)
+{
+    int ret = -ENOENT;
+    bool had = dev->transfer || dev->transfer_collected;
+    if (dev->transfer)
+        ret = state_transfer_finish(dev->transfer, conn);
+    else if (dev->transfer_collected)
+        ret = dev->transfer_ret;
+    else
+        log_error("vhost-user: CHECK_DEVICE_STATE without a transfer");
+    dev->transfer = NULL;
+    dev->transfer_collected = false;
+    if (had && ret < 0)
+        log_error("device state: the transfer failed: %s", strerror(-ret));
+    else if (had)
+        log_info("device state: transfer done");
+    return reply_u64(conn, m, ret < 0 ? 1 : 0);
+}
+
+static bool may_start_ring(uint32_t request)
+{
+    switch (request) {
+    case VU_SET_VRING_NUM:
+    case VU_SET_VRING_ADDR:
+    case VU_SET_VRING_BASE:
+    case VU_SET_VRING_KICK:
+    case VU_SET_VRING_ENABLE:
+        return true;
+    }
+    return false;
+}
+
+/*
+ * A ring message during a transfer: once the front-end's side is over (what is left is ours
+ * and ends by itself) it waits for the end, keeping the result for CHECK_DEVICE_STATE;
+ * before, it is refused, as waiting could wait for a front-end that waits for us.
+ */
+static int transfer_gate(struct vu_dev *dev, const struct vu_msg *m, const char *name, int conn)
+{
+    if (!dev->transfer || !may_start_ring(m->hdr.request))
+        return 0;
+    if (!state_transfer_fd_done(dev->transfer)) {
+        log_error("vhost-user: %s while the device state is being transferred; refused", name);
+        return -EBUSY;
+    }
+    dev->transfer_ret = state_transfer_finish(dev->transfer, conn);
+    dev->transfer = NULL;
+    dev->transfer_collected = true;
+    return 0;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
 struct vu_handler {
@@ -585,6 +726,9 @@ static const struct vu_handler handlers[VU_REQUEST_MAX] = {
     [VU_GET_MAX_MEM_SLOTS] = {"GET_MAX_MEM_SLOTS", 0, 0, true},
     [VU_ADD_MEM_REG] = {"ADD_MEM_REG", sizeof(((union vu_payload *)0)->mem_reg), 1, false},
     [VU_REM_MEM_REG] = {"REM_MEM_REG", sizeof(((union vu_payload *)0)->mem_reg), 1, false},
+    [VU_SET_DEVICE_STATE_FD] = {"SET_DEVICE_STATE_FD",
+                                sizeof(((union vu_payload *)0)->device_state), 1, true},
+    [VU_CHECK_DEVICE_STATE] = {"CHECK_DEVICE_STATE", 0, 0, true},
 };
 
 static int reply_u64(int conn, const struct vu_msg *m, uint64_t v)
@@ -606,6 +750,10 @@ static int handle_get(struct vu_dev *dev, struct vu_msg *m, int conn)
         return reply_u64(conn, m, GUEST_MEM_MAX_REGIONS);
     case VU_GET_VRING_BASE:
         return get_vring_base(dev, m, conn);
+    case VU_SET_DEVICE_STATE_FD:
+        return set_device_state_fd(dev, m, conn);
+    case VU_CHECK_DEVICE_STATE:
+        return check_device_state(dev, m, conn);
     }
     return -ENOSYS;
 }
@@ -694,6 +842,8 @@ static int handle_message(struct vu_dev *dev, int conn)
         close_fds(&m);
         return ret; /* a failure to send the reply ends the connection */
     }
+    if (ret == 0)
+        ret = transfer_gate(dev, &m, h->name, conn);
     if (ret == 0)
         ret = handle_set(dev, &m);
     close_fds(&m);
@@ -805,6 +955,10 @@ struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config 
 
 void vu_dev_reset(struct vu_dev *dev)
 {
+    /* A transfer uses the session: it ends (aborted if still running) before the reset. */
+    state_transfer_cancel(dev->transfer);
+    dev->transfer = NULL;
+    dev->transfer_collected = false;
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_stop(dev->queues[i]);
     /* Before the queues: ending the lock waits queues their replies, which the queue reset

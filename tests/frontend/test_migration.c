@@ -423,6 +423,331 @@ static void test_log_truncated(void)
     assert_serving(&daemon_);
 }
 
+/* ---- device state --------------------------------------------------------------------------- */
+
+/* A connection with DEVICE_STATE agreed, set up and initialized (rings running). */
+static struct fe *open_state(struct test_daemon *d)
+{
+    struct fe_config cfg = {.socket_path = d->socket, .protocol_features = PF_DEVICE_STATE};
+    struct fe *fe = NULL;
+    g_assert_cmpint(fe_open_retry(&cfg, &fe, 2000), ==, 0);
+    return fe;
+}
+
+/* GET_VRING_BASE on every ring: the device is suspended, as QEMU leaves it before a SAVE. */
+static void stop_rings(struct fe *fe)
+{
+    for (uint32_t i = 0; i < 2; i++) {
+        struct {
+            uint32_t index, num;
+        } st = {i, 0};
+        g_assert_cmpint(fe_vu_send(fe, FE_VU_GET_VRING_BASE, 0, &st, 8, NULL, 0), ==, 0);
+        uint32_t req, sz = sizeof(st);
+        g_assert_cmpint(fe_vu_recv(fe, &req, &st, &sz, 5000), ==, 0);
+    }
+}
+
+static uint64_t set_state_fd(struct fe *fe, uint32_t direction, uint32_t phase, int fd)
+{
+    uint32_t msg[2] = {direction, phase};
+    uint64_t reply = 0;
+    g_assert_cmpint(fe_vu_call_u64(fe, FE_VU_SET_DEVICE_STATE_FD, msg, sizeof(msg), &fd,
+                                   fd >= 0 ? 1 : 0, &reply),
+                    ==, 0);
+    return reply;
+}
+
+static uint64_t check_state(struct fe *fe)
+{
+    uint64_t reply = 99;
+    g_assert_cmpint(fe_vu_call_u64(fe, FE_VU_CHECK_DEVICE_STATE, NULL, 0, NULL, 0, &reply), ==, 0);
+    return reply;
+}
+
+/* Reads fd to its end (the back-end closed its end); returns the bytes. */
+static GByteArray *read_to_eof(int fd)
+{
+    GByteArray *data = g_byte_array_new();
+    uint8_t buf[65536];
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        g_assert_cmpint(poll(&p, 1, 5000), ==, 1);
+        ssize_t n = read(fd, buf, sizeof(buf));
+        g_assert_cmpint(n, >=, 0);
+        if (n == 0)
+            return data;
+        g_byte_array_append(data, buf, (guint)n);
+    }
+}
+
+static bool state_implemented(void)
+{
+    return !test_daemon_log_contains(&daemon_, NOT_IMPLEMENTED);
+}
+
+static unsigned task_count(const struct test_daemon *d)
+{
+    gchar *path = g_strdup_printf("/proc/%d/task", (int)test_daemon_serving_pid(d));
+    GDir *dir = g_dir_open(path, 0, NULL);
+    g_assert_nonnull(dir);
+    unsigned n = 0;
+    while (g_dir_read_name(dir))
+        n++;
+    g_dir_close(dir);
+    g_free(path);
+    return n;
+}
+
+/* Waits until the serving process has n tasks (threads end a moment after their work). */
+static void assert_tasks(const struct test_daemon *d, unsigned n)
+{
+    for (int waited = 0; task_count(d) != n && waited < 3000; waited += 10)
+        usleep(10000);
+    g_assert_cmpuint(task_count(d), ==, n);
+}
+
+/* SAVE: accepted without an fd of the daemon's own; the stream ends; CHECK tells the result
+ * (failure with the stub, success and some bytes once the state exists); no thread left. */
+static void test_state_save(void)
+{
+    struct fe *fe = open_state(&daemon_);
+    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    stop_rings(fe);
+    unsigned tasks = task_count(&daemon_);
+    int p[2];
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    g_assert_cmpuint(set_state_fd(fe, 0, 0, p[1]), ==, STATE_NOFD);
+    close(p[1]);
+    GByteArray *data = read_to_eof(p[0]);
+    close(p[0]);
+    uint64_t result = check_state(fe);
+    if (state_implemented()) {
+        g_assert_cmpuint(result, ==, 0);
+        g_assert_cmpuint(data->len, >, 0);
+    } else {
+        g_assert_cmpuint(result, !=, 0);
+    }
+    g_byte_array_unref(data);
+    assert_tasks(&daemon_, tasks);
+    /* A SAVE into a pipe nobody reads fails, whatever the state: CHECK says so. */
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    close(p[0]);
+    g_assert_cmpuint(set_state_fd(fe, 0, 0, p[1]), ==, STATE_NOFD);
+    close(p[1]);
+    g_assert_cmpuint(check_state(fe), !=, 0);
+    /* A SAVE into an fd that cannot be written (a pipe's read end). */
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    g_assert_cmpuint(set_state_fd(fe, 0, 0, p[0]), ==, STATE_NOFD);
+    close(p[1]);
+    close(p[0]);
+    g_assert_cmpuint(check_state(fe), !=, 0);
+    assert_tasks(&daemon_, tasks);
+    fe_close(fe);
+    assert_serving(&daemon_);
+}
+
+/* Refusals: each one is an error reply without an fd, and the connection goes on. */
+static void test_state_refused(void)
+{
+    struct fe *fe = open_state(&daemon_);
+    int p[2];
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    /* The rings run. */
+    uint64_t r = set_state_fd(fe, 0, 0, p[1]);
+    g_assert_cmpuint(r & STATE_NOFD, !=, 0);
+    g_assert_cmpuint(r & 0xff, !=, 0);
+    stop_rings(fe);
+    /* A phase other than stopped, an unknown direction, no fd. */
+    r = set_state_fd(fe, 0, 1, p[1]);
+    g_assert_cmpuint(r & 0xff, !=, 0);
+    g_assert_cmpuint(r & STATE_NOFD, !=, 0);
+    g_assert_cmpuint(set_state_fd(fe, 2, 0, p[1]) & 0xff, !=, 0);
+    g_assert_cmpuint(set_state_fd(fe, 1, 0, -1) & 0xff, !=, 0);
+    /* CHECK without a transfer. */
+    g_assert_cmpuint(check_state(fe), !=, 0);
+    g_assert_true(test_daemon_log_contains(&daemon_, "phase 1 is not supported"));
+    fe_close(fe);
+    /* Without DEVICE_STATE agreed. */
+    struct fe_config cfg = {.socket_path = daemon_.socket};
+    g_assert_cmpint(fe_open_retry(&cfg, &fe, 2000), ==, 0);
+    stop_rings(fe);
+    g_assert_cmpuint(set_state_fd(fe, 1, 0, p[0]) & 0xff, !=, 0);
+    fe_close(fe);
+    close(p[0]);
+    close(p[1]);
+    assert_serving(&daemon_);
+}
+
+/* cloud-hypervisor's restore: LOAD right after the protocol features, before any memory; a
+ * second transfer while one runs is refused; the transfer's threads are confined. */
+static void test_state_load_early(void)
+{
+    struct fe_config cfg = {.socket_path = daemon_.socket, .skip_setup = true};
+    struct fe *fe = NULL;
+    g_assert_cmpint(fe_open_retry(&cfg, &fe, 2000), ==, 0);
+    uint64_t features, pf;
+    g_assert_cmpint(fe_vu_send(fe, FE_VU_SET_OWNER, 0, NULL, 0, NULL, 0), ==, 0);
+    g_assert_cmpint(fe_vu_get_u64(fe, FE_VU_GET_FEATURES, &features), ==, 0);
+    g_assert_cmpint(fe_vu_get_u64(fe, FE_VU_GET_PROTOCOL_FEATURES, &pf), ==, 0);
+    g_assert_cmpuint(pf & PF_DEVICE_STATE, !=, 0);
+    g_assert_cmpuint(pf & PF_LOG_SHMFD, !=, 0);
+    g_assert_cmpuint(features & F_LOG_ALL, !=, 0);
+    pf &= PF_DEVICE_STATE | (1ull << 3);
+    g_assert_cmpint(fe_vu_send(fe, FE_VU_SET_PROTOCOL_FEATURES, 0, &pf, 8, NULL, 0), ==, 0);
+    int p[2];
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    g_assert_cmpuint(set_state_fd(fe, 1, 0, p[0]), ==, STATE_NOFD);
+    close(p[0]);
+    /* Our end still open: the transfer waits for data. A second one is refused. */
+    int q[2];
+    g_assert_cmpint(pipe2(q, O_CLOEXEC), ==, 0);
+    g_assert_cmpuint(set_state_fd(fe, 1, 0, q[0]) & 0xff, !=, 0);
+    close(q[0]);
+    close(q[1]);
+    /* The pump runs meanwhile, as confined as every other thread (named a moment after it
+     * starts: looked for a while). */
+    gchar *path = g_strdup_printf("/proc/%d/task", (int)test_daemon_serving_pid(&daemon_));
+    bool found = false;
+    for (int tries = 0; !found && tries < 200; tries++, usleep(10000)) {
+        GDir *dir = g_dir_open(path, 0, NULL);
+        for (const char *t; (t = g_dir_read_name(dir));) {
+            gchar *comm_path = g_strdup_printf("%s/%s/comm", path, t), *comm = NULL;
+            gchar *status_path = g_strdup_printf("%s/%s/status", path, t), *status = NULL;
+            if (g_file_get_contents(comm_path, &comm, NULL, NULL) &&
+                g_str_has_prefix(comm, "state-") &&
+                g_file_get_contents(status_path, &status, NULL, NULL)) {
+                found = true;
+                g_assert_nonnull(strstr(status, "Seccomp:\t2"));
+                g_assert_nonnull(strstr(status, "NoNewPrivs:\t1"));
+            }
+            g_free(comm);
+            g_free(status);
+            g_free(comm_path);
+            g_free(status_path);
+        }
+        g_dir_close(dir);
+    }
+    g_free(path);
+    g_assert_true(found);
+    /* Garbage, then the end: the load fails (stub or not), CHECK says so. */
+    g_assert_cmpint(write(p[1], "not a device state", 18), ==, 18);
+    close(p[1]);
+    g_assert_cmpuint(check_state(fe), !=, 0);
+    fe_close(fe);
+    assert_serving(&daemon_);
+}
+
+/* The front-end goes away mid-transfer (its pipe still open): the daemon resets, no thread
+ * or fd is left, the next connection is served. Also a CHECK that waits on an fd that never
+ * ends (an eventfd for a LOAD) ends with the connection. */
+/* The serving process's fd count once the last session's reset is over. */
+static int settled_fd_count(void)
+{
+    int n = test_daemon_fd_count(&daemon_);
+    for (int same = 0, waited = 0; same < 10 && waited < 3000; waited += 20) {
+        usleep(20000);
+        int m = test_daemon_fd_count(&daemon_);
+        same = m == n ? same + 1 : 0;
+        n = m;
+    }
+    return n;
+}
+
+static void test_state_disconnect(void)
+{
+    assert_serving(&daemon_);
+    unsigned tasks = task_count(&daemon_);
+    int fds = settled_fd_count();
+    struct fe *fe = open_state(&daemon_);
+    stop_rings(fe);
+    int p[2];
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    g_assert_cmpuint(set_state_fd(fe, 1, 0, p[0]), ==, STATE_NOFD);
+    g_assert_cmpint(write(p[1], "partial", 7), ==, 7);
+    fe_close(fe);
+    assert_serving(&daemon_);
+    assert_tasks(&daemon_, tasks);
+    g_assert_cmpint(settled_fd_count(), ==, fds);
+    close(p[0]);
+    close(p[1]);
+
+    fe = open_state(&daemon_);
+    stop_rings(fe);
+    int ev = eventfd(0, EFD_CLOEXEC);
+    g_assert_cmpuint(set_state_fd(fe, 1, 0, ev), ==, STATE_NOFD);
+    close(ev);
+    g_assert_cmpint(fe_vu_send(fe, FE_VU_CHECK_DEVICE_STATE, 0, NULL, 0, NULL, 0), ==, 0);
+    uint64_t v;
+    uint32_t req, sz = sizeof(v);
+    g_assert_cmpint(fe_vu_recv(fe, &req, &v, &sz, 300), ==, -ETIMEDOUT);
+    fe_close(fe);
+    assert_serving(&daemon_);
+    assert_tasks(&daemon_, tasks);
+    g_assert_cmpint(settled_fd_count(), ==, fds);
+}
+
+/*
+ * End to end: daemon A's SAVE loaded into daemon B on the same share; B then answers for
+ * A's nodeids without a FUSE_INIT. Skipped while the session state is a stub.
+ */
+static void test_state_a_to_b(void)
+{
+    write_pattern_file(&daemon_, "migrated", 5000);
+    struct fe *a = open_state(&daemon_);
+    g_assert_cmpint(fe_fuse_init(a), ==, 0);
+    struct fuse_entry_out e;
+    g_assert_cmpint(fe_lookup(a, FUSE_ROOT_ID, "migrated", &e), ==, 0);
+    stop_rings(a);
+    int p[2];
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    g_assert_cmpuint(set_state_fd(a, 0, 0, p[1]), ==, STATE_NOFD);
+    close(p[1]);
+    GByteArray *state = read_to_eof(p[0]);
+    close(p[0]);
+    uint64_t saved = check_state(a);
+    fe_close(a);
+    if (!state_implemented()) {
+        g_byte_array_unref(state);
+        g_test_skip("the session state is " NOT_IMPLEMENTED);
+        return;
+    }
+    g_assert_cmpuint(saved, ==, 0);
+
+    struct test_daemon b;
+    gchar *share = g_strdup_printf("--shared-dir=%s", daemon_.share);
+    const char *args[] = {share, NULL};
+    g_assert_cmpint(test_daemon_start(&b, args), ==, 0);
+    struct fe_config cfg = {
+        .socket_path = b.socket, .skip_setup = true, .protocol_features = PF_DEVICE_STATE};
+    struct fe *fb = NULL;
+    g_assert_cmpint(fe_open_retry(&cfg, &fb, 2000), ==, 0);
+    uint64_t pf = PF_DEVICE_STATE | (1ull << 0) | (1ull << 3) | (1ull << 15), f;
+    g_assert_cmpint(fe_vu_get_u64(fb, FE_VU_GET_FEATURES, &f), ==, 0);
+    g_assert_cmpint(fe_vu_send(fb, FE_VU_SET_PROTOCOL_FEATURES, 0, &pf, 8, NULL, 0), ==, 0);
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    g_assert_cmpuint(set_state_fd(fb, 1, 0, p[0]), ==, STATE_NOFD);
+    close(p[0]);
+    g_assert_cmpint(write(p[1], state->data, state->len), ==, (ssize_t)state->len);
+    close(p[1]);
+    g_assert_cmpuint(check_state(fb), ==, 0);
+    g_byte_array_unref(state);
+    /* Then memory and rings, on the same connection (a new one would start a new session),
+     * and requests for A's nodeids without FUSE_INIT. */
+    g_assert_cmpint(fe_setup(fb), ==, 0);
+    struct fuse_entry_out eb;
+    g_assert_cmpint(fe_lookup(fb, FUSE_ROOT_ID, "migrated", &eb), ==, 0);
+    g_assert_cmpuint(eb.nodeid, ==, e.nodeid);
+    struct fuse_getattr_in gin = {0};
+    struct iovec iov = {&gin, sizeof(gin)};
+    struct fe_reply r;
+    g_assert_cmpint(
+        fe_fuse(fb, Q, FUSE_GETATTR, e.nodeid, &iov, 1, sizeof(struct fuse_attr_out), &r), ==, 0);
+    g_assert_cmpint(r.error, ==, 0);
+    fe_close(fb);
+    test_daemon_stop(&b);
+    g_free(share);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -431,6 +756,11 @@ int main(int argc, char **argv)
     g_test_add_func("/migration/log-stops", test_log_stops);
     g_test_add_func("/migration/hostile-log-base", test_hostile_log_base);
     g_test_add_func("/migration/log-truncated", test_log_truncated);
+    g_test_add_func("/migration/state-save", test_state_save);
+    g_test_add_func("/migration/state-refused", test_state_refused);
+    g_test_add_func("/migration/state-load-early", test_state_load_early);
+    g_test_add_func("/migration/state-disconnect", test_state_disconnect);
+    g_test_add_func("/migration/state-a-to-b", test_state_a_to_b);
     const char *pool_args[] = {"--thread-pool-size=2", NULL};
     if (test_daemon_start(&daemon_, NULL) < 0 || test_daemon_start(&pool_daemon, pool_args) < 0) {
         g_printerr("cannot start the daemon\n");
