@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -54,6 +55,16 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+/* A write to a pipe whose reader left is EPIPE here, never a SIGPIPE that ends the process
+ * (the daemon ignores it anyway; this does not depend on it). */
+static void block_sigpipe(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 static void thread_ended(struct state_transfer *t)
 {
     atomic_fetch_add(&t->ended, 1);
@@ -67,6 +78,7 @@ static void *state_main(void *arg)
 {
     struct state_transfer *t = arg;
     (void)prctl(PR_SET_NAME, t->dir == STATE_SAVE ? "state-save" : "state-load");
+    block_sigpipe();
     /* The session's tables are read under RCU. */
     rcu_register_thread();
     t->state_ret = t->dir == STATE_SAVE ? fuse_session_state_save(t->se, t->state_fd)
@@ -178,6 +190,7 @@ static void *pump_main(void *arg)
 {
     struct state_transfer *t = arg;
     (void)prctl(PR_SET_NAME, "state-pump");
+    block_sigpipe();
     uint8_t *buf = malloc(PUMP_BUF);
     int ret = -ENOMEM;
     if (buf)
