@@ -67,6 +67,42 @@ int guest_mem_gpa_iov(const struct guest_mem *mem, uint64_t gpa, uint32_t len, s
 void *guest_mem_uva_ptr(const struct guest_mem *mem, uint64_t uva, uint64_t len);
 
 /*
+ * Dirty-page logging for live migration (vhost-user SET_LOG_BASE with LOG_SHMFD): a bitmap
+ * in memory the front-end shares, one bit per 4 KiB page of guest-physical memory from
+ * address 0 (bit n % 8 of byte n / 8 for page n), which the front-end reads and clears while
+ * we set bits. Every byte the daemon writes into guest memory while logging is on gets its
+ * page's bit set, after the write (see guest_log_write).
+ */
+#define GUEST_LOG_PAGE 4096u
+/* The largest log accepted: 1 GiB of bits covers 32 TiB of guest-physical addresses. */
+#define GUEST_LOG_MAX_SIZE (1ull << 30)
+
+struct guest_log {
+    uint8_t *bits;  /* the bitmap (host address of the log's offset in its fd) */
+    uint64_t size;  /* bytes of bitmap */
+    void *map_base; /* what mmap returned */
+    size_t map_len;
+    bool overflow_logged; /* a write beyond the bitmap's reach was reported */
+};
+
+/*
+ * Maps size bytes at offset of fd as the log. The front-end's values are checked like a
+ * memory region's: size 0 or above GUEST_LOG_MAX_SIZE, offset + size wrapping or past the
+ * end of a regular file (or memfd) are refused with -EINVAL. The mapping is registered with
+ * the fault handler like guest memory: a log truncated later costs the connection only.
+ */
+int guest_log_map(int fd, uint64_t size, uint64_t offset, struct guest_log **out);
+/* Unmaps and frees; NULL is fine. No thread may still be writing to it (RCU grace period). */
+void guest_log_unmap(struct guest_log *log);
+/*
+ * Marks the pages of [gpa, gpa + len) dirty, atomically (the front-end clears bits
+ * concurrently). Called after the bytes were written: a release fence orders them before the
+ * bits, so a front-end that sees the bit and copies the page copies the new bytes. A range
+ * beyond the bitmap is logged once and otherwise ignored (a front-end's sizing error).
+ */
+void guest_log_write(struct guest_log *log, uint64_t gpa, uint64_t len);
+
+/*
  * Guest memory that vanishes under us. The front-end may shrink the file behind a region
  * after handing it over (ftruncate of an unsealed memfd, a /dev/shm or hugetlbfs file): the
  * next access to the lost pages raises SIGBUS in whichever thread makes it. The fault handler
@@ -85,6 +121,7 @@ struct guest_mem_fault {
     uint64_t region_gpa, region_size; /* the region that lost its backing */
     uint64_t gpa;                     /* the guest-physical address touched */
     uintptr_t addr;                   /* the host address touched (si_addr) */
+    bool dirty_log; /* it was the dirty-page log (region_size: its size), not guest memory */
 };
 
 /* True once a fault hit guest memory (cheap: threads use it to leave the rings alone). */

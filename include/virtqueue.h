@@ -26,12 +26,20 @@ struct vq_elem {
     size_t rd_len, wr_len;
     bool writable_seen; /* while walking: a device-writable descriptor came already */
     struct iovec iov[VQ_MAX_IOV];
+    /* The device-writable buffers by guest-physical address, in chain order (contiguous ones
+     * merged): what dirty-page logging marks once a reply is written (vq_log_reply). */
+    unsigned wr_gpa_num;
+    struct {
+        uint64_t gpa, len;
+    } wr_gpa[VQ_MAX_IOV];
 };
 
 struct virtqueue {
     /* Set by the front-end through vhost-user messages. */
     unsigned num;                           /* queue size, 0 until SET_VRING_NUM */
     uint64_t desc_uva, avail_uva, used_uva; /* front-end virtual addresses */
+    bool log_used;                          /* VHOST_VRING_F_LOG: log used-ring writes ... */
+    uint64_t log_used_gpa;                  /* ... at this address for the ring's first byte */
     uint16_t last_avail_idx;                /* next avail entry we consume (SET_VRING_BASE) */
     bool event_idx;                         /* VIRTIO_RING_F_EVENT_IDX negotiated */
 
@@ -39,6 +47,9 @@ struct virtqueue {
     struct vring_desc *desc;
     struct vring_avail *avail;
     struct vring_used *used;
+    /* The dirty-page log while logging is on, else NULL: set with the ring addresses for each
+     * read-side section by the ring's owner (like desc/avail/used, valid only within it). */
+    struct guest_log *log;
 
     uint16_t used_idx;       /* next used entry we fill */
     uint16_t signalled_used; /* used_idx at the last notification (EVENT_IDX) */
@@ -88,8 +99,16 @@ int vq_pop(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *el
  */
 int vq_walk(struct virtqueue *vq, const struct guest_mem *mem, uint16_t head, struct vq_elem *elem);
 
-/* Puts head into the used ring with len bytes written; the head is no longer out. */
+/* Puts head into the used ring with len bytes written; the head is no longer out. With
+ * vq->log and log_used, the used-ring writes are logged. */
 void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len);
+
+/*
+ * Dirty-page logging of a reply: marks the pages of the first len bytes of elem's
+ * device-writable buffers, the bytes a reply of used length len wrote (the used length is
+ * exactly what was written into the chain, from its first writable byte on).
+ */
+void vq_log_reply(struct guest_log *log, const struct vq_elem *elem, uint32_t len);
 
 /* After a batch of pushes: true if the driver wants an interrupt (honours EVENT_IDX). */
 bool vq_should_notify(struct virtqueue *vq);

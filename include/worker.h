@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 struct fuse_session;
+struct guest_log;
 struct guest_mem;
 struct tpool;
 struct vu_queue;
@@ -43,12 +44,13 @@ unsigned vu_workers_threads(const struct vu_workers *ws);
 
 /*
  * A queue of the device, served by worker (vu_workers_for_queue). mem is the device's
- * RCU-protected memory table; pool (vu_pool_new) serves the queue's requests, or NULL for the
- * worker to serve them itself. NULL when out of memory.
+ * RCU-protected memory table, log its RCU-protected dirty-page log (NULL while logging is
+ * off); pool (vu_pool_new) serves the queue's requests, or NULL for the worker to serve them
+ * itself. NULL when out of memory.
  */
 struct vu_queue *vu_queue_new(unsigned index, struct guest_mem *const *mem,
-                              struct fuse_session *fuse, struct vu_worker *worker,
-                              struct tpool *pool);
+                              struct guest_log *const *log, struct fuse_session *fuse,
+                              struct vu_worker *worker, struct tpool *pool);
 /* Stops the queue and frees it with its fds; NULL is a no-op. */
 void vu_queue_free(struct vu_queue *q);
 
@@ -63,7 +65,13 @@ int vu_pool_new(unsigned nthreads, struct tpool **out);
  * negative errno of a queue that could not be handed back (logged).
  */
 int vu_queue_set_size(struct vu_queue *q, unsigned num);
-int vu_queue_set_addr(struct vu_queue *q, uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva);
+/* SET_VRING_ADDR: the rings' front-end addresses, and where used-ring writes are logged. */
+struct vu_ring_addr {
+    uint64_t desc_uva, avail_uva, used_uva;
+    bool log_used;         /* VHOST_VRING_F_LOG */
+    uint64_t log_used_gpa; /* log_guest_addr: the used ring's first byte, for the log */
+};
+int vu_queue_set_addr(struct vu_queue *q, const struct vu_ring_addr *a);
 /* The next avail entry to read and used entry to fill. */
 int vu_queue_set_base(struct vu_queue *q, uint16_t idx);
 /* Stops the queue and returns the next avail entry it would have read; its fds, base and
@@ -82,6 +90,8 @@ int vu_queue_enable(struct vu_queue *q, bool enable);
  * the features apply to every queue. */
 void vu_queue_set_event_idx(struct vu_queue *q, bool on);
 
+/* True while a worker serves the queue. */
+bool vu_queue_running(const struct vu_queue *q);
 /* Takes the queue from its worker, letting the request in progress finish; no-op when not
  * running. The worker's other queues pause only for that moment. */
 void vu_queue_stop(struct vu_queue *q);

@@ -28,10 +28,12 @@
  * never maps over an address range that was unmapped, and perhaps reused, meanwhile.
  */
 
-/* Mappings alive at once: a full table, and a new one being mapped before the old is freed. */
-#define FAULT_SLOTS (2 * GUEST_MEM_MAX_REGIONS)
-#define SLOT_FREE   ((uintptr_t)0)
-#define SLOT_BUSY   ((uintptr_t)1) /* being filled or withdrawn: the handler skips it */
+/* Mappings alive at once: a full table, and a new one being mapped before the old is freed;
+ * then two of their own for the dirty-page log (the old one and its replacement). */
+#define REGION_SLOTS (2 * GUEST_MEM_MAX_REGIONS)
+#define FAULT_SLOTS  (REGION_SLOTS + 2)
+#define SLOT_FREE    ((uintptr_t)0)
+#define SLOT_BUSY    ((uintptr_t)1) /* being filled or withdrawn: the handler skips it */
 
 _Static_assert(ATOMIC_POINTER_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2 &&
                    ATOMIC_INT_LOCK_FREE == 2,
@@ -42,6 +44,7 @@ struct fault_slot {
     _Atomic size_t len;     /* map_len */
     _Atomic uintptr_t host; /* address of gpa */
     _Atomic uint64_t gpa, size;
+    atomic_bool dirty_log; /* the dirty-page log, not guest memory (gpa, size: 0, its size) */
 };
 
 enum { FAULT_NONE, FAULT_RECORDING, FAULT_RECORDED, FAULT_REPORTED };
@@ -55,9 +58,10 @@ static atomic_bool handler_installed;
 static struct sigaction previous_action; /* what SIGBUS did before: for faults not ours */
 static uintptr_t page_size;
 
-static int fault_slot_fill(const struct guest_region *r)
+static int fault_slot_fill(const struct guest_region *r, bool dirty_log)
 {
-    for (unsigned i = 0; i < FAULT_SLOTS; i++) {
+    for (unsigned i = dirty_log ? REGION_SLOTS : 0; i < (dirty_log ? FAULT_SLOTS : REGION_SLOTS);
+         i++) {
         struct fault_slot *s = &fault_slots[i];
         uintptr_t expected = SLOT_FREE;
         if (!atomic_compare_exchange_strong(&s->base, &expected, SLOT_BUSY))
@@ -66,6 +70,7 @@ static int fault_slot_fill(const struct guest_region *r)
         atomic_store(&s->host, (uintptr_t)r->host);
         atomic_store(&s->gpa, r->gpa);
         atomic_store(&s->size, r->size);
+        atomic_store(&s->dirty_log, dirty_log);
         atomic_store(&s->base, (uintptr_t)r->map_base);
         return 0;
     }
@@ -120,6 +125,7 @@ static void record_fault(const struct fault_slot *s, uintptr_t addr)
     fault_info.region_size = atomic_load(&s->size);
     fault_info.gpa = addr >= host ? gpa + (addr - host) : gpa;
     fault_info.addr = addr;
+    fault_info.dirty_log = atomic_load(&s->dirty_log);
     atomic_store(&fault_state, FAULT_RECORDED);
 }
 
@@ -256,7 +262,7 @@ int guest_region_map(const struct guest_region_desc *desc, int fd, struct guest_
         .host = (uint8_t *)base + slack,
     };
     /* A mapping the fault handler does not know of would take the process down with it. */
-    if (fault_slot_fill(&r) < 0) {
+    if (fault_slot_fill(&r, false) < 0) {
         munmap(base, len);
         return -ENOSPC;
     }
@@ -362,4 +368,83 @@ void *guest_mem_uva_ptr(const struct guest_mem *mem, uint64_t uva, uint64_t len)
             return r->host + off;
     }
     return NULL;
+}
+
+/* ---- dirty-page log ------------------------------------------------------------------------ */
+
+int guest_log_map(int fd, uint64_t size, uint64_t offset, struct guest_log **out)
+{
+    if (size == 0 || size > GUEST_LOG_MAX_SIZE || offset + size < offset)
+        return -EINVAL;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    /* As for guest memory: a log past the end of its file would SIGBUS on the first bit. */
+    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size < offset + size)
+        return -EINVAL;
+    struct guest_log *log = calloc(1, sizeof(*log));
+    if (!log)
+        return -ENOMEM;
+    long page = sysconf(_SC_PAGESIZE);
+    uint64_t aligned = offset & ~((uint64_t)page - 1);
+    size_t len = (size_t)(size + (offset - aligned));
+    void *base =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, (off_t)aligned);
+    if (base == MAP_FAILED) {
+        int err = errno;
+        free(log);
+        return -err;
+    }
+    madvise(base, len, MADV_DONTDUMP);
+    *log = (struct guest_log){.bits = (uint8_t *)base + (offset - aligned),
+                              .size = size,
+                              .map_base = base,
+                              .map_len = len};
+    /* Registered like a region: the front-end may truncate the log's file as well. */
+    struct guest_region r = {
+        .gpa = 0, .size = size, .map_base = base, .map_len = len, .host = log->bits};
+    if (fault_slot_fill(&r, true) < 0) {
+        munmap(base, len);
+        free(log);
+        return -ENOSPC;
+    }
+    *out = log;
+    return 0;
+}
+
+void guest_log_unmap(struct guest_log *log)
+{
+    if (!log)
+        return;
+    struct guest_region r = {.gpa = 0, .map_base = log->map_base, .map_len = log->map_len};
+    guest_region_unmap(&r);
+    free(log);
+}
+
+void guest_log_write(struct guest_log *log, uint64_t gpa, uint64_t len)
+{
+    if (len == 0)
+        return;
+    uint64_t first = gpa / GUEST_LOG_PAGE;
+    uint64_t last = (gpa + (len - 1)) / GUEST_LOG_PAGE;
+    if (gpa + (len - 1) < gpa || last / 8 >= log->size) {
+        if (!__atomic_exchange_n(&log->overflow_logged, true, __ATOMIC_RELAXED))
+            log_error("dirty-page log of %llu bytes does not cover guest address 0x%llx (+%llu): "
+                      "writes there go unlogged",
+                      (unsigned long long)log->size, (unsigned long long)gpa,
+                      (unsigned long long)len);
+        if (gpa + (len - 1) < gpa || first / 8 >= log->size)
+            return;
+        last = log->size * 8 - 1;
+    }
+    /* The bytes before the bits: the front-end copies a page once it sees its bit. */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    for (uint64_t page = first; page <= last;) {
+        uint64_t byte = page / 8;
+        unsigned lo = (unsigned)(page % 8);
+        unsigned hi = last / 8 == byte ? (unsigned)(last % 8) : 7u;
+        uint8_t mask = (uint8_t)((0xffu >> (7 - hi)) & (0xffu << lo));
+        __atomic_fetch_or(&log->bits[byte], mask, __ATOMIC_RELAXED);
+        page = (byte + 1) * 8;
+    }
 }

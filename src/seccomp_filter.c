@@ -30,6 +30,7 @@ static const char *const allowed[] = {
     "write",
     "setsockopt",
     "eventfd2",
+    "pipe2", /* a DEVICE_STATE transfer's own pipe (state_transfer.c) */
     /* FUSE passthrough: lookups and attributes */
     "openat",
     "newfstatat",

@@ -20,6 +20,7 @@
 
 #include "guest_mem.h"
 #include "log.h"
+#include "state_transfer.h"
 #include "thread_pool.h"
 #include "virtqueue.h"
 #include "worker.h"
@@ -47,7 +48,9 @@ enum vu_request {
     VU_GET_MAX_MEM_SLOTS = 36,
     VU_ADD_MEM_REG = 37,
     VU_REM_MEM_REG = 38,
-    VU_REQUEST_MAX = 41,
+    VU_SET_DEVICE_STATE_FD = 42,
+    VU_CHECK_DEVICE_STATE = 43,
+    VU_REQUEST_MAX = 44,
 };
 
 #define VU_FLAG_VERSION      0x1u
@@ -56,8 +59,14 @@ enum vu_request {
 #define VU_FLAG_NEED_REPLY   0x8u
 
 #define VU_PROTOCOL_F_MQ                  0
+#define VU_PROTOCOL_F_LOG_SHMFD           1
 #define VU_PROTOCOL_F_REPLY_ACK           3
 #define VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS 15
+#define VU_PROTOCOL_F_DEVICE_STATE        19
+
+/* SET_DEVICE_STATE_FD's reply: bits 0-7 an error code (0: accepted), bit 8 "no fd returned"
+ * (we never offer a channel of our own: the front-end keeps using its pipe). */
+#define VU_DEVICE_STATE_NOFD (1ull << 8)
 
 /* Feature bit 30 (VU_F_PROTOCOL_FEATURES) enables the protocol-feature messages. */
 #define VU_F_PROTOCOL_FEATURES 30
@@ -69,10 +78,12 @@ enum vu_request {
 /* Only what we implement: cloud-hypervisor acks whatever a back-end offers. */
 static const uint64_t offered_features =
     (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
-    (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VU_F_PROTOCOL_FEATURES);
-static const uint64_t offered_protocol_features = (1ull << VU_PROTOCOL_F_MQ) |
-                                                  (1ull << VU_PROTOCOL_F_REPLY_ACK) |
-                                                  (1ull << VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VU_F_PROTOCOL_FEATURES) |
+    (1ull << VHOST_F_LOG_ALL);
+static const uint64_t offered_protocol_features =
+    (1ull << VU_PROTOCOL_F_MQ) | (1ull << VU_PROTOCOL_F_LOG_SHMFD) |
+    (1ull << VU_PROTOCOL_F_REPLY_ACK) | (1ull << VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+    (1ull << VU_PROTOCOL_F_DEVICE_STATE);
 
 struct vu_region_msg {
     uint64_t gpa, size, uva, mmap_offset;
@@ -97,6 +108,13 @@ union vu_payload {
         uint64_t padding;
         struct vu_region_msg region;
     } mem_reg;
+    struct {
+        uint64_t mmap_size, mmap_offset;
+    } log;
+    struct {
+        uint32_t direction; /* enum state_direction */
+        uint32_t phase;     /* 0: stopped, the only one defined */
+    } device_state;
     uint8_t raw[512];
 };
 
@@ -114,6 +132,15 @@ struct vu_dev {
     uint64_t protocol_features;
     bool owner;
     struct guest_mem *mem; /* RCU-protected: workers read it, we replace it */
+    /* Dirty-page logging: the log SET_LOG_BASE mapped, and the one the workers see
+     * (RCU-protected, like mem): the same while VHOST_F_LOG_ALL is on, NULL otherwise. */
+    struct guest_log *log_map;
+    struct guest_log *log;
+    /* DEVICE_STATE: the transfer SET_DEVICE_STATE_FD started, until CHECK_DEVICE_STATE; or,
+     * once collected early (a ring message waited for its end), its result for CHECK. */
+    struct state_transfer *transfer;
+    bool transfer_collected;
+    int transfer_ret;
     struct vu_queue *queues[VU_HIPRIO_QUEUES + VU_MAX_REQUEST_QUEUES]; /* worker.h */
     struct tpool *pool; /* --thread-pool-size, or NULL */
     struct vu_workers *workers;
@@ -348,6 +375,54 @@ static int rem_mem_reg(struct vu_dev *dev, struct vu_msg *m)
     return 0;
 }
 
+/* ---- dirty-page logging ------------------------------------------------------------------- */
+
+/* The workers see the log while both a log is mapped and VHOST_F_LOG_ALL is on. Returns once
+ * no worker can still be writing to the one they saw before. */
+static void publish_log(struct vu_dev *dev)
+{
+    struct guest_log *active = dev->features & (1ull << VHOST_F_LOG_ALL) ? dev->log_map : NULL;
+    if (active == dev->log)
+        return;
+    rcu_assign_pointer(dev->log, active);
+    synchronize_rcu();
+}
+
+/* Replaces the mapped log (NULL: none), unmapping the old one once nobody uses it. */
+static void replace_log(struct vu_dev *dev, struct guest_log *log)
+{
+    struct guest_log *old = dev->log_map;
+    dev->log_map = log;
+    publish_log(dev);
+    guest_log_unmap(old);
+}
+
+/*
+ * SET_LOG_BASE with LOG_SHMFD: the log's fd, its size and offset. A log we cannot map is not
+ * something to carry on without: the front-end would migrate pages we write without ever
+ * seeing them dirty, so the caller ends the connection after the reply.
+ */
+static int set_log_base(struct vu_dev *dev, struct vu_msg *m)
+{
+    if (!(dev->protocol_features & (1ull << VU_PROTOCOL_F_LOG_SHMFD)) || m->nfds != 1) {
+        log_error("vhost-user: SET_LOG_BASE needs VHOST_USER_PROTOCOL_F_LOG_SHMFD and one fd "
+                  "(%u fds)",
+                  m->nfds);
+        return -EINVAL;
+    }
+    struct guest_log *log;
+    int ret = guest_log_map(m->fds[0], m->p.log.mmap_size, m->p.log.mmap_offset, &log);
+    if (ret < 0) {
+        log_error("vhost-user: bad dirty-page log of size 0x%llx at offset 0x%llx: %s",
+                  (unsigned long long)m->p.log.mmap_size, (unsigned long long)m->p.log.mmap_offset,
+                  strerror(-ret));
+        return ret;
+    }
+    replace_log(dev, log);
+    log_debug("vhost-user: dirty-page log of %llu bytes", (unsigned long long)log->size);
+    return 0;
+}
+
 /* ---- vrings ------------------------------------------------------------------------------ */
 
 static struct vu_queue *queue_at(struct vu_dev *dev, uint32_t index)
@@ -379,7 +454,12 @@ static int set_vring_addr(struct vu_dev *dev, struct vu_msg *m)
     struct vu_queue *q = queue_at(dev, a->index);
     if (!q)
         return -EINVAL;
-    return vu_queue_set_addr(q, a->desc_user_addr, a->avail_user_addr, a->used_user_addr);
+    const struct vu_ring_addr ra = {.desc_uva = a->desc_user_addr,
+                                    .avail_uva = a->avail_user_addr,
+                                    .used_uva = a->used_user_addr,
+                                    .log_used = a->flags & (1u << VHOST_VRING_F_LOG),
+                                    .log_used_gpa = a->log_guest_addr};
+    return vu_queue_set_addr(q, &ra);
 }
 
 static int set_vring_base(struct vu_dev *dev, struct vu_msg *m)
@@ -469,6 +549,12 @@ static int set_features(struct vu_dev *dev, struct vu_msg *m)
     bool event_idx = f & (1ull << VIRTIO_RING_F_EVENT_IDX);
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_set_event_idx(dev->queues[i], event_idx);
+    /* Logging starts with LOG_ALL (the log may come before or after it) and stops without:
+     * the log is unmapped then, as QEMU sends no SET_LOG_BASE to end it. */
+    if (f & (1ull << VHOST_F_LOG_ALL))
+        publish_log(dev);
+    else
+        replace_log(dev, NULL);
     return 0;
 }
 
@@ -481,6 +567,129 @@ static int set_protocol_features(struct vu_dev *dev, struct vu_msg *m)
         return -EINVAL;
     }
     dev->protocol_features = f;
+    return 0;
+}
+
+/* ---- device state (migration, snapshots) ---------------------------------------------------
+ *
+ * SET_DEVICE_STATE_FD starts a transfer of the FUSE session's state on threads of its own
+ * (state_transfer.h): the front-end reads a SAVE's pipe while or after we write it, so the
+ * handler must not write it itself. CHECK_DEVICE_STATE waits for the end and reports it.
+ * The rings stay stopped in between: the state functions and the queues share the session.
+ */
+
+static int reply_u64(int conn, const struct vu_msg *m, uint64_t v);
+
+static bool any_queue_running(const struct vu_dev *dev)
+{
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        if (vu_queue_running(dev->queues[i]))
+            return true;
+    return false;
+}
+
+/* Forgets a transfer nobody checked (the front-end gave up on it), when it has ended. */
+static bool drop_ended_transfer(struct vu_dev *dev)
+{
+    if (dev->transfer && !state_transfer_ended(dev->transfer))
+        return false;
+    if (dev->transfer)
+        (void)state_transfer_finish(dev->transfer, -1);
+    dev->transfer = NULL;
+    dev->transfer_collected = false;
+    return true;
+}
+
+static int start_transfer(struct vu_dev *dev, struct vu_msg *m)
+{
+    uint32_t dir = m->p.device_state.direction, phase = m->p.device_state.phase;
+    if (!(dev->protocol_features & (1ull << VU_PROTOCOL_F_DEVICE_STATE))) {
+        log_error("vhost-user: SET_DEVICE_STATE_FD without VHOST_USER_PROTOCOL_F_DEVICE_STATE");
+        return -EPROTO;
+    }
+    if (m->nfds != 1) {
+        log_error("vhost-user: SET_DEVICE_STATE_FD with %u fds; the transfer needs one", m->nfds);
+        return -EINVAL;
+    }
+    if (dir != STATE_SAVE && dir != STATE_LOAD) {
+        log_error("vhost-user: SET_DEVICE_STATE_FD: unknown transfer direction %u", dir);
+        return -EINVAL;
+    }
+    if (phase != 0) {
+        log_error("vhost-user: SET_DEVICE_STATE_FD: migration phase %u is not supported (only 0, "
+                  "stopped)",
+                  phase);
+        return -EINVAL;
+    }
+    if (!drop_ended_transfer(dev)) {
+        log_error("vhost-user: SET_DEVICE_STATE_FD while a device state transfer is running");
+        return -EBUSY;
+    }
+    if (any_queue_running(dev)) {
+        log_error("vhost-user: SET_DEVICE_STATE_FD while a ring runs; the device must be stopped "
+                  "(GET_VRING_BASE)");
+        return -EBUSY;
+    }
+    log_info("device state: %s started", dir == STATE_SAVE ? "saving" : "loading");
+    return state_transfer_start(dev->fuse, (enum state_direction)dir, take_fd(m, 0),
+                                &dev->transfer);
+}
+
+/* The reply: accepted or not, never a channel of our own. A refused fd is closed. */
+static int set_device_state_fd(struct vu_dev *dev, struct vu_msg *m, int conn)
+{
+    int ret = start_transfer(dev, m);
+    return reply_u64(conn, m, VU_DEVICE_STATE_NOFD | (ret < 0 ? 1u : 0u));
+}
+
+static int check_device_state(struct vu_dev *dev, struct vu_msg *m, int conn)
+{
+    int ret = -ENOENT;
+    bool had = dev->transfer || dev->transfer_collected;
+    if (dev->transfer)
+        ret = state_transfer_finish(dev->transfer, conn);
+    else if (dev->transfer_collected)
+        ret = dev->transfer_ret;
+    else
+        log_error("vhost-user: CHECK_DEVICE_STATE without a transfer");
+    dev->transfer = NULL;
+    dev->transfer_collected = false;
+    if (had && ret < 0)
+        log_error("device state: the transfer failed: %s", strerror(-ret));
+    else if (had)
+        log_info("device state: transfer done");
+    return reply_u64(conn, m, ret < 0 ? 1 : 0);
+}
+
+static bool may_start_ring(uint32_t request)
+{
+    switch (request) {
+    case VU_SET_VRING_NUM:
+    case VU_SET_VRING_ADDR:
+    case VU_SET_VRING_BASE:
+    case VU_SET_VRING_KICK:
+    case VU_SET_VRING_ENABLE:
+        return true;
+    }
+    return false;
+}
+
+/*
+ * A ring message during a transfer: once the front-end's side is over (what is left is ours
+ * and ends by itself) it waits for the end, keeping the result for CHECK_DEVICE_STATE;
+ * before, it is refused, as waiting could wait for a front-end that waits for us.
+ */
+static int transfer_gate(struct vu_dev *dev, const struct vu_msg *m, const char *name, int conn)
+{
+    if (!dev->transfer || !may_start_ring(m->hdr.request))
+        return 0;
+    if (!state_transfer_fd_done(dev->transfer)) {
+        log_error("vhost-user: %s while the device state is being transferred; refused", name);
+        return -EBUSY;
+    }
+    dev->transfer_ret = state_transfer_finish(dev->transfer, conn);
+    dev->transfer = NULL;
+    dev->transfer_collected = true;
     return 0;
 }
 
@@ -500,6 +709,9 @@ static const struct vu_handler handlers[VU_REQUEST_MAX] = {
     [VU_SET_OWNER] = {"SET_OWNER", 0, 0, false},
     [VU_RESET_OWNER] = {"RESET_OWNER", 0, 0, false},
     [VU_SET_MEM_TABLE] = {"SET_MEM_TABLE", ANY, VU_MAX_FDS, false},
+    /* Its reply (with LOG_SHMFD) is the REPLY_ACK-like u64 handle_message sends. */
+    [VU_SET_LOG_BASE] = {"SET_LOG_BASE", sizeof(((union vu_payload *)0)->log), 1, false},
+    [VU_SET_LOG_FD] = {"SET_LOG_FD", ANY, 1, false},
     [VU_SET_VRING_NUM] = {"SET_VRING_NUM", 8, 0, false},
     [VU_SET_VRING_ADDR] = {"SET_VRING_ADDR", sizeof(struct vhost_vring_addr), 0, false},
     [VU_SET_VRING_BASE] = {"SET_VRING_BASE", 8, 0, false},
@@ -514,6 +726,9 @@ static const struct vu_handler handlers[VU_REQUEST_MAX] = {
     [VU_GET_MAX_MEM_SLOTS] = {"GET_MAX_MEM_SLOTS", 0, 0, true},
     [VU_ADD_MEM_REG] = {"ADD_MEM_REG", sizeof(((union vu_payload *)0)->mem_reg), 1, false},
     [VU_REM_MEM_REG] = {"REM_MEM_REG", sizeof(((union vu_payload *)0)->mem_reg), 1, false},
+    [VU_SET_DEVICE_STATE_FD] = {"SET_DEVICE_STATE_FD",
+                                sizeof(((union vu_payload *)0)->device_state), 1, true},
+    [VU_CHECK_DEVICE_STATE] = {"CHECK_DEVICE_STATE", 0, 0, true},
 };
 
 static int reply_u64(int conn, const struct vu_msg *m, uint64_t v)
@@ -535,6 +750,10 @@ static int handle_get(struct vu_dev *dev, struct vu_msg *m, int conn)
         return reply_u64(conn, m, GUEST_MEM_MAX_REGIONS);
     case VU_GET_VRING_BASE:
         return get_vring_base(dev, m, conn);
+    case VU_SET_DEVICE_STATE_FD:
+        return set_device_state_fd(dev, m, conn);
+    case VU_CHECK_DEVICE_STATE:
+        return check_device_state(dev, m, conn);
     }
     return -ENOSYS;
 }
@@ -553,6 +772,12 @@ static int handle_set(struct vu_dev *dev, struct vu_msg *m)
         return 0;
     case VU_SET_MEM_TABLE:
         return set_mem_table(dev, m);
+    case VU_SET_LOG_BASE:
+        return set_log_base(dev, m);
+    case VU_SET_LOG_FD:
+        /* Optional (vhost-user.rst): an eventfd to tell the front-end of log updates, which
+         * it reads on its own schedule anyway. Accepted and closed. */
+        return 0;
     case VU_SET_VRING_NUM:
         return set_vring_num(dev, m);
     case VU_SET_VRING_ADDR:
@@ -618,10 +843,16 @@ static int handle_message(struct vu_dev *dev, int conn)
         return ret; /* a failure to send the reply ends the connection */
     }
     if (ret == 0)
+        ret = transfer_gate(dev, &m, h->name, conn);
+    if (ret == 0)
         ret = handle_set(dev, &m);
     close_fds(&m);
     if (ret < 0)
         log_error("vhost-user: %s failed: %s", h->name, strerror(-ret));
+    /* With LOG_SHMFD, SET_LOG_BASE always has a reply (QEMU waits for it): a u64 status. */
+    bool log_base = m.hdr.request == VU_SET_LOG_BASE;
+    if (log_base && (dev->protocol_features & (1ull << VU_PROTOCOL_F_LOG_SHMFD)))
+        need_reply = true;
     if (need_reply) {
         /* REPLY_ACK: 0 for success, non-zero for failure. */
         int sret = reply_u64(conn, &m, ret < 0 ? 1 : 0);
@@ -630,19 +861,25 @@ static int handle_message(struct vu_dev *dev, int conn)
     } else if (h->has_reply && ret < 0) {
         return ret; /* the front-end waits for a reply we cannot give */
     }
-    return 0;
+    return log_base ? ret : 0; /* no log, no migration: see set_log_base */
 }
 
 /* Logs a fault on guest memory once; true if one happened in this session. */
 static bool guest_memory_faulted(void)
 {
     struct guest_mem_fault f;
-    if (guest_mem_fault_take(&f))
+    if (!guest_mem_fault_take(&f))
+        return guest_mem_faulted();
+    if (f.dirty_log)
+        log_error("the dirty-page log (0x%llx bytes) shrank or vanished (SIGBUS at host %p): "
+                  "closing the connection",
+                  (unsigned long long)f.region_size, (void *)f.addr);
+    else
         log_error("guest memory region at gpa 0x%llx (0x%llx bytes) shrank or vanished (SIGBUS "
                   "at gpa 0x%llx, host %p): closing the connection",
                   (unsigned long long)f.region_gpa, (unsigned long long)f.region_size,
                   (unsigned long long)f.gpa, (void *)f.addr);
-    return guest_mem_faulted();
+    return true;
 }
 
 /* The first message of a connection: from now on a fault on guest memory shuts it down. */
@@ -704,8 +941,8 @@ struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config 
         return NULL;
     }
     for (unsigned i = 0; i < dev->nqueues; i++) {
-        dev->queues[i] =
-            vu_queue_new(i, &dev->mem, fuse, vu_workers_for_queue(dev->workers, i), dev->pool);
+        dev->queues[i] = vu_queue_new(i, &dev->mem, &dev->log, fuse,
+                                      vu_workers_for_queue(dev->workers, i), dev->pool);
         if (!dev->queues[i]) {
             free_parts(dev);
             return NULL;
@@ -718,6 +955,10 @@ struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config 
 
 void vu_dev_reset(struct vu_dev *dev)
 {
+    /* A transfer uses the session: it ends (aborted if still running) before the reset. */
+    state_transfer_cancel(dev->transfer);
+    dev->transfer = NULL;
+    dev->transfer_collected = false;
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_stop(dev->queues[i]);
     /* Before the queues: ending the lock waits queues their replies, which the queue reset
@@ -726,6 +967,8 @@ void vu_dev_reset(struct vu_dev *dev)
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_reset(dev->queues[i]);
     guest_mem_free(publish_mem(dev, NULL));
+    dev->features = 0;
+    replace_log(dev, NULL);
     /* No thread touches guest memory any more: a fault the session had (maybe while its
      * queues stopped just now) is logged if it was not yet, and then forgotten. */
     guest_memory_faulted();

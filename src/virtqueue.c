@@ -24,6 +24,15 @@ static inline uint16_t *avail_event_ptr(struct virtqueue *vq)
     return (uint16_t *)&vq->used->ring[vq->num];
 }
 
+/* Dirty-page logging of a used-ring write of len bytes at p (VHOST_VRING_F_LOG). */
+static inline void log_used(struct virtqueue *vq, const void *p, uint64_t len)
+{
+    if (__builtin_expect(vq->log != NULL, 0) && vq->log_used)
+        guest_log_write(
+            vq->log, vq->log_used_gpa + (uint64_t)((const uint8_t *)p - (const uint8_t *)vq->used),
+            len);
+}
+
 static inline uint16_t *used_event_ptr(struct virtqueue *vq)
 {
     return &vq->avail->ring[vq->num];
@@ -34,6 +43,7 @@ void vq_reset_state(struct virtqueue *vq)
     vq->desc = NULL;
     vq->avail = NULL;
     vq->used = NULL;
+    vq->log = NULL;
     vq->used_idx = vq->last_avail_idx;
     vq->signalled_used = 0;
     vq->signalled_used_valid = false;
@@ -152,6 +162,24 @@ bool vq_has_avail(struct virtqueue *vq)
     return pending != 0 && pending <= vq->num;
 }
 
+/* Remembers a writable buffer's guest-physical range for dirty-page logging. A buffer that
+ * produced iovecs always finds room: each range holds at least one iovec. */
+static void record_gpa(struct vq_elem *elem, uint64_t addr, uint32_t len)
+{
+    unsigned n = elem->wr_gpa_num;
+    if (len == 0)
+        return;
+    if (n > 0 && elem->wr_gpa[n - 1].gpa + elem->wr_gpa[n - 1].len == addr) {
+        elem->wr_gpa[n - 1].len += len;
+        return;
+    }
+    if (n < VQ_MAX_IOV) {
+        elem->wr_gpa[n].gpa = addr;
+        elem->wr_gpa[n].len = len;
+        elem->wr_gpa_num = n + 1;
+    }
+}
+
 /* Collects one descriptor's buffer into elem; enforces readable-before-writable. */
 static int add_buffer(struct vq_elem *elem, const struct guest_mem *mem, uint64_t addr,
                       uint32_t len, bool writable)
@@ -165,6 +193,7 @@ static int add_buffer(struct vq_elem *elem, const struct guest_mem *mem, uint64_
             return ret;
         elem->wr_num = n;
         elem->wr_len += len;
+        record_gpa(elem, addr, len);
     } else {
         if (elem->writable_seen)
             return -EINVAL; /* a readable descriptor after a writable one, even an empty one */
@@ -285,6 +314,7 @@ int vq_walk(struct virtqueue *vq, const struct guest_mem *mem, uint16_t head, st
     elem->rd_num = elem->wr_num = 0;
     elem->rd_len = elem->wr_len = 0;
     elem->writable_seen = false;
+    elem->wr_gpa_num = 0;
     if (head >= vq->num)
         return -EINVAL;
     return walk_chain(vq, mem, elem);
@@ -300,7 +330,19 @@ void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len)
      * visible before the new used->idx; pairs with the driver's read barrier after it loads
      * used->idx (virtqueue_get_buf). */
     __atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+    log_used(vq, e, sizeof(*e));
+    log_used(vq, &vq->used->idx, sizeof(vq->used->idx));
     answered(vq, head);
+}
+
+void vq_log_reply(struct guest_log *log, const struct vq_elem *elem, uint32_t len)
+{
+    uint64_t left = len;
+    for (unsigned i = 0; i < elem->wr_gpa_num && left > 0; i++) {
+        uint64_t n = elem->wr_gpa[i].len < left ? elem->wr_gpa[i].len : left;
+        guest_log_write(log, elem->wr_gpa[i].gpa, n);
+        left -= n;
+    }
 }
 
 bool vq_should_notify(struct virtqueue *vq)
@@ -325,16 +367,21 @@ bool vq_should_notify(struct virtqueue *vq)
 void vq_disable_notify(struct virtqueue *vq)
 {
     /* With EVENT_IDX, leaving avail_event behind already suppresses kicks. */
-    if (!vq->event_idx)
+    if (!vq->event_idx) {
         STORE16(&vq->used->flags, LOAD16(&vq->used->flags) | VRING_USED_F_NO_NOTIFY);
+        log_used(vq, &vq->used->flags, sizeof(vq->used->flags));
+    }
 }
 
 bool vq_enable_notify(struct virtqueue *vq)
 {
+    /* Both live in the used ring: the device writes them, so they are logged too. */
+    uint16_t *written = vq->event_idx ? avail_event_ptr(vq) : &vq->used->flags;
     if (vq->event_idx)
-        STORE16(avail_event_ptr(vq), vq->last_avail_idx);
+        STORE16(written, vq->last_avail_idx);
     else
-        STORE16(&vq->used->flags, LOAD16(&vq->used->flags) & ~VRING_USED_F_NO_NOTIFY);
+        STORE16(written, LOAD16(&vq->used->flags) & ~VRING_USED_F_NO_NOTIFY);
+    log_used(vq, written, sizeof(*written));
     /* Full barrier: the avail_event / flags store must be visible before we re-check
      * avail->idx, pairing with the driver's barrier between bumping avail->idx and reading
      * avail_event; without it a buffer added in between would get no kick and sit forever. */

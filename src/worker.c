@@ -76,6 +76,7 @@ struct vu_queue {
     pthread_cond_t drained;       /* inflight reached 0 */
     struct vq_elem *stop_elem;    /* for pushing late replies while the queue is stopped */
     struct guest_mem *const *mem; /* RCU-protected pointer owned by the device */
+    struct guest_log *const *log; /* the same: the dirty-page log while logging is on */
     struct fuse_session *fuse;
 };
 
@@ -123,8 +124,8 @@ struct vu_workers {
 static void late_done(struct fuse_late_sink *sink, uint64_t cookie, uint64_t unique, int error);
 
 struct vu_queue *vu_queue_new(unsigned index, struct guest_mem *const *mem,
-                              struct fuse_session *fuse, struct vu_worker *worker,
-                              struct tpool *pool)
+                              struct guest_log *const *log, struct fuse_session *fuse,
+                              struct vu_worker *worker, struct tpool *pool)
 {
     struct vu_queue *q = calloc(1, sizeof(*q));
     if (!q)
@@ -137,6 +138,7 @@ struct vu_queue *vu_queue_new(unsigned index, struct guest_mem *const *mem,
     pthread_cond_init(&q->drained, NULL);
     atomic_init(&q->late_pending, false);
     q->mem = mem;
+    q->log = log;
     q->fuse = fuse;
     q->pool = pool;
     q->late_sink.done = late_done;
@@ -259,6 +261,28 @@ static void late_done(struct fuse_late_sink *sink, uint64_t cookie, uint64_t uni
     queue_late(q, r);
 }
 
+/* The ring in guest memory for one read-side section: its addresses through the memory table
+ * in force, and the dirty-page log (NULL unless logging is on) its writes are logged to. */
+static int map_ring(struct vu_queue *q, struct guest_mem *mem)
+{
+    q->vq.log = rcu_dereference(*q->log);
+    return mem ? vq_map(&q->vq, mem) : -EFAULT;
+}
+
+/*
+ * Dirty-page logging of a reply: the one place where what a request wrote into guest memory
+ * is logged, whichever thread served it and whenever (a late reply too), before its head
+ * is pushed. The used length is exactly what was written into the chain. With logging off
+ * this is one predicted branch. Under the caller's read-side section.
+ */
+static uint32_t log_reply(struct vu_queue *q, const struct vq_elem *elem, uint32_t len)
+{
+    struct guest_log *log = rcu_dereference(*q->log);
+    if (__builtin_expect(log != NULL, 0) && len != FUSE_REPLY_LATER)
+        vq_log_reply(log, elem, len);
+    return len;
+}
+
 /* Puts the late replies into the used ring; true if any was. */
 static bool serve_late(struct vu_queue *q, struct vq_elem *elem)
 {
@@ -268,15 +292,15 @@ static bool serve_late(struct vu_queue *q, struct vq_elem *elem)
     bool pushed = false;
     rcu_read_lock();
     struct guest_mem *mem = rcu_dereference(*q->mem);
-    for (struct late_reply *r = list; r && mem && vq_map(&q->vq, mem) == 0; r = r->next) {
+    for (struct late_reply *r = list; r && map_ring(q, mem) == 0; r = r->next) {
         if (r->gen != q->gen)
             continue;
         /* The chain is walked again: the memory table may have changed since it was popped. */
         uint32_t len = r->len;
         if (r->written)
-            ; /* a pool thread wrote it */
+            ; /* a pool thread wrote it, and logged it */
         else if (vq_walk(&q->vq, mem, r->head, elem) == 0)
-            len = fuse_reply_late(elem, r->unique, r->error);
+            len = log_reply(q, elem, fuse_reply_late(elem, r->unique, r->error));
         else
             log_error("queue %u: the chain of request %llu is no longer valid", q->index,
                       (unsigned long long)r->unique);
@@ -317,7 +341,8 @@ static void run_job(struct tpool_job *base, void *arg)
     if (mem && !guest_mem_faulted() && vq_map(&ring, mem) == 0 &&
         vq_walk(&ring, mem, job->head, &ctx->elem) == 0) {
         const struct fuse_late_route late = late_route(q, job->gen, job->head);
-        len = fuse_session_process(q->fuse, ctx->scratch, &ctx->elem, &late);
+        len = log_reply(q, &ctx->elem,
+                        fuse_session_process(q->fuse, ctx->scratch, &ctx->elem, &late));
     }
     rcu_read_unlock();
     struct late_reply *r = len == FUSE_REPLY_LATER ? NULL : malloc(sizeof(*r));
@@ -388,7 +413,7 @@ static int serve_one(struct vu_queue *q, struct fuse_scratch *scratch, struct vq
     /* The rings are re-derived from the table in force for this request: a new table may
      * have been published since the last one, and the old one unmapped. */
     struct guest_mem *mem = rcu_dereference(*q->mem);
-    if (!mem || vq_map(vq, mem) < 0) {
+    if (map_ring(q, mem) < 0) {
         rcu_read_unlock();
         log_error("queue %u: ring addresses are not in guest memory", q->index);
         return -EFAULT;
@@ -399,7 +424,8 @@ static int serve_one(struct vu_queue *q, struct fuse_scratch *scratch, struct vq
     } else if (r != 0) {
         const struct fuse_late_route late = late_route(q, q->gen, elem->head);
         /* A chain we could not walk still goes back to the driver, empty. */
-        uint32_t len = r > 0 ? fuse_session_process(q->fuse, scratch, elem, &late) : 0;
+        uint32_t len =
+            r > 0 ? log_reply(q, elem, fuse_session_process(q->fuse, scratch, elem, &late)) : 0;
         if (len != FUSE_REPLY_LATER)
             vq_push(vq, elem->head, len);
         q->served++;
@@ -413,7 +439,7 @@ static bool ring_op(struct vu_queue *q, bool (*op)(struct virtqueue *))
 {
     rcu_read_lock();
     struct guest_mem *mem = rcu_dereference(*q->mem);
-    bool ret = mem && vq_map(&q->vq, mem) == 0 && op(&q->vq);
+    bool ret = map_ring(q, mem) == 0 && op(&q->vq);
     rcu_read_unlock();
     return ret;
 }
@@ -776,12 +802,14 @@ int vu_queue_set_size(struct vu_queue *q, unsigned num)
     return vu_queue_start(q);
 }
 
-int vu_queue_set_addr(struct vu_queue *q, uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva)
+int vu_queue_set_addr(struct vu_queue *q, const struct vu_ring_addr *a)
 {
     vu_queue_stop(q);
-    q->vq.desc_uva = desc_uva;
-    q->vq.avail_uva = avail_uva;
-    q->vq.used_uva = used_uva;
+    q->vq.desc_uva = a->desc_uva;
+    q->vq.avail_uva = a->avail_uva;
+    q->vq.used_uva = a->used_uva;
+    q->vq.log_used = a->log_used;
+    q->vq.log_used_gpa = a->log_used_gpa;
     return vu_queue_start(q);
 }
 
@@ -799,16 +827,22 @@ uint16_t vu_queue_get_base(struct vu_queue *q)
     vu_queue_stop(q);
     uint16_t base = q->vq.last_avail_idx;
     unsigned num = q->vq.num;
-    uint64_t desc = q->vq.desc_uva, avail = q->vq.avail_uva, used = q->vq.used_uva;
-    bool event_idx = q->vq.event_idx;
+    const struct virtqueue kept = q->vq;
     vu_queue_reset(q);
     /* A front-end may restart the ring with only a new base and kick. */
     q->vq.num = num;
-    q->vq.desc_uva = desc;
-    q->vq.avail_uva = avail;
-    q->vq.used_uva = used;
-    q->vq.event_idx = event_idx;
+    q->vq.desc_uva = kept.desc_uva;
+    q->vq.avail_uva = kept.avail_uva;
+    q->vq.used_uva = kept.used_uva;
+    q->vq.log_used = kept.log_used;
+    q->vq.log_used_gpa = kept.log_used_gpa;
+    q->vq.event_idx = kept.event_idx;
     return base;
+}
+
+bool vu_queue_running(const struct vu_queue *q)
+{
+    return q->running;
 }
 
 int vu_queue_set_kick(struct vu_queue *q, int fd, bool enable)

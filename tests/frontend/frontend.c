@@ -147,6 +147,19 @@ int fe_vu_get_u64(struct fe *fe, uint32_t request, uint64_t *value)
     return ret;
 }
 
+int fe_vu_call_u64(struct fe *fe, uint32_t request, const void *payload, uint32_t size,
+                   const int *fds, unsigned nfds, uint64_t *reply)
+{
+    int ret = fe_vu_send(fe, request, 0, payload, size, fds, nfds);
+    if (ret < 0)
+        return ret;
+    uint32_t req, sz = sizeof(*reply);
+    ret = fe_vu_recv(fe, &req, reply, &sz, 5000);
+    if (ret == 0 && (req != request || sz != sizeof(*reply)))
+        ret = -EPROTO;
+    return ret;
+}
+
 bool fe_vu_closed(struct fe *fe, int timeout_ms)
 {
     if (wait_readable(fe->sock, timeout_ms) < 0)
@@ -170,6 +183,11 @@ static int vu_set(struct fe *fe, uint32_t request, const void *payload, uint32_t
 
 /* ---- guest memory ---- */
 
+static size_t align_up(size_t v, size_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
+
 void *fe_ptr(struct fe *fe, uint64_t gpa)
 {
     return fe->mem + (gpa - GPA_BASE);
@@ -182,6 +200,17 @@ uint64_t fe_alloc(struct fe *fe, size_t len)
         abort(); /* a test asked for more guest memory than it configured */
     fe->data_next = off + len;
     return GPA_BASE + off;
+}
+
+uint64_t fe_alloc_pages(struct fe *fe, size_t len)
+{
+    fe->data_next = align_up(fe->data_next, 4096);
+    return fe_alloc(fe, align_up(len ? len : 1, 4096));
+}
+
+uint64_t fe_gpa_of(struct fe *fe, const void *p)
+{
+    return GPA_BASE + (uint64_t)((const uint8_t *)p - fe->mem);
 }
 
 size_t fe_alloc_mark(struct fe *fe)
@@ -216,11 +245,6 @@ size_t fe_mem_size(const struct fe *fe)
 }
 
 /* ---- rings ---- */
-
-static size_t align_up(size_t v, size_t a)
-{
-    return (v + a - 1) & ~(a - 1);
-}
 
 static void layout_queues(struct fe *fe)
 {
@@ -398,7 +422,8 @@ static int negotiate_protocol(struct fe *fe, uint64_t *features)
         return -EPROTO; /* no VHOST_USER_F_PROTOCOL_FEATURES */
     if ((ret = fe_vu_get_u64(fe, FE_VU_GET_PROTOCOL_FEATURES, &pfeatures)) < 0)
         return ret;
-    uint64_t want = pfeatures & ((1ull << 0) | (1ull << 3) | (1ull << 15));
+    uint64_t want =
+        pfeatures & ((1ull << 0) | (1ull << 3) | (1ull << 15) | fe->cfg.protocol_features);
     if ((ret = fe_vu_send(fe, FE_VU_SET_PROTOCOL_FEATURES, 0, &want, 8, NULL, 0)) < 0)
         return ret;
     fe->acked_protocol_features = want;
@@ -421,7 +446,7 @@ static int negotiate(struct fe *fe)
         return ret;
     uint64_t acked =
         features & ((1ull << 32) | (1ull << 30) | (fe->cfg.no_indirect ? 0 : 1ull << 28) |
-                    (fe->cfg.no_event_idx ? 0 : 1ull << 29));
+                    (fe->cfg.no_event_idx ? 0 : 1ull << 29) | fe->cfg.features);
     return vu_set(fe, FE_VU_SET_FEATURES, &acked, 8, NULL, 0);
 }
 
@@ -443,7 +468,12 @@ static int setup_queue(struct fe *fe, unsigned i)
     struct {
         uint32_t index, flags;
         uint64_t desc, used, avail, log;
-    } addr = {i, 0, UVA_BASE + q->desc_off, UVA_BASE + q->used_off, UVA_BASE + q->avail_off, 0};
+    } addr = {i,
+              fe->cfg.vring_log ? 1u : 0u, /* VHOST_VRING_F_LOG */
+              UVA_BASE + q->desc_off,
+              UVA_BASE + q->used_off,
+              UVA_BASE + q->avail_off,
+              fe->cfg.vring_log ? GPA_BASE + q->used_off : 0};
     uint64_t idx = i;
     int ret;
     if (fe->cfg.profile == FE_PROFILE_QEMU) {
@@ -580,6 +610,11 @@ int fe_reconnect(struct fe *fe)
     int ret = setup_device(fe);
     fe->reconnecting = false;
     return ret;
+}
+
+int fe_setup(struct fe *fe)
+{
+    return setup_device(fe);
 }
 
 void fe_close(struct fe *fe)

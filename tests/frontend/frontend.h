@@ -21,6 +21,8 @@ enum fe_vu_request {
     FE_VU_SET_OWNER = 3,
     FE_VU_RESET_OWNER = 4,
     FE_VU_SET_MEM_TABLE = 5,
+    FE_VU_SET_LOG_BASE = 6,
+    FE_VU_SET_LOG_FD = 7,
     FE_VU_SET_VRING_NUM = 8,
     FE_VU_SET_VRING_ADDR = 9,
     FE_VU_SET_VRING_BASE = 10,
@@ -35,6 +37,8 @@ enum fe_vu_request {
     FE_VU_GET_MAX_MEM_SLOTS = 36,
     FE_VU_ADD_MEM_REG = 37,
     FE_VU_REM_MEM_REG = 38,
+    FE_VU_SET_DEVICE_STATE_FD = 42,
+    FE_VU_CHECK_DEVICE_STATE = 43,
 };
 #define FE_VU_FLAG_VERSION    0x1u
 #define FE_VU_FLAG_REPLY      0x4u
@@ -53,7 +57,10 @@ struct fe_config {
     bool no_event_idx;
     bool no_indirect;
     enum fe_profile profile;
-    bool skip_setup; /* connect only: the test drives vhost-user itself */
+    bool skip_setup;            /* connect only: the test drives vhost-user itself */
+    uint64_t features;          /* acked in SET_FEATURES too, when offered */
+    uint64_t protocol_features; /* acked in SET_PROTOCOL_FEATURES too, when offered */
+    bool vring_log; /* SET_VRING_ADDR with VHOST_VRING_F_LOG, log_guest_addr: the used ring */
 };
 
 struct fe;
@@ -72,6 +79,9 @@ void fe_close(struct fe *fe);
  * SET_PROTOCOL_FEATURES, then activation with SET_VRING_BASE at the current avail index).
  */
 int fe_reconnect(struct fe *fe);
+/* The set-up fe_open skips with skip_setup, after messages of the test's own (a DEVICE_STATE
+ * LOAD before any memory, as cloud-hypervisor restores): negotiation, memory, rings. */
+int fe_setup(struct fe *fe);
 int fe_socket(const struct fe *fe);
 int fe_memfd(const struct fe *fe);
 uint64_t fe_gpa_base(const struct fe *fe);
@@ -88,6 +98,10 @@ int64_t fe_vu_ack(struct fe *fe, uint32_t request, const void *payload, uint32_t
                   const int *fds, unsigned nfds);
 /* Sends a GET-type request and reads its u64 reply. */
 int fe_vu_get_u64(struct fe *fe, uint32_t request, uint64_t *value);
+/* Sends a request without NEED_REPLY and reads the u64 reply it has of its own (SET_LOG_BASE
+ * with LOG_SHMFD, SET_DEVICE_STATE_FD, CHECK_DEVICE_STATE). */
+int fe_vu_call_u64(struct fe *fe, uint32_t request, const void *payload, uint32_t size,
+                   const int *fds, unsigned nfds, uint64_t *reply);
 /* True if the daemon closed the connection (reads EOF within timeout_ms). */
 bool fe_vu_closed(struct fe *fe, int timeout_ms);
 
@@ -95,6 +109,10 @@ bool fe_vu_closed(struct fe *fe, int timeout_ms);
 void *fe_ptr(struct fe *fe, uint64_t gpa);
 /* Allocates len bytes (16-byte aligned) of guest memory from the data area; returns a gpa. */
 uint64_t fe_alloc(struct fe *fe, size_t len);
+/* Allocates whole pages (page-aligned, len rounded up): nothing else shares them. */
+uint64_t fe_alloc_pages(struct fe *fe, size_t len);
+/* The gpa of a host pointer into guest memory (fe_ptr's inverse). */
+uint64_t fe_gpa_of(struct fe *fe, const void *p);
 /* Frees every allocation made since the mark. */
 size_t fe_alloc_mark(struct fe *fe);
 void fe_alloc_release(struct fe *fe, size_t mark);

@@ -17,6 +17,10 @@
  *     u16 kinds      2 bits per fd: 0 the small memfd (64 KiB), 1 a big sparse memfd (2 MiB),
  *                    2 an eventfd, 3 /dev/null (cannot be mapped)
  *     u8  flags      bit0: overwrite the header's size with the payload length
+ *                    bit1: kind 2 is a pipe's write end instead (a DEVICE_STATE SAVE; the
+ *                          harness drains the pipe), bit2: its read end (a LOAD; the harness
+ *                          wrote the first payload byte's worth of bytes and closed its end)
+ *                    (the small memfd doubles as a dirty-page log: SET_LOG_BASE)
  *     u8  hdr[12]    request, flags, size (little-endian u32s)
  *     u16 len, u8 payload[len]
  *
@@ -80,6 +84,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* The fds a message can carry; fresh for every input (the daemon may write to them). */
 static int msg_fds[4];
+/* DEVICE_STATE's pipes: [0] a SAVE's (the daemon gets the write end), [1] a LOAD's. */
+static int save_pipe[2] = {-1, -1}, load_pipe[2] = {-1, -1};
 
 static void open_msg_fds(const uint8_t *image, size_t image_len)
 {
@@ -99,6 +105,35 @@ static void close_msg_fds(void)
 {
     for (unsigned i = 0; i < 4; i++)
         close(msg_fds[i]);
+    for (unsigned i = 0; i < 2; i++) {
+        if (save_pipe[i] >= 0)
+            close(save_pipe[i]);
+        if (load_pipe[i] >= 0)
+            close(load_pipe[i]);
+        save_pipe[i] = load_pipe[i] = -1;
+    }
+}
+
+/* The fd of kind 2 for a message with these flags: the eventfd, or a DEVICE_STATE pipe end
+ * (made on first use, once per input). */
+static int kind2_fd(uint8_t flags, uint8_t load_bytes)
+{
+    if (flags & 2) {
+        if (save_pipe[0] < 0)
+            FUZZ_CHECK(pipe2(save_pipe, O_CLOEXEC | O_NONBLOCK) == 0, "pipe2");
+        return save_pipe[1];
+    }
+    if (flags & 4) {
+        if (load_pipe[0] < 0) {
+            FUZZ_CHECK(pipe2(load_pipe, O_CLOEXEC) == 0, "pipe2");
+            static const uint8_t junk[255];
+            FUZZ_CHECK(write(load_pipe[1], junk, load_bytes) == load_bytes, "write");
+            close(load_pipe[1]);
+            load_pipe[1] = -1;
+        }
+        return load_pipe[0];
+    }
+    return msg_fds[2];
 }
 
 /* Sends one message with its fds; false when the socket is full (the rest is dropped). */
@@ -129,6 +164,14 @@ static void drain_replies(int fd)
 {
     char buf[4096];
     while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+        ;
+}
+
+/* What a SAVE wrote so far (the pipe is non-blocking on our side). */
+static void drain_save_pipe(void)
+{
+    char buf[4096];
+    while (save_pipe[0] >= 0 && read(save_pipe[0], buf, sizeof(buf)) > 0)
         ;
 }
 
@@ -163,8 +206,10 @@ static void run_input(struct vu_dev *d, const uint8_t *data, size_t size)
         }
         memcpy(msgbuf + HDR_SIZE, payload, plen);
         int fds[MAX_FDS];
-        for (unsigned i = 0; i < nfds; i++)
-            fds[i] = msg_fds[(kinds >> (2 * i)) & 3];
+        for (unsigned i = 0; i < nfds; i++) {
+            unsigned kind = (kinds >> (2 * i)) & 3;
+            fds[i] = kind == 2 ? kind2_fd(flags, plen ? payload[0] : 0) : msg_fds[kind];
+        }
         if (!send_message(front, msgbuf, HDR_SIZE + plen, fds, nfds))
             break;
         sent += HDR_SIZE + plen;
@@ -176,6 +221,7 @@ static void run_input(struct vu_dev *d, const uint8_t *data, size_t size)
     for (size_t calls = 0; calls <= sent; calls++) {
         int ret = vu_dev_handle_message(d, back);
         drain_replies(front);
+        drain_save_pipe();
         if (ret < 0)
             break;
     }

@@ -435,12 +435,35 @@ enum {
     VU_SET_VRING_ENABLE = 18,
     VU_GET_MAX_MEM_SLOTS = 36,
     VU_ADD_MEM_REG = 37,
-    VU_REM_MEM_REG = 38
+    VU_REM_MEM_REG = 38,
+    VU_SET_LOG_BASE = 6,
+    VU_SET_DEVICE_STATE_FD = 42,
+    VU_CHECK_DEVICE_STATE = 43,
 };
+/* The harness's per-message flags: kind 2 is a SAVE's pipe (write end) or a LOAD's (read). */
+#define H_SAVE_PIPE 0x2u
+#define H_LOAD_PIPE 0x4u
 
 enum { FD_SMALL = 0, FD_BIG = 1, FD_EVENT = 2, FD_NULL = 3 };
 #define NEED_REPLY 0x8u
 #define VU_UVA     0x7f0000000000ull
+
+/* One message with the harness's flags (see fuzz_vhost_user.c). */
+static void vu_msg_h(struct buf *b, uint8_t hflags, uint32_t req, uint32_t flags,
+                     const void *payload, uint16_t len, unsigned nfds, const unsigned *kinds)
+{
+    uint16_t k = 0;
+    for (unsigned i = 0; i < nfds; i++)
+        k |= (uint16_t)(kinds[i] << (2 * i));
+    put8(b, (uint8_t)nfds);
+    put16(b, k);
+    put8(b, hflags);
+    put32(b, req);
+    put32(b, 0x1 | flags);
+    put32(b, len);
+    put16(b, len);
+    put(b, payload, len);
+}
 
 /* One message: fds by kind, header, payload (size set explicitly, not by the fix-up flag). */
 static void vu_msg(struct buf *b, uint32_t req, uint32_t flags, const void *payload, uint16_t len,
@@ -623,6 +646,42 @@ static void vhost_user_seeds(void)
         vu_msg(&b, VU_GET_FEATURES, 0, NULL, 0, 0, NULL);
     vu_state(&b, VU_GET_VRING_BASE, 0, 1, 0);
     save("fuzz_vhost_user", "duplicate-heads", &b);
+
+    /* 6. Migration: dirty-page logging on (the small memfd's second half as the log, used
+     * rings logged), requests served, logging off; then the device state saved and loaded. */
+    vu_image(&b);
+    vu_msg(&b, VU_GET_FEATURES, 0, NULL, 0, 0, NULL);
+    vu_u64(&b, VU_SET_PROTOCOL_FEATURES, 0, (1u << 1) | (1u << 3) | (1u << 15) | (1u << 19), 0, 0);
+    vu_u64(&b, VU_SET_FEATURES, 0, features | (1ull << 26), 0, 0);
+    vu_mem_table(&b, 0);
+    uint64_t log[2] = {4096, 0x8000};
+    vu_msg(&b, VU_SET_LOG_BASE, 0, log, sizeof(log), 1, small);
+    vu_ring(&b, 0, 0x800, 0x900, 0x980);
+    struct vhost_vring_addr la = {.index = 1,
+                                  .flags = 1u << VHOST_VRING_F_LOG,
+                                  .desc_user_addr = VU_UVA,
+                                  .used_user_addr = VU_UVA + 0x200,
+                                  .avail_user_addr = VU_UVA + 0x100,
+                                  .log_guest_addr = 0x200};
+    vu_state(&b, VU_SET_VRING_NUM, 0, 1, 8);
+    vu_msg(&b, VU_SET_VRING_ADDR, 0, &la, sizeof(la), 0, NULL);
+    vu_u64(&b, VU_SET_VRING_KICK, 0, 1, 1, FD_EVENT);
+    vu_state(&b, VU_SET_VRING_ENABLE, 0, 1, 1);
+    for (int i = 0; i < 50; i++)
+        vu_msg(&b, VU_GET_FEATURES, 0, NULL, 0, 0, NULL);
+    vu_u64(&b, VU_SET_FEATURES, 0, features, 0, 0); /* logging off */
+    vu_state(&b, VU_GET_VRING_BASE, 0, 1, 0);
+    vu_state(&b, VU_GET_VRING_BASE, 0, 0, 0);
+    uint32_t save_params[2] = {0, 0}, load_params[2] = {1, 0};
+    unsigned pipe_end[1] = {FD_EVENT};
+    vu_msg_h(&b, H_SAVE_PIPE, VU_SET_DEVICE_STATE_FD, 0, save_params, sizeof(save_params), 1,
+             pipe_end);
+    vu_msg(&b, VU_CHECK_DEVICE_STATE, 0, NULL, 0, 0, NULL);
+    vu_msg_h(&b, H_LOAD_PIPE, VU_SET_DEVICE_STATE_FD, 0, load_params, sizeof(load_params), 1,
+             pipe_end);
+    vu_msg(&b, VU_CHECK_DEVICE_STATE, 0, NULL, 0, 0, NULL);
+    vu_msg(&b, VU_CHECK_DEVICE_STATE, 0, NULL, 0, 0, NULL); /* without a transfer */
+    save("fuzz_vhost_user", "migration", &b);
 }
 
 /* ---- fuzz_state ----------------------------------------------------------------------------- */
