@@ -5,30 +5,41 @@
 # The guest never learns that it moved: it sets up state the back-end has to
 # carry across (an fd open for appending, an fd open for reading in the
 # middle of a file, a cwd inside the share, a POSIX lock and an flock held by
-# a background process) and keeps a reader busy (the page cache dropped
-# before every pass, so each pass is FUSE READs the daemon writes into guest
-# memory), says READY, and waits for the host's signals in the share's
-# control directory:
-#   go       the migration completed and the source is gone; this lookup is
-#            already answered by the destination daemon
-#   release  the host has looked at the locks from its side; let them go
-# Each check prints "CHECK <name> ok" or "CHECK <name> FAIL <reason>"; the
-# host turns them into PASS/FAIL lines.  Variables from the host (/guest/env):
-#   VG_BIG_MD5   md5 of mig/big.bin        VG_WAIT  limit of each wait, s
+# a background process) and keeps a reader busy (O_DIRECT passes over
+# big.bin: each pass is FUSE READs the daemon writes straight into the
+# reader's buffer), says READY, and follows the host's steps, a number the
+# host writes into the share's file mig-ctl (read with O_DIRECT, so no guest
+# cache can hide a change):
+#   1 fill     pre-copy has sent all of RAM once: read fill.bin into the page
+#              cache now.  Every page of it is written by the source daemon
+#              after QEMU sent it, so only the daemon's dirty log makes QEMU
+#              send it again; after the migration the guest checksums the
+#              cached pages (with --cache=always: no FUSE READ again)
+#   2 go       the migration completed and the source is gone: check
+#   3 release  the host has looked at the locks from its side; let them go
+# Each check prints "CHECK <name> ok", "CHECK <name> FAIL <reason>" or
+# "CHECK <name> SKIP <reason>"; the host turns them into PASS/FAIL/SKIP
+# lines.  Variables from the host (/guest/env): VG_BIG_MD5, VG_FILL_MD5 (of
+# mig/big.bin, mig/fill.bin), VG_WAIT (limit of each wait, s), VG_CACHE_MODE.
 M=$VG_MNT
 W=$M/mig
-C=$M/mig-ctl
 T=/tmp/mig
 WAIT=${VG_WAIT:-300}
 mkdir -p "$T"
 NFAIL=0
 ok() { echo "CHECK $1 ok"; }
 bad() { echo "CHECK $1 FAIL $2"; NFAIL=$((NFAIL + 1)); }
+skip() { echo "CHECK $1 SKIP $2"; }
 md5() { md5sum | cut -d' ' -f1; }
-# until FILE exists (polls: the host creates it), at most SECONDS
-wait_file() { # FILE SECONDS
+# the host's step (0 if unreadable)
+step() {
+  s=$(dd if="$M/mig-ctl" iflag=direct bs=4096 count=1 2>/dev/null | head -n 1 | cut -d' ' -f1)
+  case $s in '' | *[!0-9]*) echo 0 ;; *) echo "$s" ;; esac
+}
+# until the host's step is at least N, at most SECONDS
+wait_step() { # N SECONDS
   n=0
-  while [ ! -e "$1" ]; do
+  while [ "$(step)" -lt "$1" ]; do
     [ "$n" -lt $(($2 * 4)) ] || return 1
     sleep 0.25
     n=$((n + 1))
@@ -73,19 +84,29 @@ else
   bad locks-held-before "$out"
 fi
 
-# the reader: whole-file checksums with the page cache dropped each pass
+# the reader: whole-file checksums, O_DIRECT (no page cache in between)
 (
   i=0
   while [ ! -e "$T/stop" ]; do
     i=$((i + 1))
-    echo 3 >/proc/sys/vm/drop_caches
-    s=$(md5 <"$W/big.bin")
+    s=$(dd if="$W/big.bin" iflag=direct bs=4M 2>/dev/null | md5)
     if [ "$s" = "$VG_BIG_MD5" ]; then r="READ $i ok"; else r="READ $i BAD ${s:-unreadable}"; fi
     echo "$r" >>"$T/reads"
     echo "$r"
   done
 ) &
 READER=$!
+# the filler: fill.bin into the page cache when the host says so
+(
+  wait_step 1 "$WAIT" || exit 0
+  if [ "$(step)" != 1 ]; then
+    echo "the host was past step 1 (fill) when the guest looked" >"$T/fill"
+    exit 0
+  fi
+  cat "$W/fill.bin" >/dev/null
+  echo "FILLED $(md5 <"$W/fill.bin")" | tee "$T/fill"
+) &
+FILLER=$!
 if wait_line "$T/reads" '^READ 2 ' 120; then
   ok reader-started
 else
@@ -93,17 +114,34 @@ else
 fi
 echo "READY"
 
-# ---- the migration happens here; the guest just waits ---------------------------
-if ! wait_file "$C/go" "$WAIT"; then
+# ---- the migration happens here; the guest just reads ---------------------------
+if ! wait_step 2 "$WAIT"; then
   bad migrated "no signal from the host within ${WAIT}s"
   touch "$T/stop"
-  kill "$HOLD" 2>/dev/null
+  kill "$HOLD" "$FILLER" 2>/dev/null
   wait
   exit 1
 fi
 echo "MIGRATED"
 
 # ---- after the migration ------------------------------------------------------------
+# first the pages the source daemon wrote into the page cache after QEMU had
+# sent them (they are still cached: nothing was evicted, no FUSE READ now)
+wait "$FILLER"
+f=$(cat "$T/fill" 2>/dev/null)
+case $f in
+  "FILLED $VG_FILL_MD5")
+    if [ "$VG_CACHE_MODE" != always ]; then
+      skip cached-pages-after-migration "--cache=$VG_CACHE_MODE: reopening fill.bin may drop or bypass its page cache (needs always)"
+    elif [ "$(md5 <"$W/fill.bin")" = "$VG_FILL_MD5" ]; then
+      ok cached-pages-after-migration
+    else
+      bad cached-pages-after-migration "fill.bin, read into the page cache during pre-copy, has other content on the destination (pages the daemon wrote were not logged)"
+    fi ;;
+  FILLED*) bad cached-pages-after-migration "reading fill.bin during pre-copy gave wrong data: $f" ;;
+  *) bad cached-pages-after-migration "no fill during pre-copy: ${f:-the host never said fill}" ;;
+esac
+
 # two more passes of the reader, through the destination daemon
 n0=$(reads)
 if wait_line "$T/reads" "^READ $((n0 + 2)) " 120; then
@@ -158,7 +196,7 @@ fi
 echo "CHECKED"
 
 # the host checks the locks from its side, then says release
-if ! wait_file "$C/release" "$WAIT"; then
+if ! wait_step 3 "$WAIT"; then
   bad released "no release signal from the host within ${WAIT}s"
 fi
 kill "$HOLD" 2>/dev/null

@@ -12,23 +12,37 @@
 # migration on the source too, and the source resumes (as libvirt sees it).
 # The guest (migration-checks.sh) opens a file for appending and one for
 # reading, takes a POSIX lock and an flock, keeps its cwd in the share and
-# re-reads a 32 MiB file in a loop with checksums (page cache dropped each
-# pass), then says READY.  The host migrates over a unix socket (QMP
-# `migrate`), waits for "completed", quits the source QEMU (daemon A goes
-# with it), checks the locks from the host side, and tells the guest, which
-# then checks every fd, checksum, its cwd and its locks on the destination.
-# The host verifies the files written before and after, and that the locks
-# are gone once the guest let them go.  Checks:
+# re-reads a 32 MiB file in a loop with checksums (O_DIRECT: the daemon
+# writes each pass into the reader's buffer), then says READY.  The host
+# migrates over a unix socket (QMP `migrate`) in phases:
+#   1. bandwidth VG_MIG_PHASE_BW (64 MiB/s), downtime limit 1 ms, until QEMU
+#      sent all RAM once; then held at 10 KiB/s, which cannot drain what the
+#      guest dirties, so pre-copy does not end by itself
+#   2. until the reader made VG_MIG_PRECOPY_PASSES (4) passes since the start
+#   3. the guest reads a 16 MiB file into its page cache: pages QEMU already
+#      sent, written by the daemon only, so only the daemon's dirty log makes
+#      QEMU send them again (checked after the migration from the cache)
+#   4. no bandwidth limit, downtime limit VG_MIG_DOWNTIME_MS (500): converge.
+# Then the host waits for "completed", quits the source QEMU (daemon A goes
+# with it), and tells the guest (a step number in the share's file mig-ctl),
+# which checks every fd, checksum, its cwd and its locks on the destination;
+# the host checks the locks from its side, lets the guest release them, and
+# verifies the files written before and after and that the locks are gone.
+# Checks:
 #   migrate-accepted      QMP migrate is not refused (a back-end without the
 #                         migration features makes QEMU refuse: the reason)
 #   migration-completed   query-migrate says completed (not failed, not hung)
 #   io-during-precopy     the reader finished passes while RAM was copied
+#   fill-during-precopy   the guest read fill.bin after QEMU had sent all RAM
+#                         once, before the switch-over
 #   destination-running   the destination runs, the source is paused
 #   locks-on-host         locks the source daemon placed on the host file are
 #                         still held after the source is gone (SKIP if the
 #                         source daemon keeps locks inside the guest kernel)
 #   host:log-content, host:cwd-file, locks-free-on-host-at-end
-#   guest:<check>         the guest's own checks (fds, checksums, cwd, locks)
+#   guest:<check>         the guest's own checks (fds, checksums, cwd, locks;
+#                         cached-pages-after-migration: fill.bin from the page
+#                         cache, needs --cache=always, the default here)
 #   guest-finished        the guest script ended with status 0, umount ok
 #
 # Usage: test-migration.sh [--pairs=ours:ours,rust:ours,ours:rust]
@@ -51,10 +65,9 @@
 # Environment: VG_QEMU (default: the QEMU 10 of fetch-qemu10.sh; 7.2 cannot
 # migrate vhost-user-fs), VG_TIMEOUT (limit of one QEMU, default 300 s),
 # VG_MIG_TIMEOUT (limit of the migration, default 180 s), VG_MIG_BIG_MB (32),
-# VG_MIG_DOWNTIME_MS (downtime-limit, default 500), VG_MIG_SLOW_BW (the
-# bandwidth limit until VG_MIG_PRECOPY_PASSES (4) reader passes ended during
-# pre-copy; default 8 MiB/s; then no limit), and those of lib.sh
-# (VG_MEM 512M, VG_CACHE_MODE auto, VG_LOG_LEVEL, VG_KEEP ...).
+# VG_MIG_DOWNTIME_MS, VG_MIG_PHASE_BW, VG_MIG_PRECOPY_PASSES (above),
+# VG_CACHE_MODE (--cache of both daemons, default always here), and those of
+# lib.sh (VG_MEM 512M, VG_LOG_LEVEL, VG_KEEP ...).
 #
 # Output: "PASS: migration/<src>-><dst>/<mode>/<check>", "FAIL: ...: <reason>"
 # or "SKIP: ...: <reason>", then "test-migration: N passed, N failed, N
@@ -63,6 +76,9 @@
 # is kept.
 set -euo pipefail
 VG_TIMEOUT=${VG_TIMEOUT:-300}
+# the fill check reads cached pages after the migration: with auto, the
+# reopen drops them; with never there are none
+VG_CACHE_MODE=${VG_CACHE_MODE:-always}
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -70,7 +86,7 @@ RUST_VIRTIOFSD=${RUST_VIRTIOFSD:-/opt/virtiofsd-peers/bin/rust-virtiofsd}
 MIG_TIMEOUT=${VG_MIG_TIMEOUT:-180}
 BIG_MB=${VG_MIG_BIG_MB:-32}
 DOWNTIME_MS=${VG_MIG_DOWNTIME_MS:-500}
-SLOW_BW=${VG_MIG_SLOW_BW:-8388608}
+PHASE_BW=${VG_MIG_PHASE_BW:-67108864}
 PRECOPY_PASSES=${VG_MIG_PRECOPY_PASSES:-4}
 FH_OPTS=${VG_MIG_FH_OPTS---modcaps=+dac_read_search}
 pairs=ours:ours,rust:ours,ours:rust
@@ -173,6 +189,110 @@ for k in sys.argv[2].split("."):
 print("" if v is None else v)' "$1" "$2" || true
 }
 
+# The phases of the migration (see the top), driven over one QMP connection
+# polled every 20 ms, so that the host reacts before QEMU ends pre-copy by
+# itself.  Prints the last query-migrate answer (JSON) with "x-phase", the
+# phase reached; its "status" is QEMU's, or why the driver stopped.  Logs on
+# stderr.
+mig_drive() { # QMP SRC-RESULTS LINES0 CTL-FILE SRC-PID DST-PID
+  local py=python3
+  [ ! -x /usr/bin/python3 ] || py=/usr/bin/python3
+  "$py" - "$@" "$PHASE_BW" "$PRECOPY_PASSES" "$DOWNTIME_MS" "$MIG_TIMEOUT" "$NAME" <<'PY'
+import json, socket, sys, time
+(qmp, results, lines0, ctl, spid, dpid, phase_bw, want, downtime, limit,
+ name) = sys.argv[1:12]
+lines0, want, downtime, limit = int(lines0), int(want), int(downtime), int(limit)
+
+def log(msg):
+    print(f"[vg] {name}: {msg}", file=sys.stderr, flush=True)
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(30)
+s.connect(qmp)
+f = s.makefile("rw", encoding="utf-8")
+
+def receive():
+    while True:
+        line = f.readline()
+        if not line:
+            raise OSError("QEMU closed the QMP connection")
+        msg = json.loads(line)
+        if "event" not in msg:
+            return msg
+
+def execute(cmd, args=None):
+    f.write(json.dumps({"execute": cmd, **({"arguments": args} if args else {})}) + "\n")
+    f.flush()
+    reply = receive()
+    if "error" in reply:
+        raise OSError(f"{cmd}: {reply['error'].get('desc')}")
+    return reply.get("return")
+
+def guest_lines():
+    with open(results, errors="replace") as r:
+        return r.read().splitlines()[lines0:]
+
+info, phase, t0, dgone = {}, 1, time.time(), None
+try:
+    receive()
+    execute("qmp_capabilities")
+    while True:
+        info = execute("query-migrate")
+        st = info.get("status")
+        if st in ("completed", "failed", "cancelled"):
+            break
+        ram = info.get("ram", {})
+        lines = guest_lines()
+        passes = sum(1 for l in lines if l.startswith("READ "))
+        took = f"{time.time() - t0:.3f}s"
+        if phase == 1 and ram.get("dirty-sync-count", 0) >= 2:
+            # all RAM sent once: hold pre-copy (10 KiB/s cannot drain what
+            # the guest dirties, so QEMU does not switch over)
+            execute("migrate-set-parameters", {"max-bandwidth": 10240})
+            log(f"phase 2 after {took}: all RAM sent once "
+                f"({ram.get('transferred', 0) >> 20} MiB), {passes} reader passes; held")
+            phase = 2
+        if phase == 2 and passes >= want:
+            with open(ctl, "r+") as c:
+                c.write("1\n")
+            log(f"phase 3 after {took}: {passes} reader passes; the guest fills its page cache")
+            phase = 3
+        if phase == 3 and any(l.startswith("FILLED") for l in lines):
+            execute("migrate-set-parameters",
+                    {"downtime-limit": downtime, "max-bandwidth": 1 << 34})
+            log(f"phase 4 after {took}: filled; no bandwidth limit, downtime limit {downtime} ms")
+            phase = 4
+        # a destination that fails exits; the source learns it over the
+        # return path within moments: give it 10 s to say so
+        if not alive(dpid) and dgone is None:
+            dgone = time.time() + 10
+        if not alive(spid) or (dgone is not None and time.time() > dgone):
+            info["status"] = "a QEMU ended (source %s, destination %s)" % (
+                "running" if alive(spid) else "gone", "running" if alive(dpid) else "gone")
+            break
+        if time.time() - t0 > limit:
+            info["status"] = f"still '{st}' after {limit}s"
+            break
+        time.sleep(0.02)
+except (OSError, ValueError) as e:
+    info["status"] = f"QMP: {e}"
+info["x-phase"] = phase
+print(json.dumps(info))
+PY
+}
+
+# The host's step for the guest (migration-checks.sh): written in place.
+set_step() { # N
+  printf '%s\n' "$1" | dd of="$S/mig-ctl" conv=notrunc status=none
+}
+
 mib() { [[ ${1:-} =~ ^[0-9]+$ ]] && echo $(($1 / 1048576)) || echo "?"; }
 
 # Is the capability list of daemon CMD missing migrate-precopy?  Prints why
@@ -213,17 +333,19 @@ host_locks_free() { # FILE
 # The guest's CHECK lines (both results files) as PASS/FAIL; the expected
 # ones that are missing fail.
 # both sides: a failed load on the destination fails the migration on the
-# source, which resumes; auto-converge: see the bandwidth below
-CAPS='{"capabilities": [{"capability": "return-path", "state": true}, {"capability": "auto-converge", "state": true}]}'
+# source, which resumes.  (No auto-converge: phase 1 never converges on
+# purpose, and throttled vCPUs would only slow the guest down.)
+CAPS='{"capabilities": [{"capability": "return-path", "state": true}]}'
 
-GUEST_CHECKS=" fd-write-before fd-read-before locks-taken locks-held-before reader-started reads-after-migration checksums fd-write-after log-content fd-read-after cwd-after lock-holder-alive locks-held-after locks-free-after-release "
+GUEST_CHECKS=" fd-write-before fd-read-before locks-taken locks-held-before reader-started cached-pages-after-migration reads-after-migration checksums fd-write-after log-content fd-read-after cwd-after lock-holder-alive locks-held-after locks-free-after-release "
 report_guest() { # RESULTS...
   local c line
   for c in $GUEST_CHECKS; do
-    line=$(cat "$@" 2>/dev/null | grep -E "^CHECK $c (ok|FAIL)" | tail -1 || true)
+    line=$(cat "$@" 2>/dev/null | grep -E "^CHECK $c (ok|FAIL|SKIP)" | tail -1 || true)
     case $line in
       "CHECK $c ok") r_pass "guest:$c" ;;
       "CHECK $c FAIL "*) r_fail "guest:$c" "${line#CHECK "$c" FAIL }" ;;
+      "CHECK $c SKIP "*) r_skip "guest:$c" "${line#CHECK "$c" SKIP }" ;;
       *) r_fail "guest:$c" "the guest did not get to it" ;;
     esac
   done
@@ -252,13 +374,19 @@ run_one() { # SRC-CMD DST-CMD MODE
 
   # the share first: its checksum goes into the guest's environment
   S=$VG_TMP/share-$RUN
-  mkdir -p "$S/mig" "$S/mig-ctl"
-  chmod 0755 "$S" "$S/mig" "$S/mig-ctl"
+  mkdir -p "$S/mig"
+  chmod 0755 "$S" "$S/mig"
+  # the host's steps for the guest: a number at the start of a 4 KiB file
+  # that keeps its size (a guest with a cached size of 0 would read nothing)
+  head -c 4096 /dev/zero >"$S/mig-ctl"
+  set_step 0
+  head -c 16M /dev/urandom >"$S/mig/fill.bin"
   head -c "${BIG_MB}M" /dev/urandom >"$S/mig/big.bin"
   sum=$(md5sum <"$S/mig/big.bin" | cut -d' ' -f1)
   printf 'line %s\n' 1 2 3 >"$S/mig/lines.txt"
   : >"$S/mig/lockfile"
-  VG_GUEST_ENV="VG_BIG_MD5=$sum; VG_WAIT=$VG_TIMEOUT; export VG_BIG_MD5 VG_WAIT"
+  VG_GUEST_ENV="VG_BIG_MD5=$sum; VG_FILL_MD5=$(md5sum <"$S/mig/fill.bin" | cut -d' ' -f1)
+VG_WAIT=$VG_TIMEOUT; export VG_BIG_MD5 VG_FILL_MD5 VG_WAIT"
   vg_boot_prepare "$VG_DIR/migration-checks.sh"
   n=$VG_BOOT_DIR
   local rs=$VG_RESULTS cs=$VG_CONSOLE rd=$n/dst-results.txt cd=$n/dst-console.log
@@ -313,14 +441,10 @@ run_one() { # SRC-CMD DST-CMD MODE
   local locks_before
   locks_before=$(host_locks_held "$S/mig/lockfile")
 
-  # Migrate slowly at first (SLOW_BW bytes/s), so that pre-copy lasts while
-  # the reader makes PRECOPY_PASSES passes (the daemon writes guest memory
-  # that QEMU has already sent: only its dirty log makes QEMU send it again),
-  # then without a limit, so that it converges (auto-converge throttles the
-  # vCPUs should the reader still dirty pages faster than they are sent).
+  # phase 1 (see the top): pre-copy that cannot end yet
   if ! out=$(vg_qmp "$qs" migrate-set-capabilities "$CAPS" 2>&1) ||
     ! out=$(vg_qmp "$qs" migrate-set-parameters \
-      "{\"downtime-limit\": $DOWNTIME_MS, \"max-bandwidth\": $SLOW_BW}" 2>&1); then
+      "{\"downtime-limit\": 1, \"max-bandwidth\": $PHASE_BW}" 2>&1); then
     r_fail migrate-accepted "setting up the source: ${out#qmp: }"
     mig_cleanup; show_logs "$n"; VG_KEEP=1; return 0
   fi
@@ -335,30 +459,11 @@ run_one() { # SRC-CMD DST-CMD MODE
   fi
   r_pass migrate-accepted
 
-  # until completed, failed, or the limit
-  local end=$(($(date +%s) + MIG_TIMEOUT)) fast=0 dgone=
-  st=
-  while :; do
-    info=$(vg_qmp "$qs" query-migrate 2>&1) || info='{}'
-    st=$(jget "$info" status)
-    case $st in completed | failed | cancelled) break ;; esac
-    if [ "$fast" = 0 ] && [ "$(tail -n +"$((lines0 + 1))" "$rs" | grep -c '^READ ' || true)" -ge "$PRECOPY_PASSES" ]; then
-      vg_qmp "$qs" migrate-set-parameters '{"max-bandwidth": 17179869184}' >/dev/null || true
-      vg_log "$NAME: $PRECOPY_PASSES reader passes during pre-copy after $(vg_secs_since "$tm")s ($(mib "$(jget "$info" ram.transferred)") MiB sent); no bandwidth limit from now on"
-      fast=1
-    fi
-    # a destination that fails exits; the source learns it over the return
-    # path within moments: give it 10 s to say so
-    if vg_alive "$PID_QS" && ! vg_alive "$PID_QD" && [ -z "${dgone:-}" ]; then
-      dgone=$(($(date +%s) + 10))
-    fi
-    if ! vg_alive "$PID_QS" || { [ -n "${dgone:-}" ] && [ "$(date +%s)" -ge "$dgone" ]; }; then
-      st="a QEMU ended ($(vg_alive "$PID_QS" && echo "source running" || echo "source gone"), $(vg_alive "$PID_QD" && echo "destination running" || echo "destination gone"))"
-      break
-    fi
-    [ "$(date +%s)" -lt "$end" ] || { st="still '$st' after ${MIG_TIMEOUT}s"; break; }
-    sleep 0.5
-  done
+  # until completed, failed, or the limit: drive the phases (mig_drive)
+  info=$(mig_drive "$qs" "$rs" "$lines0" "$S/mig-ctl" "$PID_QS" "$PID_QD") || true
+  st=$(jget "$info" status)
+  local phase
+  phase=$(jget "$info" x-phase)
   if [ "$st" != completed ]; then
     why="migration $st"
     local failed=$st
@@ -384,7 +489,12 @@ run_one() { # SRC-CMD DST-CMD MODE
   if [ "$during" -ge "$PRECOPY_PASSES" ]; then
     r_pass io-during-precopy
   else
-    r_fail io-during-precopy "$during passes over big.bin finished while the migration ran, want $PRECOPY_PASSES (the bandwidth limit of $SLOW_BW bytes/s did not hold it back long enough)"
+    r_fail io-during-precopy "$during passes over big.bin finished while the migration ran, want $PRECOPY_PASSES"
+  fi
+  if grep -q '^FILLED' "$rs"; then
+    r_pass fill-during-precopy
+  else
+    r_fail fill-during-precopy "the guest did not fill its page cache before the switch-over (the host reached phase ${phase:-?})"
   fi
   vg_log "$NAME: $during reader passes during pre-copy"
 
@@ -412,7 +522,7 @@ run_one() { # SRC-CMD DST-CMD MODE
   PID_DA=
 
   # the signal: from here on the guest talks to daemon B only
-  touch "$S/mig-ctl/go"
+  set_step 2
   if ! vg_wait_line "$rd" '^CHECKED' "$VG_TIMEOUT" "$PID_QD"; then
     r_fail guest-checked "the guest did not finish its checks on the destination"
     report_guest "$rs" "$rd"
@@ -424,7 +534,7 @@ run_one() { # SRC-CMD DST-CMD MODE
     why=$(host_locks_held "$S/mig/lockfile")
     r_check locks-on-host "${why:+after the migration the host does not see the locks of the guest: }$why"
   fi
-  touch "$S/mig-ctl/release"
+  set_step 3
   wait_exit "$PID_QD" "$VG_TIMEOUT"
   out=$WAIT_OUT
   [ "$out" != running ] || { mig_kill PID_QD; out="timed out"; }
