@@ -115,6 +115,9 @@ run_suite sandbox bash tests/guest/test-sandbox.sh
 echo "== the guest suite again under QEMU 10 (bookworm-backports, unpacked privately)"
 if qemu10=$(bash tests/guest/fetch-qemu10.sh | tail -1) && [ -x "$qemu10" ]; then
     VG_QEMU=$qemu10 run_suite guest-qemu10 bash tests/guest/test-guest.sh --cache=always
+    echo "== live migration between two QEMU 10s, a daemon each"
+    VG_QEMU=$qemu10 run_suite migration bash tests/guest/test-migration.sh \
+        --pairs=ours:ours --modes=find-paths
 else
     echo "FAIL: QEMU 10 could not be fetched (tests/guest/fetch-qemu10.sh)"
     fail=$((fail + 1)); failed_names+=("guest-qemu10")
