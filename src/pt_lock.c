@@ -376,6 +376,8 @@ struct wait_match {
     bool all;
     bool by_unique;
     uint64_t unique;
+    bool by_opaque; /* the waits answering through one transport route (pt_async.opaque) */
+    const void *opaque;
     bool by_owner; /* POSIX waits of (nodeid, owner) */
     bool by_fh;    /* flock waits on fh */
     uint64_t nodeid, owner, fh;
@@ -387,6 +389,8 @@ static bool wait_matches(const struct lock_wait *w, const struct wait_match *m)
         return true;
     if (m->by_unique)
         return w->async.unique == m->unique;
+    if (m->by_opaque)
+        return w->async.opaque == m->opaque;
     if (m->by_owner)
         return w->lo && w->lo->nodeid == m->nodeid && w->lo->owner == m->owner;
     return m->by_fh && !w->lo && w->fh == m->fh;
@@ -434,6 +438,23 @@ bool pt_lock_interrupt(struct pt_fs *fs, uint64_t unique)
     bool found = cancel_waits(fs->locks, &(struct wait_match){.by_unique = true, .unique = unique});
     pthread_mutex_unlock(&fs->locks->mu);
     return found;
+}
+
+/*
+ * A queue that stops (a VM stop, a migration's switch-over, a snapshot) must not leave a
+ * request unanswered: a late reply after the ring's reset would be dropped, and after a
+ * migration nobody would answer it at all. Its waits end as an INTERRUPT ends one, with
+ * EINTR, which POSIX allows F_SETLKW and flock(2) to return; the guest holds nothing new.
+ */
+void pt_lock_end_waits(struct pt_fs *fs, const void *opaque)
+{
+    struct pt_locks *l = fs->locks;
+
+    if (!atomic_load(&l->used))
+        return;
+    pthread_mutex_lock(&l->mu);
+    cancel_waits(l, &(struct wait_match){.by_opaque = true, .opaque = opaque});
+    pthread_mutex_unlock(&l->mu);
 }
 
 /* ---- POSIX record locks -------------------------------------------------------------------- */
