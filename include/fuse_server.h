@@ -73,6 +73,13 @@ struct fuse_late_route {
 #define FUSE_REPLY_LATER UINT32_MAX
 
 /*
+ * Every request still waiting to be answered through sink (a SETLKW) ends now with EINTR:
+ * sink->done has been called for each when this returns. For a transport that stops the
+ * queue behind sink and must not leave a request unanswered across the stop.
+ */
+void fuse_session_end_waits(struct fuse_session *se, struct fuse_late_sink *sink);
+
+/*
  * Serves the request in elem (a chain popped from a virtqueue) and returns the number of
  * bytes written to its device-writable part: the length to put in the used ring. A request
  * that cannot be answered at all (no room for a reply header) returns 0, logged.

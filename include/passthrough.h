@@ -257,6 +257,11 @@ int pt_setlk(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
              const struct fuse_lk_in *in, const struct pt_async *async);
 /* FUSE_INTERRUPT: a lock wait for request unique ends with -EINTR. False if none is waiting. */
 bool pt_lock_interrupt(struct pt_fs *fs, uint64_t unique);
+/*
+ * Every lock wait whose pt_async.opaque is opaque ends with -EINTR (the rings it would answer
+ * on are stopping): returns once each one's done() was called. Safe with ops in flight.
+ */
+void pt_lock_end_waits(struct pt_fs *fs, const void *opaque);
 
 /*
  * Extended attributes (ENOSYS unless cfg->xattr). system.posix_acl_access and

@@ -40,8 +40,42 @@ struct pt_state_handle {
     bool dir;
 };
 
+/*
+ * Locks. A POSIX lock owner (a guest process, on one inode) with the ranges it holds; each
+ * range [start, end] inclusive, end PT_STATE_LOCK_EOF meaning to the end of the file (as in
+ * FUSE's fuse_file_lock). An flock is held by one open handle.
+ */
+#define PT_STATE_LOCK_EOF   ((uint64_t)INT64_MAX)
+#define PT_STATE_MAX_OWNERS 4096u      /* the lock layer's own bound on owners per session */
+#define PT_STATE_MAX_RANGES (1u << 20) /* ranges of all owners together */
+
+struct pt_state_range {
+    uint64_t start, end;
+    bool write; /* else a read lock */
+};
+
+struct pt_state_owner {
+    uint64_t nodeid;
+    uint64_t owner;  /* the guest's lock owner id */
+    uint64_t fh;     /* the handle it last locked through (RELEASE of it drops the owner) */
+    uint32_t pid;    /* the guest pid GETLK reports for its locks */
+    size_t first, n; /* its ranges: pt_state.ranges[first .. first + n) */
+};
+
+struct pt_state_flock {
+    uint64_t fh;
+    uint64_t nodeid; /* its handle's inode (not in the stream: pt_state_check fills it in) */
+    bool write;      /* LOCK_EX, else LOCK_SH */
+};
+
 struct pt_state {
     uint64_t last_nodeid, last_fh; /* the id counters: the last ids handed out */
+    struct pt_state_owner *owners;
+    size_t n_owners, cap_owners;
+    struct pt_state_range *ranges;
+    size_t n_ranges, cap_ranges;
+    struct pt_state_flock *flocks;
+    size_t n_flocks, cap_flocks;
     struct pt_state_inode *inodes;
     size_t n_inodes, cap_inodes;
     struct pt_state_handle *handles;
@@ -65,6 +99,10 @@ void pt_state_free(struct pt_state *st);
 int pt_state_add_inode(struct pt_state *st, const struct pt_state_inode *in, const char *path,
                        size_t len);
 int pt_state_add_handle(struct pt_state *st, const struct pt_state_handle *h);
+/* Appends an owner with no ranges yet; pt_state_add_range appends one to the last owner. */
+int pt_state_add_owner(struct pt_state *st, const struct pt_state_owner *o);
+int pt_state_add_range(struct pt_state *st, const struct pt_state_range *r);
+int pt_state_add_flock(struct pt_state *st, const struct pt_state_flock *f);
 static inline const char *pt_state_path(const struct pt_state *st, const struct pt_state_inode *i)
 {
     return i->lost ? NULL : st->paths + i->path_off;
@@ -82,8 +120,11 @@ int pt_state_collect(struct pt_fs *fs, struct pt_state *st);
 /*
  * LOAD, before anything is changed: the state is consistent (the root is nodeid 1 with the
  * empty path, no nodeid or fh twice, no nodeid 0, every handle's inode present and of the
- * handle's kind, paths made of plain names, counters not behind any id). 0 or -EINVAL (and
- * st->why).
+ * handle's kind, paths made of plain names, counters not behind any id; every lock owner on a
+ * saved inode through a saved handle of it, no owner twice, ranges with start <= end <=
+ * PT_STATE_LOCK_EOF, a write range only where the guest has the inode open for writing and a
+ * read range only where for reading, at most one flock per saved handle, the counts within
+ * their bounds). 0 or -EINVAL (and st->why).
  */
 int pt_state_check(struct pt_state *st);
 
@@ -96,5 +137,23 @@ int pt_state_check(struct pt_state *st);
  * st->why); on failure the caller resets fs.
  */
 int pt_state_install(struct pt_fs *fs, struct pt_state *st);
+
+/*
+ * The locks (src/pt_lock.c implements these: it owns the lock state; session_state.c calls
+ * them after pt_state_collect and pt_state_install).
+ *
+ * SAVE: every lock owner with the ranges it holds, read back from the kernel's own view of
+ * its host file (the "lock:" lines of /proc/self/fdinfo), and every handle's flock the same
+ * way; locks a LOAD is still waiting for (below) are saved as held. 0 or -errno (st->why).
+ *
+ * LOAD, into the fs pt_state_install filled: each owner's file reopened from its handle, each
+ * range taken with F_OFD_SETLK, each flock with flock(LOCK_NB). A lock held by someone else
+ * (on a shared file system: the source daemon, until its session ends) is taken by a
+ * background wait instead; meanwhile the guest's own conflicting requests are refused or
+ * wait, as if it held the lock. 0 or -errno (st->why): the owner bound, no memory, a lock the
+ * guest cannot hold here (locks not offered, a file that does not support them).
+ */
+int pt_locks_collect(struct pt_fs *fs, struct pt_state *st);
+int pt_locks_install(struct pt_fs *fs, struct pt_state *st);
 
 #endif

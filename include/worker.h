@@ -74,8 +74,9 @@ struct vu_ring_addr {
 int vu_queue_set_addr(struct vu_queue *q, const struct vu_ring_addr *a);
 /* The next avail entry to read and used entry to fill. */
 int vu_queue_set_base(struct vu_queue *q, uint16_t idx);
-/* Stops the queue and returns the next avail entry it would have read; its fds, base and
- * pending late replies are dropped, its size, addresses and EVENT_IDX stay for a restart. */
+/* Stops the queue and returns the next avail entry it would have read; requests of it still
+ * waiting (SETLKW) are answered EINTR first, their replies in the used ring; its fds and base
+ * are dropped, its size, addresses and EVENT_IDX stay for a restart. */
 uint16_t vu_queue_get_base(struct vu_queue *q);
 /* Takes ownership of fd (-1: the front-end asked for polling); enable: the queue is enabled
  * by its kick as well, as without VHOST_USER_F_PROTOCOL_FEATURES. */

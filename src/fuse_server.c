@@ -654,6 +654,12 @@ static void do_setlkw(struct fuse_req *req)
     setlk_common(req, true);
 }
 
+void fuse_session_end_waits(struct fuse_session *se, struct fuse_late_sink *sink)
+{
+    /* lock_wait_done's opaque is the sink: that names the waits of this route. */
+    pt_lock_end_waits(se->fs, sink);
+}
+
 uint32_t fuse_reply_late(const struct vq_elem *elem, uint64_t unique, int error)
 {
     struct fuse_req req = {.elem = elem, .in = {.unique = unique}};

@@ -70,6 +70,9 @@ void pt_state_free(struct pt_state *st)
     free(st->inodes);
     free(st->handles);
     free(st->paths);
+    free(st->owners);
+    free(st->ranges);
+    free(st->flocks);
     pt_state_init(st);
 }
 
@@ -123,6 +126,36 @@ int pt_state_add_handle(struct pt_state *st, const struct pt_state_handle *h)
     if (grow((void **)&st->handles, &st->cap_handles, st->n_handles + 1, sizeof(*h)))
         return -ENOMEM;
     st->handles[st->n_handles++] = *h;
+    return 0;
+}
+
+int pt_state_add_owner(struct pt_state *st, const struct pt_state_owner *o)
+{
+    if (grow((void **)&st->owners, &st->cap_owners, st->n_owners + 1, sizeof(*o)))
+        return -ENOMEM;
+    st->owners[st->n_owners] = *o;
+    st->owners[st->n_owners].first = st->n_ranges;
+    st->owners[st->n_owners].n = 0;
+    st->n_owners++;
+    return 0;
+}
+
+int pt_state_add_range(struct pt_state *st, const struct pt_state_range *r)
+{
+    if (!st->n_owners)
+        return -EINVAL;
+    if (grow((void **)&st->ranges, &st->cap_ranges, st->n_ranges + 1, sizeof(*r)))
+        return -ENOMEM;
+    st->ranges[st->n_ranges++] = *r;
+    st->owners[st->n_owners - 1].n++;
+    return 0;
+}
+
+int pt_state_add_flock(struct pt_state *st, const struct pt_state_flock *f)
+{
+    if (grow((void **)&st->flocks, &st->cap_flocks, st->n_flocks + 1, sizeof(*f)))
+        return -ENOMEM;
+    st->flocks[st->n_flocks++] = *f;
     return 0;
 }
 
@@ -598,6 +631,122 @@ static int check_handle(struct pt_state *st, const struct id_index *ids,
     return 0;
 }
 
+/* What the guest's handles on an inode allow: bit 0 reading, bit 1 writing. */
+enum { OPEN_READS = 1, OPEN_WRITES = 2 };
+
+static unsigned handle_access(const struct pt_state_handle *h)
+{
+    switch (h->flags & O_ACCMODE) {
+    case O_RDONLY:
+        return OPEN_READS;
+    case O_WRONLY:
+        return OPEN_WRITES;
+    default:
+        return OPEN_READS | OPEN_WRITES;
+    }
+}
+
+static int cmp_owner(const void *a, const void *b)
+{
+    const struct pt_state_owner *x = *(const struct pt_state_owner *const *)a;
+    const struct pt_state_owner *y = *(const struct pt_state_owner *const *)b;
+
+    if (x->nodeid != y->nodeid)
+        return x->nodeid < y->nodeid ? -1 : 1;
+    return x->owner < y->owner ? -1 : x->owner > y->owner;
+}
+
+/* No (nodeid, owner) twice. */
+static int check_owners_unique(struct pt_state *st)
+{
+    const struct pt_state_owner **sorted = calloc(st->n_owners + 1, sizeof(*sorted));
+    int ret = 0;
+
+    if (!sorted)
+        return fail(st, -ENOMEM, "out of memory");
+    for (size_t i = 0; i < st->n_owners; i++)
+        sorted[i] = &st->owners[i];
+    qsort(sorted, st->n_owners, sizeof(*sorted), cmp_owner);
+    for (size_t i = 1; ret == 0 && i < st->n_owners; i++)
+        if (cmp_owner(&sorted[i - 1], &sorted[i]) == 0)
+            ret = fail(st, -EINVAL, "lock owner %llu on inode %llu appears twice",
+                       (unsigned long long)sorted[i]->owner, (unsigned long long)sorted[i]->nodeid);
+    free(sorted);
+    return ret;
+}
+
+/* One owner: on a saved inode, through a saved handle of that inode, with valid ranges the
+ * guest's handles on the inode allow (access: per inode index, OPEN_* bits). */
+static int check_owner(struct pt_state *st, const struct id_index *ids, const struct id_index *fhs,
+                       const unsigned *access, const struct pt_state_owner *o)
+{
+    unsigned long long id = (unsigned long long)o->nodeid, owner = (unsigned long long)o->owner;
+    size_t ino, h;
+
+    if (!index_find(ids, o->nodeid, &ino))
+        return fail(st, -EINVAL, "lock owner %llu on inode %llu, which is not in the state", owner,
+                    id);
+    if (!index_find(fhs, o->fh, &h) || st->handles[h].nodeid != o->nodeid)
+        return fail(st, -EINVAL, "lock owner %llu on inode %llu names handle %llu, not one of it",
+                    owner, id, (unsigned long long)o->fh);
+    if (o->first > st->n_ranges || o->n > st->n_ranges - o->first)
+        return fail(st, -EINVAL, "lock owner %llu: ranges out of bounds", owner);
+    for (size_t i = o->first; i < o->first + o->n; i++) {
+        const struct pt_state_range *r = &st->ranges[i];
+
+        if (r->start > r->end || r->end > PT_STATE_LOCK_EOF)
+            return fail(st, -EINVAL, "lock owner %llu on inode %llu: invalid range %llu-%llu",
+                        owner, id, (unsigned long long)r->start, (unsigned long long)r->end);
+        if (!(access[ino] & (r->write ? OPEN_WRITES : OPEN_READS)))
+            return fail(st, -EINVAL,
+                        "lock owner %llu on inode %llu: a %s lock without the inode open for %s",
+                        owner, id, r->write ? "write" : "read", r->write ? "writing" : "reading");
+    }
+    return 0;
+}
+
+/* The locks, once inodes and handles were checked (ids and fhs index them). */
+static int check_locks(struct pt_state *st, const struct id_index *ids, const struct id_index *fhs)
+{
+    struct id_index flocked = {0};
+    unsigned *access;
+    int ret = 0;
+
+    if (st->n_owners > PT_STATE_MAX_OWNERS || st->n_ranges > PT_STATE_MAX_RANGES ||
+        st->n_flocks > st->n_handles)
+        return fail(st, -EINVAL, "too many lock owners, ranges or flocks");
+    if (!st->n_owners && !st->n_flocks)
+        return 0;
+    access = calloc(st->n_inodes + 1, sizeof(*access));
+    if (!access || index_init(&flocked, st->n_flocks) < 0)
+        ret = fail(st, -ENOMEM, "out of memory");
+    for (size_t i = 0; ret == 0 && i < st->n_handles; i++) {
+        size_t ino;
+
+        if (index_find(ids, st->handles[i].nodeid, &ino))
+            access[ino] |= handle_access(&st->handles[i]);
+    }
+    for (size_t i = 0; ret == 0 && i < st->n_owners; i++)
+        ret = check_owner(st, ids, fhs, access, &st->owners[i]);
+    if (ret == 0)
+        ret = check_owners_unique(st);
+    for (size_t i = 0; ret == 0 && i < st->n_flocks; i++) {
+        size_t h;
+
+        if (!index_find(fhs, st->flocks[i].fh, &h))
+            ret = fail(st, -EINVAL, "flock on handle %llu, which is not in the state",
+                       (unsigned long long)st->flocks[i].fh);
+        else if (!index_add(&flocked, st->flocks[i].fh, i))
+            ret = fail(st, -EINVAL, "two flocks on handle %llu",
+                       (unsigned long long)st->flocks[i].fh);
+        else
+            st->flocks[i].nodeid = st->handles[h].nodeid;
+    }
+    free(access);
+    index_free(&flocked);
+    return ret;
+}
+
 int pt_state_check(struct pt_state *st)
 {
     struct id_index ids = {0}, fhs = {0};
@@ -625,6 +774,8 @@ int pt_state_check(struct pt_state *st)
             ret = fail(st, -EINVAL, "handle %llu appears twice",
                        (unsigned long long)st->handles[i].fh);
     }
+    if (ret == 0)
+        ret = check_locks(st, &ids, &fhs);
     index_free(&ids);
     index_free(&fhs);
     return ret;

@@ -37,8 +37,18 @@
  *       bits (not the host's O_* values, which differ between architectures): bits 0-1 the
  *       access mode (0 read, 1 write, 2 both), 2 APPEND, 3 DIRECT, 4 DSYNC, 5 SYNC, 6 NOATIME,
  *       7 NONBLOCK, 8 TRUNC, 9 CREAT, 10 EXCL (the last three are dropped when reopening)
- *   5 LOCKS (critical): reserved for the locks the guest holds; not written yet, and refused
- *       by this reader (silently dropping a held lock would break the guest)
+ *   5 LOCKS (critical; written only when the guest holds a lock, so that a stream without
+ *       locks stays readable by a reader that knows no locks; critical because dropping a
+ *       held lock silently would break the guest):
+ *       u64 owner count (at most 4096), then per POSIX lock owner:
+ *         u64 nodeid, u64 owner (the guest's lock owner id), u64 fh (the handle it last locked
+ *         through; it must be a handle of that inode), u32 pid (the guest pid GETLK reports),
+ *         u32 reserved (0), u64 range count, then per range: u64 start, u64 end (inclusive,
+ *         start <= end <= 2^63 - 1, which means to the end of the file), u32 type (0 read,
+ *         1 write)
+ *       u64 flock count (at most the handle count), then per flock: u64 fh, u32 type (0
+ *       shared, 1 exclusive); one per handle at most
+ *       No owner twice on one inode; all ranges together at most 2^20.
  *   0xffff END (critical), 0 bytes: the end; nothing may follow it
  * Each type appears at most once; INIT, COUNTERS, INODES, HANDLES and END are required.
  *
@@ -74,6 +84,11 @@
 #define INODE_LOST       1u
 #define INODE_RECORD_MIN 44 /* a record with no name */
 #define HANDLE_RECORD    24
+#define OWNER_RECORD_MIN 40 /* an owner with no range */
+#define RANGE_RECORD     20
+#define FLOCK_RECORD     12
+#define STATE_LOCK_READ  0
+#define STATE_LOCK_WRITE 1
 #define PATH_MAX_COMPS   (PATH_MAX / 2)
 
 enum section_type {
@@ -293,6 +308,37 @@ static void put_handles(struct wbuf *w, const struct pt_state *st)
     end_section(w, at);
 }
 
+static void put_locks(struct wbuf *w, const struct pt_state *st)
+{
+    size_t at;
+
+    if (!st->n_owners && !st->n_flocks)
+        return;
+    at = begin_section(w, SEC_LOCKS);
+    put_u64(w, st->n_owners);
+    for (size_t i = 0; i < st->n_owners; i++) {
+        const struct pt_state_owner *o = &st->owners[i];
+
+        put_u64(w, o->nodeid);
+        put_u64(w, o->owner);
+        put_u64(w, o->fh);
+        put_u32(w, o->pid);
+        put_u32(w, 0);
+        put_u64(w, o->n);
+        for (size_t j = o->first; j < o->first + o->n; j++) {
+            put_u64(w, st->ranges[j].start);
+            put_u64(w, st->ranges[j].end);
+            put_u32(w, st->ranges[j].write ? STATE_LOCK_WRITE : STATE_LOCK_READ);
+        }
+    }
+    put_u64(w, st->n_flocks);
+    for (size_t i = 0; i < st->n_flocks; i++) {
+        put_u64(w, st->flocks[i].fh);
+        put_u32(w, st->flocks[i].write ? STATE_LOCK_WRITE : STATE_LOCK_READ);
+    }
+    end_section(w, at);
+}
+
 static void encode(struct wbuf *w, bool initialized, const struct fuse_session_init *init,
                    const struct pt_state *st)
 {
@@ -306,6 +352,7 @@ static void encode(struct wbuf *w, bool initialized, const struct fuse_session_i
     end_section(w, at);
     put_inodes(w, st);
     put_handles(w, st);
+    put_locks(w, st);
     end_section(w, begin_section(w, SEC_END));
 }
 
@@ -342,6 +389,8 @@ int fuse_session_state_save(struct fuse_session *se, int fd)
 
     pt_state_init(&st);
     ret = pt_state_collect(fuse_session_fs(se), &st);
+    if (ret == 0)
+        ret = pt_locks_collect(fuse_session_fs(se), &st);
     if (ret == 0) {
         encode(&w, initialized, &init, &st);
         ret = w.err;
@@ -356,8 +405,9 @@ int fuse_session_state_save(struct fuse_session *se, int fd)
     if (ret < 0)
         log_error("migration: saving the session state failed: %s", st.why);
     else
-        log_info("migration: session state saved: %zu inodes, %zu handles, %zu bytes", st.n_inodes,
-                 st.n_handles, w.len);
+        log_info("migration: session state saved: %zu inodes, %zu handles, %zu lock owners, "
+                 "%zu flocks, %zu bytes",
+                 st.n_inodes, st.n_handles, st.n_owners, st.n_flocks, w.len);
     free(w.p);
     pt_state_free(&st);
     return ret;
@@ -638,6 +688,68 @@ static int parse_handles(struct rd *r, struct loaded *l)
     return ret;
 }
 
+static int parse_lock_type(struct rd *r, struct loaded *l, bool *write)
+{
+    uint32_t type;
+
+    if (!get_u32(r, &type))
+        return bad(l, "truncated LOCKS section");
+    if (type != STATE_LOCK_READ && type != STATE_LOCK_WRITE)
+        return bad(l, "unknown lock type %u", type);
+    *write = type == STATE_LOCK_WRITE;
+    return 0;
+}
+
+static int parse_owner(struct rd *r, struct loaded *l)
+{
+    struct pt_state_owner o = {0};
+    uint32_t reserved;
+    uint64_t n;
+    int ret;
+
+    if (!get_u64(r, &o.nodeid) || !get_u64(r, &o.owner) || !get_u64(r, &o.fh) ||
+        !get_u32(r, &o.pid) || !get_u32(r, &reserved))
+        return bad(l, "truncated LOCKS section");
+    if (reserved)
+        return bad(l, "lock owner %llu: reserved field %u", (unsigned long long)o.owner, reserved);
+    ret = get_count(r, l, RANGE_RECORD, PT_STATE_MAX_RANGES - l->st.n_ranges, "lock range", &n);
+    if (ret == 0 && pt_state_add_owner(&l->st, &o) < 0)
+        ret = bad(l, "out of memory");
+    for (uint64_t i = 0; ret == 0 && i < n; i++) {
+        struct pt_state_range rg = {0};
+
+        if (!get_u64(r, &rg.start) || !get_u64(r, &rg.end))
+            return bad(l, "truncated LOCKS section");
+        ret = parse_lock_type(r, l, &rg.write);
+        if (ret == 0 && pt_state_add_range(&l->st, &rg) < 0)
+            ret = bad(l, "out of memory");
+    }
+    return ret;
+}
+
+static int parse_locks(struct rd *r, struct loaded *l)
+{
+    uint64_t count = 0;
+    int ret = get_count(r, l, OWNER_RECORD_MIN, PT_STATE_MAX_OWNERS, "lock owner", &count);
+
+    for (uint64_t i = 0; ret == 0 && i < count; i++)
+        ret = parse_owner(r, l);
+    if (ret == 0)
+        ret = get_count(r, l, FLOCK_RECORD, PT_STATE_MAX_HANDLES, "flock", &count);
+    for (uint64_t i = 0; ret == 0 && i < count; i++) {
+        struct pt_state_flock f = {0};
+
+        if (!get_u64(r, &f.fh))
+            return bad(l, "truncated LOCKS section");
+        ret = parse_lock_type(r, l, &f.write);
+        if (ret == 0 && pt_state_add_flock(&l->st, &f) < 0)
+            ret = bad(l, "out of memory");
+    }
+    if (ret == 0 && r->left)
+        ret = bad(l, "%zu stray bytes after the LOCKS records", r->left);
+    return ret;
+}
+
 static int parse_section(uint32_t type, struct rd *body, struct loaded *l)
 {
     switch (type) {
@@ -650,7 +762,7 @@ static int parse_section(uint32_t type, struct rd *body, struct loaded *l)
     case SEC_HANDLES:
         return parse_handles(body, l);
     case SEC_LOCKS:
-        return bad(l, "the state holds locks, which this daemon cannot restore yet");
+        return parse_locks(body, l);
     case SEC_END:
         return body->left ? bad(l, "END section with a payload") : 0;
     }
@@ -705,7 +817,7 @@ static int parse(const uint8_t *buf, size_t len, struct loaded *l)
         ret = parse_sections(&r, l);
     if (ret == 0)
         ret = pt_state_check(&l->st);
-    if (ret == 0 && !l->initialized && (l->st.n_inodes != 1 || l->st.n_handles))
+    if (ret == 0 && !l->initialized && (l->st.n_inodes != 1 || l->st.n_handles || l->st.n_owners))
         ret = bad(l, "inodes or handles in the state of a session never initialized");
     return ret;
 }
@@ -725,6 +837,8 @@ static int install(struct fuse_session *se, struct loaded *l)
     if (!l->initialized)
         return 0; /* a fresh session: the guest will send INIT */
     ret = pt_state_install(fuse_session_fs(se), &l->st);
+    if (ret == 0)
+        ret = pt_locks_install(fuse_session_fs(se), &l->st);
     if (ret == 0)
         fuse_session_install_init(se, &l->init);
     return ret;
@@ -748,8 +862,9 @@ int fuse_session_state_load(struct fuse_session *se, int fd)
         fuse_session_reset(se);
         log_error("migration: loading the session state failed: %s", l.st.why);
     } else {
-        log_info("migration: session state loaded (written by %s): %zu inodes, %zu handles",
-                 l.writer, l.st.n_inodes, l.st.n_handles);
+        log_info("migration: session state loaded (written by %s): %zu inodes, %zu handles, "
+                 "%zu lock owners, %zu flocks",
+                 l.writer, l.st.n_inodes, l.st.n_handles, l.st.n_owners, l.st.n_flocks);
     }
     pt_state_free(&l.st);
     return ret;

@@ -696,6 +696,18 @@ static void unlink_queue(struct vu_queue *q)
     q->running = false;
 }
 
+/* The queue is off its worker: the control thread puts the queued late replies in the used
+ * ring itself (a broken ring, or guest memory that faulted, is left alone). */
+static void push_late_stopped(struct vu_queue *q)
+{
+    if (q->broken || guest_mem_faulted())
+        return;
+    if (!q->stop_elem && !(q->stop_elem = malloc(sizeof(*q->stop_elem))))
+        return;
+    if (serve_late(q, q->stop_elem) && ring_op(q, vq_should_notify))
+        signal_guest(q);
+}
+
 /*
  * The queue is off its worker: wait for the requests it handed to the pool and put their
  * replies in the used ring, as a worker serving them itself finishes the one in progress.
@@ -716,10 +728,7 @@ static void finish_pool_jobs(struct vu_queue *q)
                      q->index, q->inflight);
     }
     pthread_mutex_unlock(&q->late_lock);
-    if (!q->stop_elem && !(q->stop_elem = malloc(sizeof(*q->stop_elem))))
-        return;
-    if (serve_late(q, q->stop_elem) && ring_op(q, vq_should_notify))
-        signal_guest(q);
+    push_late_stopped(q);
 }
 
 /* Ring state for a fresh start: the used index the driver sees, as the ring was left. */
@@ -825,6 +834,15 @@ uint16_t vu_queue_get_base(struct vu_queue *q)
 {
     /* The worker finishes the request in hand and lets go of the ring. */
     vu_queue_stop(q);
+    /*
+     * A request still waiting (a SETLKW) would be answered after the reset below, and that
+     * reply dropped: the guest's caller would wait forever, and after a migration nobody
+     * would answer it at all. It ends now with EINTR, and its reply goes into the used ring
+     * before the base is reported, so the used index the front-end reads (and migrates)
+     * covers it. No new one can start: the queue is stopped.
+     */
+    fuse_session_end_waits(q->fuse, &q->late_sink);
+    push_late_stopped(q);
     uint16_t base = q->vq.last_avail_idx;
     unsigned num = q->vq.num;
     const struct virtqueue kept = q->vq;

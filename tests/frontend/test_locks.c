@@ -659,6 +659,79 @@ static void test_disconnect_while_waiting(void)
     release(ino, fh, 0);
 }
 
+/* A host process's fd on name, holding a POSIX (OFD) write lock on all of it and an flock. */
+static int host_hold_both(const char *name)
+{
+    char *p = host_path(name);
+    int fd = open(p, O_RDWR);
+    g_free(p);
+    g_assert_cmpint(fd, >=, 0);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    g_assert_cmpint(fcntl(fd, F_OFD_SETLK, &fl), ==, 0);
+    g_assert_cmpint(flock(fd, LOCK_EX | LOCK_NB), ==, 0);
+    return fd;
+}
+
+/*
+ * GET_VRING_BASE (a VM stop, a migration's switch-over) while a SETLKW and an flock wait: the
+ * stop is answered at once, and both requests were answered EINTR, their used entries in the
+ * ring before the base was reported (before, the stop dropped the waits' late replies: the
+ * guest's callers waited forever). The waits took nothing.
+ */
+static void stop_while_waiting(void)
+{
+    uint64_t ino, fh;
+    open_file(fe_, "stop-wait", &ino, &fh);
+    int hfd = host_hold_both("stop-wait");
+    struct fe_pending wp, wf;
+    setlkw_send(ino, lk(fh, OWNER_B, F_WRLCK, 0, 99, PID_B, false), &wp);
+    setlkw_send(ino, lk(fh, OWNER_B, F_WRLCK, 0, 0, PID_B, true), &wf);
+    g_assert_cmpint(pending_result(&wp, NOT_YET), ==, -ETIMEDOUT);
+    g_assert_cmpint(pending_result(&wf, 10), ==, -ETIMEDOUT);
+
+    struct {
+        uint32_t index, num;
+    } st = {.index = Q};
+    gint64 t0 = g_get_monotonic_time();
+    g_assert_cmpint(fe_vu_send(fe_, FE_VU_GET_VRING_BASE, 0, &st, sizeof(st), NULL, 0), ==, 0);
+    uint32_t req, size = sizeof(st);
+    g_assert_cmpint(fe_vu_recv(fe_, &req, &st, &size, 1000), ==, 0);
+    g_assert_cmpint(g_get_monotonic_time() - t0, <, 1000000);
+    g_assert_cmpuint(req, ==, FE_VU_GET_VRING_BASE);
+    /* Already in the used ring: collected without waiting for anything. */
+    g_assert_cmpint(pending_result(&wp, 0), ==, -EINTR);
+    g_assert_cmpint(pending_result(&wf, 0), ==, -EINTR);
+    g_assert_cmpuint(st.num, ==, fe_vq_used(fe_, Q)->idx);
+
+    /* The host's locks are untouched and nobody else holds any. */
+    close(hfd);
+    g_assert_cmpint(host_lock_type("stop-wait", F_WRLCK, 0, 0), ==, F_UNLCK);
+    fe_close(fe_);
+    fe_ = connect_initialized();
+}
+
+static void test_stop_while_waiting(void)
+{
+    stop_while_waiting();
+}
+
+/* The same with the requests served by --thread-pool-size's threads. */
+static void test_stop_while_waiting_pool(void)
+{
+    struct test_daemon d;
+    const char *args[] = {"--thread-pool-size=2", NULL};
+    g_assert_cmpint(test_daemon_start(&d, args), ==, 0);
+    struct fe *saved = fe_;
+    struct test_daemon saved_d = daemon_;
+    daemon_ = d;
+    fe_ = connect_initialized();
+    stop_while_waiting();
+    fe_close(fe_);
+    g_assert_cmpint(test_daemon_stop(&daemon_), ==, 0);
+    fe_ = saved;
+    daemon_ = saved_d;
+}
+
 /* -o no_posix_lock / no_flock: the ops answer ENOSYS (the guest then locks locally). */
 static void test_disabled(void)
 {
@@ -705,6 +778,8 @@ int main(int argc, char **argv)
     g_test_add_func("/locks/flock", test_flock);
     g_test_add_func("/locks/disconnect-while-waiting", test_disconnect_while_waiting);
     g_test_add_func("/locks/disabled", test_disabled);
+    g_test_add_func("/locks/stop-while-waiting", test_stop_while_waiting);
+    g_test_add_func("/locks/stop-while-waiting-pool", test_stop_while_waiting_pool);
     int ret = g_test_run();
     fe_close(fe_);
     g_assert_cmpint(test_daemon_stop(&daemon_), ==, 0);

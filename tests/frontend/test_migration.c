@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -748,6 +749,193 @@ static void test_state_a_to_b(void)
     g_free(share);
 }
 
+/* ---- locks across a migration --------------------------------------------------------------- */
+
+#define OWNER_X 0x5858ULL
+#define OWNER_Z 0x5a5aULL
+#define PID_X   4242
+#define TO_EOF  0x7fffffffffffffffULL
+
+static uint64_t open_rw(struct fe *fe, uint64_t nodeid)
+{
+    struct fuse_open_in in = {.flags = O_RDWR};
+    struct iovec iov = {&in, sizeof(in)};
+    struct fe_reply r;
+    g_assert_cmpint(fe_fuse(fe, Q, FUSE_OPEN, nodeid, &iov, 1, sizeof(struct fuse_open_out), &r),
+                    ==, 0);
+    g_assert_cmpint(r.error, ==, 0);
+    return ((struct fuse_open_out *)r.data)->fh;
+}
+
+/* SETLK: the FUSE error. */
+static int setlk_on(struct fe *fe, uint64_t nodeid, uint64_t fh, uint64_t owner, uint32_t type,
+                    uint64_t start, uint64_t end, bool flock_lock)
+{
+    struct fuse_lk_in in = {.fh = fh,
+                            .owner = owner,
+                            .lk = {.start = start, .end = end, .type = type, .pid = PID_X},
+                            .lk_flags = flock_lock ? FUSE_LK_FLOCK : 0};
+    struct iovec iov = {&in, sizeof(in)};
+    struct fe_reply r;
+    g_assert_cmpint(fe_fuse(fe, Q, FUSE_SETLK, nodeid, &iov, 1, 0, &r), ==, 0);
+    return r.error;
+}
+
+/* What a host process sees at [start, start + len) of name: F_UNLCK or the conflicting type. */
+static short host_posix(const char *name, short type, off_t start, off_t len)
+{
+    char *p = share_path(&daemon_, name);
+    int fd = open(p, O_RDWR);
+    g_free(p);
+    g_assert_cmpint(fd, >=, 0);
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+    g_assert_cmpint(fcntl(fd, F_OFD_GETLK, &fl), ==, 0);
+    close(fd);
+    return fl.l_type;
+}
+
+/* Whether a host process can take an exclusive flock on name now. */
+static bool host_flock_free(const char *name)
+{
+    char *p = share_path(&daemon_, name);
+    int fd = open(p, O_RDWR);
+    g_free(p);
+    g_assert_cmpint(fd, >=, 0);
+    bool free_now = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    close(fd);
+    return free_now;
+}
+
+/* The host's view of the guest's locks: a write lock at 0-99, a read lock at 200-299, an
+ * flock on the other file, and nothing at 100-199. */
+static void assert_host_sees_locks(void)
+{
+    g_assert_cmpint(host_posix("lk-posix", F_RDLCK, 50, 1), ==, F_WRLCK);
+    g_assert_cmpint(host_posix("lk-posix", F_WRLCK, 250, 1), ==, F_RDLCK);
+    g_assert_cmpint(host_posix("lk-posix", F_WRLCK, 100, 100), ==, F_UNLCK);
+    g_assert_false(host_flock_free("lk-flock"));
+}
+
+/* Whether one "lock:" line of fdinfo (up to its newline) is on the share's file name. */
+static bool lock_on(const char *line, const char *name)
+{
+    char *p = share_path(&daemon_, name);
+    struct stat st;
+    g_assert_cmpint(stat(p, &st), ==, 0);
+    g_free(p);
+    gchar *needle = g_strdup_printf(":%llu ", (unsigned long long)st.st_ino);
+    const char *nl = strchr(line, '\n'), *at = strstr(line, needle);
+    g_free(needle);
+    return at && (!nl || at < nl);
+}
+
+/* "lock:" lines on lk-posix and lk-flock in the fdinfo of every fd of d's serving process:
+ * the locks it holds there. */
+static unsigned daemon_lock_lines(const struct test_daemon *d)
+{
+    gchar *dir_path = g_strdup_printf("/proc/%d/fdinfo", (int)test_daemon_serving_pid(d));
+    GDir *dir = g_dir_open(dir_path, 0, NULL);
+    g_assert_nonnull(dir);
+    unsigned n = 0;
+    for (const char *name; (name = g_dir_read_name(dir));) {
+        gchar *path = g_build_filename(dir_path, name, NULL), *text = NULL;
+        if (g_file_get_contents(path, &text, NULL, NULL))
+            for (const char *c = text; (c = strstr(c, "lock:\t")); c++)
+                n += lock_on(c, "lk-posix") || lock_on(c, "lk-flock");
+        g_free(text);
+        g_free(path);
+    }
+    g_dir_close(dir);
+    g_free(dir_path);
+    return n;
+}
+
+/* A daemon B on daemon_'s share, with state loaded through a fresh connection (*fb). */
+static void load_into_b(struct test_daemon *b, gchar **share, struct fe **fb, GByteArray *state)
+{
+    *share = g_strdup_printf("--shared-dir=%s", daemon_.share);
+    const char *args[] = {*share, NULL};
+    g_assert_cmpint(test_daemon_start(b, args), ==, 0);
+    struct fe_config cfg = {
+        .socket_path = b->socket, .skip_setup = true, .protocol_features = PF_DEVICE_STATE};
+    g_assert_cmpint(fe_open_retry(&cfg, fb, 2000), ==, 0);
+    uint64_t pf = PF_DEVICE_STATE | (1ull << 0) | (1ull << 3) | (1ull << 15), f;
+    g_assert_cmpint(fe_vu_get_u64(*fb, FE_VU_GET_FEATURES, &f), ==, 0);
+    g_assert_cmpint(fe_vu_send(*fb, FE_VU_SET_PROTOCOL_FEATURES, 0, &pf, 8, NULL, 0), ==, 0);
+    int p[2];
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    g_assert_cmpuint(set_state_fd(*fb, 1, 0, p[0]), ==, STATE_NOFD);
+    close(p[0]);
+    g_assert_cmpint(write(p[1], state->data, state->len), ==, (ssize_t)state->len);
+    close(p[1]);
+    g_assert_cmpuint(check_state(*fb), ==, 0);
+    g_assert_cmpint(fe_setup(*fb), ==, 0);
+}
+
+/*
+ * The guest's locks go with it: A's guest holds a POSIX write lock and a read lock (owner X)
+ * and an flock; A's SAVE is loaded into B on the same share while A's session still holds
+ * them (as the source daemon does until its VMM disconnects after the switch-over). The
+ * host sees A's locks meanwhile, and B answers the guest as if it held them; once A's session
+ * ends, B holds them within a second; through B the guest unlocks them and the host sees them
+ * free. (Before, the SAVE wrote no locks at all: B held nothing.)
+ */
+static void test_locks_a_to_b(void)
+{
+    write_pattern_file(&daemon_, "lk-posix", 4096);
+    write_pattern_file(&daemon_, "lk-flock", 100);
+    struct fe *a = open_state(&daemon_);
+    g_assert_cmpint(fe_fuse_init(a), ==, 0);
+    struct fuse_entry_out ep, ef;
+    g_assert_cmpint(fe_lookup(a, FUSE_ROOT_ID, "lk-posix", &ep), ==, 0);
+    g_assert_cmpint(fe_lookup(a, FUSE_ROOT_ID, "lk-flock", &ef), ==, 0);
+    uint64_t fhp = open_rw(a, ep.nodeid), fhf = open_rw(a, ef.nodeid);
+    g_assert_cmpint(setlk_on(a, ep.nodeid, fhp, OWNER_X, F_WRLCK, 0, 99, false), ==, 0);
+    g_assert_cmpint(setlk_on(a, ep.nodeid, fhp, OWNER_X, F_RDLCK, 200, 299, false), ==, 0);
+    g_assert_cmpint(setlk_on(a, ef.nodeid, fhf, 0, F_WRLCK, 0, 0, true), ==, 0);
+    assert_host_sees_locks();
+
+    stop_rings(a);
+    int p[2];
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    g_assert_cmpuint(set_state_fd(a, 0, 0, p[1]), ==, STATE_NOFD);
+    close(p[1]);
+    GByteArray *state = read_to_eof(p[0]);
+    close(p[0]);
+    g_assert_cmpuint(check_state(a), ==, 0);
+
+    struct test_daemon b;
+    gchar *share;
+    struct fe *fb = NULL;
+    load_into_b(&b, &share, &fb, state);
+    g_byte_array_unref(state);
+    /* A still holds them: the host sees them, B holds only the read lock (read locks are
+     * shared: taken at once), and B answers another owner of the guest as if the guest held
+     * the others. */
+    assert_host_sees_locks();
+    g_assert_cmpuint(daemon_lock_lines(&b), ==, 1);
+    g_assert_cmpint(setlk_on(fb, ep.nodeid, fhp, OWNER_Z, F_RDLCK, 50, 50, false), ==, -EAGAIN);
+    g_assert_cmpint(setlk_on(fb, ep.nodeid, fhp, OWNER_Z, F_WRLCK, 150, 150, false), ==, 0);
+    g_assert_cmpint(setlk_on(fb, ep.nodeid, fhp, OWNER_Z, F_UNLCK, 150, 150, false), ==, 0);
+
+    /* A's session ends (its VMM disconnects): B takes the locks at once. */
+    fe_close(a);
+    gint64 t0 = g_get_monotonic_time();
+    while (daemon_lock_lines(&b) < 3 && g_get_monotonic_time() - t0 < 1000000)
+        usleep(10000);
+    g_assert_cmpuint(daemon_lock_lines(&b), ==, 3);
+    assert_host_sees_locks();
+
+    /* Through B the guest lets them go, with the same owner and handles. */
+    g_assert_cmpint(setlk_on(fb, ep.nodeid, fhp, OWNER_X, F_UNLCK, 0, TO_EOF, false), ==, 0);
+    g_assert_cmpint(setlk_on(fb, ef.nodeid, fhf, 0, F_UNLCK, 0, 0, true), ==, 0);
+    g_assert_cmpint(host_posix("lk-posix", F_WRLCK, 0, 0), ==, F_UNLCK);
+    g_assert_true(host_flock_free("lk-flock"));
+    fe_close(fb);
+    test_daemon_stop(&b);
+    g_free(share);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -761,6 +949,7 @@ int main(int argc, char **argv)
     g_test_add_func("/migration/state-load-early", test_state_load_early);
     g_test_add_func("/migration/state-disconnect", test_state_disconnect);
     g_test_add_func("/migration/state-a-to-b", test_state_a_to_b);
+    g_test_add_func("/migration/locks-a-to-b", test_locks_a_to_b);
     const char *pool_args[] = {"--thread-pool-size=2", NULL};
     if (test_daemon_start(&daemon_, NULL) < 0 || test_daemon_start(&pool_daemon, pool_args) < 0) {
         g_printerr("cannot start the daemon\n");

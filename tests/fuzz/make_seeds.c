@@ -764,6 +764,25 @@ static void st_handle(struct buf *b, uint64_t fh, uint64_t nodeid, uint32_t kind
     put32(b, flags);
 }
 
+/* A LOCKS owner record's head; nranges st_lock_range records follow. */
+static void st_lock_owner(struct buf *b, uint64_t nodeid, uint64_t owner, uint64_t fh,
+                          uint32_t pid, uint64_t nranges)
+{
+    put64(b, nodeid);
+    put64(b, owner);
+    put64(b, fh);
+    put32(b, pid);
+    put32(b, 0);
+    put64(b, nranges);
+}
+
+static void st_lock_range(struct buf *b, uint64_t start, uint64_t end, uint32_t type)
+{
+    put64(b, start);
+    put64(b, end);
+    put32(b, type);
+}
+
 static void st_counters(struct buf *b, uint64_t last_nodeid, uint64_t last_fh)
 {
     size_t at = st_begin(b, 2);
@@ -802,6 +821,39 @@ static void state_seeds(void)
     st_end(&b, at);
     st_end(&b, st_begin(&b, 0xffff));
     save("fuzz_state", "session", &b);
+
+    /* The same session holding locks: two POSIX lock owners on hello.txt, flocks on sub and
+     * ro.txt. */
+    st_header(&b, 1, FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_FLOCK_LOCKS | FUSE_INIT_EXT);
+    st_counters(&b, 20, 10);
+    at = st_begin(&b, 3);
+    put64(&b, 4);
+    st_inode(&b, 1, 2, S_IFDIR, 0, "");
+    st_inode(&b, 2, 1, S_IFREG, 0, "hello.txt");
+    st_inode(&b, 3, 4, S_IFDIR, 0, "sub");
+    st_inode(&b, 8, 1, S_IFREG, 0, "ro.txt");
+    st_end(&b, at);
+    at = st_begin(&b, 4);
+    put64(&b, 3);
+    st_handle(&b, 1, 2, 0, 2);
+    st_handle(&b, 2, 3, 1, 0);
+    st_handle(&b, 3, 8, 0, 0);
+    st_end(&b, at);
+    at = st_begin(&b, 5);
+    put64(&b, 2);
+    st_lock_owner(&b, 2, 0x1111, 1, 42, 2);
+    st_lock_range(&b, 0, 9, 1);
+    st_lock_range(&b, 100, 0x7fffffffffffffffull, 0);
+    st_lock_owner(&b, 2, 0x2222, 1, 43, 1);
+    st_lock_range(&b, 100, 199, 0);
+    put64(&b, 2);
+    put64(&b, 2); /* sub: shared */
+    put32(&b, 0);
+    put64(&b, 3); /* ro.txt: exclusive */
+    put32(&b, 1);
+    st_end(&b, at);
+    st_end(&b, st_begin(&b, 0xffff));
+    save("fuzz_state", "locks", &b);
 
     /* A session that never saw INIT: the root alone. */
     st_header(&b, 0, 0);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -668,7 +669,8 @@ struct tstream {
     const struct thandle *handles;
     size_t n_handles;
     uint64_t claim_handles;
-    uint32_t extra_section; /* before END, 0: none */
+    const GByteArray *locks; /* a LOCKS section's payload (critical), NULL: none */
+    uint32_t extra_section;  /* before END, 0: none */
     uint32_t extra_flags;
     bool no_end, after_end;
 };
@@ -729,6 +731,11 @@ static GByteArray *build_stream(const struct tstream *t)
         sb_u32(&s, t->handles[i].flags);
     }
     sb_end(&s, at);
+    if (t->locks) {
+        at = sb_begin(&s, 5, 1);
+        sb_put(&s, t->locks->data, t->locks->len);
+        sb_end(&s, at);
+    }
     if (t->extra_section)
         sb_end(&s, sb_begin(&s, t->extra_section, t->extra_flags));
     if (!t->no_end)
@@ -960,7 +967,7 @@ static void test_hostile_structure(void)
     t.extra_flags = 1; /* critical and unknown */
     g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
     t = good;
-    t.extra_section = 5; /* LOCKS: reserved, not restorable yet */
+    t.extra_section = 5; /* LOCKS without even its counts */
     t.extra_flags = 1;
     g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
     t = good;
@@ -980,6 +987,196 @@ static void test_hostile_structure(void)
     t = good;
     t.init_flags = FUSE_POSIX_ACL;
     g_assert_cmpint(load_built(&f, &t), ==, -EPROTO);
+    fx_teardown(&f);
+}
+
+/* ---- hostile LOCKS sections --------------------------------------------------------------- */
+
+#define TEOF 0x7fffffffffffffffULL
+
+struct trange {
+    uint64_t start, end;
+    uint32_t type;
+};
+
+struct towner {
+    uint64_t nodeid, owner, fh;
+    uint32_t pid, reserved;
+    uint64_t claim_ranges; /* 0: n */
+    size_t n;
+    struct trange r[2];
+};
+
+struct tflock {
+    uint64_t fh;
+    uint32_t type;
+};
+
+struct tlocks {
+    const struct towner *owners;
+    size_t n_owners;
+    uint64_t claim_owners;
+    const struct tflock *flocks;
+    size_t n_flocks;
+    uint64_t claim_flocks;
+    bool stray;
+};
+
+static GByteArray *build_locks(const struct tlocks *l)
+{
+    struct sb s = {g_byte_array_new()};
+
+    sb_u64(&s, l->claim_owners ? l->claim_owners : l->n_owners);
+    for (size_t i = 0; i < l->n_owners; i++) {
+        const struct towner *o = &l->owners[i];
+
+        sb_u64(&s, o->nodeid);
+        sb_u64(&s, o->owner);
+        sb_u64(&s, o->fh);
+        sb_u32(&s, o->pid);
+        sb_u32(&s, o->reserved);
+        sb_u64(&s, o->claim_ranges ? o->claim_ranges : o->n);
+        for (size_t k = 0; k < o->n; k++) {
+            sb_u64(&s, o->r[k].start);
+            sb_u64(&s, o->r[k].end);
+            sb_u32(&s, o->r[k].type);
+        }
+    }
+    sb_u64(&s, l->claim_flocks ? l->claim_flocks : l->n_flocks);
+    for (size_t i = 0; i < l->n_flocks; i++) {
+        sb_u64(&s, l->flocks[i].fh);
+        sb_u32(&s, l->flocks[i].type);
+    }
+    if (l->stray)
+        sb_u32(&s, 0);
+    return s.a;
+}
+
+/* The good stream (handle 7 on inode 4, mode h_flags) with the locks l. */
+static int load_locks(struct fx *f, const struct tlocks *l, uint32_t h_flags)
+{
+    const struct thandle h = {.fh = 7, .nodeid = 4, .kind = 0, .flags = h_flags};
+    GByteArray *locks = build_locks(l);
+    struct tstream t = {.inodes = good_inodes,
+                        .n_inodes = G_N_ELEMENTS(good_inodes),
+                        .handles = &h,
+                        .n_handles = 1,
+                        .locks = locks};
+    int ret = load_built(f, &t);
+
+    g_byte_array_unref(locks);
+    return ret;
+}
+
+/* What a host process sees at byte at of the deep file: F_UNLCK or the conflicting type. */
+static short host_deep_lock(struct fx *f, off_t at)
+{
+    char *p = hpath(f, DEEP);
+    int fd = open(p, O_RDWR);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
+
+    g_free(p);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(fcntl(fd, F_OFD_GETLK, &fl), ==, 0);
+    close(fd);
+    return fl.l_type;
+}
+
+static bool host_deep_flock_free(struct fx *f)
+{
+    char *p = hpath(f, DEEP);
+    int fd = open(p, O_RDWR);
+    bool free_now;
+
+    g_free(p);
+    g_assert_cmpint(fd, >=, 0);
+    free_now = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    close(fd);
+    return free_now;
+}
+
+static const struct towner good_owner = {
+    .nodeid = 4,
+    .owner = 0x11,
+    .fh = 7,
+    .pid = 9,
+    .n = 2,
+    .r = {{0, 9, 1}, {20, TEOF, 0}},
+};
+static const struct tflock good_flock = {.fh = 7, .type = 1};
+
+static void test_locks_built(void)
+{
+    const struct pt_config cfg = {.cache = CACHE_AUTO, .posix_locks = true, .flock_locks = true};
+    const struct tlocks good = {.owners = &good_owner, .n_owners = 1, .flocks = &good_flock,
+                                .n_flocks = 1};
+    struct fx f;
+
+    /* As documented, the section loads, and the host sees the locks taken. */
+    fx_setup(&f, &cfg);
+    g_assert_cmpint(load_locks(&f, &good, 2), ==, 0);
+    g_assert_cmpint(host_deep_lock(&f, 5), ==, F_WRLCK);
+    g_assert_cmpint(host_deep_lock(&f, 15), ==, F_UNLCK);
+    g_assert_cmpint(host_deep_lock(&f, 30), ==, F_RDLCK);
+    g_assert_false(host_deep_flock_free(&f));
+    fx_teardown(&f);
+    /* A daemon that does not serve locks cannot take the guest's: the LOAD fails. */
+    fx_setup(&f, NULL);
+    g_assert_cmpint(load_locks(&f, &good, 2), ==, -EPROTO);
+    fx_teardown(&f);
+}
+
+static void test_hostile_locks(void)
+{
+    const struct pt_config cfg = {.cache = CACHE_AUTO, .posix_locks = true, .flock_locks = true};
+    struct towner o[2];
+    struct tflock fl[2];
+    struct tlocks l;
+    struct fx f;
+
+    fx_setup(&f, &cfg);
+#define OWNER_CASE(what, edit)                                                                     \
+    do {                                                                                           \
+        o[0] = good_owner;                                                                         \
+        l = (struct tlocks){.owners = o, .n_owners = 1};                                           \
+        edit;                                                                                      \
+        g_test_message("%s", what);                                                                \
+        g_assert_cmpint(load_locks(&f, &l, 2), ==, -EINVAL);                                       \
+    } while (0)
+    OWNER_CASE("unknown lock type", o[0].r[0].type = 2);
+    OWNER_CASE("start after end", (o[0].r[0].start = 10, o[0].r[0].end = 9));
+    OWNER_CASE("end past 2^63-1", o[0].r[1].end = TEOF + 1);
+    OWNER_CASE("unknown nodeid", o[0].nodeid = 42);
+    OWNER_CASE("unknown fh", o[0].fh = 99);
+    OWNER_CASE("fh of another inode", o[0].nodeid = 5);
+    OWNER_CASE("reserved field", o[0].reserved = 1);
+    OWNER_CASE("huge owner count", l.claim_owners = UINT64_C(1) << 40);
+    OWNER_CASE("owner count past the bound", l.claim_owners = 5000);
+    OWNER_CASE("huge range count", o[0].claim_ranges = UINT64_C(1) << 40);
+    OWNER_CASE("range count past the rest", o[0].claim_ranges = 3);
+    OWNER_CASE("owner twice", (o[1] = o[0], l.n_owners = 2));
+    OWNER_CASE("stray bytes", l.stray = true);
+#undef OWNER_CASE
+    /* A write lock where the guest has the file open only for reading. */
+    o[0] = good_owner;
+    l = (struct tlocks){.owners = o, .n_owners = 1};
+    g_assert_cmpint(load_locks(&f, &l, 0), ==, -EINVAL);
+#define FLOCK_CASE(what, edit)                                                                     \
+    do {                                                                                           \
+        fl[0] = good_flock;                                                                        \
+        l = (struct tlocks){.flocks = fl, .n_flocks = 1};                                          \
+        edit;                                                                                      \
+        g_test_message("%s", what);                                                                \
+        g_assert_cmpint(load_locks(&f, &l, 2), ==, -EINVAL);                                       \
+    } while (0)
+    FLOCK_CASE("flock type", fl[0].type = 5);
+    FLOCK_CASE("flock on an unknown fh", fl[0].fh = 99);
+    FLOCK_CASE("two flocks on one handle", (fl[1] = fl[0], l.n_flocks = 2));
+    FLOCK_CASE("huge flock count", l.claim_flocks = UINT64_C(1) << 40);
+#undef FLOCK_CASE
+    /* Nothing was taken on the host by any of them. */
+    g_assert_cmpint(host_deep_lock(&f, 5), ==, F_UNLCK);
+    g_assert_true(host_deep_flock_free(&f));
     fx_teardown(&f);
 }
 
@@ -1080,6 +1277,8 @@ int main(int argc, char **argv)
     g_test_add_func("/session_state/hostile_handles", test_hostile_handles);
     g_test_add_func("/session_state/hostile_structure", test_hostile_structure);
     g_test_add_func("/session_state/symlink_in_path", test_symlink_in_path);
+    g_test_add_func("/session_state/locks_built", test_locks_built);
+    g_test_add_func("/session_state/hostile_locks", test_hostile_locks);
     g_test_add_func("/session_state/truncated_and_garbage", test_truncated_and_garbage);
     return g_test_run();
 }
