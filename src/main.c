@@ -296,9 +296,14 @@ static void stop(struct daemon *d)
         close(d->signal_fd);
 }
 
+/*
+ * The vhost-user.json capabilities libvirt reads. migrate-precopy: a VM with this device can be
+ * live-migrated (dirty-page logging and DEVICE_STATE). Not separate-options: libvirt would then
+ * switch to --shared-dir-style options and refuse its <lock> element.
+ */
 static void print_capabilities(void)
 {
-    printf("{\n  \"type\": \"fs\",\n  \"features\": []\n}\n");
+    printf("{\n  \"type\": \"fs\",\n  \"features\": [\n    \"migrate-precopy\"\n  ]\n}\n");
 }
 
 int main(int argc, char **argv)

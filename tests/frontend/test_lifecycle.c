@@ -562,6 +562,7 @@ static void test_usage_errors(void)
     const char *caps[] = {"--print-capabilities", NULL};
     g_assert_cmpint(run_daemon_sync(caps, &out), ==, 0);
     g_assert_nonnull(strstr(out, "\"type\": \"fs\""));
+    g_assert_nonnull(strstr(out, "\"migrate-precopy\"")); /* libvirt allows migration on it */
     g_free(out);
 }
 
