@@ -53,14 +53,14 @@
 
 #include "log.h"
 
-#define RUST_V1          0
-#define RUST_V2          1
-#define RUST_MINOR       38        /* the FUSE minor the Rust daemon 1.13 answers INIT with */
-#define RUST_MAX_WRITE   (1u << 20) /* its max_write */
-#define RUST_HANDLE_MAX  128       /* MAX_HANDLE_SZ: the largest file handle Linux makes */
-#define RUST_RECORD_MIN  4         /* the fewest bytes an inode or a handle record takes */
-#define RUST_PATHS_MAX   (1ul << 30) /* all paths together, once parents are followed */
-#define RUST_MAX_COMPS   (PATH_MAX / 2)
+#define RUST_V1         0
+#define RUST_V2         1
+#define RUST_MINOR      38          /* the FUSE minor the Rust daemon 1.13 answers INIT with */
+#define RUST_MAX_WRITE  (1u << 20)  /* its max_write */
+#define RUST_HANDLE_MAX 128         /* MAX_HANDLE_SZ: the largest file handle Linux makes */
+#define RUST_RECORD_MIN 4           /* the fewest bytes an inode or a handle record takes */
+#define RUST_PATHS_MAX  (1ul << 30) /* all paths together, once parents are followed */
+#define RUST_MAX_COMPS  (PATH_MAX / 2)
 
 enum { LOC_ROOT, LOC_PATH, LOC_INVALID, LOC_FULL_PATH, LOC_FILE_HANDLE, LOC_COUNT };
 
@@ -148,8 +148,11 @@ static bool valid_utf8(const uint8_t *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
         uint8_t c = s[i];
-        size_t more = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
-                                   : (c & 0xf8) == 0xf0 ? 3 : 4;
+        size_t more = c < 0x80             ? 0
+                      : (c & 0xe0) == 0xc0 ? 1
+                      : (c & 0xf0) == 0xe0 ? 2
+                      : (c & 0xf8) == 0xf0 ? 3
+                                           : 4;
         uint32_t cp = more == 0 ? c : more == 1 ? c & 0x1f : more == 2 ? c & 0x0f : c & 0x07;
 
         if (more == 4 || n - i <= more)
@@ -212,7 +215,8 @@ static bool valid_path(const uint8_t *s, size_t n)
     return true;
 }
 
-/* ---- decoding ---------------------------------------------------------------------------------- */
+/* ---- decoding ----------------------------------------------------------------------------------
+ */
 
 /* One inode record as the stream has it, then what following its parents found. */
 struct rinode {
@@ -322,8 +326,8 @@ static int get_handles(struct dec *d)
         uint32_t source;
         int32_t flags;
 
-        if (!get_u64(&d->r, &h.fh) || !get_u64(&d->r, &h.nodeid) ||
-            !get_u32(&d->r, &source) || source != 0 || !get_i32(&d->r, &flags))
+        if (!get_u64(&d->r, &h.fh) || !get_u64(&d->r, &h.nodeid) || !get_u32(&d->r, &source) ||
+            source != 0 || !get_i32(&d->r, &flags))
             return bad(d->st, -EINVAL, "truncated or invalid handle record");
         if ((flags & O_ACCMODE) == O_ACCMODE)
             return bad(d->st, -EINVAL, "handle %llu: invalid access mode",
@@ -523,8 +527,8 @@ static int fill_state(struct dec *d)
         } else if (in.nlookup == 0) {
             continue; /* only a parent on the way to what the guest knows: it knows not this */
         }
-        if (pt_state_add_inode(d->st, &in, r->lost ? NULL : d->paths + r->path_off,
-                               r->path_len) < 0)
+        if (pt_state_add_inode(d->st, &in, r->lost ? NULL : d->paths + r->path_off, r->path_len) <
+            0)
             return bad(d->st, -ENOMEM, "out of memory");
     }
     if (d->n && !root)
@@ -643,7 +647,8 @@ int rust_state_parse(struct fuse_session *se, const uint8_t *buf, size_t len, bo
     return ret;
 }
 
-/* ---- writing ----------------------------------------------------------------------------------- */
+/* ---- writing -----------------------------------------------------------------------------------
+ */
 
 struct wbuf {
     uint8_t *p;

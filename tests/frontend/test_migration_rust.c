@@ -101,8 +101,8 @@ static uint64_t set_state_fd(struct fe *fe, uint32_t direction, int fd)
 {
     uint32_t msg[2] = {direction, 0};
     uint64_t reply = 0;
-    g_assert_cmpint(
-        fe_vu_call_u64(fe, FE_VU_SET_DEVICE_STATE_FD, msg, sizeof(msg), &fd, 1, &reply), ==, 0);
+    g_assert_cmpint(fe_vu_call_u64(fe, FE_VU_SET_DEVICE_STATE_FD, msg, sizeof(msg), &fd, 1, &reply),
+                    ==, 0);
     return reply;
 }
 
@@ -211,13 +211,13 @@ static void verify_session(struct fe *fe, const struct session *s)
     struct fuse_getattr_in gin = {0};
     struct iovec iov = {&gin, sizeof(gin)};
     struct fe_reply r;
-    g_assert_cmpint(
-        fe_fuse(fe, Q, FUSE_GETATTR, s->f, &iov, 1, sizeof(struct fuse_attr_out), &r), ==, 0);
+    g_assert_cmpint(fe_fuse(fe, Q, FUSE_GETATTR, s->f, &iov, 1, sizeof(struct fuse_attr_out), &r),
+                    ==, 0);
     g_assert_cmpint(r.error, ==, 0);
     g_assert_cmpuint(((struct fuse_attr_out *)r.data)->attr.ino, ==, s->ino_f);
     g_assert_cmpuint(((struct fuse_attr_out *)r.data)->attr.size, ==, FILE_LEN);
-    g_assert_cmpint(
-        fe_fuse(fe, Q, FUSE_GETATTR, s->d, &iov, 1, sizeof(struct fuse_attr_out), &r), ==, 0);
+    g_assert_cmpint(fe_fuse(fe, Q, FUSE_GETATTR, s->d, &iov, 1, sizeof(struct fuse_attr_out), &r),
+                    ==, 0);
     g_assert_cmpint(r.error, ==, 0);
     g_assert_cmpuint(((struct fuse_attr_out *)r.data)->attr.ino, ==, s->ino_d);
 
@@ -348,13 +348,13 @@ static void test_round_trip(void)
 static void test_hostile(void)
 {
     static const uint8_t huge_count[] = {1, 0xff, 0xff, 0xff, 0xff, 0x0f};
-    static const uint8_t bad_varint[] = {1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
-                                         0x80, 0x80, 0x01};
+    static const uint8_t bad_varint[] = {1,    0x80, 0x80, 0x80, 0x80, 0x80,
+                                         0x80, 0x80, 0x80, 0x80, 0x80, 0x01};
     /* The root, then an inode under a parent that is itself (a loop). */
     static const uint8_t loop[] = {1, 2, 1, 2, 0, 0, 5, 1, 1, 5, 1, 'x', 0, 6, 0, 0, 0, 0, 0, 0, 0};
     /* A name "..". */
-    static const uint8_t dotdot[] = {1, 2, 1, 2, 0, 0, 5, 1, 1, 1, 2, '.', '.', 0,
-                                     6, 0,  0, 0, 0, 0, 0, 0};
+    static const uint8_t dotdot[] = {1,   2,   1, 2, 0, 0, 5, 1, 1, 1, 2,
+                                     '.', '.', 0, 6, 0, 0, 0, 0, 0, 0, 0};
     /* A valid empty state, then garbage. */
     static const uint8_t trailing[] = {1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 'j', 'u', 'n', 'k'};
     /* The version tag 2: a future version, refused. */
@@ -363,9 +363,12 @@ static void test_hostile(void)
         const uint8_t *p;
         size_t n;
     } streams[] = {
-        {huge_count, sizeof(huge_count)}, {bad_varint, sizeof(bad_varint)},
-        {loop, sizeof(loop)},             {dotdot, sizeof(dotdot)},
-        {trailing, sizeof(trailing)},     {version, sizeof(version)},
+        {huge_count, sizeof(huge_count)},
+        {bad_varint, sizeof(bad_varint)},
+        {loop, sizeof(loop)},
+        {dotdot, sizeof(dotdot)},
+        {trailing, sizeof(trailing)},
+        {version, sizeof(version)},
         {huge_count, 1},
     };
     struct test_daemon ours;

@@ -161,18 +161,21 @@ static int decode_bytes(const uint8_t *p, size_t n, char *why, size_t whylen)
 
 static void test_hostile(void)
 {
-#define T(...) {(const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__})}
+#define T(...)                                                                                     \
+    {                                                                                              \
+        (const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__})                     \
+    }
     const struct {
         const uint8_t *p;
         size_t n;
     } bad[] = {
-        T(1, 0xff, 0xff, 0xff, 0xff, 0x0f),                             /* absurd inode count */
-        T(1, 0, 2, 0xff, 0xff, 0xff, 0x7f),                             /* absurd handle count */
+        T(1, 0xff, 0xff, 0xff, 0xff, 0x0f),                               /* absurd inode count */
+        T(1, 0, 2, 0xff, 0xff, 0xff, 0x7f),                               /* absurd handle count */
         T(1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02), /* u64 overflow */
-        T(1, 1, 2, 2, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0),                    /* root is nodeid 2 */
-        T(1, 1, 1, 2, 9, 0, 2, 0, 0, 0, 0, 0, 0, 0),                    /* unknown location */
-        T(1, 1, 1, 2, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0),                    /* option tag 2 */
-        T(1, 1, 1, 2, 0, 0, 2, 0, 0, 2, 0, 0, 0, 0),                    /* bool 2 */
+        T(1, 1, 2, 2, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0),                      /* root is nodeid 2 */
+        T(1, 1, 1, 2, 9, 0, 2, 0, 0, 0, 0, 0, 0, 0),                      /* unknown location */
+        T(1, 1, 1, 2, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0),                      /* option tag 2 */
+        T(1, 1, 1, 2, 0, 0, 2, 0, 0, 2, 0, 0, 0, 0),                      /* bool 2 */
         /* root, and 5 under parent 7, which is not there */
         T(1, 2, 1, 2, 0, 0, 5, 1, 1, 7, 1, 'x', 0, 6, 0, 0, 0, 0, 0, 0, 0),
         /* a name with '/' */
