@@ -601,16 +601,20 @@ static int rust_init(struct fuse_session *se, const struct rust_state_opts *o,
     flags &= offer & ~conditional;
     if (o->writeback)
         flags |= FUSE_WRITEBACK_CACHE;
-    if (o->announce_submounts)
-        flags |= FUSE_SUBMOUNTS;
     if (o->posix_acl)
         flags |= acl;
     if (flags & ~offer)
         return bad(st, -EPROTO,
-                   "the source agreed %s%s%swith the guest; this daemon was started without it",
-                   o->writeback ? "the writeback cache " : "",
-                   o->announce_submounts ? "announcing submounts " : "",
-                   o->posix_acl ? "POSIX ACLs " : "");
+                   "the source agreed %s%swith the guest; this daemon was started without it",
+                   o->writeback ? "the writeback cache " : "", o->posix_acl ? "POSIX ACLs " : "");
+    /* The Rust daemon announces submounts by default, this one only when asked to: without
+     * it, mount points in the share simply stop being announced (as the Rust daemon itself
+     * would refuse to, this one goes on: refusing would fail every default migration). */
+    if (o->announce_submounts && (offer & FUSE_SUBMOUNTS))
+        flags |= FUSE_SUBMOUNTS;
+    else if (o->announce_submounts)
+        log_warn("migration: the Rust source announced submounts; this daemon does not "
+                 "(--announce-submounts): mount points in the share are no longer announced");
     if (o->sup_group_extension)
         log_debug("migration: the Rust source agreed FUSE_CREATE_SUPP_GROUP, which this daemon "
                   "does not use: the extension is ignored");

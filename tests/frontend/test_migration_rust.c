@@ -282,6 +282,35 @@ static void test_rust_to_ours(void)
     g_free(share);
 }
 
+/* The Rust daemon announces submounts by default, ours only with --announce-submounts: its
+ * state still loads here (with a warning), or every default migration would fail. */
+static void test_rust_submounts(void)
+{
+    if (!have_rust())
+        return;
+    struct test_daemon rust, ours;
+    g_assert_cmpint(start_rust(&rust, NULL), ==, 0);
+    populate(rust.share);
+    struct fe *fe = open_state(&rust);
+    g_assert_cmpint(fe_fuse_init_flags(fe, FUSE_SUBMOUNTS | FUSE_MAX_PAGES, NULL), ==, 0);
+    uint64_t a = lookup(fe, FUSE_ROOT_ID, "a", NULL);
+    GByteArray *state = save(fe);
+    fe_close(fe);
+    gchar *share = g_strdup_printf("--shared-dir=%s", rust.share);
+    const char *args[] = {share, NULL};
+    g_assert_cmpint(test_daemon_start(&ours, args), ==, 0);
+    uint64_t result;
+    fe = load(&ours, state->data, state->len, &result);
+    g_assert_cmpuint(result, ==, 0);
+    g_assert_cmpuint(lookup(fe, a, "b", NULL), !=, 0);
+    fe_close(fe);
+    g_assert_true(test_daemon_log_contains(&ours, "no longer announced"));
+    g_assert_cmpint(test_daemon_stop(&ours), ==, 0);
+    test_daemon_stop(&rust);
+    g_byte_array_unref(state);
+    g_free(share);
+}
+
 static void test_ours_to_rust(void)
 {
     if (!have_rust())
@@ -392,6 +421,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/migration-rust/rust-to-ours", test_rust_to_ours);
+    g_test_add_func("/migration-rust/rust-submounts", test_rust_submounts);
     g_test_add_func("/migration-rust/ours-to-rust", test_ours_to_rust);
     g_test_add_func("/migration-rust/round-trip", test_round_trip);
     g_test_add_func("/migration-rust/hostile", test_hostile);
