@@ -788,8 +788,10 @@ int rust_state_encode(struct pt_state *st, bool initialized, const struct fuse_s
                  "carry them)",
                  locks);
     if (initialized && (init->flags & (FUSE_POSIX_LOCKS | FUSE_FLOCK_LOCKS)))
-        log_warn("migration: the guest mounted with its locks kept here; the Rust virtiofsd "
-                 "serves no locks, so its new lock requests will fail there");
+        log_warn("migration: the guest mounted with its locks kept on the host; the Rust "
+                 "virtiofsd serves no locks: there, the locks it holds are gone and its lock "
+                 "requests fail with ENOSYS (start with -o no_posix_lock,no_flock to keep "
+                 "locks in the guest, as the Rust daemon does)");
     put_byte(&w, RUST_V2);
     if (initialized) {
         ret = put_inodes(&w, st, on_error_guest);
