@@ -48,6 +48,8 @@ bool fuse_session_get_init(const struct fuse_session *se, struct fuse_session_in
  * than its own; else -EPROTO (logged at debug level only: the caller names the reason).
  */
 int fuse_session_check_init(const struct fuse_session *se, const struct fuse_session_init *init);
+/* The FUSE_* flags this daemon offers at INIT with its options (what a saved INIT may hold). */
+uint64_t fuse_session_offer(const struct fuse_session *se);
 /* Installs checked INIT results: the session is initialized as if that INIT had come here.
  * With no request in flight. */
 void fuse_session_install_init(struct fuse_session *se, const struct fuse_session_init *init);

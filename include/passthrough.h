@@ -57,6 +57,12 @@ enum pt_migration_on_error {
     MIGRATION_ERROR_GUEST_ERROR, /* it is "lost": requests on it answer EIO */
 };
 
+/* --migration-format: the state stream a SAVE writes (a LOAD reads either, told by its header). */
+enum pt_migration_format {
+    MIGRATION_FORMAT_OURS, /* this daemon's own (src/session_state.c; the default) */
+    MIGRATION_FORMAT_RUST, /* the Rust virtiofsd 1.13's (src/state_rust.c): no locks */
+};
+
 struct pt_config {
     const char *shared_dir;
     enum cache_mode cache;
@@ -83,6 +89,7 @@ struct pt_config {
     enum inode_fh_mode inode_file_handles;
     enum pt_migration_mode migration_mode;
     enum pt_migration_on_error migration_on_error;
+    enum pt_migration_format migration_format;
     /* --migration-verify-handles: LOAD requires each inode's st_dev/st_ino to be the saved
      * ones (the same file system, e.g. a local migration), not only its file type. */
     bool migration_verify_handles;

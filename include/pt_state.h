@@ -26,8 +26,8 @@
 struct pt_state_inode {
     uint64_t nodeid;
     uint64_t nlookup; /* the guest's lookup count (FORGETs still to come) */
-    uint32_t type;    /* S_IFMT bits */
-    bool lost;        /* not found: after LOAD every request on it answers EIO */
+    uint32_t type; /* S_IFMT bits; 0: unknown (the Rust format's), the LOAD takes what it finds */
+    bool lost;     /* not found: after LOAD every request on it answers EIO */
     uint64_t dev, ino;
     size_t path_off; /* in pt_state.paths: NUL-terminated, relative to the share's root,
                       * components joined by '/'; "" for the root; unused when lost */

@@ -1178,6 +1178,11 @@ int fuse_session_check_init(const struct fuse_session *se, const struct fuse_ses
     return 0;
 }
 
+uint64_t fuse_session_offer(const struct fuse_session *se)
+{
+    return init_offer(pt_get_config(se->fs));
+}
+
 void fuse_session_install_init(struct fuse_session *se, const struct fuse_session_init *init)
 {
     se->proto_minor = init->minor;

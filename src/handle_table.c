@@ -90,10 +90,8 @@ int htab_insert_at(struct htab *t, uint64_t fh, uint64_t nodeid, int fd, bool di
 {
     struct pt_handle *h;
 
-    if (fh == 0) {
-        close(fd);
-        return -EINVAL;
-    }
+    /* fh 0 is allowed: the Rust virtiofsd hands it out first, and a guest may bring it along
+     * in a migration. htab_add never hands it out. */
     h = handle_new(nodeid, fd, dir);
     if (!h)
         return -ENOMEM;

@@ -50,6 +50,7 @@ enum opt_id {
     O_MIGRATION_MODE,
     O_MIGRATION_VERIFY_HANDLES,
     O_MIGRATION_CONFIRM_PATHS,
+    O_MIGRATION_FORMAT,
     O_NUM_REQUEST_QUEUES,
     O_QUEUE_POLL_US,
     O_QUEUE_THREADS,
@@ -162,6 +163,11 @@ static const struct option_spec specs[] = {
      "number: the same file system), not only of its type"},
     /* Our SAVE confirms every path it sends anyway (pt_state.c). */
     {"migration-confirm-paths", 0, NULL, O_MIGRATION_CONFIRM_PATHS, OPTION_UNIMPLEMENTED, NULL},
+    {"migration-format", 0, "FORMAT", O_MIGRATION_FORMAT, 0,
+     "The state stream a migration's source writes: ours\n"
+     "(carries locks, any file name) or rust (what the Rust\n"
+     "virtiofsd 1.13 reads: no locks, UTF-8 names only).\n"
+     "Either is read on the destination [default: ours]"},
     /* Its help is followed by the keys of compat_keys[], below. */
     {NULL, 'o', "OPTIONS", 'o', 0,
      "Legacy comma-separated options (a comma inside a\n"
@@ -403,6 +409,17 @@ static int parse_migration_on_error(const char *v, enum pt_migration_on_error *o
         *out = MIGRATION_ERROR_GUEST_ERROR;
     else
         return bad_value("--migration-on-error", v, "abort, guest-error");
+    return 0;
+}
+
+static int parse_migration_format(const char *v, enum pt_migration_format *out)
+{
+    if (strcmp(v, "ours") == 0)
+        *out = MIGRATION_FORMAT_OURS;
+    else if (strcmp(v, "rust") == 0)
+        *out = MIGRATION_FORMAT_RUST;
+    else
+        return bad_value("--migration-format", v, "ours, rust");
     return 0;
 }
 
@@ -665,6 +682,8 @@ static int apply(struct options *o, int id, const char *v)
     case O_MIGRATION_VERIFY_HANDLES:
         o->pt.migration_verify_handles = true;
         return 0;
+    case O_MIGRATION_FORMAT:
+        return parse_migration_format(v, &o->pt.migration_format);
     case 'd':
         o->log_level = LOG_LVL_DEBUG;
         return 0;

@@ -599,7 +599,7 @@ static int check_inode(struct pt_state *st, const struct pt_state_inode *in)
     if (in->nodeid == 0 || in->nodeid > st->last_nodeid)
         return fail(st, -EINVAL, "nodeid %llu out of range (last %llu)", id,
                     (unsigned long long)st->last_nodeid);
-    if (!valid_type(in->type) || in->nlookup == 0)
+    if ((in->type && !valid_type(in->type)) || in->nlookup == 0) /* 0: unknown, as found */
         return fail(st, -EINVAL, "inode %llu has type 0%o and lookup count %llu", id,
                     (unsigned)in->type, (unsigned long long)in->nlookup);
     if (in->nodeid == FUSE_ROOT_ID && (in->lost || *path || in->type != S_IFDIR))
@@ -616,7 +616,7 @@ static int check_handle(struct pt_state *st, const struct id_index *ids,
     const struct pt_state_inode *in;
     size_t idx;
 
-    if (h->fh == 0 || h->fh > st->last_fh)
+    if (h->fh > st->last_fh) /* 0 is an fh too: the Rust virtiofsd's first */
         return fail(st, -EINVAL, "handle %llu out of range (last %llu)", fh,
                     (unsigned long long)st->last_fh);
     if (h->flags & ~(uint32_t)(PT_STATE_OPEN_FLAGS | PT_STATE_OPEN_DROPPED))
@@ -625,7 +625,7 @@ static int check_handle(struct pt_state *st, const struct id_index *ids,
         return fail(st, -EINVAL, "handle %llu names inode %llu, which is not in the state", fh,
                     (unsigned long long)h->nodeid);
     in = &st->inodes[idx];
-    if (in->type != (h->dir ? S_IFDIR : S_IFREG))
+    if (in->type && in->type != (h->dir ? S_IFDIR : S_IFREG))
         return fail(st, -EINVAL, "handle %llu: a %s handle on an inode of type 0%o", fh,
                     h->dir ? "directory" : "file", (unsigned)in->type);
     return 0;
@@ -821,7 +821,7 @@ static int install_found(struct pt_fs *fs, struct pt_state *st, const struct pt_
         return fail(st, fd, "inode %llu: %s: %s", (unsigned long long)in->nodeid, path,
                     strerror(-fd));
     ret = pt_statx(fd, &stx);
-    if (ret == 0 && (stx.stx_mode & S_IFMT) != in->type)
+    if (ret == 0 && in->type && (stx.stx_mode & S_IFMT) != in->type)
         ret = fail(st, -ESTALE, "inode %llu: %s is of type 0%o, was 0%o",
                    (unsigned long long)in->nodeid, path, (unsigned)(stx.stx_mode & S_IFMT),
                    (unsigned)in->type);
@@ -843,7 +843,8 @@ static int install_found(struct pt_fs *fs, struct pt_state *st, const struct pt_
         fd = -1;
     }
     pt_key_from_statx(&stx, &key);
-    ret = itab_insert_at(fs->inodes, in->nodeid, &key, fd, fh, in->type, in->nlookup, &inode);
+    ret = itab_insert_at(fs->inodes, in->nodeid, &key, fd, fh, stx.stx_mode & S_IFMT, in->nlookup,
+                         &inode);
     if (ret == -EEXIST)
         return fail(st, ret, "inode %llu: %s is a file another saved inode names too",
                     (unsigned long long)in->nodeid, path);

@@ -74,6 +74,7 @@
 #include "log.h"
 #include "options.h"
 #include "pt_state.h"
+#include "state_rust.h"
 
 #define STATE_MAGIC      "VFSDST\r\n"
 #define STATE_VERSION    1
@@ -391,7 +392,12 @@ int fuse_session_state_save(struct fuse_session *se, int fd)
     ret = pt_state_collect(fuse_session_fs(se), &st);
     if (ret == 0)
         ret = pt_locks_collect(fuse_session_fs(se), &st);
-    if (ret == 0) {
+    if (ret == 0 && pt_get_config(fuse_session_fs(se))->migration_format == MIGRATION_FORMAT_RUST) {
+        ret = rust_state_encode(&st, initialized, &init,
+                                pt_get_config(fuse_session_fs(se))->migration_on_error ==
+                                    MIGRATION_ERROR_GUEST_ERROR,
+                                &w.p, &w.len);
+    } else if (ret == 0) {
         encode(&w, initialized, &init, &st);
         ret = w.err;
         if (ret < 0)
@@ -853,8 +859,13 @@ int fuse_session_state_load(struct fuse_session *se, int fd)
 
     pt_state_init(&l.st);
     ret = read_all(fd, &buf, &len, l.st.why, sizeof(l.st.why));
-    if (ret == 0)
+    /* The Rust virtiofsd's stream starts with its version tag (0 or 1), ours with 'V'. */
+    if (ret == 0 && rust_state_recognised(buf, len)) {
+        snprintf(l.writer, sizeof(l.writer), "the Rust virtiofsd (its format)");
+        ret = rust_state_parse(se, buf, len, &l.initialized, &l.init, &l.st);
+    } else if (ret == 0) {
         ret = parse(buf, len, &l);
+    }
     free(buf);
     if (ret == 0)
         ret = install(se, &l);

@@ -39,7 +39,10 @@ int test_daemon_start(struct test_daemon *d, const char *const *extra_args)
     return test_daemon_start_as(d, extra_args, 0, 0);
 }
 
-int test_daemon_start_as(struct test_daemon *d, const char *const *extra_args, uid_t uid, gid_t gid)
+static int spawn(struct test_daemon *d, GPtrArray *argv, uid_t uid, gid_t gid);
+
+/* A fresh temp dir with its share, and the paths of socket and log. */
+static int make_dirs(struct test_daemon *d)
 {
     memset(d, 0, sizeof(*d));
     d->dir = g_dir_make_tmp("vfs-proto-XXXXXX", NULL);
@@ -50,6 +53,30 @@ int test_daemon_start_as(struct test_daemon *d, const char *const *extra_args, u
     d->log = g_build_filename(d->dir, "daemon.log", NULL);
     if (mkdir(d->share, 0755) < 0)
         return -errno;
+    return 0;
+}
+
+int test_daemon_start_peer(struct test_daemon *d, const char *binary, const char *share,
+                           const char *const *extra_args)
+{
+    int ret = make_dirs(d);
+    if (ret < 0)
+        return ret;
+    GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(argv, g_strdup(binary));
+    g_ptr_array_add(argv, g_strdup_printf("--socket-path=%s", d->socket));
+    g_ptr_array_add(argv, g_strdup_printf("--shared-dir=%s", share ? share : d->share));
+    for (const char *const *a = extra_args; a && *a; a++)
+        g_ptr_array_add(argv, g_strdup(*a));
+    g_ptr_array_add(argv, NULL);
+    return spawn(d, argv, 0, 0);
+}
+
+int test_daemon_start_as(struct test_daemon *d, const char *const *extra_args, uid_t uid, gid_t gid)
+{
+    int ret = make_dirs(d);
+    if (ret < 0)
+        return ret;
     /* An unprivileged daemon needs to reach its socket directory and own its share. */
     if (uid && (chmod(d->dir, 0777) < 0 || chown(d->share, uid, gid) < 0))
         return -errno;
@@ -78,7 +105,12 @@ int test_daemon_start_as(struct test_daemon *d, const char *const *extra_args, u
     for (const char *const *a = extra_args; a && *a; a++)
         g_ptr_array_add(argv, g_strdup(*a));
     g_ptr_array_add(argv, NULL);
+    return spawn(d, argv, uid, gid);
+}
 
+/* Runs argv (freed here) with its output in d->log; waits until it serves. */
+static int spawn(struct test_daemon *d, GPtrArray *argv, uid_t uid, gid_t gid)
+{
     pid_t pid = fork();
     if (pid < 0)
         return -errno;

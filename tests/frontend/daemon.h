@@ -26,6 +26,10 @@ int test_daemon_start(struct test_daemon *d, const char *const *extra_args);
  * for it, and the daemon runs its unprivileged (user namespace) sandbox. */
 int test_daemon_start_as(struct test_daemon *d, const char *const *extra_args, uid_t uid,
                          gid_t gid);
+/* Another daemon (e.g. the Rust virtiofsd) with only --socket-path, --shared-dir (share, or
+ * a fresh one when NULL) and extra_args: none of the options test_daemon_start adds. */
+int test_daemon_start_peer(struct test_daemon *d, const char *binary, const char *share,
+                           const char *const *extra_args);
 bool test_daemon_alive(struct test_daemon *d);
 /* SIGTERM, wait; returns the exit status (or 128+signal), and removes the temp dir. */
 int test_daemon_stop(struct test_daemon *d);

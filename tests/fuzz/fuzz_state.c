@@ -4,7 +4,8 @@
  * (fuse_session_state_load, src/session_state.c and src/pt_state.c) over a real passthrough
  * filesystem on the temporary share.
  *
- * The input is the stream itself (the format is documented at the top of session_state.c); it
+ * The input is the stream itself (ours is documented at the top of session_state.c, the Rust
+ * virtiofsd's, which the loader tells apart by its first byte, at the top of state_rust.c); it
  * reaches the loader through a memfd, as a VMM's pipe would deliver it. The input's length
  * picks the daemon's migration options for the run: bit 0 --migration-on-error=guest-error
  * (else abort), bit 1 --migration-verify-handles.

@@ -7,6 +7,7 @@
  * Usage: fuzz_make_seeds OUTDIR   (writes OUTDIR/<target>/<seed>)
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/fuse.h>
 #include <linux/vhost_types.h>
 #include <linux/virtio_ring.h>
@@ -889,6 +890,108 @@ static void state_seeds(void)
     save("fuzz_state", "hostile-paths", &b);
 }
 
+/* ---- fuzz_state: the Rust virtiofsd 1.13's format (src/state_rust.c: postcard bytes) -------- */
+
+static void rv(struct buf *b, uint64_t v) /* a varint */
+{
+    do {
+        put8(b, (uint8_t)((v & 0x7f) | (v >> 7 ? 0x80 : 0)));
+        v >>= 7;
+    } while (v);
+}
+
+static void rstr(struct buf *b, const char *s)
+{
+    rv(b, strlen(s));
+    put(b, s, strlen(s));
+}
+
+/* An inode: location 0 root, 1 Path under parent, 2 lost, 3 FullPath; no file handle. */
+static void rinode(struct buf *b, uint64_t id, uint64_t refcount, unsigned loc, uint64_t parent,
+                   const char *name)
+{
+    rv(b, id);
+    rv(b, refcount);
+    rv(b, loc);
+    if (loc == 1)
+        rv(b, parent);
+    if (loc == 1 || loc == 3)
+        rstr(b, name);
+    put8(b, 0);
+}
+
+static void rhandle(struct buf *b, uint64_t fh, uint64_t inode, int32_t flags)
+{
+    rv(b, fh);
+    rv(b, inode);
+    rv(b, 0); /* OpenInode */
+    rv(b, (uint32_t)(((uint32_t)flags << 1) ^ (uint32_t)(flags >> 31)));
+}
+
+static void rust_state_seeds(void)
+{
+    struct buf b = {0};
+
+    /* As the Rust daemon writes it: Path locations (a parent's refcount holds one per child),
+     * a FullPath as ours writes, a lost inode; fh 0 and a directory handle. */
+    put8(&b, 1); /* V2 */
+    rv(&b, 9);
+    rinode(&b, 1, 4, 0, 0, NULL);
+    rinode(&b, 2, 1, 1, 1, "hello.txt");
+    rinode(&b, 3, 4, 1, 1, "sub");
+    rinode(&b, 4, 1, 1, 3, "inner.txt");
+    rinode(&b, 5, 1, 1, 3, "deeper");
+    rinode(&b, 6, 1, 3, 0, "link");
+    rinode(&b, 7, 1, 1, 1, "fifo");
+    rinode(&b, 8, 1, 3, 0, "ro.txt");
+    rinode(&b, 9, 1, 2, 0, NULL);
+    rv(&b, 12);
+    rv(&b, 3);
+    rhandle(&b, 0, 2, O_RDWR | 0100000);
+    rhandle(&b, 1, 3, O_RDONLY | O_DIRECTORY | 0100000);
+    rhandle(&b, 2, 4, O_WRONLY);
+    rv(&b, 3);
+    put8(&b, 1); /* writeback */
+    put8(&b, 0);
+    put8(&b, 0);
+    put8(&b, 1); /* sup_group_extension */
+    rv(&b, 1);   /* one mount path */
+    rv(&b, 42);
+    rstr(&b, ".");
+    save("fuzz_state", "rust-session", &b);
+
+    /* Nothing mounted. */
+    put8(&b, 1);
+    rv(&b, 0);
+    rv(&b, 2);
+    rv(&b, 0);
+    rv(&b, 0);
+    put(&b, "\0\0\0\0\0", 5);
+    save("fuzz_state", "rust-uninitialized", &b);
+
+    /* V1 (no mount paths), a file-handle location and a file handle to compare. */
+    put8(&b, 0);
+    rv(&b, 2);
+    rinode(&b, 1, 2, 0, 0, NULL);
+    rv(&b, 2);
+    rv(&b, 1);
+    rv(&b, 4);
+    rv(&b, 42); /* mnt_id */
+    rv(&b, 2);  /* handle_type 1 */
+    rv(&b, 8);
+    put(&b, "\1\2\3\4\5\6\7\10", 8);
+    put8(&b, 1);
+    rv(&b, 42);
+    rv(&b, 2);
+    rv(&b, 8);
+    put(&b, "\1\2\3\4\5\6\7\10", 8);
+    rv(&b, 3);
+    rv(&b, 0);
+    rv(&b, 0);
+    put(&b, "\0\1\0\0", 4);
+    save("fuzz_state", "rust-v1-file-handle", &b);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -904,5 +1007,6 @@ int main(int argc, char **argv)
     virtqueue_seeds();
     vhost_user_seeds();
     state_seeds();
+    rust_state_seeds();
     return 0;
 }

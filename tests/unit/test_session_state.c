@@ -896,7 +896,6 @@ static void test_hostile_handles(void)
     struct fx f;
     const struct thandle bad[] = {
         {.fh = 7, .nodeid = 42, .kind = 0, .flags = 2},       /* no such inode */
-        {.fh = 0, .nodeid = 4, .kind = 0, .flags = 2},        /* fh 0 */
         {.fh = 500, .nodeid = 4, .kind = 0, .flags = 2},      /* beyond the counter */
         {.fh = 7, .nodeid = 4, .kind = 1, .flags = 0},        /* a directory handle on a file */
         {.fh = 7, .nodeid = 2, .kind = 0, .flags = 0},        /* a file handle on a directory */
@@ -923,6 +922,16 @@ static void test_hostile_handles(void)
                             .n_handles = 2};
 
         g_assert_cmpint(load_built(&f, &t), ==, -EINVAL);
+    }
+    /* fh 0 is an fh like any other (the Rust virtiofsd hands it out first). */
+    {
+        const struct thandle zero = {.fh = 0, .nodeid = 4, .kind = 0, .flags = 2};
+        struct tstream t = {.inodes = good_inodes,
+                            .n_inodes = G_N_ELEMENTS(good_inodes),
+                            .handles = &zero,
+                            .n_handles = 1};
+
+        g_assert_cmpint(load_built(&f, &t), ==, 0);
     }
     /* O_TRUNC and O_CREAT in the saved flags are dropped: the file keeps its data. */
     {
