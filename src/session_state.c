@@ -710,7 +710,7 @@ static int parse_owner(struct rd *r, struct loaded *l)
 {
     struct pt_state_owner o = {0};
     uint32_t reserved;
-    uint64_t n;
+    uint64_t n = 0;
     int ret;
 
     if (!get_u64(r, &o.nodeid) || !get_u64(r, &o.owner) || !get_u64(r, &o.fh) ||
