@@ -22,6 +22,15 @@
  * between SAVE and LOAD therefore costs the renamed inode (not found: the LOAD fails, or the
  * inode is lost), and a file put in its place is taken for it unless
  * --migration-verify-handles is given.
+ *
+ * --migration-mode=file-handles: SAVE adds each inode's file handle (name_to_handle_at) and
+ * the share's file system id to the paths; LOAD (in that mode) opens each inode by its handle
+ * on the share's root mount, after checking the file system id and that the root's handle
+ * opens the share's root. A handle can name any inode of the file system, inside the share or
+ * not (the kernel opens it, with CAP_DAC_READ_SEARCH, whatever the mount or sandbox root: the
+ * tests show it), so each opened inode is taken only if its /proc/self/fd name, resolved again
+ * beneath the root as above, leads to that very inode. A renamed inode is thereby found; an
+ * unlinked one (no name in the share) is not.
  */
 #include "pt_state.h"
 
