@@ -100,6 +100,7 @@ struct pt_state {
     /* File handles (--migration-mode=file-handles), with the file system's id (statfs'
      * f_fsid) they belong to; has_fhs false when the stream had none. */
     bool has_fhs;
+    bool fsid_unknown; /* the Rust format's handles: no fsid, no root handle to check */
     uint64_t fsid;
     struct pt_state_fh *fhs;
     size_t n_fhs, cap_fhs;

@@ -1078,13 +1078,15 @@ static int by_fh_prepare(struct pt_fs *fs, struct pt_state *st, struct by_fh *b)
     ret = share_fsid(fs, &fsid);
     if (ret < 0)
         return fail(st, ret, "cannot read the share's file system id: %s", strerror(-ret));
+    if (st->fsid_unknown)
+        fsid = st->fsid = 0; /* the Rust format: only the beneath check below guards */
     if (fsid != st->fsid)
         return fail(st, -EXDEV,
                     "the file handles are of another file system (id %llx, the share's is "
                     "%llx): --migration-mode=file-handles needs the same file system on both "
                     "sides",
                     (unsigned long long)st->fsid, (unsigned long long)fsid);
-    if (!root || !root->fh)
+    if (!root || (!root->fh && !st->fsid_unknown))
         return fail(st, -EINVAL, "file handles without one of the root");
     {
         CREDS_AS_DAEMON(scope, &ret);
@@ -1098,6 +1100,8 @@ static int by_fh_prepare(struct pt_fs *fs, struct pt_state *st, struct by_fh *b)
     if (ret < 0)
         return fail(st, ret, "cannot open the share's root for file handles: %s", strerror(-ret));
     b->mount_fd = fd;
+    if (!root->fh)
+        return 0;
     fd = open_fh(b, st, &st->fhs[root->fh - 1]);
     if (fd < 0)
         return fail(st, fd, "the root's file handle does not open here: %s%s", strerror(-fd),
