@@ -48,7 +48,7 @@ enum inode_fh_mode {
 /* --migration-mode: how SAVE tells the destination where each inode is. */
 enum pt_migration_mode {
     MIGRATION_FIND_PATHS,   /* a path from the share's root (the default) */
-    MIGRATION_FILE_HANDLES, /* a file handle (not implemented yet: refused at start-up) */
+    MIGRATION_FILE_HANDLES, /* a file handle too (keeps CAP_DAC_READ_SEARCH; pt_state.h) */
 };
 
 /* --migration-on-error: what an inode or handle that cannot be saved or found again costs. */

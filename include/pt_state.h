@@ -31,6 +31,21 @@ struct pt_state_inode {
     uint64_t dev, ino;
     size_t path_off; /* in pt_state.paths: NUL-terminated, relative to the share's root,
                       * components joined by '/'; "" for the root; unused when lost */
+    size_t fh;       /* 1 + its index in pt_state.fhs (pt_state_check links them); 0: none */
+};
+
+/*
+ * --migration-mode=file-handles: an inode's file handle (name_to_handle_at), opened again on
+ * the destination with open_by_handle_at on the share's own mount. The bytes are the kernel's
+ * and the file system's: opaque here, and hostile on LOAD (the kernel validates them; LOAD
+ * checks the inode they open is beneath the share).
+ */
+#define PT_STATE_FH_MAX 128 /* MAX_HANDLE_SZ */
+struct pt_state_fh {
+    uint64_t nodeid;
+    int32_t type; /* the file handle's handle_type, >= 0 */
+    uint32_t len; /* bytes, 1..PT_STATE_FH_MAX */
+    size_t off;   /* in pt_state.fh_bytes */
 };
 
 struct pt_state_handle {
@@ -82,6 +97,15 @@ struct pt_state {
     size_t n_handles, cap_handles;
     char *paths; /* every inode's path, back to back */
     size_t paths_len, paths_cap;
+    /* File handles (--migration-mode=file-handles), with the file system's id (statfs'
+     * f_fsid) they belong to; has_fhs false when the stream had none. */
+    bool has_fhs;
+    bool fsid_unknown; /* the Rust format's handles: no fsid, no root handle to check */
+    uint64_t fsid;
+    struct pt_state_fh *fhs;
+    size_t n_fhs, cap_fhs;
+    uint8_t *fh_bytes;
+    size_t fh_bytes_len, fh_bytes_cap;
     /* Why the last failed call failed (for the one log line of the caller). */
     char why[256];
 };
@@ -99,6 +123,9 @@ void pt_state_free(struct pt_state *st);
 int pt_state_add_inode(struct pt_state *st, const struct pt_state_inode *in, const char *path,
                        size_t len);
 int pt_state_add_handle(struct pt_state *st, const struct pt_state_handle *h);
+/* Appends a file handle (fh->off is set; bytes copied). 0, -EINVAL (bad type or length) or
+ * -ENOMEM. */
+int pt_state_add_fh(struct pt_state *st, const struct pt_state_fh *fh, const void *bytes);
 /* Appends an owner with no ranges yet; pt_state_add_range appends one to the last owner. */
 int pt_state_add_owner(struct pt_state *st, const struct pt_state_owner *o);
 int pt_state_add_range(struct pt_state *st, const struct pt_state_range *r);
@@ -116,6 +143,19 @@ static inline const char *pt_state_path(const struct pt_state *st, const struct 
  * st->why).
  */
 int pt_state_collect(struct pt_fs *fs, struct pt_state *st);
+/*
+ * With --migration-mode=file-handles, SAVE also adds each inode's file handle (the root's
+ * too) and the file system's id; an inode /proc/self/fd gives no path for is then not
+ * walked for but saved with its handle only (lost as far as paths go). A file system that
+ * gives no handles fails the SAVE.
+ *
+ * LOAD with --migration-mode=file-handles opens each inode that has a handle by it (and the
+ * others by their paths): the stream's fsid must be this share's file system's, the root's
+ * handle must open the share's root, and every inode a handle opens must be beneath the
+ * share (its /proc/self/fd name, resolved again beneath the root without following
+ * symlinks, must lead to the very same inode; a handle can name any inode of the file
+ * system). In find-paths mode the handles are ignored and the paths used.
+ */
 
 /*
  * LOAD, before anything is changed: the state is consistent (the root is nodeid 1 with the

@@ -82,7 +82,8 @@ int caps_drop_fh(const char *modcaps, bool privileged, enum caps_fh fh)
         if (fh == CAPS_FH_REQUIRED &&
             !capng_have_capability(CAPNG_PERMITTED, CAP_DAC_READ_SEARCH)) {
             log_error("cannot drop DAC_READ_SEARCH with --inode-file-handles=prefer or "
-                      "mandatory: opening file handles needs it");
+                      "mandatory, or --migration-mode=file-handles: opening file handles "
+                      "needs it");
             return -EINVAL;
         }
         if (capng_apply(CAPNG_SELECT_BOTH | CAPNG_SELECT_BOUNDS) < 0) {

@@ -241,6 +241,20 @@ static int open_filesystem(struct daemon *d)
  * Every start-up step, in order; each failure is logged and ends start-up. Returns 0 in the
  * serving process, or 1 in the monitor process of the namespace sandbox.
  */
+/*
+ * What the daemon keeps of CAP_DAC_READ_SEARCH: what --inode-file-handles needs, and with
+ * --migration-mode=file-handles always (a LOAD opens every inode by its handle, as in the
+ * Rust virtiofsd). The price: a compromised daemon can open any inode of the shared
+ * directory's file system by handle, whatever the sandbox; the beneath-the-share check of a
+ * LOAD only guards what a migration stream names.
+ */
+static enum caps_fh migration_caps(const struct pt_config *pt)
+{
+    if (pt->migration_mode == MIGRATION_FILE_HANDLES)
+        return CAPS_FH_REQUIRED;
+    return fh_policy_caps(pt->inode_file_handles);
+}
+
 static int start(struct daemon *d)
 {
     const struct options *o = &d->opts;
@@ -266,8 +280,8 @@ static int start(struct daemon *d)
      * the set-up, which makes calls the serving allow-list does not need, and its TSYNC puts
      * it on every thread that exists by then.
      */
-    STEP("capabilities", caps_drop_fh(o->modcaps, geteuid() == 0 || d->sb.in_user_ns,
-                                      fh_policy_caps(o->pt.inode_file_handles)));
+    STEP("capabilities",
+         caps_drop_fh(o->modcaps, geteuid() == 0 || d->sb.in_user_ns, migration_caps(&o->pt)));
     STEP("filesystem", open_filesystem(d));
     STEP("seccomp", seccomp_install(o->seccomp));
     /* After dropping capabilities: whether handles can be opened depends on what is left. */

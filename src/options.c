@@ -151,7 +151,8 @@ static const struct option_spec specs[] = {
     {"migration-mode", 0, "MODE", O_MIGRATION_MODE, 0,
      "How a migration tells the destination where each\n"
      "inode is: find-paths (a path from the share's root)\n"
-     "or file-handles (not implemented yet)\n"
+     "or file-handles (a file handle: needs the same file\n"
+     "system and CAP_DAC_READ_SEARCH on the destination)\n"
      "[default: find-paths]"},
     {"migration-on-error", 0, "ACTION", O_MIGRATION_ON_ERROR, 0,
      "An inode a migration cannot find: abort (the migration\n"
@@ -390,13 +391,9 @@ static int parse_migration_mode(const char *v, enum pt_migration_mode *out)
 {
     if (strcmp(v, "find-paths") == 0)
         *out = MIGRATION_FIND_PATHS;
-    else if (strcmp(v, "file-handles") == 0) {
-        /* Refused now rather than when the VM is being migrated, where it would cost the
-         * migration. */
-        fprintf(stderr, "virtiofsd: --migration-mode=file-handles is not implemented yet; use "
-                        "find-paths\n");
-        return -EINVAL;
-    } else
+    else if (strcmp(v, "file-handles") == 0)
+        *out = MIGRATION_FILE_HANDLES;
+    else
         return bad_value("--migration-mode", v, "find-paths, file-handles");
     return 0;
 }

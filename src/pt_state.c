@@ -22,6 +22,15 @@
  * between SAVE and LOAD therefore costs the renamed inode (not found: the LOAD fails, or the
  * inode is lost), and a file put in its place is taken for it unless
  * --migration-verify-handles is given.
+ *
+ * --migration-mode=file-handles: SAVE adds each inode's file handle (name_to_handle_at) and
+ * the share's file system id to the paths; LOAD (in that mode) opens each inode by its handle
+ * on the share's root mount, after checking the file system id and that the root's handle
+ * opens the share's root. A handle can name any inode of the file system, inside the share or
+ * not (the kernel opens it, with CAP_DAC_READ_SEARCH, whatever the mount or sandbox root: the
+ * tests show it), so each opened inode is taken only if its /proc/self/fd name, resolved again
+ * beneath the root as above, leads to that very inode. A renamed inode is thereby found; an
+ * unlinked one (no name in the share) is not.
  */
 #include "pt_state.h"
 
@@ -34,10 +43,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "creds.h"
+#include "file_handle.h"
 #include "hash.h"
 #include "log.h"
 #include "pt_core.h"
@@ -73,6 +84,8 @@ void pt_state_free(struct pt_state *st)
     free(st->owners);
     free(st->ranges);
     free(st->flocks);
+    free(st->fhs);
+    free(st->fh_bytes);
     pt_state_init(st);
 }
 
@@ -118,6 +131,24 @@ int pt_state_add_inode(struct pt_state *st, const struct pt_state_inode *in, con
     if (!i->lost && (!path || add_path(st, path, len, &i->path_off)))
         return -ENOMEM;
     st->n_inodes++;
+    return 0;
+}
+
+int pt_state_add_fh(struct pt_state *st, const struct pt_state_fh *fh, const void *bytes)
+{
+    struct pt_state_fh *f;
+
+    if (fh->type < 0 || fh->len == 0 || fh->len > PT_STATE_FH_MAX)
+        return -EINVAL;
+    if (grow((void **)&st->fhs, &st->cap_fhs, st->n_fhs + 1, sizeof(*f)) ||
+        grow((void **)&st->fh_bytes, &st->fh_bytes_cap, st->fh_bytes_len + fh->len, 1))
+        return -ENOMEM;
+    f = &st->fhs[st->n_fhs++];
+    *f = *fh;
+    f->off = st->fh_bytes_len;
+    memcpy(st->fh_bytes + f->off, bytes, fh->len);
+    st->fh_bytes_len += fh->len;
+    st->has_fhs = true;
     return 0;
 }
 
@@ -344,6 +375,48 @@ static int add_pending(struct collect *c, size_t idx, bool walk)
     return 0;
 }
 
+/* The share's file system's id (statfs f_fsid), which a file handle is only valid on. */
+static int share_fsid(struct pt_fs *fs, uint64_t *out)
+{
+    struct statfs sfs;
+    uint32_t w[2];
+
+    if (fstatfs(fs->root->fd, &sfs) < 0)
+        return -errno;
+    memcpy(w, &sfs.f_fsid, sizeof(w));
+    *out = w[0] | (uint64_t)w[1] << 32;
+    return 0;
+}
+
+/*
+ * --migration-mode=file-handles: the inode's file handle into the state. 1 if added, 0 if
+ * not wanted or the inode has no fd (lost earlier), -errno (st->why) if the file system
+ * gives none.
+ */
+static int collect_fh(struct collect *c, struct pt_inode *inode)
+{
+    struct pt_state_fh sf = {.nodeid = inode->nodeid};
+    struct fh_buf b;
+    PT_FDREF(r);
+    int fd, ret;
+
+    if (c->fs->cfg.migration_mode != MIGRATION_FILE_HANDLES)
+        return 0;
+    fd = pt_inode_fd(c->fs, inode, &r);
+    if (fd < 0)
+        return 0;
+    ret = fh_encode(fd, &b);
+    if (ret < 0)
+        return fail(c->st, ret, "--migration-mode=file-handles: no file handle for inode %llu: %s",
+                    (unsigned long long)inode->nodeid, strerror(-ret));
+    sf.type = b.u.h.handle_type;
+    sf.len = b.u.h.handle_bytes;
+    ret = pt_state_add_fh(c->st, &sf, b.u.h.f_handle);
+    return ret < 0 ? fail(c->st, ret, "inode %llu: file handle not saved: %s",
+                          (unsigned long long)inode->nodeid, strerror(-ret))
+                   : 1;
+}
+
 static int collect_inode(struct pt_inode *inode, void *arg)
 {
     struct collect *c = arg;
@@ -358,7 +431,10 @@ static int collect_inode(struct pt_inode *inode, void *arg)
     const char *path = "";
     bool was_lost = inode->fd < 0 && !inode->fh; /* lost by an earlier LOAD: stays lost */
     bool unlinked = false;
+    int has_fh = was_lost ? 0 : collect_fh(c, inode);
 
+    if (has_fh < 0)
+        return has_fh;
     if (inode->nodeid != FUSE_ROOT_ID)
         path = was_lost ? NULL : path_of(c, inode, buf, sizeof(buf), &unlinked);
     in.lost = !path;
@@ -366,8 +442,9 @@ static int collect_inode(struct pt_inode *inode, void *arg)
         return -ENOMEM;
     if (unlinked)
         c->n_unlinked++;
-    /* The walk may find what has another name; an unlinked inode has none. */
-    return in.lost && !was_lost ? add_pending(c, c->st->n_inodes - 1, !unlinked) : 0;
+    /* The walk may find what has another name; an unlinked inode has none. An inode with a
+     * file handle needs no path: the destination opens it by the handle. */
+    return in.lost && !was_lost && !has_fh ? add_pending(c, c->st->n_inodes - 1, !unlinked) : 0;
 }
 
 static int collect_handle(struct pt_handle *h, void *arg)
@@ -547,10 +624,14 @@ int pt_state_collect(struct pt_fs *fs, struct pt_state *st)
     ssize_t n = fd_link(fs, fs->root->fd, c.root, sizeof(c.root));
     int ret;
 
-    if (fs->cfg.migration_mode != MIGRATION_FIND_PATHS)
-        return fail(st, -ENOTSUP, "--migration-mode=file-handles is not implemented yet");
     if (n < 0)
         return fail(st, (int)n, "cannot read the share's path: %s", strerror((int)-n));
+    if (fs->cfg.migration_mode == MIGRATION_FILE_HANDLES) {
+        ret = share_fsid(fs, &st->fsid);
+        if (ret < 0)
+            return fail(st, ret, "cannot read the share's file system id: %s", strerror(-ret));
+        st->has_fhs = true;
+    }
     c.root_len = strcmp(c.root, "/") == 0 ? 0 : (size_t)n;
     st->last_nodeid = itab_last_nodeid(fs->inodes);
     st->last_fh = htab_last_fh(fs->handles);
@@ -747,6 +828,29 @@ static int check_locks(struct pt_state *st, const struct id_index *ids, const st
     return ret;
 }
 
+/* Each file handle on a saved inode, one per inode at most; links them (inode.fh). */
+static int check_fhs(struct pt_state *st, const struct id_index *ids)
+{
+    if (st->n_fhs > st->n_inodes)
+        return fail(st, -EINVAL, "more file handles than inodes");
+    for (size_t i = 0; i < st->n_fhs; i++) {
+        const struct pt_state_fh *f = &st->fhs[i];
+        size_t idx;
+
+        if (f->type < 0 || f->len == 0 || f->len > PT_STATE_FH_MAX ||
+            f->off + f->len > st->fh_bytes_len)
+            return fail(st, -EINVAL, "inode %llu: bad file handle", (unsigned long long)f->nodeid);
+        if (!index_find(ids, f->nodeid, &idx))
+            return fail(st, -EINVAL, "file handle of nodeid %llu, which is not saved",
+                        (unsigned long long)f->nodeid);
+        if (st->inodes[idx].fh)
+            return fail(st, -EINVAL, "inode %llu has two file handles",
+                        (unsigned long long)f->nodeid);
+        st->inodes[idx].fh = i + 1;
+    }
+    return 0;
+}
+
 int pt_state_check(struct pt_state *st)
 {
     struct id_index ids = {0}, fhs = {0};
@@ -776,6 +880,8 @@ int pt_state_check(struct pt_state *st)
     }
     if (ret == 0)
         ret = check_locks(st, &ids, &fhs);
+    if (ret == 0)
+        ret = check_fhs(st, &ids);
     index_free(&ids);
     index_free(&fhs);
     return ret;
@@ -807,36 +913,33 @@ static int restore_handle(struct pt_fs *fs, int fd, const struct statx *stx,
                                 fs->proc_self_fd, out);
 }
 
-/* Finds one saved inode again and inserts it; -errno (st->why) if it cannot be. */
-static int install_found(struct pt_fs *fs, struct pt_state *st, const struct pt_state_inode *in)
+/* Inserts a saved inode found again as fd (an O_PATH fd beneath the share, consumed); what
+ * names it for messages. -errno (st->why) if it cannot be. */
+static int install_fd(struct pt_fs *fs, struct pt_state *st, const struct pt_state_inode *in,
+                      int fd, const char *what)
 {
-    const char *path = pt_state_path(st, in);
     struct pt_fhandle *fh = NULL;
     struct pt_inode *inode;
     struct itab_key key;
     struct statx stx;
-    int fd = resolve_beneath(fs, path), ret;
+    int ret = pt_statx(fd, &stx);
 
-    if (fd < 0)
-        return fail(st, fd, "inode %llu: %s: %s", (unsigned long long)in->nodeid, path,
-                    strerror(-fd));
-    ret = pt_statx(fd, &stx);
     if (ret == 0 && in->type && (stx.stx_mode & S_IFMT) != in->type)
         ret = fail(st, -ESTALE, "inode %llu: %s is of type 0%o, was 0%o",
-                   (unsigned long long)in->nodeid, path, (unsigned)(stx.stx_mode & S_IFMT),
+                   (unsigned long long)in->nodeid, what, (unsigned)(stx.stx_mode & S_IFMT),
                    (unsigned)in->type);
     else if (ret == 0 && fs->cfg.migration_verify_handles && !same_file(&stx, in->dev, in->ino))
         ret = fail(st, -ESTALE,
                    "inode %llu: %s is another file than was saved "
                    "(--migration-verify-handles)",
-                   (unsigned long long)in->nodeid, path);
+                   (unsigned long long)in->nodeid, what);
     if (ret == 0)
         ret = restore_handle(fs, fd, &stx, &fh);
     if (ret < 0) {
         close(fd);
         return st->why[0] ? ret
                           : fail(st, ret, "inode %llu: %s: %s", (unsigned long long)in->nodeid,
-                                 path, strerror(-ret));
+                                 what, strerror(-ret));
     }
     if (fh) {
         close(fd); /* a handle-only inode keeps no fd */
@@ -847,8 +950,169 @@ static int install_found(struct pt_fs *fs, struct pt_state *st, const struct pt_
                          &inode);
     if (ret == -EEXIST)
         return fail(st, ret, "inode %llu: %s is a file another saved inode names too",
-                    (unsigned long long)in->nodeid, path);
+                    (unsigned long long)in->nodeid, what);
     return ret < 0 ? fail(st, ret, "inode %llu: %s", (unsigned long long)in->nodeid, strerror(-ret))
+                   : 0;
+}
+
+/* Finds one saved inode again by its path and inserts it; -errno (st->why) if it cannot be. */
+static int install_found(struct pt_fs *fs, struct pt_state *st, const struct pt_state_inode *in)
+{
+    const char *path = pt_state_path(st, in);
+    int fd = resolve_beneath(fs, path);
+
+    if (fd < 0)
+        return fail(st, fd, "inode %llu: %s: %s", (unsigned long long)in->nodeid, path,
+                    strerror(-fd));
+    return install_fd(fs, st, in, fd, path);
+}
+
+/* ---- LOAD by file handle (--migration-mode=file-handles) ------------------------------------- */
+
+struct by_fh {
+    int mount_fd;        /* O_RDONLY on the share's root: open_by_handle_at refuses O_PATH fds */
+    char root[PATH_MAX]; /* the share's root as /proc/self/fd shows it; "" for "/" */
+    size_t root_len;
+    uint64_t root_dev, root_ino;
+};
+
+/* Opens a saved file handle as an O_PATH fd on the share's mount; -errno. */
+static int open_fh(const struct by_fh *b, const struct pt_state *st, const struct pt_state_fh *f)
+{
+    struct fh_buf h;
+    int ret, fd = -1;
+
+    h.u.h.handle_bytes = f->len;
+    h.u.h.handle_type = f->type;
+    memcpy(h.u.h.f_handle, st->fh_bytes + f->off, f->len);
+    {
+        /*
+         * As the daemon: open_by_handle_at needs CAP_DAC_READ_SEARCH, which the kernel drops
+         * while the fsuid is not 0. This runs on the control thread, outside any request,
+         * and opens O_PATH only (nothing is read, written or created). A handle can name any
+         * inode of the file system, inside the share or not: the fd only serves the
+         * beneath-the-share check (by_fh_beneath) that every caller makes before using it,
+         * and is closed when that fails.
+         */
+        CREDS_AS_DAEMON(scope, &ret);
+        if (ret == 0) {
+            fd = open_by_handle_at(b->mount_fd, &h.u.h, O_PATH | O_CLOEXEC);
+            ret = fd < 0 ? -errno : 0;
+        }
+    }
+    return ret < 0 ? ret : fd;
+}
+
+/*
+ * The inode fd (from a file handle) names, as an O_PATH fd resolved again by its name beneath
+ * the share's root (fd is closed): /proc/self/fd gives the name, which is only a hint; the
+ * resolution without symlinks and the st_dev/st_ino comparison make sure the inode is one a
+ * LOOKUP from the root reaches. -EXDEV if it is not (outside the share, or with no name the
+ * share has: unlinked, or a disconnected dentry).
+ */
+static int by_fh_beneath(struct pt_fs *fs, const struct by_fh *b, int fd)
+{
+    char link[PATH_MAX];
+    const char *rel = NULL;
+    struct statx want, got;
+    int found = -EXDEV;
+
+    if (pt_statx(fd, &want) == 0 && fd_link(fs, fd, link, sizeof(link)) >= 0 &&
+        (b->root_len == 0 || strncmp(link, b->root, b->root_len) == 0)) {
+        rel = link + b->root_len;
+        rel = rel[0] == '/' && rel[1] ? rel + 1 : NULL;
+    }
+    if (rel && check_path(rel) == 0)
+        found = resolve_beneath(fs, rel);
+    close(fd);
+    if (found >= 0 &&
+        (pt_statx(found, &got) < 0 ||
+         !same_file(&got, makedev(want.stx_dev_major, want.stx_dev_minor), want.stx_ino))) {
+        close(found);
+        found = -EXDEV;
+    }
+    return found < 0 ? -EXDEV : found;
+}
+
+/* Finds one saved inode again by its file handle and inserts it; -errno (st->why). */
+static int install_by_fh(struct pt_fs *fs, struct pt_state *st, const struct by_fh *b,
+                         const struct pt_state_inode *in)
+{
+    int fd = open_fh(b, st, &st->fhs[in->fh - 1]);
+
+    if (fd < 0)
+        return fail(st, fd, "inode %llu: its file handle does not open here: %s%s",
+                    (unsigned long long)in->nodeid, strerror(-fd),
+                    fd == -EPERM ? " (opening file handles needs CAP_DAC_READ_SEARCH)" : "");
+    fd = by_fh_beneath(fs, b, fd);
+    if (fd < 0)
+        return fail(st, fd,
+                    "inode %llu: its file handle opens an inode that is not beneath the share "
+                    "(or has no name there): refused",
+                    (unsigned long long)in->nodeid);
+    return install_fd(fs, st, in, fd, "(its file handle)");
+}
+
+/*
+ * Before any inode: the handles are of this file system (the saved fsid), the root's handle
+ * opens the share's root, the mount fd. 0 (b->mount_fd set), or -errno (st->why).
+ */
+static int by_fh_prepare(struct pt_fs *fs, struct pt_state *st, struct by_fh *b)
+{
+    const struct pt_state_inode *root = NULL;
+    struct fd_path p;
+    struct statx stx;
+    uint64_t fsid = 0;
+    ssize_t n = fd_link(fs, fs->root->fd, b->root, sizeof(b->root));
+    int ret, fd = -1;
+
+    b->mount_fd = -1;
+    for (size_t i = 0; i < st->n_inodes && !root; i++)
+        if (st->inodes[i].nodeid == FUSE_ROOT_ID)
+            root = &st->inodes[i];
+    if (n < 0 || pt_statx(fs->root->fd, &stx) < 0)
+        return fail(st, n < 0 ? (int)n : -EIO, "cannot read the share's path");
+    b->root_len = strcmp(b->root, "/") == 0 ? 0 : (size_t)n;
+    b->root_dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+    b->root_ino = stx.stx_ino;
+    ret = share_fsid(fs, &fsid);
+    if (ret < 0)
+        return fail(st, ret, "cannot read the share's file system id: %s", strerror(-ret));
+    if (st->fsid_unknown)
+        fsid = st->fsid = 0; /* the Rust format: only the beneath check below guards */
+    if (fsid != st->fsid)
+        return fail(st, -EXDEV,
+                    "the file handles are of another file system (id %llx, the share's is "
+                    "%llx): --migration-mode=file-handles needs the same file system on both "
+                    "sides",
+                    (unsigned long long)st->fsid, (unsigned long long)fsid);
+    if (!root || (!root->fh && !st->fsid_unknown))
+        return fail(st, -EINVAL, "file handles without one of the root");
+    {
+        CREDS_AS_DAEMON(scope, &ret);
+        /* The share's root itself, only for open_by_handle_at (which refuses O_PATH fds). */
+        if (ret == 0) {
+            fd = openat(fs->proc_self_fd, fd_name(fs->root->fd, &p),
+                        O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC);
+            ret = fd < 0 ? -errno : 0;
+        }
+    }
+    if (ret < 0)
+        return fail(st, ret, "cannot open the share's root for file handles: %s", strerror(-ret));
+    b->mount_fd = fd;
+    if (!root->fh)
+        return 0;
+    fd = open_fh(b, st, &st->fhs[root->fh - 1]);
+    if (fd < 0)
+        return fail(st, fd, "the root's file handle does not open here: %s%s", strerror(-fd),
+                    fd == -EPERM ? " (opening file handles needs CAP_DAC_READ_SEARCH)" : "");
+    ret = pt_statx(fd, &stx);
+    close(fd);
+    if (ret == 0 && !same_file(&stx, b->root_dev, b->root_ino))
+        ret = -EXDEV;
+    return ret < 0 ? fail(st, ret,
+                          "the root's file handle opens another inode than the share's root: "
+                          "not the same share")
                    : 0;
 }
 
@@ -860,8 +1124,9 @@ static int install_lost(struct pt_fs *fs, const struct pt_state_inode *in)
     return itab_insert_at(fs->inodes, in->nodeid, &key, -1, NULL, in->type, in->nlookup, &inode);
 }
 
-/* Every inode but the root (which fs has); the failures the guest may see as lost. */
-static int install_inodes(struct pt_fs *fs, struct pt_state *st)
+/* Every inode but the root (which fs has); the failures the guest may see as lost. b: by
+ * file handle where the inode has one (NULL: by path). */
+static int install_inodes(struct pt_fs *fs, struct pt_state *st, const struct by_fh *b)
 {
     bool guest_error = fs->cfg.migration_on_error == MIGRATION_ERROR_GUEST_ERROR;
     size_t lost = 0;
@@ -872,8 +1137,11 @@ static int install_inodes(struct pt_fs *fs, struct pt_state *st)
 
         if (in->nodeid == FUSE_ROOT_ID)
             continue;
-        ret = in->lost ? -ENOENT : install_found(fs, st, in);
-        if (ret < 0 && in->lost && !guest_error)
+        if (b && in->fh)
+            ret = install_by_fh(fs, st, b, in);
+        else
+            ret = in->lost ? -ENOENT : install_found(fs, st, in);
+        if (ret < 0 && in->lost && !(b && in->fh) && !guest_error)
             ret = fail(st, ret, "inode %llu was saved as lost (the source could not find it)",
                        (unsigned long long)in->nodeid);
         if (ret < 0 && guest_error && ret != -ENOMEM) {
@@ -961,13 +1229,23 @@ static int install_handles(struct pt_fs *fs, struct pt_state *st)
 int pt_state_install(struct pt_fs *fs, struct pt_state *st)
 {
     int ret;
+    struct by_fh b = {.mount_fd = -1};
+    bool use_fhs = fs->cfg.migration_mode == MIGRATION_FILE_HANDLES && st->n_fhs;
 
     st->why[0] = '\0';
-    if (fs->cfg.migration_mode != MIGRATION_FIND_PATHS)
-        return fail(st, -ENOTSUP, "--migration-mode=file-handles is not implemented yet");
-    rcu_read_lock();
-    ret = install_inodes(fs, st);
-    rcu_read_unlock();
+    if (st->n_fhs && !use_fhs)
+        log_info("migration: the state carries file handles; --migration-mode=find-paths uses "
+                 "the paths");
+    else if (!st->n_fhs && fs->cfg.migration_mode == MIGRATION_FILE_HANDLES)
+        log_info("migration: the state carries no file handles; inodes are found by path");
+    ret = use_fhs ? by_fh_prepare(fs, st, &b) : 0;
+    if (ret == 0) {
+        rcu_read_lock();
+        ret = install_inodes(fs, st, use_fhs ? &b : NULL);
+        rcu_read_unlock();
+    }
+    if (b.mount_fd >= 0)
+        close(b.mount_fd);
     if (ret == 0)
         ret = install_handles(fs, st);
     if (ret < 0)

@@ -49,6 +49,14 @@
  *       u64 flock count (at most the handle count), then per flock: u64 fh, u32 type (0
  *       shared, 1 exclusive); one per handle at most
  *       No owner twice on one inode; all ranges together at most 2^20.
+ *   6 FILE_HANDLES (critical; written only by a source in --migration-mode=file-handles, so
+ *       a stream without it stays readable by a reader that knows no file handles; critical
+ *       because an inode saved with a handle may have no path): u64 fsid (statfs f_fsid of the
+ *       share's file system, as two u32 halves: the handles are valid on it alone), u64
+ *       count (at most the inode count), then per inode that has one: u64 nodeid (a saved
+ *       inode; the root's is required), u32 handle_type (at most 2^31 - 1), u16 length
+ *       (1..128), the handle's bytes (as name_to_handle_at gave them). An inode with a handle
+ *       may be LOST as far as its path goes: found by its handle alone.
  *   0xffff END (critical), 0 bytes: the end; nothing may follow it
  * Each type appears at most once; INIT, COUNTERS, INODES, HANDLES and END are required.
  *
@@ -88,6 +96,7 @@
 #define OWNER_RECORD_MIN 40 /* an owner with no range */
 #define RANGE_RECORD     20
 #define FLOCK_RECORD     12
+#define FH_RECORD_MIN    15 /* a handle of one byte */
 #define STATE_LOCK_READ  0
 #define STATE_LOCK_WRITE 1
 #define PATH_MAX_COMPS   (PATH_MAX / 2)
@@ -98,6 +107,7 @@ enum section_type {
     SEC_INODES = 3,
     SEC_HANDLES = 4,
     SEC_LOCKS = 5,
+    SEC_FILE_HANDLES = 6,
     SEC_END = 0xffff,
 };
 
@@ -340,6 +350,26 @@ static void put_locks(struct wbuf *w, const struct pt_state *st)
     end_section(w, at);
 }
 
+static void put_fhs(struct wbuf *w, const struct pt_state *st)
+{
+    size_t at;
+
+    if (!st->has_fhs)
+        return;
+    at = begin_section(w, SEC_FILE_HANDLES);
+    put_u64(w, st->fsid);
+    put_u64(w, st->n_fhs);
+    for (size_t i = 0; i < st->n_fhs; i++) {
+        const struct pt_state_fh *f = &st->fhs[i];
+
+        put_u64(w, f->nodeid);
+        put_u32(w, (uint32_t)f->type);
+        put_u16(w, (uint16_t)f->len);
+        put(w, st->fh_bytes + f->off, f->len);
+    }
+    end_section(w, at);
+}
+
 static void encode(struct wbuf *w, bool initialized, const struct fuse_session_init *init,
                    const struct pt_state *st)
 {
@@ -354,6 +384,7 @@ static void encode(struct wbuf *w, bool initialized, const struct fuse_session_i
     put_inodes(w, st);
     put_handles(w, st);
     put_locks(w, st);
+    put_fhs(w, st);
     end_section(w, begin_section(w, SEC_END));
 }
 
@@ -694,6 +725,38 @@ static int parse_handles(struct rd *r, struct loaded *l)
     return ret;
 }
 
+static int parse_fhs(struct rd *r, struct loaded *l)
+{
+    uint64_t count = 0;
+    int ret;
+
+    if (!get_u64(r, &l->st.fsid))
+        return bad(l, "truncated FILE_HANDLES section");
+    ret = get_count(r, l, FH_RECORD_MIN, PT_STATE_MAX_INODES, "FILE_HANDLES", &count);
+    l->st.has_fhs = true;
+    for (uint64_t i = 0; ret == 0 && i < count; i++) {
+        struct pt_state_fh f = {0};
+        uint32_t type;
+        uint16_t len;
+        const uint8_t *bytes;
+
+        if (!get_u64(r, &f.nodeid) || !get_u32(r, &type) || !get_u16(r, &len) || len > r->left)
+            return bad(l, "truncated FILE_HANDLES section");
+        bytes = r->p;
+        get(r, NULL, len);
+        if (type > INT32_MAX || len == 0 || len > PT_STATE_FH_MAX)
+            return bad(l, "inode %llu: file handle of type %u and %u bytes",
+                       (unsigned long long)f.nodeid, type, len);
+        f.type = (int32_t)type;
+        f.len = len;
+        if (pt_state_add_fh(&l->st, &f, bytes) < 0)
+            return bad(l, "out of memory");
+    }
+    if (ret == 0 && r->left)
+        ret = bad(l, "%zu stray bytes after the FILE_HANDLES records", r->left);
+    return ret;
+}
+
 static int parse_lock_type(struct rd *r, struct loaded *l, bool *write)
 {
     uint32_t type;
@@ -769,6 +832,8 @@ static int parse_section(uint32_t type, struct rd *body, struct loaded *l)
         return parse_handles(body, l);
     case SEC_LOCKS:
         return parse_locks(body, l);
+    case SEC_FILE_HANDLES:
+        return parse_fhs(body, l);
     case SEC_END:
         return body->left ? bad(l, "END section with a payload") : 0;
     }

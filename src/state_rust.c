@@ -37,7 +37,11 @@
  * What it lacks: file types (a LOAD takes the type of what it finds), st_dev/st_ino, locks,
  * and of FUSE INIT only the four options above (the rest is made up in rust_init below).
  * Our SAVE writes V2 with a FullPath for every inode but the root (no references to count),
- * no file handles and an empty mount map. The stream ends where the state does; a LOAD
+ * no file handles and an empty mount map. LOAD passes a FileHandle location on as the inode's
+ * file handle (used in --migration-mode=file-handles) when the mount map names its mount id
+ * "." (the share's root, as the Rust daemon writes it); one of another mount (a submount) is
+ * lost. The format has no file system id and no root handle to check them against: the check
+ * that each opened inode is beneath the share is what guards (pt_state.c). The stream ends where the state does; a LOAD
  * refuses any byte after it.
  */
 #include "state_rust.h"
@@ -228,6 +232,11 @@ struct rinode {
     uint8_t state; /* 0 not yet, 1 being resolved, 2 resolved */
     bool lost;
     size_t path_off, path_len; /* in the decoder's arena */
+    /* A FileHandle location: the handle (in the stream) and the mount id it was made on. */
+    const uint8_t *fh;
+    size_t fh_len;
+    int32_t fh_type;
+    uint64_t fh_mnt;
 };
 
 struct dec {
@@ -238,9 +247,13 @@ struct dec {
     size_t *by_id; /* indices of in[], sorted by id */
     char *paths;
     size_t paths_len, paths_cap;
+    bool have_root_mnt; /* the mount map names the share's root ("."): its id */
+    uint64_t root_mnt;
+    size_t fh_elsewhere; /* handles on another mount than the share's root: lost */
 };
 
-static int get_file_handle(struct dec *d)
+/* A FileHandle; its fields into in when given. */
+static int get_file_handle(struct dec *d, struct rinode *in)
 {
     uint64_t mnt_id, len;
     int32_t type;
@@ -248,6 +261,15 @@ static int get_file_handle(struct dec *d)
     if (!get_u64(&d->r, &mnt_id) || !get_i32(&d->r, &type) || !get_u64(&d->r, &len) ||
         len > RUST_HANDLE_MAX || len > d->r.left)
         return bad(d->st, -EINVAL, "truncated or invalid file handle");
+    if (in && type >= 0 && len > 0)
+        *in = (struct rinode){.id = in->id,
+                              .refcount = in->refcount,
+                              .loc = in->loc,
+                              .lost = in->lost,
+                              .fh = d->r.p,
+                              .fh_len = (size_t)len,
+                              .fh_type = type,
+                              .fh_mnt = mnt_id};
     d->r.p += len;
     d->r.left -= (size_t)len;
     return 0;
@@ -276,9 +298,10 @@ static int get_location(struct dec *d, struct rinode *in)
                        (unsigned long long)in->id);
         break;
     case LOC_FILE_HANDLE:
-        /* --migration-mode=file-handles on the source: this daemon cannot open those yet. */
+        /* --migration-mode=file-handles on the source: no path. A destination in that mode
+         * opens the handle (fill_state passes it on when it is of the share's own mount). */
         in->lost = true;
-        return get_file_handle(d);
+        return get_file_handle(d, in);
     case LOC_INVALID:
         in->lost = true;
         break;
@@ -309,7 +332,7 @@ static int get_inodes(struct dec *d)
             return bad(d->st, -EINVAL, "inode %llu: truncated or invalid file handle option",
                        (unsigned long long)in->id);
         /* The handle only lets the destination compare; this daemon does not (see below). */
-        if (has_fh && (ret = get_file_handle(d)) < 0)
+        if (has_fh && (ret = get_file_handle(d, NULL)) < 0)
             return ret;
     }
     return 0;
@@ -349,7 +372,8 @@ static int get_tail(struct dec *d, struct rust_state_opts *o)
         !get_flag(&d->r, &o->posix_acl) || !get_flag(&d->r, &o->sup_group_extension))
         return bad(d->st, -EINVAL, "truncated or invalid negotiated options");
     if (o->version == 2) {
-        /* Mount ids to paths, for file handles: read to check them, not used. */
+        /* Mount ids to paths (relative to the share: "." is the share's root's mount), for
+         * the file handles: only those of the root's mount are used. */
         if (!get_count(&d->r, 2, UINT32_MAX, &count))
             return bad(d->st, -EINVAL, "truncated or invalid mount path map");
         for (uint64_t i = 0; i < count; i++) {
@@ -359,6 +383,10 @@ static int get_tail(struct dec *d, struct rust_state_opts *o)
 
             if (!get_u64(&d->r, &id) || !get_string(&d->r, &s, &n))
                 return bad(d->st, -EINVAL, "truncated or invalid mount path map");
+            if (n == 1 && s[0] == '.') {
+                d->have_root_mnt = true;
+                d->root_mnt = id;
+            }
         }
     }
     if (d->r.left)
@@ -530,7 +558,22 @@ static int fill_state(struct dec *d)
         if (pt_state_add_inode(d->st, &in, r->lost ? NULL : d->paths + r->path_off, r->path_len) <
             0)
             return bad(d->st, -ENOMEM, "out of memory");
+        if (r->fh && d->have_root_mnt && r->fh_mnt == d->root_mnt) {
+            struct pt_state_fh f = {
+                .nodeid = r->id, .type = r->fh_type, .len = (uint32_t)r->fh_len};
+
+            if (pt_state_add_fh(d->st, &f, r->fh) < 0)
+                return bad(d->st, -EINVAL, "inode %llu: invalid file handle",
+                           (unsigned long long)r->id);
+            d->st->fsid_unknown = true; /* the format has neither an fsid nor a root handle */
+        } else if (r->fh) {
+            d->fh_elsewhere++;
+        }
     }
+    if (d->fh_elsewhere)
+        log_warn("migration: %zu file handle(s) of another mount than the share's root in the "
+                 "Rust virtiofsd's state: those inodes are lost",
+                 d->fh_elsewhere);
     if (d->n && !root)
         return bad(d->st, -EINVAL, "no root inode (nodeid 1)");
     return 0;

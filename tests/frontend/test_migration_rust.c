@@ -44,10 +44,15 @@ static bool have_rust(void)
     return false;
 }
 
+static int start_rust_mode(struct test_daemon *d, const char *share, const char *mode)
+{
+    const char *args[] = {"--sandbox=none", "--log-level=debug", mode, NULL};
+    return test_daemon_start_peer(d, rust_path(), share, args);
+}
+
 static int start_rust(struct test_daemon *d, const char *share)
 {
-    const char *args[] = {"--sandbox=none", "--log-level=debug", NULL};
-    return test_daemon_start_peer(d, rust_path(), share, args);
+    return start_rust_mode(d, share, NULL);
 }
 
 static uint8_t pattern(size_t i)
@@ -284,6 +289,51 @@ static void test_rust_to_ours(void)
 
 /* The Rust daemon announces submounts by default, ours only with --announce-submounts: its
  * state still loads here (with a warning), or every default migration would fail. */
+/*
+ * The Rust daemon in --migration-mode=file-handles (every inode but the root travels as a file
+ * handle, with the id of its mount, which the V2 mount map names "." for the share's root)
+ * into ours in the same mode: found by the handles even with a directory on the way renamed
+ * after the SAVE. Ours in find-paths mode has no path for them: the LOAD fails (abort).
+ */
+static void test_rust_fh_to_ours(void)
+{
+    if (!have_rust())
+        return;
+    struct test_daemon rust, ours;
+    struct session s;
+    g_assert_cmpint(start_rust_mode(&rust, NULL, "--migration-mode=file-handles"), ==, 0);
+    populate(rust.share);
+    struct fe *fe = open_state(&rust);
+    run_session(fe, &s);
+    GByteArray *state = save(fe);
+    fe_close(fe);
+    gchar *a = g_build_filename(rust.share, "a", NULL),
+          *a2 = g_build_filename(rust.share, "a2", NULL);
+    g_assert_cmpint(rename(a, a2), ==, 0);
+
+    gchar *share = g_strdup_printf("--shared-dir=%s", rust.share);
+    const char *paths_args[] = {share, NULL};
+    g_assert_cmpint(test_daemon_start(&ours, paths_args), ==, 0);
+    uint64_t result;
+    fe = load(&ours, state->data, state->len, &result);
+    g_assert_cmpuint(result, !=, 0);
+    fe_close(fe);
+    test_daemon_stop(&ours);
+
+    const char *args[] = {share, "--migration-mode=file-handles", NULL};
+    g_assert_cmpint(test_daemon_start(&ours, args), ==, 0);
+    fe = load(&ours, state->data, state->len, &result);
+    g_assert_cmpuint(result, ==, 0);
+    verify_session(fe, &s);
+    fe_close(fe);
+    g_assert_cmpint(test_daemon_stop(&ours), ==, 0);
+    test_daemon_stop(&rust);
+    g_byte_array_unref(state);
+    g_free(share);
+    g_free(a);
+    g_free(a2);
+}
+
 static void test_rust_submounts(void)
 {
     if (!have_rust())
@@ -421,6 +471,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/migration-rust/rust-to-ours", test_rust_to_ours);
+    g_test_add_func("/migration-rust/rust-fh-to-ours", test_rust_fh_to_ours);
     g_test_add_func("/migration-rust/rust-submounts", test_rust_submounts);
     g_test_add_func("/migration-rust/ours-to-rust", test_ours_to_rust);
     g_test_add_func("/migration-rust/round-trip", test_round_trip);

@@ -139,7 +139,6 @@ static void test_errors(void)
         "--socket-path=/s --shared-dir=/d stray",
         "--socket-path=/s --shared-dir=/d --inode-file-handles=always",
         "--socket-path=/s --shared-dir=/d --inode-file-handles",
-        "--socket-path=/s --shared-dir=/d --migration-mode=file-handles", /* not yet */
         "--socket-path=/s --shared-dir=/d --migration-mode=guess",
         "--socket-path=/s --shared-dir=/d --migration-on-error=ignore",
     };
@@ -176,6 +175,10 @@ static void test_migration(void)
                               "--migration-on-error=abort"),
                     ==, OPTIONS_OK);
     g_assert_cmpint(o.pt.migration_on_error, ==, MIGRATION_ERROR_ABORT);
+    options_free(&o);
+    g_assert_cmpint(parse(&o, "--socket-path=/s --shared-dir=/d --migration-mode file-handles"), ==,
+                    OPTIONS_OK);
+    g_assert_cmpint(o.pt.migration_mode, ==, MIGRATION_FILE_HANDLES);
     options_free(&o);
 }
 

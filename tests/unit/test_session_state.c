@@ -1117,8 +1117,8 @@ static const struct tflock good_flock = {.fh = 7, .type = 1};
 static void test_locks_built(void)
 {
     const struct pt_config cfg = {.cache = CACHE_AUTO, .posix_locks = true, .flock_locks = true};
-    const struct tlocks good = {.owners = &good_owner, .n_owners = 1, .flocks = &good_flock,
-                                .n_flocks = 1};
+    const struct tlocks good = {
+        .owners = &good_owner, .n_owners = 1, .flocks = &good_flock, .n_flocks = 1};
     struct fx f;
 
     /* As documented, the section loads, and the host sees the locks taken. */
@@ -1267,6 +1267,203 @@ static void test_truncated_and_garbage(void)
     fx_teardown(&f);
 }
 
+/* ---- --migration-mode=file-handles ----------------------------------------------------------- */
+
+static const struct pt_config fh_cfg = {
+    .cache = CACHE_AUTO, .readdirplus = true, .migration_mode = MIGRATION_FILE_HANDLES};
+
+/* Where the FILE_HANDLES section's payload starts (it is the last before END). */
+static size_t fh_section(GByteArray *st)
+{
+    static const uint8_t hdr[8] = {6, 0, 0, 0, 1, 0, 0, 0};
+    size_t found = 0;
+
+    for (size_t i = 0; i + 16 <= st->len; i++) {
+        uint64_t len;
+
+        if (memcmp(st->data + i, hdr, 8) != 0)
+            continue;
+        memcpy(&len, st->data + i + 8, 8);
+        if (i + 16 + len + 16 == st->len)
+            found = i + 16;
+    }
+    g_assert_cmpuint(found, !=, 0);
+    return found;
+}
+
+/*
+ * Renamed on the host between SAVE and LOAD (a directory on the path and the file itself,
+ * into another directory): found by the handles, with the nodeids and the open handle; an
+ * inode the source had no path for (unlinked, still open) is saved with its handle, and LOAD
+ * cannot find it beneath the share: it fails, or is lost with guest-error. A find-paths
+ * LOAD of the same stream uses the paths (and the renamed file is not found).
+ */
+static void test_fh_renamed_between(void)
+{
+    struct pt_config fh_ge = fh_cfg;
+    struct fx f;
+    struct side ge = {0}, paths = {0};
+    GByteArray *st;
+    char buf[64];
+    uint64_t deep, b, fh, ino, hello;
+
+    fh_ge.migration_on_error = MIGRATION_ERROR_GUEST_ERROR;
+    fx_setup(&f, &fh_cfg);
+    side_close(&f.src);
+    side_open(&f, &f.src, &fh_cfg);
+    do_init(&f, &f.src);
+    deep = lookup_path(&f, &f.src, DEEP);
+    b = lookup_path(&f, &f.src, "a/b");
+    hello = lookup(&f, &f.src, FUSE_ROOT_ID, "hello.txt");
+    fh = open_fh(&f, &f.src, deep, O_RDONLY, false);
+    g_assert_cmpint(save(&f.src, &st), ==, 0);
+    host_rename(&f, DEEP, "sp ace/moved.txt");
+    host_rename(&f, "a/b", "a/bb");
+
+    side_open(&f, &paths, NULL);
+    g_assert_cmpint(load(&paths, st->data, st->len), ==, -ENOENT);
+    side_close(&paths);
+
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, 0);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, deep, &ino), ==, 0);
+    g_assert_cmpuint(ino, ==, host_ino(&f, "sp ace/moved.txt"));
+    g_assert_cmpint(getattr_ino(&f, &f.dst, b, &ino), ==, 0);
+    g_assert_cmpuint(ino, ==, host_ino(&f, "a/bb"));
+    g_assert_cmpuint(lookup(&f, &f.dst, b, "c"), ==, lookup_path(&f, &f.src, "a/bb/c"));
+    g_assert_cmpint(read_fh(&f, &f.dst, deep, fh, buf, sizeof(buf)), ==, 9);
+    g_assert_cmpmem(buf, 9, "deep data", 9);
+    g_byte_array_unref(st);
+
+    /* Unlinked while open: saved with its handle alone (find-paths would fail the SAVE). */
+    put_file(&f, "gone.txt", "x");
+    uint64_t gone = lookup(&f, &f.src, FUSE_ROOT_ID, "gone.txt");
+    open_fh(&f, &f.src, gone, O_RDONLY, false);
+    host_unlink(&f, "gone.txt");
+    g_assert_cmpint(save(&f.src, &st), ==, 0);
+    side_close(&f.dst);
+    side_open(&f, &f.dst, &fh_cfg);
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, -EXDEV);
+    assert_fresh(&f, &f.dst);
+    side_open(&f, &ge, &fh_ge);
+    g_assert_cmpint(load(&ge, st->data, st->len), ==, 0);
+    g_assert_cmpint(getattr_ino(&f, &ge, gone, NULL), ==, -EIO);
+    g_assert_cmpint(getattr_ino(&f, &ge, hello, NULL), ==, 0);
+    side_close(&ge);
+    g_byte_array_unref(st);
+    fx_teardown(&f);
+}
+
+/*
+ * Hostile FILE_HANDLES sections: another file system's id, a root handle that opens another
+ * directory, a handle of a file outside the share (on the same file system), bad lengths
+ * and types, a handle of an inode not saved; each fails and leaves the session fresh.
+ */
+static void test_fh_hostile(void)
+{
+    struct fx f;
+    struct side src = {0};
+    GByteArray *st, *bad;
+    uint64_t hello;
+    size_t at, rec;
+
+    fx_setup(&f, &fh_cfg);
+    /* The share is a subdirectory; "outside" is next to it, on the same file system. */
+    char *share = hpath(&f, "share"), *outside = hpath(&f, "outside");
+    g_assert_cmpint(mkdir(share, 0755), ==, 0);
+    g_assert_true(g_file_set_contents(outside, "secret", -1, NULL));
+    struct pt_config c = fh_cfg;
+    c.shared_dir = share;
+    g_assert_cmpint(pt_new(&c, &src.fs), ==, 0);
+    src.se = fuse_session_new(src.fs);
+    side_close(&f.dst);
+    g_assert_cmpint(pt_new(&c, &f.dst.fs), ==, 0);
+    f.dst.se = fuse_session_new(f.dst.fs);
+    char *inside = g_build_filename(share, "in.txt", NULL);
+    g_assert_true(g_file_set_contents(inside, "inside", -1, NULL));
+    do_init(&f, &src);
+    hello = lookup(&f, &src, FUSE_ROOT_ID, "in.txt");
+    g_assert_cmpint(save(&src, &st), ==, 0);
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, 0); /* as saved: fine */
+    at = fh_section(st);
+
+    /* The records: the root's and in.txt's (in the inode table's order). */
+    struct file_handle *ho = g_malloc0(sizeof(*ho) + MAX_HANDLE_SZ);
+    struct file_handle *hi = g_malloc0(sizeof(*hi) + MAX_HANDLE_SZ);
+    int mnt;
+    ho->handle_bytes = hi->handle_bytes = MAX_HANDLE_SZ;
+    g_assert_cmpint(name_to_handle_at(AT_FDCWD, outside, ho, &mnt, 0), ==, 0);
+    g_assert_cmpint(name_to_handle_at(AT_FDCWD, inside, hi, &mnt, 0), ==, 0);
+    g_assert_cmpuint(ho->handle_bytes, ==, hi->handle_bytes);
+    const uint8_t *p = memmem(st->data + at, st->len - at, hi->f_handle, hi->handle_bytes);
+    g_assert_nonnull(p);
+    rec = (size_t)(p - st->data) - 14; /* nodeid u64, type u32, length u16 */
+
+    /* A handle of a file outside the share: opens (same mount), and is refused. */
+    bad = g_byte_array_new();
+    g_byte_array_append(bad, st->data, st->len);
+    memcpy(bad->data + rec + 14, ho->f_handle, ho->handle_bytes);
+    g_assert_cmpint(load(&f.dst, bad->data, bad->len), ==, -EXDEV);
+    assert_fresh(&f, &f.dst);
+
+    /* Another file system's id. */
+    g_byte_array_set_size(bad, 0);
+    g_byte_array_append(bad, st->data, st->len);
+    bad->data[at] ^= 0x5a;
+    g_assert_cmpint(load(&f.dst, bad->data, bad->len), ==, -EXDEV);
+    assert_fresh(&f, &f.dst);
+
+    /* The root's handle swapped for in.txt's: the root's record opens another inode. */
+    g_byte_array_set_size(bad, 0);
+    g_byte_array_append(bad, st->data, st->len);
+    for (size_t r = at + 16; r < bad->len - 16;) { /* each record of the root: nodeid 1 */
+        uint64_t id;
+        uint16_t len;
+        memcpy(&id, bad->data + r, 8);
+        memcpy(&len, bad->data + r + 12, 2);
+        if (id == FUSE_ROOT_ID && len == hi->handle_bytes)
+            memcpy(bad->data + r + 14, hi->f_handle, len);
+        r += 14 + len;
+    }
+    g_assert_cmpint(load(&f.dst, bad->data, bad->len), ==, -EXDEV);
+    assert_fresh(&f, &f.dst);
+
+    /* Bad bytes: type with the sign bit, length 0 and 129, a type no file system has, a
+     * nodeid not saved, a count beyond the records. */
+    const struct {
+        size_t off;
+        size_t n;
+        uint64_t v;
+        int err;
+    } cases[] = {
+        {rec + 8, 4, 0x80000000u, -EINVAL}, {rec + 12, 2, 0, -EINVAL}, {rec + 12, 2, 129, -EINVAL},
+        {rec + 8, 4, 0xee, -ESTALE},        {rec, 8, 99, -EINVAL},     {at + 8, 8, 3, -EINVAL},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_byte_array_set_size(bad, 0);
+        g_byte_array_append(bad, st->data, st->len);
+        memcpy(bad->data + cases[i].off, &cases[i].v, cases[i].n);
+        g_test_message("case %zu", i);
+        int ret = load(&f.dst, bad->data, bad->len);
+        g_assert_cmpint(ret, <, 0);
+        if (cases[i].err != -ESTALE) /* the kernel's errno for a type it knows not varies */
+            g_assert_cmpint(ret, ==, cases[i].err);
+        assert_fresh(&f, &f.dst);
+    }
+    /* And the stream unchanged still loads: nothing above left a trace. */
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, 0);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, hello, NULL), ==, 0);
+
+    g_byte_array_unref(bad);
+    g_byte_array_unref(st);
+    g_free(ho);
+    g_free(hi);
+    side_close(&src);
+    g_free(inside);
+    g_free(share);
+    g_free(outside);
+    fx_teardown(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1289,5 +1486,7 @@ int main(int argc, char **argv)
     g_test_add_func("/session_state/locks_built", test_locks_built);
     g_test_add_func("/session_state/hostile_locks", test_hostile_locks);
     g_test_add_func("/session_state/truncated_and_garbage", test_truncated_and_garbage);
+    g_test_add_func("/session_state/fh_renamed_between", test_fh_renamed_between);
+    g_test_add_func("/session_state/fh_hostile", test_fh_hostile);
     return g_test_run();
 }
