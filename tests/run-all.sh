@@ -117,7 +117,7 @@ if qemu10=$(bash tests/guest/fetch-qemu10.sh | tail -1) && [ -x "$qemu10" ]; the
     VG_QEMU=$qemu10 run_suite guest-qemu10 bash tests/guest/test-guest.sh --cache=always
     echo "== live migration between two QEMU 10s, a daemon each"
     VG_QEMU=$qemu10 run_suite migration bash tests/guest/test-migration.sh \
-        --pairs=ours:ours,rust:ours --modes=find-paths
+        --pairs=ours:ours,rust:ours --modes=find-paths,file-handles
     # To the Rust virtiofsd: its format carries no locks, so the guest keeps them itself
     # (skipped when the peer from ../shared/peers is not installed).
     rust=${RUST_VIRTIOFSD:-/opt/virtiofsd-peers/bin/rust-virtiofsd}

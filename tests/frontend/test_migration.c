@@ -500,11 +500,13 @@ static unsigned task_count(const struct test_daemon *d)
 }
 
 /* Waits until the serving process has n tasks (threads end a moment after their work). */
+/* No thread left behind: at most the n there were before (one that was already on its way
+ * out then, a queue worker after the rings stopped, may have gone meanwhile). */
 static void assert_tasks(const struct test_daemon *d, unsigned n)
 {
-    for (int waited = 0; task_count(d) != n && waited < 3000; waited += 10)
+    for (int waited = 0; task_count(d) > n && waited < 3000; waited += 10)
         usleep(10000);
-    g_assert_cmpuint(task_count(d), ==, n);
+    g_assert_cmpuint(task_count(d), <=, n);
 }
 
 /* SAVE: accepted without an fd of the daemon's own; the stream ends; CHECK tells the result
