@@ -5,7 +5,18 @@
  * throughput as a ratio of the first one's, measured in the same run.
  *
  *   bench [--daemon 'CMD']... [--workloads a,b] [--depths 1,16] [--queues 1,2] [--seconds S]
- *         [--driver-threads N]
+ *         [--driver-threads N] [--state-inodes 10000,100000]
+ *
+ * The *-logged workloads are their plain namesakes on a connection with dirty-page logging on
+ * (VHOST_F_LOG_ALL, a SET_LOG_BASE log, VHOST_VRING_F_LOG), as while a VMM migrates: every
+ * reply is logged, and the ratio to the plain row is what the logging costs.
+ *
+ * --state-inodes N,...: the migration figures. For each N, a share with N files (1000 per
+ * directory) made on the host, a session that has looked each one up and holds a few open
+ * files, then the rings stopped and the device state SAVEd (SET_DEVICE_STATE_FD into a pipe,
+ * read to its end, CHECK_DEVICE_STATE) and LOADed into a second daemon of the same command
+ * on the same share (after protocol-feature negotiation, as QEMU's and cloud-hypervisor's
+ * destinations do): its size and both times.
  *
  * The driver runs no more threads than there are CPUs (each thread feeds its share of the
  * queues), so that with more queues than CPUs the figures measure the daemon rather than the
@@ -27,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -51,11 +63,32 @@ enum workload {
     W_READ1M,
     W_WRITE1M,
     W_READDIRPLUS,
+    W_READ4K_LOGGED,
+    W_READ1M_LOGGED,
     W_COUNT
 };
 static const char *const workload_names[W_COUNT] = {
-    "getattr",       "lookup-forget", "create-release-unlink", "read-4k-rand",
-    "write-4k-rand", "read-1m-seq",   "write-1m-seq",          "readdirplus-1000"};
+    "getattr",           "lookup-forget",    "create-release-unlink",
+    "read-4k-rand",      "write-4k-rand",    "read-1m-seq",
+    "write-1m-seq",      "readdirplus-1000", "read-4k-rand-logged",
+    "read-1m-seq-logged"};
+
+#define F_LOG_ALL       (1ull << 26)
+#define PF_MQ           (1ull << 0)
+#define PF_LOG_SHMFD    (1ull << 1)
+#define PF_MEM_SLOTS    (1ull << 15)
+#define PF_DEVICE_STATE (1ull << 19)
+
+static bool logged_workload(enum workload w)
+{
+    return w == W_READ4K_LOGGED || w == W_READ1M_LOGGED;
+}
+
+/* What a *-logged workload sends: its plain namesake's requests. */
+static enum workload plain_workload(enum workload w)
+{
+    return w == W_READ4K_LOGGED ? W_READ4K : w == W_READ1M_LOGGED ? W_READ1M : w;
+}
 
 struct ctx {
     uint64_t file_node, file_fh, dir_node;
@@ -459,13 +492,16 @@ struct daemon_proc {
     char *dir, *share, *sock;
 };
 
-static int start_daemon(const char *cmd, struct daemon_proc *d)
+/* Starts CMD on share, or (share NULL) on a share of its own with the workloads' files. */
+static int start_daemon(const char *cmd, struct daemon_proc *d, const char *share)
 {
     d->dir = g_dir_make_tmp("vfs-bench-XXXXXX", NULL);
-    d->share = g_build_filename(d->dir, "share", NULL);
+    d->share = share ? g_strdup(share) : g_build_filename(d->dir, "share", NULL);
     d->sock = g_build_filename(d->dir, "sock", NULL);
-    mkdir(d->share, 0755);
-    prepare_share(d->share);
+    if (!share) {
+        mkdir(d->share, 0755);
+        prepare_share(d->share);
+    }
     /* {socket} and {share} in CMD are replaced; without them the Rust virtiofsd's options
      * are appended (QEMU's old C virtiofsd wants -o source={share} instead). */
     char *full;
@@ -507,15 +543,75 @@ static void stop_daemon(struct daemon_proc *d)
     g_free(d->sock);
 }
 
-static struct fe *connect_fe(const char *sock, unsigned queues)
+#define BENCH_MEM (256u << 20)
+
+/*
+ * Dirty-page logging on, as a VMM turns it on for a migration: a log (one bit per 4 KiB page
+ * of guest-physical memory, from address 0 to the end of guest memory) in a memfd handed over
+ * with SET_LOG_BASE. Returns the memfd.
+ */
+static int set_log(struct fe *fe)
 {
-    struct fe_config cfg = {
-        .socket_path = sock, .request_queues = queues, .mem_size = 256u << 20, .queue_size = 256};
+    uint64_t size = ((fe_gpa_base(fe) + BENCH_MEM) / 4096 + 7) / 8;
+    int fd = memfd_create("bench-dirty-log", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+        int err = -errno;
+        if (fd >= 0)
+            close(fd);
+        return err;
+    }
+    /* Ours answers a u64, the Rust daemon echoes the 16-byte message: like QEMU, accept any
+     * answer to SET_LOG_BASE (a refusal ends the connection). */
+    uint64_t msg[2] = {size, 0}, answer[2];
+    uint32_t req = 0, len = sizeof(answer);
+    int ret = fe_vu_send(fe, FE_VU_SET_LOG_BASE, 0, msg, sizeof(msg), &fd, 1);
+    if (ret == 0 && (ret = fe_vu_recv(fe, &req, answer, &len, 5000)) == 0 &&
+        req != FE_VU_SET_LOG_BASE)
+        ret = -EPROTO;
+    if (ret < 0) {
+        close(fd);
+        return ret;
+    }
+    return fd;
+}
+
+/* Pages the daemon marked in the log: none means the *-logged rows measured no logging. */
+static uint64_t logged_pages(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_size == 0)
+        return 0;
+    const uint8_t *log = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (log == MAP_FAILED)
+        return 0;
+    uint64_t n = 0;
+    for (off_t i = 0; i < st.st_size; i++)
+        n += (uint64_t)__builtin_popcount(log[i]);
+    munmap((void *)log, (size_t)st.st_size);
+    return n;
+}
+
+/* A connection with the rings running; with logging on when *log_fd is not NULL (set to the
+ * log's memfd, for the caller to close after fe_close). */
+static struct fe *connect_fe(const char *sock, unsigned queues, int *log_fd)
+{
+    struct fe_config cfg = {.socket_path = sock,
+                            .request_queues = queues,
+                            .mem_size = BENCH_MEM,
+                            .queue_size = 256,
+                            .features = log_fd ? F_LOG_ALL : 0,
+                            .protocol_features = log_fd ? PF_LOG_SHMFD : 0,
+                            .vring_log = log_fd != NULL};
     struct fe *fe = NULL;
     int ret = fe_open_retry(&cfg, &fe, 4000);
-    if (ret == 0)
+    if (ret == 0 && log_fd && (ret = *log_fd = set_log(fe)) < 0) {
+        fe_close(fe);
+        fe = NULL;
+    }
+    if (ret >= 0)
         return fe;
-    fprintf(stderr, "bench: cannot connect to %s: %s\n", sock, strerror(-ret));
+    fprintf(stderr, "bench: cannot connect%s to %s: %s\n", log_fd ? " with a dirty log" : "", sock,
+            strerror(-ret));
     return NULL;
 }
 
@@ -534,6 +630,7 @@ static struct result run_one(struct fe *fe, const struct ctx *c, enum workload w
                              unsigned queues, unsigned nthreads, double seconds)
 {
     struct qrun *runs = calloc(queues, sizeof(*runs));
+    w = plain_workload(w);
     size_t mark = fe_alloc_mark(fe);
     for (unsigned q = 0; q < queues; q++) {
         struct qrun *r = &runs[q];
@@ -589,6 +686,248 @@ static struct result run_one(struct fe *fe, const struct ctx *c, enum workload w
     return res;
 }
 
+/* ---- migration: the device state's size, SAVE and LOAD ---- */
+
+#define STATE_PER_DIR 1000
+#define STATE_OPEN    16
+
+struct state_result {
+    uint64_t bytes;
+    double save_ms, load_ms;
+    bool ok;
+};
+
+/* n files, STATE_PER_DIR per directory, made directly on the host (no daemon involved). */
+static int make_state_share(const char *share, unsigned n)
+{
+    int root = open(share, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return -errno;
+    int ret = 0, dir = -1;
+    for (unsigned i = 0; i < n && ret == 0; i++) {
+        char name[32];
+        if (i % STATE_PER_DIR == 0) {
+            if (dir >= 0)
+                close(dir);
+            snprintf(name, sizeof(name), "d%05u", i / STATE_PER_DIR);
+            if (mkdirat(root, name, 0755) < 0 ||
+                (dir = openat(root, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+                ret = -errno;
+                break;
+            }
+        }
+        snprintf(name, sizeof(name), "f%04u", i % STATE_PER_DIR);
+        int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0)
+            ret = -errno;
+        else
+            close(fd);
+    }
+    if (dir >= 0)
+        close(dir);
+    close(root);
+    return ret;
+}
+
+/* The guest's side: INIT, a LOOKUP of every directory and file, a few files open. */
+static int know_state_inodes(struct fe *fe, unsigned n)
+{
+    int ret = fe_fuse_init(fe);
+    uint64_t dir = 0;
+    unsigned opened = 0;
+    for (unsigned i = 0; i < n && ret == 0; i++) {
+        char name[32];
+        struct fuse_entry_out e;
+        if (i % STATE_PER_DIR == 0) {
+            snprintf(name, sizeof(name), "d%05u", i / STATE_PER_DIR);
+            if ((ret = fe_lookup(fe, FUSE_ROOT_ID, name, &e)) < 0)
+                break;
+            dir = e.nodeid;
+        }
+        snprintf(name, sizeof(name), "f%04u", i % STATE_PER_DIR);
+        if ((ret = fe_lookup(fe, dir, name, &e)) < 0)
+            break;
+        if (opened < STATE_OPEN && i % 97 == 0) {
+            struct fuse_open_in oi = {.flags = O_RDONLY};
+            struct fe_reply r;
+            ret = fuse_simple(fe, FUSE_OPEN, e.nodeid, &oi, sizeof(oi), NULL,
+                              sizeof(struct fuse_open_out), &r);
+            opened++;
+        }
+    }
+    if (ret < 0)
+        fprintf(stderr, "bench: setting up %u known inodes failed: %s\n", n, strerror(-ret));
+    return ret;
+}
+
+static double ms_since(double t0)
+{
+    return (now_s() - t0) * 1e3;
+}
+
+/* SAVE with the rings stopped: the stream (read to its end), then CHECK_DEVICE_STATE. */
+static int save_state(struct fe *fe, GByteArray *out, double *ms)
+{
+    int p[2], ret = fe_stop_rings(fe);
+    uint64_t reply = 0, result = 1;
+    if (ret < 0 || pipe2(p, O_CLOEXEC) < 0)
+        return ret < 0 ? ret : -errno;
+    double t0 = now_s();
+    ret = fe_set_state_fd(fe, FE_STATE_SAVE, 0, p[1], &reply);
+    close(p[1]);
+    if (ret == 0 && (reply & 0xff))
+        ret = -EPROTO;
+    static uint8_t buf[1 << 16];
+    for (ssize_t got; ret == 0 && (got = read(p[0], buf, sizeof(buf))) != 0;) {
+        if (got < 0 && errno != EINTR)
+            ret = -errno;
+        else if (got > 0)
+            g_byte_array_append(out, buf, (guint)got);
+    }
+    close(p[0]);
+    if (ret == 0 && (ret = fe_check_state(fe, &result, 600000)) == 0 && result != 0)
+        ret = -EIO;
+    *ms = ms_since(t0);
+    return ret;
+}
+
+/* LOAD on a fresh connection, right after protocol-feature negotiation (before memory and
+ * rings), until CHECK_DEVICE_STATE answers. */
+static int load_state(const char *sock, const GByteArray *state, double *ms)
+{
+    struct fe_config cfg = {.socket_path = sock, .skip_setup = true};
+    struct fe *fe = NULL;
+    int p[2], ret = fe_open_retry(&cfg, &fe, 4000);
+    if (ret < 0)
+        return ret;
+    uint64_t f, pf = 0, reply = 0, result = 1;
+    if ((ret = fe_vu_send(fe, FE_VU_SET_OWNER, 0, NULL, 0, NULL, 0)) < 0 ||
+        (ret = fe_vu_get_u64(fe, FE_VU_GET_FEATURES, &f)) < 0 ||
+        (ret = fe_vu_get_u64(fe, FE_VU_GET_PROTOCOL_FEATURES, &pf)) < 0)
+        goto out;
+    pf &= PF_DEVICE_STATE | PF_MQ | PF_MEM_SLOTS;
+    ret = -EOPNOTSUPP;
+    if (!(pf & PF_DEVICE_STATE) ||
+        (ret = fe_vu_send(fe, FE_VU_SET_PROTOCOL_FEATURES, 0, &pf, sizeof(pf), NULL, 0)) < 0)
+        goto out;
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        ret = -errno;
+        goto out;
+    }
+    double t0 = now_s();
+    ret = fe_set_state_fd(fe, FE_STATE_LOAD, 0, p[0], &reply);
+    close(p[0]);
+    if (ret == 0 && (reply & 0xff))
+        ret = -EPROTO;
+    for (guint off = 0; ret == 0 && off < state->len;) {
+        ssize_t n = write(p[1], state->data + off, state->len - off);
+        if (n < 0 && errno != EINTR)
+            ret = -errno;
+        else if (n > 0)
+            off += (guint)n;
+    }
+    close(p[1]);
+    if (ret == 0 && (ret = fe_check_state(fe, &result, 600000)) == 0 && result != 0)
+        ret = -EIO;
+    *ms = ms_since(t0);
+out:
+    fe_close(fe);
+    return ret;
+}
+
+static struct state_result run_state(const char *cmd, unsigned n)
+{
+    struct state_result res = {0};
+    char *dir = g_dir_make_tmp("vfs-bench-state-XXXXXX", NULL);
+    char *share = g_build_filename(dir, "share", NULL);
+    struct daemon_proc a = {0}, b = {0};
+    struct fe *fe = NULL;
+    GByteArray *state = g_byte_array_new();
+    struct fe_config cfg = {.socket_path = NULL, .protocol_features = PF_DEVICE_STATE};
+    int ret = mkdir(share, 0755) < 0 ? -errno : make_state_share(share, n);
+    if (ret == 0 && (ret = start_daemon(cmd, &a, share)) == 0) {
+        cfg.socket_path = a.sock;
+        ret = fe_open_retry(&cfg, &fe, 4000);
+    }
+    if (ret == 0 && (ret = know_state_inodes(fe, n)) == 0 &&
+        (ret = save_state(fe, state, &res.save_ms)) < 0)
+        fprintf(stderr, "bench: SAVE of %u inodes failed: %s\n", n, strerror(-ret));
+    if (fe)
+        fe_close(fe);
+    /* The source is gone before the destination starts: one daemon at a time on the CPUs. */
+    if (a.dir)
+        stop_daemon(&a);
+    res.bytes = state->len;
+    if (ret == 0 && (ret = start_daemon(cmd, &b, share)) == 0 &&
+        (ret = load_state(b.sock, state, &res.load_ms)) < 0)
+        fprintf(stderr, "bench: LOAD of %u inodes failed: %s\n", n, strerror(-ret));
+    if (b.dir)
+        stop_daemon(&b);
+    res.ok = ret == 0;
+    g_byte_array_unref(state);
+    char *rm = g_strdup_printf("rm -rf '%s'", dir);
+    if (system(rm) != 0)
+        fprintf(stderr, "bench: cannot remove %s\n", dir);
+    g_free(rm);
+    g_free(share);
+    g_free(dir);
+    return res;
+}
+
+/* The migration mode a daemon command asks for (both daemons default to find-paths). */
+static const char *migration_mode(const char *cmd)
+{
+    return strstr(cmd, "--migration-mode=file-handles") ||
+                   strstr(cmd, "--migration-mode file-handles")
+               ? "file-handles"
+               : "find-paths";
+}
+
+static void print_state(GPtrArray *daemons, GPtrArray *ns, const struct state_result *sr)
+{
+    printf("\n%-8s %-4s %-12s %9s %12s %8s %10s %10s\n", "state", "d", "mode", "inodes", "bytes",
+           "B/inode", "SAVE ms", "LOAD ms");
+    for (unsigned ni = 0; ni < ns->len; ni++)
+        for (unsigned di = 0; di < daemons->len; di++) {
+            const struct state_result *r = &sr[ni * daemons->len + di];
+            unsigned n = (unsigned)atoi(ns->pdata[ni]);
+            printf("%-8s d%-3u %-12s %9u ", "", di, migration_mode(daemons->pdata[di]), n);
+            if (!r->ok)
+                printf("%12s %8s %10s %10s\n", "failed", "-", "-", "-");
+            else
+                printf("%12llu %8.1f %10.1f %10.1f\n", (unsigned long long)r->bytes,
+                       n ? (double)r->bytes / n : 0.0, r->save_ms, r->load_ms);
+        }
+}
+
+/* Each *-logged row's throughput over its plain namesake's, when both ran: logging's cost. */
+static void print_log_cost(GPtrArray *ws, const int *wids, GPtrArray *ds, GPtrArray *qs,
+                           unsigned nd, const struct result *res)
+{
+    for (unsigned li = 0; li < ws->len; li++) {
+        if (!logged_workload((enum workload)wids[li]))
+            continue;
+        for (unsigned pi = 0; pi < ws->len; pi++) {
+            if (wids[pi] != (int)plain_workload((enum workload)wids[li]))
+                continue;
+            for (unsigned i = 0; i < (size_t)ds->len * qs->len * nd; i++) {
+                const struct result *l = &res[(size_t)li * ds->len * qs->len * nd + i];
+                const struct result *p = &res[(size_t)pi * ds->len * qs->len * nd + i];
+                if (i % nd == 0)
+                    printf("%s/plain depth %s queues %s:", (char *)ws->pdata[li],
+                           (char *)ds->pdata[i / nd / qs->len],
+                           (char *)qs->pdata[i / nd % qs->len]);
+                if (l->ok && p->ok && p->ops_s > 0)
+                    printf(" d%u %.3f", i % nd, l->ops_s / p->ops_s);
+                else
+                    printf(" d%u -", i % nd);
+                if (i % nd == nd - 1)
+                    printf("\n");
+            }
+        }
+    }
+}
+
 static GPtrArray *split_list(const char *s)
 {
     GPtrArray *a = g_ptr_array_new_with_free_func(g_free);
@@ -604,15 +943,19 @@ int main(int argc, char **argv)
     GPtrArray *daemons = g_ptr_array_new();
     const char *wl = "getattr,lookup-forget,create-release-unlink,read-4k-rand,write-4k-rand,"
                      "read-1m-seq,write-1m-seq,readdirplus-1000";
-    const char *depths = "1,16", *queues_s = "1";
+    const char *depths = "1,16", *queues_s = "1", *state_inodes = NULL;
     double seconds = 2;
     /* The driver never needs more threads than the CPUs it may run on. */
     unsigned driver_threads = test_usable_cpus() ? test_usable_cpus() : 1;
-    static const struct option opts[] = {
-        {"daemon", required_argument, NULL, 'd'},  {"workloads", required_argument, NULL, 'w'},
-        {"depths", required_argument, NULL, 'D'},  {"queues", required_argument, NULL, 'q'},
-        {"seconds", required_argument, NULL, 's'}, {"driver-threads", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"daemon", required_argument, NULL, 'd'},
+                                         {"workloads", required_argument, NULL, 'w'},
+                                         {"depths", required_argument, NULL, 'D'},
+                                         {"queues", required_argument, NULL, 'q'},
+                                         {"seconds", required_argument, NULL, 's'},
+                                         {"driver-threads", required_argument, NULL, 't'},
+                                         {"state-inodes", required_argument, NULL, 'S'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
         switch (c) {
         case 'd':
@@ -633,11 +976,16 @@ int main(int argc, char **argv)
         case 't':
             driver_threads = (unsigned)atoi(optarg);
             break;
+        case 'S':
+            state_inodes = optarg;
+            break;
         default:
             printf("usage: bench [--daemon 'CMD']... [--workloads LIST] [--depths 1,16] "
-                   "[--queues 1,2] [--seconds S] [--driver-threads N]\n"
+                   "[--queues 1,2] [--seconds S] [--driver-threads N] [--state-inodes N,...]\n"
                    "  --driver-threads N: threads feeding the queues (0: one per queue; "
-                   "default: one per CPU, at most one per queue)\nworkloads:");
+                   "default: one per CPU, at most one per queue)\n"
+                   "  --state-inodes N,...: device state size and SAVE/LOAD times with N known "
+                   "inodes\n  (--workloads '' to measure only those)\nworkloads:");
             for (int i = 0; i < W_COUNT; i++)
                 printf(" %s", workload_names[i]);
             printf("\n");
@@ -651,9 +999,20 @@ int main(int argc, char **argv)
     unsigned nd = daemons->len;
     /* results[workload][depth][queues][daemon] */
     size_t nres = (size_t)ws->len * ds->len * qs->len * nd;
-    struct result *res = calloc(nres, sizeof(*res));
+    struct result *res = calloc(nres + 1, sizeof(*res));
+    int *wids = calloc(ws->len + 1, sizeof(*wids));
+    for (unsigned wi = 0; wi < ws->len; wi++) {
+        int w = 0;
+        while (w < W_COUNT && strcmp(workload_names[w], ws->pdata[wi]))
+            w++;
+        if (w == W_COUNT) {
+            fprintf(stderr, "bench: unknown workload %s\n", (char *)ws->pdata[wi]);
+            return 2;
+        }
+        wids[wi] = w;
+    }
 
-    for (unsigned di = 0; di < nd; di++) {
+    for (unsigned di = 0; di < nd && ws->len; di++) {
         const char *cmd = daemons->pdata[di];
         for (unsigned qi = 0; qi < qs->len; qi++) {
             unsigned queues = (unsigned)atoi(qs->pdata[qi]);
@@ -662,43 +1021,74 @@ int main(int argc, char **argv)
                         (char *)qs->pdata[qi]);
                 return 2;
             }
-            struct daemon_proc d = {0};
-            struct fe *fe = NULL;
-            struct ctx c;
-            if (start_daemon(cmd, &d) < 0 || !(fe = connect_fe(d.sock, queues)) ||
-                prepare_session(fe, &c) < 0) {
-                fprintf(stderr, "bench: cannot set up '%s' with %u queues\n", cmd, queues);
-                if (fe)
-                    fe_close(fe);
+            /* The plain workloads on one connection, then the logged ones on another, each
+             * with a daemon of its own (the Rust virtiofsd serves one connection). */
+            for (int logged = 0; logged < 2; logged++) {
+                bool any = false;
+                for (unsigned wi = 0; wi < ws->len; wi++)
+                    any |= logged_workload((enum workload)wids[wi]) == logged;
+                struct daemon_proc d = {0};
+                if (!any)
+                    continue;
+                if (start_daemon(cmd, &d, NULL) < 0) {
+                    fprintf(stderr, "bench: cannot start '%s'\n", cmd);
+                    stop_daemon(&d);
+                    continue;
+                }
+                struct fe *fe = NULL;
+                struct ctx c;
+                int log_fd = -1;
+                if (!(fe = connect_fe(d.sock, queues, logged ? &log_fd : NULL)) ||
+                    prepare_session(fe, &c) < 0) {
+                    fprintf(stderr, "bench: cannot set up '%s' with %u queues%s\n", cmd, queues,
+                            logged ? " and a dirty log" : "");
+                    if (fe)
+                        fe_close(fe);
+                    if (log_fd >= 0)
+                        close(log_fd);
+                    stop_daemon(&d);
+                    continue;
+                }
+                for (unsigned wi = 0; wi < ws->len; wi++) {
+                    if (logged_workload((enum workload)wids[wi]) != logged)
+                        continue;
+                    for (unsigned dpi = 0; dpi < ds->len; dpi++) {
+                        unsigned depth = (unsigned)atoi(ds->pdata[dpi]);
+                        if (depth < 1 || depth > MAX_DEPTH)
+                            depth = 1;
+                        size_t idx = (((size_t)wi * ds->len + dpi) * qs->len + qi) * nd + di;
+                        res[idx] = run_one(fe, &c, (enum workload)wids[wi], depth, queues,
+                                           driver_threads, seconds);
+                    }
+                }
+                fe_close(fe);
+                if (log_fd >= 0 && logged_pages(log_fd) == 0) {
+                    fprintf(stderr, "bench: '%s' logged no page: no *-logged figures\n", cmd);
+                    for (unsigned wi = 0; wi < ws->len; wi++)
+                        for (size_t i = 0; logged_workload((enum workload)wids[wi]) &&
+                                           i < (size_t)ds->len * qs->len * nd;
+                             i++)
+                            if (i % nd == di && i / nd % qs->len == qi)
+                                res[(size_t)wi * ds->len * qs->len * nd + i].ok = false;
+                }
+                if (log_fd >= 0)
+                    close(log_fd);
                 stop_daemon(&d);
-                continue;
             }
-            for (unsigned wi = 0; wi < ws->len; wi++) {
-                int w = 0;
-                while (w < W_COUNT && strcmp(workload_names[w], ws->pdata[wi]))
-                    w++;
-                if (w == W_COUNT) {
-                    fprintf(stderr, "bench: unknown workload %s\n", (char *)ws->pdata[wi]);
-                    return 2;
-                }
-                for (unsigned dpi = 0; dpi < ds->len; dpi++) {
-                    unsigned depth = (unsigned)atoi(ds->pdata[dpi]);
-                    if (depth < 1 || depth > MAX_DEPTH)
-                        depth = 1;
-                    size_t idx = (((size_t)wi * ds->len + dpi) * qs->len + qi) * nd + di;
-                    res[idx] =
-                        run_one(fe, &c, (enum workload)w, depth, queues, driver_threads, seconds);
-                }
-            }
-            fe_close(fe);
-            stop_daemon(&d);
         }
     }
+    GPtrArray *ns = split_list(state_inodes ? state_inodes : "");
+    struct state_result *sr = calloc((size_t)ns->len * nd + 1, sizeof(*sr));
+    for (unsigned ni = 0; ni < ns->len; ni++)
+        for (unsigned di = 0; di < nd; di++)
+            sr[ni * nd + di] = run_state(daemons->pdata[di], (unsigned)atoi(ns->pdata[ni]));
 
-    printf("%-24s %5s %6s", "workload", "depth", "queues");
-    for (unsigned di = 0; di < nd; di++)
-        printf(" | d%u ops/s   p50us   p99us%s", di, di ? "  ratio" : "");
-    printf("\n");
+    if (ws->len) {
+        printf("%-24s %5s %6s", "workload", "depth", "queues");
+        for (unsigned di = 0; di < nd; di++)
+            printf(" | d%u ops/s   p50us   p99us%s", di, di ? "  ratio" : "");
+        printf("\n");
+    }
     for (unsigned wi = 0; wi < ws->len; wi++)
         for (unsigned dpi = 0; dpi < ds->len; dpi++)
             for (unsigned qi = 0; qi < qs->len; qi++) {
@@ -719,8 +1109,13 @@ int main(int argc, char **argv)
                 }
                 printf("\n");
             }
+    print_log_cost(ws, wids, ds, qs, nd, res);
+    if (ns->len)
+        print_state(daemons, ns, sr);
     for (unsigned di = 0; di < nd; di++)
         printf("d%u: %s\n", di, (char *)daemons->pdata[di]);
+    free(sr);
+    free(wids);
     free(res);
     return 0;
 }

@@ -169,6 +169,41 @@ bool fe_vu_closed(struct fe *fe, int timeout_ms)
     return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
+int fe_stop_rings(struct fe *fe)
+{
+    for (uint32_t i = 0; i < fe->nqueues; i++) {
+        struct {
+            uint32_t index, num;
+        } st = {i, 0};
+        int ret = fe_vu_send(fe, FE_VU_GET_VRING_BASE, 0, &st, sizeof(st), NULL, 0);
+        uint32_t req, sz = sizeof(st);
+        if (ret < 0 || (ret = fe_vu_recv(fe, &req, &st, &sz, 5000)) < 0)
+            return ret;
+        if (req != FE_VU_GET_VRING_BASE || sz != sizeof(st))
+            return -EPROTO;
+    }
+    return 0;
+}
+
+int fe_set_state_fd(struct fe *fe, uint32_t direction, uint32_t phase, int fd, uint64_t *reply)
+{
+    uint32_t msg[2] = {direction, phase};
+    return fe_vu_call_u64(fe, FE_VU_SET_DEVICE_STATE_FD, msg, sizeof(msg), &fd, fd >= 0 ? 1 : 0,
+                          reply);
+}
+
+int fe_check_state(struct fe *fe, uint64_t *result, int timeout_ms)
+{
+    int ret = fe_vu_send(fe, FE_VU_CHECK_DEVICE_STATE, 0, NULL, 0, NULL, 0);
+    if (ret < 0)
+        return ret;
+    uint32_t req, sz = sizeof(*result);
+    ret = fe_vu_recv(fe, &req, result, &sz, timeout_ms);
+    if (ret == 0 && (req != FE_VU_CHECK_DEVICE_STATE || sz != sizeof(*result)))
+        ret = -EPROTO;
+    return ret;
+}
+
 /* A "set" message: NEED_REPLY when REPLY_ACK was negotiated and the profile asks for it. */
 static int vu_set(struct fe *fe, uint32_t request, const void *payload, uint32_t size,
                   const int *fds, unsigned nfds)

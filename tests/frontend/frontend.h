@@ -105,6 +105,18 @@ int fe_vu_call_u64(struct fe *fe, uint32_t request, const void *payload, uint32_
 /* True if the daemon closed the connection (reads EOF within timeout_ms). */
 bool fe_vu_closed(struct fe *fe, int timeout_ms);
 
+/* ---- device state (migration) ---- */
+#define FE_STATE_SAVE 0u
+#define FE_STATE_LOAD 1u
+/* GET_VRING_BASE on every ring: the device is suspended, as QEMU leaves it before a SAVE. */
+int fe_stop_rings(struct fe *fe);
+/* SET_DEVICE_STATE_FD (direction FE_STATE_*, phase 0 = stopped) handing over fd (none when
+ * fd < 0); *reply is the back-end's u64 (bit 8: it sends no fd back). */
+int fe_set_state_fd(struct fe *fe, uint32_t direction, uint32_t phase, int fd, uint64_t *reply);
+/* CHECK_DEVICE_STATE: *result is 0 when the transfer succeeded. A LOAD of a large state may
+ * take a while: timeout_ms bounds the wait for the answer. */
+int fe_check_state(struct fe *fe, uint64_t *result, int timeout_ms);
+
 /* ---- guest memory ---- */
 void *fe_ptr(struct fe *fe, uint64_t gpa);
 /* Allocates len bytes (16-byte aligned) of guest memory from the data area; returns a gpa. */

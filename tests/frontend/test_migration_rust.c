@@ -92,29 +92,20 @@ static struct fe *open_state(const struct test_daemon *d)
 
 static void stop_rings(struct fe *fe)
 {
-    for (uint32_t i = 0; i < 2; i++) {
-        struct {
-            uint32_t index, num;
-        } st = {i, 0};
-        g_assert_cmpint(fe_vu_send(fe, FE_VU_GET_VRING_BASE, 0, &st, 8, NULL, 0), ==, 0);
-        uint32_t req, sz = sizeof(st);
-        g_assert_cmpint(fe_vu_recv(fe, &req, &st, &sz, 5000), ==, 0);
-    }
+    g_assert_cmpint(fe_stop_rings(fe), ==, 0);
 }
 
 static uint64_t set_state_fd(struct fe *fe, uint32_t direction, int fd)
 {
-    uint32_t msg[2] = {direction, 0};
     uint64_t reply = 0;
-    g_assert_cmpint(fe_vu_call_u64(fe, FE_VU_SET_DEVICE_STATE_FD, msg, sizeof(msg), &fd, 1, &reply),
-                    ==, 0);
+    g_assert_cmpint(fe_set_state_fd(fe, direction, 0, fd, &reply), ==, 0);
     return reply;
 }
 
 static uint64_t check_state(struct fe *fe)
 {
     uint64_t reply = 99;
-    g_assert_cmpint(fe_vu_call_u64(fe, FE_VU_CHECK_DEVICE_STATE, NULL, 0, NULL, 0, &reply), ==, 0);
+    g_assert_cmpint(fe_check_state(fe, &reply, 5000), ==, 0);
     return reply;
 }
 
