@@ -38,6 +38,9 @@ fuzz:
 
 # Compare with another daemon: make bench BENCH_ARGS="--daemon '$(BUILD)/virtiofsd --cache=always \
 #   --seccomp=none --sandbox=none' --daemon '/usr/libexec/virtiofsd --cache=always --seccomp=none'"
+# Migration: BENCH_ARGS="--workloads read-4k-rand,read-4k-rand-logged --state-inodes 10000,100000"
+#   (device state size and SAVE/LOAD times; READ with dirty-page logging on and off). Each daemon
+#   holds an fd per known inode unless given --inode-file-handles=prefer: mind `ulimit -n`.
 # The share lives in BENCH_TMPDIR: a tmpfs by default, so that the figures measure the daemons
 # rather than the disk's journal (BENCH_TMPDIR=/var/tmp to include the disk).
 BENCH_TMPDIR ?= $(if $(wildcard /dev/shm/.),/dev/shm,/tmp)
