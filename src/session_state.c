@@ -80,6 +80,7 @@
 
 #include "fuse_server.h"
 #include "log.h"
+#include "state_buf.h"
 #include "options.h"
 #include "pt_state.h"
 #include "state_rust.h"
@@ -170,54 +171,27 @@ static int flags_from_stream(uint32_t f)
 
 /* ---- writing -------------------------------------------------------------------------------- */
 
-struct wbuf {
-    uint8_t *p;
-    size_t len, cap;
-    int err;
-};
-
-static void put(struct wbuf *w, const void *data, size_t n)
-{
-    if (w->err)
-        return;
-    if (w->len + n > w->cap) {
-        size_t cap = w->cap ? w->cap : 4096;
-        uint8_t *q;
-
-        while (cap < w->len + n)
-            cap *= 2;
-        if (cap > STATE_MAX_BYTES || !(q = realloc(w->p, cap))) {
-            w->err = cap > STATE_MAX_BYTES ? -EFBIG : -ENOMEM;
-            return;
-        }
-        w->p = q;
-        w->cap = cap;
-    }
-    memcpy(w->p + w->len, data, n);
-    w->len += n;
-}
-
-static void put_u16(struct wbuf *w, uint16_t v)
+static void put_u16(struct state_buf *w, uint16_t v)
 {
     uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
 
-    put(w, b, sizeof(b));
+    state_buf_put(w, b, sizeof(b));
 }
 
-static void put_u32(struct wbuf *w, uint32_t v)
+static void put_u32(struct state_buf *w, uint32_t v)
 {
     put_u16(w, (uint16_t)v);
     put_u16(w, (uint16_t)(v >> 16));
 }
 
-static void put_u64(struct wbuf *w, uint64_t v)
+static void put_u64(struct state_buf *w, uint64_t v)
 {
     put_u32(w, (uint32_t)v);
     put_u32(w, (uint32_t)(v >> 32));
 }
 
 /* Starts a section; returns where its length goes, for end_section. */
-static size_t begin_section(struct wbuf *w, uint32_t type)
+static size_t begin_section(struct state_buf *w, uint32_t type)
 {
     size_t at;
 
@@ -228,7 +202,7 @@ static size_t begin_section(struct wbuf *w, uint32_t type)
     return at;
 }
 
-static void end_section(struct wbuf *w, size_t at)
+static void end_section(struct state_buf *w, size_t at)
 {
     uint64_t len = w->len - at - 8;
 
@@ -238,18 +212,18 @@ static void end_section(struct wbuf *w, size_t at)
         w->p[at + i] = (uint8_t)(len >> (8 * i));
 }
 
-static void put_header(struct wbuf *w)
+static void put_header(struct state_buf *w)
 {
     size_t writer = strlen(VFS_VERSION_STRING);
 
-    put(w, STATE_MAGIC, 8);
+    state_buf_put(w, STATE_MAGIC, 8);
     put_u32(w, STATE_VERSION);
     put_u32(w, (uint32_t)(18 + writer));
     put_u16(w, (uint16_t)writer);
-    put(w, VFS_VERSION_STRING, writer);
+    state_buf_put(w, VFS_VERSION_STRING, writer);
 }
 
-static void put_init(struct wbuf *w, bool initialized, const struct fuse_session_init *init)
+static void put_init(struct state_buf *w, bool initialized, const struct fuse_session_init *init)
 {
     size_t at = begin_section(w, SEC_INIT);
 
@@ -264,7 +238,7 @@ static void put_init(struct wbuf *w, bool initialized, const struct fuse_session
 }
 
 /* The path's names, each length-prefixed (the path holds plain names joined by '/'). */
-static void put_path(struct wbuf *w, const char *path)
+static void put_path(struct state_buf *w, const char *path)
 {
     uint32_t n = 0;
 
@@ -276,12 +250,12 @@ static void put_path(struct wbuf *w, const char *path)
         size_t len = slash ? (size_t)(slash - path) : strlen(path);
 
         put_u16(w, (uint16_t)len);
-        put(w, path, len);
+        state_buf_put(w, path, len);
         path += len + (slash != NULL);
     }
 }
 
-static void put_inodes(struct wbuf *w, const struct pt_state *st)
+static void put_inodes(struct state_buf *w, const struct pt_state *st)
 {
     size_t at = begin_section(w, SEC_INODES);
 
@@ -303,7 +277,7 @@ static void put_inodes(struct wbuf *w, const struct pt_state *st)
     end_section(w, at);
 }
 
-static void put_handles(struct wbuf *w, const struct pt_state *st)
+static void put_handles(struct state_buf *w, const struct pt_state *st)
 {
     size_t at = begin_section(w, SEC_HANDLES);
 
@@ -319,7 +293,7 @@ static void put_handles(struct wbuf *w, const struct pt_state *st)
     end_section(w, at);
 }
 
-static void put_locks(struct wbuf *w, const struct pt_state *st)
+static void put_locks(struct state_buf *w, const struct pt_state *st)
 {
     size_t at;
 
@@ -350,7 +324,7 @@ static void put_locks(struct wbuf *w, const struct pt_state *st)
     end_section(w, at);
 }
 
-static void put_fhs(struct wbuf *w, const struct pt_state *st)
+static void put_fhs(struct state_buf *w, const struct pt_state *st)
 {
     size_t at;
 
@@ -365,12 +339,12 @@ static void put_fhs(struct wbuf *w, const struct pt_state *st)
         put_u64(w, f->nodeid);
         put_u32(w, (uint32_t)f->type);
         put_u16(w, (uint16_t)f->len);
-        put(w, st->fh_bytes + f->off, f->len);
+        state_buf_put(w, st->fh_bytes + f->off, f->len);
     }
     end_section(w, at);
 }
 
-static void encode(struct wbuf *w, bool initialized, const struct fuse_session_init *init,
+static void encode(struct state_buf *w, bool initialized, const struct fuse_session_init *init,
                    const struct pt_state *st)
 {
     size_t at;
@@ -415,7 +389,7 @@ int fuse_session_state_save(struct fuse_session *se, int fd)
 {
     struct fuse_session_init init;
     bool initialized = fuse_session_get_init(se, &init);
-    struct wbuf w = {0};
+    struct state_buf w = {.max = STATE_MAX_BYTES};
     struct pt_state st;
     int ret;
 

@@ -41,8 +41,8 @@
  * file handle (used in --migration-mode=file-handles) when the mount map names its mount id
  * "." (the share's root, as the Rust daemon writes it); one of another mount (a submount) is
  * lost. The format has no file system id and no root handle to check them against: the check
- * that each opened inode is beneath the share is what guards (pt_state.c). The stream ends where the state does; a LOAD
- * refuses any byte after it.
+ * that each opened inode is beneath the share is what guards (pt_state.c). The stream ends where
+ * the state does; a LOAD refuses any byte after it.
  */
 #include "state_rust.h"
 
@@ -56,6 +56,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "state_buf.h"
 
 #define RUST_V1         0
 #define RUST_V2         1
@@ -694,37 +695,10 @@ int rust_state_parse(struct fuse_session *se, const uint8_t *buf, size_t len, bo
     return ret;
 }
 
-/* ---- writing -----------------------------------------------------------------------------------
+/* ---- writing ----------------------------------------------------------------------------------
  */
 
-struct wbuf {
-    uint8_t *p;
-    size_t len, cap;
-    int err;
-};
-
-static void put(struct wbuf *w, const void *data, size_t n)
-{
-    if (w->err)
-        return;
-    if (w->len + n > w->cap) {
-        size_t cap = w->cap ? w->cap : 4096;
-        uint8_t *q;
-
-        while (cap < w->len + n)
-            cap *= 2;
-        if (!(q = realloc(w->p, cap))) {
-            w->err = -ENOMEM;
-            return;
-        }
-        w->p = q;
-        w->cap = cap;
-    }
-    memcpy(w->p + w->len, data, n);
-    w->len += n;
-}
-
-static void put_u64(struct wbuf *w, uint64_t v)
+static void put_u64(struct state_buf *w, uint64_t v)
 {
     uint8_t b[10];
     size_t n = 0;
@@ -735,25 +709,25 @@ static void put_u64(struct wbuf *w, uint64_t v)
         b[n] |= v ? 0x80 : 0;
         n++;
     } while (v);
-    put(w, b, n);
+    state_buf_put(w, b, n);
 }
 
-static void put_i32(struct wbuf *w, int32_t v)
+static void put_i32(struct state_buf *w, int32_t v)
 {
     put_u64(w, (uint32_t)(((uint32_t)v << 1) ^ (uint32_t)(v >> 31)));
 }
 
-static void put_byte(struct wbuf *w, uint8_t b)
+static void put_byte(struct state_buf *w, uint8_t b)
 {
-    put(w, &b, 1);
+    state_buf_put(w, &b, 1);
 }
 
-static void put_string(struct wbuf *w, const char *s)
+static void put_string(struct state_buf *w, const char *s)
 {
     size_t n = strlen(s);
 
     put_u64(w, n);
-    put(w, s, n);
+    state_buf_put(w, s, n);
 }
 
 /* Held locks the state carries (POSIX ranges and flocks): the Rust format has no room for
@@ -763,7 +737,7 @@ static size_t held_locks(const struct pt_state *st)
     return st->n_ranges + st->n_flocks;
 }
 
-static int put_inodes(struct wbuf *w, struct pt_state *st, bool guest_error)
+static int put_inodes(struct state_buf *w, struct pt_state *st, bool guest_error)
 {
     size_t not_utf8 = 0;
 
@@ -797,7 +771,7 @@ static int put_inodes(struct wbuf *w, struct pt_state *st, bool guest_error)
     return 0;
 }
 
-static void put_handles(struct wbuf *w, const struct pt_state *st)
+static void put_handles(struct state_buf *w, const struct pt_state *st)
 {
     put_u64(w, st->n_handles);
     for (size_t i = 0; i < st->n_handles; i++) {
@@ -814,7 +788,7 @@ static void put_handles(struct wbuf *w, const struct pt_state *st)
 int rust_state_encode(struct pt_state *st, bool initialized, const struct fuse_session_init *init,
                       bool on_error_guest, uint8_t **out, size_t *len)
 {
-    struct wbuf w = {0};
+    struct state_buf w = {0};
     size_t locks = held_locks(st);
     int ret = 0;
 
