@@ -75,6 +75,22 @@ struct fuse_late_route {
 #define FUSE_REPLY_LATER UINT32_MAX
 
 /*
+ * What the transport tells the FUSE layer about one request besides its chain.
+ *  - late: where a reply that has to wait goes (late.sink NULL: nothing may wait).
+ *  - tag: the request's in-flight counter (include/inflight.h), unique for the device's life
+ *    across restarts of the daemon; 0 when in-flight tracking is off. The session journal
+ *    (include/session_journal.h) tags what the request changes with it, so that a restarted
+ *    daemon can tell what a request the guest never saw answered did.
+ *  - resubmitted: the request was popped before the daemon (or its connection) restarted and
+ *    is served again: it may have run already, wholly or in part.
+ */
+struct fuse_req_ctx {
+    struct fuse_late_route late;
+    uint64_t tag;
+    bool resubmitted;
+};
+
+/*
  * Every request still waiting to be answered through sink (a SETLKW) ends now with EINTR:
  * sink->done has been called for each when this returns. For a transport that stops the
  * queue behind sink and must not leave a request unanswered across the stop.
@@ -85,11 +101,12 @@ void fuse_session_end_waits(struct fuse_session *se, struct fuse_late_sink *sink
  * Serves the request in elem (a chain popped from a virtqueue) and returns the number of
  * bytes written to its device-writable part: the length to put in the used ring. A request
  * that cannot be answered at all (no room for a reply header) returns 0, logged.
- * FUSE_REPLY_LATER: the request will be answered through late's sink, and the chain must not
- * be returned yet. late NULL: nothing may wait; a SETLKW is then tried once, as a SETLK.
+ * FUSE_REPLY_LATER: the request will be answered through ctx->late's sink, and the chain must not
+ * be returned yet. ctx NULL (or no sink): nothing may wait; a SETLKW is then tried once, as a
+ * SETLK.
  */
 uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
-                              const struct vq_elem *elem, const struct fuse_late_route *late);
+                              const struct vq_elem *elem, const struct fuse_req_ctx *ctx);
 
 /* Writes the reply (header only, error 0 or -errno) of a request answered late into elem,
  * the chain walked again; returns the used length as fuse_session_process does. */

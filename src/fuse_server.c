@@ -47,6 +47,8 @@ struct fuse_req {
     struct fuse_scratch *s;
     const struct vq_elem *elem;
     const struct fuse_late_route *late; /* NULL: nothing may wait */
+    uint64_t tag;                       /* fuse_req_ctx.tag */
+    bool resubmitted;                   /* fuse_req_ctx.resubmitted */
     const struct fuse_op *op;           /* NULL for late replies and undecodable requests */
     struct fuse_in_header in;
     const uint8_t *arg; /* argument bytes after the header, in the scratch buffer */
@@ -1073,9 +1075,14 @@ static int load_request(struct fuse_req *req)
 }
 
 uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
-                              const struct vq_elem *elem, const struct fuse_late_route *late)
+                              const struct vq_elem *elem, const struct fuse_req_ctx *ctx)
 {
-    struct fuse_req req = {.se = se, .s = s, .elem = elem, .late = late};
+    struct fuse_req req = {.se = se, .s = s, .elem = elem};
+    if (ctx) {
+        req.late = ctx->late.sink ? &ctx->late : NULL;
+        req.tag = ctx->tag;
+        req.resubmitted = ctx->resubmitted;
+    }
     if (elem->rd_len < sizeof(req.in)) {
         log_error("fuse: request of %zu bytes is shorter than fuse_in_header", elem->rd_len);
         return 0; /* without a header there is no unique id to answer */

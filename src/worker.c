@@ -231,9 +231,10 @@ static void queue_late(struct vu_queue *q, struct late_reply *r)
  * head, and the generation of the ring it was popped from, so that a reply meant for an
  * earlier life of the ring is dropped (queue_late) rather than pushed onto the new one.
  */
-static struct fuse_late_route late_route(struct vu_queue *q, uint32_t gen, uint16_t head)
+static struct fuse_req_ctx req_ctx(struct vu_queue *q, uint32_t gen, uint16_t head)
 {
-    return (struct fuse_late_route){.sink = &q->late_sink, .cookie = ((uint64_t)gen << 16) | head};
+    return (struct fuse_req_ctx){
+        .late = {.sink = &q->late_sink, .cookie = ((uint64_t)gen << 16) | head}};
 }
 
 static uint32_t cookie_gen(uint64_t cookie)
@@ -340,9 +341,9 @@ static void run_job(struct tpool_job *base, void *arg)
     /* After a fault guest memory reads as zeros: nothing there is a request any more. */
     if (mem && !guest_mem_faulted() && vq_map(&ring, mem) == 0 &&
         vq_walk(&ring, mem, job->head, &ctx->elem) == 0) {
-        const struct fuse_late_route late = late_route(q, job->gen, job->head);
+        const struct fuse_req_ctx rc = req_ctx(q, job->gen, job->head);
         len = log_reply(q, &ctx->elem,
-                        fuse_session_process(q->fuse, ctx->scratch, &ctx->elem, &late));
+                        fuse_session_process(q->fuse, ctx->scratch, &ctx->elem, &rc));
     }
     rcu_read_unlock();
     struct late_reply *r = len == FUSE_REPLY_LATER ? NULL : malloc(sizeof(*r));
@@ -422,10 +423,10 @@ static int serve_one(struct vu_queue *q, struct fuse_scratch *scratch, struct vq
     if (r > 0 && q->pool) {
         hand_out(q, elem->head);
     } else if (r != 0) {
-        const struct fuse_late_route late = late_route(q, q->gen, elem->head);
+        const struct fuse_req_ctx rc = req_ctx(q, q->gen, elem->head);
         /* A chain we could not walk still goes back to the driver, empty. */
         uint32_t len =
-            r > 0 ? log_reply(q, elem, fuse_session_process(q->fuse, scratch, elem, &late)) : 0;
+            r > 0 ? log_reply(q, elem, fuse_session_process(q->fuse, scratch, elem, &rc)) : 0;
         if (len != FUSE_REPLY_LATER)
             vq_push(vq, elem->head, len);
         q->served++;
