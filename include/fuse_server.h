@@ -75,18 +75,26 @@ struct fuse_late_route {
 #define FUSE_REPLY_LATER UINT32_MAX
 
 /*
+ * A request's identity in the in-flight region (include/inflight.h): the queue and descriptor
+ * head it was popped as, and the queue's counter at the pop, which never repeats for the life
+ * of the region (across restarts of the daemon). counter 0: in-flight tracking is off.
+ */
+struct fuse_req_tag {
+    uint64_t counter;
+    uint16_t queue, head;
+};
+
+/*
  * What the transport tells the FUSE layer about one request besides its chain.
  *  - late: where a reply that has to wait goes (late.sink NULL: nothing may wait).
- *  - tag: the request's in-flight counter (include/inflight.h), unique for the device's life
- *    across restarts of the daemon; 0 when in-flight tracking is off. The session journal
- *    (include/session_journal.h) tags what the request changes with it, so that a restarted
- *    daemon can tell what a request the guest never saw answered did.
+ *  - tag: the session journal (include/session_journal.h) tags what the request changes with
+ *    it, so that a restarted daemon can tell what a request the guest never saw answered did.
  *  - resubmitted: the request was popped before the daemon (or its connection) restarted and
- *    is served again: it may have run already, wholly or in part.
+ *    is served again, with its tag of then: it may have run already, wholly or in part.
  */
 struct fuse_req_ctx {
     struct fuse_late_route late;
-    uint64_t tag;
+    struct fuse_req_tag tag;
     bool resubmitted;
 };
 

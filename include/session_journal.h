@@ -6,7 +6,7 @@
  * open handle, lock and the INIT results again, and the guest never notices.
  *
  * What a request changes is appended as a record tagged with the request's in-flight counter
- * (fuse_req_ctx.tag) before its reply is published. A restarted daemon replays the records,
+ * (fuse_req_ctx.tag: queue, head, counter) before its reply is published. A restarted daemon replays the records,
  * leaving out those of requests still in flight (the guest never saw their replies: they run
  * again, resubmitted), and installs the result through the same model as a migration LOAD
  * (pt_state.h). The area is the VMM's memory as well as ours: on attach everything in it is
@@ -20,14 +20,19 @@
 #include <stdint.h>
 
 struct fuse_session;
+struct fuse_req_tag;
 
 /* Bytes of the memfd the journal takes after the in-flight area: reserved, not used until
  * written (a memfd's pages are allocated when first touched). */
 #define SJ_AREA_SIZE ((size_t)128 << 20)
 
-/* Which tags are still in flight (the in-flight region after a restart, inflight.h). */
+/*
+ * Whether the request a tag names is still in flight: at attach, after a restart (the guest
+ * has not seen its reply), and while serving (for compaction: a record of a request not yet
+ * answered must stay a record of its own). Valid from attach to detach.
+ */
 struct sj_inflight {
-    bool (*in_flight)(void *opaque, uint64_t tag);
+    bool (*in_flight)(void *opaque, const struct fuse_req_tag *tag);
     void *opaque;
 };
 

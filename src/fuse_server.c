@@ -47,7 +47,7 @@ struct fuse_req {
     struct fuse_scratch *s;
     const struct vq_elem *elem;
     const struct fuse_late_route *late; /* NULL: nothing may wait */
-    uint64_t tag;                       /* fuse_req_ctx.tag */
+    struct fuse_req_tag tag;            /* fuse_req_ctx.tag */
     bool resubmitted;                   /* fuse_req_ctx.resubmitted */
     const struct fuse_op *op;           /* NULL for late replies and undecodable requests */
     struct fuse_in_header in;
