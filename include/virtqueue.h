@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 
 #include "guest_mem.h"
+#include "inflight.h"
 
 #define VQ_MAX_SIZE 32768 /* the largest queue size virtio allows */
 #define VQ_MAX_IOV  2048  /* iovecs one chain may produce (1 MiB reads need ~260) */
@@ -32,6 +33,8 @@ struct vq_elem {
     struct {
         uint64_t gpa, len;
     } wr_gpa[VQ_MAX_IOV];
+    /* The head's counter in the in-flight region (vq_pop); 0 when the ring is not tracked. */
+    uint64_t counter;
 };
 
 struct virtqueue {
@@ -70,6 +73,10 @@ struct virtqueue {
     uint16_t shadow_first, shadow_n;
     uint16_t avail_seen; /* avail->idx as vq_pop last read it */
     bool dup_logged;
+
+    /* In-flight tracking (inflight.h): each pop is recorded in the region and each push
+     * clears it; r NULL when the front-end gave no region. Set by the ring's owner. */
+    struct inflight_queue inflight;
 };
 
 /* Resets everything but the address/size configuration (no head is out afterwards). */
@@ -98,6 +105,10 @@ int vq_pop(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *el
  * force now and checked again. Returns 0 or a negative errno.
  */
 int vq_walk(struct virtqueue *vq, const struct guest_mem *mem, uint16_t head, struct vq_elem *elem);
+
+/* Marks head out, as vq_pop does, for a head served again without being popped (a request
+ * in flight before a restart, inflight.h); it must be pushed like a popped one. */
+void vq_mark_out(struct virtqueue *vq, uint16_t head);
 
 /* Puts head into the used ring with len bytes written; the head is no longer out. With
  * vq->log and log_used, the used-ring writes are logged. */

@@ -93,6 +93,21 @@ void vu_queue_set_event_idx(struct vu_queue *q, bool on);
 
 /* True while a worker serves the queue. */
 bool vu_queue_running(const struct vu_queue *q);
+/* True when the queue has what it needs to be served (a kick, enabled, a size). */
+bool vu_queue_ready(const struct vu_queue *q);
+
+/*
+ * In-flight tracking (inflight.h). set_inflight: the queue's part of the front-end's region
+ * (NULL: none), recovered at the queue's next start, or earlier by vu_queue_recover; with
+ * hold, the queue does not start until vu_queue_hold(q, false), so that a device can recover
+ * every queue (and restore the session from what they had in flight) before any runs.
+ * vu_queue_recover: recovers now if the ring can be read (else at its start); 0 or -ENOMEM.
+ * vu_queue_hold(false) starts the queue if it is ready (0, or the error of vu_queue_start).
+ */
+struct inflight_queue;
+void vu_queue_set_inflight(struct vu_queue *q, const struct inflight_queue *iq, bool hold);
+int vu_queue_recover(struct vu_queue *q);
+int vu_queue_hold(struct vu_queue *q, bool hold);
 /* Takes the queue from its worker, letting the request in progress finish; no-op when not
  * running. The worker's other queues pause only for that moment. */
 void vu_queue_stop(struct vu_queue *q);

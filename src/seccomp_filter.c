@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -224,7 +225,8 @@ static int add_arg_rules(scmp_filter_ctx ctx)
      * pthread_create fall back to clone, checked above. */
     if (ret == 0)
         ret = arg_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", SCMP_SYS(clone3), 0, NULL);
-    /* unshare(CLONE_FS) alone: gives a thread its own umask (pt_umask_begin in pt_core.c, --posix-acl). */
+    /* unshare(CLONE_FS) alone: gives a thread its own umask (pt_umask_begin in pt_core.c,
+     * --posix-acl). */
     const struct scmp_arg_cmp fs_only = SCMP_A0(SCMP_CMP_EQ, CLONE_FS, 0);
     if (ret == 0)
         ret = arg_rule(ctx, SCMP_ACT_ALLOW, "unshare", SCMP_SYS(unshare), 1, &fs_only);
@@ -238,6 +240,12 @@ static int add_arg_rules(scmp_filter_ctx ctx)
     const struct scmp_arg_cmp rdwr = SCMP_A1(SCMP_CMP_EQ, SHUT_RDWR, 0);
     if (ret == 0)
         ret = arg_rule(ctx, SCMP_ACT_ALLOW, "shutdown", SCMP_SYS(shutdown), 1, &rdwr);
+    /* memfd_create for GET_INFLIGHT_FD's area (inflight.c), with these flags only. */
+    const struct scmp_arg_cmp memfd_flags =
+        SCMP_A1(SCMP_CMP_EQ, MFD_CLOEXEC | MFD_ALLOW_SEALING, 0);
+    if (ret == 0)
+        ret =
+            arg_rule(ctx, SCMP_ACT_ALLOW, "memfd_create", SCMP_SYS(memfd_create), 1, &memfd_flags);
     for (size_t i = 0; ret == 0 && i < sizeof(allowed_prctl) / sizeof(allowed_prctl[0]); i++) {
         const struct scmp_arg_cmp option = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)allowed_prctl[i], 0);
         ret = arg_rule(ctx, SCMP_ACT_ALLOW, "prctl", SCMP_SYS(prctl), 1, &option);

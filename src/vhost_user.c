@@ -19,7 +19,9 @@
 #include <urcu.h>
 
 #include "guest_mem.h"
+#include "inflight.h"
 #include "log.h"
+#include "session_journal.h"
 #include "state_transfer.h"
 #include "thread_pool.h"
 #include "virtqueue.h"
@@ -45,6 +47,8 @@ enum vu_request {
     VU_GET_QUEUE_NUM = 17,
     VU_SET_VRING_ENABLE = 18,
     VU_SET_BACKEND_REQ_FD = 21,
+    VU_GET_INFLIGHT_FD = 31,
+    VU_SET_INFLIGHT_FD = 32,
     VU_GET_MAX_MEM_SLOTS = 36,
     VU_ADD_MEM_REG = 37,
     VU_REM_MEM_REG = 38,
@@ -61,6 +65,7 @@ enum vu_request {
 #define VU_PROTOCOL_F_MQ                  0
 #define VU_PROTOCOL_F_LOG_SHMFD           1
 #define VU_PROTOCOL_F_REPLY_ACK           3
+#define VU_PROTOCOL_F_INFLIGHT_SHMFD      12
 #define VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS 15
 #define VU_PROTOCOL_F_DEVICE_STATE        19
 
@@ -83,7 +88,7 @@ static const uint64_t offered_features =
 static const uint64_t offered_protocol_features =
     (1ull << VU_PROTOCOL_F_MQ) | (1ull << VU_PROTOCOL_F_LOG_SHMFD) |
     (1ull << VU_PROTOCOL_F_REPLY_ACK) | (1ull << VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
-    (1ull << VU_PROTOCOL_F_DEVICE_STATE);
+    (1ull << VU_PROTOCOL_F_DEVICE_STATE) | (1ull << VU_PROTOCOL_F_INFLIGHT_SHMFD);
 
 struct vu_region_msg {
     uint64_t gpa, size, uva, mmap_offset;
@@ -111,6 +116,11 @@ union vu_payload {
     struct {
         uint64_t mmap_size, mmap_offset;
     } log;
+    struct vu_inflight_msg {
+        uint64_t mmap_size, mmap_offset;
+        uint16_t num_queues, queue_size;
+        uint16_t padding[2];
+    } inflight;
     struct {
         uint32_t direction; /* enum state_direction */
         uint32_t phase;     /* 0: stopped, the only one defined */
@@ -148,6 +158,11 @@ struct vu_dev {
      * (guest_mem_set_fault_socket): a dup, so that it stays the same socket until the reset,
      * whatever the caller does with its fd meanwhile. -1 between connections. */
     int fault_fd;
+    /* In-flight tracking: the area SET_INFLIGHT_FD mapped, for this connection; recovery of
+     * its queues (and the session's restore from its journal) is still to come before the
+     * first queue starts while inflight_pending. */
+    struct inflight_area *inflight;
+    bool inflight_pending;
 };
 
 /* ---- socket I/O ------------------------------------------------------------------------ */
@@ -245,6 +260,30 @@ static int recv_msg(int conn, struct vu_msg *m)
     }
     memset(&m->p, 0, sizeof(m->p));
     return read_full(conn, &m->p, m->hdr.size);
+}
+
+static int send_reply_fd(int conn, const struct vu_msg *req, const void *payload, uint32_t size,
+                         int fd)
+{
+    struct vu_msg_hdr hdr = {
+        .request = req->hdr.request, .flags = VU_FLAG_VERSION | VU_FLAG_REPLY, .size = size};
+    struct iovec iov[2] = {{.iov_base = &hdr, .iov_len = sizeof(hdr)},
+                           {.iov_base = (void *)payload, .iov_len = size}};
+    char control[CMSG_SPACE(sizeof(int))] = {0};
+    struct msghdr mh = {
+        .msg_iov = iov, .msg_iovlen = 2, .msg_control = control, .msg_controllen = sizeof(control)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    ssize_t n;
+    do {
+        n = sendmsg(conn, &mh, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    return (size_t)n == sizeof(hdr) + size ? 0 : -EIO;
 }
 
 static int send_reply(int conn, const struct vu_msg *req, const void *payload, uint32_t size)
@@ -578,6 +617,129 @@ static int set_protocol_features(struct vu_dev *dev, struct vu_msg *m)
  * The rings stay stopped in between: the state functions and the queues share the session.
  */
 
+/* ---- in-flight tracking ------------------------------------------------------------------ */
+
+static bool inflight_negotiated(const struct vu_dev *dev, const char *name)
+{
+    if (dev->protocol_features & (1ull << VU_PROTOCOL_F_INFLIGHT_SHMFD))
+        return true;
+    log_error("vhost-user: %s without VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD", name);
+    return false;
+}
+
+/* GET_INFLIGHT_FD: a new area for the queues the front-end names, handed over; we map it only
+ * when it comes back with SET_INFLIGHT_FD. */
+static int get_inflight_fd(struct vu_dev *dev, struct vu_msg *m, int conn)
+{
+    struct vu_inflight_msg *in = &m->p.inflight;
+    if (!inflight_negotiated(dev, "GET_INFLIGHT_FD") ||
+        m->hdr.size < offsetof(struct vu_inflight_msg, padding))
+        return -EINVAL;
+    if (in->num_queues == 0 || in->num_queues > dev->nqueues) {
+        log_error("vhost-user: GET_INFLIGHT_FD for %u queues; the device has %u", in->num_queues,
+                  dev->nqueues);
+        return -EINVAL;
+    }
+    int fd;
+    uint64_t size;
+    int ret = inflight_create(in->num_queues, in->queue_size, &fd, &size);
+    if (ret < 0) {
+        log_error("vhost-user: GET_INFLIGHT_FD (%u queues of %u): %s", in->num_queues,
+                  in->queue_size, strerror(-ret));
+        return ret;
+    }
+    struct vu_inflight_msg out = {.mmap_size = size,
+                                  .mmap_offset = 0,
+                                  .num_queues = in->num_queues,
+                                  .queue_size = in->queue_size};
+    ret = send_reply_fd(conn, m, &out, sizeof(out), fd);
+    close(fd);
+    return ret;
+}
+
+static bool journal_in_flight(void *opaque, const struct fuse_req_tag *tag)
+{
+    const struct vu_dev *dev = opaque;
+    return inflight_in_flight(dev->inflight, tag->queue, tag->head, tag->counter);
+}
+
+/* Ends the connection's use of its in-flight area: the journal first (it lives there), then
+ * the queues' parts. The queues must be stopped. */
+static void drop_inflight(struct vu_dev *dev)
+{
+    fuse_session_journal_detach(dev->fuse);
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        vu_queue_set_inflight(dev->queues[i], NULL, false);
+    inflight_unmap(dev->inflight);
+    dev->inflight = NULL;
+    dev->inflight_pending = false;
+}
+
+/*
+ * SET_INFLIGHT_FD: the area of this device's life (a new one at boot, or the one a daemon
+ * before us filled). Its queues are held until every ring can be read: then the regions are
+ * recovered, the session restored from the journal, and the queues served (finish_inflight).
+ */
+static int set_inflight_fd(struct vu_dev *dev, struct vu_msg *m)
+{
+    const struct vu_inflight_msg *in = &m->p.inflight;
+    if (!inflight_negotiated(dev, "SET_INFLIGHT_FD") || m->nfds != 1 ||
+        m->hdr.size < offsetof(struct vu_inflight_msg, padding))
+        return -EINVAL;
+    if (in->num_queues > dev->nqueues) {
+        log_error("vhost-user: SET_INFLIGHT_FD for %u queues; the device has %u", in->num_queues,
+                  dev->nqueues);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        vu_queue_stop(dev->queues[i]);
+    drop_inflight(dev);
+    struct inflight_area *a;
+    int ret =
+        inflight_map(m->fds[0], in->mmap_size, in->mmap_offset, in->num_queues, in->queue_size, &a);
+    if (ret < 0)
+        return ret;
+    dev->inflight = a;
+    for (unsigned i = 0; i < dev->nqueues; i++) {
+        struct inflight_queue iq = {.r = inflight_region_of(a, i),
+                                    .capacity = a->queue_size,
+                                    .next_counter = &a->page->next_counter[i],
+                                    .last_avail_idx = &a->page->last_avail_idx[i]};
+        vu_queue_set_inflight(dev->queues[i], i < a->nqueues ? &iq : NULL, true);
+    }
+    dev->inflight_pending = true;
+    return 0;
+}
+
+/*
+ * Once a queue could start after SET_INFLIGHT_FD: every ring that can be read has its region
+ * recovered (what the guest has not seen answered is known then), the journal restores the
+ * session from that, and the queues go. A ring configured later recovers at its own start.
+ */
+static int finish_inflight(struct vu_dev *dev)
+{
+    bool ready = false;
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        ready |= vu_queue_ready(dev->queues[i]);
+    if (!ready)
+        return 0;
+    dev->inflight_pending = false;
+    int ret = 0;
+    for (unsigned i = 0; i < dev->nqueues && ret == 0; i++)
+        ret = vu_queue_recover(dev->queues[i]);
+    const struct sj_inflight sj = {.in_flight = journal_in_flight, .opaque = dev};
+    if (ret == 0 && fuse_session_journal_attach(dev->fuse, dev->inflight->journal,
+                                                dev->inflight->journal_len, &sj) < 0)
+        log_warn("vhost-user: the session cannot be kept in the in-flight area; a restart of "
+                 "this daemon will need the guest to mount again");
+    for (unsigned i = 0; i < dev->nqueues; i++) {
+        int r = vu_queue_hold(dev->queues[i], false);
+        if (ret == 0)
+            ret = r;
+    }
+    return ret;
+}
+
 static int reply_u64(int conn, const struct vu_msg *m, uint64_t v);
 
 static bool any_queue_running(const struct vu_dev *dev)
@@ -729,6 +891,8 @@ static const struct vu_handler handlers[VU_REQUEST_MAX] = {
     [VU_SET_DEVICE_STATE_FD] = {"SET_DEVICE_STATE_FD",
                                 sizeof(((union vu_payload *)0)->device_state), 1, true},
     [VU_CHECK_DEVICE_STATE] = {"CHECK_DEVICE_STATE", 0, 0, true},
+    [VU_GET_INFLIGHT_FD] = {"GET_INFLIGHT_FD", ANY, 0, true},
+    [VU_SET_INFLIGHT_FD] = {"SET_INFLIGHT_FD", ANY, 1, false},
 };
 
 static int reply_u64(int conn, const struct vu_msg *m, uint64_t v)
@@ -754,6 +918,8 @@ static int handle_get(struct vu_dev *dev, struct vu_msg *m, int conn)
         return set_device_state_fd(dev, m, conn);
     case VU_CHECK_DEVICE_STATE:
         return check_device_state(dev, m, conn);
+    case VU_GET_INFLIGHT_FD:
+        return get_inflight_fd(dev, m, conn);
     }
     return -ENOSYS;
 }
@@ -798,6 +964,8 @@ static int handle_set(struct vu_dev *dev, struct vu_msg *m)
         return add_mem_reg(dev, m);
     case VU_REM_MEM_REG:
         return rem_mem_reg(dev, m);
+    case VU_SET_INFLIGHT_FD:
+        return set_inflight_fd(dev, m);
     }
     return -ENOSYS;
 }
@@ -846,6 +1014,8 @@ static int handle_message(struct vu_dev *dev, int conn)
         ret = transfer_gate(dev, &m, h->name, conn);
     if (ret == 0)
         ret = handle_set(dev, &m);
+    if (ret == 0 && dev->inflight_pending && may_start_ring(m.hdr.request))
+        ret = finish_inflight(dev);
     close_fds(&m);
     if (ret < 0)
         log_error("vhost-user: %s failed: %s", h->name, strerror(-ret));
@@ -961,6 +1131,9 @@ void vu_dev_reset(struct vu_dev *dev)
     dev->transfer_collected = false;
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_stop(dev->queues[i]);
+    /* The journal keeps the session for whoever serves this device next (a reconnection, or
+     * another daemon): it stops before the session is reset, which must not reach it. */
+    drop_inflight(dev);
     /* Before the queues: ending the lock waits queues their replies, which the queue reset
      * then drops. */
     fuse_session_reset(dev->fuse);

@@ -300,7 +300,10 @@ int vq_pop(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *el
     if (head_taken(vq, head))
         return 0; /* as above; the one out gets its reply */
     bit_set(vq->out, head);
+    /* Recorded before the chain is walked: a bad chain is answered (empty) all the same. */
+    uint64_t counter = vq->inflight.r ? inflight_begin(&vq->inflight, head, vq->last_avail_idx) : 0;
     int ret = vq_walk(vq, mem, head, elem);
+    elem->counter = counter;
     if (ret < 0) {
         log_error("virtqueue: bad descriptor chain at head %u: %s", head, strerror(-ret));
         return ret;
@@ -320,16 +323,27 @@ int vq_walk(struct virtqueue *vq, const struct guest_mem *mem, uint16_t head, st
     return walk_chain(vq, mem, elem);
 }
 
+void vq_mark_out(struct virtqueue *vq, uint16_t head)
+{
+    if (head < vq->num)
+        bit_set(vq->out, head);
+}
+
 void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len)
 {
     struct vring_used_elem *e = &vq->used->ring[vq->used_idx % vq->num];
     __atomic_store_n(&e->id, head, __ATOMIC_RELAXED);
     __atomic_store_n(&e->len, len, __ATOMIC_RELAXED);
+    bool tracked = vq->inflight.r && head < vq->num;
+    if (tracked)
+        inflight_end_prepare(&vq->inflight, head);
     vq->used_idx++;
     /* Release: the element (and the reply bytes written to guest memory before it) must be
      * visible before the new used->idx; pairs with the driver's read barrier after it loads
      * used->idx (virtqueue_get_buf). */
     __atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+    if (tracked)
+        inflight_end_commit(&vq->inflight, head, vq->used_idx);
     log_used(vq, e, sizeof(*e));
     log_used(vq, &vq->used->idx, sizeof(vq->used->idx));
     answered(vq, head);

@@ -78,6 +78,19 @@ struct vu_queue {
     struct guest_mem *const *mem; /* RCU-protected pointer owned by the device */
     struct guest_log *const *log; /* the same: the dirty-page log while logging is on */
     struct fuse_session *fuse;
+
+    /*
+     * In-flight tracking (inflight.h): the queue's part of the front-end's region, set while
+     * the queue is stopped and copied into the ring at each start. After a (re)connection the
+     * region is recovered once the ring can be read (recover_pending), and the heads it had
+     * in flight are served again, oldest first, before anything new is popped; held keeps
+     * the queue from starting until the device has recovered every queue (vu_queue_hold).
+     */
+    struct inflight_queue iq;
+    bool recover_pending;
+    bool held;
+    struct inflight_resubmit *resubmit; /* room for the ring's size */
+    unsigned n_resubmit, resubmit_pos;
 };
 
 /* A request handed to the thread pool: the ring as it was when the chain was popped. */
@@ -86,6 +99,8 @@ struct pool_job {
     struct vu_queue *q;
     uint32_t gen;
     uint16_t head;
+    uint64_t counter; /* in the in-flight region; 0: not tracked */
+    bool resubmitted;
     unsigned num;
     uint64_t desc_uva, avail_uva, used_uva;
 };
@@ -207,6 +222,7 @@ void vu_queue_free(struct vu_queue *q)
     pthread_cond_destroy(&q->drained);
     free(q->jobs);
     free(q->stop_elem);
+    free(q->resubmit);
     free(q);
 }
 
@@ -231,10 +247,13 @@ static void queue_late(struct vu_queue *q, struct late_reply *r)
  * head, and the generation of the ring it was popped from, so that a reply meant for an
  * earlier life of the ring is dropped (queue_late) rather than pushed onto the new one.
  */
-static struct fuse_req_ctx req_ctx(struct vu_queue *q, uint32_t gen, uint16_t head)
+static struct fuse_req_ctx req_ctx(struct vu_queue *q, uint32_t gen, uint16_t head,
+                                   uint64_t counter, bool resubmitted)
 {
     return (struct fuse_req_ctx){
-        .late = {.sink = &q->late_sink, .cookie = ((uint64_t)gen << 16) | head}};
+        .late = {.sink = &q->late_sink, .cookie = ((uint64_t)gen << 16) | head},
+        .tag = {.counter = counter, .queue = (uint16_t)q->index, .head = head},
+        .resubmitted = resubmitted};
 }
 
 static uint32_t cookie_gen(uint64_t cookie)
@@ -341,9 +360,10 @@ static void run_job(struct tpool_job *base, void *arg)
     /* After a fault guest memory reads as zeros: nothing there is a request any more. */
     if (mem && !guest_mem_faulted() && vq_map(&ring, mem) == 0 &&
         vq_walk(&ring, mem, job->head, &ctx->elem) == 0) {
-        const struct fuse_req_ctx rc = req_ctx(q, job->gen, job->head);
-        len = log_reply(q, &ctx->elem,
-                        fuse_session_process(q->fuse, ctx->scratch, &ctx->elem, &rc));
+        const struct fuse_req_ctx rc =
+            req_ctx(q, job->gen, job->head, job->counter, job->resubmitted);
+        len =
+            log_reply(q, &ctx->elem, fuse_session_process(q->fuse, ctx->scratch, &ctx->elem, &rc));
     }
     rcu_read_unlock();
     struct late_reply *r = len == FUSE_REPLY_LATER ? NULL : malloc(sizeof(*r));
@@ -359,7 +379,7 @@ static void run_job(struct tpool_job *base, void *arg)
     pthread_mutex_unlock(&q->late_lock);
 }
 
-static void hand_out(struct vu_queue *q, uint16_t head)
+static void hand_out(struct vu_queue *q, uint16_t head, uint64_t counter, bool resubmitted)
 {
     /* Free: vq_pop hands a head out again only after its used entry was pushed, which
      * happens after run_job's last use of the job (it queues that entry as its last act). A
@@ -369,6 +389,8 @@ static void hand_out(struct vu_queue *q, uint16_t head)
                              .q = q,
                              .gen = q->gen,
                              .head = head,
+                             .counter = counter,
+                             .resubmitted = resubmitted,
                              .num = q->vq.num,
                              .desc_uva = q->vq.desc_uva,
                              .avail_uva = q->vq.avail_uva,
@@ -421,9 +443,9 @@ static int serve_one(struct vu_queue *q, struct fuse_scratch *scratch, struct vq
     }
     int r = vq_pop(vq, mem, elem);
     if (r > 0 && q->pool) {
-        hand_out(q, elem->head);
+        hand_out(q, elem->head, elem->counter, false);
     } else if (r != 0) {
-        const struct fuse_req_ctx rc = req_ctx(q, q->gen, elem->head);
+        const struct fuse_req_ctx rc = req_ctx(q, q->gen, elem->head, elem->counter, false);
         /* A chain we could not walk still goes back to the driver, empty. */
         uint32_t len =
             r > 0 ? log_reply(q, elem, fuse_session_process(q->fuse, scratch, elem, &rc)) : 0;
@@ -433,6 +455,40 @@ static int serve_one(struct vu_queue *q, struct fuse_scratch *scratch, struct vq
     }
     rcu_read_unlock();
     return r != 0;
+}
+
+/*
+ * Serves a request in flight before a restart again (oldest first, before anything new is
+ * popped): its head is out again until pushed, and the FUSE layer learns it may have run
+ * already. A chain that no longer walks is answered empty, as a popped one. Returns 1 when
+ * one was served, 0 when none is left, -EFAULT when the ring is unusable.
+ */
+static int serve_resubmitted(struct vu_queue *q, struct fuse_scratch *scratch, struct vq_elem *elem)
+{
+    if (q->resubmit_pos >= q->n_resubmit)
+        return 0;
+    const struct inflight_resubmit *rs = &q->resubmit[q->resubmit_pos++];
+    rcu_read_lock();
+    struct guest_mem *mem = rcu_dereference(*q->mem);
+    if (map_ring(q, mem) < 0) {
+        rcu_read_unlock();
+        return -EFAULT;
+    }
+    vq_mark_out(&q->vq, rs->head);
+    if (q->pool) {
+        hand_out(q, rs->head, rs->counter, true);
+    } else {
+        uint32_t len = 0;
+        if (vq_walk(&q->vq, mem, rs->head, elem) == 0) {
+            const struct fuse_req_ctx rc = req_ctx(q, q->gen, rs->head, rs->counter, true);
+            len = log_reply(q, elem, fuse_session_process(q->fuse, scratch, elem, &rc));
+        }
+        if (len != FUSE_REPLY_LATER)
+            vq_push(&q->vq, rs->head, len);
+        q->served++;
+    }
+    rcu_read_unlock();
+    return 1;
 }
 
 /* Notification-related ring accesses, each under its own read-side section. */
@@ -468,7 +524,13 @@ static int process_ring(struct vu_worker *w, struct vu_queue *q)
     unsigned budget = BATCH_MAX;
     int r = 0;
     ring_op(q, disable_notify);
-    while (budget > 0 && !atomic_load(&w->stop) && (r = serve_one(q, w->scratch, w->elem)) > 0) {
+    while (budget > 0 && !atomic_load(&w->stop) &&
+           (r = serve_resubmitted(q, w->scratch, w->elem)) > 0) {
+        pushed = true;
+        budget--;
+    }
+    while (budget > 0 && !atomic_load(&w->stop) && r >= 0 &&
+           (r = serve_one(q, w->scratch, w->elem)) > 0) {
         pushed = true;
         budget--;
     }
@@ -732,6 +794,41 @@ static void finish_pool_jobs(struct vu_queue *q)
     push_late_stopped(q);
 }
 
+/*
+ * The first start after the front-end gave an in-flight region: the region is made to agree
+ * with the ring (inflight_recover), the requests it had in flight are listed to be served
+ * again, and the ring goes on from the avail entry after the last one popped — not from the
+ * base the front-end set: cloud-hypervisor sets the driver's avail index, which would skip
+ * requests published but not yet popped. The ring is mapped (vq_map).
+ */
+static int recover_ring(struct vu_queue *q)
+{
+    if (!q->recover_pending)
+        return 0;
+    q->recover_pending = false;
+    q->n_resubmit = q->resubmit_pos = 0;
+    if (!q->iq.r)
+        return 0;
+    if (q->vq.num > q->iq.capacity) {
+        log_error("queue %u: size %u, but the in-flight region was made for %u; not tracked",
+                  q->index, q->vq.num, q->iq.capacity);
+        q->iq.r = NULL;
+        return 0;
+    }
+    free(q->resubmit);
+    q->resubmit = calloc(q->vq.num, sizeof(*q->resubmit));
+    if (!q->resubmit)
+        return -ENOMEM;
+    uint16_t used = __atomic_load_n(&q->vq.used->idx, __ATOMIC_ACQUIRE);
+    uint16_t avail = __atomic_load_n(&q->vq.avail->idx, __ATOMIC_ACQUIRE);
+    uint16_t next;
+    inflight_recover(&q->iq, q->index, q->vq.num, used, avail, q->resubmit, &q->n_resubmit, &next);
+    q->vq.last_avail_idx = next;
+    q->vq.avail_seen = next;
+    q->vq.used_idx = used;
+    return 0;
+}
+
 /* Ring state for a fresh start: the used index the driver sees, as the ring was left. */
 static int prepare_ring(struct vu_queue *q)
 {
@@ -740,11 +837,14 @@ static int prepare_ring(struct vu_queue *q)
     int ret = mem ? vq_map(&q->vq, mem) : -EFAULT;
     if (ret == 0)
         q->vq.used_idx = __atomic_load_n(&q->vq.used->idx, __ATOMIC_RELAXED);
+    if (ret == 0)
+        ret = recover_ring(q);
     rcu_read_unlock();
     if (ret < 0) {
         log_error("queue %u: cannot start, ring outside guest memory", q->index);
         return ret;
     }
+    q->vq.inflight = q->iq;
     q->vq.signalled_used_valid = false;
     if (q->pool && q->jobs_num != q->vq.num) { /* no job is out: vu_queue_stop drained them */
         free(q->jobs);
@@ -759,7 +859,7 @@ static int prepare_ring(struct vu_queue *q)
 /* Hands the queue to its worker if it is started, enabled and sized and not running yet. */
 static int vu_queue_start(struct vu_queue *q)
 {
-    if (q->running || !q->started || !q->enabled || q->vq.num == 0)
+    if (q->running || q->held || !q->started || !q->enabled || q->vq.num == 0)
         return 0;
     int ret = prepare_ring(q);
     if (ret < 0)
@@ -862,6 +962,40 @@ uint16_t vu_queue_get_base(struct vu_queue *q)
 bool vu_queue_running(const struct vu_queue *q)
 {
     return q->running;
+}
+
+bool vu_queue_ready(const struct vu_queue *q)
+{
+    return q->started && q->enabled && q->vq.num != 0;
+}
+
+void vu_queue_set_inflight(struct vu_queue *q, const struct inflight_queue *iq, bool hold)
+{
+    vu_queue_stop(q);
+    q->iq = iq ? *iq : (struct inflight_queue){0};
+    q->vq.inflight = (struct inflight_queue){0}; /* the ring takes it at its next start */
+    q->recover_pending = iq != NULL;
+    q->n_resubmit = q->resubmit_pos = 0;
+    q->held = hold;
+}
+
+int vu_queue_recover(struct vu_queue *q)
+{
+    if (!q->recover_pending || q->vq.num == 0 || q->running)
+        return 0;
+    rcu_read_lock();
+    struct guest_mem *mem = rcu_dereference(*q->mem);
+    int ret = mem ? vq_map(&q->vq, mem) : -EFAULT;
+    if (ret == 0)
+        ret = recover_ring(q);
+    rcu_read_unlock();
+    return ret == -EFAULT || ret == -EINVAL ? 0 : ret; /* no ring yet: at its start */
+}
+
+int vu_queue_hold(struct vu_queue *q, bool hold)
+{
+    q->held = hold;
+    return hold ? 0 : vu_queue_start(q);
 }
 
 int vu_queue_set_kick(struct vu_queue *q, int fd, bool enable)
