@@ -1167,11 +1167,242 @@ static void test_restart_plain(void)
     test_daemon_stop(&d);
 }
 
+/* ---- hostile in-flight areas and session state ---------------------------------------- */
+
+enum hostile {
+    H_DESC_NUM,        /* a region's desc_num is not the queue size */
+    H_HEADS,           /* last_batch_head and next links out of range, heads marked in flight */
+    H_ALL_INFLIGHT,    /* every entry of every region in flight */
+    H_COUNTERS_EQUAL,  /* every entry in flight, all with the same counter */
+    H_VERSION,         /* a version we do not know */
+    H_RANDOM,          /* the regions are random bytes */
+    H_SESSION_GARBAGE, /* the bytes after the regions (own page, journal) are random */
+    H_SMALL,           /* mmap_size smaller than the regions */
+    H_OFFSET,          /* mmap_offset past the end of the fd */
+    H_NOT_MEMFD,       /* a regular file of the right size */
+    H_UNSEALED,        /* a memfd the VMM could still shrink */
+    H_ZERO_QUEUES,     /* num_queues 0 */
+    H_QUEUE_SIZE,      /* queue_size not the rings' */
+    H_COUNT
+};
+
+static const char *const hostile_names[H_COUNT] = {
+    "desc_num wrong",       "heads out of range",  "every entry in flight",
+    "counters equal",       "unknown version",     "random regions",
+    "session area garbage", "mmap_size too small", "offset past end",
+    "not a memfd",          "not sealed",          "zero queues",
+    "queue_size wrong"};
+
+static size_t align_page(size_t v)
+{
+    return (v + 4095) & ~(size_t)4095;
+}
+
+static void random_bytes(GRand *rng, uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i + 4 <= len; i += 4) {
+        guint32 v = g_rand_int(rng);
+        memcpy(p + i, &v, 4);
+    }
+}
+
+/* Writes garbage into the live in-flight area (the VMM may write any of it at any time). */
+static void corrupt_in_place(struct fe *fe, enum hostile h, GRand *rng)
+{
+    const struct fe_inflight_info *info = fe_inflight_info(fe);
+    unsigned nq = info->num_queues;
+    size_t regions = nq * region_size(QUEUE_SIZE);
+    uint8_t *base =
+        mmap(NULL, info->mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fe_inflight_fd(fe), 0);
+    g_assert_true(base != MAP_FAILED);
+    for (unsigned q = 0; q < nq; q++) {
+        struct inflight_region *reg = (void *)(base + q * region_size(QUEUE_SIZE));
+        for (unsigned d = 0; d < QUEUE_SIZE; d++) {
+            struct inflight_desc *e = &reg->desc[d];
+            switch (h) {
+            case H_HEADS:
+                reg->last_batch_head = 0xffff;
+                reg->used_idx = 0x7fff;
+                e->next = (uint16_t)(QUEUE_SIZE + d);
+                e->inflight = d % 3 == 0;
+                e->counter = d + 1;
+                break;
+            case H_ALL_INFLIGHT:
+                e->inflight = 1;
+                e->counter = g_rand_int(rng) | 1;
+                break;
+            case H_COUNTERS_EQUAL:
+                e->inflight = 1;
+                e->counter = 7;
+                break;
+            default:
+                break;
+            }
+        }
+        if (h == H_DESC_NUM)
+            reg->desc_num = 7;
+        if (h == H_VERSION)
+            reg->version = 0xbeef;
+    }
+    if (h == H_RANDOM)
+        random_bytes(rng, base, regions);
+    if (h == H_SESSION_GARBAGE) {
+        size_t from = align_page(regions);
+        size_t len = MIN(info->mmap_size - from, (size_t)(1u << 20) + 4096);
+        random_bytes(rng, base + from, len);
+    }
+    munmap(base, info->mmap_size);
+}
+
+/* A new fd (and info) for the cases that hand the daemon the wrong thing. */
+static int hostile_fd(struct fe *fe, enum hostile h, const struct test_daemon *d,
+                      struct fe_inflight_info *info)
+{
+    *info = *fe_inflight_info(fe);
+    int fd = -1;
+    switch (h) {
+    case H_SMALL:
+        info->mmap_size = 4096;
+        return fcntl(fe_inflight_fd(fe), F_DUPFD_CLOEXEC, 3);
+    case H_OFFSET: {
+        struct stat st;
+        g_assert_cmpint(fstat(fe_inflight_fd(fe), &st), ==, 0);
+        info->mmap_offset = (uint64_t)st.st_size;
+        return fcntl(fe_inflight_fd(fe), F_DUPFD_CLOEXEC, 3);
+    }
+    case H_ZERO_QUEUES:
+        info->num_queues = 0;
+        return fcntl(fe_inflight_fd(fe), F_DUPFD_CLOEXEC, 3);
+    case H_QUEUE_SIZE:
+        info->queue_size = 256;
+        return fcntl(fe_inflight_fd(fe), F_DUPFD_CLOEXEC, 3);
+    case H_NOT_MEMFD: {
+        char *path = g_build_filename(d->dir, "not-a-memfd", NULL);
+        fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        g_free(path);
+        break;
+    }
+    case H_UNSEALED:
+        fd = memfd_create("unsealed", MFD_CLOEXEC);
+        break;
+    default:
+        return -1;
+    }
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, (off_t)info->mmap_size), ==, 0);
+    return fd;
+}
+
+/* Takes whatever the daemon answered to heads the garbage named (no request waits for them). */
+static unsigned drop_strays(struct fe *fe)
+{
+    unsigned n = 0;
+    for (int round = 0; round < 3; round++) {
+        g_usleep(30000);
+        for (unsigned q = 0; q <= REQUEST_QUEUES; q++) {
+            uint16_t head;
+            uint32_t len;
+            while (fe_vq_take_used(fe, q, &head, &len) == 0)
+                n++;
+        }
+    }
+    return n;
+}
+
+static bool warned_since(const struct test_daemon *d, long offset)
+{
+    char *text = test_daemon_log_since(d, offset);
+    bool found = strstr(text, " warn virtiofsd]") || strstr(text, " error virtiofsd]");
+    g_free(text);
+    return found;
+}
+
+/* One hostile activation; false if the daemon does not offer the in-flight area. */
+static bool hostile_attempt(struct test_daemon *d, unsigned i, GRand *rng)
+{
+    enum hostile h = (enum hostile)(i % H_COUNT);
+    struct fe *fe = open_ch(d, true);
+    if (!offers_inflight(fe)) {
+        fe_close(fe);
+        return false;
+    }
+    g_assert_cmpint(init_session(fe), ==, 0);
+    char name[32];
+    snprintf(name, sizeof(name), "h%u", i);
+    uint64_t nodeid, fh;
+    create_open(fe, name, &nodeid, &fh);
+
+    struct fe_inflight_info info;
+    int fd = hostile_fd(fe, h, d, &info);
+    if (fd >= 0) {
+        g_assert_cmpint(fe_set_inflight(fe, fd, &info), ==, 0);
+        close(fd);
+    } else {
+        corrupt_in_place(fe, h, rng);
+    }
+    pid_t pid = test_daemon_serving_pid(d);
+    long log_off = test_daemon_log_size(d);
+    int ret = fe_reconnect(fe);
+    /* Still the same process: it neither crashed nor was killed by its seccomp filter. */
+    g_assert_true(test_daemon_alive(d));
+    g_assert_cmpint(test_daemon_serving_pid(d), ==, pid);
+    struct fuse_entry_out e;
+    bool restored = false;
+    if (ret == 0) {
+        unsigned strays = drop_strays(fe);
+        int looked = fe_lookup(fe, FUSE_ROOT_ID, name, &e);
+        restored = looked == 0;
+        g_test_message("%s: accepted; %s session, %u answers to garbage heads", hostile_names[h],
+                       restored ? "restored" : "fresh", strays);
+        /* Only a plausible region may keep the session; what fails a check must not. */
+        if (h != H_ALL_INFLIGHT && h != H_COUNTERS_EQUAL)
+            g_assert_cmpint(looked, ==, -EIO);
+        g_assert_cmpint(init_session(fe), ==, 0);
+    } else {
+        g_test_message("%s: refused (%s)", hostile_names[h], g_strerror(-ret));
+        fe_close(fe);
+        fe = open_ch(d, true);
+        g_assert_cmpint(init_session(fe), ==, 0);
+    }
+    g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, name, &e), ==, 0);
+    if (!restored && !warned_since(d, log_off)) {
+        g_printerr("%s: nothing logged at warn or error level\n", hostile_names[h]);
+        g_assert_not_reached();
+    }
+    fe_close(fe);
+    return true;
+}
+
+static void test_hostile(void)
+{
+    struct test_daemon d;
+    g_assert_cmpint(test_daemon_start(&d, NULL), ==, 0);
+    GRand *rng = g_rand_new_with_seed(seed_of_run());
+    int baseline = -1;
+    for (unsigned i = 0; i < 50; i++) {
+        if (!hostile_attempt(&d, i, rng)) {
+            g_test_skip(NO_INFLIGHT);
+            break;
+        }
+        if (i == 0)
+            baseline = settled_fds(&d);
+    }
+    if (baseline >= 0) {
+        int fds = settled_fds(&d);
+        g_test_message("serving process fds: %d after the first attempt, %d after 50", baseline,
+                       fds);
+        g_assert_cmpint(fds, <=, baseline);
+    }
+    g_rand_free(rng);
+    g_assert_cmpint(test_daemon_stop(&d), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/crash/protocol/inflight-fd", test_protocol_inflight_fd);
     g_test_add_func("/crash/restart/plain", test_restart_plain);
+    g_test_add_func("/crash/hostile/inflight-and-session", test_hostile);
     g_test_add_func("/crash/workload/no-kill", test_workload_no_kill);
     g_test_add_func("/crash/workload/kill9", test_workload_kill9);
     return g_test_run();
