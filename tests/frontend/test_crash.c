@@ -38,7 +38,7 @@
 #define FILE_BLOCKS    512u /* files stay within 2 MiB */
 #define BIG            (1u << 20)
 #define SLOT_LEN       (BIG + 64 * 1024)
-#define MAX_FILES      48
+#define MAX_FILES      72 /* more entities than DEPTH: 64 can be in flight at once */
 #define MAX_DIRS       8
 #define NAME_LEN       24
 #define CHECK_EVERY    500 /* completions between checkpoints without kills */
