@@ -24,14 +24,23 @@ const char *test_daemon_path(void)
     return p && *p ? p : VIRTIOFSD_BUILD_PATH;
 }
 
+static bool log_contains_since(const struct test_daemon *d, const char *needle, long offset)
+{
+    char *text = test_daemon_log_since(d, offset);
+    bool found = strstr(text, needle) != NULL;
+    g_free(text);
+    return found;
+}
+
 /* Ready once the socket exists and the daemon says it serves (ours: "serving", the Rust
- * virtiofsd: "Waiting for vhost-user socket connection"); others get a moment. */
+ * virtiofsd: "Waiting for vhost-user socket connection"), in what it logged since this
+ * start (a restarted daemon's socket file may be its predecessor's); others get a moment. */
 static bool daemon_ready(const struct test_daemon *d, int waited_ms)
 {
     if (access(d->socket, F_OK) != 0)
         return false;
-    return test_daemon_log_contains(d, "serving") ||
-           test_daemon_log_contains(d, "Waiting for vhost-user socket") || waited_ms > 300;
+    return log_contains_since(d, "serving", d->log_start) ||
+           log_contains_since(d, "Waiting for vhost-user socket", d->log_start) || waited_ms > 300;
 }
 
 int test_daemon_start(struct test_daemon *d, const char *const *extra_args)
@@ -108,14 +117,31 @@ int test_daemon_start_as(struct test_daemon *d, const char *const *extra_args, u
     return spawn(d, argv, uid, gid);
 }
 
-/* Runs argv (freed here) with its output in d->log; waits until it serves. */
+static int start_argv(struct test_daemon *d);
+
+/* Runs argv (freed here; kept in d for a restart) with its output in d->log; waits until it
+ * serves. */
 static int spawn(struct test_daemon *d, GPtrArray *argv, uid_t uid, gid_t gid)
 {
+    d->argv = g_new0(char *, argv->len);
+    for (unsigned i = 0; i + 1 < argv->len; i++)
+        d->argv[i] = g_strdup(argv->pdata[i]);
+    d->uid = uid;
+    d->gid = gid;
+    g_ptr_array_free(argv, TRUE);
+    return start_argv(d);
+}
+
+static int start_argv(struct test_daemon *d)
+{
+    uid_t uid = d->uid;
+    gid_t gid = d->gid;
+    d->log_start = test_daemon_log_size(d);
     pid_t pid = fork();
     if (pid < 0)
         return -errno;
     if (pid == 0) {
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | (d->log_start ? 0 : O_TRUNC), 0644);
         if (fd >= 0) {
             dup2(fd, 1);
             dup2(fd, 2);
@@ -125,10 +151,9 @@ static int spawn(struct test_daemon *d, GPtrArray *argv, uid_t uid, gid_t gid)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (uid && (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0))
             _exit(126);
-        execv((char *)argv->pdata[0], (char **)argv->pdata);
+        execv(d->argv[0], d->argv);
         _exit(127);
     }
-    g_ptr_array_free(argv, TRUE);
     d->pid = pid;
     for (int waited = 0; waited < 5000; waited += 10) {
         if (daemon_ready(d, waited))
@@ -163,6 +188,7 @@ static void remove_tree(const char *path)
 
 int test_daemon_stop(struct test_daemon *d)
 {
+    test_daemon_kill_wait(d);
     int rc;
     if (d->pid > 0) {
         kill(d->pid, SIGTERM);
@@ -184,6 +210,7 @@ int test_daemon_stop(struct test_daemon *d)
     g_free(d->share);
     g_free(d->socket);
     g_free(d->log);
+    g_strfreev(d->argv);
     memset(d, 0, sizeof(*d));
     return rc;
 }
@@ -232,4 +259,117 @@ unsigned test_usable_cpus(void)
     if (sched_getaffinity(0, sizeof(set), &set) < 0)
         return 0;
     return (unsigned)CPU_COUNT(&set);
+}
+
+long test_daemon_log_size(const struct test_daemon *d)
+{
+    struct stat st;
+    return d->log && stat(d->log, &st) == 0 ? (long)st.st_size : 0;
+}
+
+char *test_daemon_log_since(const struct test_daemon *d, long offset)
+{
+    gchar *text = NULL;
+    gsize len = 0;
+    if (!g_file_get_contents(d->log, &text, &len, NULL))
+        return g_strdup("");
+    if (offset < 0 || (gsize)offset > len)
+        offset = 0;
+    char *tail = g_strdup(text + offset);
+    g_free(text);
+    return tail;
+}
+
+/* True while pid exists and is not a zombie (a child of another process we cannot reap). */
+static bool pid_running(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    gchar *text = NULL;
+    bool running = false;
+    if (g_file_get_contents(path, &text, NULL, NULL)) {
+        const char *p = strrchr(text, ')'); /* the state follows the command name */
+        running = p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+    }
+    g_free(text);
+    return running;
+}
+
+/* Waits until pid is gone: reaped when it is our child, else until it is a zombie or gone. */
+static int wait_gone(struct test_daemon *d, pid_t pid)
+{
+    for (int waited = 0; waited < 10000; waited++) {
+        if (pid == d->pid ? !test_daemon_alive(d) : !pid_running(pid))
+            return 0;
+        usleep(1000);
+    }
+    return -ETIMEDOUT;
+}
+
+int test_daemon_kill9(struct test_daemon *d)
+{
+    pid_t pid = test_daemon_serving_pid(d);
+    if (pid <= 0)
+        return -ESRCH;
+    if (kill(pid, SIGKILL) < 0)
+        return -errno;
+    d->killed = pid;
+    return wait_gone(d, pid);
+}
+
+struct killer {
+    pid_t pid;
+    unsigned delay_us;
+};
+
+static gpointer killer_main(gpointer data)
+{
+    struct killer *k = data;
+    g_usleep(k->delay_us);
+    kill(k->pid, SIGKILL);
+    g_free(k);
+    return NULL;
+}
+
+int test_daemon_kill_after(struct test_daemon *d, unsigned delay_us)
+{
+    if (d->killer)
+        return -EBUSY;
+    /* The pid is read now: the thread only sleeps and kills, the caller does the waiting. */
+    struct killer *k = g_new(struct killer, 1);
+    k->pid = test_daemon_serving_pid(d);
+    k->delay_us = delay_us;
+    if (k->pid <= 0) {
+        g_free(k);
+        return -ESRCH;
+    }
+    d->killed = k->pid;
+    d->killer = g_thread_new("killer", killer_main, k);
+    return 0;
+}
+
+int test_daemon_kill_wait(struct test_daemon *d)
+{
+    if (!d->killer)
+        return 0;
+    g_thread_join(d->killer);
+    d->killer = NULL;
+    return wait_gone(d, d->killed);
+}
+
+int test_daemon_restart(struct test_daemon *d)
+{
+    pid_t old = d->killed;
+    for (int waited = 0; waited < 5000; waited++) {
+        if (!test_daemon_alive(d)) {
+            d->restarts++;
+            return start_argv(d);
+        }
+        /* The process we started lives on: a monitor that starts a new serving process. */
+        pid_t now = test_daemon_serving_pid(d);
+        if (now != d->pid && now != old && pid_running(now))
+            return 0;
+        usleep(1000);
+    }
+    return -ETIMEDOUT;
 }

@@ -11,7 +11,15 @@ struct test_daemon {
     char *dir;    /* temp dir holding the socket and the share */
     char *share;  /* the shared directory */
     char *socket; /* the socket path */
-    char *log;    /* the daemon's stderr */
+    char *log;    /* the daemon's stderr (a restart appends to it) */
+    /* What a restart needs: the command line, the user, and where this start's log begins. */
+    char **argv;
+    uid_t uid;
+    gid_t gid;
+    long log_start;
+    void *killer;      /* the thread of test_daemon_kill_after (a GThread) */
+    pid_t killed;      /* the serving process it kills */
+    unsigned restarts; /* by test_daemon_restart */
 };
 
 /* The daemon binary: $VIRTIOFSD, or the build's virtiofsd. */
@@ -40,6 +48,25 @@ int test_daemon_fd_count(const struct test_daemon *d);
 /* The CPUs this process may run on (its affinity mask), as a daemon started from it sees
  * them; 0 if the mask cannot be read. */
 unsigned test_usable_cpus(void);
+/*
+ * Crash and restart (issue 15). test_daemon_kill9 sends SIGKILL to the serving process and
+ * waits until it is gone. test_daemon_kill_after does it from a thread after delay_us, so the
+ * caller keeps driving requests meanwhile (a kill at a random point of the daemon's work);
+ * test_daemon_kill_wait joins that thread. test_daemon_restart, after the serving process
+ * died: when the process we started is still there and brings up a new serving process of
+ * its own (a sandbox monitor that restarts it), waits for that one; otherwise starts the
+ * daemon again with the same arguments on the same socket (a killed daemon leaves a stale
+ * socket file; its pid lock is released with it) and waits until the new one listens.
+ */
+int test_daemon_kill9(struct test_daemon *d);
+int test_daemon_kill_after(struct test_daemon *d, unsigned delay_us);
+int test_daemon_kill_wait(struct test_daemon *d);
+int test_daemon_restart(struct test_daemon *d);
+/* The daemon's log since its last (re)start, or all of it (a g_free'd string; "" if none). */
+char *test_daemon_log_since(const struct test_daemon *d, long offset);
+/* The log's size now (an offset for test_daemon_log_since). */
+long test_daemon_log_size(const struct test_daemon *d);
+
 /* True if the daemon's log contains needle. */
 bool test_daemon_log_contains(const struct test_daemon *d, const char *needle);
 

@@ -2,6 +2,7 @@
 #include "frontend.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +24,8 @@ struct fe_queue {
     struct vring_avail *avail;
     struct vring_used *used;
     uint16_t avail_idx, last_used;
-    uint16_t *free_stack;
-    unsigned nfree;
+    uint16_t *free_stack; /* LIFO stack, or FIFO ring from free_first (fifo_heads) */
+    unsigned nfree, free_first;
     int kick_fd, call_fd;
 };
 
@@ -38,6 +39,14 @@ struct fe {
     unsigned nqueues;
     bool reply_ack;
     uint64_t acked_protocol_features;
+    uint64_t offered_protocol_features;
+    /* The in-flight memfd and its info, kept from GET_INFLIGHT_FD for every later activation,
+     * as cloud-hypervisor keeps them for the life of the device. */
+    int inflight_fd;
+    struct fe_inflight_info inflight_info;
+    /* The last used element no pending request waited for (fe_fuse_next's -EPROTO). */
+    unsigned stray_q;
+    uint16_t stray_head;
     bool reconnecting; /* cloud-hypervisor's sequence after the back-end dropped */
     uint64_t unique;
     struct fe_queue q[FE_MAX_QUEUES];
@@ -48,6 +57,8 @@ struct fe {
 struct vu_hdr {
     uint32_t request, flags, size;
 } __attribute__((packed));
+
+_Static_assert(sizeof(struct fe_inflight_info) == 24, "the spec's VhostUserInflight");
 
 /* ---- vhost-user ---- */
 
@@ -114,6 +125,78 @@ int fe_vu_recv(struct fe *fe, uint32_t *request, void *payload, uint32_t *size, 
         return ret;
     *request = h.request;
     *size = h.size;
+    return 0;
+}
+
+/* Receives a reply's header with the fds that come with it (at most max_fds; more is -EPROTO,
+ * and they are closed), then its payload. */
+static int vu_recv_fds(struct fe *fe, uint32_t *request, void *payload, uint32_t *size, int *fds,
+                       unsigned max_fds, unsigned *nfds, int timeout_ms)
+{
+    struct vu_hdr h;
+    char control[CMSG_SPACE(8 * sizeof(int))] = {0};
+    struct iovec iov = {&h, sizeof(h)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = control,
+                        .msg_controllen = sizeof(control)};
+    *nfds = 0;
+    int ret = wait_readable(fe->sock, timeout_ms);
+    if (ret < 0)
+        return ret;
+    ssize_t n = recvmsg(fe->sock, &mh, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return -ECONNRESET;
+    bool too_many = false;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        unsigned k = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (unsigned i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+            if (*nfds < max_fds)
+                fds[(*nfds)++] = fd;
+            else
+                close(fd), too_many = true;
+        }
+    }
+    if ((size_t)n != sizeof(h) || too_many || !(h.flags & FE_VU_FLAG_REPLY) || h.size > *size ||
+        (ret = recv_full(fe->sock, payload, h.size, timeout_ms)) < 0) {
+        for (unsigned i = 0; i < *nfds; i++)
+            close(fds[i]);
+        *nfds = 0;
+        return ret < 0 ? ret : -EPROTO;
+    }
+    *request = h.request;
+    *size = h.size;
+    return 0;
+}
+
+int fe_vu_get_inflight(struct fe *fe, const struct fe_inflight_info *req,
+                       struct fe_inflight_info *reply, int *fd)
+{
+    /* cloud-hypervisor (the vhost crate) sets NEED_REPLY on every message once REPLY_ACK is
+     * acked, this one included; the reply is the answer itself, not an extra ack. */
+    uint32_t flags =
+        fe->cfg.profile == FE_PROFILE_CLOUD_HYPERVISOR && fe->reply_ack ? FE_VU_FLAG_NEED_REPLY : 0;
+    *fd = -1;
+    int ret = fe_vu_send(fe, FE_VU_GET_INFLIGHT_FD, flags, req, sizeof(*req), NULL, 0);
+    if (ret < 0)
+        return ret;
+    uint32_t got = 0, size = sizeof(*reply);
+    unsigned nfds;
+    ret = vu_recv_fds(fe, &got, reply, &size, fd, 1, &nfds, 5000);
+    if (ret < 0)
+        return ret;
+    if (got != FE_VU_GET_INFLIGHT_FD || size != sizeof(*reply)) {
+        if (nfds)
+            close(*fd);
+        *fd = -1;
+        return -EPROTO;
+    }
     return 0;
 }
 
@@ -278,6 +361,34 @@ size_t fe_mem_size(const struct fe *fe)
 {
     return fe->mem_size;
 }
+uint64_t fe_offered_protocol_features(const struct fe *fe)
+{
+    return fe->offered_protocol_features;
+}
+uint64_t fe_acked_protocol_features(const struct fe *fe)
+{
+    return fe->acked_protocol_features;
+}
+int fe_inflight_fd(const struct fe *fe)
+{
+    return fe->inflight_fd;
+}
+const struct fe_inflight_info *fe_inflight_info(const struct fe *fe)
+{
+    return &fe->inflight_info;
+}
+
+int fe_set_inflight(struct fe *fe, int fd, const struct fe_inflight_info *info)
+{
+    int copy = -1;
+    if (fd >= 0 && (copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0)
+        return -errno;
+    if (fe->inflight_fd >= 0)
+        close(fe->inflight_fd);
+    fe->inflight_fd = copy;
+    fe->inflight_info = info ? *info : (struct fe_inflight_info){0};
+    return 0;
+}
 
 /* ---- rings ---- */
 
@@ -324,9 +435,25 @@ unsigned fe_vq_size(struct fe *fe, unsigned q)
     return fe->q[q].size;
 }
 
-static int take_desc(struct fe_queue *q)
+static int take_desc(struct fe *fe, struct fe_queue *q)
 {
-    return q->nfree ? q->free_stack[--q->nfree] : -1;
+    if (!q->nfree)
+        return -1;
+    if (!fe->cfg.fifo_heads)
+        return q->free_stack[--q->nfree];
+    uint16_t d = q->free_stack[q->free_first];
+    q->free_first = (q->free_first + 1) % q->size;
+    q->nfree--;
+    return d;
+}
+
+static void put_desc(struct fe *fe, struct fe_queue *q, uint16_t d)
+{
+    if (fe->cfg.fifo_heads)
+        q->free_stack[(q->free_first + q->nfree) % q->size] = d;
+    else
+        q->free_stack[q->nfree] = d;
+    q->nfree++;
 }
 
 void fe_vq_publish(struct fe *fe, unsigned qi, uint16_t head)
@@ -338,12 +465,12 @@ void fe_vq_publish(struct fe *fe, unsigned qi, uint16_t head)
     __atomic_store_n(&q->avail->idx, q->avail_idx, __ATOMIC_RELEASE);
 }
 
-int fe_vq_add(struct fe *fe, unsigned qi, const struct fe_buf *bufs, unsigned n, bool indirect,
-              uint16_t *head)
+/* fe_vq_add with the indirect table (when indirect) at table, n descriptors long. */
+static int vq_add(struct fe *fe, unsigned qi, const struct fe_buf *bufs, unsigned n, bool indirect,
+                  uint64_t table, uint16_t *head)
 {
     struct fe_queue *q = &fe->q[qi];
     if (indirect) {
-        uint64_t table = fe_alloc(fe, n * sizeof(struct vring_desc));
         struct vring_desc *t = fe_ptr(fe, table);
         for (unsigned i = 0; i < n; i++) {
             t[i] = (struct vring_desc){bufs[i].gpa, bufs[i].len,
@@ -351,7 +478,7 @@ int fe_vq_add(struct fe *fe, unsigned qi, const struct fe_buf *bufs, unsigned n,
                                                   (i + 1 < n ? VRING_DESC_F_NEXT : 0)),
                                        (uint16_t)(i + 1)};
         }
-        int d = take_desc(q);
+        int d = take_desc(fe, q);
         if (d < 0)
             return -ENOSPC;
         q->desc[d] = (struct vring_desc){table, n * 16u, VRING_DESC_F_INDIRECT, 0};
@@ -361,7 +488,7 @@ int fe_vq_add(struct fe *fe, unsigned qi, const struct fe_buf *bufs, unsigned n,
             return -ENOSPC;
         int prev = -1;
         for (unsigned i = n; i-- > 0;) {
-            int d = take_desc(q);
+            int d = take_desc(fe, q);
             q->desc[d] = (struct vring_desc){bufs[i].gpa, bufs[i].len,
                                              (uint16_t)((bufs[i].write ? VRING_DESC_F_WRITE : 0) |
                                                         (prev >= 0 ? VRING_DESC_F_NEXT : 0)),
@@ -374,12 +501,19 @@ int fe_vq_add(struct fe *fe, unsigned qi, const struct fe_buf *bufs, unsigned n,
     return 0;
 }
 
+int fe_vq_add(struct fe *fe, unsigned qi, const struct fe_buf *bufs, unsigned n, bool indirect,
+              uint16_t *head)
+{
+    uint64_t table = indirect ? fe_alloc(fe, n * sizeof(struct vring_desc)) : 0;
+    return vq_add(fe, qi, bufs, n, indirect, table, head);
+}
+
 void fe_vq_free_chain(struct fe *fe, unsigned qi, uint16_t head)
 {
     struct fe_queue *q = &fe->q[qi];
     uint16_t d = head;
     for (unsigned steps = 0; steps < q->size; steps++) {
-        q->free_stack[q->nfree++] = d;
+        put_desc(fe, q, d);
         if (!(q->desc[d].flags & VRING_DESC_F_NEXT) || q->desc[d].flags & VRING_DESC_F_INDIRECT)
             break;
         d = q->desc[d].next;
@@ -457,8 +591,11 @@ static int negotiate_protocol(struct fe *fe, uint64_t *features)
         return -EPROTO; /* no VHOST_USER_F_PROTOCOL_FEATURES */
     if ((ret = fe_vu_get_u64(fe, FE_VU_GET_PROTOCOL_FEATURES, &pfeatures)) < 0)
         return ret;
-    uint64_t want =
-        pfeatures & ((1ull << 0) | (1ull << 3) | (1ull << 15) | fe->cfg.protocol_features);
+    fe->offered_protocol_features = pfeatures;
+    uint64_t mine = (1ull << 0) | (1ull << 3) | (1ull << 15) | fe->cfg.protocol_features;
+    if (fe->cfg.inflight && fe->cfg.profile == FE_PROFILE_CLOUD_HYPERVISOR)
+        mine |= 1ull << FE_VU_PROTOCOL_F_INFLIGHT_SHMFD;
+    uint64_t want = pfeatures & mine;
     if ((ret = fe_vu_send(fe, FE_VU_SET_PROTOCOL_FEATURES, 0, &want, 8, NULL, 0)) < 0)
         return ret;
     fe->acked_protocol_features = want;
@@ -523,14 +660,37 @@ static int setup_queue(struct fe *fe, unsigned i)
             return ret;
         return 0;
     }
-    st.num = q->avail_idx; /* after a reconnect: resume where the driver is */
+    /* The guest's avail index, not the device's position: after a reconnect that is all
+     * cloud-hypervisor knows (the in-flight area tells the back-end the rest). */
+    st.num = q->avail_idx;
     if ((ret = vu_set(fe, FE_VU_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0)) < 0 ||
         (ret = vu_set(fe, FE_VU_SET_VRING_BASE, &st, 8, NULL, 0)) < 0 ||
         (ret = vu_set(fe, FE_VU_SET_VRING_CALL, &idx, 8, &q->call_fd, 1)) < 0 ||
         (ret = vu_set(fe, FE_VU_SET_VRING_KICK, &idx, 8, &q->kick_fd, 1)) < 0)
         return ret;
-    st.num = 1;
-    return vu_set(fe, FE_VU_SET_VRING_ENABLE, &st, 8, NULL, 0);
+    return 0;
+}
+
+/*
+ * cloud-hypervisor's in-flight step, between SET_VRING_NUM and the rings: GET_INFLIGHT_FD
+ * only while it holds no fd (the first activation; num_queues: all queues, queue_size: the
+ * first queue's), SET_INFLIGHT_FD with the kept fd and info at every activation.
+ */
+static int setup_inflight(struct fe *fe)
+{
+    if (!(fe->acked_protocol_features & (1ull << FE_VU_PROTOCOL_F_INFLIGHT_SHMFD)))
+        return 0;
+    if (fe->inflight_fd < 0) {
+        struct fe_inflight_info req = {.num_queues = (uint16_t)fe->nqueues,
+                                       .queue_size = (uint16_t)fe->q[0].size};
+        int ret = fe_vu_get_inflight(fe, &req, &fe->inflight_info, &fe->inflight_fd);
+        if (ret < 0)
+            return ret;
+        if (fe->inflight_fd < 0)
+            return -EPROTO; /* cloud-hypervisor fails the activation without the fd */
+    }
+    return vu_set(fe, FE_VU_SET_INFLIGHT_FD, &fe->inflight_info, sizeof(fe->inflight_info),
+                  &fe->inflight_fd, 1);
 }
 
 static int setup_device(struct fe *fe)
@@ -546,11 +706,15 @@ static int setup_device(struct fe *fe)
             if ((ret = vu_set(fe, FE_VU_SET_VRING_NUM, &st, 8, NULL, 0)) < 0)
                 return ret;
         }
+        if ((ret = setup_inflight(fe)) < 0)
+            return ret;
     }
     for (unsigned i = 0; i < fe->nqueues; i++)
         if ((ret = setup_queue(fe, i)) < 0)
             return ret;
-    if (fe->cfg.profile == FE_PROFILE_QEMU) {
+    {
+        /* Both enable every ring after all are set up (cloud-hypervisor's
+         * enable_vhost_user_vrings after its per-queue loop). */
         for (unsigned i = 0; i < fe->nqueues; i++) {
             struct {
                 uint32_t index, num;
@@ -594,7 +758,7 @@ int fe_open(const struct fe_config *cfg, struct fe **out)
         fe->cfg.queue_size = cfg->profile == FE_PROFILE_CLOUD_HYPERVISOR ? 1024 : 128;
     fe->nqueues = 1 + fe->cfg.request_queues;
     fe->mem_size = fe->cfg.mem_size;
-    fe->sock = fe->memfd = -1;
+    fe->sock = fe->memfd = fe->inflight_fd = -1;
     int ret = -ENOMEM;
     if (fe->nqueues > FE_MAX_QUEUES)
         goto fail;
@@ -639,6 +803,12 @@ int fe_reconnect(struct fe *fe)
     if (fe->sock >= 0)
         close(fe->sock);
     fe->sock = connect_socket(fe->cfg.socket_path);
+    /* Nothing listens yet, or a stale socket file: a daemon on its way back. */
+    for (int waited = 0; (fe->sock == -ECONNREFUSED || fe->sock == -ENOENT) && waited < 10000;
+         waited += 5) {
+        usleep(5000);
+        fe->sock = connect_socket(fe->cfg.socket_path);
+    }
     if (fe->sock < 0)
         return fe->sock;
     fe->reconnecting = true;
@@ -669,6 +839,8 @@ void fe_close(struct fe *fe)
         munmap(fe->mem, fe->mem_size);
     if (fe->memfd >= 0)
         close(fe->memfd);
+    if (fe->inflight_fd >= 0)
+        close(fe->inflight_fd);
     free(fe);
 }
 
@@ -680,18 +852,21 @@ int fe_fuse(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid, const s
     return fe_fuse_as(fe, q, 0, 0, opcode, nodeid, in, nin, out_size, r);
 }
 
-/* A used element for a request sent with fe_fuse_send: recorded there. False if none. */
-static bool set_aside(struct fe *fe, unsigned q, uint16_t head, uint32_t len)
+/* A used element for a request sent with fe_fuse_send: recorded there. NULL if none waits
+ * for it (remembered as the stray one). */
+static struct fe_pending *set_aside(struct fe *fe, unsigned q, uint16_t head, uint32_t len)
 {
     for (unsigned i = 0; i < FE_MAX_PENDING; i++) {
         struct fe_pending *p = fe->pending[i];
         if (p && p->q == q && p->head == head && !p->done) {
             p->done = true;
             p->used_len = len;
-            return true;
+            return p;
         }
     }
-    return false;
+    fe->stray_q = q;
+    fe->stray_head = head;
+    return NULL;
 }
 
 /*
@@ -737,15 +912,21 @@ static int read_reply(struct fe *fe, uint64_t reply_gpa, uint32_t len, uint64_t 
     return len >= sizeof(*o) && (o->unique != unique || o->len != len) ? -EPROTO : 0;
 }
 
+static int free_pending_slot(struct fe *fe)
+{
+    for (unsigned slot = 0; slot < FE_MAX_PENDING; slot++)
+        if (!fe->pending[slot])
+            return (int)slot;
+    return -ENOSPC;
+}
+
 int fe_fuse_send(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid,
                  const struct iovec *in, unsigned nin, size_t out_size, uint32_t pid,
                  struct fe_pending *p)
 {
-    unsigned slot = 0;
-    while (slot < FE_MAX_PENDING && fe->pending[slot])
-        slot++;
-    if (slot == FE_MAX_PENDING)
-        return -ENOSPC;
+    int slot = free_pending_slot(fe);
+    if (slot < 0)
+        return slot;
     /* Not released: the buffers stay the request's until fe_fuse_wait. */
     struct fuse_in_header h = {.opcode = opcode, .nodeid = nodeid, .pid = pid};
     *p = (struct fe_pending){.q = q};
@@ -755,6 +936,103 @@ int fe_fuse_send(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid,
     p->unique = h.unique;
     fe->pending[slot] = p;
     return 0;
+}
+
+int fe_fuse_submit(struct fe *fe, unsigned q, const struct fuse_in_header *hdr,
+                   const struct iovec *in, unsigned nin, size_t out_size, uint64_t area_gpa,
+                   size_t area_len, struct fe_pending *p)
+{
+    int slot = free_pending_slot(fe);
+    if (slot < 0)
+        return slot;
+    struct fuse_in_header h = *hdr;
+    size_t inlen = sizeof(h);
+    for (unsigned i = 0; i < nin; i++)
+        inlen += in[i].iov_len;
+    size_t table_len = 2 * sizeof(struct vring_desc);
+    size_t in_off = table_len;
+    size_t out_off = align_up(in_off + inlen, 16);
+    size_t outlen = sizeof(struct fuse_out_header) + out_size;
+    if (out_off + outlen > area_len)
+        return -ENOSPC;
+    h.len = (uint32_t)inlen;
+    h.unique = ++fe->unique;
+    uint8_t *ptr = fe_ptr(fe, area_gpa + in_off);
+    memcpy(ptr, &h, sizeof(h));
+    ptr += sizeof(h);
+    for (unsigned i = 0; i < nin; i++) {
+        memcpy(ptr, in[i].iov_base, in[i].iov_len);
+        ptr += in[i].iov_len;
+    }
+    *p = (struct fe_pending){.q = q, .unique = h.unique, .reply_gpa = area_gpa + out_off};
+    struct fe_buf bufs[2] = {{area_gpa + in_off, (uint32_t)inlen, false},
+                             {p->reply_gpa, (uint32_t)outlen, true}};
+    /* A reply that never comes must not pass for an old one left in the area. */
+    memset(fe_ptr(fe, p->reply_gpa), 0, sizeof(struct fuse_out_header));
+    int ret = vq_add(fe, q, bufs, 2, !fe->cfg.no_indirect, area_gpa, &p->head);
+    if (ret < 0)
+        return ret;
+    fe->pending[slot] = p;
+    fe_vq_kick(fe, q);
+    return 0;
+}
+
+/* The next used element of any queue, for a pending request; -EAGAIN if none is there. */
+static int take_any_used(struct fe *fe, struct fe_pending **done)
+{
+    for (unsigned q = 0; q < fe->nqueues; q++) {
+        uint16_t head;
+        uint32_t len;
+        if (fe_vq_take_used(fe, q, &head, &len) == 0) {
+            *done = set_aside(fe, q, head, len);
+            return *done ? 0 : -EPROTO;
+        }
+    }
+    return -EAGAIN;
+}
+
+int fe_fuse_next(struct fe *fe, int timeout_ms, struct fe_pending **done)
+{
+    *done = NULL;
+    for (;;) {
+        int ret = take_any_used(fe, done);
+        if (ret != -EAGAIN)
+            return ret;
+        struct pollfd pfd[FE_MAX_QUEUES + 1];
+        for (unsigned q = 0; q < fe->nqueues; q++)
+            pfd[q] = (struct pollfd){.fd = fe->q[q].call_fd, .events = POLLIN};
+        /* No events asked: poll reports a hang-up (or an error) of the socket anyway. */
+        pfd[fe->nqueues] = (struct pollfd){.fd = fe->sock, .events = 0};
+        int n = poll(pfd, fe->nqueues + 1, timeout_ms);
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n == 0)
+            return -ETIMEDOUT;
+        for (unsigned q = 0; q < fe->nqueues; q++) {
+            eventfd_t v;
+            if (pfd[q].revents & POLLIN)
+                eventfd_read(fe->q[q].call_fd, &v);
+        }
+        if (pfd[fe->nqueues].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+            /* What the daemon published before it went is still collected first. */
+            ret = take_any_used(fe, done);
+            return ret != -EAGAIN ? ret : -ECONNRESET;
+        }
+    }
+}
+
+void fe_stray(const struct fe *fe, unsigned *q, uint16_t *head)
+{
+    *q = fe->stray_q;
+    *head = fe->stray_head;
+}
+
+unsigned fe_pending_count(const struct fe *fe)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < FE_MAX_PENDING; i++)
+        n += fe->pending[i] != NULL;
+    return n;
 }
 
 int fe_fuse_wait(struct fe *fe, struct fe_pending *p, int timeout_ms, struct fe_reply *r)

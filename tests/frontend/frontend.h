@@ -34,6 +34,8 @@ enum fe_vu_request {
     FE_VU_SET_PROTOCOL_FEATURES = 16,
     FE_VU_GET_QUEUE_NUM = 17,
     FE_VU_SET_VRING_ENABLE = 18,
+    FE_VU_GET_INFLIGHT_FD = 31,
+    FE_VU_SET_INFLIGHT_FD = 32,
     FE_VU_GET_MAX_MEM_SLOTS = 36,
     FE_VU_ADD_MEM_REG = 37,
     FE_VU_REM_MEM_REG = 38,
@@ -43,6 +45,18 @@ enum fe_vu_request {
 #define FE_VU_FLAG_VERSION    0x1u
 #define FE_VU_FLAG_REPLY      0x4u
 #define FE_VU_FLAG_NEED_REPLY 0x8u
+
+/* VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD */
+#define FE_VU_PROTOCOL_F_INFLIGHT_SHMFD 12
+
+/* The payload of GET_INFLIGHT_FD and SET_INFLIGHT_FD (24 bytes, as the spec's C struct). */
+struct fe_inflight_info {
+    uint64_t mmap_size;
+    uint64_t mmap_offset;
+    uint16_t num_queues;
+    uint16_t queue_size;
+    uint32_t padding;
+};
 
 enum fe_profile {
     FE_PROFILE_QEMU,             /* QEMU 7.2's vhost-user-fs start-up sequence */
@@ -61,6 +75,15 @@ struct fe_config {
     uint64_t features;          /* acked in SET_FEATURES too, when offered */
     uint64_t protocol_features; /* acked in SET_PROTOCOL_FEATURES too, when offered */
     bool vring_log; /* SET_VRING_ADDR with VHOST_VRING_F_LOG, log_guest_addr: the used ring */
+    /*
+     * cloud-hypervisor profile: ack VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD when offered, and then
+     * GET_INFLIGHT_FD at the first activation (the fd and info are kept) and SET_INFLIGHT_FD
+     * at every activation, fe_reconnect included. Nothing changes when it is not offered.
+     */
+    bool inflight;
+    /* Free descriptors are reused oldest first (not last freed first): a head answered twice
+     * then finds no request waiting, instead of passing for its next request's reply. */
+    bool fifo_heads;
 };
 
 struct fe;
@@ -76,7 +99,11 @@ void fe_close(struct fe *fe);
 /*
  * Drops the connection and connects again keeping guest memory and rings as they are, with
  * cloud-hypervisor's sequence after a back-end restart (SET_OWNER, GET_FEATURES,
- * SET_PROTOCOL_FEATURES, then activation with SET_VRING_BASE at the current avail index).
+ * SET_PROTOCOL_FEATURES, then activation with SET_VRING_BASE at the current avail index, and
+ * SET_INFLIGHT_FD with the fd kept from the first activation). The connect is retried for up
+ * to 10 s while nothing listens (a daemon being restarted), as cloud-hypervisor retries.
+ * Requests sent with fe_fuse_send/fe_fuse_submit before stay pending: a back-end that tracks
+ * them in the in-flight area answers them after the reconnect.
  */
 int fe_reconnect(struct fe *fe);
 /* The set-up fe_open skips with skip_setup, after messages of the test's own (a DEVICE_STATE
@@ -87,6 +114,19 @@ int fe_memfd(const struct fe *fe);
 uint64_t fe_gpa_base(const struct fe *fe);
 uint64_t fe_uva_base(const struct fe *fe);
 size_t fe_mem_size(const struct fe *fe);
+/* The protocol features the daemon offered (GET_PROTOCOL_FEATURES) and those acked. */
+uint64_t fe_offered_protocol_features(const struct fe *fe);
+uint64_t fe_acked_protocol_features(const struct fe *fe);
+/* The in-flight memfd GET_INFLIGHT_FD returned (kept by the front-end; -1 if none) and the
+ * info that came with it. */
+int fe_inflight_fd(const struct fe *fe);
+const struct fe_inflight_info *fe_inflight_info(const struct fe *fe);
+/*
+ * Replaces the fd and info the next activation sends with SET_INFLIGHT_FD (hostile tests):
+ * fd is duplicated; fd < 0 drops the kept one, and the next activation asks GET_INFLIGHT_FD
+ * again, as cloud-hypervisor does when it holds none.
+ */
+int fe_set_inflight(struct fe *fe, int fd, const struct fe_inflight_info *info);
 
 /* ---- vhost-user messages ---- */
 int fe_vu_send(struct fe *fe, uint32_t request, uint32_t flags, const void *payload, uint32_t size,
@@ -102,6 +142,10 @@ int fe_vu_get_u64(struct fe *fe, uint32_t request, uint64_t *value);
  * with LOG_SHMFD, SET_DEVICE_STATE_FD, CHECK_DEVICE_STATE). */
 int fe_vu_call_u64(struct fe *fe, uint32_t request, const void *payload, uint32_t size,
                    const int *fds, unsigned nfds, uint64_t *reply);
+/* GET_INFLIGHT_FD with req: the reply's payload into *reply and its one fd into *fd (the
+ * caller's; -1 if the reply had none). -EPROTO on a malformed reply or more than one fd. */
+int fe_vu_get_inflight(struct fe *fe, const struct fe_inflight_info *req,
+                       struct fe_inflight_info *reply, int *fd);
 /* True if the daemon closed the connection (reads EOF within timeout_ms). */
 bool fe_vu_closed(struct fe *fe, int timeout_ms);
 
@@ -178,7 +222,7 @@ int fe_fuse_as(struct fe *fe, unsigned q, uint32_t uid, uint32_t gid, uint32_t o
  * returns at once; fe_fuse_wait collects the reply (-ETIMEDOUT: not yet, wait again). Replies
  * to other requests (fe_fuse) are matched meanwhile; p must stay valid until collected.
  */
-#define FE_MAX_PENDING 16
+#define FE_MAX_PENDING 256
 struct fe_pending {
     unsigned q;
     uint16_t head;
@@ -191,6 +235,26 @@ int fe_fuse_send(struct fe *fe, unsigned q, uint32_t opcode, uint64_t nodeid,
                  const struct iovec *in, unsigned nin, size_t out_size, uint32_t pid,
                  struct fe_pending *p);
 int fe_fuse_wait(struct fe *fe, struct fe_pending *p, int timeout_ms, struct fe_reply *r);
+/*
+ * fe_fuse_send for long runs: the request (h's opcode, nodeid, uid, gid, pid; len and unique
+ * are filled in here), the reply room and the indirect table are laid out in the caller's
+ * guest memory [area_gpa, area_gpa + area_len), which it may reuse once the reply has been
+ * collected (fe_fuse_wait). -ENOSPC if it does not fit or FE_MAX_PENDING are out.
+ */
+int fe_fuse_submit(struct fe *fe, unsigned q, const struct fuse_in_header *h,
+                   const struct iovec *in, unsigned nin, size_t out_size, uint64_t area_gpa,
+                   size_t area_len, struct fe_pending *p);
+/*
+ * Waits up to timeout_ms for the next reply, on any queue, to a request sent with
+ * fe_fuse_send or fe_fuse_submit, and returns that request in *done (collect it with
+ * fe_fuse_wait, which then returns at once). -ETIMEDOUT: none came; -ECONNRESET: none came
+ * and the vhost-user connection hung up (the daemon died); -EPROTO: a used element no
+ * pending request waits for (a head answered twice, or never sent): fe_stray tells which.
+ */
+int fe_fuse_next(struct fe *fe, int timeout_ms, struct fe_pending **done);
+void fe_stray(const struct fe *fe, unsigned *q, uint16_t *head);
+/* Requests sent and not yet collected. */
+unsigned fe_pending_count(const struct fe *fe);
 int fe_fuse_init(struct fe *fe);
 /*
  * INIT (protocol 7.38) offering the FUSE_* flags given (bits 32..63 go in flags2; FUSE_INIT_EXT
