@@ -9,7 +9,10 @@
  *
  * The *-logged workloads are their plain namesakes on a connection with dirty-page logging on
  * (VHOST_F_LOG_ALL, a SET_LOG_BASE log, VHOST_VRING_F_LOG), as while a VMM migrates: every
- * reply is logged, and the ratio to the plain row is what the logging costs.
+ * reply is logged, and the ratio to the plain row is what the logging costs. The *-tracked
+ * workloads are theirs on a connection in cloud-hypervisor's order with in-flight tracking
+ * (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD): every pop and push is recorded in the in-flight
+ * area, and what changes the session in its journal.
  *
  * --state-inodes N,...: the migration figures. For each N, a share with N files (1000 per
  * directory) made on the host, a session that has looked each one up and holds a few open
@@ -66,13 +69,24 @@ enum workload {
     W_READDIRPLUS,
     W_READ4K_LOGGED,
     W_READ1M_LOGGED,
+    W_GETATTR_TRACKED,
+    W_WRITE4K_TRACKED,
+    W_LOOKUP_TRACKED,
     W_COUNT
 };
-static const char *const workload_names[W_COUNT] = {
-    "getattr",           "lookup-forget",    "create-release-unlink",
-    "read-4k-rand",      "write-4k-rand",    "read-1m-seq",
-    "write-1m-seq",      "readdirplus-1000", "read-4k-rand-logged",
-    "read-1m-seq-logged"};
+static const char *const workload_names[W_COUNT] = {"getattr",
+                                                    "lookup-forget",
+                                                    "create-release-unlink",
+                                                    "read-4k-rand",
+                                                    "write-4k-rand",
+                                                    "read-1m-seq",
+                                                    "write-1m-seq",
+                                                    "readdirplus-1000",
+                                                    "read-4k-rand-logged",
+                                                    "read-1m-seq-logged",
+                                                    "getattr-tracked",
+                                                    "write-4k-rand-tracked",
+                                                    "lookup-forget-tracked"};
 
 #define F_LOG_ALL       (1ull << 26)
 #define PF_MQ           (1ull << 0)
@@ -80,15 +94,43 @@ static const char *const workload_names[W_COUNT] = {
 #define PF_MEM_SLOTS    (1ull << 15)
 #define PF_DEVICE_STATE (1ull << 19)
 
-static bool logged_workload(enum workload w)
+/* The connection a workload runs on: plain, with dirty-page logging, or with in-flight
+ * tracking. */
+enum variant { V_PLAIN, V_LOGGED, V_TRACKED, V_COUNT };
+static const char *const variant_names[V_COUNT] = {"plain", "a dirty log", "in-flight tracking"};
+
+static enum variant workload_variant(enum workload w)
 {
-    return w == W_READ4K_LOGGED || w == W_READ1M_LOGGED;
+    switch (w) {
+    case W_READ4K_LOGGED:
+    case W_READ1M_LOGGED:
+        return V_LOGGED;
+    case W_GETATTR_TRACKED:
+    case W_WRITE4K_TRACKED:
+    case W_LOOKUP_TRACKED:
+        return V_TRACKED;
+    default:
+        return V_PLAIN;
+    }
 }
 
-/* What a *-logged workload sends: its plain namesake's requests. */
+/* What a *-logged or *-tracked workload sends: its plain namesake's requests. */
 static enum workload plain_workload(enum workload w)
 {
-    return w == W_READ4K_LOGGED ? W_READ4K : w == W_READ1M_LOGGED ? W_READ1M : w;
+    switch (w) {
+    case W_READ4K_LOGGED:
+        return W_READ4K;
+    case W_READ1M_LOGGED:
+        return W_READ1M;
+    case W_GETATTR_TRACKED:
+        return W_GETATTR;
+    case W_WRITE4K_TRACKED:
+        return W_WRITE4K;
+    case W_LOOKUP_TRACKED:
+        return W_LOOKUP;
+    default:
+        return w;
+    }
 }
 
 struct ctx {
@@ -592,28 +634,46 @@ static uint64_t logged_pages(int fd)
     return n;
 }
 
-/* A connection with the rings running; with logging on when *log_fd is not NULL (set to the
- * log's memfd, for the caller to close after fe_close). */
-static struct fe *connect_fe(const char *sock, unsigned queues, int *log_fd)
+/*
+ * A connection with the rings running, of the variant's kind: with logging on (V_LOGGED: *log_fd
+ * set to the log's memfd, for the caller to close after fe_close), or in cloud-hypervisor's
+ * order with in-flight tracking (V_TRACKED).
+ */
+static struct fe *connect_fe(const char *sock, unsigned queues, enum variant v, int *log_fd)
 {
+    bool logged = v == V_LOGGED;
     struct fe_config cfg = {.socket_path = sock,
                             .request_queues = queues,
                             .mem_size = BENCH_MEM,
                             .queue_size = 256,
-                            .features = log_fd ? F_LOG_ALL : 0,
-                            .protocol_features = log_fd ? PF_LOG_SHMFD : 0,
-                            .vring_log = log_fd != NULL};
+                            .features = logged ? F_LOG_ALL : 0,
+                            .protocol_features = logged ? PF_LOG_SHMFD : 0,
+                            .vring_log = logged,
+                            .profile =
+                                v == V_TRACKED ? FE_PROFILE_CLOUD_HYPERVISOR : FE_PROFILE_QEMU,
+                            .inflight = v == V_TRACKED};
     struct fe *fe = NULL;
     int ret = fe_open_retry(&cfg, &fe, 4000);
-    if (ret == 0 && log_fd && (ret = *log_fd = set_log(fe)) < 0) {
+    if (ret == 0 && logged && (ret = *log_fd = set_log(fe)) < 0) {
         fe_close(fe);
         fe = NULL;
     }
     if (ret >= 0)
         return fe;
-    fprintf(stderr, "bench: cannot connect%s to %s: %s\n", log_fd ? " with a dirty log" : "", sock,
+    fprintf(stderr, "bench: cannot connect with %s to %s: %s\n", variant_names[v], sock,
             strerror(-ret));
     return NULL;
+}
+
+/* Whether the connection really runs its variant: a daemon without dirty-page logging or
+ * in-flight tracking gives no figures for those rows. */
+static bool variant_ran(struct fe *fe, enum variant v, int log_fd)
+{
+    if (v == V_LOGGED)
+        return log_fd >= 0 && logged_pages(log_fd) > 0;
+    if (v == V_TRACKED)
+        return fe_inflight_fd(fe) >= 0;
+    return true;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -928,12 +988,13 @@ static void print_state(GPtrArray *daemons, GPtrArray *ns, const struct state_re
         }
 }
 
-/* Each *-logged row's throughput over its plain namesake's, when both ran: logging's cost. */
-static void print_log_cost(GPtrArray *ws, const int *wids, GPtrArray *ds, GPtrArray *qs,
-                           unsigned nd, const struct result *res)
+/* Each *-logged or *-tracked row's throughput over its plain namesake's, when both ran: what
+ * logging or tracking costs. */
+static void print_variant_cost(GPtrArray *ws, const int *wids, GPtrArray *ds, GPtrArray *qs,
+                               unsigned nd, const struct result *res)
 {
     for (unsigned li = 0; li < ws->len; li++) {
-        if (!logged_workload((enum workload)wids[li]))
+        if (workload_variant((enum workload)wids[li]) == V_PLAIN)
             continue;
         for (unsigned pi = 0; pi < ws->len; pi++) {
             if (wids[pi] != (int)plain_workload((enum workload)wids[li]))
@@ -1049,12 +1110,13 @@ int main(int argc, char **argv)
                         (char *)qs->pdata[qi]);
                 return 2;
             }
-            /* The plain workloads on one connection, then the logged ones on another, each
-             * with a daemon of its own (the Rust virtiofsd serves one connection). */
-            for (int logged = 0; logged < 2; logged++) {
+            /* The plain workloads on one connection, then the logged ones on another, then
+             * the tracked ones, each with a daemon of its own (the Rust virtiofsd serves one
+             * connection). */
+            for (int v = V_PLAIN; v < V_COUNT; v++) {
                 bool any = false;
                 for (unsigned wi = 0; wi < ws->len; wi++)
-                    any |= logged_workload((enum workload)wids[wi]) == logged;
+                    any |= (int)workload_variant((enum workload)wids[wi]) == v;
                 struct daemon_proc d = {0};
                 if (!any)
                     continue;
@@ -1066,10 +1128,10 @@ int main(int argc, char **argv)
                 struct fe *fe = NULL;
                 struct ctx c;
                 int log_fd = -1;
-                if (!(fe = connect_fe(d.sock, queues, logged ? &log_fd : NULL)) ||
+                if (!(fe = connect_fe(d.sock, queues, (enum variant)v, &log_fd)) ||
                     prepare_session(fe, &c) < 0) {
-                    fprintf(stderr, "bench: cannot set up '%s' with %u queues%s\n", cmd, queues,
-                            logged ? " and a dirty log" : "");
+                    fprintf(stderr, "bench: cannot set up '%s' with %u queues and %s\n", cmd,
+                            queues, variant_names[v]);
                     if (fe)
                         fe_close(fe);
                     if (log_fd >= 0)
@@ -1078,7 +1140,7 @@ int main(int argc, char **argv)
                     continue;
                 }
                 for (unsigned wi = 0; wi < ws->len; wi++) {
-                    if (logged_workload((enum workload)wids[wi]) != logged)
+                    if ((int)workload_variant((enum workload)wids[wi]) != v)
                         continue;
                     for (unsigned dpi = 0; dpi < ds->len; dpi++) {
                         unsigned depth = (unsigned)atoi(ds->pdata[dpi]);
@@ -1089,11 +1151,13 @@ int main(int argc, char **argv)
                                            driver_threads, seconds);
                     }
                 }
+                bool ran = variant_ran(fe, (enum variant)v, log_fd);
                 fe_close(fe);
-                if (log_fd >= 0 && logged_pages(log_fd) == 0) {
-                    fprintf(stderr, "bench: '%s' logged no page: no *-logged figures\n", cmd);
+                if (!ran) {
+                    fprintf(stderr, "bench: '%s' did not run with %s: no figures for it\n", cmd,
+                            variant_names[v]);
                     for (unsigned wi = 0; wi < ws->len; wi++)
-                        for (size_t i = 0; logged_workload((enum workload)wids[wi]) &&
+                        for (size_t i = 0; (int)workload_variant((enum workload)wids[wi]) == v &&
                                            i < (size_t)ds->len * qs->len * nd;
                              i++)
                             if (i % nd == di && i / nd % qs->len == qi)
@@ -1138,7 +1202,7 @@ int main(int argc, char **argv)
                 }
                 printf("\n");
             }
-    print_log_cost(ws, wids, ds, qs, nd, res);
+    print_variant_cost(ws, wids, ds, qs, nd, res);
     if (ns->len)
         print_state(daemons, ns, sr);
     for (unsigned di = 0; di < nd; di++)
