@@ -145,21 +145,25 @@ static void accept_signals_as_init(void)
 /*
  * In a new serving process, first thing: it must hold nothing of the monitor's (the write end
  * of the liveness pipe) and must die with the monitor, whatever kills it. Its parent becomes
- * the monitor (a child subreaper) only when the launcher that forked it has exited, which
- * launcher_gone tells (EOF); a death signal asked for before would fire at the launcher's
- * exit. If the monitor died before the request, the liveness pipe says so (its write end
- * closes before the kernel hands on the orphans).
+ * the monitor (a child subreaper) only once the launcher that forked it has been reaped,
+ * which the monitor then tells it through taken (one byte; EOF: the monitor failed or died):
+ * a death signal asked for before would fire when the launcher exits (its descriptors close
+ * before its children are handed on, so their closing tells nothing). If the monitor died
+ * between its byte and the request, the liveness pipe says so: its only write end is closed.
  */
-static int die_with_monitor(int launcher_gone)
+static int die_with_monitor(int taken)
 {
     close(alive[1]);
     alive[1] = -1;
     char c;
     ssize_t n;
-    while ((n = read(launcher_gone, &c, 1)) != 0)
-        if (n < 0 && errno != EINTR)
-            return fail("wait for the launcher");
-    close(launcher_gone);
+    while ((n = read(taken, &c, 1)) < 0 && errno == EINTR)
+        ;
+    close(taken);
+    if (n != 1) {
+        log_error("sandbox: the monitor did not take the new serving process");
+        return -ECHILD;
+    }
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
         return fail("PR_SET_PDEATHSIG");
     struct pollfd p = {.fd = alive[0], .events = POLLIN};
@@ -189,10 +193,9 @@ static void unblock_sigchld(void)
  * process as its PID 1, tells the monitor its pid and exits, handing it to the monitor.
  * Returns only in the serving process (role CONFINED): 0 or a negative errno.
  */
-static int launch(struct sandbox *sb, int pid_pipe, enum sandbox_role *role)
+static int launch(struct sandbox *sb, int pid_pipe, int taken, enum sandbox_role *role)
 {
-    int gone[2];
-    if (pipe2(gone, O_CLOEXEC) < 0 || unshare(CLONE_NEWPID) < 0) {
+    if (unshare(CLONE_NEWPID) < 0) {
         fail("new PID namespace");
         _exit(1);
     }
@@ -204,11 +207,10 @@ static int launch(struct sandbox *sb, int pid_pipe, enum sandbox_role *role)
     if (pid > 0)
         _exit(write(pid_pipe, &pid, sizeof(pid)) == (ssize_t)sizeof(pid) ? 0 : 1);
     close(pid_pipe);
-    close(gone[1]);
     *role = SANDBOX_CONFINED;
     accept_signals_as_init();
     unblock_sigchld();
-    int ret = die_with_monitor(gone[0]);
+    int ret = die_with_monitor(taken);
     return ret < 0 ? ret : confine_child(sb);
 }
 
@@ -218,20 +220,26 @@ static int launch(struct sandbox *sb, int pid_pipe, enum sandbox_role *role)
  */
 static int spawn_server(struct sandbox *sb, enum sandbox_role *role)
 {
-    int pids[2];
+    int pids[2], taken[2];
     if (pipe2(pids, O_CLOEXEC) < 0)
         return fail("pipe");
+    if (pipe2(taken, O_CLOEXEC) < 0) {
+        close(pids[0]), close(pids[1]);
+        return fail("pipe");
+    }
     pid_t launcher = fork();
     if (launcher < 0) {
-        close(pids[0]), close(pids[1]);
+        close(pids[0]), close(pids[1]), close(taken[0]), close(taken[1]);
         return fail("fork");
     }
     if (launcher == 0) {
         close(pids[0]);
-        return launch(sb, pids[1], role);
+        close(taken[1]);
+        return launch(sb, pids[1], taken[0], role);
     }
     *role = SANDBOX_MONITOR;
     close(pids[1]);
+    close(taken[0]);
     pid_t server = -1;
     ssize_t n;
     while ((n = read(pids[0], &server, sizeof(server))) < 0 && errno == EINTR)
@@ -240,7 +248,9 @@ static int spawn_server(struct sandbox *sb, enum sandbox_role *role)
     /* Once the launcher is reaped, the server is our child (we are its subreaper). */
     while (waitpid(launcher, NULL, 0) < 0 && errno == EINTR)
         ;
-    if (n != (ssize_t)sizeof(server)) {
+    bool ok = n == (ssize_t)sizeof(server) && write(taken[1], "", 1) == 1;
+    close(taken[1]); /* without the byte, the server ends (die_with_monitor) */
+    if (!ok) {
         log_error("sandbox: could not start a serving process");
         return -ECHILD;
     }
