@@ -97,6 +97,25 @@ static pid_t wait_new_server(pid_t monitor, pid_t old)
     return 0;
 }
 
+/* The lockdown lines of pid's status (capability sets, no_new_privs, seccomp), and its user
+ * ids: a restarted server must have the first one's. */
+static gchar *lockdown_of(pid_t pid)
+{
+    gchar *path = g_strdup_printf("/proc/%d/status", (int)pid);
+    gchar *text = NULL;
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    GString *out = g_string_new("");
+    gchar **lines = g_strsplit(text, "\n", -1);
+    for (gchar **l = lines; *l; l++)
+        if (g_str_has_prefix(*l, "Cap") || g_str_has_prefix(*l, "NoNewPrivs:") ||
+            g_str_has_prefix(*l, "Seccomp:") || g_str_has_prefix(*l, "Uid:"))
+            g_string_append_printf(out, "%s\n", *l);
+    g_strfreev(lines);
+    g_free(text);
+    g_free(path);
+    return g_string_free(out, FALSE);
+}
+
 /* A plain connect to the socket: 0, or the negative errno (ECONNREFUSED: nobody listens). */
 static int plain_connect(const char *path)
 {
@@ -155,6 +174,7 @@ static int wait_exit(struct test_daemon *d)
 static pid_t kill_and_reconnect(struct test_daemon *d, bool userns, pid_t server, unsigned nth)
 {
     pid_t monitor = monitor_of(d, userns);
+    gchar *lockdown = lockdown_of(server);
     g_assert_cmpint(kill(monitor, SIGSTOP), ==, 0);
     g_assert_cmpint(kill(server, SIGKILL), ==, 0);
     for (int i = 0; i < 500 && proc_state(server) != 'Z'; i++)
@@ -170,6 +190,11 @@ static pid_t kill_and_reconnect(struct test_daemon *d, bool userns, pid_t server
     pid_t fresh = child_of(monitor);
     g_assert_cmpint(fresh, >, 0);
     g_assert_cmpint(fresh, !=, server);
+    gchar *again = lockdown_of(fresh);
+    g_assert_cmpstr(again, ==, lockdown);
+    g_assert_false(same_pid_ns(fresh, monitor));
+    g_free(again);
+    g_free(lockdown);
     fe_close(fe);
     gchar *line =
         g_strdup_printf("died of signal 9 (Killed); starting a new one (restart %u,", nth);
