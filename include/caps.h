@@ -30,6 +30,19 @@ int caps_drop_fh(const char *modcaps, bool privileged, enum caps_fh fh);
  */
 int caps_drop_all(void);
 
+/*
+ * For the namespace sandbox's monitor that may start a new serving process when one dies:
+ * keeps (effective, permitted, bounding; none inheritable) only what the serving process
+ * keeps (caps_drop_fh's set with modcaps' additions; its removals the child makes itself)
+ * plus SYS_ADMIN (a new PID namespace, the child's mount and network namespaces, mounts,
+ * pivot_root) and SETPCAP (the child's bounding-set drop); sets no_new_privs.
+ */
+int caps_keep_for_monitor(const char *modcaps, enum caps_fh fh);
+
+/* Makes the effective set the permitted set (on) or empty (off): the monitor holds its
+ * capabilities only permitted while it waits. */
+int caps_monitor_effective(bool on);
+
 /* Validates a modcaps string without applying it; -EINVAL (with a message) if bad. */
 int caps_check_modcaps(const char *modcaps);
 

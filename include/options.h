@@ -23,6 +23,9 @@ enum seccomp_mode { SECCOMP_KILL, SECCOMP_LOG, SECCOMP_TRAP, SECCOMP_NONE };
 #define OPTIONS_MAX_ID_MAPS                                                                        \
     8 /* the kernel's limit per map before 4.15 was 5; newuidmap's is higher */
 
+/* The largest --max-restarts (the monitor remembers that many restart times). */
+#define OPTIONS_MAX_RESTARTS 1000
+
 struct options {
     char *socket_path;
     int fd; /* --fd: an already listening socket, -1 when not given */
@@ -34,6 +37,7 @@ struct options {
     unsigned queue_threads;   /* 0: one per CPU, at most one per request queue */
     unsigned thread_pool_size;
     enum sandbox_mode sandbox;
+    unsigned max_restarts; /* --max-restarts: new serving processes per 60 s (namespace mode) */
     enum seccomp_mode seccomp;
     enum log_level log_level;
     bool syslog;

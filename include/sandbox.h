@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "caps.h"
 #include "options.h"
 
 struct sandbox {
@@ -17,6 +18,10 @@ struct sandbox {
     /* Unprivileged namespace mode: user namespace ranges (none: map our own ids 1:1). */
     const struct id_map *uid_map, *gid_map;
     unsigned n_uid_map, n_gid_map;
+    /* Namespace mode: restarting the serving process when it dies of a signal. */
+    unsigned max_restarts; /* --max-restarts: at most this many within any 60 s; 0: never */
+    const char *modcaps;   /* --modcaps, and what the serving process needs of DAC_READ_SEARCH: */
+    enum caps_fh fh_caps;  /* the monitor keeps what a new serving process will keep */
 
     const char *root; /* the share's path once confined ("/" or shared_dir) */
     int proc_self_fd; /* /proc/self/fd of the confined process (O_PATH), or -1 */
@@ -37,8 +42,14 @@ int sandbox_enter(struct sandbox *sb, enum sandbox_role *role);
 
 /*
  * In the monitor: forwards SIGTERM/SIGINT/SIGHUP (blocked by the caller) to the confined
- * child and waits for it; returns the exit status to exit with.
+ * child and waits for it. When it dies of a signal, and this monitor can build a new one
+ * (run as root, or the intermediate of an unprivileged start) and sb->max_restarts allows,
+ * a new serving process starts, inheriting every fd (the listening socket and its lock):
+ * sandbox_monitor then returns in that process with role CONFINED (0, or a negative errno if
+ * confining it failed), which goes on with start-up as after sandbox_enter(). In the monitor
+ * it returns (role MONITOR) the status to exit with: the child's exit status, or 128 + the
+ * signal that killed it.
  */
-int sandbox_monitor(const struct sandbox *sb);
+int sandbox_monitor(struct sandbox *sb, enum sandbox_role *role);
 
 #endif

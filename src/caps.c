@@ -19,8 +19,14 @@ static const int kept[] = {
     CAP_SETGID, CAP_SETUID,       CAP_MKNOD,  CAP_SETFCAP,
 };
 
-/* Applies (or with apply false, only checks) each "+name" / "-name" of modcaps. */
-static int each_modcap(const char *modcaps, bool apply)
+enum modcap_use {
+    MODCAP_CHECK,    /* only validate */
+    MODCAP_APPLY,    /* add and drop */
+    MODCAP_ADD_ONLY, /* add only: the monitor keeps what its child may drop itself */
+};
+
+/* Applies (or only checks) each "+name" / "-name" of modcaps to libcap-ng's state. */
+static int each_modcap(const char *modcaps, enum modcap_use use)
 {
     char *copy = strdup(modcaps ? modcaps : "");
     if (!copy)
@@ -44,7 +50,7 @@ static int each_modcap(const char *modcaps, bool apply)
                     "(e.g. +sys_admin:-mknod)\n",
                     tok);
             ret = -EINVAL;
-        } else if (apply) {
+        } else if (use == MODCAP_APPLY || (use == MODCAP_ADD_ONLY && sign == '+')) {
             capng_update(sign == '+' ? CAPNG_ADD : CAPNG_DROP, CAPNG_EFFECTIVE | CAPNG_PERMITTED,
                          (unsigned)cap);
             capng_update(sign == '+' ? CAPNG_ADD : CAPNG_DROP, CAPNG_BOUNDING_SET, (unsigned)cap);
@@ -56,7 +62,7 @@ static int each_modcap(const char *modcaps, bool apply)
 
 int caps_check_modcaps(const char *modcaps)
 {
-    return each_modcap(modcaps, false);
+    return each_modcap(modcaps, MODCAP_CHECK);
 }
 
 int caps_drop(const char *modcaps, bool privileged)
@@ -76,7 +82,7 @@ int caps_drop_fh(const char *modcaps, bool privileged, enum caps_fh fh)
             capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, CAP_DAC_READ_SEARCH);
             capng_update(CAPNG_ADD, CAPNG_BOUNDING_SET, CAP_DAC_READ_SEARCH);
         }
-        int ret = each_modcap(modcaps, true);
+        int ret = each_modcap(modcaps, MODCAP_APPLY);
         if (ret < 0)
             return ret;
         if (fh == CAPS_FH_REQUIRED &&
@@ -110,4 +116,43 @@ int caps_drop_all(void)
     if (capng_apply(bounds ? CAPNG_SELECT_BOTH | CAPNG_SELECT_BOUNDS : CAPNG_SELECT_BOTH) < 0)
         return -EPERM;
     return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? -errno : 0;
+}
+
+static void keep_cap(unsigned cap)
+{
+    capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, cap);
+    capng_update(CAPNG_ADD, CAPNG_BOUNDING_SET, cap);
+}
+
+int caps_keep_for_monitor(const char *modcaps, enum caps_fh fh)
+{
+    capng_clear(CAPNG_SELECT_BOTH | CAPNG_SELECT_BOUNDS);
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+        keep_cap((unsigned)kept[i]);
+    if (fh != CAPS_FH_NONE)
+        keep_cap(CAP_DAC_READ_SEARCH);
+    int ret = each_modcap(modcaps, MODCAP_ADD_ONLY);
+    if (ret < 0)
+        return ret;
+    /* SYS_ADMIN: a new PID namespace, the child's mount and network namespaces, its mounts
+     * and pivot_root. SETPCAP: the child lowers its own bounding set. */
+    keep_cap(CAP_SYS_ADMIN);
+    keep_cap(CAP_SETPCAP);
+    /* The bounding set first (it needs SETPCAP, still effective), then the sets. */
+    if (capng_apply(CAPNG_SELECT_BOTH | CAPNG_SELECT_BOUNDS) < 0) {
+        log_error("sandbox: cannot lower the monitor's capabilities");
+        return -EPERM;
+    }
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? -errno : 0;
+}
+
+int caps_monitor_effective(bool on)
+{
+    if (capng_get_caps_process() < 0)
+        return -EPERM;
+    for (unsigned cap = 0; cap <= CAP_LAST_CAP; cap++) {
+        bool want = on && capng_have_capability(CAPNG_PERMITTED, cap);
+        capng_update(want ? CAPNG_ADD : CAPNG_DROP, CAPNG_EFFECTIVE, cap);
+    }
+    return capng_apply(CAPNG_SELECT_CAPS) < 0 ? -EPERM : 0;
 }

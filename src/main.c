@@ -255,6 +255,8 @@ static enum caps_fh migration_caps(const struct pt_config *pt)
     return fh_policy_caps(pt->inode_file_handles);
 }
 
+static int start_confined(struct daemon *d);
+
 static int start(struct daemon *d)
 {
     const struct options *o = &d->opts;
@@ -266,10 +268,22 @@ static int start(struct daemon *d)
     int ret = raise_nofile_limit(o->rlimit_nofile);
     if (ret < 0)
         log_warn("cannot raise the open-file limit: %s", strerror(-ret));
+    d->sb.fh_caps = migration_caps(&o->pt);
     enum sandbox_role role;
     STEP("sandbox", sandbox_enter(&d->sb, &role));
     if (role == SANDBOX_MONITOR)
         return 1;
+    return start_confined(d);
+}
+
+/*
+ * The start-up steps of the serving process once confined: also those of a new serving
+ * process the namespace sandbox's monitor starts when the last one died (it inherits the
+ * listening socket, its lock, the signalfd and the raised open-file limit).
+ */
+static int start_confined(struct daemon *d)
+{
+    const struct options *o = &d->opts;
     STEP("guest memory fault handler", guest_mem_install_fault_handler());
     rcu_register_thread();
     /*
@@ -340,17 +354,24 @@ int main(int argc, char **argv)
                             .n_uid_map = d.opts.n_uid_map,
                             .gid_map = d.opts.gid_map,
                             .n_gid_map = d.opts.n_gid_map,
+                            .max_restarts = d.opts.max_restarts,
+                            .modcaps = d.opts.modcaps,
                             .root = d.opts.pt.shared_dir,
                             .proc_self_fd = -1};
 
     int ret = start(&d);
     if (ret == 1) {
         /* The monitor: the confined child serves; we outlive it to clean up its paths. */
-        int status = sandbox_monitor(&d.sb);
-        d.sb.root = d.sb.shared_dir;
-        stop(&d);
-        options_free(&d.opts);
-        return status;
+        enum sandbox_role role;
+        int status = sandbox_monitor(&d.sb, &role);
+        if (role == SANDBOX_MONITOR) {
+            d.sb.root = d.sb.shared_dir;
+            stop(&d);
+            options_free(&d.opts);
+            return status;
+        }
+        /* A new serving process, the last one having died of a signal. */
+        ret = status < 0 ? status : start_confined(&d);
     }
     if (ret == 0)
         ret = serve(&d);

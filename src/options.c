@@ -54,6 +54,7 @@ enum opt_id {
     O_NUM_REQUEST_QUEUES,
     O_QUEUE_POLL_US,
     O_QUEUE_THREADS,
+    O_MAX_RESTARTS,
     /* Reached only through the legacy -o forms. */
     O_COMPAT_READDIRPLUS,
     O_COMPAT_NO_WRITEBACK,
@@ -117,6 +118,11 @@ static const struct option_spec specs[] = {
     {"killpriv-v2", 0, NULL, O_KILLPRIV_V2, 0, "Offer FUSE_HANDLE_KILLPRIV_V2"},
     {"no-killpriv-v2", 0, NULL, O_NO_KILLPRIV_V2, 0, "Do not (the default)"},
     {"sandbox", 0, "MODE", O_SANDBOX, 0, "namespace | chroot | none [default: namespace]"},
+    {"max-restarts", 0, "N", O_MAX_RESTARTS, 0,
+     "With --sandbox=namespace: when the serving process\n"
+     "dies of a signal, start a new one on the same socket,\n"
+     "at most N times within any 60 s (0: never; the daemon\n"
+     "then exits as the serving process did) [default: 10]"},
     {"seccomp", 0, "MODE", O_SECCOMP, 0, "kill | log | trap | none [default: kill]"},
     {"modcaps", 0, "CAPS", O_MODCAPS, 0, "Capability changes, e.g. +sys_admin:-mknod"},
     {"log-level", 0, "LEVEL", O_LOG_LEVEL, 0,
@@ -621,6 +627,8 @@ static int apply(struct options *o, int id, const char *v)
         return 0;
     case O_SANDBOX:
         return parse_sandbox(v, &o->sandbox);
+    case O_MAX_RESTARTS:
+        return parse_unsigned("--max-restarts", v, OPTIONS_MAX_RESTARTS, &o->max_restarts);
     case O_SECCOMP:
         return parse_seccomp(v, &o->seccomp);
     case O_ANNOUNCE_SUBMOUNTS:
@@ -704,6 +712,7 @@ static void set_defaults(struct options *o)
         .num_request_queues = VU_MAX_REQUEST_QUEUES, /* the VMM picks how many it uses */
         .queue_poll_us = 50,
         .sandbox = SANDBOX_NAMESPACE,
+        .max_restarts = 10,
         .seccomp = SECCOMP_KILL,
         .log_level = LOG_LVL_INFO,
     };

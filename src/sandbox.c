@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/membarrier.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,12 +14,22 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "caps.h"
 #include "log.h"
 
+/* The monitor's state. Only a monitor process ever sets any of it. */
 static pid_t child_pid = -1;
+static bool can_restart;        /* this monitor can build a new serving process */
+static bool stopping;           /* a stop signal was passed on: never restart after it */
+static int alive[2] = {-1, -1}; /* its write end: held by the monitor only (see die_with_monitor) */
+/* When the last max_restarts restarts happened (CLOCK_MONOTONIC, ms): a ring. */
+static int64_t restart_ms[OPTIONS_MAX_RESTARTS];
+static unsigned n_restarts;
+
+#define RESTART_WINDOW_MS 60000
 
 static int fail(const char *what)
 {
@@ -103,9 +114,6 @@ static int pivot_into_share(struct sandbox *sb)
 /* The serving process: PID 1 of its namespace, in its own mount and network namespaces. */
 static int confine_child(struct sandbox *sb)
 {
-    /* Die with the monitor, whatever kills it. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-        return fail("PR_SET_PDEATHSIG");
     /*
      * liburcu registered the process for expedited membarriers when it loaded; the
      * registration belongs to the address space, and a forked child has a new one. Without
@@ -134,20 +142,157 @@ static void accept_signals_as_init(void)
     sigaction(SIGHUP, &sa, NULL);
 }
 
-/* Forks the serving child into the PID namespace unshared before; the parent gets MONITOR. */
-static int fork_confined(struct sandbox *sb, enum sandbox_role *role)
+/*
+ * In a new serving process, first thing: it must hold nothing of the monitor's (the write end
+ * of the liveness pipe) and must die with the monitor, whatever kills it. Its parent becomes
+ * the monitor (a child subreaper) only once the launcher that forked it has been reaped,
+ * which the monitor then tells it through taken (one byte; EOF: the monitor failed or died):
+ * a death signal asked for before would fire when the launcher exits (its descriptors close
+ * before its children are handed on, so their closing tells nothing). If the monitor died
+ * between its byte and the request, the liveness pipe says so: its only write end is closed.
+ */
+static int die_with_monitor(int taken)
 {
-    pid_t pid = fork();
-    if (pid < 0)
-        return fail("fork");
-    if (pid > 0) {
-        child_pid = pid;
-        *role = SANDBOX_MONITOR;
-        return 0;
+    close(alive[1]);
+    alive[1] = -1;
+    char c;
+    ssize_t n;
+    while ((n = read(taken, &c, 1)) < 0 && errno == EINTR)
+        ;
+    close(taken);
+    if (n != 1) {
+        log_error("sandbox: the monitor did not take the new serving process");
+        return -ECHILD;
     }
-    accept_signals_as_init();
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        return fail("PR_SET_PDEATHSIG");
+    struct pollfd p = {.fd = alive[0], .events = POLLIN};
+    int gone = poll(&p, 1, 0);
+    close(alive[0]);
+    alive[0] = -1;
+    if (gone != 0) {
+        log_error("sandbox: the monitor ended while the serving process started");
+        return -ECHILD;
+    }
+    return 0;
+}
+
+/* The signal mask main() set (SIGTERM, SIGINT, SIGHUP blocked), without the monitor's SIGCHLD. */
+static void unblock_sigchld(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+/*
+ * The launcher, a short-lived child of the monitor: it unshares a new PID namespace (the
+ * monitor's own pid_for_children never changes, so it can do this again for every new
+ * serving process; a namespace whose PID 1 died takes no new members), forks the serving
+ * process as its PID 1, tells the monitor its pid and exits, handing it to the monitor.
+ * Returns only in the serving process (role CONFINED): 0 or a negative errno.
+ */
+static int launch(struct sandbox *sb, int pid_pipe, int taken, enum sandbox_role *role)
+{
+    if (unshare(CLONE_NEWPID) < 0) {
+        fail("new PID namespace");
+        _exit(1);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        fail("fork");
+        _exit(1);
+    }
+    if (pid > 0)
+        _exit(write(pid_pipe, &pid, sizeof(pid)) == (ssize_t)sizeof(pid) ? 0 : 1);
+    close(pid_pipe);
     *role = SANDBOX_CONFINED;
-    return confine_child(sb);
+    accept_signals_as_init();
+    unblock_sigchld();
+    int ret = die_with_monitor(taken);
+    return ret < 0 ? ret : confine_child(sb);
+}
+
+/*
+ * Starts a serving process (through a launcher, see launch()): in the monitor, role MONITOR
+ * and child_pid set; in the new process, role CONFINED and what confining it returned.
+ */
+static int spawn_server(struct sandbox *sb, enum sandbox_role *role)
+{
+    int pids[2], taken[2];
+    if (pipe2(pids, O_CLOEXEC) < 0)
+        return fail("pipe");
+    if (pipe2(taken, O_CLOEXEC) < 0) {
+        close(pids[0]), close(pids[1]);
+        return fail("pipe");
+    }
+    pid_t launcher = fork();
+    if (launcher < 0) {
+        close(pids[0]), close(pids[1]), close(taken[0]), close(taken[1]);
+        return fail("fork");
+    }
+    if (launcher == 0) {
+        close(pids[0]);
+        close(taken[1]);
+        return launch(sb, pids[1], taken[0], role);
+    }
+    *role = SANDBOX_MONITOR;
+    close(pids[1]);
+    close(taken[0]);
+    pid_t server = -1;
+    ssize_t n;
+    while ((n = read(pids[0], &server, sizeof(server))) < 0 && errno == EINTR)
+        ;
+    close(pids[0]);
+    /* Once the launcher is reaped, the server is our child (we are its subreaper). */
+    while (waitpid(launcher, NULL, 0) < 0 && errno == EINTR)
+        ;
+    bool ok = n == (ssize_t)sizeof(server) && write(taken[1], "", 1) == 1;
+    close(taken[1]); /* without the byte, the server ends (die_with_monitor) */
+    if (!ok) {
+        log_error("sandbox: could not start a serving process");
+        return -ECHILD;
+    }
+    child_pid = server;
+    return 0;
+}
+
+/* The monitor's signals (SIGTERM, SIGINT, SIGHUP are blocked by main already). */
+static void block_monitor_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, set, NULL);
+}
+
+/*
+ * Becomes the monitor of the serving processes: their subreaper, holding what building one
+ * takes (caps_keep_for_monitor), and starts the first. Then, while it waits, the monitor
+ * keeps its capabilities only permitted, or none when it will never restart.
+ */
+static int start_monitoring(struct sandbox *sb, enum sandbox_role *role)
+{
+    sigset_t set;
+    block_monitor_signals(&set);
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+        return fail("PR_SET_CHILD_SUBREAPER");
+    if (pipe2(alive, O_CLOEXEC) < 0)
+        return fail("pipe");
+    int ret = caps_keep_for_monitor(sb->modcaps, sb->fh_caps);
+    if (ret < 0)
+        return ret;
+    ret = spawn_server(sb, role);
+    if (ret < 0 || *role == SANDBOX_CONFINED)
+        return ret;
+    can_restart = sb->max_restarts > 0;
+    ret = can_restart ? caps_monitor_effective(false) : caps_drop_all();
+    if (ret < 0)
+        log_error("sandbox: the monitor could not lower its capabilities");
+    return ret;
 }
 
 static int write_file(const char *path, const char *text)
@@ -215,8 +360,9 @@ static int run_id_mapper(const char *tool, pid_t pid, const struct id_map *m, un
 
 /*
  * Unprivileged: an intermediate process enters a new user namespace (in which it holds the
- * capabilities to build the rest), gets its id maps, then forks the serving child into a
- * new PID namespace and waits for it, as the monitor waits for the intermediate.
+ * capabilities to build the rest), gets its id maps, then starts the serving process in a
+ * new PID namespace and monitors it (restarting it), as the first monitor waits for the
+ * intermediate (and cannot restart it: it holds no capability).
  */
 static int enter_user_namespace(struct sandbox *sb, enum sandbox_role *role)
 {
@@ -250,13 +396,20 @@ static int enter_user_namespace(struct sandbox *sb, enum sandbox_role *role)
     if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1 || !c || ret < 0)
         _exit(1);
     close(ready[0]), close(ready[1]), close(go[0]), close(go[1]);
-    if ((!mapped && map_self(uid, gid) < 0) || unshare(CLONE_NEWPID) < 0)
+    if (!mapped && map_self(uid, gid) < 0)
         _exit(1);
+    /* The intermediate monitors the serving processes: it holds capabilities in the user
+     * namespace, which owns the PID namespaces it makes; the first monitor holds none. */
     sb->in_user_ns = true;
-    ret = fork_confined(sb, role);
-    if (ret < 0 || *role == SANDBOX_CONFINED)
+    ret = start_monitoring(sb, role);
+    if (*role == SANDBOX_CONFINED)
         return ret;
-    _exit(sandbox_monitor(sb)); /* the intermediate: wait for the server, pass signals on */
+    if (ret < 0)
+        _exit(1);
+    ret = sandbox_monitor(sb, role);
+    if (*role == SANDBOX_CONFINED)
+        return ret; /* a new serving process */
+    _exit(ret);
 }
 
 static int enter_namespaces(struct sandbox *sb, enum sandbox_role *role)
@@ -265,9 +418,7 @@ static int enter_namespaces(struct sandbox *sb, enum sandbox_role *role)
         return enter_user_namespace(sb, role);
     if (sb->n_uid_map || sb->n_gid_map)
         log_warn("sandbox: --uid-map/--gid-map apply only when started unprivileged; ignored");
-    if (unshare(CLONE_NEWPID) < 0)
-        return fail("unshare PID namespace");
-    return fork_confined(sb, role);
+    return start_monitoring(sb, role);
 }
 
 static int enter_chroot(struct sandbox *sb)
@@ -298,31 +449,97 @@ int sandbox_enter(struct sandbox *sb, enum sandbox_role *role)
     return -EINVAL;
 }
 
-int sandbox_monitor(const struct sandbox *sb)
+static int64_t now_ms(void)
 {
-    /* Waiting, passing signals on to our own child and (in main) removing the socket file
-     * need no capability: whatever a bug in here could reach, it reaches unprivileged. */
-    if (caps_drop_all() < 0)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Restarts within the last RESTART_WINDOW_MS, counting one now if within the budget. */
+static bool count_restart(const struct sandbox *sb, unsigned *in_window)
+{
+    int64_t now = now_ms();
+    unsigned max = sb->max_restarts, kept = n_restarts < max ? n_restarts : max;
+    /* The oldest of the last max restarts: within the window, a new one would be one too many. */
+    if (n_restarts >= max && now - restart_ms[n_restarts % max] < RESTART_WINDOW_MS)
+        return false;
+    *in_window = 1;
+    for (unsigned i = 0; i < kept; i++)
+        if (now - restart_ms[i] < RESTART_WINDOW_MS)
+            (*in_window)++;
+    restart_ms[n_restarts % max] = now;
+    n_restarts++;
+    return true;
+}
+
+/*
+ * The serving process died of signal sig: starts a new one if this monitor can and the
+ * budget allows. Returns in the new process (role CONFINED) what confining it returned; in
+ * the monitor 0 when one was started, else the status to exit with.
+ */
+static int restart(struct sandbox *sb, int sig, enum sandbox_role *role)
+{
+    unsigned in_window = 0;
+    if (!can_restart || stopping) {
+        log_error("the serving process died of signal %d (%s)", sig, strsignal(sig));
+        return 128 + sig;
+    }
+    if (!count_restart(sb, &in_window)) {
+        log_error("the serving process died of signal %d (%s); %u restarts within %d s "
+                  "already (--max-restarts): exiting",
+                  sig, strsignal(sig), sb->max_restarts, RESTART_WINDOW_MS / 1000);
+        return 128 + sig;
+    }
+    log_error("the serving process died of signal %d (%s); starting a new one (restart %u, "
+              "%u within %d s, at most %u)",
+              sig, strsignal(sig), n_restarts, in_window, RESTART_WINDOW_MS / 1000,
+              sb->max_restarts);
+    int ret = caps_monitor_effective(true);
+    if (ret == 0)
+        ret = spawn_server(sb, role);
+    if (*role == SANDBOX_CONFINED)
+        return ret;
+    if (caps_monitor_effective(false) < 0 && ret == 0) {
+        log_error("sandbox: the monitor could not lower its capabilities");
+        kill(child_pid, SIGKILL); /* reaped below: the monitor then ends */
+        can_restart = false;
+    }
+    return ret < 0 ? 128 + sig : 0;
+}
+
+int sandbox_monitor(struct sandbox *sb, enum sandbox_role *role)
+{
+    *role = SANDBOX_MONITOR;
+    /*
+     * Waiting, passing signals on to our own child and (in main) removing the socket file
+     * need no capability. A monitor that restarts the serving process keeps, permitted but
+     * not effective, what building one takes (start_monitoring). It never reads anything
+     * from the guest or the front-end: its only inputs are its child's exit status and
+     * signals; the listening socket it holds it never accepts on.
+     */
+    if (!can_restart && caps_drop_all() < 0)
         log_warn("sandbox: the monitor could not drop its capabilities");
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &set, NULL);
+    block_monitor_signals(&set);
     for (;;) {
         int status;
-        pid_t r = waitpid(child_pid, &status, WNOHANG);
-        if (r == child_pid) {
+        pid_t r;
+        /* Launchers are reaped where they are forked; anything else is not ours to judge. */
+        while ((r = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (r != child_pid)
+                continue;
             if (WIFEXITED(status))
                 return WEXITSTATUS(status);
-            log_error("the serving process died of signal %d", WTERMSIG(status));
-            return 128 + WTERMSIG(status);
+            int ret = restart(sb, WTERMSIG(status), role);
+            if (ret != 0 || *role == SANDBOX_CONFINED)
+                return ret;
         }
         siginfo_t si;
         int sig = sigwaitinfo(&set, &si);
-        if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP)
+        if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
+            stopping = true;
             kill(child_pid, sig);
+        }
     }
 }

@@ -4,7 +4,8 @@
  * seccomp filter belong to each thread, so every task of the serving process is read from
  * /proc/PID/task/TID/status while it serves (queue workers, the request pool, a waiting lock,
  * liburcu's threads), in each sandbox mode, with and without --thread-pool-size. Also the
- * namespace sandbox's monitor (no capabilities at all) and the share's mount in the daemon's
+ * namespace sandbox's monitor (only what starting a new serving process takes, permitted but
+ * not effective; nothing at all with --max-restarts=0) and the share's mount in the daemon's
  * namespace (nodev, nosuid).
  */
 #include <dirent.h>
@@ -30,6 +31,10 @@
     ((1ull << CAP_CHOWN) | (1ull << CAP_DAC_OVERRIDE) | (1ull << CAP_DAC_READ_SEARCH) |            \
      (1ull << CAP_FOWNER) | (1ull << CAP_FSETID) | (1ull << CAP_SETGID) | (1ull << CAP_SETUID) |   \
      (1ull << CAP_MKNOD) | (1ull << CAP_SETFCAP))
+
+/* What the monitor that restarts the serving process may keep (caps.c): the server's set, and
+ * SYS_ADMIN and SETPCAP to build a new one. */
+#define MONITOR_CAPS (KEPT_CAPS | (1ull << CAP_SYS_ADMIN) | (1ull << CAP_SETPCAP))
 
 /* The value of "Field:" in a /proc status file (hex for Cap*, decimal otherwise); -1 if absent. */
 static long long status_value(const char *text, const char *field)
@@ -104,11 +109,35 @@ static void assert_no_capabilities(pid_t pid)
     g_free(status);
 }
 
+/*
+ * A monitor that can restart the serving process: SYS_ADMIN and SETPCAP and at most the
+ * server's set, in the permitted and bounding sets only; nothing effective, inheritable or
+ * ambient; no_new_privs.
+ */
+static void assert_monitor_capabilities(pid_t pid)
+{
+    gchar *status = read_text(pid, 0, "status");
+    g_assert_nonnull(status);
+    unsigned long long prm = (unsigned long long)status_value(status, "CapPrm:");
+    unsigned long long bnd = (unsigned long long)status_value(status, "CapBnd:");
+    g_test_message("monitor %d: CapPrm %llx CapBnd %llx", (int)pid, prm, bnd);
+    g_assert_cmphex(prm & ~MONITOR_CAPS, ==, 0);
+    g_assert_cmphex(bnd & ~MONITOR_CAPS, ==, 0);
+    g_assert_cmphex(prm & (1ull << CAP_SYS_ADMIN), !=, 0);
+    g_assert_cmphex(prm & (1ull << CAP_SETPCAP), !=, 0);
+    static const char *const none[] = {"CapEff:", "CapInh:", "CapAmb:"};
+    for (size_t i = 0; i < G_N_ELEMENTS(none); i++)
+        g_assert_cmphex((unsigned long long)status_value(status, none[i]), ==, 0);
+    g_assert_cmpint(status_value(status, "NoNewPrivs:"), ==, 1);
+    g_free(status);
+}
+
 struct mode {
     const char *name;
     const char *sandbox; /* --sandbox= */
     const char *pool;    /* --thread-pool-size= or NULL */
     uid_t uid;           /* 0, or unprivileged: the user-namespace sandbox */
+    bool no_restarts;    /* --max-restarts=0: the monitor keeps nothing */
 };
 
 static struct fuse_lk_in write_lock(uint64_t fh, uint64_t owner, uint32_t type)
@@ -213,7 +242,12 @@ static void test_every_thread(gconstpointer data)
     return;
 #endif
     gchar *sandbox = g_strdup_printf("--sandbox=%s", m->sandbox);
-    const char *args[] = {sandbox, "--xattr", "--queue-threads=2", m->pool, NULL};
+    const char *args[6] = {sandbox, "--xattr", "--queue-threads=2"};
+    size_t n = 3;
+    if (m->pool)
+        args[n++] = m->pool;
+    if (m->no_restarts)
+        args[n++] = "--max-restarts=0";
     struct test_daemon d;
     int started =
         m->uid ? test_daemon_start_as(&d, args, m->uid, m->uid) : test_daemon_start(&d, args);
@@ -261,10 +295,16 @@ static void test_every_thread(gconstpointer data)
     g_assert_cmpint(r.error, ==, 0);
     fe_close(fe);
     if (strcmp(m->sandbox, "namespace") == 0) {
-        /* The monitor (and in a user namespace the intermediate too) keeps nothing. */
-        assert_no_capabilities(d.pid);
+        /* The server's parent monitors it: as root the process started, in a user namespace
+         * the intermediate (the process started there holds nothing: it has nothing to
+         * keep, outside the namespace). */
+        pid_t monitor = m->uid ? test_daemon_serving_pid(&d) : d.pid;
         if (m->uid)
-            assert_no_capabilities(test_daemon_serving_pid(&d));
+            assert_no_capabilities(d.pid);
+        if (m->no_restarts)
+            assert_no_capabilities(monitor);
+        else
+            assert_monitor_capabilities(monitor);
     }
     g_assert_cmpint(test_daemon_stop(&d), ==, 0);
     g_free(sandbox);
@@ -321,14 +361,16 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     static const struct mode modes[] = {
-        {"namespace", "namespace", NULL, 0},
-        {"namespace-pool", "namespace", "--thread-pool-size=2", 0},
-        {"chroot", "chroot", NULL, 0},
-        {"chroot-pool", "chroot", "--thread-pool-size=2", 0},
-        {"none", "none", NULL, 0},
-        {"none-pool", "none", "--thread-pool-size=2", 0},
-        {"user-namespace", "namespace", NULL, 65534},
-        {"user-namespace-pool", "namespace", "--thread-pool-size=2", 65534},
+        {"namespace", "namespace", NULL, 0, false},
+        {"namespace-pool", "namespace", "--thread-pool-size=2", 0, false},
+        {"chroot", "chroot", NULL, 0, false},
+        {"chroot-pool", "chroot", "--thread-pool-size=2", 0, false},
+        {"none", "none", NULL, 0, false},
+        {"none-pool", "none", "--thread-pool-size=2", 0, false},
+        {"user-namespace", "namespace", NULL, 65534, false},
+        {"user-namespace-pool", "namespace", "--thread-pool-size=2", 65534, false},
+        {"namespace-no-restarts", "namespace", NULL, 0, true},
+        {"user-namespace-no-restarts", "namespace", NULL, 65534, true},
     };
     for (size_t i = 0; i < G_N_ELEMENTS(modes); i++) {
         gchar *path = g_strdup_printf("/confinement/every-thread/%s", modes[i].name);

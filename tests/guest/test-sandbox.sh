@@ -19,11 +19,16 @@
 #     "lockdown-pool:" with --thread-pool-size=2, whose two pool-worker
 #     threads exist before any guest connects and must be among the tasks.
 #     In namespace mode also: the monitor (the process started, outside the
-#     sandbox) holds no capability in any set and has NoNewPrivs 1; a tmpfs
+#     sandbox) holds only CapPrm/CapBnd = the server's set + SYS_ADMIN +
+#     SETPCAP (to start a new serving process when one dies), nothing
+#     effective, inheritable or ambient, and has NoNewPrivs 1; a tmpfs
 #     the host mounts in the share without nodev,nosuid is there before the
 #     start; in the serving process's mountinfo the share's mount at "/"
 #     and every mount below it (that tmpfs) are nodev,nosuid, while the
 #     host's mounts (the one holding the share, and the tmpfs) are unchanged.
+#     Then the serving process is killed with SIGKILL: the monitor must start
+#     a new one (with its log line), and everything above is checked again on
+#     it ("lockdown:restarted:").
 #  2. escape attempts (one guest boot): next to the share the host puts
 #     outside/secret.txt and outside/dir/inner.txt (random tokens, known
 #     owner, mode, times), and in the share symlinks out of it (absolute,
@@ -120,6 +125,12 @@ for c in "${CAP_BITS[@]}"; do cap_mask=$((cap_mask | (1 << ${c#*:}))); done
 WANT_CAPS=$(printf '%016x' "$cap_mask")
 [ "$WANT_CAPS" = 00000000880000db ] || vg_die "capability bit math gives $WANT_CAPS, not 0x880000db"
 ZERO_CAPS=0000000000000000
+# The namespace sandbox's monitor, which can start a new serving process when
+# one dies (--max-restarts, default 10): the server's set plus SYS_ADMIN (21:
+# namespaces, mounts, pivot_root) and SETPCAP (8: the new server lowers its
+# bounding set), permitted and bounding only, never effective.
+MONITOR_CAPS=$(printf '%016x' $((cap_mask | (1 << 21) | (1 << 8))))
+[ "$MONITOR_CAPS" = 00000000882001db ] || vg_die "capability bit math gives $MONITOR_CAPS, not 0x882001db"
 cap_names() { capsh --decode="$1" 2>/dev/null | sed 's/^[^=]*=//' || echo "?"; }
 
 # ---- /proc facts of one process ---------------------------------------------------
@@ -249,15 +260,18 @@ check_tasks() { # PREFIX FILE MIN [COMM-PREFIX=N...]
 }
 
 # The namespace sandbox's monitor (the process that was started, outside the
-# sandbox; a task_facts FILE): it only forwards signals, waits for its child
-# and removes the socket, so it keeps no capability at all and cannot gain any.
+# sandbox; a task_facts FILE): it forwards signals, waits for its child,
+# removes the socket, and starts a new serving process when one dies of a
+# signal.  For that last it keeps MONITOR_CAPS permitted and in its bounding
+# set, but nothing effective (it raises them only to start a server),
+# inheritable or ambient, and cannot gain any (no_new_privs).
 check_monitor() { # PREFIX FILE
   local p=$1 f=$2 bad
-  if [ ! -s "$f" ]; then r_fail "$p:monitor-caps-empty" "no task of the monitor read"; return 0; fi
-  bad=$(awk -v z="$ZERO_CAPS" '$5 != z || $6 != z || $7 != z || $8 != z || $9 != z {
+  if [ ! -s "$f" ]; then r_fail "$p:monitor-caps" "no task of the monitor read"; return 0; fi
+  bad=$(awk -v z="$ZERO_CAPS" -v m="$MONITOR_CAPS" '$5 != z || $6 != m || $7 != m || $8 != z || $9 != z {
       printf "%stid %s (%s): eff %s prm %s bnd %s inh %s amb %s", sep, $1, $2, $5, $6, $7, $8, $9; sep = "; " }' "$f")
-  if [ -z "$bad" ]; then r_pass "$p:monitor-caps-empty"
-  else r_fail "$p:monitor-caps-empty" "$(cut -c1-400 <<<"$bad"), want all $ZERO_CAPS"; fi
+  if [ -z "$bad" ]; then r_pass "$p:monitor-caps"
+  else r_fail "$p:monitor-caps" "$(cut -c1-400 <<<"$bad"), want eff/inh/amb $ZERO_CAPS, prm/bnd $MONITOR_CAPS"; fi
   task_check "$p:monitor-no-new-privs" "$f" 4 1
 }
 
@@ -329,6 +343,40 @@ sbx_unmount() {
   SBX_MOUNTS=()
 }
 
+# Namespace mode: the serving process SPID dies of SIGKILL; the monitor PID
+# starts a new one (--max-restarts), which must be locked down exactly as the
+# first: every task, its namespaces and root, the share's mounts.
+restarted() { # PREFIX PID SPID LOG SHARE HOST_BEFORE SUBMOUNT MIN [COMM-PREFIX=N...]
+  local p=$1:restarted pid=$2 spid=$3 log=$4 share=$5 before=$6 sub=$7 min=$8 c children nspid=""
+  shift 8
+  kill -KILL "$spid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    children=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null || true)
+    c=${children%% *}
+    # not the launcher that comes first (in the monitor's PID namespace), and started up
+    if [ -n "$c" ] && [ "$c" != "$spid" ] &&
+       [ "$(readlink "/proc/$c/ns/pid")" != "$(readlink "/proc/$pid/ns/pid")" ] &&
+       [ "$(grep -c ' serving ' "$log")" -ge 2 ]; then
+      nspid=$c
+      break
+    fi
+    sleep 0.1
+  done
+  if [ -z "$nspid" ]; then
+    r_fail "$p" "no new serving process within 10 s; log: $(tail -3 "$log" | tr '\n' ' ' | cut -c1-300)"
+    return 0
+  fi
+  r_pass "$p"
+  if grep -q 'died of signal 9 (Killed); starting a new one (restart 1,' "$log"; then r_pass "$p:log-line"
+  else r_fail "$p:log-line" "no restart line in the log"; fi
+  task_facts "$nspid" >"$log.tasks"
+  { proc_facts "$nspid"; echo "share_list=$(ls -A "$share/" | LC_ALL=C sort | tr '\n' ' ')"; } >"$log.facts"
+  cat "/proc/$nspid/mountinfo" >"$log.mountinfo" 2>/dev/null || true
+  check_tasks "$p" "$log.tasks" "$min" "$@"
+  check_facts "$p" "$log.facts" "$share"
+  check_mounts "$p" "$log.mountinfo" "$before" "$(host_mounts "$share")" "$sub"
+}
+
 # PREFIX: the check names' prefix; POOL: --thread-pool-size (0: none).  The
 # pool threads exist before any guest connects: with POOL they must be
 # among the tasks, locked down like the rest.
@@ -392,6 +440,7 @@ lockdown() { # PREFIX POOL
   if [ "$MODE" = namespace ]; then
     check_monitor "$p" "$mtf"
     check_mounts "$p" "$dir/mountinfo" "$host_before" "$host_now" "$sub"
+    restarted "$p" "$pid" "$spid" "$log" "$share" "$host_before" "$sub" "$min" ${req[@]+"${req[@]}"}
   fi
   if [ "$MODE" = chroot ]; then
     case $(fact "$f" cwd) in
