@@ -30,6 +30,16 @@ bool fuse_session_initialized(const struct fuse_session *se);
 struct pt_fs *fuse_session_fs(struct fuse_session *se);
 
 /*
+ * The session journal (session_journal.c) the session records what requests change into
+ * (session_journal.h); NULL: none. Set by fuse_session_journal_attach/detach, with no request
+ * in flight. fuse_server.c calls the journal's record functions (sj_*) through it: the one
+ * place the FUSE layer calls its neighbour, which sits beside it as session_state.c does.
+ */
+struct sj;
+void fuse_session_set_journal(struct fuse_session *se, struct sj *j);
+struct sj *fuse_session_journal(const struct fuse_session *se);
+
+/*
  * What FUSE INIT agreed, for a migration (session_state.c): the guest does not send INIT
  * again, so the destination's session must go on with the source's results.
  */

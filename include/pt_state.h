@@ -106,6 +106,14 @@ struct pt_state {
     size_t n_fhs, cap_fhs;
     uint8_t *fh_bytes;
     size_t fh_bytes_len, fh_bytes_cap;
+    /*
+     * The session journal's restores (session_journal.c) on the same host: verify_ids checks
+     * every reopened inode's st_dev/st_ino against the saved ones (as
+     * --migration-verify-handles does), and lose_unfound installs an inode that is not found
+     * (or is another file now) as lost, and drops its handles, whatever
+     * --migration-on-error says: one renamed file must not cost the whole session.
+     */
+    bool verify_ids, lose_unfound;
     /* Why the last failed call failed (for the one log line of the caller). */
     char why[256];
 };
@@ -177,6 +185,17 @@ int pt_state_check(struct pt_state *st);
  * st->why); on failure the caller resets fs.
  */
 int pt_state_install(struct pt_fs *fs, struct pt_state *st);
+
+/*
+ * For the session journal, while serving (inside rcu_read_lock, on the request's thread):
+ * what identifies inode nodeid on the host (st_dev, st_ino, S_IFMT bits), and the host open
+ * flags of handle fh of nodeid (PT_STATE_OPEN_FLAGS bits; one fcntl). 0 or -ENOENT/-EBADF.
+ */
+int pt_state_inode_ids(struct pt_fs *fs, uint64_t nodeid, uint64_t *dev, uint64_t *ino,
+                       uint32_t *type);
+int pt_state_handle_flags(struct pt_fs *fs, uint64_t fh, uint64_t nodeid, uint32_t *flags);
+/* The share root's st_dev and st_ino (which share a journal belongs to). */
+void pt_state_share_id(struct pt_fs *fs, uint64_t *dev, uint64_t *ino);
 
 /*
  * The locks (src/pt_lock.c implements these: it owns the lock state; session_state.c calls

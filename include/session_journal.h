@@ -6,11 +6,12 @@
  * open handle, lock and the INIT results again, and the guest never notices.
  *
  * What a request changes is appended as a record tagged with the request's in-flight counter
- * (fuse_req_ctx.tag: queue, head, counter) before its reply is published. A restarted daemon replays the records,
- * leaving out those of requests still in flight (the guest never saw their replies: they run
- * again, resubmitted), and installs the result through the same model as a migration LOAD
- * (pt_state.h). The area is the VMM's memory as well as ours: on attach everything in it is
- * hostile input, bounded and checked, and anything unusable means a fresh session (one log line).
+ * (fuse_req_ctx.tag: queue, head, counter) before its reply is published. A restarted daemon
+ * replays the records, leaving out those of requests still in flight (the guest never saw their
+ * replies: they run again, resubmitted), and installs the result through the same model as a
+ * migration LOAD (pt_state.h). The area is the VMM's memory as well as ours: on attach everything
+ * in it is hostile input, bounded and checked, and anything unusable means a fresh session (one log
+ * line).
  */
 #ifndef VFS_SESSION_JOURNAL_H
 #define VFS_SESSION_JOURNAL_H
@@ -50,5 +51,39 @@ int fuse_session_journal_attach(struct fuse_session *se, void *area, size_t len,
 
 /* Stops journaling; the area may be unmapped afterwards. With no request in flight. */
 void fuse_session_journal_detach(struct fuse_session *se);
+
+/*
+ * What fuse_server.c records, through the journal its session holds (fuse_session_journal;
+ * NULL: none, and nothing is recorded). Each call appends one record (BATCH_FORGET and
+ * READDIRPLUS a few) under the journal's mutex, tagged with the request's tag; each is made
+ * after the op succeeded and before fuse_session_process returns, so before the used entry
+ * that lets the guest see the reply. Names are the request's, checked by the op already.
+ * Inside rcu_read_lock (sj_entry looks the inode up).
+ */
+struct sj;
+struct pt_fs;
+struct fuse_session_init;
+struct fuse_entry_out;
+
+/* An entry handed to the guest: +1 lookup of e->nodeid, found as name in parent (name NULL
+ * or "."/"..": no name, the count only). */
+void sj_entry(struct sj *j, const struct fuse_req_tag *tag, struct pt_fs *fs, uint64_t parent,
+              const char *name, uint64_t nodeid);
+/* READDIRPLUS: every entry of a reply of len bytes of fuse_direntplus records. */
+void sj_direntplus(struct sj *j, const struct fuse_req_tag *tag, struct pt_fs *fs, uint64_t parent,
+                   const void *buf, size_t len);
+void sj_forget(struct sj *j, const struct fuse_req_tag *tag, uint64_t nodeid, uint64_t nlookup);
+/* BATCH_FORGET: count fuse_forget_one records at p (unaligned). */
+void sj_forget_batch(struct sj *j, const struct fuse_req_tag *tag, const void *p, uint32_t count);
+void sj_open(struct sj *j, const struct fuse_req_tag *tag, struct pt_fs *fs, uint64_t nodeid,
+             uint64_t fh, bool dir);
+void sj_release(struct sj *j, const struct fuse_req_tag *tag, uint64_t fh);
+void sj_unlink(struct sj *j, const struct fuse_req_tag *tag, uint64_t parent, const char *name);
+void sj_rename(struct sj *j, const struct fuse_req_tag *tag, uint64_t olddir, const char *oldname,
+               uint64_t newdir, const char *newname, uint32_t flags);
+/* A new mount (INIT agreed init) or none (DESTROY, a failed INIT: init NULL): the journal
+ * starts anew with it. */
+void sj_new_mount(struct sj *j, const struct fuse_req_tag *tag,
+                  const struct fuse_session_init *init);
 
 #endif

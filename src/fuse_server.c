@@ -18,6 +18,7 @@
 #include "creds.h"
 #include "iov.h"
 #include "log.h"
+#include "session_journal.h"
 
 #define FUSE_MIN_MINOR 12 /* older protocols lay out several structs differently */
 /* Largest non-WRITE request we accept: a setxattr of XATTR_SIZE_MAX plus its name. */
@@ -32,7 +33,8 @@ struct fuse_session {
     struct pt_fs *fs;
     atomic_bool initialized;
     uint32_t proto_minor;
-    uint64_t flags; /* the FUSE_* flags agreed at INIT */
+    uint64_t flags;     /* the FUSE_* flags agreed at INIT */
+    struct sj *journal; /* session_journal.c's, or NULL; set with no request in flight */
 };
 
 struct fuse_scratch {
@@ -55,6 +57,7 @@ struct fuse_req {
     size_t arglen;
     struct pt_ctx ctx;
     uint32_t out_len; /* bytes written to the reply; 0 until replied */
+    bool ok;          /* a success reply was written (what it hands the guest is the guest's) */
     /* A permission error the caller's supplementary groups may fix: held back, not replied,
      * so the request can run once more with them (see pt_retry_groups). */
     bool may_retry;
@@ -161,6 +164,36 @@ static void reply_raw(struct fuse_req *req, int error, const void *data, size_t 
     if (!error && len)
         iov_from_buf(wr_iov(req), elem->wr_num, sizeof(out), data, len);
     req->out_len = out.len;
+    req->ok = !error;
+}
+
+/*
+ * The session journal (session_journal.h), for what a request changed in the session. A
+ * reference the reply hands over is recorded only once the reply was written (req->ok: an
+ * undelivered one was given back by undo_reply); what a request removed is recorded when it
+ * succeeded, delivered or not. Requests that change nothing never get here.
+ */
+static struct sj *journal(const struct fuse_req *req)
+{
+    return __builtin_expect(req->se->journal != NULL, 0) ? req->se->journal : NULL;
+}
+
+static void note_entry(struct fuse_req *req, uint64_t parent, const char *name,
+                       const struct fuse_entry_out *e)
+{
+    struct sj *j = journal(req);
+
+    if (j && req->ok && e->nodeid)
+        sj_entry(j, &req->tag, req->se->fs, parent, name, e->nodeid);
+}
+
+static void note_open(struct fuse_req *req, uint64_t nodeid, const struct fuse_open_out *o,
+                      bool dir)
+{
+    struct sj *j = journal(req);
+
+    if (j && req->ok)
+        sj_open(j, &req->tag, req->se->fs, nodeid, o->fh, dir);
 }
 
 static void reply_err(struct fuse_req *req, int neg_errno)
@@ -323,11 +356,16 @@ static void do_lookup(struct fuse_req *req)
     struct fuse_entry_out e;
     int ret = pt_lookup(req->se->fs, &req->ctx, req->in.nodeid, name, &e);
     reply_result(req, ret, &e, sizeof(e));
+    note_entry(req, req->in.nodeid, name, &e);
 }
 
 static void do_forget(struct fuse_req *req)
 {
-    pt_forget(req->se->fs, req->in.nodeid, ARG(req, struct fuse_forget_in)->nlookup);
+    uint64_t n = ARG(req, struct fuse_forget_in)->nlookup;
+
+    pt_forget(req->se->fs, req->in.nodeid, n);
+    if (journal(req))
+        sj_forget(journal(req), &req->tag, req->in.nodeid, n);
 }
 
 static void do_batch_forget(struct fuse_req *req)
@@ -345,6 +383,8 @@ static void do_batch_forget(struct fuse_req *req)
         memcpy(&one, p + i * sizeof(one), sizeof(one));
         pt_forget(req->se->fs, one.nodeid, one.nlookup);
     }
+    if (journal(req))
+        sj_forget_batch(journal(req), &req->tag, p, count);
 }
 
 static void do_getattr(struct fuse_req *req)
@@ -383,6 +423,7 @@ static void do_symlink(struct fuse_req *req)
     struct fuse_entry_out e;
     ret = pt_symlink(req->se->fs, &ctx, req->in.nodeid, names[0], names[1], &e);
     reply_result(req, ret, &e, sizeof(e));
+    note_entry(req, req->in.nodeid, names[0], &e);
 }
 
 static void do_mknod(struct fuse_req *req)
@@ -398,6 +439,7 @@ static void do_mknod(struct fuse_req *req)
     struct fuse_entry_out e;
     ret = pt_mknod(req->se->fs, &ctx, req->in.nodeid, name, ARG(req, struct fuse_mknod_in), &e);
     reply_result(req, ret, &e, sizeof(e));
+    note_entry(req, req->in.nodeid, name, &e);
 }
 
 static void do_mkdir(struct fuse_req *req)
@@ -413,6 +455,7 @@ static void do_mkdir(struct fuse_req *req)
     struct fuse_entry_out e;
     ret = pt_mkdir(req->se->fs, &ctx, req->in.nodeid, name, ARG(req, struct fuse_mkdir_in), &e);
     reply_result(req, ret, &e, sizeof(e));
+    note_entry(req, req->in.nodeid, name, &e);
 }
 
 static void do_unlink(struct fuse_req *req)
@@ -420,6 +463,8 @@ static void do_unlink(struct fuse_req *req)
     size_t off = 0;
     const char *name = arg_name(req, &off);
     int ret = name ? pt_unlink(req->se->fs, &req->ctx, req->in.nodeid, name) : -EINVAL;
+    if (ret == 0 && journal(req))
+        sj_unlink(journal(req), &req->tag, req->in.nodeid, name);
     reply_result(req, ret, NULL, 0);
 }
 
@@ -428,6 +473,8 @@ static void do_rmdir(struct fuse_req *req)
     size_t off = 0;
     const char *name = arg_name(req, &off);
     int ret = name ? pt_rmdir(req->se->fs, &req->ctx, req->in.nodeid, name) : -EINVAL;
+    if (ret == 0 && journal(req))
+        sj_unlink(journal(req), &req->tag, req->in.nodeid, name);
     reply_result(req, ret, NULL, 0);
 }
 
@@ -439,6 +486,8 @@ static void rename_common(struct fuse_req *req, size_t fixed, uint64_t newdir, u
     int ret =
         newname ? pt_rename(req->se->fs, &req->ctx, req->in.nodeid, oldname, newdir, newname, flags)
                 : -EINVAL;
+    if (ret == 0 && journal(req))
+        sj_rename(journal(req), &req->tag, req->in.nodeid, oldname, newdir, newname, flags);
     reply_result(req, ret, NULL, 0);
 }
 
@@ -465,6 +514,7 @@ static void do_link(struct fuse_req *req)
     int ret = pt_link(req->se->fs, &req->ctx, ARG(req, struct fuse_link_in)->oldnodeid,
                       req->in.nodeid, name, &e);
     reply_result(req, ret, &e, sizeof(e));
+    note_entry(req, req->in.nodeid, name, &e);
 }
 
 /* ---- handlers: files ------------------------------------------------------------------- */
@@ -474,6 +524,7 @@ static void do_open(struct fuse_req *req)
     struct fuse_open_out out;
     int ret = pt_open(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_open_in), &out);
     reply_result(req, ret, &out, sizeof(out));
+    note_open(req, req->in.nodeid, &out, false);
 }
 
 static void do_create(struct fuse_req *req)
@@ -493,6 +544,9 @@ static void do_create(struct fuse_req *req)
     ret = pt_create(req->se->fs, &ctx, req->in.nodeid, name, ARG(req, struct fuse_create_in),
                     &out.e, &out.o);
     reply_result(req, ret, &out, sizeof(out));
+    note_entry(req, req->in.nodeid, name, &out.e);
+    if (req->ok)
+        note_open(req, out.e.nodeid, &out.o, false);
 }
 
 static void do_tmpfile(struct fuse_req *req)
@@ -515,6 +569,9 @@ static void do_tmpfile(struct fuse_req *req)
     ret = pt_tmpfile(req->se->fs, &ctx, req->in.nodeid, ARG(req, struct fuse_create_in), &out.e,
                      &out.o);
     reply_result(req, ret, &out, sizeof(out));
+    note_entry(req, req->in.nodeid, NULL, &out.e); /* no name: lost after a restart */
+    if (req->ok)
+        note_open(req, out.e.nodeid, &out.o, false);
 }
 
 static void do_read(struct fuse_req *req)
@@ -573,6 +630,8 @@ static void do_statfs(struct fuse_req *req)
 static void do_release(struct fuse_req *req)
 {
     int ret = pt_release(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_release_in));
+    if (ret == 0 && journal(req))
+        sj_release(journal(req), &req->tag, ARG(req, struct fuse_release_in)->fh);
     reply_result(req, ret, NULL, 0);
 }
 
@@ -680,6 +739,7 @@ static void do_opendir(struct fuse_req *req)
     int ret =
         pt_opendir(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_open_in), &out);
     reply_result(req, ret, &out, sizeof(out));
+    note_open(req, req->in.nodeid, &out, true);
 }
 
 static void readdir_common(struct fuse_req *req, bool plus)
@@ -699,6 +759,8 @@ static void readdir_common(struct fuse_req *req, bool plus)
     }
     ssize_t n = pt_readdir(req->se->fs, &req->ctx, req->in.nodeid, &args, plus, buf);
     reply_result(req, n < 0 ? (int)n : 0, buf, n < 0 ? 0 : (size_t)n);
+    if (plus && req->ok && n > 0 && journal(req))
+        sj_direntplus(journal(req), &req->tag, req->se->fs, req->in.nodeid, buf, (size_t)n);
 }
 
 static void do_readdir(struct fuse_req *req)
@@ -715,6 +777,8 @@ static void do_releasedir(struct fuse_req *req)
 {
     int ret =
         pt_releasedir(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_release_in));
+    if (ret == 0 && journal(req))
+        sj_release(journal(req), &req->tag, ARG(req, struct fuse_release_in)->fh);
     reply_result(req, ret, NULL, 0);
 }
 
@@ -886,6 +950,8 @@ static void do_init(struct fuse_req *req)
     if (err < 0) {
         atomic_store(&req->se->initialized, false);
         req->se->flags = 0;
+        if (journal(req))
+            sj_new_mount(journal(req), &req->tag, NULL);
         reply_err(req, err);
         return;
     }
@@ -907,6 +973,12 @@ static void do_init(struct fuse_req *req)
     atomic_store(&req->se->initialized, true);
     log_info("fuse: session initialized, protocol 7.%u, flags 0x%llx", out.minor,
              (unsigned long long)flags);
+    if (journal(req)) {
+        struct fuse_session_init init;
+
+        fuse_session_get_init(req->se, &init);
+        sj_new_mount(journal(req), &req->tag, &init);
+    }
     /* Before 7.23 the reply struct was shorter; older kernels reject a longer one. */
     reply_ok(req, &out, out.minor < 23 ? FUSE_COMPAT_22_INIT_OUT_SIZE : sizeof(out));
 }
@@ -916,6 +988,8 @@ static void do_destroy(struct fuse_req *req)
     atomic_store(&req->se->initialized, false);
     req->se->flags = 0;
     pt_reset(req->se->fs);
+    if (journal(req))
+        sj_new_mount(journal(req), &req->tag, NULL);
     reply_ok(req, NULL, 0);
 }
 
@@ -1149,6 +1223,16 @@ bool fuse_session_initialized(const struct fuse_session *se)
 struct pt_fs *fuse_session_fs(struct fuse_session *se)
 {
     return se->fs;
+}
+
+void fuse_session_set_journal(struct fuse_session *se, struct sj *j)
+{
+    se->journal = j;
+}
+
+struct sj *fuse_session_journal(const struct fuse_session *se)
+{
+    return se->journal;
 }
 
 bool fuse_session_get_init(const struct fuse_session *se, struct fuse_session_init *out)

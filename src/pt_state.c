@@ -928,10 +928,11 @@ static int install_fd(struct pt_fs *fs, struct pt_state *st, const struct pt_sta
         ret = fail(st, -ESTALE, "inode %llu: %s is of type 0%o, was 0%o",
                    (unsigned long long)in->nodeid, what, (unsigned)(stx.stx_mode & S_IFMT),
                    (unsigned)in->type);
-    else if (ret == 0 && fs->cfg.migration_verify_handles && !same_file(&stx, in->dev, in->ino))
+    else if (ret == 0 && (fs->cfg.migration_verify_handles || st->verify_ids) &&
+             !same_file(&stx, in->dev, in->ino))
         ret = fail(st, -ESTALE,
                    "inode %llu: %s is another file than was saved "
-                   "(--migration-verify-handles)",
+                   "(--migration-verify-handles, or a journal restore)",
                    (unsigned long long)in->nodeid, what);
     if (ret == 0)
         ret = restore_handle(fs, fd, &stx, &fh);
@@ -1128,7 +1129,8 @@ static int install_lost(struct pt_fs *fs, const struct pt_state_inode *in)
  * file handle where the inode has one (NULL: by path). */
 static int install_inodes(struct pt_fs *fs, struct pt_state *st, const struct by_fh *b)
 {
-    bool guest_error = fs->cfg.migration_on_error == MIGRATION_ERROR_GUEST_ERROR;
+    bool guest_error =
+        fs->cfg.migration_on_error == MIGRATION_ERROR_GUEST_ERROR || st->lose_unfound;
     size_t lost = 0;
     int ret = 0;
 
@@ -1200,7 +1202,8 @@ static int install_handle(struct pt_fs *fs, struct pt_state *st, const struct pt
 
 static int install_handles(struct pt_fs *fs, struct pt_state *st)
 {
-    bool guest_error = fs->cfg.migration_on_error == MIGRATION_ERROR_GUEST_ERROR;
+    bool guest_error =
+        fs->cfg.migration_on_error == MIGRATION_ERROR_GUEST_ERROR || st->lose_unfound;
     size_t dropped = 0;
     int ret = 0;
 
@@ -1253,4 +1256,36 @@ int pt_state_install(struct pt_fs *fs, struct pt_state *st)
     itab_set_last_nodeid(fs->inodes, st->last_nodeid);
     htab_set_last_fh(fs->handles, st->last_fh);
     return 0;
+}
+
+/* ---- the session journal's look-ups while serving ------------------------------------------- */
+
+int pt_state_inode_ids(struct pt_fs *fs, uint64_t nodeid, uint64_t *dev, uint64_t *ino,
+                       uint32_t *type)
+{
+    struct pt_inode *inode = itab_get(fs->inodes, nodeid);
+
+    if (!inode)
+        return -ENOENT;
+    *dev = inode->key.dev;
+    *ino = inode->key.ino;
+    *type = inode->type & S_IFMT;
+    return 0;
+}
+
+int pt_state_handle_flags(struct pt_fs *fs, uint64_t fh, uint64_t nodeid, uint32_t *flags)
+{
+    struct pt_handle *h = htab_get(fs->handles, fh, nodeid);
+    int f = h ? fcntl(h->fd, F_GETFL) : -1;
+
+    if (f < 0)
+        return -EBADF;
+    *flags = (uint32_t)f & PT_STATE_OPEN_FLAGS;
+    return 0;
+}
+
+void pt_state_share_id(struct pt_fs *fs, uint64_t *dev, uint64_t *ino)
+{
+    *dev = fs->root->key.dev;
+    *ino = fs->root->key.ino;
 }

@@ -7,14 +7,14 @@
 # Crash inputs and logs of failed targets are kept under $FUZZ_ARTIFACTS
 # (default /tmp/vfs-fuzz-artifacts).
 #
-# Environment: BUILD_FUZZ (default build-fuzz), FUZZ_TARGETS (default: all four),
+# Environment: BUILD_FUZZ (default build-fuzz), FUZZ_TARGETS (default: all five),
 # FUZZ_ARGS (extra libFuzzer flags), FUZZ_LOG (harness log level, default off).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-30}
 case $secs in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
 build=${BUILD_FUZZ:-build-fuzz}
-targets=${FUZZ_TARGETS:-fuzz_vhost_user fuzz_virtqueue fuzz_fuse fuzz_state}
+targets=${FUZZ_TARGETS:-fuzz_vhost_user fuzz_virtqueue fuzz_fuse fuzz_state fuzz_journal}
 artifacts=${FUZZ_ARTIFACTS:-/tmp/vfs-fuzz-artifacts}
 work=$(mktemp -d "${TMPDIR:-/tmp}/vfs-fuzz-run.XXXXXX")
 trap 'rm -rf "$work"' EXIT

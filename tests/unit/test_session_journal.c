@@ -1,0 +1,1043 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The session journal (session_journal.c): a session serves requests with the journal attached
+ * to a shared area; then a "crash": a NEW pt_fs and fuse_session on the same share attach the
+ * same area bytes, with an in-flight callback of the test's choosing, and must go on with the
+ * same nodeids, handles and lookup counts without an INIT. Hostile areas must each leave that
+ * session fresh. Requests go through fuse_session_process with hand-built vq_elems and a
+ * request context carrying a tag, as the worker passes them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <glib.h>
+#include <linux/fuse.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <urcu.h>
+
+#include "fuse_server.h"
+#include "log.h"
+#include "passthrough.h"
+#include "pt_core.h"
+#include "session_journal.h"
+#include "virtqueue.h"
+
+#define OUT_SIZE  (64 * 1024)
+#define AREA_SIZE ((size_t)4 << 20)
+#define DEEP      "a/b/c/deep.txt"
+
+/* The in-flight set a test decides: tag counters still in flight. */
+struct inflight_set {
+    uint64_t counters[64];
+    size_t n;
+    size_t asked;
+};
+
+static bool in_flight_cb(void *opaque, const struct fuse_req_tag *tag)
+{
+    struct inflight_set *s = opaque;
+
+    s->asked++;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->counters[i] == tag->counter)
+            return true;
+    return false;
+}
+
+struct side {
+    struct pt_fs *fs;
+    struct fuse_session *se;
+    struct inflight_set inflight;
+};
+
+struct fx {
+    char *dir;
+    struct side a, b;
+    struct fuse_scratch *scratch;
+    struct vq_elem *elem;
+    uint64_t unique, counter;
+    uint8_t *out;
+    uint8_t *area;
+    size_t area_len;
+};
+
+static const struct pt_config base_cfg = {.cache = CACHE_AUTO, .readdirplus = true};
+
+static char *hpath(struct fx *f, const char *name)
+{
+    return g_build_filename(f->dir, name, NULL);
+}
+
+static void put_file(struct fx *f, const char *name, const char *data)
+{
+    char *p = hpath(f, name);
+
+    g_assert_true(g_file_set_contents(p, data, -1, NULL));
+    g_free(p);
+}
+
+static void put_dir(struct fx *f, const char *name)
+{
+    char *p = hpath(f, name);
+
+    g_assert_cmpint(mkdir(p, 0755), ==, 0);
+    g_free(p);
+}
+
+static char *host_read(struct fx *f, const char *name)
+{
+    char *p = hpath(f, name), *data = NULL;
+
+    g_assert_true(g_file_get_contents(p, &data, NULL, NULL));
+    g_free(p);
+    return data;
+}
+
+static uint64_t host_ino(struct fx *f, const char *name)
+{
+    struct stat st;
+    char *p = hpath(f, name);
+
+    g_assert_cmpint(lstat(p, &st), ==, 0);
+    g_free(p);
+    return st.st_ino;
+}
+
+static void side_open_dir(struct side *s, const char *dir)
+{
+    struct pt_config c = base_cfg;
+
+    memset(s, 0, sizeof(*s));
+    c.shared_dir = dir;
+    g_assert_cmpint(pt_new(&c, &s->fs), ==, 0);
+    s->se = fuse_session_new(s->fs);
+    g_assert_nonnull(s->se);
+}
+
+static void side_close(struct side *s)
+{
+    if (!s->se)
+        return;
+    fuse_session_journal_detach(s->se);
+    fuse_session_free(s->se);
+    pt_free(s->fs);
+    s->se = NULL;
+    s->fs = NULL;
+}
+
+static int attach(struct fx *f, struct side *s)
+{
+    struct sj_inflight cb = {in_flight_cb, &s->inflight};
+
+    return fuse_session_journal_attach(s->se, f->area, f->area_len, &cb);
+}
+
+static void fx_setup_sized(struct fx *f, size_t area_len)
+{
+    memset(f, 0, sizeof(*f));
+    f->dir = g_dir_make_tmp("vfs-journal-XXXXXX", NULL);
+    g_assert_nonnull(f->dir);
+    put_dir(f, "a");
+    put_dir(f, "a/b");
+    put_dir(f, "a/b/c");
+    put_file(f, DEEP, "deep data");
+    put_file(f, "hello.txt", "hello");
+    put_file(f, "other.txt", "other");
+    side_open_dir(&f->a, f->dir);
+    f->scratch = fuse_scratch_new();
+    f->elem = g_malloc0(sizeof(*f->elem));
+    f->out = g_malloc(OUT_SIZE);
+    f->area_len = area_len;
+    f->area = mmap(NULL, area_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    g_assert_true(f->area != MAP_FAILED);
+    f->unique = 1;
+    g_assert_cmpint(attach(f, &f->a), ==, 0); /* zeros: a new VM */
+}
+
+static void fx_setup(struct fx *f)
+{
+    fx_setup_sized(f, AREA_SIZE);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void fx_teardown(struct fx *f)
+{
+    side_close(&f->a);
+    side_close(&f->b);
+    fuse_scratch_free(f->scratch);
+    g_free(f->elem);
+    g_free(f->out);
+    munmap(f->area, f->area_len);
+    g_assert_cmpint(nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS), ==, 0);
+    g_free(f->dir);
+}
+
+/* The crash: side b is a new daemon on the same share and area. */
+static int crash(struct fx *f)
+{
+    struct inflight_set keep = f->b.inflight;
+
+    side_close(&f->b);
+    side_open_dir(&f->b, f->dir);
+    f->b.inflight = keep;
+    return attach(f, &f->b);
+}
+
+/* ---- requests ---------------------------------------------------------------------------- */
+
+/* One request with a new tag (its counter in *counter if asked); the reply's error. */
+static int req_tagged(struct fx *f, struct side *s, uint32_t opcode, uint64_t nodeid,
+                      const void *arg, size_t arglen, const void *extra, size_t extralen, void *out,
+                      size_t outlen, uint64_t *counter)
+{
+    size_t total = sizeof(struct fuse_in_header) + arglen + extralen;
+    uint8_t *buf = g_malloc0(total);
+    struct fuse_in_header h = {.len = (uint32_t)total,
+                               .opcode = opcode,
+                               .unique = ++f->unique,
+                               .nodeid = nodeid,
+                               .uid = getuid(),
+                               .gid = getgid(),
+                               .pid = 1};
+    struct fuse_req_ctx ctx = {
+        .tag = {.counter = ++f->counter, .queue = 1, .head = (uint16_t)(f->counter % 128)}};
+    struct fuse_out_header oh;
+    struct vq_elem *e = f->elem;
+    uint32_t ret;
+
+    if (counter)
+        *counter = ctx.tag.counter;
+    memcpy(buf, &h, sizeof(h));
+    if (arglen)
+        memcpy(buf + sizeof(h), arg, arglen);
+    if (extralen)
+        memcpy(buf + sizeof(h) + arglen, extra, extralen);
+    memset(e, 0, sizeof(*e));
+    e->rd_num = e->wr_num = 1;
+    e->iov[0] = (struct iovec){buf, total};
+    e->iov[1] = (struct iovec){f->out, OUT_SIZE};
+    e->rd_len = total;
+    e->wr_len = OUT_SIZE;
+    rcu_read_lock();
+    ret = fuse_session_process(s->se, f->scratch, e, &ctx);
+    rcu_read_unlock();
+    g_free(buf);
+    if (opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET) {
+        g_assert_cmpuint(ret, ==, 0);
+        return 0;
+    }
+    g_assert_cmpuint(ret, >=, sizeof(oh));
+    memcpy(&oh, f->out, sizeof(oh));
+    g_assert_cmpuint(oh.len, ==, ret);
+    if (oh.error == 0 && out) {
+        g_assert_cmpuint(ret - sizeof(oh), >=, outlen);
+        memcpy(out, f->out + sizeof(oh), outlen);
+    }
+    return oh.error;
+}
+
+static int req(struct fx *f, struct side *s, uint32_t opcode, uint64_t nodeid, const void *arg,
+               size_t arglen, const void *extra, size_t extralen, void *out, size_t outlen)
+{
+    return req_tagged(f, s, opcode, nodeid, arg, arglen, extra, extralen, out, outlen, NULL);
+}
+
+static void do_init(struct fx *f, struct side *s)
+{
+    struct fuse_init_in in = {.major = 7,
+                              .minor = FUSE_KERNEL_MINOR_VERSION,
+                              .max_readahead = 65536,
+                              .flags = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_MAX_PAGES |
+                                       FUSE_DO_READDIRPLUS | FUSE_INIT_EXT};
+    struct fuse_init_out out;
+
+    g_assert_cmpint(req(f, s, FUSE_INIT, 0, &in, sizeof(in), NULL, 0, &out, sizeof(out)), ==, 0);
+    g_assert_true(fuse_session_initialized(s->se));
+}
+
+static uint64_t lookup_c(struct fx *f, struct side *s, uint64_t parent, const char *name,
+                         uint64_t *counter)
+{
+    struct fuse_entry_out e;
+
+    g_assert_cmpint(req_tagged(f, s, FUSE_LOOKUP, parent, name, strlen(name) + 1, NULL, 0, &e,
+                               sizeof(e), counter),
+                    ==, 0);
+    return e.nodeid;
+}
+
+static uint64_t lookup(struct fx *f, struct side *s, uint64_t parent, const char *name)
+{
+    return lookup_c(f, s, parent, name, NULL);
+}
+
+static uint64_t lookup_path(struct fx *f, struct side *s, const char *path)
+{
+    gchar **names = g_strsplit(path, "/", -1);
+    uint64_t id = FUSE_ROOT_ID;
+
+    for (gchar **n = names; *n; n++)
+        id = lookup(f, s, id, *n);
+    g_strfreev(names);
+    return id;
+}
+
+static int getattr_ino(struct fx *f, struct side *s, uint64_t nodeid, uint64_t *ino)
+{
+    struct fuse_getattr_in in = {0};
+    struct fuse_attr_out a = {0};
+    int err = req(f, s, FUSE_GETATTR, nodeid, &in, sizeof(in), NULL, 0, &a, sizeof(a));
+
+    if (ino)
+        *ino = err == 0 ? a.attr.ino : 0;
+    return err;
+}
+
+/* The nodeid answers GETATTR with the host file at path. */
+static void assert_is(struct fx *f, struct side *s, uint64_t nodeid, const char *path)
+{
+    uint64_t ino;
+
+    g_assert_cmpint(getattr_ino(f, s, nodeid, &ino), ==, 0);
+    g_assert_cmpuint(ino, ==, host_ino(f, path));
+}
+
+static uint64_t open_fh_c(struct fx *f, struct side *s, uint64_t nodeid, uint32_t flags, bool dir,
+                          uint64_t *counter)
+{
+    struct fuse_open_in in = {.flags = flags};
+    struct fuse_open_out o;
+
+    g_assert_cmpint(req_tagged(f, s, dir ? FUSE_OPENDIR : FUSE_OPEN, nodeid, &in, sizeof(in), NULL,
+                               0, &o, sizeof(o), counter),
+                    ==, 0);
+    return o.fh;
+}
+
+static uint64_t open_fh(struct fx *f, struct side *s, uint64_t nodeid, uint32_t flags, bool dir)
+{
+    return open_fh_c(f, s, nodeid, flags, dir, NULL);
+}
+
+static int read_fh(struct fx *f, struct side *s, uint64_t nodeid, uint64_t fh, char *buf,
+                   size_t size)
+{
+    struct fuse_read_in in = {.fh = fh, .offset = 0, .size = (uint32_t)size - 1};
+    int err = req(f, s, FUSE_READ, nodeid, &in, sizeof(in), NULL, 0, NULL, 0);
+    struct fuse_out_header oh;
+
+    if (err)
+        return err;
+    memcpy(&oh, f->out, sizeof(oh));
+    memcpy(buf, f->out + sizeof(oh), oh.len - sizeof(oh));
+    buf[oh.len - sizeof(oh)] = '\0';
+    return (int)(oh.len - sizeof(oh));
+}
+
+static int write_fh(struct fx *f, struct side *s, uint64_t nodeid, uint64_t fh, const char *data)
+{
+    struct fuse_write_in in = {.fh = fh, .offset = 0, .size = (uint32_t)strlen(data)};
+    struct fuse_write_out o;
+
+    return req(f, s, FUSE_WRITE, nodeid, &in, sizeof(in), data, strlen(data), &o, sizeof(o));
+}
+
+static void forget_c(struct fx *f, struct side *s, uint64_t nodeid, uint64_t n, uint64_t *counter)
+{
+    struct fuse_forget_in in = {.nlookup = n};
+
+    req_tagged(f, s, FUSE_FORGET, nodeid, &in, sizeof(in), NULL, 0, NULL, 0, counter);
+}
+
+static void forget(struct fx *f, struct side *s, uint64_t nodeid, uint64_t n)
+{
+    forget_c(f, s, nodeid, n, NULL);
+}
+
+static int release(struct fx *f, struct side *s, uint64_t nodeid, uint64_t fh, bool dir)
+{
+    struct fuse_release_in in = {.fh = fh};
+
+    return req(f, s, dir ? FUSE_RELEASEDIR : FUSE_RELEASE, nodeid, &in, sizeof(in), NULL, 0, NULL,
+               0);
+}
+
+static int rename_req(struct fx *f, struct side *s, uint64_t olddir, const char *from,
+                      uint64_t newdir, const char *to, uint32_t flags)
+{
+    struct fuse_rename2_in in = {.newdir = newdir, .flags = flags};
+    size_t a = strlen(from) + 1, b = strlen(to) + 1;
+    char *names = g_malloc(a + b);
+    int err;
+
+    memcpy(names, from, a);
+    memcpy(names + a, to, b);
+    err = req(f, s, FUSE_RENAME2, olddir, &in, sizeof(in), names, a + b, NULL, 0);
+    g_free(names);
+    return err;
+}
+
+static uint64_t mkdir_req(struct fx *f, struct side *s, uint64_t parent, const char *name)
+{
+    struct fuse_mkdir_in in = {.mode = 0755};
+    struct fuse_entry_out e;
+
+    g_assert_cmpint(
+        req(f, s, FUSE_MKDIR, parent, &in, sizeof(in), name, strlen(name) + 1, &e, sizeof(e)), ==,
+        0);
+    return e.nodeid;
+}
+
+/* CREATE of name: the nodeid, its fh in *fh. */
+static uint64_t create_req(struct fx *f, struct side *s, uint64_t parent, const char *name,
+                           uint64_t *fh)
+{
+    struct fuse_create_in in = {.flags = O_RDWR | O_CREAT | O_EXCL, .mode = 0644};
+    struct {
+        struct fuse_entry_out e;
+        struct fuse_open_out o;
+    } out;
+
+    g_assert_cmpint(
+        req(f, s, FUSE_CREATE, parent, &in, sizeof(in), name, strlen(name) + 1, &out, sizeof(out)),
+        ==, 0);
+    *fh = out.o.fh;
+    return out.e.nodeid;
+}
+
+static void assert_fresh(struct fx *f, struct side *s)
+{
+    g_assert_false(fuse_session_initialized(s->se));
+    g_assert_cmpuint(itab_count(s->fs->inodes), ==, 1);
+    g_assert_cmpint(getattr_ino(f, s, FUSE_ROOT_ID, NULL), ==, -EIO); /* no INIT yet */
+}
+
+/* ---- restores ------------------------------------------------------------------------------ */
+
+static void test_restore(void)
+{
+    struct fx f;
+    char buf[64];
+    uint64_t deep, c, hello, fh_deep, fh_dir, fh_hello, other;
+
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    deep = lookup_path(&f, &f.a, DEEP);
+    c = lookup_path(&f, &f.a, "a/b/c"); /* a, b, c twice now */
+    hello = lookup(&f, &f.a, FUSE_ROOT_ID, "hello.txt");
+    fh_deep = open_fh(&f, &f.a, deep, O_RDWR, false);
+    fh_dir = open_fh(&f, &f.a, c, O_RDONLY, true);
+    fh_hello = open_fh(&f, &f.a, hello, O_RDONLY, false);
+    g_assert_cmpint(release(&f, &f.a, hello, fh_hello, false), ==, 0);
+
+    g_assert_cmpint(crash(&f), ==, 1);
+    g_assert_true(fuse_session_initialized(f.b.se)); /* no INIT needed */
+    assert_is(&f, &f.b, deep, DEEP);
+    assert_is(&f, &f.b, c, "a/b/c");
+    assert_is(&f, &f.b, hello, "hello.txt");
+    g_assert_cmpint(read_fh(&f, &f.b, deep, fh_deep, buf, sizeof(buf)), ==, 9);
+    g_assert_cmpstr(buf, ==, "deep data");
+    g_assert_cmpint(write_fh(&f, &f.b, deep, fh_deep, "DEEP"), ==, 0);
+    {
+        char *data = host_read(&f, DEEP);
+
+        g_assert_cmpstr(data, ==, "DEEP data");
+        g_free(data);
+    }
+    {
+        struct fuse_read_in in = {.fh = fh_dir, .size = 4096};
+
+        g_assert_cmpint(req(&f, &f.b, FUSE_READDIR, c, &in, sizeof(in), NULL, 0, NULL, 0), ==, 0);
+        g_assert_nonnull(memmem(f.out, OUT_SIZE, "deep.txt", 8));
+    }
+    /* The released handle stays released. */
+    g_assert_cmpint(read_fh(&f, &f.b, hello, fh_hello, buf, sizeof(buf)), ==, -EBADF);
+    /* Lookup counts: c was looked up twice. */
+    forget(&f, &f.b, c, 1);
+    g_assert_cmpint(getattr_ino(&f, &f.b, c, NULL), ==, 0);
+    forget(&f, &f.b, c, 1);
+    g_assert_cmpint(getattr_ino(&f, &f.b, c, NULL), ==, -EBADF);
+    /* Counters not behind. */
+    other = lookup(&f, &f.b, FUSE_ROOT_ID, "other.txt");
+    g_assert_cmpuint(other, >, hello);
+    g_assert_cmpuint(open_fh(&f, &f.b, other, O_RDONLY, false), >, fh_hello);
+
+    /* The restored session's journal goes on: a second crash finds b's changes too. */
+    g_assert_cmpint(crash(&f), ==, 1);
+    assert_is(&f, &f.b, other, "other.txt");
+    assert_is(&f, &f.b, deep, DEEP);
+    g_assert_cmpint(getattr_ino(&f, &f.b, c, NULL), ==, -EBADF); /* forgotten in b */
+    fx_teardown(&f);
+}
+
+/* Renames and removals keep the paths rebuilt from parents right; forgotten parents of known
+ * children stay known for their paths (ghosts). */
+static void test_namespace(void)
+{
+    struct fx f;
+    uint64_t a, b, deep, hello, other, newdir, created, fh;
+
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    deep = lookup_path(&f, &f.a, DEEP);
+    a = lookup(&f, &f.a, FUSE_ROOT_ID, "a");
+    b = lookup(&f, &f.a, a, "b");
+    hello = lookup(&f, &f.a, FUSE_ROOT_ID, "hello.txt");
+    other = lookup(&f, &f.a, FUSE_ROOT_ID, "other.txt");
+    /* Forget a and b entirely (the guest keeps deep): they are ghosts now. */
+    forget(&f, &f.a, a, 2);
+    forget(&f, &f.a, b, 2);
+    /* The guest renames a directory of the path, and moves hello into it. */
+    g_assert_cmpint(rename_req(&f, &f.a, FUSE_ROOT_ID, "a", FUSE_ROOT_ID, "z", 0), ==, 0);
+    newdir = mkdir_req(&f, &f.a, FUSE_ROOT_ID, "new");
+    g_assert_cmpint(rename_req(&f, &f.a, FUSE_ROOT_ID, "hello.txt", newdir, "h.txt", 0), ==, 0);
+    /* other.txt is overwritten by a new file: its node has no name any more. */
+    created = create_req(&f, &f.a, FUSE_ROOT_ID, "created.txt", &fh);
+    g_assert_cmpint(rename_req(&f, &f.a, FUSE_ROOT_ID, "created.txt", FUSE_ROOT_ID, "other.txt", 0),
+                    ==, 0);
+    g_assert_cmpint(write_fh(&f, &f.a, created, fh, "created"), ==, 0);
+
+    g_assert_cmpint(crash(&f), ==, 1);
+    assert_is(&f, &f.b, deep, "z/b/c/deep.txt");
+    assert_is(&f, &f.b, newdir, "new");
+    assert_is(&f, &f.b, hello, "new/h.txt");
+    assert_is(&f, &f.b, created, "other.txt");
+    g_assert_cmpint(write_fh(&f, &f.b, created, fh, "CREATED"), ==, 0);
+    {
+        char *data = host_read(&f, "other.txt");
+
+        g_assert_cmpstr(data, ==, "CREATED");
+        g_free(data);
+    }
+    /* The overwritten other.txt is gone on the host: lost, not swapped for the new file. */
+    g_assert_cmpint(getattr_ino(&f, &f.b, other, NULL), ==, -EIO);
+    /* The ghosts were not installed. */
+    g_assert_cmpint(getattr_ino(&f, &f.b, a, NULL), ==, -EBADF);
+    g_assert_cmpint(getattr_ino(&f, &f.b, b, NULL), ==, -EBADF);
+    fx_teardown(&f);
+}
+
+/* UNLINK, RMDIR and RENAME_EXCHANGE. */
+static void test_unlink_exchange(void)
+{
+    struct fx f;
+    uint64_t hello, other, d, fh;
+    char buf[32];
+
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    hello = lookup(&f, &f.a, FUSE_ROOT_ID, "hello.txt");
+    other = lookup(&f, &f.a, FUSE_ROOT_ID, "other.txt");
+    g_assert_cmpint(
+        rename_req(&f, &f.a, FUSE_ROOT_ID, "hello.txt", FUSE_ROOT_ID, "other.txt", RENAME_EXCHANGE),
+        ==, 0);
+    d = mkdir_req(&f, &f.a, FUSE_ROOT_ID, "gone");
+    g_assert_cmpint(req(&f, &f.a, FUSE_RMDIR, FUSE_ROOT_ID, "gone", 5, NULL, 0, NULL, 0), ==, 0);
+    /* A file opened, then unlinked: nothing can reopen it after a restart. */
+    put_file(&f, "tmp.txt", "tmp");
+    uint64_t tmp = lookup(&f, &f.a, FUSE_ROOT_ID, "tmp.txt");
+    fh = open_fh(&f, &f.a, tmp, O_RDONLY, false);
+    g_assert_cmpint(req(&f, &f.a, FUSE_UNLINK, FUSE_ROOT_ID, "tmp.txt", 8, NULL, 0, NULL, 0), ==,
+                    0);
+    /* A new file under the removed directory's old name must not be taken for it. */
+    put_dir(&f, "gone");
+
+    g_assert_cmpint(crash(&f), ==, 1);
+    assert_is(&f, &f.b, hello, "other.txt");
+    assert_is(&f, &f.b, other, "hello.txt");
+    g_assert_cmpint(getattr_ino(&f, &f.b, d, NULL), ==, -EIO);
+    g_assert_cmpint(getattr_ino(&f, &f.b, tmp, NULL), ==, -EIO);
+    g_assert_cmpint(read_fh(&f, &f.b, tmp, fh, buf, sizeof(buf)), ==, -EBADF);
+    fx_teardown(&f);
+}
+
+/* Host changes while the daemon was down: a file replaced under its name is lost. */
+static void test_replaced_on_host(void)
+{
+    struct fx f;
+    uint64_t hello, other;
+    char *p, *q;
+
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    hello = lookup(&f, &f.a, FUSE_ROOT_ID, "hello.txt");
+    other = lookup(&f, &f.a, FUSE_ROOT_ID, "other.txt");
+    p = hpath(&f, "hello.txt");
+    q = hpath(&f, "kept.txt");
+    g_assert_cmpint(rename(p, q), ==, 0); /* keeps the old inode number in use */
+    g_free(p);
+    g_free(q);
+    put_file(&f, "hello.txt", "impostor");
+
+    g_assert_cmpint(crash(&f), ==, 1);
+    g_assert_cmpint(getattr_ino(&f, &f.b, hello, NULL), ==, -EIO);
+    assert_is(&f, &f.b, other, "other.txt");
+    fx_teardown(&f);
+}
+
+/* Records of requests still in flight are left out: they run again. */
+static void test_in_flight_left_out(void)
+{
+    struct fx f;
+    uint64_t hello, other, t_lookup, t_forget, t_open, t_rename, fh, fh2, t_create;
+    char buf[32];
+
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    hello = lookup(&f, &f.a, FUSE_ROOT_ID, "hello.txt");
+    lookup_c(&f, &f.a, FUSE_ROOT_ID, "hello.txt", &t_lookup); /* 2; the second in flight */
+    other = lookup(&f, &f.a, FUSE_ROOT_ID, "other.txt");
+    lookup(&f, &f.a, FUSE_ROOT_ID, "other.txt");
+    forget_c(&f, &f.a, other, 1, &t_forget); /* 1 after it; it is in flight: 2 */
+    fh = open_fh_c(&f, &f.a, hello, O_RDONLY, false, &t_open);
+    fh2 = open_fh(&f, &f.a, other, O_RDONLY, false);
+    {
+        struct fuse_rename2_in in = {.newdir = FUSE_ROOT_ID};
+        const char names[] = "other.txt\0moved.txt";
+
+        g_assert_cmpint(req_tagged(&f, &f.a, FUSE_RENAME2, FUSE_ROOT_ID, &in, sizeof(in), names,
+                                   sizeof(names), NULL, 0, &t_rename),
+                        ==, 0);
+    }
+    {
+        uint64_t cfh;
+
+        create_req(&f, &f.a, FUSE_ROOT_ID, "new.txt", &cfh);
+        t_create = f.counter;
+    }
+
+    f.b.inflight =
+        (struct inflight_set){.counters = {t_lookup, t_forget, t_open, t_rename, t_create}, .n = 5};
+    g_assert_cmpint(crash(&f), ==, 1);
+    g_assert_cmpuint(f.b.inflight.asked, >, 0);
+    /* hello: one lookup (the in-flight one runs again) */
+    assert_is(&f, &f.b, hello, "hello.txt");
+    forget(&f, &f.b, hello, 1);
+    g_assert_cmpint(getattr_ino(&f, &f.b, hello, NULL), ==, -EBADF);
+    /* other: two lookups, the FORGET runs again; the rename was in flight, so the journal
+     * still has the old name, which the host no longer has: lost until the rename reruns. */
+    g_assert_cmpint(getattr_ino(&f, &f.b, other, NULL), ==, -EIO);
+    forget(&f, &f.b, other, 1);
+    g_assert_cmpint(getattr_ino(&f, &f.b, other, NULL), ==, -EIO);
+    forget(&f, &f.b, other, 1);
+    g_assert_cmpint(getattr_ino(&f, &f.b, other, NULL), ==, -EBADF);
+    /* The OPEN in flight: its handle is not there (the OPEN runs again); its fh is not
+     * handed out again. */
+    g_assert_cmpint(read_fh(&f, &f.b, hello, fh, buf, sizeof(buf)), ==, -EBADF);
+    /* new.txt's CREATE was in flight: neither its entry nor its handle. */
+    g_assert_cmpuint(itab_count(f.b.fs->inodes), ==, 1); /* the root: other is forgotten */
+    (void)fh2;
+
+    /* A record left out at a restore is gone for good: with nothing in flight now, the next
+     * restart does not apply it either. */
+    f.b.inflight.n = 0;
+    g_assert_cmpint(crash(&f), ==, 1);
+    g_assert_cmpuint(itab_count(f.b.fs->inodes), ==, 1);
+    g_assert_cmpint(getattr_ino(&f, &f.b, hello + 2, NULL), ==, -EBADF);
+    fx_teardown(&f);
+}
+
+/* INIT on a running or restored session is a new mount; DESTROY ends the journal's session. */
+static void test_new_mount(void)
+{
+    struct fx f;
+    uint64_t hello, other;
+
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    /* A mount that looked nothing up yet is a session too. */
+    g_assert_cmpint(crash(&f), ==, 1);
+    g_assert_cmpint(getattr_ino(&f, &f.b, FUSE_ROOT_ID, NULL), ==, 0);
+    hello = lookup(&f, &f.b, FUSE_ROOT_ID, "hello.txt");
+    g_assert_cmpint(crash(&f), ==, 1);
+    do_init(&f, &f.b); /* the guest remounted */
+    other = lookup(&f, &f.b, FUSE_ROOT_ID, "other.txt");
+    g_assert_cmpint(crash(&f), ==, 1);
+    assert_is(&f, &f.b, other, "other.txt");
+    g_assert_cmpint(getattr_ino(&f, &f.b, hello, NULL), ==, -EBADF);
+    g_assert_cmpint(req(&f, &f.b, FUSE_DESTROY, 0, NULL, 0, NULL, 0, NULL, 0), ==, 0);
+    g_assert_cmpint(crash(&f), ==, 0);
+    assert_fresh(&f, &f.b);
+    fx_teardown(&f);
+}
+
+/* READDIRPLUS entries count as lookups; BATCH_FORGET gives them back. */
+static void test_readdirplus_batch_forget(void)
+{
+    struct fx f;
+    uint64_t fh, ids[8];
+    size_t n = 0;
+
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    fh = open_fh(&f, &f.a, FUSE_ROOT_ID, O_RDONLY, true);
+    {
+        struct fuse_read_in in = {.fh = fh, .size = 8192};
+        uint8_t buf[8192];
+        size_t len;
+        struct fuse_out_header oh;
+
+        g_assert_cmpint(
+            req(&f, &f.a, FUSE_READDIRPLUS, FUSE_ROOT_ID, &in, sizeof(in), NULL, 0, NULL, 0), ==,
+            0);
+        memcpy(&oh, f.out, sizeof(oh));
+        len = oh.len - sizeof(oh);
+        memcpy(buf, f.out + sizeof(oh), len);
+        for (size_t off = 0; off < len;) {
+            struct fuse_direntplus d;
+
+            memcpy(&d, buf + off, sizeof(d));
+            if (d.entry_out.nodeid && n < G_N_ELEMENTS(ids))
+                ids[n++] = d.entry_out.nodeid;
+            off += FUSE_DIRENTPLUS_SIZE(&d);
+        }
+    }
+    g_assert_cmpuint(n, ==, 3); /* a, hello.txt, other.txt */
+    g_assert_cmpint(crash(&f), ==, 1);
+    for (size_t i = 0; i < n; i++)
+        g_assert_cmpint(getattr_ino(&f, &f.b, ids[i], NULL), ==, 0);
+    {
+        struct {
+            struct fuse_batch_forget_in b;
+            struct fuse_forget_one one[3];
+        } bf = {.b = {.count = 3}};
+
+        for (size_t i = 0; i < 3; i++)
+            bf.one[i] = (struct fuse_forget_one){ids[i], 1};
+        req(&f, &f.b, FUSE_BATCH_FORGET, 0, &bf, sizeof(bf), NULL, 0, NULL, 0);
+    }
+    g_assert_cmpint(crash(&f), ==, 1);
+    for (size_t i = 0; i < n; i++)
+        g_assert_cmpint(getattr_ino(&f, &f.b, ids[i], NULL), ==, -EBADF);
+    fx_teardown(&f);
+}
+
+/* Compaction: many records in a small area; the session survives several switches, with a
+ * record of a request in flight at the compaction kept as a record of its own. */
+static void test_compaction(void)
+{
+    struct fx f;
+    uint64_t deep, hello, t_last = 0, fh;
+    char buf[32];
+
+    fx_setup_sized(&f, 256 * 1024);
+    do_init(&f, &f.a);
+    deep = lookup_path(&f, &f.a, DEEP);
+    fh = open_fh(&f, &f.a, deep, O_RDONLY, false);
+    /* ~90 bytes a record, ~ 127 KiB a half: several compactions. */
+    for (int i = 0; i < 20000; i++) {
+        /* A request is in flight while it records (until the worker publishes its reply):
+         * a compaction its own record starts keeps that record as it is. */
+        f.a.inflight.counters[0] = f.counter + 1;
+        f.a.inflight.n = 1;
+        hello = lookup_c(&f, &f.a, FUSE_ROOT_ID, "hello.txt", &t_last);
+        f.a.inflight.n = 0;
+        forget(&f, &f.a, hello, 1);
+    }
+    g_assert_cmpuint(f.a.inflight.asked, >, 2); /* compactions happened */
+    hello = lookup(&f, &f.a, FUSE_ROOT_ID, "hello.txt");
+    f.b.inflight = (struct inflight_set){0};
+    g_assert_cmpint(crash(&f), ==, 1);
+    assert_is(&f, &f.b, deep, DEEP);
+    g_assert_cmpint(read_fh(&f, &f.b, deep, fh, buf, sizeof(buf)), ==, 9);
+    assert_is(&f, &f.b, hello, "hello.txt");
+    forget(&f, &f.b, hello, 1);
+    g_assert_cmpint(getattr_ino(&f, &f.b, hello, NULL), ==, -EBADF);
+    fx_teardown(&f);
+}
+
+/* ---- hostile areas ------------------------------------------------------------------------ */
+
+/* A test-side writer of the documented format (session_journal.c's top comment). */
+struct tw {
+    uint8_t *base;
+    size_t off;
+    uint64_t seq;
+};
+
+static void tw_begin(struct fx *f, struct tw *w)
+{
+    struct stat st;
+    uint64_t half_len = ((f->area_len - 4096) / 2) & ~(uint64_t)7;
+
+    g_assert_cmpint(stat(f->dir, &st), ==, 0);
+    memset(f->area, 0, 4096 + 128);
+    memcpy(f->area, "VFSJRNL\n", 8);
+    *(uint32_t *)(f->area + 8) = 1;
+    *(uint32_t *)(f->area + 12) = 4096;
+    *(uint64_t *)(f->area + 16) = f->area_len;
+    *(uint64_t *)(f->area + 24) = half_len;
+    *(uint64_t *)(f->area + 32) = st.st_dev;
+    *(uint64_t *)(f->area + 40) = st.st_ino;
+    *(uint32_t *)(f->area + 48) = 0;   /* active */
+    *(uint64_t *)(f->area + 4096) = 1; /* half 0 first sequence */
+    *w = (struct tw){.base = f->area + 4096 + 64, .seq = 1};
+}
+
+static void tw_rec(struct tw *w, uint16_t type, uint64_t counter, const void *p, size_t len)
+{
+    uint8_t *r = w->base + w->off;
+
+    memset(r, 0, 32 + ((len + 7) & ~(size_t)7) + 8);
+    *(uint64_t *)r = w->seq++;
+    *(uint64_t *)(r + 8) = counter;
+    *(uint16_t *)(r + 20) = type;
+    *(uint32_t *)(r + 24) = (uint32_t)len;
+    memcpy(r + 32, p, len);
+    w->off += 32 + ((len + 7) & ~(size_t)7);
+}
+
+static void tw_init(struct tw *w)
+{
+    struct {
+        uint32_t major, minor, max_write, max_pages;
+        uint64_t flags;
+    } in = {7, 31, 1u << 20, 256, FUSE_ASYNC_READ | FUSE_BIG_WRITES};
+
+    tw_rec(w, 1, 0, &in, sizeof(in));
+}
+
+static void tw_entry(struct tw *w, uint64_t nodeid, uint64_t parent, uint64_t dev, uint64_t ino,
+                     uint32_t type, const char *name, size_t namelen)
+{
+    uint8_t buf[48 + 512];
+    struct {
+        uint64_t nodeid, parent, nlookup, dev, ino;
+        uint32_t type;
+        uint16_t namelen, reserved;
+    } e = {nodeid, parent, 1, dev, ino, type, (uint16_t)namelen, 0};
+
+    memcpy(buf, &e, sizeof(e));
+    memcpy(buf + sizeof(e), name, namelen);
+    tw_rec(w, 2, 0, buf, sizeof(e) + namelen);
+}
+
+static void tw_open(struct tw *w, uint64_t fh, uint64_t nodeid)
+{
+    struct {
+        uint64_t fh, nodeid;
+        uint32_t flags, dir;
+    } o = {fh, nodeid, O_RDONLY, 0};
+
+    tw_rec(w, 4, 0, &o, sizeof(o));
+}
+
+/* The host file's identity, as the daemon keys it. */
+static void host_id(struct fx *f, const char *name, uint64_t *dev, uint64_t *ino)
+{
+    struct stat st;
+    char *p = hpath(f, name);
+
+    g_assert_cmpint(lstat(p, &st), ==, 0);
+    g_free(p);
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+}
+
+/* A hand-written journal restores (the format is what the comment says). */
+static void test_built_area(void)
+{
+    struct fx f;
+    struct tw w;
+    uint64_t dev, ino;
+    char buf[32];
+
+    fx_setup(&f);
+    tw_begin(&f, &w);
+    tw_init(&w);
+    host_id(&f, "hello.txt", &dev, &ino);
+    tw_entry(&w, 7, FUSE_ROOT_ID, dev, ino, S_IFREG, "hello.txt", 9);
+    tw_open(&w, 3, 7);
+    g_assert_cmpint(crash(&f), ==, 1);
+    assert_is(&f, &f.b, 7, "hello.txt");
+    g_assert_cmpint(read_fh(&f, &f.b, 7, 3, buf, sizeof(buf)), ==, 5);
+    g_assert_cmpuint(lookup(&f, &f.b, FUSE_ROOT_ID, "other.txt"), >, 7);
+    fx_teardown(&f);
+}
+
+/* Each hostile area: attach answers 0, and the session is fresh (and works after INIT). */
+static void expect_refused(struct fx *f)
+{
+    g_assert_cmpint(crash(f), ==, 0);
+    assert_fresh(f, &f->b);
+    do_init(f, &f->b);
+    g_assert_cmpint(getattr_ino(f, &f->b, FUSE_ROOT_ID, NULL), ==, 0);
+}
+
+static void test_hostile(void)
+{
+    struct fx f;
+    struct tw w;
+    uint64_t dev, ino;
+
+    fx_setup(&f);
+    host_id(&f, "hello.txt", &dev, &ino);
+
+    /* Garbage. */
+    for (size_t i = 0; i < 65536; i++)
+        f.area[i] = (uint8_t)(i * 131 + 7);
+    expect_refused(&f);
+    /* Wrong version. */
+    tw_begin(&f, &w);
+    tw_init(&w);
+    *(uint32_t *)(f.area + 8) = 2;
+    expect_refused(&f);
+    /* Another share. */
+    tw_begin(&f, &w);
+    tw_init(&w);
+    *(uint64_t *)(f.area + 40) += 1;
+    expect_refused(&f);
+    /* Another area size. */
+    tw_begin(&f, &w);
+    tw_init(&w);
+    *(uint64_t *)(f.area + 16) *= 2;
+    expect_refused(&f);
+    /* An active half that is neither. */
+    tw_begin(&f, &w);
+    tw_init(&w);
+    *(uint32_t *)(f.area + 48) = 7;
+    expect_refused(&f);
+    /* A length past the end of the half. */
+    tw_begin(&f, &w);
+    tw_init(&w);
+    tw_entry(&w, 7, FUSE_ROOT_ID, dev, ino, S_IFREG, "hello.txt", 9);
+    *(uint32_t *)(w.base + 56 + 24) = 0x7fffffff;
+    expect_refused(&f);
+    /* Names leaving the share, or not one name. */
+    {
+        const char *names[] = {"..", ".", "a/../..", "/etc", "x\0y"};
+        const size_t lens[] = {2, 1, 7, 4, 3};
+
+        for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+            tw_begin(&f, &w);
+            tw_init(&w);
+            tw_entry(&w, 7, FUSE_ROOT_ID, dev, ino, S_IFREG, names[i], lens[i]);
+            expect_refused(&f);
+        }
+    }
+    /* nodeid 0, and an entry that is its own parent. */
+    tw_begin(&f, &w);
+    tw_init(&w);
+    tw_entry(&w, 0, FUSE_ROOT_ID, dev, ino, S_IFREG, "hello.txt", 9);
+    expect_refused(&f);
+    tw_begin(&f, &w);
+    tw_init(&w);
+    tw_entry(&w, 9, 9, dev, ino, S_IFREG, "hello.txt", 9);
+    expect_refused(&f);
+    /* A FORGET of nodeid 0; a count too big for its record. */
+    {
+        uint32_t fg[6] = {1, 0, 0, 0, 1, 0};
+
+        tw_begin(&f, &w);
+        tw_init(&w);
+        tw_rec(&w, 3, 0, fg, sizeof(fg));
+        expect_refused(&f);
+        fg[0] = 1000000;
+        fg[2] = 5;
+        tw_begin(&f, &w);
+        tw_init(&w);
+        tw_rec(&w, 3, 0, fg, sizeof(fg));
+        expect_refused(&f);
+    }
+    /* A handle opened twice. */
+    tw_begin(&f, &w);
+    tw_init(&w);
+    tw_entry(&w, 7, FUSE_ROOT_ID, dev, ino, S_IFREG, "hello.txt", 9);
+    tw_open(&w, 3, 7);
+    tw_open(&w, 3, 7);
+    expect_refused(&f);
+    /* An unknown record type; a bad type of file; a nodeid naming two files. */
+    tw_begin(&f, &w);
+    tw_init(&w);
+    tw_rec(&w, 99, 0, &dev, sizeof(dev));
+    expect_refused(&f);
+    tw_begin(&f, &w);
+    tw_init(&w);
+    tw_entry(&w, 7, FUSE_ROOT_ID, dev, ino, 0170000, "hello.txt", 9);
+    expect_refused(&f);
+    tw_begin(&f, &w);
+    tw_init(&w);
+    tw_entry(&w, 7, FUSE_ROOT_ID, dev, ino, S_IFREG, "hello.txt", 9);
+    tw_entry(&w, 7, FUSE_ROOT_ID, dev, ino + 1, S_IFREG, "hello.txt", 9);
+    expect_refused(&f);
+    /* An INIT this daemon does not offer. */
+    {
+        struct {
+            uint32_t major, minor, max_write, max_pages;
+            uint64_t flags;
+        } in = {7, 31, 1u << 20, 256, 1ull << 63};
+
+        tw_begin(&f, &w);
+        tw_rec(&w, 1, 0, &in, sizeof(in));
+        expect_refused(&f);
+    }
+    fx_teardown(&f);
+}
+
+/* A record naming another file than its name has: that nodeid is lost (EIO), never swapped;
+ * a torn record (its sequence not the next) ends the replay without refusing it. */
+static void test_hostile_identity_and_torn(void)
+{
+    struct fx f;
+    struct tw w;
+    uint64_t dev, ino, odev, oino;
+
+    fx_setup(&f);
+    host_id(&f, "hello.txt", &dev, &ino);
+    host_id(&f, "other.txt", &odev, &oino);
+    tw_begin(&f, &w);
+    tw_init(&w);
+    tw_entry(&w, 7, FUSE_ROOT_ID, odev, oino, S_IFREG, "hello.txt", 9);
+    tw_entry(&w, 8, FUSE_ROOT_ID, odev, oino, S_IFREG, "other.txt", 9);
+    tw_entry(&w, 9, FUSE_ROOT_ID, dev, ino, S_IFREG, "hello.txt", 9); /* torn below */
+    *(uint64_t *)(w.base + w.off - 96) = 77; /* record 9's sequence (32 + 48 + 9, padded) */
+    g_assert_cmpint(crash(&f), ==, 1);
+    g_assert_cmpint(getattr_ino(&f, &f.b, 7, NULL), ==, -EIO); /* hello.txt is another file */
+    assert_is(&f, &f.b, 8, "other.txt");
+    g_assert_cmpint(getattr_ino(&f, &f.b, 9, NULL), ==, -EBADF); /* torn: the replay's end */
+    fx_teardown(&f);
+}
+
+/* Attach refuses what it cannot work with at all. */
+static void test_attach_args(void)
+{
+    struct fx f;
+    struct sj_inflight cb = {in_flight_cb, NULL};
+
+    fx_setup(&f);
+    side_open_dir(&f.b, f.dir);
+    g_assert_cmpint(fuse_session_journal_attach(f.b.se, f.area, 4096, &cb), ==, -EINVAL);
+    g_assert_cmpint(fuse_session_journal_attach(f.b.se, f.area + 1, f.area_len - 8, &cb), ==,
+                    -EINVAL);
+    fx_teardown(&f);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    if (!g_getenv("VFS_TEST_LOG"))
+        log_init(LOG_LVL_OFF, false);
+    rcu_register_thread();
+    g_test_add_func("/session_journal/restore", test_restore);
+    g_test_add_func("/session_journal/namespace", test_namespace);
+    g_test_add_func("/session_journal/unlink_exchange", test_unlink_exchange);
+    g_test_add_func("/session_journal/replaced_on_host", test_replaced_on_host);
+    g_test_add_func("/session_journal/in_flight_left_out", test_in_flight_left_out);
+    g_test_add_func("/session_journal/new_mount", test_new_mount);
+    g_test_add_func("/session_journal/readdirplus_batch_forget", test_readdirplus_batch_forget);
+    g_test_add_func("/session_journal/compaction", test_compaction);
+    g_test_add_func("/session_journal/built_area", test_built_area);
+    g_test_add_func("/session_journal/hostile", test_hostile);
+    g_test_add_func("/session_journal/hostile_identity_and_torn", test_hostile_identity_and_torn);
+    g_test_add_func("/session_journal/attach_args", test_attach_args);
+    return g_test_run();
+}
