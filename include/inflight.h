@@ -142,9 +142,10 @@ struct inflight_resubmit {
  * their number and *last_avail_idx the avail entry to read next. A region that is fresh
  * (all zeros) is initialised; one that does not fit the ring (another size, more heads in
  * flight than the ring can have out, a torn batch list) is logged and initialised afresh: its
- * requests cannot be trusted, nothing is resubmitted. Never fails.
+ * requests cannot be trusted, nothing is resubmitted, and false is returned (what was in
+ * flight is unknown, so neither can the session journal tell what to leave out).
  */
-void inflight_recover(struct inflight_queue *iq, unsigned q, unsigned num, uint16_t used_idx,
+bool inflight_recover(struct inflight_queue *iq, unsigned q, unsigned num, uint16_t used_idx,
                       uint16_t avail_idx, struct inflight_resubmit *out, unsigned *n,
                       uint16_t *last_avail_idx);
 

@@ -35,6 +35,9 @@ struct fuse_req_tag;
 struct sj_inflight {
     bool (*in_flight)(void *opaque, const struct fuse_req_tag *tag);
     void *opaque;
+    /* Not NULL: what is in flight cannot be known (an in-flight region was unusable), so the
+     * journal is not replayed: a fresh session, logged with this reason. */
+    const char *refuse;
 };
 
 /*

@@ -101,7 +101,8 @@ bool vu_queue_ready(const struct vu_queue *q);
  * (NULL: none), recovered at the queue's next start, or earlier by vu_queue_recover; with
  * hold, the queue does not start until vu_queue_hold(q, false), so that a device can recover
  * every queue (and restore the session from what they had in flight) before any runs.
- * vu_queue_recover: recovers now if the ring can be read (else at its start); 0 or -ENOMEM.
+ * vu_queue_recover: recovers now if the ring can be read (else at its start); 0, 1 when the
+ * region was unusable (what was in flight is unknown), or -ENOMEM.
  * vu_queue_hold(false) starts the queue if it is ready (0, or the error of vu_queue_start).
  */
 struct inflight_queue;

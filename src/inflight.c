@@ -205,7 +205,7 @@ static bool collect(struct inflight_region *r, unsigned num, uint16_t outstandin
     return true;
 }
 
-void inflight_recover(struct inflight_queue *iq, unsigned q, unsigned num, uint16_t used_idx,
+bool inflight_recover(struct inflight_queue *iq, unsigned q, unsigned num, uint16_t used_idx,
                       uint16_t avail_idx, struct inflight_resubmit *out, unsigned *n,
                       uint16_t *last_avail_idx)
 {
@@ -251,4 +251,5 @@ void inflight_recover(struct inflight_queue *iq, unsigned q, unsigned num, uint1
     __atomic_store_n(iq->last_avail_idx, *last_avail_idx, __ATOMIC_RELAXED);
     if (*n)
         log_info("queue %u: %u requests in flight before the restart, served again", q, *n);
+    return !why;
 }

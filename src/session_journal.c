@@ -196,6 +196,7 @@ struct sj {
     struct sj_inflight inflight;
     pthread_mutex_t lock; /* serialises appends (and compaction) */
     bool off;             /* journaling turned off: nothing is appended any more */
+    bool until_mount;     /* off only until the guest's next FUSE_INIT (see attach) */
     unsigned active;
     struct cursor cur;
     size_t compact_at;
@@ -1255,6 +1256,10 @@ void sj_new_mount(struct sj *j, const struct fuse_req_tag *tag,
     struct cursor c;
 
     pthread_mutex_lock(&j->lock);
+    if (j->off && j->until_mount) {
+        j->off = false; /* a mount of this daemon's own: journaled from its start */
+        j->until_mount = false;
+    }
     if (!j->off) {
         other = !j->active;
         half_start(j, other, j->cur.seq, &c);
@@ -1477,6 +1482,23 @@ int fuse_session_journal_attach(struct fuse_session *se, void *area, size_t len,
     j->inflight = *inflight;
     pthread_mutex_init(&j->lock, NULL);
     pt_state_share_id(fuse_session_fs(se), &j->share_dev, &j->share_ino);
+    if (inflight->refuse) {
+        log_warn("session journal: not restored (%s): a fresh session", inflight->refuse);
+        format(j);
+        fuse_session_set_journal(se, j);
+        return 0;
+    }
+    if (fuse_session_initialized(se)) {
+        /* A session that came from elsewhere (a migration's LOAD): the journal cannot say
+         * how its inodes were found, so it stays empty — a crash now means a fresh session —
+         * until the guest mounts again. */
+        log_info("session journal: the session came from a migration; journaled from the "
+                 "guest's next mount on");
+        format(j);
+        j->off = j->until_mount = true;
+        fuse_session_set_journal(se, j);
+        return 0;
+    }
     restored = try_restore(j, se, why, sizeof(why));
     if (restored < 0) {
         turn_off(j, "the restored session does not fit in half the area");

@@ -725,9 +725,15 @@ static int finish_inflight(struct vu_dev *dev)
         return 0;
     dev->inflight_pending = false;
     int ret = 0;
-    for (unsigned i = 0; i < dev->nqueues && ret == 0; i++)
+    bool unusable = false;
+    for (unsigned i = 0; i < dev->nqueues && ret >= 0; i++) {
         ret = vu_queue_recover(dev->queues[i]);
-    const struct sj_inflight sj = {.in_flight = journal_in_flight, .opaque = dev};
+        unusable |= ret == 1;
+    }
+    ret = ret > 0 ? 0 : ret;
+    const struct sj_inflight sj = {.in_flight = journal_in_flight,
+                                   .opaque = dev,
+                                   .refuse = unusable ? "an in-flight region was unusable" : NULL};
     if (ret == 0 && fuse_session_journal_attach(dev->fuse, dev->inflight->journal,
                                                 dev->inflight->journal_len, &sj) < 0)
         log_warn("vhost-user: the session cannot be kept in the in-flight area; a restart of "

@@ -813,7 +813,7 @@ static int recover_ring(struct vu_queue *q)
         log_error("queue %u: size %u, but the in-flight region was made for %u; not tracked",
                   q->index, q->vq.num, q->iq.capacity);
         q->iq.r = NULL;
-        return 0;
+        return 1;
     }
     free(q->resubmit);
     q->resubmit = calloc(q->vq.num, sizeof(*q->resubmit));
@@ -822,11 +822,12 @@ static int recover_ring(struct vu_queue *q)
     uint16_t used = __atomic_load_n(&q->vq.used->idx, __ATOMIC_ACQUIRE);
     uint16_t avail = __atomic_load_n(&q->vq.avail->idx, __ATOMIC_ACQUIRE);
     uint16_t next;
-    inflight_recover(&q->iq, q->index, q->vq.num, used, avail, q->resubmit, &q->n_resubmit, &next);
+    bool usable = inflight_recover(&q->iq, q->index, q->vq.num, used, avail, q->resubmit,
+                                   &q->n_resubmit, &next);
     q->vq.last_avail_idx = next;
     q->vq.avail_seen = next;
     q->vq.used_idx = used;
-    return 0;
+    return usable ? 0 : 1;
 }
 
 /* Ring state for a fresh start: the used index the driver sees, as the ring was left. */
@@ -837,9 +838,13 @@ static int prepare_ring(struct vu_queue *q)
     int ret = mem ? vq_map(&q->vq, mem) : -EFAULT;
     if (ret == 0)
         q->vq.used_idx = __atomic_load_n(&q->vq.used->idx, __ATOMIC_RELAXED);
-    if (ret == 0)
-        ret = recover_ring(q);
+    if (ret == 0 && recover_ring(q) < 0)
+        ret = -ENOMEM;
     rcu_read_unlock();
+    if (ret == -ENOMEM) {
+        log_error("queue %u: cannot start, out of memory", q->index);
+        return ret;
+    }
     if (ret < 0) {
         log_error("queue %u: cannot start, ring outside guest memory", q->index);
         return ret;

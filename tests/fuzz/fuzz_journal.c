@@ -61,7 +61,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static unsigned long runs;
-    const struct sj_inflight cb = {odd_in_flight, NULL};
+    const struct sj_inflight cb = {.in_flight = odd_in_flight};
     int ret;
 
     if (size > AREA_LEN)

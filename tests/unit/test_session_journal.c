@@ -132,7 +132,7 @@ static void side_close(struct side *s)
 
 static int attach(struct fx *f, struct side *s)
 {
-    struct sj_inflight cb = {in_flight_cb, &s->inflight};
+    struct sj_inflight cb = {.in_flight = in_flight_cb, .opaque = &s->inflight};
 
     return fuse_session_journal_attach(s->se, f->area, f->area_len, &cb);
 }
@@ -1011,7 +1011,7 @@ static void test_hostile_identity_and_torn(void)
 static void test_attach_args(void)
 {
     struct fx f;
-    struct sj_inflight cb = {in_flight_cb, NULL};
+    struct sj_inflight cb = {.in_flight = in_flight_cb};
 
     fx_setup(&f);
     side_open_dir(&f.b, f.dir);
