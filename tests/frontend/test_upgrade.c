@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -46,6 +47,8 @@ struct load {
     unsigned long sent, answered;
     unsigned next; /* the next request's kind and target */
     bool written[NFILES][(FILE_SIZE - READ_AREA) / BLOCK];
+    int inflight_fd; /* the in-flight area, when tracking is on; else -1 */
+    uint64_t inflight_size;
 };
 
 static char *host_path(const char *name)
@@ -306,14 +309,77 @@ static void assert_connected(struct load *l)
     g_assert_cmpuint(features, !=, 0);
 }
 
-static void load_open(struct load *l, enum fe_profile profile)
+/* ---- in-flight tracking (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) ---- */
+
+#define PROTOCOL_F_INFLIGHT_SHMFD 12
+#define VU_GET_INFLIGHT_FD        31
+#define VU_SET_INFLIGHT_FD        32
+
+struct inflight_msg {
+    uint64_t mmap_size, mmap_offset;
+    uint16_t num_queues, queue_size;
+    uint16_t padding[2];
+};
+
+/* GET_INFLIGHT_FD's reply carries the area's fd. */
+static int recv_inflight_reply(struct fe *fe, struct inflight_msg *m)
 {
-    *l = (struct load){0};
-    struct fe_config cfg = {
-        .socket_path = daemon_.socket, .request_queues = QUEUES, .profile = profile};
+    struct {
+        uint32_t request, flags, size;
+        struct inflight_msg m;
+    } __attribute__((packed)) r;
+    char control[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {&r, sizeof(r)};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = control,
+                        .msg_controllen = sizeof(control)};
+    g_assert_cmpint(recvmsg(fe_socket(fe), &mh, MSG_CMSG_CLOEXEC), ==, sizeof(r));
+    g_assert_cmpuint(r.request, ==, VU_GET_INFLIGHT_FD);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    g_assert_nonnull(c);
+    int fd;
+    memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+    *m = r.m;
+    return fd;
+}
+
+/* As cloud-hypervisor does at activation: the area from GET_INFLIGHT_FD handed back with
+ * SET_INFLIGHT_FD; the queues go on once a ring message follows. */
+static void enable_inflight(struct load *l)
+{
+    struct inflight_msg m = {.num_queues = 1 + QUEUES, .queue_size = fe_vq_size(l->fe, 1)};
+    g_assert_cmpint(fe_vu_send(l->fe, VU_GET_INFLIGHT_FD, 0, &m, sizeof(m), NULL, 0), ==, 0);
+    int fd = recv_inflight_reply(l->fe, &m);
+    g_assert_cmpuint(m.mmap_size, >, 0);
+    g_assert_cmpint(fe_vu_ack(l->fe, VU_SET_INFLIGHT_FD, &m, sizeof(m), &fd, 1), ==, 0);
+    l->inflight_fd = fd;
+    l->inflight_size = m.mmap_size;
+    for (unsigned q = 0; q <= QUEUES; q++) {
+        struct vhost_vring_state_msg {
+            uint32_t index, num;
+        } st = {q, 1};
+        g_assert_cmpint(fe_vu_ack(l->fe, FE_VU_SET_VRING_ENABLE, &st, sizeof(st), NULL, 0), ==, 0);
+    }
+}
+
+static void load_open_with(struct load *l, enum fe_profile profile, bool inflight)
+{
+    *l = (struct load){.inflight_fd = -1};
+    struct fe_config cfg = {.socket_path = daemon_.socket,
+                            .request_queues = QUEUES,
+                            .profile = profile,
+                            .protocol_features = inflight ? 1ull << PROTOCOL_F_INFLIGHT_SHMFD : 0};
     g_assert_cmpint(fe_open_retry(&cfg, &l->fe, 2000), ==, 0);
+    if (inflight)
+        enable_inflight(l);
     g_assert_cmpint(fe_fuse_init(l->fe), ==, 0);
     open_files(l);
+}
+
+static void load_open(struct load *l, enum fe_profile profile)
+{
+    load_open_with(l, profile, false);
 }
 
 static unsigned cycles(void)
@@ -383,13 +449,40 @@ static void check_host_writes(const struct load *l)
     }
 }
 
-static void under_load(enum fe_profile profile)
+/*
+ * With tracking, the last process went on with the area it took over: each request queue's
+ * region (the spec's layout, regions 64-byte aligned) follows its ring's used index, and no
+ * head is left marked in flight.
+ */
+static void assert_tracked(struct load *l)
+{
+    uint8_t *a = mmap(NULL, l->inflight_size, PROT_READ, MAP_SHARED, l->inflight_fd, 0);
+    g_assert_true(a != MAP_FAILED);
+    unsigned num = fe_vq_size(l->fe, 1);
+    size_t region = (16 + (size_t)num * 16 + 63) / 64 * 64;
+    for (unsigned q = 1; q <= QUEUES; q++) {
+        const uint8_t *r = a + q * region;
+        uint16_t version, desc_num, used_idx;
+        memcpy(&version, r + 8, 2);
+        memcpy(&desc_num, r + 10, 2);
+        memcpy(&used_idx, r + 14, 2);
+        g_assert_cmpuint(version, ==, 1);
+        g_assert_cmpuint(desc_num, ==, num);
+        g_assert_cmpuint(used_idx, ==, fe_vq_used(l->fe, q)->idx);
+        for (unsigned d = 0; d < num; d++)
+            g_assert_cmpuint(r[16 + d * 16], ==, 0);
+    }
+    munmap(a, l->inflight_size);
+    close(l->inflight_fd);
+}
+
+static void under_load(enum fe_profile profile, bool inflight)
 {
     const char *const args[] = {NULL};
     g_assert_cmpint(test_daemon_start(&daemon_, args), ==, 0);
     make_files();
     struct load l;
-    load_open(&l, profile);
+    load_open_with(&l, profile, inflight);
     run_round(&l);
     unsigned n = cycles();
     for (unsigned i = 0; i < n; i++) {
@@ -400,18 +493,25 @@ static void under_load(enum fe_profile profile)
     g_assert_cmpuint(l.answered, ==, l.sent);
     check_host_writes(&l);
     g_test_message("%u handovers, %lu requests answered", n, l.answered);
+    if (inflight)
+        assert_tracked(&l);
     fe_close(l.fe);
     g_assert_cmpint(test_daemon_stop(&daemon_), ==, 0);
 }
 
 static void test_qemu_under_load(void)
 {
-    under_load(FE_PROFILE_QEMU);
+    under_load(FE_PROFILE_QEMU, false);
 }
 
 static void test_ch_under_load(void)
 {
-    under_load(FE_PROFILE_CLOUD_HYPERVISOR);
+    under_load(FE_PROFILE_CLOUD_HYPERVISOR, false);
+}
+
+static void test_inflight_under_load(void)
+{
+    under_load(FE_PROFILE_CLOUD_HYPERVISOR, true);
 }
 
 /* ---- refused requests ---- */
@@ -644,6 +744,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/upgrade/qemu-under-load", test_qemu_under_load);
     g_test_add_func("/upgrade/cloud-hypervisor-under-load", test_ch_under_load);
+    g_test_add_func("/upgrade/inflight-under-load", test_inflight_under_load);
     g_test_add_func("/upgrade/refused", test_refused);
     g_test_add_func("/upgrade/new-killed", test_new_killed);
     g_test_add_func("/upgrade/new-fails", test_new_fails);
