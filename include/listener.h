@@ -3,6 +3,8 @@
 #ifndef VFS_LISTENER_H
 #define VFS_LISTENER_H
 
+#include <sys/types.h>
+
 /*
  * Takes the lock <socket_path>.pid (writing our pid in it) so two daemons never serve one
  * socket path; -EADDRINUSE (logged with the holder's pid) when another daemon holds it.
@@ -10,6 +12,11 @@
  */
 int listener_lock(const char *socket_path);
 void listener_unlock(int lock_fd, const char *socket_path);
+/* Writes pid into the lock file (a new owner of the lock after a handover). */
+int listener_write_pid(int lock_fd, pid_t pid);
+/* Removes the socket and its lock file if nobody holds the lock any more (the monitor of a
+ * process that took them over by a handover, once that process ended). */
+void listener_reclaim(const char *socket_path);
 
 /*
  * Creates and binds the socket at path (replacing a stale socket file), with group

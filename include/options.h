@@ -43,6 +43,7 @@ struct options {
     bool syslog;
     uint64_t rlimit_nofile; /* 0: raise to the system maximum */
     bool print_capabilities;
+    bool upgrade; /* take over from the daemon serving socket_path (handover.h) */
     char *modcaps;
     /* --uid-map / --gid-map ranges for the unprivileged sandbox's user namespace. */
     struct id_map {

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "fuse_server.h"
+#include "worker.h"
 
 #define VU_HIPRIO_QUEUES      1
 #define VU_MAX_REQUEST_QUEUES 16
@@ -40,5 +41,61 @@ int vu_dev_handle_message(struct vu_dev *dev, int conn_fd);
 /* Returns the device to its state before any connection: queues stopped, memory unmapped,
  * FUSE state dropped, every session fd closed. */
 void vu_dev_reset(struct vu_dev *dev);
+
+/* ---- planned upgrades (handover.h) ----------------------------------------------------------
+ *
+ * What a front-end configured on the device, for a new daemon process to go on serving the
+ * same connection: the negotiated features, the memory table, the dirty-page log, the
+ * in-flight area and every queue with its position. Every fd in it is borrowed: export hands
+ * out the device's own (it keeps them), import duplicates what it keeps.
+ */
+struct vu_region_image {
+    uint64_t gpa, size, uva, mmap_offset;
+    int fd;
+};
+
+struct vu_dev_image {
+    uint64_t features, protocol_features;
+    bool owner;
+    unsigned nregions;
+    struct vu_region_image *regions; /* nregions; export allocates, vu_dev_image_free frees */
+    int log_fd;                      /* -1: no dirty-page log mapped */
+    uint64_t log_size, log_offset;
+    int inflight_fd; /* -1: no in-flight area (SET_INFLIGHT_FD) */
+    uint64_t inflight_size, inflight_offset;
+    uint16_t inflight_queues, inflight_queue_size;
+    unsigned nqueues;
+    struct vu_queue_image queues[VU_HIPRIO_QUEUES + VU_MAX_REQUEST_QUEUES];
+};
+void vu_dev_image_free(struct vu_dev_image *img);
+
+/*
+ * The old process: stops every queue (the request in progress finishes; a request waiting
+ * for a lock is answered EINTR, as GET_VRING_BASE does, unless in-flight tracking is on: then
+ * it stays in flight in the area and the new process serves it again) and describes the
+ * device in *img. 0, or -EBUSY while a DEVICE_STATE transfer runs (nothing stopped), -ENOMEM.
+ */
+int vu_dev_export(struct vu_dev *dev, struct vu_dev_image *img);
+/*
+ * The session was replaced wholesale (an upgrade's LOAD): the session journal, which knows
+ * nothing of how that session was built, starts over — empty, and off until the guest's next
+ * FUSE_INIT (a crash meanwhile means a fresh session). No-op without a journal.
+ */
+void vu_dev_session_replaced(struct vu_dev *dev);
+
+/* The old process, when the new one failed: the queues go on where they stopped. */
+void vu_dev_resume(struct vu_dev *dev);
+
+/*
+ * The new process, on a device that never had a connection: rebuilds the device from img
+ * (every value checked as a front-end's message would be), its queues held, and watches conn
+ * for guest-memory faults. With an in-flight area, its regions are recovered now and the
+ * session journal attached: *restored tells whether the journal restored the session (then
+ * the saved session state is not needed). 0 or a negative errno (logged); on failure the
+ * caller resets the device.
+ */
+int vu_dev_import(struct vu_dev *dev, const struct vu_dev_image *img, int conn, bool *restored);
+/* The new process, once the old one let go: the queues start. 0 or a negative errno. */
+int vu_dev_go(struct vu_dev *dev);
 
 #endif

@@ -109,6 +109,31 @@ struct inflight_queue;
 void vu_queue_set_inflight(struct vu_queue *q, const struct inflight_queue *iq, bool hold);
 int vu_queue_recover(struct vu_queue *q);
 int vu_queue_hold(struct vu_queue *q, bool hold);
+/*
+ * A planned upgrade (handover.h): a stopped queue's whole configuration and position, for a
+ * new process to go on with the same ring. The fds are the queue's own (borrowed: export
+ * hands them out without giving them up; import duplicates what it keeps).
+ */
+struct vu_queue_image {
+    uint32_t num;
+    uint64_t desc_uva, avail_uva, used_uva;
+    bool log_used;
+    uint64_t log_used_gpa;
+    uint16_t last_avail_idx; /* what GET_VRING_BASE would return */
+    uint16_t used_idx;
+    bool started, enabled, event_idx;
+    int kick_fd, call_fd, err_fd; /* -1: none */
+};
+/* The queue must be stopped (vu_queue_stop); its configuration stays as it is. */
+void vu_queue_export(const struct vu_queue *q, struct vu_queue_image *img);
+/* Stops the queue for a handover: as vu_queue_stop, and with end_waits its requests still
+ * waiting (SETLKW) are answered EINTR with their replies in the used ring, as
+ * vu_queue_get_base does; without, they stay out (in flight in the in-flight area). */
+void vu_queue_quiesce(struct vu_queue *q, bool end_waits);
+/* Configures a queue of a fresh device from img, held (vu_queue_hold) until the device lets
+ * it go: 0, or a negative errno (-EINVAL for a size the ring cannot have, -errno of a dup). */
+int vu_queue_import(struct vu_queue *q, const struct vu_queue_image *img);
+
 /* Takes the queue from its worker, letting the request in progress finish; no-op when not
  * running. The worker's other queues pause only for that moment. */
 void vu_queue_stop(struct vu_queue *q);

@@ -70,11 +70,36 @@ int listener_lock(const char *socket_path)
         close(fd);
         return err == EWOULDBLOCK ? -EADDRINUSE : -err;
     }
-    char pid[32];
-    int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+    if (listener_write_pid(fd, getpid()) < 0)
         log_warn("cannot write pid to %s: %m", path);
     return fd;
+}
+
+int listener_write_pid(int lock_fd, pid_t pid)
+{
+    char text[32];
+    int len = snprintf(text, sizeof(text), "%ld\n", (long)pid);
+    if (ftruncate(lock_fd, 0) < 0 || pwrite(lock_fd, text, (size_t)len, 0) != len)
+        return -errno;
+    return 0;
+}
+
+void listener_reclaim(const char *socket_path)
+{
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s.pid", socket_path) >= (int)sizeof(path))
+        return;
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    /* Locked by nobody: whoever owned the paths is gone. Removed while we hold the lock, as
+     * listener_unlock does, so that no daemon locks a file about to disappear. */
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        listener_close(-1, socket_path);
+        listener_unlock(fd, socket_path);
+        return;
+    }
+    close(fd);
 }
 
 void listener_unlock(int lock_fd, const char *socket_path)

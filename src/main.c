@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,16 +21,20 @@
 #include "listener.h"
 #include "fh_policy.h"
 #include "guest_mem.h"
+#include "handover.h"
 #include "log.h"
 #include "options.h"
 #include "passthrough.h"
 #include "sandbox.h"
 #include "seccomp_filter.h"
+#include "session_state.h"
 #include "caps.h"
 #include "vhost_user.h"
 
-/* Exit statuses: a supervisor can tell a clean stop from a failure. */
-enum { EXIT_OK = 0, EXIT_FATAL = 1, EXIT_USAGE = 2 };
+/* Exit statuses: a supervisor can tell a clean stop from a failure. EXIT_HANDED_OVER is the
+ * serving process's to its namespace-sandbox monitor only: a new process owns the socket and
+ * its lock file now, so the monitor leaves them alone (and exits with EXIT_OK). */
+enum { EXIT_OK = 0, EXIT_FATAL = 1, EXIT_USAGE = 2, EXIT_HANDED_OVER = 3 };
 
 struct daemon {
     struct options opts;
@@ -40,6 +45,14 @@ struct daemon {
     struct fuse_session *fuse;
     struct vu_dev *dev;
     struct sandbox sb;
+    /* Planned upgrades (handover.h). ctl: the control socket of a handover, to the old
+     * process (--upgrade) or from the new one (pending until it asks to start); -1: none.
+     * adopted_conn: the front-end connection taken over, served first. handed_over: this
+     * process let go of everything; it exits without touching what the new one owns. */
+    int ctl;
+    int adopted_conn;
+    bool handed_over;
+    pid_t outer_pid; /* our pid before the sandbox: the one the lock file names */
 };
 
 static int raise_nofile_limit(uint64_t wanted)
@@ -100,14 +113,99 @@ static bool stop_requested(int signal_fd)
     return false;
 }
 
-/* Turns away a second front-end while a session is active. */
-static void refuse_connection(int listen_fd)
+/*
+ * A new connection whose first message is a handover request (a new process started with
+ * --upgrade) becomes the pending handover's control socket; true then. The request's
+ * header is only peeked at: anything else is left unread for its caller.
+ */
+static bool take_handover_request(struct daemon *d, int fd)
 {
-    int fd = listener_accept(listen_fd);
-    if (fd >= 0) {
+    if (!handover_requested(fd))
+        return false;
+    if (d->ctl >= 0) {
+        log_warn("upgrade: refused, another one is pending");
+        close(fd);
+    } else if (handover_welcome(fd) < 0) {
+        close(fd);
+    } else {
+        d->ctl = fd;
+    }
+    return true;
+}
+
+/* Turns away a second front-end while a session is active. */
+static void refuse_connection(struct daemon *d)
+{
+    int fd = listener_accept(d->listen_fd);
+    if (fd >= 0 && !take_handover_request(d, fd)) {
         log_warn("refusing a second front-end connection: a session is already active");
         close(fd);
     }
+}
+
+/* The session, saved for the new process as a migration saves it, in a memfd. */
+static int save_session(struct daemon *d, int *fd)
+{
+    /* These flags exactly: the seccomp filter allows memfd_create with them only. */
+    *fd = memfd_create("virtiofsd-handover", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (*fd < 0)
+        return -errno;
+    int ret = fuse_session_state_save(d->fuse, *fd);
+    if (ret == 0 && lseek(*fd, 0, SEEK_SET) < 0)
+        ret = -errno;
+    return ret;
+}
+
+/*
+ * The new process asked to start: stop, hand everything over, and wait until it serves.
+ * Returns true when it does (this process must exit without touching what it handed over);
+ * false when it failed, and then the queues go on where they stopped. conn: the front-end's
+ * connection, -1 between connections.
+ */
+static bool hand_over(struct daemon *d, int conn)
+{
+    struct handover_package p = {.listen_fd = d->listen_fd,
+                                 .lock_fd = d->lock_fd,
+                                 .conn_fd = conn,
+                                 .state_fd = -1,
+                                 .has_device = conn >= 0,
+                                 .dev = {.log_fd = -1, .inflight_fd = -1}};
+    /* With --fd the socket came from whoever started us; there is no lock file to hand on. */
+    int ret = d->lock_fd < 0 ? -ENOTSUP : 0;
+    if (ret == 0 && conn >= 0)
+        ret = vu_dev_export(d->dev, &p.dev);
+    if (ret == 0 && conn >= 0)
+        ret = save_session(d, &p.state_fd);
+    if (ret == 0)
+        ret = handover_send(d->ctl, &p);
+    else
+        handover_abort(d->ctl, ret);
+    if (p.state_fd >= 0)
+        close(p.state_fd);
+    vu_dev_image_free(&p.dev);
+    close(d->ctl);
+    d->ctl = -1;
+    if (ret == 0) {
+        log_info("upgrade: the new process serves; exiting");
+        d->handed_over = true;
+        return true;
+    }
+    if (ret == -ENOTSUP)
+        log_error("upgrade: refused: started with --fd, this daemon has no lock file to hand on");
+    if (conn >= 0)
+        vu_dev_resume(d->dev);
+    return false;
+}
+
+/* The pending handover's control socket is readable: the new process asks to start, or has
+ * gone away. True when this process handed over and must exit. */
+static bool handover_event(struct daemon *d, int conn)
+{
+    if (handover_poll_start(d->ctl) == 0)
+        return hand_over(d, conn);
+    close(d->ctl);
+    d->ctl = -1;
+    return false;
 }
 
 /* Serves one connection until it ends; returns true if a signal asks us to exit. */
@@ -116,10 +214,11 @@ static bool serve_connection(struct daemon *d, int conn)
     log_info("front-end connected");
     bool exiting = false;
     for (;;) {
-        struct pollfd fds[3] = {{.fd = conn, .events = POLLIN},
+        struct pollfd fds[4] = {{.fd = conn, .events = POLLIN},
                                 {.fd = d->signal_fd, .events = POLLIN},
-                                {.fd = d->listen_fd, .events = POLLIN}};
-        if (poll(fds, 3, -1) < 0) {
+                                {.fd = d->listen_fd, .events = POLLIN},
+                                {.fd = d->ctl, .events = POLLIN}};
+        if (poll(fds, 4, -1) < 0) {
             if (errno == EINTR)
                 continue;
             log_error("poll: %m");
@@ -143,9 +242,17 @@ static bool serve_connection(struct daemon *d, int conn)
             }
         }
         if (fds[2].revents & POLLIN)
-            refuse_connection(d->listen_fd);
+            refuse_connection(d);
+        /* Between two messages of the front-end: none is half read. */
+        if (fds[3].revents && fds[3].fd >= 0 && handover_event(d, conn)) {
+            exiting = true;
+            break;
+        }
     }
     close(conn);
+    /* Handed over: the device, its rings and the session's journal are the new process's. */
+    if (d->handed_over)
+        return true;
     vu_dev_reset(d->dev);
     log_info("session state reset; waiting for the next front-end");
     return exiting;
@@ -153,16 +260,26 @@ static bool serve_connection(struct daemon *d, int conn)
 
 static int serve(struct daemon *d)
 {
+    /* After a handover: the front-end's connection we took over, before any new one. */
+    if (d->adopted_conn >= 0) {
+        int conn = d->adopted_conn;
+        d->adopted_conn = -1;
+        if (serve_connection(d, conn))
+            return 0;
+    }
     for (;;) {
-        struct pollfd fds[2] = {{.fd = d->listen_fd, .events = POLLIN},
-                                {.fd = d->signal_fd, .events = POLLIN}};
-        if (poll(fds, 2, -1) < 0) {
+        struct pollfd fds[3] = {{.fd = d->listen_fd, .events = POLLIN},
+                                {.fd = d->signal_fd, .events = POLLIN},
+                                {.fd = d->ctl, .events = POLLIN}};
+        if (poll(fds, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             log_error("poll: %m");
             return -errno;
         }
         if ((fds[1].revents & POLLIN) && stop_requested(d->signal_fd))
+            return 0;
+        if (fds[2].revents && fds[2].fd >= 0 && handover_event(d, -1))
             return 0;
         if (!(fds[0].revents & POLLIN))
             continue;
@@ -171,6 +288,8 @@ static int serve(struct daemon *d)
             log_warn("accept: %s", strerror(-conn));
             continue;
         }
+        if (take_handover_request(d, conn))
+            continue;
         if (serve_connection(d, conn))
             return 0;
     }
@@ -198,6 +317,11 @@ static int open_socket(struct daemon *d)
     if (o->fd >= 0) {
         d->listen_fd = o->fd;
         return 0;
+    }
+    /* --upgrade: the socket and its lock come from the daemon serving the path, later. */
+    if (o->upgrade) {
+        d->ctl = handover_connect(o->socket_path);
+        return d->ctl < 0 ? d->ctl : 0;
     }
     d->lock_fd = listener_lock(o->socket_path);
     if (d->lock_fd < 0)
@@ -227,6 +351,52 @@ static int open_filesystem(struct daemon *d)
                                        .pool_threads = d->opts.thread_pool_size};
     d->dev = d->fuse ? vu_dev_new(d->fuse, &dcfg) : NULL;
     return d->dev ? 0 : -ENOMEM;
+}
+
+/*
+ * --upgrade, once set up: receives the old process's socket, lock, connection, device and
+ * session; tells it we are ready, and once it let go, starts the queues. Every fd received
+ * comes from a process of our uid (or root; handover.c checked), and is checked for shape;
+ * the device's values are checked as a front-end's (vu_dev_import), the session as a
+ * migration's (fuse_session_state_load).
+ */
+static int take_over(struct daemon *d)
+{
+    struct handover_package p;
+    bool restored = false;
+    int ret = handover_receive(d->ctl, &p);
+    if (ret == 0 && p.has_device)
+        ret = vu_dev_import(d->dev, &p.dev, p.conn_fd, &restored);
+    if (ret == 0 && p.state_fd >= 0 && !restored) {
+        ret = fuse_session_state_load(d->fuse, p.state_fd);
+        if (ret == 0)
+            vu_dev_session_replaced(d->dev);
+    }
+    /* Ready, or failed: the old process goes on serving then. ECANCELED: it refused. */
+    if (ret != -ECANCELED) {
+        int r = handover_ready(d->ctl, ret);
+        if (ret == 0)
+            ret = r;
+    }
+    close(d->ctl);
+    d->ctl = -1;
+    if (ret < 0) {
+        vu_dev_reset(d->dev);
+        handover_free(&p);
+        log_error("upgrade: failed (%s); the running daemon goes on serving", strerror(-ret));
+        return ret;
+    }
+    d->listen_fd = handover_take_fd(&p, p.listen_fd);
+    d->lock_fd = handover_take_fd(&p, p.lock_fd);
+    d->adopted_conn = handover_take_fd(&p, p.conn_fd);
+    handover_free(&p);
+    if (listener_write_pid(d->lock_fd, d->outer_pid) < 0)
+        log_warn("upgrade: cannot write our pid into the lock file: %m");
+    if (vu_dev_go(d->dev) < 0)
+        log_error("upgrade: a queue could not be started");
+    log_info("upgrade: took over %s%s", d->opts.socket_path,
+             d->adopted_conn >= 0 ? " and its front-end connection" : "");
+    return 0;
 }
 
 #define STEP(name, call)                                                                           \
@@ -300,19 +470,35 @@ static int start_confined(struct daemon *d)
     STEP("seccomp", seccomp_install(o->seccomp));
     /* After dropping capabilities: whether handles can be opened depends on what is left. */
     STEP("file handles", pt_setup_file_handles(d->fs));
+    if (o->upgrade)
+        STEP("take over", take_over(d));
     log_info("serving %s on %s", o->pt.shared_dir, o->socket_path ? o->socket_path : "--fd");
     return 0;
 }
 
+/*
+ * After a handover the device, the session and the passthrough stay as they are until the
+ * process exits: tearing them down would end lock waits and detach the session journal, in
+ * memory the new process uses now. Kept reachable here for leak checkers.
+ */
+static struct daemon *handed_over_daemon;
+
 static void stop(struct daemon *d)
 {
-    vu_dev_free(d->dev);
-    fuse_session_free(d->fuse);
-    if (d->fs)
-        pt_free(d->fs);
+    if (d->handed_over && d->dev) {
+        handed_over_daemon = d;
+    } else {
+        vu_dev_free(d->dev);
+        fuse_session_free(d->fuse);
+        if (d->fs)
+            pt_free(d->fs);
+    }
+    if (d->ctl >= 0)
+        close(d->ctl);
     /* Once confined, the socket's path means something else (or nothing): the monitor, or
-     * the next daemon taking over the stale socket, removes it. */
-    bool confined = d->sb.root != d->sb.shared_dir;
+     * the next daemon taking over the stale socket, removes it. Handed over, they are the
+     * new process's. */
+    bool confined = d->sb.root != d->sb.shared_dir || d->handed_over;
     const char *path = d->opts.fd >= 0 || confined ? NULL : d->opts.socket_path;
     if (d->listen_fd >= 0)
         listener_close(d->listen_fd, path);
@@ -336,7 +522,8 @@ static void print_capabilities(void)
 
 int main(int argc, char **argv)
 {
-    struct daemon d = {.listen_fd = -1, .lock_fd = -1, .signal_fd = -1};
+    struct daemon d = {
+        .listen_fd = -1, .lock_fd = -1, .signal_fd = -1, .ctl = -1, .adopted_conn = -1};
     enum options_result parsed = options_parse(argc, argv, &d.opts);
     if (parsed != OPTIONS_OK) {
         options_free(&d.opts);
@@ -354,21 +541,35 @@ int main(int argc, char **argv)
                             .n_uid_map = d.opts.n_uid_map,
                             .gid_map = d.opts.gid_map,
                             .n_gid_map = d.opts.n_gid_map,
-                            .max_restarts = d.opts.max_restarts,
+                            /* A daemon that took over by --upgrade got its listening socket
+                             * in the serving process: its monitor has none to restart with. */
+                            .max_restarts = d.opts.upgrade ? 0 : d.opts.max_restarts,
                             .modcaps = d.opts.modcaps,
                             .root = d.opts.pt.shared_dir,
                             .proc_self_fd = -1};
 
+    d.outer_pid = getpid();
     int ret = start(&d);
     if (ret == 1) {
-        /* The monitor: the confined child serves; we outlive it to clean up its paths. */
+        /* The monitor: the confined child serves; we outlive it to clean up its paths. A
+         * handover's control socket is the child's alone: if the child dies, the old process
+         * must see the socket close. */
+        if (d.ctl >= 0)
+            close(d.ctl);
+        d.ctl = -1;
         enum sandbox_role role;
         int status = sandbox_monitor(&d.sb, &role);
         if (role == SANDBOX_MONITOR) {
             d.sb.root = d.sb.shared_dir;
+            d.handed_over = status == EXIT_HANDED_OVER;
             stop(&d);
+            /* A child that took the paths over by a handover: they are ours to clean up,
+             * unless it handed them on in turn (or never got them: then their owner still
+             * holds the lock). */
+            if (d.opts.upgrade && !d.handed_over)
+                listener_reclaim(d.opts.socket_path);
             options_free(&d.opts);
-            return status;
+            return d.handed_over ? EXIT_OK : status;
         }
         /* A new serving process, the last one having died of a signal. */
         ret = status < 0 ? status : start_confined(&d);
@@ -376,8 +577,10 @@ int main(int argc, char **argv)
     if (ret == 0)
         ret = serve(&d);
     stop(&d);
-    if (d.fs)
+    if (d.fs && !d.handed_over)
         rcu_unregister_thread();
     options_free(&d.opts);
+    if (d.handed_over)
+        return d.sb.mode == SANDBOX_NAMESPACE ? EXIT_HANDED_OVER : EXIT_OK;
     return ret < 0 ? EXIT_FATAL : EXIT_OK;
 }

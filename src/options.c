@@ -55,6 +55,7 @@ enum opt_id {
     O_QUEUE_POLL_US,
     O_QUEUE_THREADS,
     O_MAX_RESTARTS,
+    O_UPGRADE,
     /* Reached only through the legacy -o forms. */
     O_COMPAT_READDIRPLUS,
     O_COMPAT_NO_WRITEBACK,
@@ -80,6 +81,10 @@ static const struct option_spec specs[] = {
     {"socket", 0, "PATH", O_SOCKET, 0, "Alias of --socket-path"},
     {"fd", 0, "FD", O_FD, 0, "File descriptor of an already listening socket"},
     {"socket-group", 0, "GROUP", O_SOCKET_GROUP, 0, "Group owning the socket"},
+    {"upgrade", 0, NULL, O_UPGRADE, 0,
+     "Take over from the daemon serving --socket-path: its\n"
+     "socket, front-end connection and FUSE session (start\n"
+     "with that daemon's options plus --upgrade)"},
     {"tag", 0, "TAG", O_TAG, 0, "Accepted for compatibility; the VMM sets the tag"},
     {"thread-pool-size", 0, "N", O_THREAD_POOL_SIZE, 0,
      "Serve requests on a pool of N threads shared by all\n"
@@ -563,6 +568,9 @@ static int apply(struct options *o, int id, const char *v)
         if (ret == 0)
             o->fd = (int)n;
         return ret;
+    case O_UPGRADE:
+        o->upgrade = true;
+        return 0;
     case O_SOCKET_GROUP:
         return set_string(&o->socket_group, v);
     case O_TAG:
@@ -728,6 +736,11 @@ static int check_required(const struct options *o)
     }
     if (!o->socket_path && o->fd < 0) {
         fprintf(stderr, "virtiofsd: --socket-path or --fd is required\n");
+        return -EINVAL;
+    }
+    /* The old daemon is found through its socket's path. */
+    if (o->upgrade && (!o->socket_path || o->fd >= 0)) {
+        fprintf(stderr, "virtiofsd: --upgrade needs --socket-path (not --fd)\n");
         return -EINVAL;
     }
     return 0;

@@ -240,7 +240,14 @@ static int add_arg_rules(scmp_filter_ctx ctx)
     const struct scmp_arg_cmp rdwr = SCMP_A1(SCMP_CMP_EQ, SHUT_RDWR, 0);
     if (ret == 0)
         ret = arg_rule(ctx, SCMP_ACT_ALLOW, "shutdown", SCMP_SYS(shutdown), 1, &rdwr);
-    /* memfd_create for GET_INFLIGHT_FD's area (inflight.c), with these flags only. */
+    /* getsockopt(SOL_SOCKET, SO_PEERCRED) only: who asks for a planned upgrade's handover
+     * (handover.c) must run as our uid or as root. */
+    const struct scmp_arg_cmp peercred[2] = {SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET, 0),
+                                             SCMP_A2(SCMP_CMP_EQ, SO_PEERCRED, 0)};
+    if (ret == 0)
+        ret = arg_rule(ctx, SCMP_ACT_ALLOW, "getsockopt", SCMP_SYS(getsockopt), 2, peercred);
+    /* memfd_create for GET_INFLIGHT_FD's area (inflight.c) and a handover's session state
+     * (main.c), with these flags only. */
     const struct scmp_arg_cmp memfd_flags =
         SCMP_A1(SCMP_CMP_EQ, MFD_CLOEXEC | MFD_ALLOW_SEALING, 0);
     if (ret == 0)

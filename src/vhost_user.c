@@ -163,6 +163,21 @@ struct vu_dev {
      * first queue starts while inflight_pending. */
     struct inflight_area *inflight;
     bool inflight_pending;
+    /*
+     * For a planned upgrade (vu_dev_export): what the device was given beyond what it maps.
+     * The memory table's files, one duplicate per region (by guest-physical start); the log's
+     * file and where it lies; the in-flight area's file and SET_INFLIGHT_FD's values.
+     */
+    struct {
+        uint64_t gpa;
+        int fd;
+    } region_fds[GUEST_MEM_MAX_REGIONS];
+    unsigned n_region_fds;
+    int log_fd;
+    uint64_t log_size, log_offset;
+    int inflight_fd;
+    uint64_t inflight_size, inflight_offset;
+    uint16_t inflight_queues, inflight_queue_size;
 };
 
 /* ---- socket I/O ------------------------------------------------------------------------ */
@@ -308,6 +323,62 @@ static int send_reply(int conn, const struct vu_msg *req, const void *payload, u
 
 /* ---- memory table -------------------------------------------------------------------- */
 
+/*
+ * The regions' files are kept (a duplicate each, closed with the region) for one purpose: a
+ * planned upgrade hands them to the new process, which maps the same guest memory. Mapped
+ * memory stays usable without them; they cost one fd per region.
+ */
+static void forget_region_fd(struct vu_dev *dev, uint64_t gpa)
+{
+    for (unsigned i = 0; i < dev->n_region_fds; i++) {
+        if (dev->region_fds[i].gpa != gpa)
+            continue;
+        close(dev->region_fds[i].fd);
+        dev->region_fds[i] = dev->region_fds[--dev->n_region_fds];
+        return;
+    }
+}
+
+static void forget_region_fds(struct vu_dev *dev)
+{
+    for (unsigned i = 0; i < dev->n_region_fds; i++)
+        close(dev->region_fds[i].fd);
+    dev->n_region_fds = 0;
+}
+
+/* Keeps a duplicate of fd as the file of the region at gpa; -errno when it cannot. */
+static int keep_region_fd(struct vu_dev *dev, uint64_t gpa, int fd)
+{
+    if (dev->n_region_fds >= GUEST_MEM_MAX_REGIONS)
+        return -ENOSPC;
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0)
+        return -errno;
+    dev->region_fds[dev->n_region_fds].gpa = gpa;
+    dev->region_fds[dev->n_region_fds++].fd = dup;
+    return 0;
+}
+
+static int region_fd(const struct vu_dev *dev, uint64_t gpa)
+{
+    for (unsigned i = 0; i < dev->n_region_fds; i++)
+        if (dev->region_fds[i].gpa == gpa)
+            return dev->region_fds[i].fd;
+    return -1;
+}
+
+/* The table in force: every region's file kept again. A region whose file cannot be kept
+ * only costs a later handover (refused then), never the table. */
+static void keep_table_fds(struct vu_dev *dev, const struct guest_mem *mem, const int *fds)
+{
+    forget_region_fds(dev);
+    for (unsigned i = 0; i < mem->nregions; i++)
+        if (keep_region_fd(dev, mem->regions[i].gpa, fds[i]) < 0)
+            log_warn("vhost-user: cannot keep the file of the region at gpa 0x%llx (%m): a "
+                     "planned upgrade will be refused",
+                     (unsigned long long)mem->regions[i].gpa);
+}
+
 /* Publishes a new table; the old one is returned once no worker can still be using it. */
 static struct guest_mem *publish_mem(struct vu_dev *dev, struct guest_mem *mem)
 {
@@ -357,6 +428,7 @@ static int set_mem_table(struct vu_dev *dev, struct vu_msg *m)
         return ret;
     }
     guest_mem_free(publish_mem(dev, mem));
+    keep_table_fds(dev, mem, m->fds);
     log_debug("vhost-user: memory table with %u regions", n);
     return 0;
 }
@@ -381,6 +453,10 @@ static int add_mem_reg(struct vu_dev *dev, struct vu_msg *m)
         return ret;
     }
     free(publish_mem(dev, mem)); /* mappings moved to the new table */
+    if (keep_region_fd(dev, m->p.mem_reg.region.gpa, m->fds[0]) < 0)
+        log_warn("vhost-user: cannot keep the file of the region at gpa 0x%llx (%m): a planned "
+                 "upgrade will be refused",
+                 (unsigned long long)m->p.mem_reg.region.gpa);
     return 0;
 }
 
@@ -411,6 +487,7 @@ static int rem_mem_reg(struct vu_dev *dev, struct vu_msg *m)
     }
     free(publish_mem(dev, mem));
     guest_region_unmap(&gone);
+    forget_region_fd(dev, gone.gpa);
     return 0;
 }
 
@@ -434,6 +511,22 @@ static void replace_log(struct vu_dev *dev, struct guest_log *log)
     dev->log_map = log;
     publish_log(dev);
     guest_log_unmap(old);
+    /* The old log's file, kept for a handover: the caller keeps the new one's. */
+    if (dev->log_fd >= 0)
+        close(dev->log_fd);
+    dev->log_fd = -1;
+}
+
+/* The log's file and where it lies, for a handover; a log whose file cannot be kept only
+ * costs a later handover. */
+static void keep_log_fd(struct vu_dev *dev, int fd, uint64_t size, uint64_t offset)
+{
+    dev->log_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    dev->log_size = size;
+    dev->log_offset = offset;
+    if (dev->log_fd < 0)
+        log_warn("vhost-user: cannot keep the dirty-page log's file (%m): a planned upgrade "
+                 "will be refused");
 }
 
 /*
@@ -458,6 +551,7 @@ static int set_log_base(struct vu_dev *dev, struct vu_msg *m)
         return ret;
     }
     replace_log(dev, log);
+    keep_log_fd(dev, m->fds[0], m->p.log.mmap_size, m->p.log.mmap_offset);
     log_debug("vhost-user: dirty-page log of %llu bytes", (unsigned long long)log->size);
     return 0;
 }
@@ -673,6 +767,39 @@ static void drop_inflight(struct vu_dev *dev)
     inflight_unmap(dev->inflight);
     dev->inflight = NULL;
     dev->inflight_pending = false;
+    if (dev->inflight_fd >= 0)
+        close(dev->inflight_fd);
+    dev->inflight_fd = -1;
+}
+
+/* Maps the area in fd and gives each queue its region, held until every queue can recover
+ * (finish_inflight). The queues must be stopped and no area in use. */
+static int use_inflight(struct vu_dev *dev, int fd, uint64_t size, uint64_t offset,
+                        uint16_t nqueues, uint16_t queue_size)
+{
+    struct inflight_area *a;
+    int ret = inflight_map(fd, size, offset, nqueues, queue_size, &a);
+    if (ret < 0)
+        return ret;
+    /* Kept for a handover only: the mapping does not need it. */
+    dev->inflight_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dev->inflight_fd < 0)
+        log_warn("vhost-user: cannot keep the in-flight area's file (%m): a planned upgrade "
+                 "will be refused");
+    dev->inflight_size = size;
+    dev->inflight_offset = offset;
+    dev->inflight_queues = nqueues;
+    dev->inflight_queue_size = queue_size;
+    dev->inflight = a;
+    for (unsigned i = 0; i < dev->nqueues; i++) {
+        struct inflight_queue iq = {.r = inflight_region_of(a, i),
+                                    .capacity = a->queue_size,
+                                    .next_counter = &a->page->next_counter[i],
+                                    .last_avail_idx = &a->page->last_avail_idx[i]};
+        vu_queue_set_inflight(dev->queues[i], i < a->nqueues ? &iq : NULL, true);
+    }
+    dev->inflight_pending = true;
+    return 0;
 }
 
 /*
@@ -694,21 +821,8 @@ static int set_inflight_fd(struct vu_dev *dev, struct vu_msg *m)
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_stop(dev->queues[i]);
     drop_inflight(dev);
-    struct inflight_area *a;
-    int ret =
-        inflight_map(m->fds[0], in->mmap_size, in->mmap_offset, in->num_queues, in->queue_size, &a);
-    if (ret < 0)
-        return ret;
-    dev->inflight = a;
-    for (unsigned i = 0; i < dev->nqueues; i++) {
-        struct inflight_queue iq = {.r = inflight_region_of(a, i),
-                                    .capacity = a->queue_size,
-                                    .next_counter = &a->page->next_counter[i],
-                                    .last_avail_idx = &a->page->last_avail_idx[i]};
-        vu_queue_set_inflight(dev->queues[i], i < a->nqueues ? &iq : NULL, true);
-    }
-    dev->inflight_pending = true;
-    return 0;
+    return use_inflight(dev, m->fds[0], in->mmap_size, in->mmap_offset, in->num_queues,
+                        in->queue_size);
 }
 
 /*
@@ -716,13 +830,18 @@ static int set_inflight_fd(struct vu_dev *dev, struct vu_msg *m)
  * recovered (what the guest has not seen answered is known then), the journal restores the
  * session from that, and the queues go. A ring configured later recovers at its own start.
  */
-static int finish_inflight(struct vu_dev *dev)
+static bool any_queue_ready(const struct vu_dev *dev)
 {
-    bool ready = false;
     for (unsigned i = 0; i < dev->nqueues; i++)
-        ready |= vu_queue_ready(dev->queues[i]);
-    if (!ready)
-        return 0;
+        if (vu_queue_ready(dev->queues[i]))
+            return true;
+    return false;
+}
+
+/* The recovery half of finish_inflight: every ring that can be read recovers its region, and
+ * the journal is attached. 0, 1 when the journal restored the session, or a negative errno. */
+static int recover_inflight(struct vu_dev *dev)
+{
     dev->inflight_pending = false;
     int ret = 0;
     bool unusable = false;
@@ -730,20 +849,38 @@ static int finish_inflight(struct vu_dev *dev)
         ret = vu_queue_recover(dev->queues[i]);
         unusable |= ret == 1;
     }
-    ret = ret > 0 ? 0 : ret;
+    if (ret < 0)
+        return ret;
     const struct sj_inflight sj = {.in_flight = journal_in_flight,
                                    .opaque = dev,
                                    .refuse = unusable ? "an in-flight region was unusable" : NULL};
-    if (ret == 0 && fuse_session_journal_attach(dev->fuse, dev->inflight->journal,
-                                                dev->inflight->journal_len, &sj) < 0)
+    int r = fuse_session_journal_attach(dev->fuse, dev->inflight->journal,
+                                        dev->inflight->journal_len, &sj);
+    if (r < 0)
         log_warn("vhost-user: the session cannot be kept in the in-flight area; a restart of "
                  "this daemon will need the guest to mount again");
+    return r > 0 ? 1 : 0;
+}
+
+/* Lets the held queues go (those that are ready start); the first error is returned. */
+static int release_queues(struct vu_dev *dev)
+{
+    int ret = 0;
     for (unsigned i = 0; i < dev->nqueues; i++) {
         int r = vu_queue_hold(dev->queues[i], false);
         if (ret == 0)
             ret = r;
     }
     return ret;
+}
+
+static int finish_inflight(struct vu_dev *dev)
+{
+    if (!any_queue_ready(dev))
+        return 0;
+    int ret = recover_inflight(dev);
+    int r = release_queues(dev);
+    return ret < 0 ? ret : r;
 }
 
 static int reply_u64(int conn, const struct vu_msg *m, uint64_t v);
@@ -1085,6 +1222,230 @@ int vu_dev_handle_message(struct vu_dev *dev, int conn)
     return guest_memory_faulted() ? -EFAULT : ret;
 }
 
+/* ---- planned upgrades (handover.h) ----------------------------------------------------------
+ *
+ * The old process describes its device (vu_dev_export) for the new one, which rebuilds it
+ * (vu_dev_import) from what the old one kept of the front-end's messages: the same values,
+ * checked again as the front-end's were, and the same files. Between the two the queues
+ * stand still: the old process stopped them, the new one holds them until the old one has
+ * let go (vu_dev_go), so exactly one process serves a ring at any time.
+ */
+
+void vu_dev_image_free(struct vu_dev_image *img)
+{
+    free(img->regions);
+    img->regions = NULL;
+    img->nregions = 0;
+}
+
+static int export_regions(const struct vu_dev *dev, struct vu_dev_image *img)
+{
+    const struct guest_mem *mem = dev->mem;
+    img->nregions = mem ? mem->nregions : 0;
+    if (!img->nregions)
+        return 0;
+    img->regions = calloc(img->nregions, sizeof(*img->regions));
+    if (!img->regions)
+        return -ENOMEM;
+    for (unsigned i = 0; i < img->nregions; i++) {
+        const struct guest_region *g = &mem->regions[i];
+        img->regions[i] = (struct vu_region_image){.gpa = g->gpa,
+                                                   .size = g->size,
+                                                   .uva = g->uva,
+                                                   .mmap_offset = g->mmap_offset,
+                                                   .fd = region_fd(dev, g->gpa)};
+        if (img->regions[i].fd < 0)
+            return -EBADF; /* its file could not be kept (logged then) */
+    }
+    return 0;
+}
+
+int vu_dev_export(struct vu_dev *dev, struct vu_dev_image *img)
+{
+    *img = (struct vu_dev_image){.log_fd = -1, .inflight_fd = -1};
+    /* A transfer works on the session the state would be saved from. */
+    if (dev->transfer) {
+        log_warn("upgrade: refused while a device state transfer runs");
+        return -EBUSY;
+    }
+    if ((dev->log_map && dev->log_fd < 0) || (dev->inflight && dev->inflight_fd < 0))
+        return -EBADF;
+    int ret = export_regions(dev, img);
+    if (ret < 0) {
+        vu_dev_image_free(img);
+        return ret;
+    }
+    /* With an in-flight area a waiting request stays in flight there and the new process
+     * serves it again; without, nobody would ever answer it: it ends with EINTR now. */
+    for (unsigned i = 0; i < dev->nqueues; i++) {
+        vu_queue_quiesce(dev->queues[i], dev->inflight == NULL);
+        vu_queue_export(dev->queues[i], &img->queues[i]);
+    }
+    img->nqueues = dev->nqueues;
+    img->features = dev->features;
+    img->protocol_features = dev->protocol_features;
+    img->owner = dev->owner;
+    if (dev->log_map) {
+        img->log_fd = dev->log_fd;
+        img->log_size = dev->log_size;
+        img->log_offset = dev->log_offset;
+    }
+    if (dev->inflight) {
+        img->inflight_fd = dev->inflight_fd;
+        img->inflight_size = dev->inflight_size;
+        img->inflight_offset = dev->inflight_offset;
+        img->inflight_queues = dev->inflight_queues;
+        img->inflight_queue_size = dev->inflight_queue_size;
+    }
+    return 0;
+}
+
+void vu_dev_session_replaced(struct vu_dev *dev)
+{
+    if (!dev->inflight || !fuse_session_journal(dev->fuse))
+        return;
+    fuse_session_journal_detach(dev->fuse);
+    const struct sj_inflight sj = {.in_flight = journal_in_flight, .opaque = dev};
+    if (fuse_session_journal_attach(dev->fuse, dev->inflight->journal,
+                                    dev->inflight->journal_len, &sj) < 0)
+        log_warn("vhost-user: the session cannot be kept in the in-flight area");
+}
+
+void vu_dev_resume(struct vu_dev *dev)
+{
+    /* The new process may have restored the journal into its other half already: ours no
+     * longer matches what the area holds, so it starts over. */
+    vu_dev_session_replaced(dev);
+    /* Queues still waiting for SET_INFLIGHT_FD's recovery stay held for finish_inflight. */
+    if (dev->inflight_pending)
+        return;
+    if (release_queues(dev) < 0)
+        log_error("upgrade: a queue could not be started again");
+}
+
+static int import_regions(struct vu_dev *dev, const struct vu_dev_image *img)
+{
+    if (img->nregions > GUEST_MEM_MAX_REGIONS)
+        return -EINVAL;
+    if (img->nregions == 0)
+        return 0;
+    struct guest_mem *mem = guest_mem_alloc(img->nregions);
+    if (!mem)
+        return -ENOMEM;
+    int ret = 0;
+    for (unsigned i = 0; i < img->nregions && ret == 0; i++) {
+        const struct vu_region_image *r = &img->regions[i];
+        const struct guest_region_desc d = {r->gpa, r->size, r->uva, r->mmap_offset};
+        if (guest_mem_overlaps(mem, &d))
+            ret = -EINVAL;
+        else
+            ret = guest_region_map(&d, r->fd, &mem->regions[mem->nregions]);
+        if (ret == 0)
+            mem->nregions++;
+        if (ret < 0)
+            log_error("upgrade: bad memory region gpa 0x%llx size 0x%llx: %s",
+                      (unsigned long long)r->gpa, (unsigned long long)r->size, strerror(-ret));
+    }
+    for (unsigned i = 0; i < img->nregions && ret == 0; i++)
+        ret = keep_region_fd(dev, img->regions[i].gpa, img->regions[i].fd);
+    if (ret < 0) {
+        guest_mem_free(mem);
+        forget_region_fds(dev);
+        return ret;
+    }
+    guest_mem_free(publish_mem(dev, mem));
+    return 0;
+}
+
+static int import_log(struct vu_dev *dev, const struct vu_dev_image *img)
+{
+    if (img->log_fd < 0)
+        return 0;
+    if (!(dev->protocol_features & (1ull << VU_PROTOCOL_F_LOG_SHMFD)))
+        return -EINVAL;
+    struct guest_log *log;
+    int ret = guest_log_map(img->log_fd, img->log_size, img->log_offset, &log);
+    if (ret < 0) {
+        log_error("upgrade: bad dirty-page log: %s", strerror(-ret));
+        return ret;
+    }
+    replace_log(dev, log);
+    keep_log_fd(dev, img->log_fd, img->log_size, img->log_offset);
+    return dev->log_fd < 0 ? -EBADF : 0;
+}
+
+static int import_queues(struct vu_dev *dev, const struct vu_dev_image *img)
+{
+    if (img->nqueues != dev->nqueues) {
+        log_error("upgrade: the old process has %u queues, this one %u (--num-request-queues "
+                  "must stay the same)",
+                  img->nqueues, dev->nqueues);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < dev->nqueues; i++) {
+        int ret = vu_queue_import(dev->queues[i], &img->queues[i]);
+        if (ret < 0) {
+            log_error("upgrade: queue %u: %s", i, strerror(-ret));
+            return ret;
+        }
+    }
+    return 0;
+}
+
+static int import_inflight(struct vu_dev *dev, const struct vu_dev_image *img, bool *restored)
+{
+    if (img->inflight_fd < 0)
+        return 0;
+    if (!(dev->protocol_features & (1ull << VU_PROTOCOL_F_INFLIGHT_SHMFD)) ||
+        img->inflight_queues > dev->nqueues)
+        return -EINVAL;
+    int ret = use_inflight(dev, img->inflight_fd, img->inflight_size, img->inflight_offset,
+                           img->inflight_queues, img->inflight_queue_size);
+    if (ret < 0 || dev->inflight_fd < 0)
+        return ret < 0 ? ret : -EBADF;
+    /* As after SET_INFLIGHT_FD: once a ring can be read, the regions are recovered (what the
+     * old process left in flight is served again) and the journal attached; the queues stay
+     * held until vu_dev_go. */
+    if (!any_queue_ready(dev))
+        return 0;
+    ret = recover_inflight(dev);
+    if (ret > 0)
+        *restored = true;
+    return ret < 0 ? ret : 0;
+}
+
+int vu_dev_import(struct vu_dev *dev, const struct vu_dev_image *img, int conn, bool *restored)
+{
+    *restored = false;
+    if ((img->features & ~offered_features) ||
+        (img->protocol_features & ~offered_protocol_features)) {
+        log_error("upgrade: the old process negotiated features this one does not offer");
+        return -EINVAL;
+    }
+    dev->features = img->features;
+    dev->protocol_features = img->protocol_features;
+    dev->owner = img->owner;
+    int ret = import_regions(dev, img);
+    if (ret == 0)
+        ret = import_queues(dev, img);
+    if (ret == 0)
+        ret = import_log(dev, img);
+    if (ret == 0)
+        publish_log(dev);
+    if (ret == 0)
+        ret = import_inflight(dev, img, restored);
+    if (ret == 0)
+        watch_connection(dev, conn);
+    return ret;
+}
+
+int vu_dev_go(struct vu_dev *dev)
+{
+    if (dev->inflight_pending)
+        return 0; /* held for finish_inflight, as in the old process */
+    return release_queues(dev);
+}
+
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
 /* Frees what vu_dev_new made, also when it made only part of it. */
@@ -1106,6 +1467,8 @@ struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config 
         return NULL;
     dev->fuse = fuse;
     dev->fault_fd = -1;
+    dev->log_fd = -1;
+    dev->inflight_fd = -1;
     dev->nqueues = VU_HIPRIO_QUEUES + cfg->num_request_queues;
     const struct vu_workers_config wcfg = {.queues = dev->nqueues,
                                            .threads = cfg->queue_threads,
@@ -1146,6 +1509,7 @@ void vu_dev_reset(struct vu_dev *dev)
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_reset(dev->queues[i]);
     guest_mem_free(publish_mem(dev, NULL));
+    forget_region_fds(dev);
     dev->features = 0;
     replace_log(dev, NULL);
     /* No thread touches guest memory any more: a fault the session had (maybe while its

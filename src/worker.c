@@ -2,6 +2,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <poll.h>
@@ -962,6 +963,78 @@ uint16_t vu_queue_get_base(struct vu_queue *q)
     q->vq.log_used_gpa = kept.log_used_gpa;
     q->vq.event_idx = kept.event_idx;
     return base;
+}
+
+void vu_queue_quiesce(struct vu_queue *q, bool end_waits)
+{
+    vu_queue_stop(q);
+    if (!end_waits)
+        return;
+    fuse_session_end_waits(q->fuse, &q->late_sink);
+    push_late_stopped(q);
+}
+
+void vu_queue_export(const struct vu_queue *q, struct vu_queue_image *img)
+{
+    *img = (struct vu_queue_image){.num = q->vq.num,
+                                   .desc_uva = q->vq.desc_uva,
+                                   .avail_uva = q->vq.avail_uva,
+                                   .used_uva = q->vq.used_uva,
+                                   .log_used = q->vq.log_used,
+                                   .log_used_gpa = q->vq.log_used_gpa,
+                                   .last_avail_idx = q->vq.last_avail_idx,
+                                   .used_idx = q->vq.used_idx,
+                                   .started = q->started,
+                                   .enabled = q->enabled,
+                                   .event_idx = q->vq.event_idx,
+                                   .kick_fd = q->kick_fd,
+                                   .call_fd = q->call_fd,
+                                   .err_fd = q->err_fd};
+}
+
+/* A duplicate of a handed-over fd, or -1 for none. */
+static int dup_image_fd(int fd, int *out)
+{
+    *out = -1;
+    if (fd < 0)
+        return 0;
+    *out = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return *out < 0 ? -errno : 0;
+}
+
+int vu_queue_import(struct vu_queue *q, const struct vu_queue_image *img)
+{
+    if (img->num > VQ_MAX_SIZE || (img->num & (img->num - 1)))
+        return -EINVAL;
+    vu_queue_stop(q);
+    vu_queue_reset(q);
+    int kick = -1, call = -1, err = -1;
+    int ret = dup_image_fd(img->kick_fd, &kick);
+    if (ret == 0 && (ret = dup_image_fd(img->call_fd, &call)) < 0)
+        close_fd(&kick);
+    if (ret == 0 && (ret = dup_image_fd(img->err_fd, &err)) < 0) {
+        close_fd(&kick);
+        close_fd(&call);
+    }
+    if (ret < 0)
+        return ret;
+    q->vq.num = img->num;
+    q->vq.desc_uva = img->desc_uva;
+    q->vq.avail_uva = img->avail_uva;
+    q->vq.used_uva = img->used_uva;
+    q->vq.log_used = img->log_used;
+    q->vq.log_used_gpa = img->log_used_gpa;
+    q->vq.last_avail_idx = img->last_avail_idx;
+    q->vq.avail_seen = img->last_avail_idx;
+    q->vq.used_idx = img->used_idx;
+    q->vq.event_idx = img->event_idx;
+    q->kick_fd = kick;
+    q->err_fd = err;
+    vu_queue_set_call(q, call);
+    q->started = img->started;
+    q->enabled = img->enabled;
+    q->held = true;
+    return 0;
 }
 
 bool vu_queue_running(const struct vu_queue *q)
