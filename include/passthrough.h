@@ -190,6 +190,13 @@ int pt_rename(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t olddir, const
               uint64_t newdir, const char *newname, uint32_t flags);
 int pt_link(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t newparent,
             const char *newname, struct fuse_entry_out *out);
+/*
+ * What name in directory parent is now (not followed if a symlink), as the inode table keys
+ * files: its st_dev and st_ino. No inode is made. 0 or -errno (-ENOENT: no such name). For
+ * the session journal's intents (whether a RENAME or an UNLINK already ran).
+ */
+int pt_name_ids(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+                uint64_t *dev, uint64_t *ino);
 
 /* Files. */
 int pt_open(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
@@ -207,6 +214,12 @@ ssize_t pt_read(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 /* Writes the data in iov (guest memory, in->size bytes) at in->offset; returns bytes written. */
 ssize_t pt_write(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
                  const struct fuse_write_in *in, const struct iovec *iov, int iovcnt);
+/*
+ * Whether a WRITE through handle fh appends (the host file is open with O_APPEND, so the
+ * offset is ignored and running it twice writes twice): 1 with the file's size in *size, 0
+ * if it does not, -errno. Two system calls; for the session journal's intents.
+ */
+int pt_write_appends(struct pt_fs *fs, uint64_t nodeid, uint64_t fh, uint64_t *size);
 int pt_flush(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
              const struct fuse_flush_in *in);
 int pt_release(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
@@ -254,6 +267,7 @@ struct pt_async {
     void *opaque;    /* for done */
     uint64_t unique; /* the request's id: FUSE_INTERRUPT names it */
     uint64_t tag;    /* for done */
+    void *note;      /* for done (the lock layer never reads it) */
 };
 #define PT_PENDING 1 /* pt_setlk: the result will arrive through the pt_async */
 
@@ -269,6 +283,9 @@ bool pt_lock_interrupt(struct pt_fs *fs, uint64_t unique);
  * on are stopping): returns once each one's done() was called. Safe with ops in flight.
  */
 void pt_lock_end_waits(struct pt_fs *fs, const void *opaque);
+/* Whether the lock layer has POSIX lock owner owner on nodeid (a FLUSH of it drops its
+ * locks: the session journal records that only then). No mutex until locks were ever used. */
+bool pt_lock_owner_known(struct pt_fs *fs, uint64_t nodeid, uint64_t owner);
 
 /*
  * Extended attributes (ENOSYS unless cfg->xattr). system.posix_acl_access and

@@ -196,6 +196,9 @@ int pt_state_inode_ids(struct pt_fs *fs, uint64_t nodeid, uint64_t *dev, uint64_
 int pt_state_handle_flags(struct pt_fs *fs, uint64_t fh, uint64_t nodeid, uint32_t *flags);
 /* The share root's st_dev and st_ino (which share a journal belongs to). */
 void pt_state_share_id(struct pt_fs *fs, uint64_t *dev, uint64_t *ino);
+/* What path (plain names joined by '/', beneath the share, no symlink followed) names now:
+ * its st_dev and st_ino. 0 or -errno. For a restore deciding whether a RENAME in flight ran. */
+int pt_state_path_ids(struct pt_fs *fs, const char *path, uint64_t *dev, uint64_t *ino);
 
 /*
  * The locks (src/pt_lock.c implements these: it owns the lock state; session_state.c calls

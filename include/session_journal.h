@@ -84,6 +84,33 @@ void sj_release(struct sj *j, const struct fuse_req_tag *tag, uint64_t fh);
 void sj_unlink(struct sj *j, const struct fuse_req_tag *tag, uint64_t parent, const char *name);
 void sj_rename(struct sj *j, const struct fuse_req_tag *tag, uint64_t olddir, const char *oldname,
                uint64_t newdir, const char *newname, uint32_t flags);
+/*
+ * A request that must not run twice (CREATE, MKDIR, MKNOD, SYMLINK, LINK, UNLINK, RMDIR,
+ * RENAME, RENAME2, an appending WRITE) is about to run: recorded before it does, so that
+ * after a restart its resubmission (same tag) can tell whether its effect is already there.
+ */
+struct sj_intent {
+    uint32_t opcode;
+    uint32_t flags;    /* RENAME2: its flags */
+    uint64_t nodeid;   /* the request's nodeid: the parent, the old directory, the file written */
+    uint64_t nodeid2;  /* RENAME: the new directory; LINK: the inode linked */
+    uint64_t unique;   /* the request's (a resubmission is the same request) */
+    uint64_t size;     /* WRITE: the file's size before it */
+    uint64_t dev, ino; /* RENAME, LINK: the source's identity (0: unknown) */
+    const char *name;  /* the entry's name (RENAME: the old one); NULL: none */
+    const char *name2; /* RENAME: the new name */
+};
+void sj_intent(struct sj *j, const struct fuse_req_tag *tag, const struct sj_intent *in);
+/* The intent the first run of a resubmitted request recorded (names NULL), if it got that
+ * far before the restart: true once per restart and tag. */
+bool sj_intent_take(struct sj *j, const struct fuse_req_tag *tag, struct sj_intent *out);
+/* A SETLK/SETLKW that succeeded (POSIX, or flock with FUSE_LK_FLOCK): before its reply. */
+struct fuse_lk_in;
+void sj_lock(struct sj *j, const struct fuse_req_tag *tag, uint64_t nodeid,
+             const struct fuse_lk_in *in);
+/* A FLUSH of lock owner owner on nodeid: the lock layer dropped the owner's locks there. */
+void sj_unlock_owner(struct sj *j, const struct fuse_req_tag *tag, uint64_t nodeid, uint64_t fh,
+                     uint64_t owner);
 /* A new mount (INIT agreed init) or none (DESTROY, a failed INIT: init NULL): the journal
  * starts anew with it. */
 void sj_new_mount(struct sj *j, const struct fuse_req_tag *tag,

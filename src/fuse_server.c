@@ -18,6 +18,7 @@
 #include "creds.h"
 #include "iov.h"
 #include "log.h"
+#include "pt_state.h"
 #include "session_journal.h"
 
 #define FUSE_MIN_MINOR 12 /* older protocols lay out several structs differently */
@@ -643,7 +644,13 @@ static void do_fsync(struct fuse_req *req)
 
 static void do_flush(struct fuse_req *req)
 {
-    int ret = pt_flush(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_flush_in));
+    const struct fuse_flush_in *in = ARG(req, struct fuse_flush_in);
+    struct sj *j = journal(req);
+    /* The owner's locks go with a FLUSH: journaled when it had some and has none now. */
+    bool owner = j && pt_lock_owner_known(req->se->fs, req->in.nodeid, in->lock_owner);
+    int ret = pt_flush(req->se->fs, &req->ctx, req->in.nodeid, in);
+    if (owner && !pt_lock_owner_known(req->se->fs, req->in.nodeid, in->lock_owner))
+        sj_unlock_owner(j, &req->tag, req->in.nodeid, in->fh, in->lock_owner);
     reply_result(req, ret, NULL, 0);
 }
 
@@ -679,16 +686,32 @@ static void do_getlk(struct fuse_req *req)
     reply_result(req, ret, &out, sizeof(out));
 }
 
-/* pt_async.done of a SETLKW that waited: back to the transport, with its own cookie. */
+/* What the journal needs of a SETLKW that waits, to record its lock when it is taken. */
+struct lock_note {
+    struct sj *j;
+    struct fuse_req_tag tag;
+    uint64_t nodeid;
+    struct fuse_lk_in in;
+};
+
+/* pt_async.done of a SETLKW that waited: journaled (before the reply, which the transport
+ * publishes), then back to the transport, with its own cookie. */
 static void lock_wait_done(const struct pt_async *a, int result)
 {
     struct fuse_late_sink *sink = a->opaque;
+    struct lock_note *n = a->note;
+
+    if (n && result == 0)
+        sj_lock(n->j, &n->tag, n->nodeid, &n->in);
+    free(n);
     sink->done(sink, a->tag, a->unique, result);
 }
 
 static void setlk_common(struct fuse_req *req, bool wait)
 {
+    const struct fuse_lk_in *in = ARG(req, struct fuse_lk_in);
     struct pt_async async, *a = NULL;
+    struct sj *j = journal(req);
     if (wait && req->late) {
         async = (struct pt_async){
             .done = lock_wait_done,
@@ -697,12 +720,26 @@ static void setlk_common(struct fuse_req *req, bool wait)
             .tag = req->late->cookie,
         };
         a = &async;
+        if (j) {
+            struct lock_note *n = malloc(sizeof(*n));
+            if (!n) {
+                reply_err(req, -ENOMEM);
+                return;
+            }
+            *n = (struct lock_note){.j = j, .tag = req->tag, .nodeid = req->in.nodeid, .in = *in};
+            async.note = n;
+        }
     }
-    int ret = pt_setlk(req->se->fs, &req->ctx, req->in.nodeid, ARG(req, struct fuse_lk_in), a);
-    if (ret == PT_PENDING)
+    int ret = pt_setlk(req->se->fs, &req->ctx, req->in.nodeid, in, a);
+    if (ret == PT_PENDING) {
         req->out_len = FUSE_REPLY_LATER;
-    else
-        reply_result(req, ret, NULL, 0);
+        return;
+    }
+    if (a)
+        free(async.note); /* done() will not be called */
+    if (ret == 0 && j)
+        sj_lock(j, &req->tag, req->in.nodeid, in);
+    reply_result(req, ret, NULL, 0);
 }
 
 static void do_setlk(struct fuse_req *req)
@@ -1002,6 +1039,269 @@ static void do_interrupt(struct fuse_req *req)
         log_debug("fuse: INTERRUPT of request %llu: not waiting", (unsigned long long)target);
 }
 
+/* ---- requests that must not run twice -------------------------------------------------------
+ *
+ * After a restart of the daemon, a request the guest never saw answered is served again
+ * (resubmitted, with its tag of then): it may have run already. Most requests can simply run
+ * again; those of once_ops[] cannot: a second run would fail where the first succeeded
+ * (EEXIST, ENOENT) or have its effect twice. Before one runs, its intent is journaled (with
+ * what deciding later needs); a resubmission that finds the intent of its first run asks the
+ * op's done() whether the effect is already there, and if so answers as the first run would
+ * have, journaling what that run would have. Without an intent the first run never started:
+ * it runs as any request.
+ */
+
+struct once_names {
+    const char *name, *name2; /* the entry (RENAME: old, new; SYMLINK: name, target) */
+};
+
+/* The names of a request of once_ops[]; false if malformed (the handler will answer EINVAL). */
+static bool once_decode(const struct fuse_req *req, struct once_names *n)
+{
+    const char *names[2] = {NULL, NULL};
+    struct pt_secctx sc;
+    struct pt_ctx ctx;
+    size_t off = 0;
+    bool ok;
+
+    switch (req->in.opcode) {
+    case FUSE_SYMLINK:
+        ok = creating_request(req, 0, names, 2, &ctx, &sc) == 0;
+        break;
+    case FUSE_MKDIR:
+        ok = creating_request(req, sizeof(struct fuse_mkdir_in), names, 1, &ctx, &sc) == 0;
+        break;
+    case FUSE_MKNOD:
+        ok = creating_request(req, sizeof(struct fuse_mknod_in), names, 1, &ctx, &sc) == 0;
+        break;
+    case FUSE_CREATE:
+        ok = creating_request(req, sizeof(struct fuse_create_in), names, 1, &ctx, &sc) == 0;
+        break;
+    case FUSE_RENAME:
+    case FUSE_RENAME2:
+        off = req->in.opcode == FUSE_RENAME ? sizeof(struct fuse_rename_in)
+                                            : sizeof(struct fuse_rename2_in);
+        names[0] = arg_name_to(req, &off, req->arglen);
+        names[1] = names[0] ? arg_name_to(req, &off, req->arglen) : NULL;
+        ok = names[1] != NULL;
+        break;
+    case FUSE_LINK:
+        off = sizeof(struct fuse_link_in);
+        /* fall through */
+    default: /* UNLINK, RMDIR */
+        names[0] = arg_name_to(req, &off, req->arglen);
+        ok = names[0] != NULL;
+    }
+    n->name = names[0];
+    n->name2 = names[1];
+    return ok;
+}
+
+/* The intents. Entry ops: the parent and the name (what the reply's entry would be). */
+static bool intent_name(struct fuse_req *req, struct sj_intent *in)
+{
+    struct once_names n;
+
+    if (!once_decode(req, &n))
+        return false;
+    in->name = n.name;
+    return true;
+}
+
+/* RENAME: also the source's identity (it is the new name's, once it ran). */
+static bool intent_rename(struct fuse_req *req, struct sj_intent *in)
+{
+    struct once_names n;
+
+    if (!once_decode(req, &n))
+        return false;
+    in->name = n.name;
+    in->name2 = n.name2;
+    if (req->in.opcode == FUSE_RENAME2) {
+        in->nodeid2 = ARG(req, struct fuse_rename2_in)->newdir;
+        in->flags = ARG(req, struct fuse_rename2_in)->flags;
+    } else {
+        in->nodeid2 = ARG(req, struct fuse_rename_in)->newdir;
+    }
+    if (pt_name_ids(req->se->fs, &req->ctx, req->in.nodeid, n.name, &in->dev, &in->ino) < 0)
+        in->dev = in->ino = 0; /* it fails then: its rerun fails alike */
+    return true;
+}
+
+/* LINK: the inode linked (the new name's, once it ran). */
+static bool intent_link(struct fuse_req *req, struct sj_intent *in)
+{
+    uint32_t type;
+
+    if (!intent_name(req, in))
+        return false;
+    in->nodeid2 = ARG(req, struct fuse_link_in)->oldnodeid;
+    if (pt_state_inode_ids(req->se->fs, in->nodeid2, &in->dev, &in->ino, &type) < 0)
+        in->dev = in->ino = 0;
+    return true;
+}
+
+/* WRITE: only one that appends (host O_APPEND), with the file's size before it. */
+static bool intent_write(struct fuse_req *req, struct sj_intent *in)
+{
+    const struct fuse_write_in *w = ARG(req, struct fuse_write_in);
+
+    /* The guest's open flags say whether the file appends: anything else costs nothing. */
+    return (w->flags & O_APPEND) &&
+           pt_write_appends(req->se->fs, req->in.nodeid, w->fh, &in->size) == 1;
+}
+
+/* The "already done?" checks. Entry ops: the name is there as asked: answered by a LOOKUP of
+ * it (journaled as an ENTRY), a CREATE also by opening it as the first run did. */
+static bool done_entry(struct fuse_req *req, const struct sj_intent *in)
+{
+    struct once_names n;
+    struct {
+        struct fuse_entry_out e;
+        struct fuse_open_out o;
+    } out;
+    uint32_t want;
+    char target[PATH_MAX];
+    ssize_t len = 0;
+    uint64_t dev = 0, ino = 0;
+    uint32_t type;
+    struct pt_fs *fs = req->se->fs;
+
+    if (!once_decode(req, &n) || pt_lookup(fs, &req->ctx, req->in.nodeid, n.name, &out.e) < 0)
+        return false;
+    switch (req->in.opcode) {
+    case FUSE_MKDIR:
+        want = S_IFDIR;
+        break;
+    case FUSE_MKNOD:
+        want = ARG(req, struct fuse_mknod_in)->mode & S_IFMT;
+        break;
+    case FUSE_SYMLINK:
+        want = S_IFLNK;
+        len = pt_readlink(fs, &req->ctx, out.e.nodeid, target, sizeof(target));
+        break;
+    case FUSE_LINK:
+        want = out.e.attr.mode & S_IFMT;
+        pt_state_inode_ids(fs, out.e.nodeid, &dev, &ino, &type);
+        break;
+    default: /* CREATE */
+        want = S_IFREG;
+    }
+    if ((out.e.attr.mode & S_IFMT) != want ||
+        (req->in.opcode == FUSE_SYMLINK &&
+         (len < 0 || (size_t)len != strlen(n.name2) || memcmp(target, n.name2, (size_t)len))) ||
+        (req->in.opcode == FUSE_LINK && (!in->ino || dev != in->dev || ino != in->ino))) {
+        pt_forget(fs, out.e.nodeid, 1); /* another file: the request runs (and fails) */
+        return false;
+    }
+    if (req->in.opcode == FUSE_CREATE) {
+        struct fuse_open_in o = {.flags = ARG(req, struct fuse_create_in)->flags &
+                                          ~(uint32_t)(O_CREAT | O_EXCL | O_TRUNC)};
+        int ret = pt_open(fs, &req->ctx, out.e.nodeid, &o, &out.o);
+
+        if (ret < 0) {
+            pt_forget(fs, out.e.nodeid, 1);
+            reply_err(req, ret);
+            return true;
+        }
+        reply_ok(req, &out, sizeof(out));
+        note_entry(req, req->in.nodeid, n.name, &out.e);
+        if (req->ok)
+            note_open(req, out.e.nodeid, &out.o, false);
+        return true;
+    }
+    reply_ok(req, &out.e, sizeof(out.e));
+    note_entry(req, req->in.nodeid, n.name, &out.e);
+    return true;
+}
+
+/* UNLINK, RMDIR: the name is gone. */
+static bool done_unlink(struct fuse_req *req, const struct sj_intent *in)
+{
+    struct once_names n;
+    uint64_t dev, ino;
+
+    (void)in;
+    if (!once_decode(req, &n) ||
+        pt_name_ids(req->se->fs, &req->ctx, req->in.nodeid, n.name, &dev, &ino) != -ENOENT)
+        return false;
+    sj_unlink(journal(req), &req->tag, req->in.nodeid, n.name);
+    reply_ok(req, NULL, 0);
+    return true;
+}
+
+/* RENAME: the source is under the new name and not under the old one. */
+static bool done_rename(struct fuse_req *req, const struct sj_intent *in)
+{
+    struct once_names n;
+    uint64_t dev, ino;
+    struct pt_fs *fs = req->se->fs;
+
+    if (!in->ino || !once_decode(req, &n) ||
+        pt_name_ids(fs, &req->ctx, in->nodeid2, n.name2, &dev, &ino) < 0 || dev != in->dev ||
+        ino != in->ino)
+        return false;
+    if (pt_name_ids(fs, &req->ctx, req->in.nodeid, n.name, &dev, &ino) == 0 && dev == in->dev &&
+        ino == in->ino)
+        return false;
+    sj_rename(journal(req), &req->tag, req->in.nodeid, n.name, in->nodeid2, n.name2, in->flags);
+    reply_ok(req, NULL, 0);
+    return true;
+}
+
+/* An appending WRITE: the file grew by at least its length since. */
+static bool done_write(struct fuse_req *req, const struct sj_intent *in)
+{
+    const struct fuse_write_in *w = ARG(req, struct fuse_write_in);
+    struct fuse_write_out out = {.size = w->size};
+    uint64_t size;
+
+    if (pt_write_appends(req->se->fs, req->in.nodeid, w->fh, &size) != 1 || size < in->size ||
+        size - in->size < w->size)
+        return false;
+    reply_ok(req, &out, sizeof(out));
+    return true;
+}
+
+struct once_op {
+    /* Fills what the op's check needs (opcode, nodeid and unique are filled); false: nothing
+     * to journal (a WRITE that does not append, a malformed request). */
+    bool (*intent)(struct fuse_req *req, struct sj_intent *in);
+    /* With the intent of the first run: true if its effect is there and req was answered. */
+    bool (*done)(struct fuse_req *req, const struct sj_intent *in);
+};
+
+static const struct once_op once_ops[] = {
+    [FUSE_CREATE] = {intent_name, done_entry},     [FUSE_MKDIR] = {intent_name, done_entry},
+    [FUSE_MKNOD] = {intent_name, done_entry},      [FUSE_SYMLINK] = {intent_name, done_entry},
+    [FUSE_LINK] = {intent_link, done_entry},       [FUSE_UNLINK] = {intent_name, done_unlink},
+    [FUSE_RMDIR] = {intent_name, done_unlink},     [FUSE_RENAME] = {intent_rename, done_rename},
+    [FUSE_RENAME2] = {intent_rename, done_rename}, [FUSE_WRITE] = {intent_write, done_write},
+};
+
+/*
+ * For a request of once_ops[] with a journal: a resubmitted one whose first run's effect is
+ * there is answered (true); otherwise its intent is journaled and it runs (false).
+ */
+static bool once_answered(struct fuse_req *req)
+{
+    uint32_t code = req->in.opcode;
+    const struct once_op *o =
+        code < sizeof(once_ops) / sizeof(once_ops[0]) ? &once_ops[code] : NULL;
+    struct sj *j = journal(req);
+    struct sj_intent in = {0};
+
+    if (!j || !o || !o->intent)
+        return false;
+    if (req->resubmitted && sj_intent_take(j, &req->tag, &in) && in.opcode == code &&
+        in.unique == req->in.unique && in.nodeid == req->in.nodeid && o->done(req, &in))
+        return true;
+    in = (struct sj_intent){.opcode = code, .nodeid = req->in.nodeid, .unique = req->in.unique};
+    if (o->intent(req, &in))
+        sj_intent(j, &req->tag, &in);
+    return false;
+}
+
 /* ---- the opcode table -------------------------------------------------------------------- */
 
 #define OP(code, fn, type)         [code] = {#code, sizeof(type), fn, REF_NONE}
@@ -1186,7 +1486,8 @@ uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
             reply_err(&req, err);
         return req.out_len;
     }
-    run_handler(&req, op);
+    if (!once_answered(&req))
+        run_handler(&req, op);
     return req.out_len;
 }
 

@@ -289,3 +289,27 @@ int pt_syncfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid)
     close(fd);
     return ret;
 }
+
+int pt_name_ids(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+                uint64_t *dev, uint64_t *ino)
+{
+    struct pt_inode *dir;
+    struct statx stx;
+    struct itab_key key;
+    PT_FDREF(r);
+    int ret = pt_check_name(name, PT_NAME_NEW);
+
+    if (ret == 0)
+        ret = pt_begin_dir(fs, ctx, parent, PT_READS, &dir);
+    if (ret == 0)
+        ret = pt_inode_fd(fs, dir, &r);
+    if (ret < 0)
+        return ret;
+    if (statx(r.fd, name, AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT, STATX_TYPE | STATX_INO,
+              &stx) < 0)
+        return -errno;
+    pt_key_from_statx(&stx, &key);
+    *dev = key.dev;
+    *ino = key.ino;
+    return 0;
+}

@@ -317,6 +317,25 @@ ssize_t pt_write(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
     return do_io(h->fd, true, iov, iovcnt, in->size, in->offset);
 }
 
+int pt_write_appends(struct pt_fs *fs, uint64_t nodeid, uint64_t fh, uint64_t *size)
+{
+    struct pt_handle *h = htab_get(fs->handles, fh, nodeid);
+    struct stat st;
+    int flags;
+
+    if (!h || h->dir)
+        return -EBADF;
+    flags = fcntl(h->fd, F_GETFL);
+    if (flags < 0)
+        return -errno;
+    if (!(flags & O_APPEND))
+        return 0;
+    if (fstat(h->fd, &st) < 0)
+        return -errno;
+    *size = (uint64_t)st.st_size;
+    return 1;
+}
+
 int pt_flush(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
              const struct fuse_flush_in *in)
 {

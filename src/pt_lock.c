@@ -486,6 +486,19 @@ void pt_lock_end_waits(struct pt_fs *fs, const void *opaque)
     pthread_mutex_unlock(&l->mu);
 }
 
+bool pt_lock_owner_known(struct pt_fs *fs, uint64_t nodeid, uint64_t owner)
+{
+    struct pt_locks *l = fs->locks;
+    bool known;
+
+    if (!atomic_load(&l->used))
+        return false;
+    pthread_mutex_lock(&l->mu);
+    known = owner_find(l, nodeid, owner) != NULL;
+    pthread_mutex_unlock(&l->mu);
+    return known;
+}
+
 /* ---- a migration's locks, taken back in the background ------------------------------------
  *
  * After a LOAD the guest believes it holds every lock it held on the source. On a shared file

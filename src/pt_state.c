@@ -1289,3 +1289,19 @@ void pt_state_share_id(struct pt_fs *fs, uint64_t *dev, uint64_t *ino)
     *dev = fs->root->key.dev;
     *ino = fs->root->key.ino;
 }
+
+int pt_state_path_ids(struct pt_fs *fs, const char *path, uint64_t *dev, uint64_t *ino)
+{
+    struct statx stx;
+    int ret = check_path(path), fd = ret < 0 ? ret : resolve_beneath(fs, path);
+
+    if (fd < 0)
+        return fd;
+    ret = pt_statx(fd, &stx);
+    close(fd);
+    if (ret == 0) {
+        *dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+        *ino = stx.stx_ino;
+    }
+    return ret;
+}

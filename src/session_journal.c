@@ -46,9 +46,31 @@
  *               had the new name loses it; with RENAME_EXCHANGE the two swap). A rename of a
  *               name the journal does not know changes nothing.
  *   8 COUNTERS  u64 last nodeid, u64 last fh handed out
+ *   9 INTENT    u64 nodeid, nodeid2, unique, size, st_dev, st_ino, u32 FUSE opcode, u32 flags,
+ *               u16 name and name2 lengths (0: none), u32 reserved, the names: a request that
+ *               must not run twice (CREATE, MKDIR, MKNOD, SYMLINK, LINK, UNLINK, RMDIR, RENAME,
+ *               RENAME2, an appending WRITE) is about to run (sj_intent in session_journal.h
+ *               says what each field holds). Changes nothing in the model: what it is for is
+ *               the request's resubmission after a restart (below).
+ *  10 LOCK      u64 nodeid, fh, owner, start, end (inclusive, end <= INT64_MAX: to the end of
+ *               the file), u32 type (F_RDLCK, F_WRLCK, F_UNLCK), u32 pid: a POSIX lock
+ *               request of owner through handle fh succeeded (the owner's ranges change as
+ *               fcntl's do: the range replaces whatever of the owner's ranges it overlaps; an
+ *               owner left without ranges is gone); a FLUSH of the owner is an F_UNLCK of
+ *               everything
+ *  11 FLOCK     u64 fh, u64 nodeid, u32 type (F_RDLCK: LOCK_SH, F_WRLCK: LOCK_EX, F_UNLCK),
+ *               u32 reserved: flock on handle fh succeeded
+ * A RELEASE drops the handle's flock and the POSIX owners whose last lock request came
+ * through it, and a FORGET that ends a node's count drops the owners on it, as the lock layer
+ * (pt_lock.c) does.
  * Records tagged with a counter (not 0) whose request the sj_inflight callback says is still
  * in flight are left out of a replay (the request runs again): the guest never saw their
- * replies. The id counters still cover the ids they name.
+ * replies. The id counters still cover the ids they name. An INTENT of such a request is kept
+ * instead: a restore keeps it in memory (sj_intent_take finds it when the resubmitted request
+ * is served) and writes it again after its snapshot (a second crash before the answer must
+ * find it too); and a RENAME whose effect the host already shows (the new name is the
+ * recorded source, the old name is not) is applied to the model before the install, so that
+ * the node it moved is found under its new name.
  *
  * THE MODEL replayed: every node with its count, (parent, name) and identity; nodes whose
  * count fell to 0 stay as ghosts, because a node's path is its parents' names joined, and a
@@ -110,6 +132,9 @@ enum rec_type {
     R_UNLINK = 6,
     R_RENAME = 7,
     R_COUNTERS = 8,
+    R_INTENT = 9,
+    R_LOCK = 10,
+    R_FLOCK = 11,
     R_TYPES,
 };
 
@@ -173,12 +198,27 @@ struct p_rename {
 struct p_counters {
     uint64_t last_nodeid, last_fh;
 };
+struct p_intent {
+    uint64_t nodeid, nodeid2, unique, size, dev, ino;
+    uint32_t opcode, flags;
+    uint16_t namelen, name2len;
+    uint32_t reserved;
+};
+struct p_lock {
+    uint64_t nodeid, fh, owner, start, end;
+    uint32_t type, pid;
+};
+struct p_flock {
+    uint64_t fh, nodeid;
+    uint32_t type, reserved;
+};
 
 _Static_assert(sizeof(struct sj_head) <= HEAD_SIZE, "header");
 _Static_assert(sizeof(struct sj_half) == HALF_HEAD, "half header");
 _Static_assert(sizeof(struct sj_rec) == REC_HEAD, "record header");
 _Static_assert(sizeof(struct p_entry) == 48 && sizeof(struct p_forget_one) == 16, "payloads");
 _Static_assert(sizeof(struct p_forget_one) == sizeof(struct fuse_forget_one), "forget layout");
+_Static_assert(sizeof(struct p_intent) == 64 && sizeof(struct p_lock) == 48, "payloads");
 
 /* Where records go next in one half. */
 struct cursor {
@@ -186,6 +226,13 @@ struct cursor {
     size_t len;    /* bytes for records */
     size_t off;
     uint64_t seq; /* the next record's */
+};
+
+/* An intent of a request in flight at the restore, until its resubmission takes it. */
+struct kept_intent {
+    struct fuse_req_tag tag;
+    struct p_intent in;
+    bool taken;
 };
 
 struct sj {
@@ -200,6 +247,9 @@ struct sj {
     unsigned active;
     struct cursor cur;
     size_t compact_at;
+    /* The intents of the requests in flight at the restore (under the mutex). */
+    struct kept_intent *intents;
+    size_t n_intents;
     uint8_t payload[PAYLOAD_MAX]; /* a replay's copy of one record's payload */
 };
 
@@ -313,6 +363,18 @@ struct m_handle {
     uint64_t fh, nodeid;
     uint32_t flags;
     bool dir;
+    uint32_t flock; /* F_RDLCK, F_WRLCK or F_UNLCK (none) */
+};
+
+/* A POSIX lock owner on one node and the ranges it holds (never none). */
+struct m_owner {
+    uint64_t nodeid, owner, fh;
+    uint32_t pid;
+    struct m_range {
+        uint64_t start, end;
+        bool write;
+    } * ranges;
+    size_t n, cap;
 };
 
 struct model {
@@ -325,6 +387,9 @@ struct model {
     struct m_handle *handles;
     size_t n_handles, cap_handles;
     struct hmap fhs; /* fh + 1 -> handle */
+    struct m_owner *owners;
+    size_t n_owners, cap_owners, n_ranges;
+    struct hmap owner_ids; /* owner_key(nodeid, owner) -> owner */
     bool initialized;
     struct fuse_session_init init;
     uint64_t last_nodeid, last_fh;
@@ -347,8 +412,18 @@ static int bad(struct model *m, const char *fmt, ...)
     return -EINVAL;
 }
 
+static void owners_clear(struct model *m)
+{
+    for (size_t i = 0; i < m->n_owners; i++)
+        free(m->owners[i].ranges);
+    m->n_owners = m->n_ranges = 0;
+    hmap_free(&m->owner_ids);
+}
+
 static void model_free(struct model *m)
 {
+    owners_clear(m);
+    free(m->owners);
     free(m->nodes);
     free(m->names_buf);
     free(m->handles);
@@ -364,6 +439,7 @@ static void model_clear(struct model *m)
     hmap_free(&m->ids);
     hmap_free(&m->names);
     hmap_free(&m->fhs);
+    owners_clear(m);
     m->n_nodes = m->names_len = m->n_handles = 0;
     m->initialized = false;
 }
@@ -513,6 +589,123 @@ static void handle_del(struct model *m, size_t slot)
     m->n_handles--;
 }
 
+/* ---- the model's locks ---------------------------------------------------------------------- */
+
+static uint64_t owner_key(uint64_t nodeid, uint64_t owner)
+{
+    return hash_u64(nodeid ^ hash_u64(owner)) | 1;
+}
+
+static bool owner_is(const void *arg, uint32_t val)
+{
+    const uint64_t *a = arg; /* {nodeid, owner, (uintptr_t)model} */
+    const struct model *m = (const struct model *)(uintptr_t)a[2];
+
+    return m->owners[val].nodeid == a[0] && m->owners[val].owner == a[1];
+}
+
+static ssize_t owner_slot(const struct model *m, uint64_t nodeid, uint64_t owner)
+{
+    uint64_t arg[3] = {nodeid, owner, (uintptr_t)m};
+
+    return hmap_find(&m->owner_ids, owner_key(nodeid, owner), owner_is, arg);
+}
+
+/* Drops owner idx; the last one moves into its place. */
+static void owner_del(struct model *m, size_t idx)
+{
+    struct m_owner *o = &m->owners[idx];
+    ssize_t slot = owner_slot(m, o->nodeid, o->owner);
+    size_t last = m->n_owners - 1;
+
+    if (slot >= 0)
+        hmap_del(&m->owner_ids, (size_t)slot);
+    m->n_ranges -= o->n;
+    free(o->ranges);
+    if (idx != last) {
+        ssize_t s = owner_slot(m, m->owners[last].nodeid, m->owners[last].owner);
+
+        m->owners[idx] = m->owners[last];
+        if (s >= 0)
+            m->owner_ids.vals[s] = (uint32_t)idx;
+    }
+    m->n_owners--;
+}
+
+/* What the lock layer drops: by_fh, the owners whose last request came through fh (RELEASE);
+ * otherwise every owner on nodeid (its FORGET). */
+static void owners_drop(struct model *m, bool by_fh, uint64_t fh, uint64_t nodeid)
+{
+    for (size_t i = 0; i < m->n_owners;) {
+        if (by_fh ? m->owners[i].fh == fh : m->owners[i].nodeid == nodeid)
+            owner_del(m, i);
+        else
+            i++;
+    }
+}
+
+/* Owner o's ranges after a lock of [start, end] of type: the parts of its ranges outside
+ * [start, end] stay, and the range is added unless it unlocks (fcntl's semantics for one
+ * owner; adjacent ranges of one type are not merged: taking them back merges them). */
+static int ranges_set(struct model *m, struct m_owner *o, uint64_t start, uint64_t end,
+                      uint32_t type)
+{
+    struct m_range *nr = malloc((2 * o->n + 1) * sizeof(*nr));
+    size_t n = 0;
+
+    if (!nr)
+        return bad(m, "out of memory");
+    for (size_t i = 0; i < o->n; i++) {
+        struct m_range r = o->ranges[i];
+
+        if (r.end < start || r.start > end) {
+            nr[n++] = r;
+            continue;
+        }
+        if (r.start < start)
+            nr[n++] = (struct m_range){r.start, start - 1, r.write};
+        if (r.end > end)
+            nr[n++] = (struct m_range){end + 1, r.end, r.write};
+    }
+    if (type != F_UNLCK)
+        nr[n++] = (struct m_range){start, end, type == F_WRLCK};
+    m->n_ranges = m->n_ranges - o->n + n;
+    free(o->ranges);
+    o->ranges = nr;
+    o->n = o->cap = n;
+    if (m->n_ranges > PT_STATE_MAX_RANGES)
+        return bad(m, "more than %u lock ranges", PT_STATE_MAX_RANGES);
+    return 0;
+}
+
+static int apply_lock(struct model *m, const struct p_lock *l)
+{
+    ssize_t slot = owner_slot(m, l->nodeid, l->owner);
+    size_t idx;
+    int ret;
+
+    if (slot < 0) {
+        if (l->type == F_UNLCK)
+            return 0; /* nothing held, nothing to drop */
+        if (m->n_owners >= PT_STATE_MAX_OWNERS)
+            return bad(m, "more than %u lock owners", PT_STATE_MAX_OWNERS);
+        if (grow((void **)&m->owners, &m->cap_owners, m->n_owners + 1, sizeof(*m->owners)) < 0 ||
+            hmap_put(&m->owner_ids, owner_key(l->nodeid, l->owner), (uint32_t)m->n_owners) < 0)
+            return bad(m, "out of memory");
+        idx = m->n_owners++;
+        m->owners[idx] = (struct m_owner){.nodeid = l->nodeid, .owner = l->owner};
+    } else {
+        idx = m->owner_ids.vals[slot];
+    }
+    m->owners[idx].fh = l->fh;
+    if (l->type != F_UNLCK)
+        m->owners[idx].pid = l->pid;
+    ret = ranges_set(m, &m->owners[idx], l->start, l->end, l->type);
+    if (ret == 0 && !m->owners[idx].n)
+        owner_del(m, idx);
+    return ret;
+}
+
 /* ---- records: decoding and checking --------------------------------------------------------- */
 
 /* One record's fields, checked; names point into the payload copy. */
@@ -525,6 +718,9 @@ struct prec {
     uint64_t fh;     /* RELEASE */
     uint64_t parent; /* UNLINK */
     struct p_rename rename;
+    struct p_intent intent;
+    struct p_lock lock;
+    struct p_flock flock;
     const char *name, *name2;
     size_t namelen, name2len;
     const uint8_t *forgets; /* FORGET: count p_forget_one, unaligned */
@@ -600,6 +796,65 @@ static int decode_rename(struct model *m, const uint8_t *p, size_t len, struct p
     return 0;
 }
 
+static bool once_opcode(uint32_t op)
+{
+    switch (op) {
+    case FUSE_CREATE:
+    case FUSE_MKDIR:
+    case FUSE_MKNOD:
+    case FUSE_SYMLINK:
+    case FUSE_LINK:
+    case FUSE_UNLINK:
+    case FUSE_RMDIR:
+    case FUSE_RENAME:
+    case FUSE_RENAME2:
+    case FUSE_WRITE:
+        return true;
+    }
+    return false;
+}
+
+static int decode_intent(struct model *m, const uint8_t *p, size_t len, struct prec *r)
+{
+    struct p_intent *in = &r->intent;
+    const uint32_t known = RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT;
+
+    if (len < sizeof(*in))
+        return bad(m, "short INTENT record");
+    memcpy(in, p, sizeof(*in));
+    r->name = (const char *)p + sizeof(*in);
+    r->namelen = in->namelen;
+    r->name2 = r->name + in->namelen;
+    r->name2len = in->name2len;
+    if (len != sizeof(*in) + in->namelen + in->name2len || in->reserved ||
+        !once_opcode(in->opcode) || !valid_id(in->nodeid) || in->nodeid2 > PT_STATE_MAX_ID ||
+        (in->flags & ~known) || (in->namelen && !plain_name(r->name, in->namelen)) ||
+        (in->name2len && !plain_name(r->name2, in->name2len)))
+        return bad(m, "invalid INTENT record");
+    return 0;
+}
+
+static int decode_lock(struct model *m, const uint8_t *p, size_t len, struct prec *r)
+{
+    if (r->type == R_FLOCK) {
+        if (len != sizeof(r->flock))
+            return bad(m, "FLOCK record of %zu bytes", len);
+        memcpy(&r->flock, p, sizeof(r->flock));
+        if (r->flock.fh > PT_STATE_MAX_ID || !valid_id(r->flock.nodeid) || r->flock.reserved ||
+            (r->flock.type != F_RDLCK && r->flock.type != F_WRLCK && r->flock.type != F_UNLCK))
+            return bad(m, "invalid FLOCK record");
+        return 0;
+    }
+    if (len != sizeof(r->lock))
+        return bad(m, "LOCK record of %zu bytes", len);
+    memcpy(&r->lock, p, sizeof(r->lock));
+    if (!valid_id(r->lock.nodeid) || r->lock.fh > PT_STATE_MAX_ID || r->lock.start > r->lock.end ||
+        r->lock.end > PT_STATE_LOCK_EOF ||
+        (r->lock.type != F_RDLCK && r->lock.type != F_WRLCK && r->lock.type != F_UNLCK))
+        return bad(m, "invalid LOCK record");
+    return 0;
+}
+
 static int decode(struct model *m, unsigned type, const uint8_t *p, size_t len, struct prec *r)
 {
     struct p_unlink u;
@@ -666,6 +921,11 @@ static int decode(struct model *m, unsigned type, const uint8_t *p, size_t len, 
         if (r->counters.last_nodeid > PT_STATE_MAX_ID || r->counters.last_fh > PT_STATE_MAX_ID)
             return bad(m, "COUNTERS out of range");
         return 0;
+    case R_INTENT:
+        return decode_intent(m, p, len, r);
+    case R_LOCK:
+    case R_FLOCK:
+        return decode_lock(m, p, len, r);
     }
     return bad(m, "unknown record type %u", type);
 }
@@ -736,9 +996,13 @@ static void apply_forget(struct model *m, const struct prec *r)
 
         memcpy(&one, r->forgets + i * sizeof(one), sizeof(one));
         idx = node_find(m, one.nodeid);
-        if (idx >= 0) /* a ghost once 0: kept for its children's paths */
-            m->nodes[idx].nlookup -=
-                one.nlookup < m->nodes[idx].nlookup ? one.nlookup : m->nodes[idx].nlookup;
+        if (idx < 0)
+            continue;
+        /* a ghost once 0: kept for its children's paths */
+        m->nodes[idx].nlookup -=
+            one.nlookup < m->nodes[idx].nlookup ? one.nlookup : m->nodes[idx].nlookup;
+        if (!m->nodes[idx].nlookup && m->n_owners)
+            owners_drop(m, false, 0, one.nodeid);
     }
 }
 
@@ -751,8 +1015,8 @@ static int apply_open(struct model *m, const struct prec *r)
     if (grow((void **)&m->handles, &m->cap_handles, m->n_handles + 1, sizeof(*m->handles)) < 0 ||
         hmap_put(&m->fhs, o->fh + 1, (uint32_t)m->n_handles) < 0)
         return bad(m, "out of memory");
-    m->handles[m->n_handles++] =
-        (struct m_handle){.fh = o->fh, .nodeid = o->nodeid, .flags = o->flags, .dir = o->dir};
+    m->handles[m->n_handles++] = (struct m_handle){
+        .fh = o->fh, .nodeid = o->nodeid, .flags = o->flags, .dir = o->dir, .flock = F_UNLCK};
     return 0;
 }
 
@@ -798,6 +1062,15 @@ static int apply(struct model *m, const struct prec *r)
         idx = handle_slot(m, r->fh);
         if (idx >= 0)
             handle_del(m, (size_t)idx);
+        if (m->n_owners)
+            owners_drop(m, true, r->fh, 0);
+        return 0;
+    case R_LOCK:
+        return apply_lock(m, &r->lock);
+    case R_FLOCK:
+        idx = handle_slot(m, r->flock.fh);
+        if (idx >= 0 && m->handles[m->fhs.vals[idx]].nodeid == r->flock.nodeid)
+            m->handles[m->fhs.vals[idx]].flock = r->flock.type;
         return 0;
     case R_UNLINK:
         idx = name_find(m, r->parent, r->name, r->namelen);
@@ -807,7 +1080,7 @@ static int apply(struct model *m, const struct prec *r)
     case R_RENAME:
         return apply_rename(m, r);
     }
-    return 0; /* COUNTERS: note_ids */
+    return 0; /* COUNTERS: note_ids; INTENT: nothing (see replay) */
 }
 
 /* ---- reading a half ------------------------------------------------------------------------ */
@@ -866,7 +1139,8 @@ static int replay(struct sj *j, unsigned half, struct model *m, enum in_flight_r
         if (h.counter && j->inflight.in_flight(j->inflight.opaque, &tag)) {
             note_ids(m, &r);
             m->n_left_out++;
-            ret = mode == KEEP_IN_FLIGHT ? keep_record(m, &h, j->payload) : 0;
+            /* After a restart only its INTENT stays: the resubmission asks for it. */
+            ret = mode == KEEP_IN_FLIGHT || h.type == R_INTENT ? keep_record(m, &h, j->payload) : 0;
         } else {
             ret = apply(m, &r);
             m->n_applied++;
@@ -1034,7 +1308,51 @@ static void mark_kept(struct model *m)
     }
 }
 
-/* The snapshot of m at c: INIT, COUNTERS, the needed nodes, the handles, the kept records. */
+/* Whether handle fh of nodeid is in the model, on a node the guest still holds. */
+static bool live_handle(const struct model *m, uint64_t fh, uint64_t nodeid)
+{
+    ssize_t slot = handle_slot(m, fh), idx = node_find(m, nodeid);
+
+    return slot >= 0 && m->handles[m->fhs.vals[slot]].nodeid == nodeid && idx >= 0 &&
+           m->nodes[idx].nlookup;
+}
+
+/* Every owner's ranges and every handle's flock, of the handles a snapshot keeps. */
+static int write_locks(struct model *m, struct cursor *c)
+{
+    int ret = 0;
+
+    for (size_t i = 0; ret == 0 && i < m->n_owners; i++) {
+        const struct m_owner *o = &m->owners[i];
+
+        if (!live_handle(m, o->fh, o->nodeid))
+            continue;
+        for (size_t k = 0; ret == 0 && k < o->n; k++) {
+            struct p_lock l = {.nodeid = o->nodeid,
+                               .fh = o->fh,
+                               .owner = o->owner,
+                               .start = o->ranges[k].start,
+                               .end = o->ranges[k].end,
+                               .type = o->ranges[k].write ? F_WRLCK : F_RDLCK,
+                               .pid = o->pid};
+            struct iovec v = {&l, sizeof(l)};
+
+            ret = put_rec(c, R_LOCK, NULL, &v, 1);
+        }
+    }
+    for (size_t i = 0; ret == 0 && i < m->n_handles; i++) {
+        const struct m_handle *h = &m->handles[i];
+        struct p_flock f = {.fh = h->fh, .nodeid = h->nodeid, .type = h->flock};
+        struct iovec v = {&f, sizeof(f)};
+
+        if (h->flock != F_UNLCK && live_handle(m, h->fh, h->nodeid))
+            ret = put_rec(c, R_FLOCK, NULL, &v, 1);
+    }
+    return ret;
+}
+
+/* The snapshot of m at c: INIT, COUNTERS, the needed nodes, the handles, the locks, the kept
+ * records. */
 static int write_snapshot(struct model *m, struct cursor *c)
 {
     struct p_init in = {.major = m->init.major,
@@ -1071,6 +1389,8 @@ static int write_snapshot(struct model *m, struct cursor *c)
         v = (struct iovec){&o, sizeof(o)};
         ret = put_rec(c, R_OPEN, NULL, &v, 1);
     }
+    if (ret == 0)
+        ret = write_locks(m, c);
     for (size_t off = 0; ret == 0 && off < m->kept_len;) {
         struct sj_rec h;
         const struct fuse_req_tag tag = {0};
@@ -1247,6 +1567,88 @@ void sj_rename(struct sj *j, const struct fuse_req_tag *tag, uint64_t olddir, co
         append(j, R_RENAME, tag, v, 3);
 }
 
+void sj_intent(struct sj *j, const struct fuse_req_tag *tag, const struct sj_intent *in)
+{
+    struct p_intent p = {.nodeid = in->nodeid,
+                         .nodeid2 = in->nodeid2,
+                         .unique = in->unique,
+                         .size = in->size,
+                         .dev = in->dev,
+                         .ino = in->ino,
+                         .opcode = in->opcode,
+                         .flags = in->flags,
+                         .namelen = (uint16_t)plain_len(in->name),
+                         .name2len = (uint16_t)plain_len(in->name2)};
+    struct iovec v[3] = {
+        {&p, sizeof(p)}, {(void *)in->name, p.namelen}, {(void *)in->name2, p.name2len}};
+
+    append(j, R_INTENT, tag, v, 3);
+}
+
+bool sj_intent_take(struct sj *j, const struct fuse_req_tag *tag, struct sj_intent *out)
+{
+    bool found = false;
+
+    if (!tag->counter)
+        return false;
+    pthread_mutex_lock(&j->lock);
+    /* The latest of a tag's intents: a resubmission that ran again recorded its own. */
+    for (size_t i = j->n_intents; i-- > 0;) {
+        struct kept_intent *k = &j->intents[i];
+
+        if (k->taken || k->tag.counter != tag->counter || k->tag.queue != tag->queue ||
+            k->tag.head != tag->head)
+            continue;
+        k->taken = true;
+        *out = (struct sj_intent){.opcode = k->in.opcode,
+                                  .flags = k->in.flags,
+                                  .nodeid = k->in.nodeid,
+                                  .nodeid2 = k->in.nodeid2,
+                                  .unique = k->in.unique,
+                                  .size = k->in.size,
+                                  .dev = k->in.dev,
+                                  .ino = k->in.ino};
+        found = true;
+        break;
+    }
+    pthread_mutex_unlock(&j->lock);
+    return found;
+}
+
+void sj_lock(struct sj *j, const struct fuse_req_tag *tag, uint64_t nodeid,
+             const struct fuse_lk_in *in)
+{
+    struct p_lock l = {.nodeid = nodeid,
+                       .fh = in->fh,
+                       .owner = in->owner,
+                       .start = in->lk.start,
+                       .end = in->lk.end > PT_STATE_LOCK_EOF ? PT_STATE_LOCK_EOF : in->lk.end,
+                       .type = in->lk.type,
+                       .pid = in->lk.pid};
+    struct p_flock f = {.fh = in->fh, .nodeid = nodeid, .type = in->lk.type};
+    struct iovec v = {&l, sizeof(l)};
+
+    /* What the lock layer accepted: checked again all the same (a record must decode). */
+    if (!valid_id(nodeid) || in->fh > PT_STATE_MAX_ID ||
+        (l.type != F_RDLCK && l.type != F_WRLCK && l.type != F_UNLCK))
+        return;
+    if (in->lk_flags & FUSE_LK_FLOCK) {
+        v = (struct iovec){&f, sizeof(f)};
+        append(j, R_FLOCK, tag, &v, 1);
+    } else if (l.start <= l.end) {
+        append(j, R_LOCK, tag, &v, 1);
+    }
+}
+
+void sj_unlock_owner(struct sj *j, const struct fuse_req_tag *tag, uint64_t nodeid, uint64_t fh,
+                     uint64_t owner)
+{
+    struct fuse_lk_in in = {
+        .fh = fh, .owner = owner, .lk = {.start = 0, .end = PT_STATE_LOCK_EOF, .type = F_UNLCK}};
+
+    sj_lock(j, tag, nodeid, &in);
+}
+
 void sj_new_mount(struct sj *j, const struct fuse_req_tag *tag,
                   const struct fuse_session_init *init)
 {
@@ -1326,6 +1728,69 @@ static void format(struct sj *j)
     __atomic_store_n((uint64_t *)head_of(j)->magic, magic, __ATOMIC_RELEASE);
 }
 
+/*
+ * The path of node idx beneath the share (NUL-terminated in path, PATH_MAX bytes; *len its
+ * length), from its parents' names; chain has room for PATH_COMPS_MAX. False if it has none:
+ * a nameless node on the way, an unknown parent, a cycle or a path too long.
+ */
+static bool node_path(const struct model *m, size_t idx, size_t *chain, char *path, size_t *len)
+{
+    size_t depth = 0;
+    ssize_t cur = (ssize_t)idx;
+
+    *len = 0;
+    while (cur >= 0 && m->nodes[cur].namelen && depth < PATH_COMPS_MAX) {
+        chain[depth++] = (size_t)cur;
+        if (m->nodes[cur].parent == FUSE_ROOT_ID)
+            break;
+        cur = node_find(m, m->nodes[cur].parent);
+    }
+    if (!(depth && cur >= 0 && m->nodes[cur].namelen && m->nodes[cur].parent == FUSE_ROOT_ID))
+        return false;
+    while (depth) {
+        const struct m_node *c = &m->nodes[chain[--depth]];
+
+        if (*len + c->namelen + 1 >= PATH_MAX)
+            return false;
+        if (*len)
+            path[(*len)++] = '/';
+        memcpy(path + *len, m->names_buf + c->name_off, c->namelen);
+        *len += c->namelen;
+    }
+    path[*len] = '\0';
+    return true;
+}
+
+/* The locks of the handles model_to_state keeps, for pt_locks_install. */
+static int locks_to_state(struct model *m, struct pt_state *st)
+{
+    int ret = 0;
+
+    for (size_t i = 0; ret == 0 && i < m->n_owners; i++) {
+        const struct m_owner *o = &m->owners[i];
+        struct pt_state_owner so = {
+            .nodeid = o->nodeid, .owner = o->owner, .fh = o->fh, .pid = o->pid};
+
+        if (!live_handle(m, o->fh, o->nodeid))
+            continue;
+        ret = pt_state_add_owner(st, &so);
+        for (size_t k = 0; ret == 0 && k < o->n; k++) {
+            struct pt_state_range r = {
+                .start = o->ranges[k].start, .end = o->ranges[k].end, .write = o->ranges[k].write};
+
+            ret = pt_state_add_range(st, &r);
+        }
+    }
+    for (size_t i = 0; ret == 0 && i < m->n_handles; i++) {
+        const struct m_handle *h = &m->handles[i];
+        struct pt_state_flock f = {.fh = h->fh, .nodeid = h->nodeid, .write = h->flock == F_WRLCK};
+
+        if (h->flock != F_UNLCK && live_handle(m, h->fh, h->nodeid))
+            ret = pt_state_add_flock(st, &f);
+    }
+    return ret;
+}
+
 /* The pt_state of the nodes the guest holds (path from the parents' names) and their handles. */
 static int model_to_state(struct model *m, struct sj *j, struct pt_state *st)
 {
@@ -1348,33 +1813,11 @@ static int model_to_state(struct model *m, struct sj *j, struct pt_state *st)
                                     .type = n->type,
                                     .dev = n->dev,
                                     .ino = n->ino};
-        size_t depth = 0, len = 0;
-        ssize_t cur = (ssize_t)i;
+        size_t len = 0;
 
         if (!n->nlookup)
             continue;
-        /* Up to the root through named nodes; a nameless one, an unknown parent, a cycle or
-         * a path too long: no path (lost). */
-        while (cur >= 0 && m->nodes[cur].namelen && depth < PATH_COMPS_MAX) {
-            chain[depth++] = (size_t)cur;
-            if (m->nodes[cur].parent == FUSE_ROOT_ID)
-                break;
-            cur = node_find(m, m->nodes[cur].parent);
-        }
-        in.lost =
-            !(depth && cur >= 0 && m->nodes[cur].namelen && m->nodes[cur].parent == FUSE_ROOT_ID);
-        while (!in.lost && depth) {
-            const struct m_node *c = &m->nodes[chain[--depth]];
-
-            if (len + c->namelen + 1 >= PATH_MAX) {
-                in.lost = true;
-                break;
-            }
-            if (len)
-                path[len++] = '/';
-            memcpy(path + len, m->names_buf + c->name_off, c->namelen);
-            len += c->namelen;
-        }
+        in.lost = !node_path(m, i, chain, path, &len);
         ret = pt_state_add_inode(st, &in, in.lost ? NULL : path, in.lost ? 0 : len);
     }
     for (size_t i = 0; ret == 0 && i < m->n_handles; i++) {
@@ -1386,6 +1829,8 @@ static int model_to_state(struct model *m, struct sj *j, struct pt_state *st)
         if (idx >= 0 && m->nodes[idx].nlookup)
             ret = pt_state_add_handle(st, &sh);
     }
+    if (ret == 0)
+        ret = locks_to_state(m, st);
     free(chain);
     free(path);
     return ret < 0 ? bad(m, "out of memory") : 0;
@@ -1426,6 +1871,103 @@ static int restore(struct fuse_session *se, struct sj *j, struct model *m, size_
     return ret;
 }
 
+/* The path of directory node dirid joined with name (len bytes) into path; false if none. */
+static bool child_path(const struct model *m, uint64_t dirid, const char *name, size_t len,
+                       size_t *chain, char *path)
+{
+    ssize_t idx = dirid == FUSE_ROOT_ID ? -1 : node_find(m, dirid);
+    size_t at = 0;
+
+    if (dirid != FUSE_ROOT_ID && (idx < 0 || !node_path(m, (size_t)idx, chain, path, &at)))
+        return false;
+    if (at + len + 2 >= PATH_MAX)
+        return false;
+    if (at)
+        path[at++] = '/';
+    memcpy(path + at, name, len);
+    path[at + len] = '\0';
+    return true;
+}
+
+/* Whether path beneath the share names the file dev/ino. */
+static bool path_is(struct sj *j, const char *path, uint64_t dev, uint64_t ino)
+{
+    uint64_t d, i;
+
+    return pt_state_path_ids(fuse_session_fs(j->se), path, &d, &i) == 0 && d == dev && i == ino;
+}
+
+/*
+ * The RENAMEs in flight whose effect the host shows (the recorded source under the new name,
+ * not under the old one) are applied to the model: the node they moved is found under its
+ * new name, and the resubmission answers as the first run would have.
+ */
+static int settle_renames(struct sj *j, struct model *m)
+{
+    size_t *chain = malloc(PATH_COMPS_MAX * sizeof(*chain));
+    char *path = malloc(PATH_MAX);
+    int ret = chain && path ? 0 : bad(m, "out of memory");
+
+    for (size_t off = 0; ret == 0 && off < m->kept_len;) {
+        struct sj_rec h;
+        struct prec r;
+
+        memcpy(&h, m->kept + off, sizeof(h));
+        off += REC_HEAD + pad8(h.len);
+        if (h.type != R_INTENT || decode(m, h.type, m->kept + off - pad8(h.len), h.len, &r) < 0)
+            continue;
+        const struct p_intent *in = &r.intent;
+        ssize_t src = (in->opcode == FUSE_RENAME || in->opcode == FUSE_RENAME2) && r.name2len
+                          ? name_find(m, in->nodeid, r.name, r.namelen)
+                          : -1;
+        if (src < 0 || m->nodes[src].dev != in->dev || m->nodes[src].ino != in->ino)
+            continue;
+        if (!child_path(m, in->nodeid2, r.name2, r.name2len, chain, path) ||
+            !path_is(j, path, in->dev, in->ino))
+            continue;
+        if (child_path(m, in->nodeid, r.name, r.namelen, chain, path) &&
+            path_is(j, path, in->dev, in->ino))
+            continue;
+        r.type = R_RENAME;
+        r.rename = (struct p_rename){.olddir = in->nodeid,
+                                     .newdir = in->nodeid2,
+                                     .flags = in->flags,
+                                     .oldlen = (uint16_t)r.namelen,
+                                     .newlen = (uint16_t)r.name2len};
+        ret = apply_rename(m, &r);
+    }
+    free(chain);
+    free(path);
+    return ret;
+}
+
+/* The intents of the requests in flight, for their resubmissions (sj_intent_take). */
+static int keep_intents(struct sj *j, struct model *m)
+{
+    size_t n = 0;
+
+    for (size_t off = 0; off < m->kept_len; n++) {
+        struct sj_rec h;
+
+        memcpy(&h, m->kept + off, sizeof(h));
+        off += REC_HEAD + pad8(h.len);
+    }
+    j->intents = n ? calloc(n, sizeof(*j->intents)) : NULL;
+    if (n && !j->intents)
+        return bad(m, "out of memory");
+    for (size_t off = 0; off < m->kept_len;) {
+        struct sj_rec h;
+        struct p_intent in;
+
+        memcpy(&h, m->kept + off, sizeof(h));
+        memcpy(&in, m->kept + off + REC_HEAD, sizeof(in)); /* decoded by the replay */
+        j->intents[j->n_intents++] = (struct kept_intent){
+            .tag = {.counter = h.counter, .queue = h.queue, .head = h.head}, .in = in};
+        off += REC_HEAD + pad8(h.len);
+    }
+    return 0;
+}
+
 /* Replays and installs what the area holds: 1 restored, 0 not (why set if it was unusable). */
 static int try_restore(struct sj *j, struct fuse_session *se, char *why, size_t size)
 {
@@ -1443,7 +1985,11 @@ static int try_restore(struct sj *j, struct fuse_session *se, char *why, size_t 
         return 0;
     }
     if (ret == 0)
+        ret = settle_renames(j, &m);
+    if (ret == 0)
         ret = restore(se, j, &m, &lost);
+    if (ret == 0)
+        ret = keep_intents(j, &m);
     if (ret < 0) {
         snprintf(why, size, "%s", m.why[0] ? m.why : strerror(-ret));
         model_free(&m);
@@ -1520,5 +2066,6 @@ void fuse_session_journal_detach(struct fuse_session *se)
         return;
     fuse_session_set_journal(se, NULL);
     pthread_mutex_destroy(&j->lock);
+    free(j->intents);
     free(j);
 }

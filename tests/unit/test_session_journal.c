@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -108,10 +109,25 @@ static uint64_t host_ino(struct fx *f, const char *name)
     return st.st_ino;
 }
 
+/* The host file's identity, as the daemon keys it. */
+static void host_id(struct fx *f, const char *name, uint64_t *dev, uint64_t *ino)
+{
+    struct stat st;
+    char *p = hpath(f, name);
+
+    g_assert_cmpint(lstat(p, &st), ==, 0);
+    g_free(p);
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+}
+
+static bool with_locks; /* the lock tests' sessions serve POSIX locks and flock */
+
 static void side_open_dir(struct side *s, const char *dir)
 {
     struct pt_config c = base_cfg;
 
+    c.posix_locks = c.flock_locks = with_locks;
     memset(s, 0, sizeof(*s));
     c.shared_dir = dir;
     g_assert_cmpint(pt_new(&c, &s->fs), ==, 0);
@@ -194,28 +210,25 @@ static int crash(struct fx *f)
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
-/* One request with a new tag (its counter in *counter if asked); the reply's error. */
-static int req_tagged(struct fx *f, struct side *s, uint32_t opcode, uint64_t nodeid,
-                      const void *arg, size_t arglen, const void *extra, size_t extralen, void *out,
-                      size_t outlen, uint64_t *counter)
+/* One request, as the worker hands it over: with ctx (its tag, resubmitted, late route) and
+ * unique; the reply's error. FUSE_REPLY_LATER: 1 (nothing written). */
+static int req_ctx(struct fx *f, struct side *s, uint32_t opcode, uint64_t nodeid, const void *arg,
+                   size_t arglen, const void *extra, size_t extralen, void *out, size_t outlen,
+                   uint64_t unique, const struct fuse_req_ctx *ctx)
 {
     size_t total = sizeof(struct fuse_in_header) + arglen + extralen;
     uint8_t *buf = g_malloc0(total);
     struct fuse_in_header h = {.len = (uint32_t)total,
                                .opcode = opcode,
-                               .unique = ++f->unique,
+                               .unique = unique,
                                .nodeid = nodeid,
                                .uid = getuid(),
                                .gid = getgid(),
                                .pid = 1};
-    struct fuse_req_ctx ctx = {
-        .tag = {.counter = ++f->counter, .queue = 1, .head = (uint16_t)(f->counter % 128)}};
     struct fuse_out_header oh;
     struct vq_elem *e = f->elem;
     uint32_t ret;
 
-    if (counter)
-        *counter = ctx.tag.counter;
     memcpy(buf, &h, sizeof(h));
     if (arglen)
         memcpy(buf + sizeof(h), arg, arglen);
@@ -228,21 +241,45 @@ static int req_tagged(struct fx *f, struct side *s, uint32_t opcode, uint64_t no
     e->rd_len = total;
     e->wr_len = OUT_SIZE;
     rcu_read_lock();
-    ret = fuse_session_process(s->se, f->scratch, e, &ctx);
+    ret = fuse_session_process(s->se, f->scratch, e, ctx);
     rcu_read_unlock();
     g_free(buf);
     if (opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET) {
         g_assert_cmpuint(ret, ==, 0);
         return 0;
     }
+    if (ret == FUSE_REPLY_LATER)
+        return 1;
     g_assert_cmpuint(ret, >=, sizeof(oh));
     memcpy(&oh, f->out, sizeof(oh));
     g_assert_cmpuint(oh.len, ==, ret);
+    g_assert_cmpuint(oh.unique, ==, unique);
     if (oh.error == 0 && out) {
         g_assert_cmpuint(ret - sizeof(oh), >=, outlen);
         memcpy(out, f->out + sizeof(oh), outlen);
     }
     return oh.error;
+}
+
+/* The next tag, as the worker's counter gives them. */
+static struct fuse_req_tag next_tag(struct fx *f)
+{
+    f->counter++;
+    return (struct fuse_req_tag){
+        .counter = f->counter, .queue = 1, .head = (uint16_t)(f->counter % 128)};
+}
+
+/* One request with a new tag (its counter in *counter if asked); the reply's error. */
+static int req_tagged(struct fx *f, struct side *s, uint32_t opcode, uint64_t nodeid,
+                      const void *arg, size_t arglen, const void *extra, size_t extralen, void *out,
+                      size_t outlen, uint64_t *counter)
+{
+    struct fuse_req_ctx ctx = {.tag = next_tag(f)};
+
+    if (counter)
+        *counter = ctx.tag.counter;
+    return req_ctx(f, s, opcode, nodeid, arg, arglen, extra, extralen, out, outlen, ++f->unique,
+                   &ctx);
 }
 
 static int req(struct fx *f, struct side *s, uint32_t opcode, uint64_t nodeid, const void *arg,
@@ -623,11 +660,11 @@ static void test_in_flight_left_out(void)
     assert_is(&f, &f.b, hello, "hello.txt");
     forget(&f, &f.b, hello, 1);
     g_assert_cmpint(getattr_ino(&f, &f.b, hello, NULL), ==, -EBADF);
-    /* other: two lookups, the FORGET runs again; the rename was in flight, so the journal
-     * still has the old name, which the host no longer has: lost until the rename reruns. */
-    g_assert_cmpint(getattr_ino(&f, &f.b, other, NULL), ==, -EIO);
+    /* other: two lookups, the FORGET runs again; the rename was in flight, but the host
+     * shows it ran (its INTENT says which file moved): found under its new name. */
+    assert_is(&f, &f.b, other, "moved.txt");
     forget(&f, &f.b, other, 1);
-    g_assert_cmpint(getattr_ino(&f, &f.b, other, NULL), ==, -EIO);
+    assert_is(&f, &f.b, other, "moved.txt");
     forget(&f, &f.b, other, 1);
     g_assert_cmpint(getattr_ino(&f, &f.b, other, NULL), ==, -EBADF);
     /* The OPEN in flight: its handle is not there (the OPEN runs again); its fh is not
@@ -755,6 +792,505 @@ static void test_compaction(void)
     fx_teardown(&f);
 }
 
+/* ---- requests that must not run twice ------------------------------------------------------ */
+
+/* A request of fuse_server.c's once_ops[]: what it sends, and what its first run journals as
+ * its intent (opcode, nodeid and unique are filled in). */
+struct once_case {
+    uint32_t opcode;
+    uint64_t nodeid;
+    const void *arg;
+    size_t arglen;
+    const void *extra;
+    size_t extralen;
+    size_t outlen;
+    struct sj_intent intent;
+};
+
+/*
+ * done: the first run ran wholly, but the guest never saw its reply; otherwise the daemon died
+ * after journaling its intent, before the op ran. The daemon restarts with the request in
+ * flight (twice, if restarts is 2) and it is resubmitted with its tag and unique: the reply's
+ * error, its out bytes in out.
+ */
+static int once_run_n(struct fx *f, const struct once_case *c, bool done, void *out, int restarts)
+{
+    struct fuse_req_tag tag = next_tag(f);
+    uint64_t unique = ++f->unique;
+    struct fuse_req_ctx ctx = {.tag = tag};
+
+    if (done) {
+        g_assert_cmpint(req_ctx(f, &f->a, c->opcode, c->nodeid, c->arg, c->arglen, c->extra,
+                                c->extralen, NULL, 0, unique, &ctx),
+                        ==, 0);
+    } else {
+        struct sj_intent in = c->intent;
+
+        in.opcode = c->opcode;
+        in.nodeid = c->nodeid;
+        in.unique = unique;
+        sj_intent(fuse_session_journal(f->a.se), &tag, &in);
+    }
+    f->b.inflight = (struct inflight_set){.counters = {tag.counter}, .n = 1};
+    for (int i = 0; i < restarts; i++)
+        g_assert_cmpint(crash(f), ==, 1);
+    ctx.resubmitted = true;
+    return req_ctx(f, &f->b, c->opcode, c->nodeid, c->arg, c->arglen, c->extra, c->extralen, out,
+                   c->outlen, unique, &ctx);
+}
+
+static int once_run(struct fx *f, const struct once_case *c, bool done, void *out)
+{
+    return once_run_n(f, c, done, out, 1);
+}
+
+/* The answer is in the guest's hands now: a restart keeps what it said. */
+static void answered_crash(struct fx *f)
+{
+    f->b.inflight.n = 0;
+    g_assert_cmpint(crash(f), ==, 1);
+}
+
+/* nodeid has exactly one lookup: valid, then gone after FORGET 1. */
+static void assert_one_lookup(struct fx *f, uint64_t nodeid)
+{
+    g_assert_cmpint(getattr_ino(f, &f->b, nodeid, NULL), ==, 0);
+    forget(f, &f->b, nodeid, 1);
+    g_assert_cmpint(getattr_ino(f, &f->b, nodeid, NULL), ==, -EBADF);
+}
+
+static mode_t host_mode(struct fx *f, const char *name)
+{
+    struct stat st;
+    char *p = hpath(f, name);
+
+    g_assert_cmpint(lstat(p, &st), ==, 0);
+    g_free(p);
+    return st.st_mode;
+}
+
+static bool host_exists(struct fx *f, const char *name)
+{
+    struct stat st;
+    char *p = hpath(f, name);
+    bool there = lstat(p, &st) == 0;
+
+    g_free(p);
+    return there;
+}
+
+static void test_once_mkdir_mknod_symlink(void)
+{
+    for (int done = 0; done < 2; done++) {
+        struct fx f;
+        struct fuse_entry_out e;
+        struct fuse_mkdir_in md = {.mode = 0755};
+        struct fuse_mknod_in mn = {.mode = S_IFIFO | 0644};
+        const char sl[] = "s\0hello.txt";
+        const struct once_case mkdir_c = {FUSE_MKDIR, FUSE_ROOT_ID, &md,          sizeof(md), "d",
+                                          2,          sizeof(e),    {.name = "d"}};
+        const struct once_case mknod_c = {FUSE_MKNOD, FUSE_ROOT_ID, &mn,          sizeof(mn), "p",
+                                          2,          sizeof(e),    {.name = "p"}};
+        const struct once_case sym_c = {FUSE_SYMLINK, FUSE_ROOT_ID, NULL,      0,
+                                        sl,           sizeof(sl),   sizeof(e), {.name = "s"}};
+        char target[64];
+        char *p;
+        ssize_t n;
+
+        fx_setup(&f);
+        do_init(&f, &f.a);
+        /* Two restarts before the answer: the intent outlives the first one's snapshot. */
+        g_assert_cmpint(once_run_n(&f, &mkdir_c, done, &e, 2), ==, 0);
+        g_assert_true(S_ISDIR(host_mode(&f, "d")));
+        answered_crash(&f);
+        assert_is(&f, &f.b, e.nodeid, "d");
+        assert_one_lookup(&f, e.nodeid);
+
+        side_close(&f.a);
+        f.a = f.b;
+        memset(&f.b, 0, sizeof(f.b));
+        g_assert_cmpint(once_run(&f, &mknod_c, done, &e), ==, 0);
+        g_assert_true(S_ISFIFO(host_mode(&f, "p")));
+        answered_crash(&f);
+        assert_is(&f, &f.b, e.nodeid, "p");
+        assert_one_lookup(&f, e.nodeid);
+
+        side_close(&f.a);
+        f.a = f.b;
+        memset(&f.b, 0, sizeof(f.b));
+        g_assert_cmpint(once_run(&f, &sym_c, done, &e), ==, 0);
+        p = hpath(&f, "s");
+        n = readlink(p, target, sizeof(target) - 1);
+        g_free(p);
+        g_assert_cmpint(n, ==, 9);
+        target[n] = '\0';
+        g_assert_cmpstr(target, ==, "hello.txt");
+        answered_crash(&f);
+        assert_one_lookup(&f, e.nodeid);
+        fx_teardown(&f);
+    }
+}
+
+/* An entry of another type under the name: not the first run's; the request runs, EEXIST. And
+ * a resubmission without an intent (it had not started) runs as any request. */
+static void test_once_not_ours(void)
+{
+    struct fx f;
+    struct fuse_entry_out e;
+    struct fuse_mkdir_in md = {.mode = 0755};
+    const struct once_case c = {FUSE_MKDIR, FUSE_ROOT_ID, &md,          sizeof(md), "d",
+                                2,          sizeof(e),    {.name = "d"}};
+    struct fuse_req_ctx ctx = {.resubmitted = true};
+
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    put_file(&f, "d", "a file");
+    g_assert_cmpint(once_run(&f, &c, false, &e), ==, -EEXIST);
+    g_assert_true(S_ISREG(host_mode(&f, "d")));
+    /* No intent for this tag: MKDIR of a new name simply runs. */
+    ctx.tag = next_tag(&f);
+    g_assert_cmpint(req_ctx(&f, &f.b, FUSE_MKDIR, FUSE_ROOT_ID, &md, sizeof(md), "e", 2, &e,
+                            sizeof(e), ++f.unique, &ctx),
+                    ==, 0);
+    g_assert_true(S_ISDIR(host_mode(&f, "e")));
+    fx_teardown(&f);
+}
+
+static void test_once_create(void)
+{
+    for (int done = 0; done < 2; done++) {
+        struct fx f;
+        struct fuse_create_in in = {.flags = O_RDWR | O_CREAT | O_EXCL | O_TRUNC, .mode = 0644};
+        struct {
+            struct fuse_entry_out e;
+            struct fuse_open_out o;
+        } out;
+        const struct once_case c = {FUSE_CREATE, FUSE_ROOT_ID, &in,          sizeof(in), "c",
+                                    2,           sizeof(out),  {.name = "c"}};
+        char buf[32];
+        char *data;
+
+        fx_setup(&f);
+        do_init(&f, &f.a);
+        if (done) {
+            struct fuse_req_tag tag = next_tag(&f);
+            uint64_t unique = ++f.unique;
+            struct fuse_req_ctx ctx = {.tag = tag};
+
+            g_assert_cmpint(req_ctx(&f, &f.a, FUSE_CREATE, FUSE_ROOT_ID, &in, sizeof(in), "c", 2,
+                                    NULL, 0, unique, &ctx),
+                            ==, 0);
+            /* What reached the file since must not be truncated by the answer. */
+            put_file(&f, "c", "kept");
+            f.b.inflight = (struct inflight_set){.counters = {tag.counter}, .n = 1};
+            g_assert_cmpint(crash(&f), ==, 1);
+            ctx.resubmitted = true;
+            g_assert_cmpint(req_ctx(&f, &f.b, FUSE_CREATE, FUSE_ROOT_ID, &in, sizeof(in), "c", 2,
+                                    &out, sizeof(out), unique, &ctx),
+                            ==, 0);
+            g_assert_cmpint(read_fh(&f, &f.b, out.e.nodeid, out.o.fh, buf, sizeof(buf)), ==, 4);
+            g_assert_cmpstr(buf, ==, "kept");
+        } else {
+            g_assert_cmpint(once_run(&f, &c, false, &out), ==, 0);
+        }
+        assert_is(&f, &f.b, out.e.nodeid, "c");
+        g_assert_cmpint(write_fh(&f, &f.b, out.e.nodeid, out.o.fh, "new!"), ==, 0);
+        data = host_read(&f, "c");
+        g_assert_cmpstr(data, ==, "new!");
+        g_free(data);
+        answered_crash(&f);
+        g_assert_cmpint(read_fh(&f, &f.b, out.e.nodeid, out.o.fh, buf, sizeof(buf)), ==, 4);
+        assert_one_lookup(&f, out.e.nodeid);
+        fx_teardown(&f);
+    }
+}
+
+static void test_once_link(void)
+{
+    for (int done = 0; done < 2; done++) {
+        struct fx f;
+        struct fuse_entry_out e;
+        struct fuse_link_in in;
+        struct once_case c = {FUSE_LINK, FUSE_ROOT_ID, &in,          sizeof(in), "l",
+                              2,         sizeof(e),    {.name = "l"}};
+        struct stat st;
+        uint64_t hello;
+        char *p;
+
+        fx_setup(&f);
+        do_init(&f, &f.a);
+        hello = lookup(&f, &f.a, FUSE_ROOT_ID, "hello.txt");
+        in = (struct fuse_link_in){.oldnodeid = hello};
+        c.intent.nodeid2 = hello;
+        host_id(&f, "hello.txt", &c.intent.dev, &c.intent.ino);
+        g_assert_cmpint(once_run(&f, &c, done, &e), ==, 0);
+        g_assert_cmpuint(e.nodeid, ==, hello);
+        g_assert_cmpuint(host_ino(&f, "l"), ==, host_ino(&f, "hello.txt"));
+        p = hpath(&f, "hello.txt");
+        g_assert_cmpint(stat(p, &st), ==, 0);
+        g_free(p);
+        g_assert_cmpuint(st.st_nlink, ==, 2);
+        answered_crash(&f);
+        assert_is(&f, &f.b, hello, "l");
+        fx_teardown(&f);
+    }
+}
+
+static void test_once_unlink_rmdir(void)
+{
+    for (int done = 0; done < 2; done++) {
+        struct fx f;
+        const struct once_case u = {FUSE_UNLINK, FUSE_ROOT_ID, NULL, 0,
+                                    "other.txt", 10,           0,    {.name = "other.txt"}};
+        const struct once_case r = {FUSE_RMDIR, FUSE_ROOT_ID, NULL, 0, "rd", 3, 0, {.name = "rd"}};
+        uint64_t other;
+
+        fx_setup(&f);
+        put_dir(&f, "rd");
+        do_init(&f, &f.a);
+        other = lookup(&f, &f.a, FUSE_ROOT_ID, "other.txt");
+        g_assert_cmpint(once_run(&f, &u, done, NULL), ==, 0);
+        g_assert_false(host_exists(&f, "other.txt"));
+        answered_crash(&f);
+        g_assert_cmpint(getattr_ino(&f, &f.b, other, NULL), ==, -EIO); /* no name any more */
+        side_close(&f.a);
+        f.a = f.b;
+        memset(&f.b, 0, sizeof(f.b));
+        g_assert_cmpint(once_run(&f, &r, done, NULL), ==, 0);
+        g_assert_false(host_exists(&f, "rd"));
+        fx_teardown(&f);
+    }
+}
+
+static void test_once_rename(void)
+{
+    for (int done = 0; done < 2; done++) {
+        struct fx f;
+        struct fuse_rename2_in in = {.newdir = FUSE_ROOT_ID};
+        const char names[] = "hello.txt\0renamed.txt";
+        struct once_case c = {
+            FUSE_RENAME2,
+            FUSE_ROOT_ID,
+            &in,
+            sizeof(in),
+            names,
+            sizeof(names),
+            0,
+            {.name = "hello.txt", .name2 = "renamed.txt", .nodeid2 = FUSE_ROOT_ID}};
+        uint64_t hello, ino;
+        char *data;
+
+        fx_setup(&f);
+        do_init(&f, &f.a);
+        hello = lookup(&f, &f.a, FUSE_ROOT_ID, "hello.txt");
+        host_id(&f, "hello.txt", &c.intent.dev, &c.intent.ino);
+        ino = c.intent.ino;
+        g_assert_cmpint(once_run(&f, &c, done, NULL), ==, 0);
+        g_assert_false(host_exists(&f, "hello.txt"));
+        g_assert_cmpuint(host_ino(&f, "renamed.txt"), ==, ino);
+        /* The node moved is found under its new name (done: at the restore already). */
+        assert_is(&f, &f.b, hello, "renamed.txt");
+        answered_crash(&f);
+        assert_is(&f, &f.b, hello, "renamed.txt");
+        data = host_read(&f, "renamed.txt");
+        g_assert_cmpstr(data, ==, "hello");
+        g_free(data);
+        fx_teardown(&f);
+    }
+}
+
+static void test_once_append(void)
+{
+    for (int done = 0; done < 2; done++) {
+        struct fx f;
+        struct fuse_write_in in = {.size = 5, .flags = O_WRONLY | O_APPEND};
+        struct fuse_write_out out;
+        struct once_case c = {FUSE_WRITE, 0, &in, sizeof(in), "+more", 5, sizeof(out), {.size = 5}};
+        uint64_t hello, fh;
+        char *data;
+
+        fx_setup(&f);
+        do_init(&f, &f.a);
+        hello = lookup(&f, &f.a, FUSE_ROOT_ID, "hello.txt");
+        fh = open_fh(&f, &f.a, hello, O_WRONLY | O_APPEND, false);
+        in.fh = fh;
+        c.nodeid = hello;
+        g_assert_cmpint(once_run(&f, &c, done, &out), ==, 0);
+        g_assert_cmpuint(out.size, ==, 5);
+        data = host_read(&f, "hello.txt");
+        g_assert_cmpstr(data, ==, "hello+more");
+        g_free(data);
+        /* A write at an offset of a file not appending journals no intent (nothing to decide). */
+        answered_crash(&f);
+        fx_teardown(&f);
+    }
+}
+
+/* ---- locks ----------------------------------------------------------------------------------- */
+
+static int setlk(struct fx *f, struct side *s, uint64_t nodeid, uint64_t fh, uint64_t owner,
+                 uint32_t type, uint64_t start, uint64_t end, bool flock_lk)
+{
+    struct fuse_lk_in in = {.fh = fh,
+                            .owner = owner,
+                            .lk = {.start = start, .end = end, .type = type, .pid = 42},
+                            .lk_flags = flock_lk ? FUSE_LK_FLOCK : 0};
+
+    return req(f, s, FUSE_SETLK, nodeid, &in, sizeof(in), NULL, 0, NULL, 0);
+}
+
+/* What a host process sees: 0 if it can take the OFD lock (taken and dropped again). */
+static int host_lock(struct fx *f, const char *name, short type, off_t start, off_t len)
+{
+    char *p = hpath(f, name);
+    int fd = open(p, O_RDWR), ret;
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+
+    g_free(p);
+    g_assert_cmpint(fd, >=, 0);
+    ret = fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+    close(fd);
+    return ret;
+}
+
+static int host_flock(struct fx *f, const char *name)
+{
+    char *p = hpath(f, name);
+    int fd = open(p, O_RDONLY), ret;
+
+    g_free(p);
+    g_assert_cmpint(fd, >=, 0);
+    ret = flock(fd, LOCK_EX | LOCK_NB) < 0 ? -errno : 0;
+    close(fd);
+    return ret;
+}
+
+/* The old process is gone, and its OFD locks and flocks with it. */
+static int lock_crash(struct fx *f)
+{
+    side_close(&f->a);
+    f->a = f->b;
+    memset(&f->b, 0, sizeof(f->b));
+    return crash(f);
+}
+
+static void test_locks(void)
+{
+    struct fx f;
+    uint64_t hello, other, fh, fh2, fh3;
+
+    with_locks = true;
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    hello = lookup(&f, &f.a, FUSE_ROOT_ID, "hello.txt");
+    other = lookup(&f, &f.a, FUSE_ROOT_ID, "other.txt");
+    fh = open_fh(&f, &f.a, hello, O_RDWR, false);
+    fh2 = open_fh(&f, &f.a, other, O_RDONLY, false);
+    fh3 = open_fh(&f, &f.a, other, O_RDONLY, false);
+    g_assert_cmpint(setlk(&f, &f.a, hello, fh, 7, F_WRLCK, 0, 99, false), ==, 0);
+    g_assert_cmpint(setlk(&f, &f.a, hello, fh, 7, F_UNLCK, 50, 79, false), ==, 0);
+    g_assert_cmpint(setlk(&f, &f.a, hello, fh, 8, F_RDLCK, 200, INT64_MAX, false), ==, 0);
+    g_assert_cmpint(setlk(&f, &f.a, other, fh2, 0, F_WRLCK, 0, 0, true), ==, 0);
+    g_assert_cmpint(setlk(&f, &f.a, other, fh3, 0, F_RDLCK, 0, 0, true), ==, -EWOULDBLOCK);
+    /* Owner 9 locked and unlocked: nothing of it is taken back. */
+    g_assert_cmpint(setlk(&f, &f.a, hello, fh, 9, F_WRLCK, 120, 129, false), ==, 0);
+    g_assert_cmpint(setlk(&f, &f.a, hello, fh, 9, F_UNLCK, 0, INT64_MAX, false), ==, 0);
+    /* Before the crash the host sees them... */
+    g_assert_cmpint(host_lock(&f, "hello.txt", F_WRLCK, 10, 1), ==, -EAGAIN);
+    g_assert_cmpint(lock_crash(&f), ==, 1);
+    /* ...and after it too, taken again by the new daemon: */
+    g_assert_cmpint(host_lock(&f, "hello.txt", F_WRLCK, 0, 1), ==, -EAGAIN);   /* owner 7 */
+    g_assert_cmpint(host_lock(&f, "hello.txt", F_WRLCK, 85, 1), ==, -EAGAIN);  /* its split */
+    g_assert_cmpint(host_lock(&f, "hello.txt", F_WRLCK, 60, 1), ==, 0);        /* unlocked */
+    g_assert_cmpint(host_lock(&f, "hello.txt", F_WRLCK, 125, 1), ==, 0);       /* owner 9 */
+    g_assert_cmpint(host_lock(&f, "hello.txt", F_RDLCK, 300, 1), ==, 0);       /* a read */
+    g_assert_cmpint(host_lock(&f, "hello.txt", F_WRLCK, 300, 1), ==, -EAGAIN); /* owner 8 */
+    g_assert_cmpint(host_flock(&f, "other.txt"), ==, -EWOULDBLOCK);
+    /* The guest's own view goes on: owner 7 holds its range, another owner conflicts. */
+    g_assert_cmpint(setlk(&f, &f.b, hello, fh, 10, F_WRLCK, 0, 0, false), ==, -EAGAIN);
+    g_assert_cmpint(setlk(&f, &f.b, other, fh3, 0, F_RDLCK, 0, 0, true), ==, -EWOULDBLOCK);
+    /* FLUSH of owner 7 and RELEASE of the flock's handle let go; a restart keeps it so. */
+    {
+        struct fuse_flush_in fl = {.fh = fh, .lock_owner = 7};
+
+        g_assert_cmpint(req(&f, &f.b, FUSE_FLUSH, hello, &fl, sizeof(fl), NULL, 0, NULL, 0), ==, 0);
+    }
+    g_assert_cmpint(release(&f, &f.b, other, fh2, false), ==, 0);
+    g_assert_cmpint(lock_crash(&f), ==, 1);
+    g_assert_cmpint(host_lock(&f, "hello.txt", F_WRLCK, 0, 1), ==, 0);
+    g_assert_cmpint(host_flock(&f, "other.txt"), ==, 0);
+    g_assert_cmpint(host_lock(&f, "hello.txt", F_WRLCK, 300, 1), ==, -EAGAIN); /* owner 8 */
+    /* RELEASE of the handle owner 8 locked through drops it. */
+    g_assert_cmpint(release(&f, &f.b, hello, fh, false), ==, 0);
+    g_assert_cmpint(lock_crash(&f), ==, 1);
+    g_assert_cmpint(host_lock(&f, "hello.txt", F_WRLCK, 300, 1), ==, 0);
+    fx_teardown(&f);
+    with_locks = false;
+}
+
+/* A SETLKW that waited: journaled when its wait ends, before its reply. */
+struct test_sink {
+    struct fuse_late_sink sink;
+    int result;
+    bool done;
+    GMutex mu;
+    GCond cond;
+};
+
+static void test_sink_done(struct fuse_late_sink *sink, uint64_t cookie, uint64_t unique, int error)
+{
+    struct test_sink *t = (struct test_sink *)sink;
+
+    (void)cookie;
+    (void)unique;
+    g_mutex_lock(&t->mu);
+    t->result = error;
+    t->done = true;
+    g_cond_signal(&t->cond);
+    g_mutex_unlock(&t->mu);
+}
+
+static void test_lock_wait(void)
+{
+    struct fx f;
+    struct test_sink t = {.sink = {test_sink_done}};
+    uint64_t hello, fh;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10};
+    struct fuse_lk_in in;
+    struct fuse_req_ctx ctx;
+    char *p;
+    int hfd;
+
+    with_locks = true;
+    g_mutex_init(&t.mu);
+    g_cond_init(&t.cond);
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    hello = lookup(&f, &f.a, FUSE_ROOT_ID, "hello.txt");
+    fh = open_fh(&f, &f.a, hello, O_RDWR, false);
+    p = hpath(&f, "hello.txt");
+    hfd = open(p, O_RDWR);
+    g_free(p);
+    g_assert_cmpint(fcntl(hfd, F_OFD_SETLK, &fl), ==, 0); /* a host process holds it */
+    in = (struct fuse_lk_in){.fh = fh, .owner = 5, .lk = {.start = 0, .end = 9, .type = F_WRLCK}};
+    ctx = (struct fuse_req_ctx){.tag = next_tag(&f), .late = {&t.sink, 77}};
+    g_assert_cmpint(
+        req_ctx(&f, &f.a, FUSE_SETLKW, hello, &in, sizeof(in), NULL, 0, NULL, 0, ++f.unique, &ctx),
+        ==, 1); /* waits */
+    close(hfd); /* the host lets go: the wait takes it */
+    g_mutex_lock(&t.mu);
+    while (!t.done)
+        g_cond_wait(&t.cond, &t.mu);
+    g_mutex_unlock(&t.mu);
+    g_assert_cmpint(t.result, ==, 0);
+    g_assert_cmpint(lock_crash(&f), ==, 1);
+    g_assert_cmpint(host_lock(&f, "hello.txt", F_RDLCK, 5, 1), ==, -EAGAIN);
+    fx_teardown(&f);
+    g_mutex_clear(&t.mu);
+    g_cond_clear(&t.cond);
+    with_locks = false;
+}
+
 /* ---- hostile areas ------------------------------------------------------------------------ */
 
 /* A test-side writer of the documented format (session_journal.c's top comment). */
@@ -829,18 +1365,6 @@ static void tw_open(struct tw *w, uint64_t fh, uint64_t nodeid)
     } o = {fh, nodeid, O_RDONLY, 0};
 
     tw_rec(w, 4, 0, &o, sizeof(o));
-}
-
-/* The host file's identity, as the daemon keys it. */
-static void host_id(struct fx *f, const char *name, uint64_t *dev, uint64_t *ino)
-{
-    struct stat st;
-    char *p = hpath(f, name);
-
-    g_assert_cmpint(lstat(p, &st), ==, 0);
-    g_free(p);
-    *dev = st.st_dev;
-    *ino = st.st_ino;
 }
 
 /* A hand-written journal restores (the format is what the comment says). */
@@ -1035,6 +1559,15 @@ int main(int argc, char **argv)
     g_test_add_func("/session_journal/new_mount", test_new_mount);
     g_test_add_func("/session_journal/readdirplus_batch_forget", test_readdirplus_batch_forget);
     g_test_add_func("/session_journal/compaction", test_compaction);
+    g_test_add_func("/session_journal/once/mkdir_mknod_symlink", test_once_mkdir_mknod_symlink);
+    g_test_add_func("/session_journal/once/not_ours", test_once_not_ours);
+    g_test_add_func("/session_journal/once/create", test_once_create);
+    g_test_add_func("/session_journal/once/link", test_once_link);
+    g_test_add_func("/session_journal/once/unlink_rmdir", test_once_unlink_rmdir);
+    g_test_add_func("/session_journal/once/rename", test_once_rename);
+    g_test_add_func("/session_journal/once/append", test_once_append);
+    g_test_add_func("/session_journal/locks", test_locks);
+    g_test_add_func("/session_journal/lock_wait", test_lock_wait);
     g_test_add_func("/session_journal/built_area", test_built_area);
     g_test_add_func("/session_journal/hostile", test_hostile);
     g_test_add_func("/session_journal/hostile_identity_and_torn", test_hostile_identity_and_torn);
