@@ -481,12 +481,12 @@ static int start_confined(struct daemon *d)
  * process exits: tearing them down would end lock waits and detach the session journal, in
  * memory the new process uses now. Kept reachable here for leak checkers.
  */
-static struct daemon *handed_over_daemon;
+static struct daemon handed_over_daemon; /* a copy: main()'s frame is gone at exit */
 
 static void stop(struct daemon *d)
 {
     if (d->handed_over && d->dev) {
-        handed_over_daemon = d;
+        handed_over_daemon = *d;
     } else {
         vu_dev_free(d->dev);
         fuse_session_free(d->fuse);

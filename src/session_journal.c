@@ -1182,7 +1182,8 @@ static int put_rec(struct cursor *c, unsigned type, const struct fuse_req_tag *t
                        .len = (uint32_t)plen};
     memcpy(r + 8, (const uint8_t *)&h + 8, REC_HEAD - 8);
     for (int i = 0; i < nparts; i++) {
-        memcpy(r + at, parts[i].iov_base, parts[i].iov_len);
+        if (parts[i].iov_len) /* an empty part may have no buffer at all */
+            memcpy(r + at, parts[i].iov_base, parts[i].iov_len);
         at += parts[i].iov_len;
     }
     memset(r + at, 0, need - at);
