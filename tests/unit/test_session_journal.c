@@ -302,6 +302,16 @@ static int getattr_ino(struct fx *f, struct side *s, uint64_t nodeid, uint64_t *
     return err;
 }
 
+/* GETATTR's st_nlink of nodeid (-errno if it fails). */
+static int64_t getattr_nlink(struct fx *f, struct side *s, uint64_t nodeid)
+{
+    struct fuse_getattr_in in = {0};
+    struct fuse_attr_out a = {0};
+    int err = req(f, s, FUSE_GETATTR, nodeid, &in, sizeof(in), NULL, 0, &a, sizeof(a));
+
+    return err ? err : (int64_t)a.attr.nlink;
+}
+
 /* The nodeid answers GETATTR with the host file at path. */
 static void assert_is(struct fx *f, struct side *s, uint64_t nodeid, const char *path)
 {
@@ -518,8 +528,15 @@ static void test_namespace(void)
         g_assert_cmpstr(data, ==, "CREATED");
         g_free(data);
     }
-    /* The overwritten other.txt is gone on the host: lost, not swapped for the new file. */
-    g_assert_cmpint(getattr_ino(&f, &f.b, other, NULL), ==, -EIO);
+    /* The overwritten other.txt, which the guest still held, was kept under its hidden name:
+     * still the same file, unlinked as far as the guest sees, not swapped for the new one. */
+    g_assert_cmpint(getattr_nlink(&f, &f.b, other), ==, 0);
+    {
+        uint64_t ino;
+
+        g_assert_cmpint(getattr_ino(&f, &f.b, other, &ino), ==, 0);
+        g_assert_cmpuint(ino, !=, host_ino(&f, "other.txt"));
+    }
     /* The ghosts were not installed. */
     g_assert_cmpint(getattr_ino(&f, &f.b, a, NULL), ==, -EBADF);
     g_assert_cmpint(getattr_ino(&f, &f.b, b, NULL), ==, -EBADF);
@@ -542,7 +559,7 @@ static void test_unlink_exchange(void)
         ==, 0);
     d = mkdir_req(&f, &f.a, FUSE_ROOT_ID, "gone");
     g_assert_cmpint(req(&f, &f.a, FUSE_RMDIR, FUSE_ROOT_ID, "gone", 5, NULL, 0, NULL, 0), ==, 0);
-    /* A file opened, then unlinked: nothing can reopen it after a restart. */
+    /* A file opened, then unlinked: kept under its hidden name, so a restart finds it. */
     put_file(&f, "tmp.txt", "tmp");
     uint64_t tmp = lookup(&f, &f.a, FUSE_ROOT_ID, "tmp.txt");
     fh = open_fh(&f, &f.a, tmp, O_RDONLY, false);
@@ -555,12 +572,14 @@ static void test_unlink_exchange(void)
     assert_is(&f, &f.b, hello, "other.txt");
     assert_is(&f, &f.b, other, "hello.txt");
     g_assert_cmpint(getattr_ino(&f, &f.b, d, NULL), ==, -EIO);
-    g_assert_cmpint(getattr_ino(&f, &f.b, tmp, NULL), ==, -EIO);
-    g_assert_cmpint(read_fh(&f, &f.b, tmp, fh, buf, sizeof(buf)), ==, -EBADF);
+    g_assert_cmpint(getattr_nlink(&f, &f.b, tmp), ==, 0);
+    g_assert_cmpint(read_fh(&f, &f.b, tmp, fh, buf, sizeof(buf)), ==, 3);
+    g_assert_cmpstr(buf, ==, "tmp");
     fx_teardown(&f);
 }
 
-/* Host changes while the daemon was down: a file replaced under its name is lost. */
+/* Host changes while the daemon was down: a file replaced under its name is not taken for
+ * the new one; the walk of the share finds it where it went. */
 static void test_replaced_on_host(void)
 {
     struct fx f;
@@ -579,7 +598,7 @@ static void test_replaced_on_host(void)
     put_file(&f, "hello.txt", "impostor");
 
     g_assert_cmpint(crash(&f), ==, 1);
-    g_assert_cmpint(getattr_ino(&f, &f.b, hello, NULL), ==, -EIO);
+    assert_is(&f, &f.b, hello, "kept.txt");
     assert_is(&f, &f.b, other, "other.txt");
     fx_teardown(&f);
 }
@@ -624,10 +643,13 @@ static void test_in_flight_left_out(void)
     forget(&f, &f.b, hello, 1);
     g_assert_cmpint(getattr_ino(&f, &f.b, hello, NULL), ==, -EBADF);
     /* other: two lookups, the FORGET runs again; the rename was in flight, so the journal
-     * still has the old name, which the host no longer has: lost until the rename reruns. */
-    g_assert_cmpint(getattr_ino(&f, &f.b, other, NULL), ==, -EIO);
+     * still has the old name, which the host no longer has: the walk of the share finds it
+     * under the new one, and its handle is reopened. */
+    assert_is(&f, &f.b, other, "moved.txt");
+    g_assert_cmpint(read_fh(&f, &f.b, other, fh2, buf, sizeof(buf)), ==, 5);
+    g_assert_cmpstr(buf, ==, "other");
     forget(&f, &f.b, other, 1);
-    g_assert_cmpint(getattr_ino(&f, &f.b, other, NULL), ==, -EIO);
+    assert_is(&f, &f.b, other, "moved.txt");
     forget(&f, &f.b, other, 1);
     g_assert_cmpint(getattr_ino(&f, &f.b, other, NULL), ==, -EBADF);
     /* The OPEN in flight: its handle is not there (the OPEN runs again); its fh is not
@@ -635,7 +657,6 @@ static void test_in_flight_left_out(void)
     g_assert_cmpint(read_fh(&f, &f.b, hello, fh, buf, sizeof(buf)), ==, -EBADF);
     /* new.txt's CREATE was in flight: neither its entry nor its handle. */
     g_assert_cmpuint(itab_count(f.b.fs->inodes), ==, 1); /* the root: other is forgotten */
-    (void)fh2;
 
     /* A record left out at a restore is gone for good: with nothing in flight now, the next
      * restart does not apply it either. */
