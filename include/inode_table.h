@@ -56,6 +56,9 @@ struct pt_inode {
     uint64_t refcount; /* FUSE lookup count; atomic */
     int published;     /* 1 once linked into the key table; atomic */
     bool pinned;       /* the root: never freed by FORGET */
+    /* 1 while the guest unlinked the file and the daemon keeps it under its hidden name in
+     * the share's root (pt_core.c, "deferred removal"); atomic. */
+    uint8_t hidden;
     struct cds_lfht_node key_node;
     struct cds_lfht_node id_node;
     struct rcu_head rcu;

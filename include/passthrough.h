@@ -183,11 +183,22 @@ int pt_mknod(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const 
              const struct fuse_mknod_in *in, struct fuse_entry_out *out);
 int pt_mkdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
              const struct fuse_mkdir_in *in, struct fuse_entry_out *out);
-int pt_unlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name);
+/* The hidden names of deferred removal (pt_core.h): the prefix, then 16 hex digits. */
+#define PT_HIDDEN_PREFIX   ".virtiofsd-unlinked."
+#define PT_HIDDEN_NAME_MAX (sizeof(PT_HIDDEN_PREFIX) + 16)
+/*
+ * hidden (PT_HIDDEN_NAME_MAX bytes, or NULL) asks for deferred removal (pt_core.h; the session
+ * journal's): a regular file the guest still holds a lookup of is kept under a hidden name in
+ * the share's root instead of being removed. On success hidden holds that name, or "" when the
+ * file was removed (or kept a name of its own) as usual. NULL: removed as usual.
+ */
+int pt_unlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+              char *hidden);
 int pt_rmdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name);
-/* flags: 0 or RENAME_NOREPLACE / RENAME_EXCHANGE / RENAME_WHITEOUT (renameat2). */
+/* flags: 0 or RENAME_NOREPLACE / RENAME_EXCHANGE / RENAME_WHITEOUT (renameat2). hidden: as for
+ * pt_unlink, for the file the rename replaces (it had newname in newdir). */
 int pt_rename(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t olddir, const char *oldname,
-              uint64_t newdir, const char *newname, uint32_t flags);
+              uint64_t newdir, const char *newname, uint32_t flags, char *hidden);
 int pt_link(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t newparent,
             const char *newname, struct fuse_entry_out *out);
 /*

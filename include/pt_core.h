@@ -174,7 +174,8 @@ int pt_reopen(struct pt_fs *fs, int path_fd, int flags);
 /* What a name from the guest is for: the one table of errors (pt_check_name). */
 enum pt_name_use {
     PT_NAME_LOOKUP, /* resolved: "." and ".." allowed (".." of the root is the root) */
-    PT_NAME_NEW,    /* created, removed, renamed or linked: "." and ".." are EINVAL */
+    PT_NAME_NEW,    /* created, renamed to or linked: "." and ".." are EINVAL */
+    PT_NAME_REMOVE, /* removed or renamed from: "." and ".." are EINVAL */
     PT_NAME_CREATE, /* CREATE (an open): "." and ".." are EISDIR, as open(2) answers */
 };
 
@@ -182,10 +183,58 @@ enum pt_name_use {
  * 0 if name is a single path component usable for use; otherwise (the errno table):
  *   NULL, empty, or containing '/'    -EINVAL
  *   longer than NAME_MAX              -ENAMETOOLONG
- *   "." or ".."                       0 (LOOKUP), -EINVAL (NEW), -EISDIR (CREATE)
+ *   "." or ".."                       0 (LOOKUP), -EINVAL (NEW, REMOVE), -EISDIR (CREATE)
  * No operation that creates, removes or renames can thus act on the share's parent.
+ *
+ * pt_check_name_in adds the row that depends on the directory, once it is known:
+ *   a hidden name (PT_HIDDEN_PREFIX...) in the share's root
+ *                                     -ENOENT (LOOKUP, REMOVE: it does not exist for the
+ *                                     guest), -EPERM (NEW, CREATE: the name is the daemon's)
+ * READDIR leaves such names out (pt_name_hidden_in).
  */
 int pt_check_name(const char *name, enum pt_name_use use);
+int pt_check_name_in(const struct pt_fs *fs, const struct pt_inode *dir, const char *name,
+                     enum pt_name_use use);
+
+/* ---- deferred removal: files the guest unlinked while it still uses them -------------------- */
+
+/*
+ * While the session is journaled (session_journal.h), a regular file the guest unlinks (or
+ * renames another file over) while it still holds a lookup of it is not removed: the daemon
+ * first links it into the share's root as PT_HIDDEN_PREFIX followed by its inode number in
+ * 16 hex digits, then the guest's own unlink (or rename) runs with the guest's credentials.
+ * The file thus outlives a crash of the daemon (its only other references were the daemon's
+ * fds), and a restarted daemon finds it again at its hidden name. The guest sees an unlink:
+ * the name is gone, GETATTR says st_nlink 0 (pt_attr_out), LINK of it fails with ENOENT, the
+ * hidden name can be neither seen nor touched (pt_check_name_in). The hidden name goes when
+ * the guest forgets the inode (pt_inode_forget), and a new or restored session removes those
+ * it does not need (pt_state_sweep_hidden).
+ *
+ * Why the daemon's credentials are safe here: the link adds a name only for the inode the
+ * guest's request named for removal (a regular file it holds a nodeid of), only in the share's
+ * root, only under a name reserved for the daemon (the guest cannot create, look up, read,
+ * rename or remove it); if the guest's own unlink then fails, the link is undone. Nothing is
+ * opened for I/O, and the guest reaches the file only through the nodeid it already had. The
+ * removals as the daemon act only on such reserved names, and only when the name still leads
+ * to the very inode (st_dev, st_ino) the daemon hid.
+ */
+/* PT_HIDDEN_PREFIX and PT_HIDDEN_NAME_MAX: passthrough.h. */
+
+/* The hidden name of the file with inode number ino (into buf, PT_HIDDEN_NAME_MAX bytes). */
+void pt_hidden_name(uint64_t ino, char *buf);
+/* True if name (len bytes) is a hidden name exactly as pt_hidden_name makes them. */
+bool pt_is_hidden_name(const char *name, size_t len);
+/* True if name (len bytes) in dir is one the guest must not see (pt_check_name_in's row). */
+bool pt_name_hidden_in(const struct pt_fs *fs, const struct pt_inode *dir, const char *name,
+                       size_t len);
+/*
+ * Links the regular file fd (an O_PATH fd) into the share's root under its hidden name (into
+ * name), as the daemon. 0 or -errno (EXDEV: another file system or mount; EEXIST: the name
+ * is taken).
+ */
+int pt_hide(struct pt_fs *fs, int fd, const struct statx *stx, char *name);
+/* Removes the hidden name of (dev, ino) if it still names that file, as the daemon. */
+void pt_unhide(struct pt_fs *fs, uint64_t dev, uint64_t ino);
 
 /* 1 for ".", 2 for "..", 0 for any other name of len bytes. */
 int pt_dots(const char *name, size_t len);
@@ -204,8 +253,9 @@ void pt_key_from_statx(const struct statx *stx, struct itab_key *key);
  */
 void pt_fill_attr(const struct pt_fs *fs, const struct statx *stx, struct fuse_attr *attr);
 
-/* The attribute reply from pfd, an inode's O_PATH fd. */
-int pt_attr_out(struct pt_fs *fs, int pfd, struct fuse_attr_out *out);
+/* The attribute reply from pfd, inode's O_PATH fd (a hidden inode's st_nlink without its
+ * hidden name: 0, as the guest unlinked it). */
+int pt_attr_out(struct pt_fs *fs, const struct pt_inode *inode, int pfd, struct fuse_attr_out *out);
 
 /*
  * Builds the entry for an O_PATH fd (consumed) in parent: takes a lookup reference on the

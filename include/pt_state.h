@@ -201,6 +201,15 @@ void pt_state_share_id(struct pt_fs *fs, uint64_t *dev, uint64_t *ino);
 int pt_state_path_ids(struct pt_fs *fs, const char *path, uint64_t *dev, uint64_t *ino);
 
 /*
+ * Deferred removal (pt_core.h), when a journaled session starts (fresh, or restored: after
+ * pt_state_install), with no request in flight: every hidden name in the share's root that
+ * an inode of fs needs (the file's only name; the guest holds a lookup of it) is kept and its
+ * inode marked hidden; every other one is removed (left by a crash: the guest that unlinked
+ * the file is gone, or never saw the unlink). 0 or -errno (the root unreadable; logged).
+ */
+int pt_state_sweep_hidden(struct pt_fs *fs);
+
+/*
  * The locks (src/pt_lock.c implements these: it owns the lock state; session_state.c calls
  * them after pt_state_collect and pt_state_install).
  *

@@ -463,8 +463,15 @@ static void do_unlink(struct fuse_req *req)
 {
     size_t off = 0;
     const char *name = arg_name(req, &off);
-    int ret = name ? pt_unlink(req->se->fs, &req->ctx, req->in.nodeid, name) : -EINVAL;
-    if (ret == 0 && journal(req))
+    /* Journaled: a file the guest still uses is kept under a hidden name (pt_unlink), and
+     * the journal records the rename that is, so that a restarted daemon finds it there. */
+    char hidden[PT_HIDDEN_NAME_MAX];
+    int ret =
+        name ? pt_unlink(req->se->fs, &req->ctx, req->in.nodeid, name, journal(req) ? hidden : NULL)
+             : -EINVAL;
+    if (ret == 0 && journal(req) && hidden[0])
+        sj_rename(journal(req), &req->tag, req->in.nodeid, name, FUSE_ROOT_ID, hidden, 0);
+    else if (ret == 0 && journal(req))
         sj_unlink(journal(req), &req->tag, req->in.nodeid, name);
     reply_result(req, ret, NULL, 0);
 }
@@ -484,9 +491,12 @@ static void rename_common(struct fuse_req *req, size_t fixed, uint64_t newdir, u
     size_t off = fixed;
     const char *oldname = arg_name(req, &off);
     const char *newname = oldname ? arg_name(req, &off) : NULL;
-    int ret =
-        newname ? pt_rename(req->se->fs, &req->ctx, req->in.nodeid, oldname, newdir, newname, flags)
-                : -EINVAL;
+    char hidden[PT_HIDDEN_NAME_MAX]; /* the replaced file's, kept as for UNLINK */
+    int ret = newname ? pt_rename(req->se->fs, &req->ctx, req->in.nodeid, oldname, newdir, newname,
+                                  flags, journal(req) ? hidden : NULL)
+                      : -EINVAL;
+    if (ret == 0 && journal(req) && hidden[0])
+        sj_rename(journal(req), &req->tag, newdir, newname, FUSE_ROOT_ID, hidden, 0);
     if (ret == 0 && journal(req))
         sj_rename(journal(req), &req->tag, req->in.nodeid, oldname, newdir, newname, flags);
     reply_result(req, ret, NULL, 0);

@@ -22,7 +22,7 @@ int pt_getattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
 
     if (ret == 0)
         ret = pt_inode_fd(fs, inode, &r);
-    return ret < 0 ? ret : pt_attr_out(fs, r.fd, out);
+    return ret < 0 ? ret : pt_attr_out(fs, inode, r.fd, out);
 }
 
 /*
@@ -211,7 +211,7 @@ int pt_setattr(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
     ret = pt_inode_fd(fs, inode, &r);
     if (ret >= 0)
         ret = apply_setattr(fs, ctx, inode, r.fd, fd, in);
-    return ret < 0 ? ret : pt_attr_out(fs, r.fd, out);
+    return ret < 0 ? ret : pt_attr_out(fs, inode, r.fd, out);
 }
 
 int pt_statfs(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,

@@ -89,6 +89,93 @@ int pt_check_name(const char *name, enum pt_name_use use)
     return use == PT_NAME_CREATE ? -EISDIR : -EINVAL;
 }
 
+/* ---- deferred removal (see pt_core.h) ------------------------------------------------------- */
+
+void pt_hidden_name(uint64_t ino, char *buf)
+{
+    snprintf(buf, PT_HIDDEN_NAME_MAX, PT_HIDDEN_PREFIX "%016llx", (unsigned long long)ino);
+}
+
+bool pt_is_hidden_name(const char *name, size_t len)
+{
+    const size_t plen = sizeof(PT_HIDDEN_PREFIX) - 1;
+
+    if (len != plen + 16 || memcmp(name, PT_HIDDEN_PREFIX, plen) != 0)
+        return false;
+    for (size_t i = plen; i < len; i++)
+        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* The share's root, whichever nodeid reaches it (".." of a top-level directory is nodeid 1). */
+static bool is_share_root(const struct pt_fs *fs, const struct pt_inode *dir)
+{
+    return dir == fs->root ||
+           (dir && dir->key.dev == fs->root->key.dev && dir->key.ino == fs->root->key.ino);
+}
+
+bool pt_name_hidden_in(const struct pt_fs *fs, const struct pt_inode *dir, const char *name,
+                       size_t len)
+{
+    /* The whole prefix is reserved, not only the exact names: simpler to reason about. */
+    return len >= sizeof(PT_HIDDEN_PREFIX) - 1 &&
+           memcmp(name, PT_HIDDEN_PREFIX, sizeof(PT_HIDDEN_PREFIX) - 1) == 0 &&
+           is_share_root(fs, dir);
+}
+
+int pt_check_name_in(const struct pt_fs *fs, const struct pt_inode *dir, const char *name,
+                     enum pt_name_use use)
+{
+    int ret = pt_check_name(name, use);
+
+    if (ret < 0 || !pt_name_hidden_in(fs, dir, name, strlen(name)))
+        return ret;
+    return use == PT_NAME_LOOKUP || use == PT_NAME_REMOVE ? -ENOENT : -EPERM;
+}
+
+int pt_hide(struct pt_fs *fs, int fd, const struct statx *stx, char *name)
+{
+    struct fd_path p;
+    int ret;
+
+    pt_hidden_name(stx->stx_ino, name);
+    {
+        /* As the daemon: see "Why the daemon's credentials are safe here" in pt_core.h. */
+        CREDS_AS_DAEMON(scope, &ret);
+        if (ret == 0 &&
+            linkat(fs->proc_self_fd, fd_name(fd, &p), fs->root->fd, name, AT_SYMLINK_FOLLOW) < 0)
+            ret = -errno;
+    }
+    return ret;
+}
+
+void pt_unhide(struct pt_fs *fs, uint64_t dev, uint64_t ino)
+{
+    char name[PT_HIDDEN_NAME_MAX];
+    struct statx stx;
+    int ret;
+
+    pt_hidden_name(ino, name);
+    {
+        /*
+         * As the daemon: only the reserved name in the share's root, only while it leads to
+         * the file the daemon hid (the guest cannot make or rename such names; between the
+         * check and the unlink only the host could swap it).
+         */
+        CREDS_AS_DAEMON(scope, &ret);
+        if (ret == 0 &&
+            statx(fs->root->fd, name, AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT,
+                  STATX_TYPE | STATX_INO, &stx) == 0 &&
+            S_ISREG(stx.stx_mode) && stx.stx_ino == ino &&
+            makedev(stx.stx_dev_major, stx.stx_dev_minor) == dev &&
+            unlinkat(fs->root->fd, name, 0) < 0)
+            ret = -errno;
+    }
+    if (ret < 0)
+        log_debug("cannot remove the hidden name %s: %s", name, strerror(-ret));
+}
+
 int pt_enter(struct pt_fs *fs, const struct pt_ctx *ctx)
 {
     uint32_t uid, gid;
@@ -454,12 +541,20 @@ int pt_do_lookup(struct pt_fs *fs, struct pt_inode *parent, const char *name,
 
 void pt_inode_forget(struct pt_fs *fs, uint64_t nodeid, uint64_t nlookup)
 {
+    struct pt_inode *inode = itab_get(fs->inodes, nodeid);
+    struct itab_key key = inode ? inode->key : (struct itab_key){0};
+    bool hidden = inode && __atomic_load_n(&inode->hidden, __ATOMIC_ACQUIRE);
+
     itab_forget(fs->inodes, nodeid, nlookup);
+    /* The guest's last reference to a file it unlinked: the space is freed now. (Not when
+     * the table is cleared: a restored session may still need the hidden name.) */
+    if (hidden && !itab_get(fs->inodes, nodeid))
+        pt_unhide(fs, key.dev, key.ino);
     if (fs->hooks)
         fs->hooks->forgotten(fs, nodeid);
 }
 
-int pt_attr_out(struct pt_fs *fs, int pfd, struct fuse_attr_out *out)
+int pt_attr_out(struct pt_fs *fs, const struct pt_inode *inode, int pfd, struct fuse_attr_out *out)
 {
     struct statx stx;
     int ret = pt_statx(pfd, &stx);
@@ -469,6 +564,9 @@ int pt_attr_out(struct pt_fs *fs, int pfd, struct fuse_attr_out *out)
     memset(out, 0, sizeof(*out));
     out->attr_valid = fs->timeout;
     pt_fill_attr(fs, &stx, &out->attr);
+    /* The hidden name is the daemon's, not a link the guest made. */
+    if (__atomic_load_n(&inode->hidden, __ATOMIC_ACQUIRE) && out->attr.nlink)
+        out->attr.nlink--;
     return 0;
 }
 

@@ -223,6 +223,10 @@ static ssize_t fill(struct pt_fs *fs, struct pt_inode *dir, struct pt_handle *h,
     int ret;
 
     while ((ret = dir_peek(h, &e)) > 0) {
+        if (pt_name_hidden_in(fs, dir, e->d_name, name_len(e))) { /* the daemon's own */
+            dir_consume(h, e);
+            continue;
+        }
         /* Names are looked up in the handle's own open directory: no inode fd needed. */
         n = emit(fs, dir, h->fd, e, plus, buf + used, size - used);
         if (n == -ENOENT) { /* removed since getdents64 saw it */

@@ -19,6 +19,8 @@ int pt_lookup(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const
 
     if (ret == 0)
         ret = pt_begin_dir(fs, ctx, parent, PT_READS, &dir);
+    if (ret == 0)
+        ret = pt_check_name_in(fs, dir, name, PT_NAME_LOOKUP);
     return ret < 0 ? ret : pt_do_lookup(fs, dir, name, out);
 }
 
@@ -46,22 +48,32 @@ ssize_t pt_readlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
     return n < 0 ? -errno : n;
 }
 
-/* Common start of the operations that create, remove or rename name in parent. */
-static int begin_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent,
-                        const char *name, struct pt_inode **dir)
+/* Common start of the operations that create, remove or rename name in parent (use: NEW for
+ * the name that comes to be, REMOVE for the one that goes). */
+static int begin_name(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+                      enum pt_name_use use, struct pt_inode **dir)
 {
-    int ret = pt_check_name(name, PT_NAME_NEW);
+    int ret = pt_check_name(name, use);
 
     if (ret == 0)
         ret = pt_begin_dir(fs, ctx, parent, PT_MODIFIES, dir);
+    if (ret == 0)
+        ret = pt_check_name_in(fs, *dir, name, use);
     return ret;
 }
 
-/* begin_create, then the directory's O_PATH fd into d. Returns 0 or -errno. */
-static int begin_create_at(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent,
-                           const char *name, struct pt_inode **dir, struct pt_fdref *d)
+static int begin_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent,
+                        const char *name, struct pt_inode **dir)
 {
-    int ret = begin_create(fs, ctx, parent, name, dir);
+    return begin_name(fs, ctx, parent, name, PT_NAME_NEW, dir);
+}
+
+/* begin_name, then the directory's O_PATH fd into d. Returns 0 or -errno. */
+static int begin_name_at(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent,
+                         const char *name, enum pt_name_use use, struct pt_inode **dir,
+                         struct pt_fdref *d)
+{
+    int ret = begin_name(fs, ctx, parent, name, use, dir);
 
     if (ret == 0)
         ret = pt_inode_fd(fs, *dir, d);
@@ -96,7 +108,7 @@ int pt_symlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, cons
 {
     struct pt_inode *dir;
     PT_FDREF(d);
-    int ret = begin_create_at(fs, ctx, parent, name, &dir, &d);
+    int ret = begin_name_at(fs, ctx, parent, name, PT_NAME_NEW, &dir, &d);
 
     if (ret < 0)
         return ret;
@@ -112,7 +124,7 @@ int pt_mknod(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const 
 {
     struct pt_inode *dir;
     PT_FDREF(d);
-    int ret = begin_create_at(fs, ctx, parent, name, &dir, &d);
+    int ret = begin_name_at(fs, ctx, parent, name, PT_NAME_NEW, &dir, &d);
 
     if (ret < 0)
         return ret;
@@ -130,7 +142,7 @@ int pt_mkdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const 
 {
     struct pt_inode *dir;
     PT_FDREF(d);
-    int ret = begin_create_at(fs, ctx, parent, name, &dir, &d);
+    int ret = begin_name_at(fs, ctx, parent, name, PT_NAME_NEW, &dir, &d);
 
     if (ret < 0)
         return ret;
@@ -142,52 +154,128 @@ int pt_mkdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const 
     return new_entry(fs, ctx, dir, d.fd, name, AT_REMOVEDIR, out);
 }
 
+/*
+ * Deferred removal (pt_core.h) of the file name names in directory fd d, which the guest's
+ * own call (unlinkat, renameat2 over it) is about to take away. A regular file with no other
+ * link that the guest holds a lookup of (its nodeid: an open file always has one, and so has
+ * an unlinked one the guest still stats, like a cwd) gets its hidden name first; a file
+ * nobody references is removed at once as before. Any failure to hide means an ordinary
+ * removal (logged at debug): nothing the guest sees changes, only a crash of the daemon would
+ * then cost the file. A handle whose nodeid a hostile guest forgot does not count.
+ */
+struct hide {
+    int fd;                 /* O_PATH of the file under name, or -1 */
+    struct pt_inode *inode; /* its inode, with a reference of ours until hide_end */
+    struct statx stx;
+    bool linked; /* its hidden name was made */
+};
+
+static void hide_begin(struct pt_fs *fs, int d, const char *name, char *hidden, struct hide *h)
+{
+    struct itab_key key;
+    int ret;
+
+    *h = (struct hide){.fd = -1};
+    if (!hidden)
+        return;
+    hidden[0] = '\0';
+    h->fd = openat(d, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (h->fd < 0 || pt_statx(h->fd, &h->stx) < 0 || !S_ISREG(h->stx.stx_mode) ||
+        h->stx.stx_nlink != 1)
+        return;
+    pt_key_from_statx(&h->stx, &key);
+    h->inode = itab_find_ref(fs->inodes, &key, NULL, NULL);
+    if (!h->inode)
+        return; /* the guest holds no nodeid of it: nothing to keep */
+    ret = pt_hide(fs, h->fd, &h->stx, hidden);
+    if (ret < 0) {
+        log_debug("%s: not kept for the guest's references (%s): removed at once", name,
+                  strerror(-ret));
+        hidden[0] = '\0';
+        return;
+    }
+    h->linked = true;
+}
+
+/* After the guest's call (its result ret): the hidden name stays only if the file has no
+ * other name left. */
+static void hide_end(struct pt_fs *fs, struct hide *h, int ret, char *hidden)
+{
+    struct statx now;
+
+    if (h->linked) {
+        if (ret == 0 && pt_statx(h->fd, &now) == 0 && now.stx_nlink == 1) {
+            __atomic_store_n(&h->inode->hidden, 1, __ATOMIC_RELEASE);
+        } else { /* the call failed, or the file still has a name (a rename onto itself) */
+            pt_unhide(fs, h->inode->key.dev, h->inode->key.ino);
+            hidden[0] = '\0';
+        }
+    }
+    /* Ours: if the guest forgot the file meanwhile, this removes the hidden name again. */
+    if (h->inode)
+        pt_inode_forget(fs, h->inode->nodeid, 1);
+    if (h->fd >= 0)
+        close(h->fd);
+}
+
 static int do_remove(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
-                     int flags)
+                     int flags, char *hidden)
 {
     struct pt_inode *dir;
+    struct hide h;
     PT_FDREF(d);
-    int ret = begin_create_at(fs, ctx, parent, name, &dir, &d);
+    int ret = begin_name_at(fs, ctx, parent, name, PT_NAME_REMOVE, &dir, &d);
 
     if (ret < 0)
         return ret;
+    hide_begin(fs, d.fd, name, hidden, &h);
     /* The inode stays in the table until the guest forgets it (its O_PATH fd, if it has one,
      * keeps the host inode alive; a handle-only one then gets ESTALE). */
-    return unlinkat(d.fd, name, flags) < 0 ? -errno : 0;
+    ret = unlinkat(d.fd, name, flags) < 0 ? -errno : 0;
+    hide_end(fs, &h, ret, hidden);
+    return ret;
 }
 
-int pt_unlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name)
+int pt_unlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
+              char *hidden)
 {
-    return do_remove(fs, ctx, parent, name, 0);
+    return do_remove(fs, ctx, parent, name, 0, hidden);
 }
 
 int pt_rmdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name)
 {
-    return do_remove(fs, ctx, parent, name, AT_REMOVEDIR);
+    return do_remove(fs, ctx, parent, name, AT_REMOVEDIR, NULL);
 }
 
 int pt_rename(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t olddir, const char *oldname,
-              uint64_t newdir, const char *newname, uint32_t flags)
+              uint64_t newdir, const char *newname, uint32_t flags, char *hidden)
 {
+    const uint32_t keeps_target = RENAME_EXCHANGE | RENAME_NOREPLACE;
     struct pt_inode *from, *to;
+    struct hide h;
     PT_FDREF(f);
     PT_FDREF(t);
     int ret;
 
+    if (hidden)
+        hidden[0] = '\0';
     if (flags & ~(uint32_t)(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT))
         return -EINVAL;
-    ret = begin_create(fs, ctx, olddir, oldname, &from);
+    ret = begin_name(fs, ctx, olddir, oldname, PT_NAME_REMOVE, &from);
     if (ret == 0)
-        ret = pt_check_name(newname, PT_NAME_NEW);
-    if (ret == 0)
-        ret = pt_begin_dir(fs, ctx, newdir, PT_MODIFIES, &to);
+        ret = begin_name(fs, ctx, newdir, newname, PT_NAME_NEW, &to);
     if (ret == 0)
         ret = pt_inode_fd(fs, from, &f);
     if (ret >= 0)
         ret = pt_inode_fd(fs, to, &t);
     if (ret < 0)
         return ret;
-    return renameat2(f.fd, oldname, t.fd, newname, flags) < 0 ? -errno : 0;
+    /* Only a rename that may replace a file removes one (EXCHANGE keeps both, NOREPLACE
+     * fails instead). */
+    hide_begin(fs, t.fd, newname, (flags & keeps_target) ? NULL : hidden, &h);
+    ret = renameat2(f.fd, oldname, t.fd, newname, flags) < 0 ? -errno : 0;
+    hide_end(fs, &h, ret, hidden);
+    return ret;
 }
 
 int pt_link(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_t newparent,
@@ -205,6 +293,10 @@ int pt_link(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid, uint64_
         return ret;
     if (S_ISDIR(inode->type))
         return -EPERM;
+    /* A file the guest unlinked has no link to make another from (its hidden name is the
+     * daemon's): what linkat answers for an unlinked file. */
+    if (__atomic_load_n(&inode->hidden, __ATOMIC_ACQUIRE))
+        return -ENOENT;
     ret = pt_inode_fd(fs, inode, &r);
     if (ret >= 0)
         ret = pt_inode_fd(fs, dir, &d);

@@ -212,6 +212,8 @@ int pt_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const
 
     if (ret == 0)
         ret = pt_begin_dir(fs, ctx, parent, PT_MODIFIES, &dir);
+    if (ret == 0)
+        ret = pt_check_name_in(fs, dir, name, PT_NAME_CREATE);
     if (ret < 0)
         return ret;
     ret = pt_inode_fd(fs, dir, &d);

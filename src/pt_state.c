@@ -45,6 +45,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "creds.h"
@@ -55,6 +56,8 @@
 
 /* Entries a SAVE's fallback walk of the share looks at before it gives up. */
 #define WALK_MAX_ENTRIES (1u << 22)
+/* The same for a journal restore's walk (the guest waits meanwhile: about a second). */
+#define RESTORE_WALK_MAX_ENTRIES (1u << 20)
 
 static int fail(struct pt_state *st, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -477,10 +480,12 @@ static uint64_t file_key(uint64_t dev, uint64_t ino)
 }
 
 struct walk {
-    struct collect *c;
+    struct pt_fs *fs;
+    struct pt_state *st;
     struct id_index wanted; /* file_key -> index in st->inodes */
     size_t left;            /* pending inodes not found yet */
-    size_t entries;         /* entries looked at */
+    size_t entries, max;    /* entries looked at, and the bound */
+    size_t dirs;            /* directories read */
     char **queue;           /* directories still to read (paths, "" for the root) */
     size_t head, tail, cap;
 };
@@ -500,7 +505,7 @@ static int walk_push(struct walk *w, const char *path, size_t len)
 /* One entry name of directory dir (path dpath): found a wanted inode? a directory to read? */
 static int walk_entry(struct walk *w, int dir, const char *dpath, const char *name)
 {
-    struct pt_state *st = w->c->st;
+    struct pt_state *st = w->st;
     char path[PATH_MAX];
     struct statx stx;
     size_t idx;
@@ -533,7 +538,7 @@ struct linux_dirent64 {
 /* Reads one directory of the queue. */
 static int walk_dir(struct walk *w, const char *dpath)
 {
-    struct pt_fs *fs = w->c->fs;
+    struct pt_fs *fs = w->fs;
     char buf[8192];
     int ret = 0, pfd = *dpath ? resolve_beneath(fs, dpath) : -1;
     int dir = pt_reopen(fs, *dpath ? pfd : fs->root->fd, O_RDONLY | O_DIRECTORY);
@@ -542,7 +547,8 @@ static int walk_dir(struct walk *w, const char *dpath)
         close(pfd);
     if (dir < 0)
         return 0; /* gone or unreadable: not where the inodes are */
-    while (ret == 0 && w->left && w->entries < WALK_MAX_ENTRIES) {
+    w->dirs++;
+    while (ret == 0 && w->left && w->entries < w->max) {
         ssize_t n = getdents64(dir, buf, sizeof(buf));
 
         if (n <= 0)
@@ -561,30 +567,45 @@ static int walk_dir(struct walk *w, const char *dpath)
     return ret;
 }
 
-/* Looks for the pending inodes in the whole share (breadth first), until all are found. */
-static int walk_share(struct collect *c)
+/*
+ * Looks for the inodes st->inodes[pending[0 .. n)] (marked lost) in the whole share, breadth
+ * first, until at most expect of them are found or max entries were looked at; each one found
+ * gets its path and is no longer lost. The cost into *w (entries, dirs).
+ */
+static int walk_share(struct pt_fs *fs, struct pt_state *st, const size_t *pending, size_t n,
+                      size_t expect, size_t max, struct walk *w)
 {
-    struct walk w = {.c = c};
-    int ret = index_init(&w.wanted, c->n_pending);
+    int ret = index_init(&w->wanted, n);
 
-    for (size_t i = 0; ret == 0 && i < c->n_pending; i++) {
-        const struct pt_state_inode *in = &c->st->inodes[c->pending[i]];
+    *w = (struct walk){.fs = fs, .st = st, .max = max, .wanted = w->wanted};
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        const struct pt_state_inode *in = &st->inodes[pending[i]];
 
-        w.left += index_add(&w.wanted, file_key(in->dev, in->ino), c->pending[i]);
+        w->left += index_add(&w->wanted, file_key(in->dev, in->ino), pending[i]);
     }
-    w.left = w.left < c->n_walk ? w.left : c->n_walk; /* the unlinked ones are not there */
+    w->left = w->left < expect ? w->left : expect; /* the unlinked ones are not there */
     if (ret == 0)
-        ret = walk_push(&w, "", 0);
-    while (ret == 0 && w.head < w.tail && w.left && w.entries < WALK_MAX_ENTRIES) {
-        char *dpath = w.queue[w.head++];
+        ret = walk_push(w, "", 0);
+    while (ret == 0 && w->head < w->tail && w->left && w->entries < w->max) {
+        char *dpath = w->queue[w->head++];
 
-        ret = walk_dir(&w, dpath);
+        ret = walk_dir(w, dpath);
         free(dpath);
     }
-    while (w.head < w.tail)
-        free(w.queue[w.head++]);
-    free(w.queue);
-    index_free(&w.wanted);
+    while (w->head < w->tail)
+        free(w->queue[w->head++]);
+    free(w->queue);
+    w->queue = NULL;
+    index_free(&w->wanted);
+    return ret;
+}
+
+/* SAVE's fallback: the inodes /proc/self/fd gave no path for. */
+static int walk_pending(struct collect *c)
+{
+    struct walk w = {0};
+    int ret = walk_share(c->fs, c->st, c->pending, c->n_pending, c->n_walk, WALK_MAX_ENTRIES, &w);
+
     if (w.entries >= WALK_MAX_ENTRIES)
         log_warn("migration: the walk of the share for inodes without a path stopped after %zu "
                  "entries",
@@ -645,7 +666,7 @@ int pt_state_collect(struct pt_fs *fs, struct pt_state *st)
     if (c.n_orphans)
         log_warn("migration: %zu handle(s) of inodes the guest forgot are not saved", c.n_orphans);
     if (ret == 0 && c.n_walk)
-        ret = walk_share(&c);
+        ret = walk_pending(&c);
     if (ret == 0)
         ret = settle_pending(&c);
     free(c.pending);
@@ -1125,9 +1146,18 @@ static int install_lost(struct pt_fs *fs, const struct pt_state_inode *in)
     return itab_insert_at(fs->inodes, in->nodeid, &key, -1, NULL, in->type, in->nlookup, &inode);
 }
 
+/* The inodes a journal restore did not find at their paths, for the walk (walk_unfound). */
+struct unfound {
+    size_t *idx; /* in st->inodes */
+    size_t n, cap;
+    char first[256]; /* why the first one was not found */
+};
+
 /* Every inode but the root (which fs has); the failures the guest may see as lost. b: by
- * file handle where the inode has one (NULL: by path). */
-static int install_inodes(struct pt_fs *fs, struct pt_state *st, const struct by_fh *b)
+ * file handle where the inode has one (NULL: by path). u (a journal restore's, else NULL):
+ * where an inode not found at its path goes, marked lost, instead of being installed lost. */
+static int install_inodes(struct pt_fs *fs, struct pt_state *st, const struct by_fh *b,
+                          struct unfound *u)
 {
     bool guest_error =
         fs->cfg.migration_on_error == MIGRATION_ERROR_GUEST_ERROR || st->lose_unfound;
@@ -1135,7 +1165,7 @@ static int install_inodes(struct pt_fs *fs, struct pt_state *st, const struct by
     int ret = 0;
 
     for (size_t i = 0; ret == 0 && i < st->n_inodes; i++) {
-        const struct pt_state_inode *in = &st->inodes[i];
+        struct pt_state_inode *in = &st->inodes[i];
 
         if (in->nodeid == FUSE_ROOT_ID)
             continue;
@@ -1143,6 +1173,16 @@ static int install_inodes(struct pt_fs *fs, struct pt_state *st, const struct by
             ret = install_by_fh(fs, st, b, in);
         else
             ret = in->lost ? -ENOENT : install_found(fs, st, in);
+        if (ret < 0 && ret != -ENOMEM && u && !(b && in->fh)) {
+            if (!u->n && st->why[0])
+                snprintf(u->first, sizeof(u->first), "%s", st->why);
+            st->why[0] = '\0';
+            in->lost = true;
+            ret = grow((void **)&u->idx, &u->cap, u->n + 1, sizeof(size_t));
+            if (ret == 0)
+                u->idx[u->n++] = i;
+            continue;
+        }
         if (ret < 0 && in->lost && !(b && in->fh) && !guest_error)
             ret = fail(st, ret, "inode %llu was saved as lost (the source could not find it)",
                        (unsigned long long)in->nodeid);
@@ -1200,6 +1240,45 @@ static int install_handle(struct pt_fs *fs, struct pt_state *st, const struct pt
                    : 0;
 }
 
+/*
+ * A journal restore's inodes not found at their paths (a rename in flight at the crash, a
+ * rename on the host while the daemon was down): one bounded walk of the share looks for
+ * their st_dev/st_ino; those found are installed from where it found them, the others lost.
+ */
+static int walk_unfound(struct pt_fs *fs, struct pt_state *st, struct unfound *u)
+{
+    struct timespec t0, t1;
+    struct walk w = {0};
+    size_t found = 0, lost = 0;
+    int ret;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ret = walk_share(fs, st, u->idx, u->n, u->n, RESTORE_WALK_MAX_ENTRIES, &w);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    rcu_read_lock();
+    for (size_t i = 0; ret == 0 && i < u->n; i++) {
+        struct pt_state_inode *in = &st->inodes[u->idx[i]];
+        int r = in->lost ? -ENOENT : install_found(fs, st, in);
+
+        if (r == 0) {
+            found++;
+            continue;
+        }
+        if (!lost++)
+            log_warn("restore: %s; it is lost (EIO to the guest)", st->why[0] ? st->why : u->first);
+        st->why[0] = '\0';
+        in->lost = true;
+        ret = r == -ENOMEM ? r : install_lost(fs, in);
+    }
+    rcu_read_unlock();
+    log_info("restore: %zu inode(s) not at their paths (first: %s); a walk of the share found "
+             "%zu in %zu entries of %zu directories (%.1f ms%s), %zu lost",
+             u->n, u->first[0] ? u->first : "no path known", found, w.entries, w.dirs,
+             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+             w.entries >= RESTORE_WALK_MAX_ENTRIES ? ", stopped at its bound" : "", lost);
+    return ret;
+}
+
 static int install_handles(struct pt_fs *fs, struct pt_state *st)
 {
     bool guest_error =
@@ -1233,6 +1312,7 @@ int pt_state_install(struct pt_fs *fs, struct pt_state *st)
 {
     int ret;
     struct by_fh b = {.mount_fd = -1};
+    struct unfound u = {0};
     bool use_fhs = fs->cfg.migration_mode == MIGRATION_FILE_HANDLES && st->n_fhs;
 
     st->why[0] = '\0';
@@ -1244,9 +1324,12 @@ int pt_state_install(struct pt_fs *fs, struct pt_state *st)
     ret = use_fhs ? by_fh_prepare(fs, st, &b) : 0;
     if (ret == 0) {
         rcu_read_lock();
-        ret = install_inodes(fs, st, use_fhs ? &b : NULL);
+        ret = install_inodes(fs, st, use_fhs ? &b : NULL, st->verify_ids ? &u : NULL);
         rcu_read_unlock();
     }
+    if (ret == 0 && u.n)
+        ret = walk_unfound(fs, st, &u);
+    free(u.idx);
     if (b.mount_fd >= 0)
         close(b.mount_fd);
     if (ret == 0)
@@ -1304,4 +1387,78 @@ int pt_state_path_ids(struct pt_fs *fs, const char *path, uint64_t *dev, uint64_
         *ino = stx.stx_ino;
     }
     return ret;
+}
+
+/* ---- deferred removal: the hidden names a session starts with -------------------------------- */
+
+/* One hidden name of the share's root: kept (and its inode marked hidden) if an inode of fs
+ * needs it as the file's only name, removed otherwise. 1 kept, 0 removed or left alone. */
+static int sweep_one(struct pt_fs *fs, const char *name, size_t *removed)
+{
+    char want[PT_HIDDEN_NAME_MAX];
+    struct pt_inode *inode = NULL;
+    struct itab_key key;
+    struct statx stx;
+    int fd = openat(fs->root->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+    if (fd < 0)
+        return 0;
+    if (pt_statx(fd, &stx) < 0 || !S_ISREG(stx.stx_mode)) {
+        close(fd);
+        return 0; /* not a file this daemon made: left alone */
+    }
+    close(fd);
+    pt_hidden_name(stx.stx_ino, want);
+    if (strcmp(want, name) != 0) {
+        log_debug("%s is not the hidden name of its inode (%llu): left alone", name,
+                  (unsigned long long)stx.stx_ino);
+        return 0;
+    }
+    pt_key_from_statx(&stx, &key);
+    /* A second name elsewhere: a crash came between the hidden link and the guest's unlink,
+     * which runs again (resubmitted) and hides the file anew if it must. */
+    if (stx.stx_nlink == 1)
+        inode = itab_find_ref(fs->inodes, &key, NULL, NULL);
+    if (!inode) {
+        pt_unhide(fs, key.dev, key.ino);
+        (*removed)++;
+        return 0;
+    }
+    __atomic_store_n(&inode->hidden, 1, __ATOMIC_RELEASE);
+    itab_unref(fs->inodes, inode, 1); /* ours; the guest's lookups remain */
+    return 1;
+}
+
+int pt_state_sweep_hidden(struct pt_fs *fs)
+{
+    char buf[8192];
+    size_t kept = 0, removed = 0;
+    int dir = pt_reopen(fs, fs->root->fd, O_RDONLY | O_DIRECTORY);
+
+    if (dir < 0) {
+        log_warn("cannot read the share's root for hidden files: %s", strerror(-dir));
+        return dir;
+    }
+    rcu_read_lock();
+    for (;;) {
+        ssize_t n = getdents64(dir, buf, sizeof(buf));
+
+        if (n <= 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            const struct linux_dirent64 *e = (const void *)(buf + off);
+
+            if (e->d_reclen == 0)
+                break;
+            off += e->d_reclen;
+            if (pt_is_hidden_name(e->d_name, strnlen(e->d_name, NAME_MAX + 1)))
+                kept += (size_t)sweep_one(fs, e->d_name, &removed);
+        }
+    }
+    rcu_read_unlock();
+    close(dir);
+    if (kept || removed)
+        log_info("files the guest unlinked while in use: %zu kept for the session, %zu removed",
+                 kept, removed);
+    return 0;
 }

@@ -2032,6 +2032,7 @@ int fuse_session_journal_attach(struct fuse_session *se, void *area, size_t len,
     if (inflight->refuse) {
         log_warn("session journal: not restored (%s): a fresh session", inflight->refuse);
         format(j);
+        pt_state_sweep_hidden(fuse_session_fs(se));
         fuse_session_set_journal(se, j);
         return 0;
     }
@@ -2043,6 +2044,7 @@ int fuse_session_journal_attach(struct fuse_session *se, void *area, size_t len,
                  "guest's next mount on");
         format(j);
         j->off = j->until_mount = true;
+        pt_state_sweep_hidden(fuse_session_fs(se));
         fuse_session_set_journal(se, j);
         return 0;
     }
@@ -2055,6 +2057,8 @@ int fuse_session_journal_attach(struct fuse_session *se, void *area, size_t len,
             log_warn("session journal: not restored (%s): a fresh session", why);
         format(j);
     }
+    /* Files the guest unlinked while in use (pt_core.h): those the session holds stay. */
+    pt_state_sweep_hidden(fuse_session_fs(se));
     fuse_session_set_journal(se, j);
     return restored;
 }

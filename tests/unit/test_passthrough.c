@@ -253,7 +253,7 @@ static void test_names(struct fx *f, gconstpointer data)
     g_assert_cmpint(lookup_err(f, FUSE_ROOT_ID, longname), ==, -ENAMETOOLONG);
     g_assert_cmpint(RL(pt_mkdir(f->fs, &root_ctx, FUSE_ROOT_ID, "x/y", &min, &e)), ==, -EINVAL);
     g_assert_cmpint(RL(pt_mkdir(f->fs, &root_ctx, FUSE_ROOT_ID, "..", &min, &e)), ==, -EINVAL);
-    g_assert_cmpint(RL(pt_unlink(f->fs, &root_ctx, FUSE_ROOT_ID, "../x")), ==, -EINVAL);
+    g_assert_cmpint(RL(pt_unlink(f->fs, &root_ctx, FUSE_ROOT_ID, "../x", NULL)), ==, -EINVAL);
     g_assert_cmpint(RL(pt_rmdir(f->fs, &root_ctx, FUSE_ROOT_ID, "..")), ==, -EINVAL);
 
     g_assert_cmpuint(lookup_ok(f, FUSE_ROOT_ID, "."), ==, FUSE_ROOT_ID);
@@ -347,20 +347,21 @@ static void test_namespace(struct fx *f, gconstpointer data)
     g_assert_cmpint(RL(pt_rmdir(f->fs, &root_ctx, FUSE_ROOT_ID, "d")), ==, -ENOTEMPTY);
 
     /* RENAME: plain, NOREPLACE onto an existing name, EXCHANGE. */
-    g_assert_cmpint(RL(pt_rename(f->fs, &root_ctx, d, "a", d, "b", RENAME_NOREPLACE)), ==, -EEXIST);
-    g_assert_cmpint(RL(pt_rename(f->fs, &root_ctx, d, "a", d, "b", RENAME_EXCHANGE)), ==, 0);
+    g_assert_cmpint(RL(pt_rename(f->fs, &root_ctx, d, "a", d, "b", RENAME_NOREPLACE, NULL)), ==,
+                    -EEXIST);
+    g_assert_cmpint(RL(pt_rename(f->fs, &root_ctx, d, "a", d, "b", RENAME_EXCHANGE, NULL)), ==, 0);
     s = host_read(f, "d/a");
     g_assert_cmpstr(s, ==, "B");
     g_free(s);
-    g_assert_cmpint(RL(pt_rename(f->fs, &root_ctx, d, "a", FUSE_ROOT_ID, "moved", 0)), ==, 0);
+    g_assert_cmpint(RL(pt_rename(f->fs, &root_ctx, d, "a", FUSE_ROOT_ID, "moved", 0, NULL)), ==, 0);
     g_assert_false(host_exists(f, "d/a"));
     g_assert_true(host_exists(f, "moved"));
-    g_assert_cmpint(RL(pt_rename(f->fs, &root_ctx, d, "b", d, "c", 0x80)), ==, -EINVAL);
+    g_assert_cmpint(RL(pt_rename(f->fs, &root_ctx, d, "b", d, "c", 0x80, NULL)), ==, -EINVAL);
 
     /* UNLINK and RMDIR. */
-    g_assert_cmpint(RL(pt_unlink(f->fs, &root_ctx, d, "b")), ==, 0);
+    g_assert_cmpint(RL(pt_unlink(f->fs, &root_ctx, d, "b", NULL)), ==, 0);
     g_assert_false(host_exists(f, "d/b"));
-    g_assert_cmpint(RL(pt_unlink(f->fs, &root_ctx, d, "b")), ==, -ENOENT);
+    g_assert_cmpint(RL(pt_unlink(f->fs, &root_ctx, d, "b", NULL)), ==, -ENOENT);
     g_assert_cmpint(RL(pt_rmdir(f->fs, &root_ctx, FUSE_ROOT_ID, "d")), ==, 0);
     g_assert_false(host_exists(f, "d"));
 
@@ -877,7 +878,8 @@ static void test_creds(struct fx *f, gconstpointer data)
     g_assert_cmpint(RL(pt_access(f->fs, &user_ctx, rootfile, &ain)), ==, 0);
     g_assert_cmpint(do_create(f, &user_ctx, rootdir, "no", O_WRONLY, 0644, &e, &fh), ==, -EACCES);
     g_assert_cmpint(RL(pt_mkdir(f->fs, &user_ctx, rootdir, "no", &min, &e)), ==, -EACCES);
-    g_assert_cmpint(RL(pt_unlink(f->fs, &user_ctx, FUSE_ROOT_ID, "rootfile")), ==, 0); /* 0777 */
+    g_assert_cmpint(RL(pt_unlink(f->fs, &user_ctx, FUSE_ROOT_ID, "rootfile", NULL)), ==,
+                    0); /* 0777 */
     g_assert_false(host_exists(f, "no"));
     g_assert_false(host_exists(f, "rootdir/no"));
 
@@ -1071,7 +1073,7 @@ static void test_readonly(struct fx *f, gconstpointer data)
     id = lookup_ok(f, FUSE_ROOT_ID, "r");
     g_assert_cmpint(RL(pt_mkdir(f->fs, &root_ctx, FUSE_ROOT_ID, "d", &min, &e)), ==, -EROFS);
     g_assert_cmpint(do_create(f, &root_ctx, FUSE_ROOT_ID, "n", O_RDWR, 0644, &e, &fh), ==, -EROFS);
-    g_assert_cmpint(RL(pt_unlink(f->fs, &root_ctx, FUSE_ROOT_ID, "r")), ==, -EROFS);
+    g_assert_cmpint(RL(pt_unlink(f->fs, &root_ctx, FUSE_ROOT_ID, "r", NULL)), ==, -EROFS);
     g_assert_cmpint(RL(pt_setattr(f->fs, &root_ctx, id, &sin, &a)), ==, -EROFS);
     g_assert_cmpint(RL(pt_setxattr(f->fs, &root_ctx, id, "user.a", "b", 1, 0)), ==, -EROFS);
     g_assert_cmpint(do_open(f, &root_ctx, id, O_WRONLY, &o), ==, -EROFS);

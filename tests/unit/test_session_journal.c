@@ -339,6 +339,16 @@ static int getattr_ino(struct fx *f, struct side *s, uint64_t nodeid, uint64_t *
     return err;
 }
 
+/* GETATTR's st_nlink of nodeid (-errno if it fails). */
+static int64_t getattr_nlink(struct fx *f, struct side *s, uint64_t nodeid)
+{
+    struct fuse_getattr_in in = {0};
+    struct fuse_attr_out a = {0};
+    int err = req(f, s, FUSE_GETATTR, nodeid, &in, sizeof(in), NULL, 0, &a, sizeof(a));
+
+    return err ? err : (int64_t)a.attr.nlink;
+}
+
 /* The nodeid answers GETATTR with the host file at path. */
 static void assert_is(struct fx *f, struct side *s, uint64_t nodeid, const char *path)
 {
@@ -555,8 +565,15 @@ static void test_namespace(void)
         g_assert_cmpstr(data, ==, "CREATED");
         g_free(data);
     }
-    /* The overwritten other.txt is gone on the host: lost, not swapped for the new file. */
-    g_assert_cmpint(getattr_ino(&f, &f.b, other, NULL), ==, -EIO);
+    /* The overwritten other.txt, which the guest still held, was kept under its hidden name:
+     * still the same file, unlinked as far as the guest sees, not swapped for the new one. */
+    g_assert_cmpint(getattr_nlink(&f, &f.b, other), ==, 0);
+    {
+        uint64_t ino;
+
+        g_assert_cmpint(getattr_ino(&f, &f.b, other, &ino), ==, 0);
+        g_assert_cmpuint(ino, !=, host_ino(&f, "other.txt"));
+    }
     /* The ghosts were not installed. */
     g_assert_cmpint(getattr_ino(&f, &f.b, a, NULL), ==, -EBADF);
     g_assert_cmpint(getattr_ino(&f, &f.b, b, NULL), ==, -EBADF);
@@ -579,7 +596,7 @@ static void test_unlink_exchange(void)
         ==, 0);
     d = mkdir_req(&f, &f.a, FUSE_ROOT_ID, "gone");
     g_assert_cmpint(req(&f, &f.a, FUSE_RMDIR, FUSE_ROOT_ID, "gone", 5, NULL, 0, NULL, 0), ==, 0);
-    /* A file opened, then unlinked: nothing can reopen it after a restart. */
+    /* A file opened, then unlinked: kept under its hidden name, so a restart finds it. */
     put_file(&f, "tmp.txt", "tmp");
     uint64_t tmp = lookup(&f, &f.a, FUSE_ROOT_ID, "tmp.txt");
     fh = open_fh(&f, &f.a, tmp, O_RDONLY, false);
@@ -592,12 +609,14 @@ static void test_unlink_exchange(void)
     assert_is(&f, &f.b, hello, "other.txt");
     assert_is(&f, &f.b, other, "hello.txt");
     g_assert_cmpint(getattr_ino(&f, &f.b, d, NULL), ==, -EIO);
-    g_assert_cmpint(getattr_ino(&f, &f.b, tmp, NULL), ==, -EIO);
-    g_assert_cmpint(read_fh(&f, &f.b, tmp, fh, buf, sizeof(buf)), ==, -EBADF);
+    g_assert_cmpint(getattr_nlink(&f, &f.b, tmp), ==, 0);
+    g_assert_cmpint(read_fh(&f, &f.b, tmp, fh, buf, sizeof(buf)), ==, 3);
+    g_assert_cmpstr(buf, ==, "tmp");
     fx_teardown(&f);
 }
 
-/* Host changes while the daemon was down: a file replaced under its name is lost. */
+/* Host changes while the daemon was down: a file replaced under its name is not taken for
+ * the new one; the walk of the share finds it where it went. */
 static void test_replaced_on_host(void)
 {
     struct fx f;
@@ -616,7 +635,7 @@ static void test_replaced_on_host(void)
     put_file(&f, "hello.txt", "impostor");
 
     g_assert_cmpint(crash(&f), ==, 1);
-    g_assert_cmpint(getattr_ino(&f, &f.b, hello, NULL), ==, -EIO);
+    assert_is(&f, &f.b, hello, "kept.txt");
     assert_is(&f, &f.b, other, "other.txt");
     fx_teardown(&f);
 }
@@ -661,8 +680,11 @@ static void test_in_flight_left_out(void)
     forget(&f, &f.b, hello, 1);
     g_assert_cmpint(getattr_ino(&f, &f.b, hello, NULL), ==, -EBADF);
     /* other: two lookups, the FORGET runs again; the rename was in flight, but the host
-     * shows it ran (its INTENT says which file moved): found under its new name. */
+     * shows it ran (its INTENT says which file moved; else the walk of the share would find
+     * it): found under its new name, and its handle reopened. */
     assert_is(&f, &f.b, other, "moved.txt");
+    g_assert_cmpint(read_fh(&f, &f.b, other, fh2, buf, sizeof(buf)), ==, 5);
+    g_assert_cmpstr(buf, ==, "other");
     forget(&f, &f.b, other, 1);
     assert_is(&f, &f.b, other, "moved.txt");
     forget(&f, &f.b, other, 1);
@@ -672,7 +694,6 @@ static void test_in_flight_left_out(void)
     g_assert_cmpint(read_fh(&f, &f.b, hello, fh, buf, sizeof(buf)), ==, -EBADF);
     /* new.txt's CREATE was in flight: neither its entry nor its handle. */
     g_assert_cmpuint(itab_count(f.b.fs->inodes), ==, 1); /* the root: other is forgotten */
-    (void)fh2;
 
     /* A record left out at a restore is gone for good: with nothing in flight now, the next
      * restart does not apply it either. */
@@ -1532,6 +1553,283 @@ static void test_hostile_identity_and_torn(void)
 }
 
 /* Attach refuses what it cannot work with at all. */
+/* ---- files unlinked while in use (deferred removal) ---------------------------------------- */
+
+/* How many names of the share's root start with the hidden prefix. */
+static int count_hidden(struct fx *f)
+{
+    GDir *d = g_dir_open(f->dir, 0, NULL);
+    const char *n;
+    int count = 0;
+
+    g_assert_nonnull(d);
+    while ((n = g_dir_read_name(d)))
+        count += g_str_has_prefix(n, PT_HIDDEN_PREFIX);
+    g_dir_close(d);
+    return count;
+}
+
+static bool host_exists(struct fx *f, const char *name)
+{
+    struct stat st;
+    char *p = hpath(f, name);
+    bool ok = lstat(p, &st) == 0;
+
+    g_free(p);
+    return ok;
+}
+
+static int unlink_req(struct fx *f, struct side *s, uint64_t parent, const char *name,
+                      uint64_t *counter)
+{
+    return req_tagged(f, s, FUSE_UNLINK, parent, name, strlen(name) + 1, NULL, 0, NULL, 0, counter);
+}
+
+/* The names READDIR lists in directory nodeid (joined by '/'). */
+static char *list_dir(struct fx *f, struct side *s, uint64_t nodeid)
+{
+    uint64_t fh = open_fh(f, s, nodeid, O_RDONLY, true);
+    struct fuse_read_in in = {.fh = fh, .size = 8192};
+    GString *names = g_string_new("/");
+    struct fuse_out_header oh;
+
+    g_assert_cmpint(req(f, s, FUSE_READDIR, nodeid, &in, sizeof(in), NULL, 0, NULL, 0), ==, 0);
+    memcpy(&oh, f->out, sizeof(oh));
+    for (size_t off = sizeof(oh); off + FUSE_NAME_OFFSET <= oh.len;) {
+        struct fuse_dirent d;
+
+        memcpy(&d, f->out + off, sizeof(d));
+        g_string_append_len(names, (const char *)f->out + off + FUSE_NAME_OFFSET, d.namelen);
+        g_string_append_c(names, '/');
+        off += FUSE_DIRENT_SIZE(&d);
+    }
+    g_assert_cmpint(release(f, s, nodeid, fh, true), ==, 0);
+    return g_string_free(names, false);
+}
+
+/* An open file the guest unlinks: readable and writable through its handle after a restart,
+ * st_nlink 0, its space freed (the hidden name gone) once the guest forgets it. */
+static void test_unlinked_open(void)
+{
+    struct fx f;
+    char buf[32], hidden[PT_HIDDEN_NAME_MAX];
+    uint64_t fh, u, ino;
+
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    u = create_req(&f, &f.a, FUSE_ROOT_ID, "u.txt", &fh);
+    g_assert_cmpint(write_fh(&f, &f.a, u, fh, "data"), ==, 0);
+    g_assert_cmpint(getattr_ino(&f, &f.a, u, &ino), ==, 0);
+    g_assert_cmpint(unlink_req(&f, &f.a, FUSE_ROOT_ID, "u.txt", NULL), ==, 0);
+    /* The guest's name is gone at once; the daemon's hidden one holds the file. */
+    g_assert_false(host_exists(&f, "u.txt"));
+    pt_hidden_name(ino, hidden);
+    g_assert_true(host_exists(&f, hidden));
+    g_assert_cmpint(getattr_nlink(&f, &f.a, u), ==, 0);
+
+    g_assert_cmpint(crash(&f), ==, 1);
+    g_assert_cmpint(getattr_nlink(&f, &f.b, u), ==, 0);
+    g_assert_cmpint(read_fh(&f, &f.b, u, fh, buf, sizeof(buf)), ==, 4);
+    g_assert_cmpstr(buf, ==, "data");
+    g_assert_cmpint(write_fh(&f, &f.b, u, fh, "DATA"), ==, 0);
+    g_assert_cmpint(read_fh(&f, &f.b, u, fh, buf, sizeof(buf)), ==, 4);
+    g_assert_cmpstr(buf, ==, "DATA");
+    {
+        /* No new link to an unlinked file (linkat answers ENOENT for one). */
+        struct fuse_link_in in = {.oldnodeid = u};
+
+        g_assert_cmpint(
+            req(&f, &f.b, FUSE_LINK, FUSE_ROOT_ID, &in, sizeof(in), "back.txt", 9, NULL, 0), ==,
+            -ENOENT);
+    }
+    /* A second restart still finds it; the last RELEASE keeps it (the nodeid is held), the
+     * FORGET to zero frees it. */
+    g_assert_cmpint(crash(&f), ==, 1);
+    g_assert_cmpint(read_fh(&f, &f.b, u, fh, buf, sizeof(buf)), ==, 4);
+    g_assert_cmpint(release(&f, &f.b, u, fh, false), ==, 0);
+    g_assert_true(host_exists(&f, hidden));
+    g_assert_cmpint(getattr_nlink(&f, &f.b, u), ==, 0);
+    forget(&f, &f.b, u, 1);
+    g_assert_false(host_exists(&f, hidden));
+    g_assert_cmpint(count_hidden(&f), ==, 0);
+    g_assert_cmpint(crash(&f), ==, 1);
+    g_assert_cmpint(getattr_ino(&f, &f.b, u, NULL), ==, -EBADF);
+    fx_teardown(&f);
+}
+
+/* A file nobody holds is removed at once; a rename over a held file keeps that one. */
+static void test_unlinked_unreferenced_and_rename_over(void)
+{
+    struct fx f;
+    uint64_t other, ino;
+
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    put_file(&f, "nobody.txt", "x");
+    g_assert_cmpint(unlink_req(&f, &f.a, FUSE_ROOT_ID, "nobody.txt", NULL), ==, 0);
+    g_assert_cmpint(count_hidden(&f), ==, 0);
+    other = lookup(&f, &f.a, FUSE_ROOT_ID, "other.txt");
+    g_assert_cmpint(getattr_ino(&f, &f.a, other, &ino), ==, 0);
+    g_assert_cmpint(rename_req(&f, &f.a, FUSE_ROOT_ID, "hello.txt", FUSE_ROOT_ID, "other.txt", 0),
+                    ==, 0);
+    g_assert_cmpint(count_hidden(&f), ==, 1);
+    g_assert_cmpuint(host_ino(&f, "other.txt"), !=, ino);
+    g_assert_cmpint(getattr_nlink(&f, &f.a, other), ==, 0);
+    forget(&f, &f.a, other, 1);
+    g_assert_cmpint(count_hidden(&f), ==, 0);
+    fx_teardown(&f);
+}
+
+/* The guest can neither see nor touch a hidden name in the share's root (elsewhere such a
+ * name is an ordinary one). */
+static void test_hidden_name_refused(void)
+{
+    struct fx f;
+    const char *h = PT_HIDDEN_PREFIX "0000000000000001";
+    char *names, sub[128];
+    uint64_t a;
+
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    put_file(&f, h, "daemon's");
+    snprintf(sub, sizeof(sub), "a/%s", h);
+    put_file(&f, sub, "guest's");
+    a = lookup(&f, &f.a, FUSE_ROOT_ID, "a");
+    g_assert_cmpint(req(&f, &f.a, FUSE_LOOKUP, FUSE_ROOT_ID, h, strlen(h) + 1, NULL, 0, NULL, 0),
+                    ==, -ENOENT);
+    g_assert_cmpint(req(&f, &f.a, FUSE_LOOKUP, a, h, strlen(h) + 1, NULL, 0, NULL, 0), ==, 0);
+    /* Looked up through ".." of a top-level directory: the root all the same. */
+    {
+        uint64_t root2 = lookup(&f, &f.a, a, "..");
+
+        g_assert_cmpint(req(&f, &f.a, FUSE_LOOKUP, root2, h, strlen(h) + 1, NULL, 0, NULL, 0), ==,
+                        -ENOENT);
+    }
+    g_assert_cmpint(unlink_req(&f, &f.a, FUSE_ROOT_ID, h, NULL), ==, -ENOENT);
+    g_assert_cmpint(rename_req(&f, &f.a, FUSE_ROOT_ID, h, FUSE_ROOT_ID, "stolen", 0), ==, -ENOENT);
+    g_assert_cmpint(rename_req(&f, &f.a, FUSE_ROOT_ID, "hello.txt", FUSE_ROOT_ID, h, 0), ==,
+                    -EPERM);
+    {
+        struct fuse_mkdir_in in = {.mode = 0755};
+        struct fuse_create_in ci = {.flags = O_RDWR | O_CREAT, .mode = 0644};
+        const char *other = PT_HIDDEN_PREFIX "mine";
+
+        g_assert_cmpint(req(&f, &f.a, FUSE_MKDIR, FUSE_ROOT_ID, &in, sizeof(in), other,
+                            strlen(other) + 1, NULL, 0),
+                        ==, -EPERM);
+        g_assert_cmpint(
+            req(&f, &f.a, FUSE_CREATE, FUSE_ROOT_ID, &ci, sizeof(ci), h, strlen(h) + 1, NULL, 0),
+            ==, -EPERM);
+    }
+    names = list_dir(&f, &f.a, FUSE_ROOT_ID);
+    g_assert_nonnull(strstr(names, "/hello.txt/"));
+    g_assert_null(strstr(names, PT_HIDDEN_PREFIX));
+    g_free(names);
+    names = list_dir(&f, &f.a, a);
+    g_assert_nonnull(strstr(names, PT_HIDDEN_PREFIX));
+    g_free(names);
+    g_assert_true(host_exists(&f, h));
+    g_assert_true(host_exists(&f, "hello.txt"));
+    fx_teardown(&f);
+}
+
+/* Hidden names a crash left: a fresh session removes them all, a restored one those it does
+ * not need (the file's other name stays). */
+static void test_hidden_leftovers(void)
+{
+    struct fx f;
+    char hidden[PT_HIDDEN_NAME_MAX], planted[PT_HIDDEN_NAME_MAX], buf[32];
+    uint64_t u, fh, ino;
+    char *p, *q;
+
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    u = create_req(&f, &f.a, FUSE_ROOT_ID, "u.txt", &fh);
+    g_assert_cmpint(getattr_ino(&f, &f.a, u, &ino), ==, 0);
+    pt_hidden_name(ino, hidden);
+    g_assert_cmpint(unlink_req(&f, &f.a, FUSE_ROOT_ID, "u.txt", NULL), ==, 0);
+    /* A crash between the hidden link and the guest's unlink: both names. */
+    pt_hidden_name(host_ino(&f, "other.txt"), planted);
+    p = hpath(&f, "other.txt");
+    q = hpath(&f, planted);
+    g_assert_cmpint(link(p, q), ==, 0);
+    g_free(p);
+    g_free(q);
+    /* And a hidden file nothing names any more. */
+    put_file(&f, "orphan", "o");
+    {
+        char orphan[PT_HIDDEN_NAME_MAX];
+
+        pt_hidden_name(host_ino(&f, "orphan"), orphan);
+        p = hpath(&f, "orphan");
+        q = hpath(&f, orphan);
+        g_assert_cmpint(rename(p, q), ==, 0);
+        g_free(p);
+        g_free(q);
+    }
+    g_assert_cmpint(count_hidden(&f), ==, 3);
+
+    g_assert_cmpint(crash(&f), ==, 1);
+    g_assert_cmpint(count_hidden(&f), ==, 1); /* the session's own */
+    g_assert_true(host_exists(&f, hidden));
+    g_assert_true(host_exists(&f, "other.txt"));
+    g_assert_cmpint(read_fh(&f, &f.b, u, fh, buf, sizeof(buf)), ==, 0);
+
+    /* A new VM (the area zeroed): nothing of the old session is needed. */
+    memset(f.area, 0, f.area_len);
+    g_assert_cmpint(crash(&f), ==, 0);
+    g_assert_cmpint(count_hidden(&f), ==, 0);
+    fx_teardown(&f);
+}
+
+/* An UNLINK in flight at the crash (its record left out: the journal still has the old
+ * name): the walk of the share finds the file under its hidden name, and it stays hidden. */
+static void test_unlink_in_flight(void)
+{
+    struct fx f;
+    uint64_t u, fh, t;
+    char buf[32];
+
+    fx_setup(&f);
+    do_init(&f, &f.a);
+    u = create_req(&f, &f.a, FUSE_ROOT_ID, "u.txt", &fh);
+    g_assert_cmpint(write_fh(&f, &f.a, u, fh, "kept"), ==, 0);
+    g_assert_cmpint(unlink_req(&f, &f.a, FUSE_ROOT_ID, "u.txt", &t), ==, 0);
+    f.b.inflight = (struct inflight_set){.counters = {t}, .n = 1};
+    g_assert_cmpint(crash(&f), ==, 1);
+    g_assert_cmpint(read_fh(&f, &f.b, u, fh, buf, sizeof(buf)), ==, 4);
+    g_assert_cmpstr(buf, ==, "kept");
+    g_assert_cmpint(getattr_nlink(&f, &f.b, u), ==, 0);
+    g_assert_cmpint(count_hidden(&f), ==, 1);
+    /* The UNLINK runs again: the name is gone already. */
+    g_assert_cmpint(unlink_req(&f, &f.b, FUSE_ROOT_ID, "u.txt", NULL), ==, -ENOENT);
+    g_assert_cmpint(release(&f, &f.b, u, fh, false), ==, 0);
+    forget(&f, &f.b, u, 1);
+    g_assert_cmpint(count_hidden(&f), ==, 0);
+    fx_teardown(&f);
+}
+
+/* Without a journal nothing changes: an unlinked open file is removed at once. */
+static void test_no_journal_no_hiding(void)
+{
+    struct fx f;
+    struct side c;
+    uint64_t u, fh;
+    char buf[32];
+
+    fx_setup(&f);
+    side_open_dir(&c, f.dir);
+    do_init(&f, &c);
+    u = create_req(&f, &c, FUSE_ROOT_ID, "u.txt", &fh);
+    g_assert_cmpint(write_fh(&f, &c, u, fh, "data"), ==, 0);
+    g_assert_cmpint(unlink_req(&f, &c, FUSE_ROOT_ID, "u.txt", NULL), ==, 0);
+    g_assert_cmpint(count_hidden(&f), ==, 0);
+    g_assert_cmpint(read_fh(&f, &c, u, fh, buf, sizeof(buf)), ==, 4);
+    g_assert_cmpint(getattr_nlink(&f, &c, u), ==, 0);
+    side_close(&c);
+    fx_teardown(&f);
+}
+
 static void test_attach_args(void)
 {
     struct fx f;
@@ -1572,5 +1870,12 @@ int main(int argc, char **argv)
     g_test_add_func("/session_journal/hostile", test_hostile);
     g_test_add_func("/session_journal/hostile_identity_and_torn", test_hostile_identity_and_torn);
     g_test_add_func("/session_journal/attach_args", test_attach_args);
+    g_test_add_func("/session_journal/unlinked_open", test_unlinked_open);
+    g_test_add_func("/session_journal/unlinked_unreferenced_and_rename_over",
+                    test_unlinked_unreferenced_and_rename_over);
+    g_test_add_func("/session_journal/hidden_name_refused", test_hidden_name_refused);
+    g_test_add_func("/session_journal/hidden_leftovers", test_hidden_leftovers);
+    g_test_add_func("/session_journal/unlink_in_flight", test_unlink_in_flight);
+    g_test_add_func("/session_journal/no_journal_no_hiding", test_no_journal_no_hiding);
     return g_test_run();
 }
