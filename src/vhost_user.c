@@ -1306,8 +1306,8 @@ void vu_dev_session_replaced(struct vu_dev *dev)
         return;
     fuse_session_journal_detach(dev->fuse);
     const struct sj_inflight sj = {.in_flight = journal_in_flight, .opaque = dev};
-    if (fuse_session_journal_attach(dev->fuse, dev->inflight->journal,
-                                    dev->inflight->journal_len, &sj) < 0)
+    if (fuse_session_journal_attach(dev->fuse, dev->inflight->journal, dev->inflight->journal_len,
+                                    &sj) < 0)
         log_warn("vhost-user: the session cannot be kept in the in-flight area");
 }
 

@@ -1573,7 +1573,6 @@ static int count_hidden(struct fx *f)
     return count;
 }
 
-
 static int unlink_req(struct fx *f, struct side *s, uint64_t parent, const char *name,
                       uint64_t *counter)
 {
