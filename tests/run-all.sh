@@ -109,12 +109,14 @@ run_suite guest bash tests/guest/test-guest.sh --cache=always,never
 run_suite conformance bash tests/guest/test-conformance.sh --cache=never,always
 run_suite options bash tests/guest/test-options.sh
 run_suite reconnect bash tests/guest/test-reconnect.sh
+run_suite upgrade bash tests/guest/test-upgrade.sh
 run_suite multiqueue bash tests/guest/test-multiqueue.sh
 run_suite sandbox bash tests/guest/test-sandbox.sh
 
 echo "== the guest suite again under QEMU 10 (bookworm-backports, unpacked privately)"
 if qemu10=$(bash tests/guest/fetch-qemu10.sh | tail -1) && [ -x "$qemu10" ]; then
     VG_QEMU=$qemu10 run_suite guest-qemu10 bash tests/guest/test-guest.sh --cache=always
+    VG_QEMU=$qemu10 run_suite upgrade-qemu10 bash tests/guest/test-upgrade.sh --only=load
     echo "== live migration between two QEMU 10s, a daemon each"
     VG_QEMU=$qemu10 run_suite migration bash tests/guest/test-migration.sh \
         --pairs=ours:ours,rust:ours --modes=find-paths,file-handles

@@ -27,6 +27,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1122,6 +1123,35 @@ static int cmd_hold_locks(char **av, int ac)
         pause();
 }
 
+/*
+ * lock-wait FILE posix|flock: waits for a write lock on FILE (F_SETLKW, or flock LOCK_EX)
+ * and says how it ended; an interrupted wait is not retried: it is what the guest saw.
+ */
+static int cmd_lock_wait(char **av, int ac)
+{
+    bool posix = ac == 2 && strcmp(av[1], "posix") == 0;
+    if (ac != 2 || (!posix && strcmp(av[1], "flock") != 0))
+        usage_die("lock-wait FILE posix|flock");
+    int fd = open_rw(av[0]);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    printf("waiting\n");
+    fflush(stdout);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    int r = posix ? fcntl(fd, F_SETLKW, &fl) : flock(fd, LOCK_EX);
+    int e = errno;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long long ms = (t1.tv_sec - t0.tv_sec) * 1000LL + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    if (r < 0) {
+        printf("%s failed after %lld ms: errno %d %s (%s)\n", posix ? "F_SETLKW" : "flock LOCK_EX",
+               ms, e, errno_name(e), strerror(e));
+        return 1;
+    }
+    printf("locked after %lld ms\n", ms);
+    close(fd);
+    return 0;
+}
+
 /* Copies FILE to stdout through an O_NOATIME open (--preserve-noatime checks). */
 static int cmd_cat_noatime(char **av, int ac)
 {
@@ -1137,6 +1167,504 @@ static int cmd_cat_noatime(char **av, int ac)
             sys_fail("write", "stdout");
     if (n < 0)
         sys_fail("read", av[0]);
+    close(fd);
+    return 0;
+}
+
+/* ---- churn: a workload that checks every byte (test-upgrade.sh) -------- */
+
+/*
+ * One worker's files in DIR carry its ID in their names, and every byte is a function of
+ * (ID, iteration, generation, offset), so that the worker and the host (churn-verify) can
+ * check each byte without a record of what was written:
+ *   w<ID>-<K>.dat   iteration K's file: appended in three or four chunks (O_APPEND), then
+ *                   CHURN_OVERWRITE bytes overwritten at an offset (generation 1), read back
+ *                   through a new fd, renamed from w<ID>-<K>.tmp; the last CHURN_KEEP stay
+ *   w<ID>-long      open for the worker's whole life: iteration K writes block K % 64
+ *                   through that one fd (a header naming ID and K, then generation 2) and
+ *                   reads it back through the same fd
+ * Each iteration also makes and removes a directory, a hard link and a symlink, and counts
+ * the worker's files with readdir. Any failed call (EIO, EBADF, ENOTCONN ...) or wrong byte
+ * ends the worker with status 1 and one line naming the iteration, the call, the file and
+ * the errno.
+ */
+#define CHURN_KEEP        3
+#define CHURN_BLOCK       4096
+#define CHURN_LONG_BLOCKS 64
+#define CHURN_OVERWRITE   3000
+#define CHURN_HEADER      32
+
+static unsigned churn_id, churn_k; /* for the failure line */
+
+static void churn_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void churn_die(const char *fmt, ...)
+{
+    va_list ap;
+    printf("churn w%u FAILED at iteration %u: ", churn_id, churn_k);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+    exit(1);
+}
+
+static void churn_sys(const char *what, const char *path) __attribute__((noreturn));
+static void churn_sys(const char *what, const char *path)
+{
+    int e = errno;
+    churn_die("%s %s: %s (%s)", what, path, errno_name(e), strerror(e));
+}
+
+static uint8_t churn_byte(unsigned id, unsigned k, unsigned gen, uint64_t off)
+{
+    uint32_t x = (uint32_t)(off >> 2) * 2654435761u;
+    x ^= id * 0x9e3779b9u ^ k * 0x85ebca6bu ^ gen * 0xc2b2ae35u;
+    x ^= x >> 15;
+    x *= 0x2c1b3c6du;
+    x ^= x >> 12;
+    return (uint8_t)(x >> ((off & 3) * 8));
+}
+
+static void churn_fill(uint8_t *buf, size_t len, unsigned id, unsigned k, unsigned gen,
+                       uint64_t off)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = churn_byte(id, k, gen, off + i);
+}
+
+/* Iteration K's file: its chunk sizes (0-terminated), size and overwritten range. */
+struct churn_layout {
+    size_t chunk[4], size, ow_off;
+};
+
+static struct churn_layout churn_layout(unsigned k)
+{
+    struct churn_layout l = {.chunk = {4096, 1000 + (k % 5) * 16384, k % 7 == 0 ? 262144 : 0,
+                                       777}};
+    for (int i = 0; i < 4; i++)
+        l.size += l.chunk[i];
+    l.ow_off = (k * 997u) % (l.size - CHURN_OVERWRITE);
+    return l;
+}
+
+static uint8_t churn_dat_byte(unsigned id, unsigned k, const struct churn_layout *l, uint64_t off)
+{
+    bool ow = off >= l->ow_off && off < l->ow_off + CHURN_OVERWRITE;
+    return churn_byte(id, k, ow ? 1 : 0, off);
+}
+
+/* Reads all of fd from offset 0 (pread: the fd's position stays) into buf; the length. */
+static size_t churn_read_all(int fd, uint8_t *buf, size_t max, const char *path)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf + got, max - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            churn_sys("pread", path);
+        if (n == 0 || got + (size_t)n == max)
+            return got + (size_t)n;
+        got += (size_t)n;
+    }
+}
+
+static void churn_check_dat(const char *path, unsigned id, unsigned k, uint8_t *buf, size_t max)
+{
+    struct churn_layout l = churn_layout(k);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        churn_sys("open", path);
+    size_t n = churn_read_all(fd, buf, max, path);
+    if (close(fd) < 0)
+        churn_sys("close", path);
+    if (n != l.size)
+        churn_die("%s: %zu bytes, want %zu", path, n, l.size);
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] != churn_dat_byte(id, k, &l, i))
+            churn_die("%s: byte %zu is 0x%02x, want 0x%02x", path, i, buf[i],
+                      churn_dat_byte(id, k, &l, i));
+}
+
+static void churn_long_block(uint8_t *blk, unsigned id, unsigned k)
+{
+    uint64_t off = (uint64_t)(k % CHURN_LONG_BLOCKS) * CHURN_BLOCK;
+    memset(blk, ' ', CHURN_HEADER);
+    int h = snprintf((char *)blk, CHURN_HEADER, "churn w%u k=%u", id, k);
+    blk[h] = ' ';
+    blk[CHURN_HEADER - 1] = '\n';
+    churn_fill(blk + CHURN_HEADER, CHURN_BLOCK - CHURN_HEADER, id, k, 2, off + CHURN_HEADER);
+}
+
+/* Block b of a long file: a block of iteration k with k % 64 == b and k < iters (when known,
+ * the last such k). Empty when right, else what is wrong (static). */
+static const char *churn_long_check(const uint8_t *blk, unsigned id, unsigned b, long iters)
+{
+    static char why[160];
+    unsigned hid, k;
+    uint8_t want[CHURN_BLOCK];
+    if (sscanf((const char *)blk, "churn w%u k=%u", &hid, &k) != 2 || hid != id)
+        return snprintf(why, sizeof(why), "block %u has no header of w%u", b, id), why;
+    if (k % CHURN_LONG_BLOCKS != b)
+        return snprintf(why, sizeof(why), "block %u holds iteration %u's block", b, k), why;
+    if (iters >= 0 && (k >= iters || k + CHURN_LONG_BLOCKS < (unsigned long)iters))
+        return snprintf(why, sizeof(why), "block %u is from iteration %u, not the last of %ld", b,
+                        k, iters),
+               why;
+    churn_long_block(want, id, k);
+    for (size_t i = 0; i < CHURN_BLOCK; i++)
+        if (blk[i] != want[i])
+            return snprintf(why, sizeof(why), "block %u (iteration %u): byte %zu is 0x%02x, want 0x%02x",
+                            b, k, i, blk[i], want[i]),
+                   why;
+    return "";
+}
+
+/* The long file through fd: blocks 0..min(iters, 64)-1 of their last iterations. */
+static void churn_check_long(int fd, const char *path, unsigned id, unsigned iters)
+{
+    unsigned nb = iters < CHURN_LONG_BLOCKS ? iters : CHURN_LONG_BLOCKS;
+    uint8_t blk[CHURN_BLOCK];
+    for (unsigned b = 0; b < nb; b++) {
+        ssize_t n = pread(fd, blk, CHURN_BLOCK, (off_t)b * CHURN_BLOCK);
+        if (n < 0)
+            churn_sys("pread (the long-lived fd)", path);
+        if (n != CHURN_BLOCK)
+            churn_die("%s: block %u: %zd bytes", path, b, n);
+        const char *why = churn_long_check(blk, id, b, iters);
+        if (*why)
+            churn_die("%s (the long-lived fd): %s", path, why);
+    }
+}
+
+static unsigned churn_count(const char *dir, unsigned id)
+{
+    char prefix[24];
+    snprintf(prefix, sizeof(prefix), "w%u-", id);
+    DIR *d = opendir(dir);
+    if (!d)
+        churn_sys("opendir", dir);
+    unsigned n = 0;
+    struct dirent *e;
+    errno = 0;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && len > 4 &&
+            strcmp(e->d_name + len - 4, ".dat") == 0)
+            n++;
+    }
+    if (errno)
+        churn_sys("readdir", dir);
+    closedir(d);
+    return n;
+}
+
+static void churn_write_dat(const char *dir, unsigned id, unsigned k, bool do_fsync, uint8_t *buf,
+                            size_t max)
+{
+    char tmp[PATH_MAX], dat[PATH_MAX];
+    struct churn_layout l = churn_layout(k);
+    snprintf(tmp, sizeof(tmp), "%s/w%u-%u.tmp", dir, id, k);
+    snprintf(dat, sizeof(dat), "%s/w%u-%u.dat", dir, id, k);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0644);
+    if (fd < 0)
+        churn_sys("open O_CREAT|O_EXCL|O_APPEND", tmp);
+    uint64_t off = 0;
+    for (int i = 0; i < 4; i++) {
+        if (!l.chunk[i])
+            continue;
+        churn_fill(buf, l.chunk[i], id, k, 0, off);
+        for (size_t done = 0; done < l.chunk[i];) {
+            ssize_t n = write(fd, buf + done, l.chunk[i] - done);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                churn_sys("write (append)", tmp);
+            done += (size_t)n;
+        }
+        off += l.chunk[i];
+    }
+    if (do_fsync && fsync(fd) < 0)
+        churn_sys("fsync", tmp);
+    if (close(fd) < 0)
+        churn_sys("close", tmp);
+    if ((fd = open(tmp, O_RDWR)) < 0)
+        churn_sys("open O_RDWR", tmp);
+    churn_fill(buf, CHURN_OVERWRITE, id, k, 1, l.ow_off);
+    for (size_t done = 0; done < CHURN_OVERWRITE;) {
+        ssize_t n = pwrite(fd, buf + done, CHURN_OVERWRITE - done, (off_t)(l.ow_off + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            churn_sys("pwrite", tmp);
+        done += (size_t)n;
+    }
+    if (close(fd) < 0)
+        churn_sys("close", tmp);
+    churn_check_dat(tmp, id, k, buf, max);
+    if (rename(tmp, dat) < 0)
+        churn_sys("rename", tmp);
+    struct stat st;
+    if (stat(tmp, &st) == 0 || errno != ENOENT)
+        churn_die("%s still there after the rename", tmp);
+    if (stat(dat, &st) < 0)
+        churn_sys("stat", dat);
+    if ((size_t)st.st_size != l.size)
+        churn_die("%s: st_size %lld, want %zu", dat, (long long)st.st_size, l.size);
+}
+
+/* A directory with a file, a hard link to it from outside, a symlink; all removed again. */
+static void churn_names(const char *dir, unsigned id, unsigned k)
+{
+    char d[PATH_MAX], f[PATH_MAX + 8], lnk[PATH_MAX], sl[PATH_MAX], target[64], got[64];
+    snprintf(d, sizeof(d), "%s/w%u-d%u", dir, id, k);
+    snprintf(f, sizeof(f), "%s/f", d);
+    snprintf(lnk, sizeof(lnk), "%s/w%u-%u.lnk", dir, id, k);
+    snprintf(sl, sizeof(sl), "%s/w%u-%u.sl", dir, id, k);
+    snprintf(target, sizeof(target), "w%u-%u.dat", id, k);
+    if (mkdir(d, 0755) < 0)
+        churn_sys("mkdir", d);
+    int fd = open(f, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0)
+        churn_sys("open O_CREAT|O_EXCL", f);
+    write_all(fd, "x", 1, f);
+    if (close(fd) < 0)
+        churn_sys("close", f);
+    if (link(f, lnk) < 0)
+        churn_sys("link", lnk);
+    struct stat st;
+    if (stat(lnk, &st) < 0)
+        churn_sys("stat", lnk);
+    if (st.st_nlink != 2 || st.st_size != 1)
+        churn_die("%s: nlink %lu size %lld, want 2 and 1", lnk, (unsigned long)st.st_nlink,
+                  (long long)st.st_size);
+    if (unlink(f) < 0)
+        churn_sys("unlink", f);
+    if (rmdir(d) < 0)
+        churn_sys("rmdir", d);
+    if (unlink(lnk) < 0)
+        churn_sys("unlink", lnk);
+    if (symlink(target, sl) < 0)
+        churn_sys("symlink", sl);
+    ssize_t n = readlink(sl, got, sizeof(got) - 1);
+    if (n < 0)
+        churn_sys("readlink", sl);
+    got[n] = 0;
+    if (strcmp(got, target) != 0)
+        churn_die("%s points at '%s', want '%s'", sl, got, target);
+    if (stat(sl, &st) < 0) /* through the link: the .dat file */
+        churn_sys("stat (following)", sl);
+    if (unlink(sl) < 0)
+        churn_sys("unlink", sl);
+}
+
+static long long churn_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* churn DIR ID STOPFILE [fsync]: iterations until STOPFILE exists (see above). */
+static int cmd_churn(char **av, int ac)
+{
+    if (ac < 3 || ac > 4 || (ac == 4 && strcmp(av[3], "fsync") != 0))
+        usage_die("churn DIR ID STOPFILE [fsync]");
+    const char *dir = av[0], *stop = av[2];
+    unsigned id = churn_id = (unsigned)parse_ll(av[1]);
+    bool do_fsync = ac == 4;
+    size_t max = 512 * 1024;
+    uint8_t *buf = malloc(max), blk[CHURN_BLOCK], rblk[CHURN_BLOCK];
+    if (!buf)
+        fail("out of memory");
+    char lpath[PATH_MAX], old[PATH_MAX];
+    snprintf(lpath, sizeof(lpath), "%s/w%u-long", dir, id);
+    int lfd = open(lpath, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (lfd < 0)
+        churn_sys("open", lpath);
+    unsigned k;
+    long long worst = 0, t0 = churn_now_ms();
+    unsigned long long bytes = 0;
+    struct stat st;
+    for (k = 0; stat(stop, &st) < 0; k++) {
+        long long t = churn_now_ms();
+        churn_k = k;
+        churn_write_dat(dir, id, k, do_fsync && k % 2, buf, max);
+        bytes += churn_layout(k).size;
+        churn_names(dir, id, k);
+        if (k >= CHURN_KEEP) {
+            snprintf(old, sizeof(old), "%s/w%u-%u.dat", dir, id, k - CHURN_KEEP);
+            churn_check_dat(old, id, k - CHURN_KEEP, buf, max);
+            if (unlink(old) < 0)
+                churn_sys("unlink", old);
+        }
+        unsigned n = churn_count(dir, id), want = k + 1 < CHURN_KEEP ? k + 1 : CHURN_KEEP;
+        if (n != want)
+            churn_die("readdir of %s: %u files w%u-*.dat, want %u", dir, n, id, want);
+        /* the long-lived fd: write a block, read it back through the same fd */
+        off_t boff = (off_t)(k % CHURN_LONG_BLOCKS) * CHURN_BLOCK;
+        churn_long_block(blk, id, k);
+        if (pwrite(lfd, blk, CHURN_BLOCK, boff) != CHURN_BLOCK)
+            churn_sys("pwrite (the long-lived fd)", lpath);
+        if (pread(lfd, rblk, CHURN_BLOCK, boff) != CHURN_BLOCK)
+            churn_sys("pread (the long-lived fd)", lpath);
+        if (memcmp(blk, rblk, CHURN_BLOCK) != 0)
+            churn_die("%s: block %u reads back wrong through the long-lived fd", lpath,
+                      k % CHURN_LONG_BLOCKS);
+        if (k % 16 == 15)
+            churn_check_long(lfd, lpath, id, k + 1);
+        if (churn_now_ms() - t > worst)
+            worst = churn_now_ms() - t;
+    }
+    churn_k = k;
+    for (unsigned j = k > CHURN_KEEP ? k - CHURN_KEEP : 0; j < k; j++) {
+        snprintf(old, sizeof(old), "%s/w%u-%u.dat", dir, id, j);
+        churn_check_dat(old, id, j, buf, max);
+    }
+    churn_check_long(lfd, lpath, id, k);
+    if (fsync(lfd) < 0)
+        churn_sys("fsync (the long-lived fd)", lpath);
+    if (close(lfd) < 0)
+        churn_sys("close (the long-lived fd)", lpath);
+    free(buf);
+    printf("churn w%u ok iterations=%u bytes=%llu seconds=%lld slowest-iteration-ms=%lld\n", id, k,
+           bytes, (churn_now_ms() - t0) / 1000, worst);
+    return 0;
+}
+
+/*
+ * churn-verify DIR [ID:ITERATIONS...]: the host's check of what churn workers left in DIR:
+ * every w<ID>-<K>.dat and w<ID>-long holds what the worker wrote, no .tmp, .lnk, .sl or
+ * directory is left; with ID:ITERATIONS (from a worker's "ok" line), exactly that worker's
+ * last CHURN_KEEP files are there and each long-file block is from its last iteration.
+ */
+static int cmd_churn_verify(char **av, int ac)
+{
+    if (ac < 1)
+        usage_die("churn-verify DIR [ID:ITERATIONS...]");
+    const char *dir = av[0];
+    size_t max = 512 * 1024;
+    uint8_t *buf = malloc(max);
+    if (!buf)
+        fail("out of memory");
+    DIR *d = opendir(dir);
+    if (!d)
+        sys_fail("opendir", dir);
+    struct dirent *e;
+    unsigned nfiles = 0, bad = 0;
+    char path[PATH_MAX];
+    while ((e = readdir(d))) {
+        unsigned id, k;
+        char tail[16] = "";
+        if (e->d_name[0] != 'w' || sscanf(e->d_name, "w%u-", &id) != 1)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        churn_id = id;
+        if (sscanf(e->d_name, "w%*u-%u.%15s", &k, tail) == 2 && strcmp(tail, "dat") == 0) {
+            pid_t c = fork(); /* churn_check_dat exits on the first wrong byte */
+            if (c == 0) {
+                churn_k = k;
+                churn_check_dat(path, id, k, buf, max);
+                _exit(0);
+            }
+            int status;
+            if (c < 0 || waitpid(c, &status, 0) != c || !WIFEXITED(status) ||
+                WEXITSTATUS(status) != 0)
+                bad++;
+            nfiles++;
+            long iters = -1;
+            for (int i = 1; i < ac; i++) {
+                unsigned aid;
+                long n;
+                if (sscanf(av[i], "%u:%ld", &aid, &n) == 2 && aid == id)
+                    iters = n;
+            }
+            if (iters >= 0 && (k >= iters || k + CHURN_KEEP < (unsigned long)iters)) {
+                printf("%s: not one of the last %u of %ld iterations\n", path, CHURN_KEEP, iters);
+                bad++;
+            }
+        } else if (strcmp(e->d_name + strcspn(e->d_name, "-"), "-long") == 0) {
+            long iters = -1;
+            for (int i = 1; i < ac; i++) {
+                unsigned aid;
+                long n;
+                if (sscanf(av[i], "%u:%ld", &aid, &n) == 2 && aid == id)
+                    iters = n;
+            }
+            int fd = open(path, O_RDONLY);
+            if (fd < 0)
+                sys_fail("open", path);
+            struct stat st;
+            if (fstat(fd, &st) < 0)
+                sys_fail("fstat", path);
+            unsigned nb = (unsigned)(st.st_size / CHURN_BLOCK);
+            if (st.st_size % CHURN_BLOCK || nb > CHURN_LONG_BLOCKS ||
+                (iters >= 0 && nb != (iters < CHURN_LONG_BLOCKS ? iters : CHURN_LONG_BLOCKS))) {
+                printf("%s: %lld bytes\n", path, (long long)st.st_size);
+                bad++;
+            }
+            uint8_t blk[CHURN_BLOCK];
+            for (unsigned b = 0; b < nb; b++) {
+                if (pread(fd, blk, CHURN_BLOCK, (off_t)b * CHURN_BLOCK) != CHURN_BLOCK)
+                    sys_fail("pread", path);
+                const char *why = churn_long_check(blk, id, b, iters);
+                if (*why) {
+                    printf("%s: %s\n", path, why);
+                    bad++;
+                    break;
+                }
+            }
+            close(fd);
+            nfiles++;
+        } else {
+            printf("%s: left over\n", path);
+            bad++;
+        }
+    }
+    closedir(d);
+    /* every worker named: its last files are all there */
+    for (int i = 1; i < ac; i++) {
+        unsigned id;
+        long n;
+        if (sscanf(av[i], "%u:%ld", &id, &n) != 2)
+            usage_die("churn-verify DIR [ID:ITERATIONS...]");
+        for (long k = n > CHURN_KEEP ? n - CHURN_KEEP : 0; k < n; k++) {
+            snprintf(path, sizeof(path), "%s/w%u-%ld.dat", dir, id, k);
+            if (access(path, F_OK) < 0) {
+                printf("%s: missing\n", path);
+                bad++;
+            }
+        }
+        snprintf(path, sizeof(path), "%s/w%u-long", dir, id);
+        if (n > 0 && access(path, F_OK) < 0) {
+            printf("%s: missing\n", path);
+            bad++;
+        }
+    }
+    free(buf);
+    if (bad)
+        fail("churn-verify %s: %u problems in %u files", dir, bad, nfiles);
+    printf("churn-verify: %u files ok\n", nfiles);
+    return 0;
+}
+
+/* getlk FILE: who holds a lock on FILE, as F_OFD_GETLK sees it from a new open file. */
+static int cmd_getlk(char **av, int ac)
+{
+    if (ac != 1)
+        usage_die("getlk FILE");
+    int fd = open(av[0], O_RDONLY);
+    if (fd < 0)
+        sys_fail("open", av[0]);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        sys_fail("fcntl F_OFD_GETLK", av[0]);
+    if (fl.l_type == F_UNLCK)
+        printf("unlocked\n");
+    else
+        printf("locked %s start=%lld len=%lld pid=%d\n", fl.l_type == F_WRLCK ? "write" : "read",
+               (long long)fl.l_start, (long long)fl.l_len, (int)fl.l_pid);
     close(fd);
     return 0;
 }
@@ -1178,6 +1706,10 @@ static const struct command commands[] = {
     {"cat-noatime", cmd_cat_noatime, "FILE  (read through an O_NOATIME open)"},
     {"locks", cmd_locks, "posix|flock|held FILE  (lock scenarios between processes)"},
     {"hold-locks", cmd_hold_locks, "FILE  (POSIX write lock + flock until killed)"},
+    {"churn", cmd_churn, "DIR ID STOPFILE [fsync]  (verifying workload until STOPFILE exists)"},
+    {"churn-verify", cmd_churn_verify, "DIR [ID:ITERATIONS...]  (what churn workers left)"},
+    {"lock-wait", cmd_lock_wait, "FILE posix|flock  (wait for a write lock, no retry)"},
+    {"getlk", cmd_getlk, "FILE  (F_OFD_GETLK: who holds a lock)"},
 };
 
 static void help(FILE *f)
