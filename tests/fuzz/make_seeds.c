@@ -766,8 +766,8 @@ static void st_handle(struct buf *b, uint64_t fh, uint64_t nodeid, uint32_t kind
 }
 
 /* A LOCKS owner record's head; nranges st_lock_range records follow. */
-static void st_lock_owner(struct buf *b, uint64_t nodeid, uint64_t owner, uint64_t fh,
-                          uint32_t pid, uint64_t nranges)
+static void st_lock_owner(struct buf *b, uint64_t nodeid, uint64_t owner, uint64_t fh, uint32_t pid,
+                          uint64_t nranges)
 {
     put64(b, nodeid);
     put64(b, owner);
@@ -992,6 +992,159 @@ static void rust_state_seeds(void)
     save("fuzz_state", "rust-v1-file-handle", &b);
 }
 
+/* ---- fuzz_journal --------------------------------------------------------------------------
+ *
+ * Session journal areas (format: the top of src/session_journal.c; the harness patches the
+ * 4096-byte header unless told not to): half 0's header, then records. Native little-endian
+ * layout, 8-byte aligned records of a 32-byte header and a payload padded to 8.
+ */
+
+static uint64_t jseq;
+
+static void put64le(struct buf *b, uint64_t v)
+{
+    put32(b, (uint32_t)v);
+    put32(b, (uint32_t)(v >> 32));
+}
+
+static void j_begin(struct buf *b)
+{
+    static const uint8_t zeros[4096];
+    put(b, zeros, sizeof(zeros)); /* the header: patched by the harness */
+    jseq = 1;
+    put64le(b, jseq); /* half 0: first sequence */
+    put(b, zeros, 56);
+}
+
+/* A record: counter odd = a request still in flight (the harness's rule). */
+static void j_rec(struct buf *b, uint16_t type, uint64_t counter, const void *payload, uint32_t len)
+{
+    static const uint8_t zeros[8];
+    put64le(b, jseq++);
+    put64le(b, counter);
+    put16(b, counter ? 1 : 0);            /* queue */
+    put16(b, (uint16_t)(counter & 0xff)); /* head */
+    put16(b, type);
+    put16(b, 0);
+    put32(b, len);
+    put32(b, 0);
+    put(b, payload, len);
+    put(b, zeros, (8 - len % 8) % 8);
+}
+
+static void j_init(struct buf *b)
+{
+    struct {
+        uint32_t major, minor, max_write, max_pages;
+        uint64_t flags;
+    } in = {7, 38, 1u << 20, 256, 0};
+    j_rec(b, 1, 0, &in, sizeof(in));
+}
+
+static void j_entry(struct buf *b, uint64_t counter, uint64_t nodeid, uint64_t parent,
+                    uint32_t type, const char *name)
+{
+    uint8_t p[64 + 255];
+    struct {
+        uint64_t nodeid, parent, nlookup, dev, ino;
+        uint32_t type;
+        uint16_t namelen, reserved;
+    } e = {nodeid, parent, 1, 0, 1000 + nodeid, type, (uint16_t)strlen(name), 0};
+    memcpy(p, &e, sizeof(e));
+    memcpy(p + sizeof(e), name, strlen(name));
+    j_rec(b, 2, counter, p, (uint32_t)(sizeof(e) + strlen(name)));
+}
+
+static void j_simple(struct buf *b, uint16_t type, uint64_t counter, uint64_t a, uint64_t c,
+                     uint32_t x, uint32_t y)
+{
+    struct {
+        uint64_t a, c;
+        uint32_t x, y;
+    } p = {a, c, x, y};
+    j_rec(b, type, counter, &p, sizeof(p));
+}
+
+static void journal_seeds(void)
+{
+    struct buf b = {0};
+    /* A mounted session: entries, a handle, a rename, an unlink, counters. */
+    j_begin(&b);
+    j_init(&b);
+    j_entry(&b, 2, 2, 1, 0040000, "dir");
+    j_entry(&b, 4, 3, 2, 0100000, "file");
+    j_simple(&b, 4, 6, 1, 3, 2 /* O_RDWR */, 0); /* OPEN fh 1 of nodeid 3 */
+    {
+        uint8_t p[64];
+        struct {
+            uint64_t olddir, newdir;
+            uint32_t flags;
+            uint16_t oldlen, newlen;
+        } r = {2, 1, 0, 4, 5};
+        memcpy(p, &r, sizeof(r));
+        memcpy(p + sizeof(r), "filemoved", 9);
+        j_rec(&b, 7, 8, p, (uint32_t)sizeof(r) + 9); /* RENAME */
+    }
+    {
+        uint8_t p[32];
+        struct {
+            uint64_t parent;
+            uint32_t namelen, reserved;
+        } u = {2, 3, 0};
+        memcpy(p, &u, sizeof(u));
+        memcpy(p + sizeof(u), "old", 3);
+        j_rec(&b, 6, 10, p, (uint32_t)sizeof(u) + 3); /* UNLINK */
+    }
+    j_simple(&b, 8, 0, 10, 5, 0, 0); /* COUNTERS: last nodeid 10, last fh 5 */
+    save("fuzz_journal", "session", &b);
+
+    /* Records of requests in flight (odd counters) among answered ones; a forget; a release. */
+    j_begin(&b);
+    j_init(&b);
+    j_entry(&b, 2, 2, 1, 0100000, "a");
+    j_entry(&b, 3, 3, 1, 0100000, "b"); /* in flight: left out */
+    j_simple(&b, 4, 5, 1, 2, 0, 0);     /* OPEN, in flight */
+    {
+        struct {
+            uint32_t count, reserved;
+            uint64_t nodeid, nlookup;
+        } f = {1, 0, 2, 1};
+        j_rec(&b, 3, 12, &f, sizeof(f)); /* FORGET */
+    }
+    {
+        uint64_t fh = 1;
+        j_rec(&b, 5, 14, &fh, sizeof(fh)); /* RELEASE */
+    }
+    save("fuzz_journal", "in-flight", &b);
+
+    /* Locks and an intent. */
+    j_begin(&b);
+    j_init(&b);
+    j_entry(&b, 2, 2, 1, 0100000, "locked");
+    j_simple(&b, 4, 4, 1, 2, 2, 0);
+    {
+        struct {
+            uint64_t nodeid, fh, owner, start, end;
+            uint32_t type, pid;
+        } l = {2, 1, 77, 0, 4095, 1 /* F_WRLCK */, 42};
+        j_rec(&b, 10, 6, &l, sizeof(l)); /* LOCK */
+    }
+    j_simple(&b, 11, 8, 1, 2, 2 /* LOCK_EX */, 0); /* FLOCK */
+    {
+        uint8_t p[128];
+        struct {
+            uint64_t nodeid, nodeid2, unique, size, dev, ino;
+            uint32_t opcode, flags;
+            uint16_t namelen, name2len;
+            uint32_t reserved;
+        } in = {1, 0, 99, 0, 0, 0, 9 /* FUSE_MKDIR */, 0, 3, 0, 0};
+        memcpy(p, &in, sizeof(in));
+        memcpy(p + sizeof(in), "new", 3);
+        j_rec(&b, 9, 11, p, (uint32_t)sizeof(in) + 3); /* INTENT, in flight */
+    }
+    save("fuzz_journal", "locks-intent", &b);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -1008,5 +1161,6 @@ int main(int argc, char **argv)
     vhost_user_seeds();
     state_seeds();
     rust_state_seeds();
+    journal_seeds();
     return 0;
 }
