@@ -31,6 +31,11 @@
  * tests show it), so each opened inode is taken only if its /proc/self/fd name, resolved again
  * beneath the root as above, leads to that very inode. A renamed inode is thereby found; an
  * unlinked one (no name in the share) is not.
+ *
+ * A planned upgrade's handover (pt_state.pass_fds / fds_given): the new process runs on the
+ * same host and can take fds, so an inode SAVE finds no path for (unlinked: at once; else
+ * after the walk) is passed as a dup of its own O_PATH fd, and LOAD installs it from that fd
+ * once it proved to be the very inode saved, on the share's file system (install_passed).
  */
 #include "pt_state.h"
 
