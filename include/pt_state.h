@@ -181,9 +181,11 @@ static inline const char *pt_state_path(const struct pt_state *st, const struct 
  * st->why).
  *
  * With st->pass_fds (a handover to a new process on the same host, never a migration), an
- * inode /proc/self/fd gives no path for is not walked for: a dup of its O_PATH fd goes into
- * st->fds and a record into st->passed, at most PT_STATE_MAX_PASSED_FDS of them (beyond
- * that the SAVE fails). The inode itself is saved as lost (no path).
+ * inode without a path (an unlinked one at once, another after the walk) gets a dup of its
+ * O_PATH fd in st->fds and a record in st->passed, at most PT_STATE_MAX_PASSED_FDS of them
+ * (beyond that the SAVE fails); the inode itself is saved as lost (no path). One that has no
+ * fd either (a file handle that no longer opens: gone from the host) is saved lost, and
+ * does not fail the SAVE: it is as dead in this process already.
  */
 int pt_state_collect(struct pt_fs *fs, struct pt_state *st);
 /*
@@ -220,6 +222,9 @@ int pt_state_check(struct pt_state *st);
  * and inserted with its fh; the counters set. An inode not found fails it, or is installed as
  * lost with --migration-on-error=guest-error (its handles are then dropped). 0 or -errno (and
  * st->why); on failure the caller resets fs.
+ *
+ * A LOAD with st->fds_given (a handover's) installs an inode saved lost and not passed as
+ * lost, whatever --migration-on-error says: it was gone in the old process already.
  *
  * A passed inode is installed from a dup of its fd, which must be an O_PATH fd of the very
  * inode saved (st_dev, st_ino and type), on the share's file system (st_dev of the share's

@@ -346,6 +346,7 @@ struct collect {
     size_t n_pending, cap_pending;
     size_t n_walk;       /* of them, those the walk may find (not unlinked) */
     size_t n_unlinked;   /* unlinked inodes (for the message) */
+    size_t n_dead;       /* a handover's: without a path, and without an fd that opens */
     struct id_index ids; /* the nodeids collected, for the handles */
     size_t n_orphans;    /* handles whose inode the guest forgot: not saved */
 };
@@ -481,6 +482,23 @@ static int pass_fd(struct collect *c, struct pt_inode *inode)
     return 0;
 }
 
+/*
+ * A handover: an inode without a path goes over as its fd; an unlinked one at once (no walk
+ * can find it), another after the walk (settle_pending), so that it keeps being found by its
+ * name elsewhere. One without an fd either (a file handle that no longer opens: the file is
+ * gone) is saved lost: it is as dead here already.
+ */
+static int collect_passed(struct collect *c, struct pt_inode *inode, bool unlinked)
+{
+    int ret;
+
+    if (!unlinked)
+        return add_pending(c, c->st->n_inodes - 1, true);
+    ret = pass_fd(c, inode);
+    c->n_dead += ret > 0;
+    return ret < 0 ? ret : 0;
+}
+
 static int collect_inode(struct pt_inode *inode, void *arg)
 {
     struct collect *c = arg;
@@ -504,14 +522,8 @@ static int collect_inode(struct pt_inode *inode, void *arg)
     in.lost = !path;
     if (pt_state_add_inode(c->st, &in, path, path ? strlen(path) : 0) < 0)
         return -ENOMEM;
-    /* A handover passes an unlinked inode's fd right away: no walk can find it. One with a
-     * name elsewhere is walked for first, so that it keeps being found by that name. */
-    if (in.lost && !was_lost && c->st->pass_fds && unlinked) {
-        int ret = pass_fd(c, inode);
-
-        if (ret <= 0)
-            return ret;
-    }
+    if (in.lost && !was_lost && c->st->pass_fds)
+        return collect_passed(c, inode, unlinked);
     if (unlinked)
         c->n_unlinked++;
     /* The walk may find what has another name; an unlinked inode has none. An inode with a
@@ -705,13 +717,18 @@ static int settle_pending(struct collect *c)
 
     for (size_t i = 0; i < c->n_pending; i++) {
         const struct pt_state_inode *in = &c->st->inodes[c->pending[i]];
-        int ret = in->lost && c->st->pass_fds ? pass_unfound(c, in) : 1;
+        int ret = in->lost && c->st->pass_fds ? pass_unfound(c, in) : 0;
 
         if (ret < 0)
             return ret;
-        if (ret > 0 && in->lost && !lost++)
+        c->n_dead += (size_t)ret;
+        if (in->lost && !c->st->pass_fds && !lost++)
             first = in;
     }
+    if (c->n_dead)
+        log_warn("upgrade: %zu inode(s) the guest holds are gone from the host (no name, and no "
+                 "fd or file handle that still opens): handed over as lost (EIO, as here)",
+                 c->n_dead);
     if (!lost)
         return 0;
     if (c->fs->cfg.migration_on_error == MIGRATION_ERROR_ABORT)
@@ -1409,6 +1426,11 @@ static int install_inodes(struct pt_fs *fs, struct pt_state *st, const struct by
 
         if (in->nodeid == FUSE_ROOT_ID || in->passed)
             continue; /* the root is there; the passed ones come last */
+        if (in->lost && st->fds_given && !(b && in->fh)) {
+            /* A handover's: gone in the old process already (collect_passed); stays so. */
+            ret = install_lost(fs, in);
+            continue;
+        }
         if (b && in->fh)
             ret = install_by_fh(fs, st, b, in);
         else

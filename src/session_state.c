@@ -67,7 +67,9 @@
  *       root), u32 index (into the fds that came with the stream; each index once, and every
  *       fd named). The fd must be of that very inode (st_dev, st_ino, type) and on the share's
  *       file system; the LOAD installs the inode from a dup of it and reopens the inode's
- *       handles from it.
+ *       handles from it. In a handover's stream a LOST inode not named here was gone in the
+ *       old process too (no fd or file handle of it opened): the LOAD keeps it lost (EIO)
+ *       instead of failing.
  *   0xffff END (critical), 0 bytes: the end; nothing may follow it
  * Each type appears at most once; INIT, COUNTERS, INODES, HANDLES and END are required.
  *

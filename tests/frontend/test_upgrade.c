@@ -753,9 +753,8 @@ static int read_held(struct fe *fe, uint64_t nodeid, uint64_t fh, char *buf, siz
  * goes through. Afterwards the fh still reads and writes, GETATTR shows nlink 0, and RELEASE
  * and FORGET free the file on the host (no daemon fd holds it any more).
  */
-static void test_unlinked_held(void)
+static void unlinked_held(const char *const *args, bool handles)
 {
-    const char *const args[] = {NULL};
     g_assert_cmpint(test_daemon_start(&daemon_, args), ==, 0);
     make_files();
     char *held_path = host_path("held.txt"), *gap_path = host_path("gap.txt");
@@ -773,6 +772,12 @@ static void test_unlinked_held(void)
     g_assert_cmpint(call(l.fe, FUSE_UNLINK, FUSE_ROOT_ID, "held.txt", 9, NULL, 0, NULL, 0), ==, 0);
     g_assert_cmpint(call(l.fe, FUSE_UNLINK, FUSE_ROOT_ID, "gap.txt", 8, NULL, 0, NULL, 0), ==, 0);
     g_assert_cmpint(access(held_path, F_OK), <, 0);
+    struct fuse_getattr_in gi = {0};
+    struct fuse_attr_out ao;
+    if (handles) /* nothing holds gap.txt on the host: it is gone already */
+        g_assert_cmpint(
+            call(l.fe, FUSE_GETATTR, gap.nodeid, &gi, sizeof(gi), NULL, 0, &ao, sizeof(ao)), ==,
+            -ESTALE);
     run_round(&l);
 
     char buf[64];
@@ -790,17 +795,24 @@ static void test_unlinked_held(void)
         g_assert_cmpint(read_held(l.fe, held.nodeid, oo.fh, buf, sizeof(buf)), ==, 0);
         g_assert_cmpstr(buf, ==, "held DATA");
     }
-    struct fuse_getattr_in gi = {0};
-    struct fuse_attr_out ao;
     g_assert_cmpint(
         call(l.fe, FUSE_GETATTR, held.nodeid, &gi, sizeof(gi), NULL, 0, &ao, sizeof(ao)), ==, 0);
     g_assert_cmpuint(ao.attr.nlink, ==, 0);
     g_assert_cmpuint(ao.attr.ino, ==, held.attr.ino);
-    g_assert_cmpint(call(l.fe, FUSE_GETATTR, gap.nodeid, &gi, sizeof(gi), NULL, 0, &ao, sizeof(ao)),
-                    ==, 0);
-    g_assert_cmpuint(ao.attr.nlink, ==, 0);
     g_assert_cmpuint(daemon_fds_on("/held.txt (deleted)"), >=, 1);
-    g_assert_cmpuint(daemon_fds_on("/gap.txt (deleted)"), ==, 1);
+    if (handles) {
+        /* A handle-only inode: gone since its UNLINK (ESTALE above); it went over as lost
+         * instead of refusing the upgrade, and answers EIO. */
+        g_assert_cmpint(
+            call(l.fe, FUSE_GETATTR, gap.nodeid, &gi, sizeof(gi), NULL, 0, &ao, sizeof(ao)), ==,
+            -EIO);
+        g_assert_true(test_daemon_log_contains(&daemon_, "migration: session state loaded"));
+    } else {
+        g_assert_cmpint(
+            call(l.fe, FUSE_GETATTR, gap.nodeid, &gi, sizeof(gi), NULL, 0, &ao, sizeof(ao)), ==, 0);
+        g_assert_cmpuint(ao.attr.nlink, ==, 0);
+        g_assert_cmpuint(daemon_fds_on("/gap.txt (deleted)"), ==, 1);
+    }
 
     /* RELEASE and FORGET: the daemon lets go of both files. */
     struct fuse_release_in ri = {.fh = oo.fh};
@@ -826,6 +838,24 @@ static void test_unlinked_held(void)
     g_free(gap_path);
     fe_close(l.fe);
     g_assert_cmpint(test_daemon_stop(&daemon_), ==, 0);
+}
+
+static void test_unlinked_held(void)
+{
+    const char *const args[] = {NULL};
+    unlinked_held(args, false);
+}
+
+/* The same with inodes kept as file handles: the open file's handle still opens (its fd
+ * holds it), the one only looked up is gone from the host, which costs no upgrade. */
+static void test_unlinked_held_handles(void)
+{
+    if (geteuid() != 0) {
+        g_test_skip("--inode-file-handles=mandatory needs CAP_DAC_READ_SEARCH");
+        return;
+    }
+    const char *const args[] = {"--inode-file-handles=mandatory", NULL};
+    unlinked_held(args, true);
 }
 
 /* ---- the namespace sandbox's monitor ---- */
@@ -889,5 +919,6 @@ int main(int argc, char **argv)
     g_test_add_func("/upgrade/new-fails", test_new_fails);
     g_test_add_func("/upgrade/namespace-paths", test_namespace_paths);
     g_test_add_func("/upgrade/unlinked-held", test_unlinked_held);
+    g_test_add_func("/upgrade/unlinked-held-handles", test_unlinked_held_handles);
     return g_test_run();
 }

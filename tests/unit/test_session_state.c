@@ -1755,6 +1755,40 @@ static void test_handover_hostile(void)
     fx_teardown(&f);
 }
 
+/*
+ * An inode saved lost (no path, no fd: gone in the old process already) fails a migration's
+ * LOAD without --migration-on-error=guest-error, but a handover's keeps it lost (EIO) rather
+ * than fail the upgrade over it.
+ */
+static void test_handover_keeps_lost(void)
+{
+    const struct pt_config guest_error = {.cache = CACHE_AUTO,
+                                          .readdirplus = true,
+                                          .migration_on_error = MIGRATION_ERROR_GUEST_ERROR};
+    struct fx f;
+    struct side src = {0};
+    GByteArray *st;
+    uint64_t gone, hello;
+
+    fx_setup(&f, NULL);
+    side_open(&f, &src, &guest_error);
+    put_file(&f, "gone.txt", "x");
+    do_init(&f, &src);
+    gone = lookup(&f, &src, FUSE_ROOT_ID, "gone.txt");
+    hello = lookup(&f, &src, FUSE_ROOT_ID, "hello.txt");
+    open_fh(&f, &src, gone, O_RDONLY, false);
+    host_unlink(&f, "gone.txt");
+    g_assert_cmpint(save(&src, &st), ==, 0); /* gone saved lost */
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, -ENOENT);
+    assert_fresh(&f, &f.dst);
+    g_assert_cmpint(load_handover(&f, st, NULL, 0), ==, 0);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, gone, NULL), ==, -EIO);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, hello, NULL), ==, 0);
+    g_byte_array_unref(st);
+    side_close(&src);
+    fx_teardown(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1781,5 +1815,6 @@ int main(int argc, char **argv)
     g_test_add_func("/session_state/fh_hostile", test_fh_hostile);
     g_test_add_func("/session_state/handover_unlinked", test_handover_unlinked);
     g_test_add_func("/session_state/handover_hostile", test_handover_hostile);
+    g_test_add_func("/session_state/handover_keeps_lost", test_handover_keeps_lost);
     return g_test_run();
 }
