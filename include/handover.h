@@ -30,7 +30,12 @@ struct handover_package {
     int listen_fd, lock_fd; /* the listening socket and the lock on <socket>.pid */
     int conn_fd;            /* the front-end's connection, -1 when none */
     int state_fd;           /* the FUSE session (session_state.h), -1 when none */
-    bool has_device;        /* dev describes the connection's device (with conn_fd) */
+    /* The fds that travel beside the session state (its handover SAVE/LOAD: inodes with no
+     * path in the share), at most SESSION_STATE_MAX_FDS. Sending side: borrowed; receiving
+     * side: the last n_state_fds of fds (still the package's). */
+    int *state_fds;
+    unsigned n_state_fds;
+    bool has_device; /* dev describes the connection's device (with conn_fd) */
     struct vu_dev_image dev;
     /* Receiving side: every fd received; those still >= 0 are closed by handover_free. */
     int *fds;

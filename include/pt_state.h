@@ -32,6 +32,7 @@ struct pt_state_inode {
     size_t path_off; /* in pt_state.paths: NUL-terminated, relative to the share's root,
                       * components joined by '/'; "" for the root; unused when lost */
     size_t fh;       /* 1 + its index in pt_state.fhs (pt_state_check links them); 0: none */
+    size_t passed;   /* 1 + its index in pt_state.passed (pt_state_check links them); 0: none */
 };
 
 /*
@@ -83,6 +84,18 @@ struct pt_state_flock {
     bool write;      /* LOCK_EX, else LOCK_SH */
 };
 
+/*
+ * A planned upgrade on the same host (handover.c): an inode that has no path in the share
+ * (a file the guest holds that was unlinked, or moved out of the share) travels as its own
+ * O_PATH fd beside the stream, named by its index in the list of those fds. Never in a
+ * migration: no fd can go to another host, and no VMM passes fds with DEVICE_STATE.
+ */
+#define PT_STATE_MAX_PASSED_FDS 65536u
+struct pt_state_passed {
+    uint64_t nodeid; /* a saved inode without a path (lost as far as paths go), not the root */
+    uint32_t index;  /* in pt_state.fds */
+};
+
 struct pt_state {
     uint64_t last_nodeid, last_fh; /* the id counters: the last ids handed out */
     struct pt_state_owner *owners;
@@ -114,6 +127,19 @@ struct pt_state {
      * --migration-on-error says: one renamed file must not cost the whole session.
      */
     bool verify_ids, lose_unfound;
+    /*
+     * Inodes passed as fds (a handover's SAVE and LOAD only). SAVE with pass_fds set gives
+     * each inode it finds no path for (instead of walking the share for it) a dup of its
+     * O_PATH fd in fds, owned: the caller takes them (pt_state_take_fds) or pt_state_free
+     * closes them. LOAD with fds_given set: fds are the fds that came beside the stream,
+     * borrowed (never closed here; each inode installed from one gets a dup), and only such
+     * a LOAD accepts passed inodes at all.
+     */
+    bool pass_fds, fds_given;
+    struct pt_state_passed *passed;
+    size_t n_passed, cap_passed;
+    int *fds;
+    size_t n_fds, cap_fds;
     /* Why the last failed call failed (for the one log line of the caller). */
     char why[256];
 };
@@ -138,6 +164,10 @@ int pt_state_add_fh(struct pt_state *st, const struct pt_state_fh *fh, const voi
 int pt_state_add_owner(struct pt_state *st, const struct pt_state_owner *o);
 int pt_state_add_range(struct pt_state *st, const struct pt_state_range *r);
 int pt_state_add_flock(struct pt_state *st, const struct pt_state_flock *f);
+/* Appends a passed inode's record (LOAD's parser; SAVE adds them itself). 0 or -ENOMEM. */
+int pt_state_add_passed(struct pt_state *st, const struct pt_state_passed *p);
+/* SAVE with pass_fds: hands the fds over to the caller (who closes them); their count. */
+size_t pt_state_take_fds(struct pt_state *st, int **fds);
 static inline const char *pt_state_path(const struct pt_state *st, const struct pt_state_inode *i)
 {
     return i->lost ? NULL : st->paths + i->path_off;
@@ -149,6 +179,13 @@ static inline const char *pt_state_path(const struct pt_state *st, const struct 
  * not found so), every handle with its flags, the counters. An inode found nowhere fails the
  * whole SAVE, or with --migration-on-error=guest-error is saved as lost. 0 or -errno (and
  * st->why).
+ *
+ * With st->pass_fds (a handover to a new process on the same host, never a migration), an
+ * inode without a path (an unlinked one at once, another after the walk) gets a dup of its
+ * O_PATH fd in st->fds and a record in st->passed, at most PT_STATE_MAX_PASSED_FDS of them
+ * (beyond that the SAVE fails); the inode itself is saved as lost (no path). One that has no
+ * fd either (a file handle that no longer opens: gone from the host) is saved lost, and
+ * does not fail the SAVE: it is as dead in this process already.
  */
 int pt_state_collect(struct pt_fs *fs, struct pt_state *st);
 /*
@@ -172,7 +209,9 @@ int pt_state_collect(struct pt_fs *fs, struct pt_state *st);
  * saved inode through a saved handle of it, no owner twice, ranges with start <= end <=
  * PT_STATE_LOCK_EOF, a write range only where the guest has the inode open for writing and a
  * read range only where for reading, at most one flock per saved handle, the counts within
- * their bounds). 0 or -EINVAL (and st->why).
+ * their bounds; each passed inode a saved one without a path, of a known type, not the root,
+ * once, and only with st->fds_given, its index one of the n_fds given, each used once and
+ * all of them used). 0 or -EINVAL (and st->why).
  */
 int pt_state_check(struct pt_state *st);
 
@@ -183,6 +222,15 @@ int pt_state_check(struct pt_state *st);
  * and inserted with its fh; the counters set. An inode not found fails it, or is installed as
  * lost with --migration-on-error=guest-error (its handles are then dropped). 0 or -errno (and
  * st->why); on failure the caller resets fs.
+ *
+ * A LOAD with st->fds_given (a handover's) installs an inode saved lost and not passed as
+ * lost, whatever --migration-on-error says: it was gone in the old process already.
+ *
+ * A passed inode is installed from a dup of its fd, which must be an O_PATH fd of the very
+ * inode saved (st_dev, st_ino and type), on the share's file system (st_dev of the share's
+ * root or of an inode found beneath the share): the fd came from our predecessor, which had
+ * it from a LOOKUP beneath the share, so no path is resolved for it; it keeps its fd (no
+ * file handle replaces it: an unlinked file lives only as long as an fd holds it).
  */
 int pt_state_install(struct pt_fs *fs, struct pt_state *st);
 

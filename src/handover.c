@@ -34,7 +34,13 @@
  * open file, so the new process holds it as soon as it has the fd, and writes its own pid into
  * it), the front-end's connection, the session state's memfd, each memory region's file, the
  * dirty-page log's file, the in-flight area's memfd and each queue's kick, call and err
- * eventfds.
+ * eventfds; and last, PACKAGE's n_state_fds of them (at most SESSION_STATE_MAX_FDS): the
+ * O_PATH fds of the inodes the session state has no path for (a file the guest holds that
+ * was unlinked), which its PASSED_FDS section names by their index among these (the
+ * session state's handover SAVE/LOAD, session_state.h). No other index may point at them.
+ * n_state_fds was padding (0) before: an older new process counts them among the table's
+ * fds, closes them, and refuses the state's critical PASSED_FDS section (the upgrade fails
+ * and the old process goes on serving); an older old process sends none.
  *
  * Failure: until the old process sent GO, it owns everything. If the new process fails
  * (READY with an error), dies or says nothing for HANDOVER_READY_TIMEOUT_MS, the old process
@@ -66,6 +72,7 @@
 #include "guest_mem.h"
 #include "listener.h"
 #include "log.h"
+#include "session_state.h"
 
 enum ho_request {
     HO_HELLO = 0x55504701,
@@ -106,7 +113,7 @@ struct wire_package {
     int32_t log_fd, inflight_fd;
     uint64_t log_size, log_offset, inflight_size, inflight_offset;
     uint16_t inflight_queues, inflight_queue_size;
-    uint32_t padding;
+    uint32_t n_state_fds; /* the table's last fds: those beside the session state */
 };
 
 struct wire_region {
@@ -359,13 +366,14 @@ int handover_connect(const char *socket_path)
     return fd;
 }
 
-/* The fd at index i of the table, or -1; -EPROTO for an index out of range. */
+/* The fd at index i of the table, or -1; -EPROTO for an index out of range (the session
+ * state's fds at the table's end included). */
 static int fd_at(const struct handover_package *p, int32_t i, int *out)
 {
     *out = -1;
     if (i == -1)
         return 0;
-    if (i < 0 || (unsigned)i >= p->nfds)
+    if (i < 0 || (unsigned)i >= p->nfds - p->n_state_fds)
         return -EPROTO;
     *out = p->fds[i];
     return 0;
@@ -439,9 +447,10 @@ static int unpack_device(struct handover_package *p, const struct wire_package *
 static int check_package(const struct wire_package *w, uint32_t size)
 {
     if (size < sizeof(*w) || memcmp(w->magic, HO_MAGIC, sizeof(w->magic)) != 0 ||
-        w->version != HANDOVER_VERSION || w->n_fds > HO_MAX_FDS ||
-        w->nregions > GUEST_MEM_MAX_REGIONS || w->nqueues > HO_MAX_QUEUES ||
-        (!w->has_device && (w->nregions || w->nqueues)))
+        w->version != HANDOVER_VERSION || w->n_state_fds > SESSION_STATE_MAX_FDS ||
+        w->n_state_fds > w->n_fds || w->n_fds - w->n_state_fds > HO_MAX_FDS ||
+        (w->n_state_fds && w->state_fd < 0) || w->nregions > GUEST_MEM_MAX_REGIONS ||
+        w->nqueues > HO_MAX_QUEUES || (!w->has_device && (w->nregions || w->nqueues)))
         return -EPROTO;
     size_t want = sizeof(*w) + (size_t)w->nregions * sizeof(struct wire_region) +
                   (size_t)w->nqueues * sizeof(struct wire_queue);
@@ -499,8 +508,11 @@ int handover_receive(int ctl, struct handover_package *p)
         ret = check_package(&w, h.size);
     if (ret == 0)
         ret = receive_fds(ctl, p, w.n_fds);
-    if (ret == 0)
+    if (ret == 0) {
+        p->n_state_fds = w.n_state_fds;
+        p->state_fds = p->fds + (p->nfds - p->n_state_fds);
         ret = fd_at(p, w.listen_fd, &p->listen_fd);
+    }
     if (ret == 0)
         ret = fd_at(p, w.lock_fd, &p->lock_fd);
     if (ret == 0)
@@ -537,8 +549,8 @@ void handover_free(struct handover_package *p)
         close_all(p->fds, p->nfds);
     free(p->fds);
     vu_dev_image_free(&p->dev);
-    p->fds = NULL;
-    p->nfds = 0;
+    p->fds = p->state_fds = NULL;
+    p->nfds = p->n_state_fds = 0;
 }
 
 int handover_ready(int ctl, int status)
@@ -669,6 +681,9 @@ static size_t pack(const struct handover_package *p, uint8_t *buf, int *table, u
             memcpy(buf + off, &o, sizeof(o));
         }
     }
+    for (unsigned i = 0; i < p->n_state_fds; i++)
+        table_add(table, n, p->state_fds[i]);
+    w.n_state_fds = p->n_state_fds;
     w.n_fds = *n;
     memcpy(buf, &w, sizeof(w));
     return off;
@@ -679,8 +694,13 @@ static int send_package(int ctl, const struct handover_package *p)
     if (p->has_device &&
         (p->dev.nregions > GUEST_MEM_MAX_REGIONS || p->dev.nqueues > HO_MAX_QUEUES))
         return -EINVAL;
+    if (p->n_state_fds > SESSION_STATE_MAX_FDS || (p->n_state_fds && p->state_fd < 0))
+        return -EINVAL;
+    for (unsigned i = 0; i < p->n_state_fds; i++)
+        if (p->state_fds[i] < 0)
+            return -EINVAL; /* table_add would skip it: every index after it would shift */
     uint8_t *buf = malloc(HO_MAX_PACKAGE);
-    int *table = malloc(HO_MAX_FDS * sizeof(int));
+    int *table = malloc((HO_MAX_FDS + p->n_state_fds) * sizeof(int));
     int ret = buf && table ? 0 : -ENOMEM;
     unsigned n = 0;
     size_t size = ret == 0 ? pack(p, buf, table, &n) : 0;

@@ -143,14 +143,19 @@ static void refuse_connection(struct daemon *d)
     }
 }
 
-/* The session, saved for the new process as a migration saves it, in a memfd. */
-static int save_session(struct daemon *d, int *fd)
+/* The session, saved for the new process as a migration saves it, in a memfd; the inodes
+ * without a path in the share go as their own fds beside it (p->state_fds, ours to close). */
+static int save_session(struct daemon *d, struct handover_package *p)
 {
+    int *fds = NULL, *fd = &p->state_fd;
+    size_t n = 0;
     /* These flags exactly: the seccomp filter allows memfd_create with them only. */
     *fd = memfd_create("virtiofsd-handover", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (*fd < 0)
         return -errno;
-    int ret = fuse_session_state_save(d->fuse, *fd);
+    int ret = fuse_session_state_save_handover(d->fuse, *fd, &fds, &n);
+    p->state_fds = fds;
+    p->n_state_fds = (unsigned)n; /* at most SESSION_STATE_MAX_FDS */
     if (ret == 0 && lseek(*fd, 0, SEEK_SET) < 0)
         ret = -errno;
     return ret;
@@ -175,13 +180,16 @@ static bool hand_over(struct daemon *d, int conn)
     if (ret == 0 && conn >= 0)
         ret = vu_dev_export(d->dev, &p.dev);
     if (ret == 0 && conn >= 0)
-        ret = save_session(d, &p.state_fd);
+        ret = save_session(d, &p);
     if (ret == 0)
         ret = handover_send(d->ctl, &p);
     else
         handover_abort(d->ctl, ret);
     if (p.state_fd >= 0)
         close(p.state_fd);
+    for (unsigned i = 0; i < p.n_state_fds; i++)
+        close(p.state_fds[i]);
+    free(p.state_fds);
     vu_dev_image_free(&p.dev);
     close(d->ctl);
     d->ctl = -1;
@@ -358,7 +366,8 @@ static int open_filesystem(struct daemon *d)
  * session; tells it we are ready, and once it let go, starts the queues. Every fd received
  * comes from a process of our uid (or root; handover.c checked), and is checked for shape;
  * the device's values are checked as a front-end's (vu_dev_import), the session as a
- * migration's (fuse_session_state_load).
+ * migration's (fuse_session_state_load_handover: the same LOAD, plus the fds of the inodes
+ * that have no path in the share, each checked to be the inode the stream names).
  */
 static int take_over(struct daemon *d)
 {
@@ -368,7 +377,7 @@ static int take_over(struct daemon *d)
     if (ret == 0 && p.has_device)
         ret = vu_dev_import(d->dev, &p.dev, p.conn_fd, &restored);
     if (ret == 0 && p.state_fd >= 0 && !restored) {
-        ret = fuse_session_state_load(d->fuse, p.state_fd);
+        ret = fuse_session_state_load_handover(d->fuse, p.state_fd, p.state_fds, p.n_state_fds);
         if (ret == 0)
             vu_dev_session_replaced(d->dev);
     }

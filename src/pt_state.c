@@ -31,6 +31,11 @@
  * tests show it), so each opened inode is taken only if its /proc/self/fd name, resolved again
  * beneath the root as above, leads to that very inode. A renamed inode is thereby found; an
  * unlinked one (no name in the share) is not.
+ *
+ * A planned upgrade's handover (pt_state.pass_fds / fds_given): the new process runs on the
+ * same host and can take fds, so an inode SAVE finds no path for (unlinked: at once; else
+ * after the walk) is passed as a dup of its own O_PATH fd, and LOAD installs it from that fd
+ * once it proved to be the very inode saved, on the share's file system (install_passed).
  */
 #include "pt_state.h"
 
@@ -89,6 +94,12 @@ void pt_state_free(struct pt_state *st)
     free(st->flocks);
     free(st->fhs);
     free(st->fh_bytes);
+    free(st->passed);
+    if (!st->fds_given) {
+        for (size_t i = 0; i < st->n_fds; i++)
+            close(st->fds[i]);
+        free(st->fds);
+    }
     pt_state_init(st);
 }
 
@@ -191,6 +202,24 @@ int pt_state_add_flock(struct pt_state *st, const struct pt_state_flock *f)
         return -ENOMEM;
     st->flocks[st->n_flocks++] = *f;
     return 0;
+}
+
+int pt_state_add_passed(struct pt_state *st, const struct pt_state_passed *p)
+{
+    if (grow((void **)&st->passed, &st->cap_passed, st->n_passed + 1, sizeof(*p)))
+        return -ENOMEM;
+    st->passed[st->n_passed++] = *p;
+    return 0;
+}
+
+size_t pt_state_take_fds(struct pt_state *st, int **fds)
+{
+    size_t n = st->n_fds;
+
+    *fds = st->fds;
+    st->fds = NULL;
+    st->n_fds = st->cap_fds = 0;
+    return n;
 }
 
 /* ---- an index of ids (nonzero keys), for duplicates and look-ups in linear time ---------- */
@@ -317,6 +346,7 @@ struct collect {
     size_t n_pending, cap_pending;
     size_t n_walk;       /* of them, those the walk may find (not unlinked) */
     size_t n_unlinked;   /* unlinked inodes (for the message) */
+    size_t n_dead;       /* a handover's: without a path, and without an fd that opens */
     struct id_index ids; /* the nodeids collected, for the handles */
     size_t n_orphans;    /* handles whose inode the guest forgot: not saved */
 };
@@ -420,6 +450,55 @@ static int collect_fh(struct collect *c, struct pt_inode *inode)
                    : 1;
 }
 
+/*
+ * A handover (st->pass_fds): an inode without a path goes to the new process as a dup of its
+ * own O_PATH fd, beside the stream. 0 when passed; 1 when it has no fd to pass (a file handle
+ * that no longer opens: it is then as lost as it is here); -errno (st->why).
+ */
+static int pass_fd(struct collect *c, struct pt_inode *inode)
+{
+    struct pt_state *st = c->st;
+    struct pt_state_passed p = {.nodeid = inode->nodeid, .index = (uint32_t)st->n_fds};
+    PT_FDREF(r);
+    int fd = pt_inode_fd(c->fs, inode, &r), copy;
+
+    if (fd < 0)
+        return 1;
+    if (st->n_fds >= PT_STATE_MAX_PASSED_FDS)
+        return fail(st, -EMFILE,
+                    "more than %u inodes without a path in the share (nodeid %llu): too many "
+                    "to hand over as fds",
+                    PT_STATE_MAX_PASSED_FDS, (unsigned long long)inode->nodeid);
+    if (grow((void **)&st->fds, &st->cap_fds, st->n_fds + 1, sizeof(int)) < 0 ||
+        pt_state_add_passed(st, &p) < 0)
+        return -ENOMEM;
+    copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) {
+        st->n_passed--;
+        return fail(st, -errno, "inode %llu: its fd cannot be duplicated: %s",
+                    (unsigned long long)inode->nodeid, strerror(errno));
+    }
+    st->fds[st->n_fds++] = copy;
+    return 0;
+}
+
+/*
+ * A handover: an inode without a path goes over as its fd; an unlinked one at once (no walk
+ * can find it), another after the walk (settle_pending), so that it keeps being found by its
+ * name elsewhere. One without an fd either (a file handle that no longer opens: the file is
+ * gone) is saved lost: it is as dead here already.
+ */
+static int collect_passed(struct collect *c, struct pt_inode *inode, bool unlinked)
+{
+    int ret;
+
+    if (!unlinked)
+        return add_pending(c, c->st->n_inodes - 1, true);
+    ret = pass_fd(c, inode);
+    c->n_dead += ret > 0;
+    return ret < 0 ? ret : 0;
+}
+
 static int collect_inode(struct pt_inode *inode, void *arg)
 {
     struct collect *c = arg;
@@ -443,6 +522,8 @@ static int collect_inode(struct pt_inode *inode, void *arg)
     in.lost = !path;
     if (pt_state_add_inode(c->st, &in, path, path ? strlen(path) : 0) < 0)
         return -ENOMEM;
+    if (in.lost && !was_lost && c->st->pass_fds)
+        return collect_passed(c, inode, unlinked);
     if (unlinked)
         c->n_unlinked++;
     /* The walk may find what has another name; an unlinked inode has none. An inode with a
@@ -613,6 +694,21 @@ static int walk_pending(struct collect *c)
     return ret;
 }
 
+/* A handover, after the walk: the inodes it did not find pass as fds too. 1 when one has no
+ * fd either (it stays lost). */
+static int pass_unfound(struct collect *c, const struct pt_state_inode *in)
+{
+    struct pt_inode *inode;
+    int ret = 1;
+
+    rcu_read_lock();
+    inode = itab_get(c->fs->inodes, in->nodeid);
+    if (inode)
+        ret = pass_fd(c, inode);
+    rcu_read_unlock();
+    return ret;
+}
+
 /* After the walk: what is still lost fails the SAVE unless the guest may get errors. */
 static int settle_pending(struct collect *c)
 {
@@ -621,10 +717,18 @@ static int settle_pending(struct collect *c)
 
     for (size_t i = 0; i < c->n_pending; i++) {
         const struct pt_state_inode *in = &c->st->inodes[c->pending[i]];
+        int ret = in->lost && c->st->pass_fds ? pass_unfound(c, in) : 0;
 
-        if (in->lost && !lost++)
+        if (ret < 0)
+            return ret;
+        c->n_dead += (size_t)ret;
+        if (in->lost && !c->st->pass_fds && !lost++)
             first = in;
     }
+    if (c->n_dead)
+        log_warn("upgrade: %zu inode(s) the guest holds are gone from the host (no name, and no "
+                 "fd or file handle that still opens): handed over as lost (EIO, as here)",
+                 c->n_dead);
     if (!lost)
         return 0;
     if (c->fs->cfg.migration_on_error == MIGRATION_ERROR_ABORT)
@@ -872,6 +976,48 @@ static int check_fhs(struct pt_state *st, const struct id_index *ids)
     return 0;
 }
 
+/*
+ * The passed inodes (a handover's): only where fds came beside the stream; each a saved
+ * inode without a path, of a known type, not the root, passed once; each of the n_fds fds
+ * named exactly once. Links them (inode.passed).
+ */
+static int check_passed(struct pt_state *st, const struct id_index *ids)
+{
+    struct id_index used = {0};
+    int ret = 0;
+
+    if (!st->n_passed && (!st->fds_given || !st->n_fds))
+        return 0;
+    if (!st->fds_given)
+        return fail(st, -EINVAL, "inodes passed as fds, in a stream that came without fds");
+    if (st->n_passed > PT_STATE_MAX_PASSED_FDS || st->n_passed != st->n_fds)
+        return fail(st, -EINVAL, "%zu inodes passed as fds, with %zu fds", st->n_passed, st->n_fds);
+    if (index_init(&used, st->n_passed) < 0)
+        ret = fail(st, -ENOMEM, "out of memory");
+    for (size_t i = 0; ret == 0 && i < st->n_passed; i++) {
+        const struct pt_state_passed *p = &st->passed[i];
+        unsigned long long id = (unsigned long long)p->nodeid;
+        struct pt_state_inode *in;
+        size_t idx;
+
+        if (!index_find(ids, p->nodeid, &idx))
+            ret = fail(st, -EINVAL, "inode %llu passed as an fd is not in the state", id);
+        else if (p->index >= st->n_fds || !index_add(&used, (uint64_t)p->index + 1, i))
+            ret = fail(st, -EINVAL, "inode %llu passed as fd %u: out of range or named twice", id,
+                       p->index);
+        else if ((in = &st->inodes[idx])->passed || !in->lost || !in->type ||
+                 p->nodeid == FUSE_ROOT_ID)
+            ret = fail(st, -EINVAL,
+                       "inode %llu passed as an fd: twice, with a path, of unknown type, or the "
+                       "root",
+                       id);
+        else
+            in->passed = i + 1;
+    }
+    index_free(&used);
+    return ret;
+}
+
 int pt_state_check(struct pt_state *st)
 {
     struct id_index ids = {0}, fhs = {0};
@@ -903,6 +1049,8 @@ int pt_state_check(struct pt_state *st)
         ret = check_locks(st, &ids, &fhs);
     if (ret == 0)
         ret = check_fhs(st, &ids);
+    if (ret == 0)
+        ret = check_passed(st, &ids);
     index_free(&ids);
     index_free(&fhs);
     return ret;
@@ -934,10 +1082,21 @@ static int restore_handle(struct pt_fs *fs, int fd, const struct statx *stx,
                                 fs->proc_self_fd, out);
 }
 
-/* Inserts a saved inode found again as fd (an O_PATH fd beneath the share, consumed); what
- * names it for messages. -errno (st->why) if it cannot be. */
+/* One file system of the share, by its st_dev, and the mount it was found on here. */
+struct share_dev {
+    uint64_t dev, mnt_id;
+};
+
+/*
+ * Inserts a saved inode found again as fd (an O_PATH fd beneath the share, consumed); what
+ * names it for messages. passed (a passed inode's, else NULL): the share's file system it is
+ * on; the inode keeps its fd even where --inode-file-handles would keep a file handle instead
+ * (an unlinked file lives only as long as an fd holds it), and its key takes the mount id of
+ * that file system's mount here (the fd's own mount may be another mount namespace's: the
+ * predecessor's sandbox). -errno (st->why) if it cannot be.
+ */
 static int install_fd(struct pt_fs *fs, struct pt_state *st, const struct pt_state_inode *in,
-                      int fd, const char *what)
+                      int fd, const char *what, const struct share_dev *passed)
 {
     struct pt_fhandle *fh = NULL;
     struct pt_inode *inode;
@@ -955,7 +1114,7 @@ static int install_fd(struct pt_fs *fs, struct pt_state *st, const struct pt_sta
                    "inode %llu: %s is another file than was saved "
                    "(--migration-verify-handles, or a journal restore)",
                    (unsigned long long)in->nodeid, what);
-    if (ret == 0)
+    if (ret == 0 && !passed)
         ret = restore_handle(fs, fd, &stx, &fh);
     if (ret < 0) {
         close(fd);
@@ -968,6 +1127,8 @@ static int install_fd(struct pt_fs *fs, struct pt_state *st, const struct pt_sta
         fd = -1;
     }
     pt_key_from_statx(&stx, &key);
+    if (passed)
+        key.mnt_id = passed->mnt_id;
     ret = itab_insert_at(fs->inodes, in->nodeid, &key, fd, fh, stx.stx_mode & S_IFMT, in->nlookup,
                          &inode);
     if (ret == -EEXIST)
@@ -986,7 +1147,7 @@ static int install_found(struct pt_fs *fs, struct pt_state *st, const struct pt_
     if (fd < 0)
         return fail(st, fd, "inode %llu: %s: %s", (unsigned long long)in->nodeid, path,
                     strerror(-fd));
-    return install_fd(fs, st, in, fd, path);
+    return install_fd(fs, st, in, fd, path, NULL);
 }
 
 /* ---- LOAD by file handle (--migration-mode=file-handles) ------------------------------------- */
@@ -1072,7 +1233,7 @@ static int install_by_fh(struct pt_fs *fs, struct pt_state *st, const struct by_
                     "inode %llu: its file handle opens an inode that is not beneath the share "
                     "(or has no name there): refused",
                     (unsigned long long)in->nodeid);
-    return install_fd(fs, st, in, fd, "(its file handle)");
+    return install_fd(fs, st, in, fd, "(its file handle)", NULL);
 }
 
 /*
@@ -1146,6 +1307,102 @@ static int install_lost(struct pt_fs *fs, const struct pt_state_inode *in)
     return itab_insert_at(fs->inodes, in->nodeid, &key, -1, NULL, in->type, in->nlookup, &inode);
 }
 
+/* ---- LOAD of inodes passed as fds (a handover's) ----------------------------------------------
+ */
+
+/* The share's file systems: at most this many distinct ones (submounts) are told apart; an
+ * fd on one more is refused (the upgrade fails, the old process goes on serving). */
+#define SHARE_DEVS_MAX 256
+
+struct share_devs {
+    struct share_dev d[SHARE_DEVS_MAX];
+    size_t n;
+};
+
+static void add_dev(struct share_devs *d, const struct pt_inode *inode)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (d->d[i].dev == inode->key.dev)
+            return;
+    if (d->n < SHARE_DEVS_MAX)
+        d->d[d->n++] = (struct share_dev){inode->key.dev, inode->key.mnt_id};
+}
+
+/* The root's file system, and that of every inode installed so far (each found beneath the
+ * share by its path or its beneath-checked file handle). Inside rcu_read_lock. */
+static void share_devs(struct pt_fs *fs, const struct pt_state *st, struct share_devs *d)
+{
+    d->n = 0;
+    add_dev(d, fs->root);
+    for (size_t i = 0; i < st->n_inodes; i++) {
+        const struct pt_inode *inode =
+            st->inodes[i].passed ? NULL : itab_get(fs->inodes, st->inodes[i].nodeid);
+
+        if (inode && (inode->fd >= 0 || inode->fh)) /* not a lost one's made-up key */
+            add_dev(d, inode);
+    }
+}
+
+/*
+ * A passed inode: installed from a dup of the fd our predecessor passed for it (the fds are
+ * borrowed). It has no name in the share (that is why it was passed), so it is not resolved
+ * beneath the share; instead the fd must be an O_PATH fd (as every inode's fd is) of the very
+ * inode saved (st_dev, st_ino, type) on one of the share's file systems. The predecessor had
+ * the inode from a LOOKUP beneath the share, and runs as our uid or root (handover.c checks);
+ * these checks keep a wrong or stray fd from becoming an inode the guest can reach.
+ */
+static int install_passed(struct pt_fs *fs, struct pt_state *st, const struct share_devs *d,
+                          const struct pt_state_inode *in)
+{
+    unsigned long long id = (unsigned long long)in->nodeid;
+    int given = st->fds[st->passed[in->passed - 1].index];
+    int flags = fcntl(given, F_GETFL), fd;
+    const struct share_dev *on = NULL;
+    struct statx stx;
+
+    if (flags < 0 || !(flags & O_PATH))
+        return fail(st, -EBADF, "inode %llu: the fd passed for it is not an O_PATH fd", id);
+    if (pt_statx(given, &stx) < 0 || !same_file(&stx, in->dev, in->ino) ||
+        (stx.stx_mode & S_IFMT) != in->type)
+        return fail(st, -ESTALE, "inode %llu: the fd passed for it is another file than was saved",
+                    id);
+    for (size_t i = 0; i < d->n && !on; i++)
+        if (d->d[i].dev == in->dev)
+            on = &d->d[i];
+    if (!on)
+        return fail(st, -EXDEV,
+                    "inode %llu: the fd passed for it is not on the share's file system", id);
+    fd = fcntl(given, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return fail(st, -errno, "inode %llu: the fd passed for it: %s", id, strerror(errno));
+    return install_fd(fs, st, in, fd, "(the fd passed for it)", on);
+}
+
+/* Every passed inode, once the others are in (their file systems are the share's). */
+static int install_all_passed(struct pt_fs *fs, struct pt_state *st, bool guest_error, size_t *lost)
+{
+    struct share_devs *d = malloc(sizeof(*d));
+    int ret = d ? 0 : -ENOMEM;
+
+    if (d)
+        share_devs(fs, st, d);
+    for (size_t i = 0; ret == 0 && i < st->n_inodes; i++) {
+        const struct pt_state_inode *in = &st->inodes[i];
+
+        if (!in->passed)
+            continue;
+        ret = install_passed(fs, st, d, in);
+        if (ret < 0 && guest_error && ret != -ENOMEM) {
+            if (!(*lost)++ && st->why[0])
+                log_warn("migration: %s; it is lost (EIO to the guest)", st->why);
+            st->why[0] = '\0';
+            ret = install_lost(fs, in);
+        }
+    }
+    free(d);
+    return ret;
+}
+
 /* The inodes a journal restore did not find at their paths, for the walk (walk_unfound). */
 struct unfound {
     size_t *idx; /* in st->inodes */
@@ -1167,8 +1424,13 @@ static int install_inodes(struct pt_fs *fs, struct pt_state *st, const struct by
     for (size_t i = 0; ret == 0 && i < st->n_inodes; i++) {
         struct pt_state_inode *in = &st->inodes[i];
 
-        if (in->nodeid == FUSE_ROOT_ID)
+        if (in->nodeid == FUSE_ROOT_ID || in->passed)
+            continue; /* the root is there; the passed ones come last */
+        if (in->lost && st->fds_given && !(b && in->fh)) {
+            /* A handover's: gone in the old process already (collect_passed); stays so. */
+            ret = install_lost(fs, in);
             continue;
+        }
         if (b && in->fh)
             ret = install_by_fh(fs, st, b, in);
         else
@@ -1193,6 +1455,8 @@ static int install_inodes(struct pt_fs *fs, struct pt_state *st, const struct by
             ret = install_lost(fs, in);
         }
     }
+    if (ret == 0 && st->n_passed)
+        ret = install_all_passed(fs, st, guest_error, &lost);
     if (lost)
         log_warn("migration: %zu inode(s) lost: requests on them answer EIO", lost);
     return ret;
@@ -1206,7 +1470,12 @@ static int install_inodes(struct pt_fs *fs, struct pt_state *st, const struct by
  * caller's credentials; the inode was resolved beneath the share without following a symlink
  * and its type checked against the handle's kind (pt_state_check: only regular files and
  * directories have handles, so no device, FIFO or socket is ever opened); O_CREAT, O_EXCL and
- * O_TRUNC are dropped (nothing is created or truncated), and pt_reopen adds O_NOCTTY.
+ * O_TRUNC are dropped (nothing is created or truncated), and pt_reopen adds O_NOCTTY. A
+ * passed inode (a handover's: unlinked, or moved out of the share) was not resolved but
+ * checked to be the very inode our predecessor served the guest, on the share's file system,
+ * of the handle's kind (install_passed); the predecessor held this handle open on it already,
+ * and /proc/self/fd reopens an unlinked file as any other, so the reopen gives the guest
+ * nothing it did not have.
  */
 static int install_handle(struct pt_fs *fs, struct pt_state *st, const struct pt_state_handle *h)
 {

@@ -57,6 +57,19 @@
  *       inode; the root's is required), u32 handle_type (at most 2^31 - 1), u16 length
  *       (1..128), the handle's bytes (as name_to_handle_at gave them). An inode with a handle
  *       may be LOST as far as its path goes: found by its handle alone.
+ *   7 PASSED_FDS (critical; written only by the SAVE of a planned upgrade's handover to a new
+ *       process on the same host (handover.c), never by a DEVICE_STATE SAVE; read only by
+ *       the handover's LOAD, which has the fds that came beside the stream: every other LOAD
+ *       refuses it, so a stream from a VMM can never make the daemon take an fd for an inode):
+ *       u64 count (1..65536, at most the inode count), then per inode that has no path in the
+ *       share (unlinked while the guest holds it, or not found by the walk) and travels as its
+ *       own O_PATH fd instead: u64 nodeid (a saved inode, LOST, with a known type, not the
+ *       root), u32 index (into the fds that came with the stream; each index once, and every
+ *       fd named). The fd must be of that very inode (st_dev, st_ino, type) and on the share's
+ *       file system; the LOAD installs the inode from a dup of it and reopens the inode's
+ *       handles from it. In a handover's stream a LOST inode not named here was gone in the
+ *       old process too (no fd or file handle of it opened): the LOAD keeps it lost (EIO)
+ *       instead of failing.
  *   0xffff END (critical), 0 bytes: the end; nothing may follow it
  * Each type appears at most once; INIT, COUNTERS, INODES, HANDLES and END are required.
  *
@@ -98,6 +111,9 @@
 #define RANGE_RECORD     20
 #define FLOCK_RECORD     12
 #define FH_RECORD_MIN    15 /* a handle of one byte */
+#define PASSED_RECORD    12
+
+_Static_assert(SESSION_STATE_MAX_FDS == PT_STATE_MAX_PASSED_FDS, "one bound on passed fds");
 #define STATE_LOCK_READ  0
 #define STATE_LOCK_WRITE 1
 #define PATH_MAX_COMPS   (PATH_MAX / 2)
@@ -109,6 +125,7 @@ enum section_type {
     SEC_HANDLES = 4,
     SEC_LOCKS = 5,
     SEC_FILE_HANDLES = 6,
+    SEC_PASSED_FDS = 7,
     SEC_END = 0xffff,
 };
 
@@ -344,6 +361,21 @@ static void put_fhs(struct state_buf *w, const struct pt_state *st)
     end_section(w, at);
 }
 
+static void put_passed(struct state_buf *w, const struct pt_state *st)
+{
+    size_t at;
+
+    if (!st->n_passed)
+        return;
+    at = begin_section(w, SEC_PASSED_FDS);
+    put_u64(w, st->n_passed);
+    for (size_t i = 0; i < st->n_passed; i++) {
+        put_u64(w, st->passed[i].nodeid);
+        put_u32(w, st->passed[i].index);
+    }
+    end_section(w, at);
+}
+
 static void encode(struct state_buf *w, bool initialized, const struct fuse_session_init *init,
                    const struct pt_state *st)
 {
@@ -359,6 +391,7 @@ static void encode(struct state_buf *w, bool initialized, const struct fuse_sess
     put_handles(w, st);
     put_locks(w, st);
     put_fhs(w, st);
+    put_passed(w, st);
     end_section(w, begin_section(w, SEC_END));
 }
 
@@ -385,7 +418,8 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
     return 0;
 }
 
-int fuse_session_state_save(struct fuse_session *se, int fd)
+/* SAVE; fds non-NULL: a handover's (see session_state.h), whose passed fds go to *fds. */
+static int save(struct fuse_session *se, int fd, int **fds, size_t *nfds)
 {
     struct fuse_session_init init;
     bool initialized = fuse_session_get_init(se, &init);
@@ -394,10 +428,14 @@ int fuse_session_state_save(struct fuse_session *se, int fd)
     int ret;
 
     pt_state_init(&st);
+    st.pass_fds = fds != NULL;
     ret = pt_state_collect(fuse_session_fs(se), &st);
     if (ret == 0)
         ret = pt_locks_collect(fuse_session_fs(se), &st);
-    if (ret == 0 && pt_get_config(fuse_session_fs(se))->migration_format == MIGRATION_FORMAT_RUST) {
+    /* A handover is between two processes of this daemon: always our format, the only one
+     * that carries passed fds. */
+    if (ret == 0 && !fds &&
+        pt_get_config(fuse_session_fs(se))->migration_format == MIGRATION_FORMAT_RUST) {
         ret = rust_state_encode(&st, initialized, &init,
                                 pt_get_config(fuse_session_fs(se))->migration_on_error ==
                                     MIGRATION_ERROR_GUEST_ERROR,
@@ -416,12 +454,26 @@ int fuse_session_state_save(struct fuse_session *se, int fd)
     if (ret < 0)
         log_error("migration: saving the session state failed: %s", st.why);
     else
-        log_info("migration: session state saved: %zu inodes, %zu handles, %zu lock owners, "
-                 "%zu flocks, %zu bytes",
-                 st.n_inodes, st.n_handles, st.n_owners, st.n_flocks, w.len);
+        log_info("migration: session state saved: %zu inodes (%zu passed as fds), %zu handles, "
+                 "%zu lock owners, %zu flocks, %zu bytes",
+                 st.n_inodes, st.n_passed, st.n_handles, st.n_owners, st.n_flocks, w.len);
+    if (ret == 0 && fds)
+        *nfds = pt_state_take_fds(&st, fds);
     free(w.p);
-    pt_state_free(&st);
+    pt_state_free(&st); /* closes the passed fds on failure */
     return ret;
+}
+
+int fuse_session_state_save(struct fuse_session *se, int fd)
+{
+    return save(se, fd, NULL, NULL);
+}
+
+int fuse_session_state_save_handover(struct fuse_session *se, int fd, int **fds, size_t *nfds)
+{
+    *fds = NULL;
+    *nfds = 0;
+    return save(se, fd, fds, nfds);
 }
 
 /* ---- reading -------------------------------------------------------------------------------- */
@@ -731,6 +783,31 @@ static int parse_fhs(struct rd *r, struct loaded *l)
     return ret;
 }
 
+static int parse_passed(struct rd *r, struct loaded *l)
+{
+    uint64_t count = 0;
+    int ret;
+
+    /* Only a handover's LOAD has fds beside the stream; a VMM's DEVICE_STATE never does. */
+    if (!l->st.fds_given)
+        return bad(l, "a handover's PASSED_FDS section in a stream that came without fds: "
+                      "refused");
+    ret = get_count(r, l, PASSED_RECORD, PT_STATE_MAX_PASSED_FDS, "PASSED_FDS", &count);
+    if (ret == 0 && count == 0)
+        ret = bad(l, "an empty PASSED_FDS section");
+    for (uint64_t i = 0; ret == 0 && i < count; i++) {
+        struct pt_state_passed p;
+
+        if (!get_u64(r, &p.nodeid) || !get_u32(r, &p.index))
+            return bad(l, "truncated PASSED_FDS section");
+        if (pt_state_add_passed(&l->st, &p) < 0)
+            return bad(l, "out of memory");
+    }
+    if (ret == 0 && r->left)
+        ret = bad(l, "%zu stray bytes after the PASSED_FDS records", r->left);
+    return ret;
+}
+
 static int parse_lock_type(struct rd *r, struct loaded *l, bool *write)
 {
     uint32_t type;
@@ -808,6 +885,8 @@ static int parse_section(uint32_t type, struct rd *body, struct loaded *l)
         return parse_locks(body, l);
     case SEC_FILE_HANDLES:
         return parse_fhs(body, l);
+    case SEC_PASSED_FDS:
+        return parse_passed(body, l);
     case SEC_END:
         return body->left ? bad(l, "END section with a payload") : 0;
     }
@@ -889,7 +968,8 @@ static int install(struct fuse_session *se, struct loaded *l)
     return ret;
 }
 
-int fuse_session_state_load(struct fuse_session *se, int fd)
+/* LOAD; fds_given: a handover's, with nfds fds (borrowed) beside the stream. */
+static int load(struct fuse_session *se, int fd, bool fds_given, const int *fds, size_t nfds)
 {
     struct loaded l = {0};
     uint8_t *buf = NULL;
@@ -897,6 +977,9 @@ int fuse_session_state_load(struct fuse_session *se, int fd)
     int ret;
 
     pt_state_init(&l.st);
+    l.st.fds_given = fds_given;
+    l.st.fds = (int *)fds; /* borrowed: pt_state_free leaves them alone (fds_given) */
+    l.st.n_fds = fds_given ? nfds : 0;
     ret = read_all(fd, &buf, &len, l.st.why, sizeof(l.st.why));
     /* The Rust virtiofsd's stream starts with its version tag (0 or 1), ours with 'V'. */
     if (ret == 0 && rust_state_recognised(buf, len)) {
@@ -912,10 +995,21 @@ int fuse_session_state_load(struct fuse_session *se, int fd)
         fuse_session_reset(se);
         log_error("migration: loading the session state failed: %s", l.st.why);
     } else {
-        log_info("migration: session state loaded (written by %s): %zu inodes, %zu handles, "
-                 "%zu lock owners, %zu flocks",
-                 l.writer, l.st.n_inodes, l.st.n_handles, l.st.n_owners, l.st.n_flocks);
+        log_info("migration: session state loaded (written by %s): %zu inodes (%zu passed as "
+                 "fds), %zu handles, %zu lock owners, %zu flocks",
+                 l.writer, l.st.n_inodes, l.st.n_passed, l.st.n_handles, l.st.n_owners,
+                 l.st.n_flocks);
     }
     pt_state_free(&l.st);
     return ret;
+}
+
+int fuse_session_state_load(struct fuse_session *se, int fd)
+{
+    return load(se, fd, false, NULL, 0);
+}
+
+int fuse_session_state_load_handover(struct fuse_session *se, int fd, const int *fds, size_t nfds)
+{
+    return load(se, fd, true, fds, nfds);
 }

@@ -699,6 +699,165 @@ static void test_new_fails(void)
     g_assert_cmpint(test_daemon_stop(&daemon_), ==, 0);
 }
 
+/* ---- a file the guest holds that has no name on the host ---- */
+
+/* The serving daemon's fds open on a file whose name (as its /proc/PID/fd shows it) ends in
+ * suffix. */
+static unsigned daemon_fds_on(const char *suffix)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)test_daemon_serving_pid(&daemon_));
+    GDir *d = g_dir_open(dir, 0, NULL);
+    g_assert_nonnull(d);
+    unsigned n = 0;
+    for (const char *e; (e = g_dir_read_name(d));) {
+        char link[4096];
+        char *p = g_build_filename(dir, e, NULL);
+        ssize_t len = readlink(p, link, sizeof(link) - 1);
+        g_free(p);
+        if (len < 0)
+            continue;
+        link[len] = '\0';
+        n += g_str_has_suffix(link, suffix);
+    }
+    g_dir_close(d);
+    return n;
+}
+
+/* One request outside the load, on queue 1: its FUSE error; the reply's payload (up to
+ * out_size bytes) into out. */
+static int call(struct fe *fe, uint32_t op, uint64_t nodeid, const void *arg, size_t len,
+                const void *data, size_t data_len, void *out, size_t out_size)
+{
+    size_t mark = fe_alloc_mark(fe);
+    struct iovec in[2] = {{(void *)arg, len}, {(void *)data, data_len}};
+    struct fe_reply r;
+    int ret = fe_fuse(fe, 1, op, nodeid, in, data_len ? 2 : 1, out_size, &r);
+    if (ret == 0 && r.error == 0 && out)
+        memcpy(out, r.data, r.data_len < out_size ? r.data_len : out_size);
+    fe_alloc_release(fe, mark);
+    return ret < 0 ? ret : r.error;
+}
+
+static int read_held(struct fe *fe, uint64_t nodeid, uint64_t fh, char *buf, size_t size)
+{
+    struct fuse_read_in in = {.fh = fh, .size = (uint32_t)size - 1};
+    memset(buf, 0, size);
+    return call(fe, FUSE_READ, nodeid, &in, sizeof(in), NULL, 0, buf, size - 1);
+}
+
+/*
+ * The guest holds a file it unlinked: open (an fh), and in the gap between UNLINK and FORGET
+ * (a nodeid). Without in-flight tracking no hidden name keeps it in the share, so the session
+ * state has no path for it; the handover passes its fd instead, and every upgrade under load
+ * goes through. Afterwards the fh still reads and writes, GETATTR shows nlink 0, and RELEASE
+ * and FORGET free the file on the host (no daemon fd holds it any more).
+ */
+static void unlinked_held(const char *const *args, bool handles)
+{
+    g_assert_cmpint(test_daemon_start(&daemon_, args), ==, 0);
+    make_files();
+    char *held_path = host_path("held.txt"), *gap_path = host_path("gap.txt");
+    g_assert_true(g_file_set_contents(held_path, "held data", -1, NULL));
+    g_assert_true(g_file_set_contents(gap_path, "gap", -1, NULL));
+    struct load l;
+    load_open(&l, FE_PROFILE_QEMU);
+    struct fuse_entry_out held, gap;
+    g_assert_cmpint(fe_lookup(l.fe, FUSE_ROOT_ID, "held.txt", &held), ==, 0);
+    g_assert_cmpint(fe_lookup(l.fe, FUSE_ROOT_ID, "gap.txt", &gap), ==, 0);
+    struct fuse_open_in oi = {.flags = O_RDWR};
+    struct fuse_open_out oo;
+    g_assert_cmpint(call(l.fe, FUSE_OPEN, held.nodeid, &oi, sizeof(oi), NULL, 0, &oo, sizeof(oo)),
+                    ==, 0);
+    g_assert_cmpint(call(l.fe, FUSE_UNLINK, FUSE_ROOT_ID, "held.txt", 9, NULL, 0, NULL, 0), ==, 0);
+    g_assert_cmpint(call(l.fe, FUSE_UNLINK, FUSE_ROOT_ID, "gap.txt", 8, NULL, 0, NULL, 0), ==, 0);
+    g_assert_cmpint(access(held_path, F_OK), <, 0);
+    struct fuse_getattr_in gi = {0};
+    struct fuse_attr_out ao;
+    if (handles) /* nothing holds gap.txt on the host: it is gone already */
+        g_assert_cmpint(
+            call(l.fe, FUSE_GETATTR, gap.nodeid, &gi, sizeof(gi), NULL, 0, &ao, sizeof(ao)), ==,
+            -ESTALE);
+    run_round(&l);
+
+    char buf[64];
+    for (unsigned i = 0; i < 3; i++) {
+        upgrade_once(&l, args, i);
+        g_assert_false(test_daemon_log_contains(&daemon_, "saving the session state failed"));
+        g_assert_cmpint(read_held(l.fe, held.nodeid, oo.fh, buf, sizeof(buf)), ==, 0);
+        g_assert_cmpstr(buf, ==, i == 0 ? "held data" : "held DATA");
+        struct fuse_write_in wi = {.fh = oo.fh, .offset = 5, .size = 4};
+        struct fuse_write_out wo;
+        g_assert_cmpint(
+            call(l.fe, FUSE_WRITE, held.nodeid, &wi, sizeof(wi), "DATA", 4, &wo, sizeof(wo)), ==,
+            0);
+        g_assert_cmpuint(wo.size, ==, 4);
+        g_assert_cmpint(read_held(l.fe, held.nodeid, oo.fh, buf, sizeof(buf)), ==, 0);
+        g_assert_cmpstr(buf, ==, "held DATA");
+    }
+    g_assert_cmpint(
+        call(l.fe, FUSE_GETATTR, held.nodeid, &gi, sizeof(gi), NULL, 0, &ao, sizeof(ao)), ==, 0);
+    g_assert_cmpuint(ao.attr.nlink, ==, 0);
+    g_assert_cmpuint(ao.attr.ino, ==, held.attr.ino);
+    g_assert_cmpuint(daemon_fds_on("/held.txt (deleted)"), >=, 1);
+    if (handles) {
+        /* A handle-only inode: gone since its UNLINK (ESTALE above); it went over as lost
+         * instead of refusing the upgrade, and answers EIO. */
+        g_assert_cmpint(
+            call(l.fe, FUSE_GETATTR, gap.nodeid, &gi, sizeof(gi), NULL, 0, &ao, sizeof(ao)), ==,
+            -EIO);
+        g_assert_true(test_daemon_log_contains(&daemon_, "migration: session state loaded"));
+    } else {
+        g_assert_cmpint(
+            call(l.fe, FUSE_GETATTR, gap.nodeid, &gi, sizeof(gi), NULL, 0, &ao, sizeof(ao)), ==, 0);
+        g_assert_cmpuint(ao.attr.nlink, ==, 0);
+        g_assert_cmpuint(daemon_fds_on("/gap.txt (deleted)"), ==, 1);
+    }
+
+    /* RELEASE and FORGET: the daemon lets go of both files. */
+    struct fuse_release_in ri = {.fh = oo.fh};
+    g_assert_cmpint(call(l.fe, FUSE_RELEASE, held.nodeid, &ri, sizeof(ri), NULL, 0, NULL, 0), ==,
+                    0);
+    struct fuse_forget_in fi = {.nlookup = 1};
+    struct iovec iov = {&fi, sizeof(fi)};
+    struct fe_reply r;
+    g_assert_cmpint(fe_fuse(l.fe, 0, FUSE_FORGET, held.nodeid, &iov, 1, 0, &r), ==, 0);
+    g_assert_cmpint(fe_fuse(l.fe, 0, FUSE_FORGET, gap.nodeid, &iov, 1, 0, &r), ==, 0);
+    run_round(&l); /* the FORGETs were taken before these answered */
+    for (int w = 0; w < 200 && daemon_fds_on(" (deleted)") > 0; w++)
+        g_usleep(10000); /* an inode's fd is closed after an RCU grace period */
+    g_assert_cmpuint(daemon_fds_on("/held.txt (deleted)"), ==, 0);
+    g_assert_cmpuint(daemon_fds_on("/gap.txt (deleted)"), ==, 0);
+    g_assert_cmpint(call(l.fe, FUSE_GETATTR, gap.nodeid, &gi, sizeof(gi), NULL, 0, &ao, sizeof(ao)),
+                    !=, 0);
+
+    assert_rings_quiet(&l);
+    g_assert_cmpuint(l.answered, ==, l.sent);
+    check_host_writes(&l);
+    g_free(held_path);
+    g_free(gap_path);
+    fe_close(l.fe);
+    g_assert_cmpint(test_daemon_stop(&daemon_), ==, 0);
+}
+
+static void test_unlinked_held(void)
+{
+    const char *const args[] = {NULL};
+    unlinked_held(args, false);
+}
+
+/* The same with inodes kept as file handles: the open file's handle still opens (its fd
+ * holds it), the one only looked up is gone from the host, which costs no upgrade. */
+static void test_unlinked_held_handles(void)
+{
+    if (geteuid() != 0) {
+        g_test_skip("--inode-file-handles=mandatory needs CAP_DAC_READ_SEARCH");
+        return;
+    }
+    const char *const args[] = {"--inode-file-handles=mandatory", NULL};
+    unlinked_held(args, true);
+}
+
 /* ---- the namespace sandbox's monitor ---- */
 
 static void test_namespace_paths(void)
@@ -759,5 +918,7 @@ int main(int argc, char **argv)
     g_test_add_func("/upgrade/new-killed", test_new_killed);
     g_test_add_func("/upgrade/new-fails", test_new_fails);
     g_test_add_func("/upgrade/namespace-paths", test_namespace_paths);
+    g_test_add_func("/upgrade/unlinked-held", test_unlinked_held);
+    g_test_add_func("/upgrade/unlinked-held-handles", test_unlinked_held_handles);
     return g_test_run();
 }

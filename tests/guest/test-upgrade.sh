@@ -9,9 +9,11 @@
 # VIRTIOFSD_SANDBOX_OPTS says otherwise.  Two parts:
 #
 #   load   One daemon and one guest (upgrade-checks.sh).  The guest opens an
-#          fd for appending and one for reading, keeps its cwd in the share,
-#          holds a POSIX lock and an flock, and runs VG_UPGRADE_WORKERS (4)
-#          guest-tool churn workers (create, append, overwrite at an offset,
+#          fd for appending, one for reading and one on a file it then
+#          removes (no name on the host: each upgrade passes its fd), keeps
+#          its cwd in the share, holds a POSIX lock and an flock, and runs
+#          VG_UPGRADE_WORKERS (4) guest-tool churn workers (create, append,
+#          overwrite at an offset,
 #          read back and compare, rename, mkdir, link, symlink, unlink, rmdir,
 #          readdir, and a long-lived fd written and read every iteration), an
 #          O_DIRECT reader with checksums, an appender through the old fd and
@@ -405,7 +407,8 @@ export VG_BIG_MD5 VG_WORKERS VG_WAIT VG_LOCK_WAITS"
   # shellcheck disable=SC2046,SC2086  # lists of check names
   guest_checks fd-append-before fd-read-before locks-taken reader-started host-done \
     $(for i in $(seq 1 "$WORKERS"); do echo "churn-$i"; done) appender fd-read-during reader \
-    fd-append-after fd-read-after cwd-after lock-holder-alive locks-held-after \
+    fd-append-after fd-read-after fd-deleted-before fd-deleted-after cwd-after \
+    lock-holder-alive locks-held-after \
     locks-free-after-release new-files-after dmesg-clean $waits
   r_check guest-finished "$(guest_finished)"
   r_check console-clean "$(console_problems)"
@@ -446,6 +449,14 @@ export VG_BIG_MD5 VG_WORKERS VG_WAIT VG_LOCK_WAITS"
     add why "'front-end disconnected' $(count_all "front-end disconnected") times, want 1 (when QEMU exited)"
   [ "$(count_all "refusing a second front-end")" = 0 ] || add why "a front-end connection was refused"
   r_check one-session-throughout "$why"
+  # the guest's removed file went over as an fd at each upgrade (none refused:
+  # "saving the session state failed" is an error, which no-errors-logged sees)
+  local passed=0 f
+  for f in "${DLOGS[@]}"; do
+    passed=$((passed + $(grep -cE 'session state saved: [0-9]+ inodes \([1-9][0-9]* passed as fds\)' "$f" 2>/dev/null || true)))
+  done
+  r_check deleted-file-passed "$([ "$passed" -ge "$((NDAEMONS - 1))" ] ||
+    echo "$passed session states saved with an inode passed as an fd, want one per upgrade ($((NDAEMONS - 1)))")"
   r_check no-errors-logged "$(log_problems error)"
   vg_log "load: ms from each upgrade's request to the new daemon serving: ${UPGRADE_MS[*]}; the guest ran $VG_BOOT_SECS s"
   [ "$NFAIL" = "$nf" ] || show_logs

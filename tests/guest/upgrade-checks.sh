@@ -3,9 +3,10 @@
 # mounted on $VG_MNT and stdout on the results port, ttyS1).
 #
 # The guest never learns that the daemon was replaced.  It sets up state the
-# daemon has to carry from process to process (an fd open for appending and
-# one for reading, its cwd in the share, a POSIX lock and an flock held by a
-# background process), starts a load that checks every byte it reads:
+# daemon has to carry from process to process (an fd open for appending, one
+# for reading and one on a file it removed, its cwd in the share, a POSIX lock
+# and an flock held by a background process), starts a load that checks every
+# byte it reads:
 #   churn 1..N   guest-tool churn workers (guest-tool.c): create, append,
 #                overwrite at an offset, read back, rename, mkdir, link,
 #                symlink, unlink, rmdir, readdir, and a long-lived fd written
@@ -62,6 +63,14 @@ if exec 8<"$W/lines.txt" && read -r l1 <&8 && [ "$l1" = "line 1" ]; then
   ok fd-read-before
 else
   bad fd-read-before "the first line of lines.txt read '$l1'"
+fi
+# a file removed while open (exec 6<>f; rm f): it has no name on the host, and
+# without in-flight tracking (QEMU) no hidden one either; every upgrade must
+# hand it over (as its fd), and the fd must still work afterwards
+if exec 6<>"$W/deleted.txt" && echo "before" >&6 && rm "$W/deleted.txt" && [ ! -e "$W/deleted.txt" ]; then
+  ok fd-deleted-before
+else
+  bad fd-deleted-before "cannot open, write or remove deleted.txt"
 fi
 guest-tool hold-locks "$W/lockfile" >"$T/hold.out" 2>&1 &
 HOLD=$!
@@ -172,6 +181,13 @@ if read -r l2 <&8 && [ "$l2" = "line $((l + 1))" ]; then
 else
   bad fd-read-after "the line after line $l read '$l2'"
 fi
+# written through the old fd, read back through a new open of it (a FUSE OPEN
+# of the unlinked file's nodeid, served by the last daemon)
+if echo "after" >&6 && [ "$(cat /proc/$$/fd/6)" = "$(printf 'before\nafter')" ]; then
+  ok fd-deleted-after
+else
+  bad fd-deleted-after "deleted.txt through fd 6 and /proc/$$/fd/6: '$(cat /proc/$$/fd/6 2>&1 | head -3 | tr '\n' ' ')'"
+fi
 if [ "$(pwd)" = "$W" ] && ls . >"$T/ls" 2>&1 && grep -qx log.txt "$T/ls" &&
   echo "via the cwd" >./cwd.txt && [ "$(cat ./cwd.txt)" = "via the cwd" ]; then
   ok cwd-after
@@ -213,7 +229,7 @@ seq 1 1000 | sed 's/^/after the upgrades /' >"$W/after-upgrades.txt" || okn=0
 sync
 if [ "$okn" = 1 ]; then ok new-files-after; else bad new-files-after "creating, reading, renaming or removing new files failed"; fi
 
-exec 7>&- 8<&-
+exec 6>&- 7>&- 8<&-
 cd /
 dmesg >"$T/dmesg"
 grep -iE 'virtio|fuse' "$T/dmesg" | sed 's/^/DMESG /'

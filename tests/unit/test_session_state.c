@@ -1464,6 +1464,331 @@ static void test_fh_hostile(void)
     fx_teardown(&f);
 }
 
+/* ---- a handover's inodes passed as fds ------------------------------------------------------- */
+
+static int save_handover(struct side *s, GByteArray **out, int **fds, size_t *n)
+{
+    int fd = memfd_create("state", MFD_CLOEXEC);
+    struct stat st;
+    int ret;
+
+    g_assert_cmpint(fd, >=, 0);
+    ret = fuse_session_state_save_handover(s->se, fd, fds, n);
+    g_assert_cmpint(fstat(fd, &st), ==, 0);
+    *out = g_byte_array_sized_new((guint)st.st_size);
+    g_byte_array_set_size(*out, (guint)st.st_size);
+    g_assert_cmpint(pread(fd, (*out)->data, (size_t)st.st_size, 0), ==, st.st_size);
+    close(fd);
+    return ret;
+}
+
+static int load_handover(struct fx *f, const GByteArray *st, const int *fds, size_t n)
+{
+    int fd = memfd_create("state", MFD_CLOEXEC);
+    int ret;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, st->data, st->len), ==, (ssize_t)st->len);
+    g_assert_cmpint(lseek(fd, 0, SEEK_SET), ==, 0);
+    ret = fuse_session_state_load_handover(f->dst.se, fd, fds, n);
+    close(fd);
+    if (ret < 0)
+        assert_fresh(f, &f->dst);
+    return ret;
+}
+
+/* The fds of this process open on a file /proc/self/fd shows ending in suffix. */
+static unsigned fds_on(const char *suffix)
+{
+    unsigned n = 0;
+    GDir *d = g_dir_open("/proc/self/fd", 0, NULL);
+    const char *e;
+
+    g_assert_nonnull(d);
+    while ((e = g_dir_read_name(d))) {
+        char link[PATH_MAX], *p = g_build_filename("/proc/self/fd", e, NULL);
+        ssize_t len = readlink(p, link, sizeof(link) - 1);
+
+        g_free(p);
+        if (len < 0)
+            continue;
+        link[len] = '\0';
+        n += g_str_has_suffix(link, suffix);
+    }
+    g_dir_close(d);
+    return n;
+}
+
+/* GETATTR: 0 and the link count in *nlink, or the error. */
+static int getattr_nlink(struct fx *f, struct side *s, uint64_t nodeid, uint32_t *nlink)
+{
+    struct fuse_getattr_in in = {0};
+    struct fuse_attr_out a = {0};
+    int err = req(f, s, FUSE_GETATTR, nodeid, &in, sizeof(in), NULL, 0, &a, sizeof(a));
+
+    *nlink = a.attr.nlink;
+    return err;
+}
+
+static int unlink_name(struct fx *f, struct side *s, const char *name)
+{
+    return req(f, s, FUSE_UNLINK, FUSE_ROOT_ID, name, strlen(name) + 1, NULL, 0, NULL, 0);
+}
+
+/* Where the PASSED_FDS section's payload starts (it is the last before END). */
+static size_t passed_section(const GByteArray *st)
+{
+    static const uint8_t hdr[8] = {7, 0, 0, 0, 1, 0, 0, 0};
+    size_t found = 0;
+
+    for (size_t i = 0; i + 16 <= st->len; i++) {
+        uint64_t len;
+
+        if (memcmp(st->data + i, hdr, 8) != 0)
+            continue;
+        memcpy(&len, st->data + i + 8, 8);
+        if (i + 16 + len + 16 == st->len)
+            found = i + 16;
+    }
+    g_assert_cmpuint(found, !=, 0);
+    return found;
+}
+
+/* The index of nodeid's fd in the PASSED_FDS section at (records of u64 nodeid, u32 index). */
+static uint32_t passed_index(const GByteArray *st, size_t at, uint64_t nodeid)
+{
+    uint64_t n;
+
+    memcpy(&n, st->data + at, 8);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t id;
+        uint32_t idx;
+
+        memcpy(&id, st->data + at + 8 + i * 12, 8);
+        memcpy(&idx, st->data + at + 16 + i * 12, 4);
+        if (id == nodeid)
+            return idx;
+    }
+    g_assert_not_reached();
+    return 0;
+}
+
+static void close_fds(int *fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+    free(fds);
+}
+
+/*
+ * A file the guest unlinked while it holds it (open, and in the gap between UNLINK and FORGET)
+ * has no path: a migration's SAVE fails, a handover's passes its fd. Only the handover's LOAD
+ * takes that stream, with exactly those fds; the fh reads and writes afterwards, GETATTR shows
+ * nlink 0, and RELEASE and FORGET free the file on the host.
+ */
+static void test_handover_unlinked(void)
+{
+    struct fx f;
+    GByteArray *st, *dummy;
+    int *fds, *none;
+    size_t n, n0;
+    uint64_t gone, gap, hello, fh;
+    uint32_t nlink;
+    char buf[64];
+
+    fx_setup(&f, NULL);
+    put_file(&f, "gone.txt", "before");
+    put_file(&f, "gap.txt", "x");
+    do_init(&f, &f.src);
+    gone = lookup(&f, &f.src, FUSE_ROOT_ID, "gone.txt");
+    fh = open_fh(&f, &f.src, gone, O_RDWR, false);
+    gap = lookup(&f, &f.src, FUSE_ROOT_ID, "gap.txt");
+    hello = lookup(&f, &f.src, FUSE_ROOT_ID, "hello.txt");
+
+    /* Nothing to pass yet: no fd, and the stream is a plain one. */
+    g_assert_cmpint(save_handover(&f.src, &st, &none, &n0), ==, 0);
+    g_assert_cmpuint(n0, ==, 0);
+    g_assert_null(none);
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, 0);
+    g_byte_array_unref(st);
+
+    g_assert_cmpint(unlink_name(&f, &f.src, "gone.txt"), ==, 0);
+    g_assert_cmpint(unlink_name(&f, &f.src, "gap.txt"), ==, 0);
+    g_assert_cmpint(save(&f.src, &dummy), ==, -ENOENT); /* a migration cannot move them */
+    g_byte_array_unref(dummy);
+    g_assert_cmpint(save_handover(&f.src, &st, &fds, &n), ==, 0);
+    g_assert_cmpuint(n, ==, 2);
+
+    /* A DEVICE_STATE LOAD (no fds beside it) refuses the stream. */
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, -EINVAL);
+    assert_fresh(&f, &f.dst);
+    /* One fd missing, one too many, the two swapped: refused. */
+    int more[3] = {fds[0], fds[1], -1}, swapped[2] = {fds[1], fds[0]};
+    char *hp = hpath(&f, "hello.txt");
+    more[2] = open(hp, O_PATH | O_CLOEXEC);
+    g_assert_cmpint(more[2], >=, 0);
+    g_assert_cmpint(load_handover(&f, st, fds, 1), ==, -EINVAL);
+    g_assert_cmpint(load_handover(&f, st, more, 3), ==, -EINVAL);
+    g_assert_cmpint(load_handover(&f, st, swapped, 2), ==, -ESTALE);
+    close(more[2]);
+    g_free(hp);
+
+    g_assert_cmpint(load_handover(&f, st, fds, n), ==, 0);
+    /* The old process is gone, and the fds it sent are closed: the new one holds the files. */
+    side_close(&f.src);
+    close_fds(fds, n);
+    g_assert_cmpint(read_fh(&f, &f.dst, gone, fh, buf, sizeof(buf)), ==, 6);
+    g_assert_cmpstr(buf, ==, "before");
+    g_assert_cmpint(write_fh(&f, &f.dst, gone, fh, "after!"), ==, 0);
+    g_assert_cmpint(read_fh(&f, &f.dst, gone, fh, buf, sizeof(buf)), ==, 6);
+    g_assert_cmpstr(buf, ==, "after!");
+    g_assert_cmpint(getattr_nlink(&f, &f.dst, gone, &nlink), ==, 0);
+    g_assert_cmpuint(nlink, ==, 0);
+    g_assert_cmpint(getattr_nlink(&f, &f.dst, gap, &nlink), ==, 0);
+    g_assert_cmpuint(nlink, ==, 0);
+    g_assert_cmpint(getattr_nlink(&f, &f.dst, hello, &nlink), ==, 0);
+    g_assert_cmpuint(nlink, ==, 1);
+    g_assert_cmpuint(fds_on("/gone.txt (deleted)"), ==, 2); /* the inode's and the handle's */
+    g_assert_cmpuint(fds_on("/gap.txt (deleted)"), ==, 1);
+
+    /* A second handover passes them again. */
+    g_assert_cmpint(save_handover(&f.dst, &dummy, &fds, &n), ==, 0);
+    g_assert_cmpuint(n, ==, 2);
+    g_byte_array_unref(dummy);
+    close_fds(fds, n);
+
+    /* RELEASE and FORGET: nothing holds the files any more. */
+    struct fuse_release_in rel = {.fh = fh};
+    g_assert_cmpint(req(&f, &f.dst, FUSE_RELEASE, gone, &rel, sizeof(rel), NULL, 0, NULL, 0), ==,
+                    0);
+    forget(&f, &f.dst, gone, 1);
+    forget(&f, &f.dst, gap, 1);
+    rcu_barrier();
+    g_assert_cmpuint(fds_on("/gone.txt (deleted)"), ==, 0);
+    g_assert_cmpuint(fds_on("/gap.txt (deleted)"), ==, 0);
+    g_byte_array_unref(st);
+    fx_teardown(&f);
+}
+
+/* The PASSED_FDS section and its fds, each wrong in one way: refused, the session fresh. */
+static void test_handover_hostile(void)
+{
+    struct fx f;
+    GByteArray *st, *bad;
+    int *fds;
+    size_t n, at;
+    uint64_t gone, hello;
+    int plain, other_fs;
+
+    fx_setup(&f, NULL);
+    put_file(&f, "gone.txt", "x");
+    do_init(&f, &f.src);
+    gone = lookup(&f, &f.src, FUSE_ROOT_ID, "gone.txt");
+    open_fh(&f, &f.src, gone, O_RDONLY, false);
+    hello = lookup(&f, &f.src, FUSE_ROOT_ID, "hello.txt");
+    host_unlink(&f, "gone.txt");
+    g_assert_cmpint(save_handover(&f.src, &st, &fds, &n), ==, 0);
+    g_assert_cmpuint(n, ==, 1);
+    at = passed_section(st);
+    g_assert_cmpuint(passed_index(st, at, gone), ==, 0);
+
+    /* The records' fields: count, nodeid, index. */
+    const struct {
+        size_t off, n;
+        uint64_t v;
+    } cases[] = {
+        {at, 8, 0},      /* an empty section */
+        {at, 8, 2},      /* a count beyond the records */
+        {at + 8, 8, 99}, /* an inode not saved */
+        {at + 8, 8, 1},  /* the root */
+        {at + 8, 8, 0},  /* nodeid 0 */
+        {at + 16, 4, 1}, /* an fd index beyond those given */
+        {at + 16, 4, ~0u},
+    };
+    bad = g_byte_array_new();
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_byte_array_set_size(bad, 0);
+        g_byte_array_append(bad, st->data, st->len);
+        memcpy(bad->data + cases[i].off, &cases[i].v, cases[i].n);
+        g_test_message("case %zu", i);
+        g_assert_cmpint(load_handover(&f, bad, fds, n), ==, -EINVAL);
+    }
+    /* An inode that has a path. */
+    g_byte_array_set_size(bad, 0);
+    g_byte_array_append(bad, st->data, st->len);
+    memcpy(bad->data + at + 8, &hello, 8);
+    g_assert_cmpint(load_handover(&f, bad, fds, n), ==, -EINVAL);
+
+    /* An fd of the file that is not O_PATH. */
+    char name[32];
+    snprintf(name, sizeof(name), "/proc/self/fd/%d", fds[0]);
+    plain = open(name, O_RDONLY | O_CLOEXEC);
+    g_assert_cmpint(plain, >=, 0);
+    g_assert_cmpint(load_handover(&f, st, &plain, 1), ==, -EBADF);
+    close(plain);
+
+    /* A file on another file system, with the stream naming its st_dev and st_ino: not the
+     * share's, refused. */
+    other_fs = open("/proc/self/status", O_PATH | O_CLOEXEC);
+    g_assert_cmpint(other_fs, >=, 0);
+    struct stat o, g;
+    g_assert_cmpint(fstat(other_fs, &o), ==, 0);
+    g_assert_cmpint(fstat(fds[0], &g), ==, 0);
+    uint64_t ids[2] = {g.st_dev, g.st_ino}, nids[2] = {o.st_dev, o.st_ino};
+    g_byte_array_set_size(bad, 0);
+    g_byte_array_append(bad, st->data, st->len);
+    uint8_t *rec = memmem(bad->data, bad->len, ids, sizeof(ids));
+    g_assert_nonnull(rec);
+    memcpy(rec, nids, sizeof(nids));
+    g_assert_cmpint(load_handover(&f, bad, &other_fs, 1), ==, -EXDEV);
+    close(other_fs);
+
+    /* The section alone, without the fds (a handover LOAD given none). */
+    g_assert_cmpint(load_handover(&f, st, NULL, 0), ==, -EINVAL);
+
+    /* And the stream unchanged loads. */
+    g_assert_cmpint(load_handover(&f, st, fds, n), ==, 0);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, gone, NULL), ==, 0);
+    close_fds(fds, n);
+    g_byte_array_unref(bad);
+    g_byte_array_unref(st);
+    fx_teardown(&f);
+}
+
+/*
+ * An inode saved lost (no path, no fd: gone in the old process already) fails a migration's
+ * LOAD without --migration-on-error=guest-error, but a handover's keeps it lost (EIO) rather
+ * than fail the upgrade over it.
+ */
+static void test_handover_keeps_lost(void)
+{
+    const struct pt_config guest_error = {.cache = CACHE_AUTO,
+                                          .readdirplus = true,
+                                          .migration_on_error = MIGRATION_ERROR_GUEST_ERROR};
+    struct fx f;
+    struct side src = {0};
+    GByteArray *st;
+    uint64_t gone, hello;
+
+    fx_setup(&f, NULL);
+    side_open(&f, &src, &guest_error);
+    put_file(&f, "gone.txt", "x");
+    do_init(&f, &src);
+    gone = lookup(&f, &src, FUSE_ROOT_ID, "gone.txt");
+    hello = lookup(&f, &src, FUSE_ROOT_ID, "hello.txt");
+    open_fh(&f, &src, gone, O_RDONLY, false);
+    host_unlink(&f, "gone.txt");
+    g_assert_cmpint(save(&src, &st), ==, 0); /* gone saved lost */
+    g_assert_cmpint(load(&f.dst, st->data, st->len), ==, -ENOENT);
+    assert_fresh(&f, &f.dst);
+    g_assert_cmpint(load_handover(&f, st, NULL, 0), ==, 0);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, gone, NULL), ==, -EIO);
+    g_assert_cmpint(getattr_ino(&f, &f.dst, hello, NULL), ==, 0);
+    g_byte_array_unref(st);
+    side_close(&src);
+    fx_teardown(&f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1488,5 +1813,8 @@ int main(int argc, char **argv)
     g_test_add_func("/session_state/truncated_and_garbage", test_truncated_and_garbage);
     g_test_add_func("/session_state/fh_renamed_between", test_fh_renamed_between);
     g_test_add_func("/session_state/fh_hostile", test_fh_hostile);
+    g_test_add_func("/session_state/handover_unlinked", test_handover_unlinked);
+    g_test_add_func("/session_state/handover_hostile", test_handover_hostile);
+    g_test_add_func("/session_state/handover_keeps_lost", test_handover_keeps_lost);
     return g_test_run();
 }
