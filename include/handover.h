@@ -12,7 +12,8 @@
 
 #include "vhost_user.h"
 
-#define HANDOVER_VERSION 1
+/* 2: a queue's heads out (requests waiting for a lock) travel with it. */
+#define HANDOVER_VERSION 2
 
 /* How long the old process waits for the new one to be ready, its queues standing still. */
 #define HANDOVER_READY_TIMEOUT_MS 30000

@@ -71,11 +71,14 @@ void vu_dev_image_free(struct vu_dev_image *img);
 
 /*
  * The old process: stops every queue (the request in progress finishes; a request waiting
- * for a lock is answered EINTR, as GET_VRING_BASE does, unless in-flight tracking is on: then
- * it stays in flight in the area and the new process serves it again) and describes the
- * device in *img. 0, or -EBUSY while a DEVICE_STATE transfer runs (nothing stopped), -ENOMEM.
+ * for a lock is not answered: its head is listed with its queue, for the new process to
+ * serve it again) and describes the device in *img. 0, or -EBUSY while a DEVICE_STATE
+ * transfer runs (nothing stopped), -ENOMEM (the queues stopped: vu_dev_resume).
  */
 int vu_dev_export(struct vu_dev *dev, struct vu_dev_image *img);
+/* The old process, once the new one serves: no reply of a wait that ends now may reach a
+ * ring (the new process answers those requests). */
+void vu_dev_let_go(struct vu_dev *dev);
 /*
  * The session was replaced wholesale (an upgrade's LOAD): the session journal, which knows
  * nothing of how that session was built, starts over — empty, and off until the guest's next

@@ -110,6 +110,10 @@ int vq_walk(struct virtqueue *vq, const struct guest_mem *mem, uint16_t head, st
  * in flight before a restart, inflight.h); it must be pushed like a popped one. */
 void vq_mark_out(struct virtqueue *vq, uint16_t head);
 
+/* The heads out now (popped or marked, not pushed), in ascending order, into heads (room for
+ * vq->num); their number. */
+unsigned vq_out_heads(const struct virtqueue *vq, uint16_t *heads);
+
 /* Puts head into the used ring with len bytes written; the head is no longer out. With
  * vq->log and log_used, the used-ring writes are logged. */
 void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len);

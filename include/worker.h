@@ -112,7 +112,10 @@ int vu_queue_hold(struct vu_queue *q, bool hold);
 /*
  * A planned upgrade (handover.h): a stopped queue's whole configuration and position, for a
  * new process to go on with the same ring. The fds are the queue's own (borrowed: export
- * hands them out without giving them up; import duplicates what it keeps).
+ * hands them out without giving them up; import duplicates what it keeps). out lists the
+ * heads the old process popped and has not answered (requests waiting for a lock): the new
+ * process serves them again before anything new, unless the queue's in-flight region lists
+ * them (with their counters) already.
  */
 struct vu_queue_image {
     uint32_t num;
@@ -123,15 +126,26 @@ struct vu_queue_image {
     uint16_t used_idx;
     bool started, enabled, event_idx;
     int kick_fd, call_fd, err_fd; /* -1: none */
+    uint16_t *out;                /* n_out heads; export allocates, the image's owner frees */
+    unsigned n_out;
 };
-/* The queue must be stopped (vu_queue_stop); its configuration stays as it is. */
-void vu_queue_export(const struct vu_queue *q, struct vu_queue_image *img);
-/* Stops the queue for a handover: as vu_queue_stop, and with end_waits its requests still
- * waiting (SETLKW) are answered EINTR with their replies in the used ring, as
- * vu_queue_get_base does; without, they stay out (in flight in the in-flight area). */
-void vu_queue_quiesce(struct vu_queue *q, bool end_waits);
+/* The queue must be stopped (vu_queue_quiesce); its configuration stays as it is. 0, or
+ * -ENOMEM (img->out is then NULL). */
+int vu_queue_export(const struct vu_queue *q, struct vu_queue_image *img);
+/*
+ * Stops the queue for a handover: as vu_queue_stop, and the replies of waits that ended
+ * already go into the used ring. Requests still waiting (SETLKW) are not answered: their
+ * heads stay out, listed by vu_queue_export. Should the handover fail, the queue restarts
+ * and answers them when their waits end; once it succeeded, vu_queue_let_go makes sure it
+ * never does.
+ */
+void vu_queue_quiesce(struct vu_queue *q);
+/* The handover succeeded: the ring is the new process's. Late replies (a wait ending now)
+ * are dropped from here on, as after a reset, without touching the ring. */
+void vu_queue_let_go(struct vu_queue *q);
 /* Configures a queue of a fresh device from img, held (vu_queue_hold) until the device lets
- * it go: 0, or a negative errno (-EINVAL for a size the ring cannot have, -errno of a dup). */
+ * it go: 0, or a negative errno (-EINVAL for a size the ring cannot have or heads out that it
+ * cannot have out: one past the size, one twice, more than the size; -errno of a dup). */
 int vu_queue_import(struct vu_queue *q, const struct vu_queue_image *img);
 
 /* Takes the queue from its worker, letting the request in progress finish; no-op when not

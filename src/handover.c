@@ -14,7 +14,7 @@
  *   old -> new  WELCOME  {magic, version, pid}                 the old one keeps serving
  *   new -> old  START    {}                                    the new one is set up
  *               (old: stops every queue, saves the FUSE session into a memfd)
- *   old -> new  PACKAGE  {struct wire_package, regions, queues}
+ *   old -> new  PACKAGE  {struct wire_package, regions, queues, heads out}
  *   old -> new  FDS      {u32 count} + count fds (SCM_RIGHTS), until all are sent
  *               (new: rebuilds the device and the session, its queues held)
  *   new -> old  READY    {i32 status}                          0, or -errno: it failed
@@ -27,6 +27,13 @@
  * ever see one, finds a request number far outside the protocol (0x55504700 + n, "UPG") and a
  * small payload, which it refuses like any unknown request. All integers are in the host's
  * byte order: both ends run on the same host.
+ *
+ * A queue's record says how many of its heads are out (n_out): requests the old process
+ * popped and did not answer, because they wait for a lock. They stay unanswered there (an
+ * EINTR would reach the guest's caller as ERESTARTSYS), and the new process serves them again
+ * before anything new; their heads (u16 each) follow the queue records, queue by queue. Should
+ * the handover fail, the old process answers them itself when their waits end; once it sent
+ * GO it drops such answers (vu_dev_let_go).
  *
  * The package's fds are sent as a table: PACKAGE names each fd by its index (-1: none), and
  * the FDS messages carry the table in order, at most 253 fds each (the kernel's SCM_MAX_FD).
@@ -73,6 +80,7 @@
 #include "listener.h"
 #include "log.h"
 #include "session_state.h"
+#include "virtqueue.h"
 
 enum ho_request {
     HO_HELLO = 0x55504701,
@@ -128,15 +136,17 @@ struct wire_queue {
     uint16_t last_avail_idx, used_idx;
     uint8_t log_used, started, enabled, event_idx;
     int32_t kick_fd, call_fd, err_fd;
+    uint32_t n_out; /* heads out, listed after the queue records */
+    uint32_t padding;
 };
 
 _Static_assert(sizeof(struct wire_package) == 112, "wire layout");
 _Static_assert(sizeof(struct wire_region) == 40, "wire layout");
-_Static_assert(sizeof(struct wire_queue) == 56, "wire layout");
+_Static_assert(sizeof(struct wire_queue) == 64, "wire layout");
 
 #define HO_MAX_PACKAGE                                                                             \
     (sizeof(struct wire_package) + GUEST_MEM_MAX_REGIONS * sizeof(struct wire_region) +            \
-     HO_MAX_QUEUES * sizeof(struct wire_queue))
+     HO_MAX_QUEUES * (sizeof(struct wire_queue) + VQ_MAX_SIZE * sizeof(uint16_t)))
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
@@ -418,6 +428,7 @@ static int unpack_device(struct handover_package *p, const struct wire_package *
             ret = -EPROTO; /* a region without its file */
     }
     rest += w->nregions * sizeof(struct wire_region);
+    const uint8_t *heads = rest + w->nqueues * sizeof(struct wire_queue);
     d->nqueues = w->nqueues;
     for (unsigned i = 0; ret == 0 && i < w->nqueues; i++) {
         struct wire_queue q;
@@ -439,12 +450,20 @@ static int unpack_device(struct handover_package *p, const struct wire_package *
             ret = fd_at(p, q.call_fd, &o->call_fd);
         if (ret == 0)
             ret = fd_at(p, q.err_fd, &o->err_fd);
+        /* Counted by check_package; whether they fit the ring is vu_queue_import's to say. */
+        if (ret == 0 && q.n_out && !(o->out = malloc(q.n_out * sizeof(uint16_t))))
+            ret = -ENOMEM;
+        if (ret == 0 && q.n_out) {
+            memcpy(o->out, heads, q.n_out * sizeof(uint16_t));
+            o->n_out = q.n_out;
+            heads += q.n_out * sizeof(uint16_t);
+        }
     }
     return ret;
 }
 
-/* PACKAGE's fixed part and its lengths, before any fd is taken. */
-static int check_package(const struct wire_package *w, uint32_t size)
+/* PACKAGE's fixed part and its lengths, before any fd is taken (buf: size bytes). */
+static int check_package(const struct wire_package *w, const uint8_t *buf, uint32_t size)
 {
     if (size < sizeof(*w) || memcmp(w->magic, HO_MAGIC, sizeof(w->magic)) != 0 ||
         w->version != HANDOVER_VERSION || w->n_state_fds > SESSION_STATE_MAX_FDS ||
@@ -452,8 +471,17 @@ static int check_package(const struct wire_package *w, uint32_t size)
         (w->n_state_fds && w->state_fd < 0) || w->nregions > GUEST_MEM_MAX_REGIONS ||
         w->nqueues > HO_MAX_QUEUES || (!w->has_device && (w->nregions || w->nqueues)))
         return -EPROTO;
-    size_t want = sizeof(*w) + (size_t)w->nregions * sizeof(struct wire_region) +
-                  (size_t)w->nqueues * sizeof(struct wire_queue);
+    size_t queues = sizeof(*w) + (size_t)w->nregions * sizeof(struct wire_region);
+    size_t want = queues + (size_t)w->nqueues * sizeof(struct wire_queue);
+    if (size < want)
+        return -EPROTO;
+    for (unsigned i = 0; i < w->nqueues; i++) {
+        struct wire_queue q;
+        memcpy(&q, buf + queues + i * sizeof(q), sizeof(q));
+        if (q.n_out > VQ_MAX_SIZE)
+            return -EPROTO;
+        want += q.n_out * sizeof(uint16_t);
+    }
     return size == want ? 0 : -EPROTO;
 }
 
@@ -505,7 +533,7 @@ int handover_receive(int ctl, struct handover_package *p)
     if (ret == 0)
         memcpy(&w, buf, sizeof(w) <= h.size ? sizeof(w) : 0);
     if (ret == 0)
-        ret = check_package(&w, h.size);
+        ret = check_package(&w, buf, h.size);
     if (ret == 0)
         ret = receive_fds(ctl, p, w.n_fds);
     if (ret == 0) {
@@ -662,6 +690,7 @@ static size_t pack(const struct handover_package *p, uint8_t *buf, int *table, u
                 r->gpa, r->size, r->uva, r->mmap_offset, table_add(table, n, r->fd), 0};
             memcpy(buf + off, &o, sizeof(o));
         }
+        size_t heads = off + d->nqueues * sizeof(struct wire_queue);
         for (unsigned i = 0; i < d->nqueues; i++, off += sizeof(struct wire_queue)) {
             const struct vu_queue_image *q = &d->queues[i];
             struct wire_queue o = {.desc_uva = q->desc_uva,
@@ -678,8 +707,13 @@ static size_t pack(const struct handover_package *p, uint8_t *buf, int *table, u
             o.kick_fd = table_add(table, n, q->kick_fd);
             o.call_fd = table_add(table, n, q->call_fd);
             o.err_fd = table_add(table, n, q->err_fd);
+            o.n_out = q->n_out;
             memcpy(buf + off, &o, sizeof(o));
+            if (q->n_out)
+                memcpy(buf + heads, q->out, q->n_out * sizeof(uint16_t));
+            heads += q->n_out * sizeof(uint16_t);
         }
+        off = heads;
     }
     for (unsigned i = 0; i < p->n_state_fds; i++)
         table_add(table, n, p->state_fds[i]);
@@ -699,6 +733,9 @@ static int send_package(int ctl, const struct handover_package *p)
     for (unsigned i = 0; i < p->n_state_fds; i++)
         if (p->state_fds[i] < 0)
             return -EINVAL; /* table_add would skip it: every index after it would shift */
+    for (unsigned i = 0; p->has_device && i < p->dev.nqueues; i++)
+        if (p->dev.queues[i].n_out > VQ_MAX_SIZE)
+            return -EINVAL;
     uint8_t *buf = malloc(HO_MAX_PACKAGE);
     int *table = malloc((HO_MAX_FDS + p->n_state_fds) * sizeof(int));
     int ret = buf && table ? 0 : -ENOMEM;

@@ -194,6 +194,9 @@ static bool hand_over(struct daemon *d, int conn)
     close(d->ctl);
     d->ctl = -1;
     if (ret == 0) {
+        /* Lock waits still running here end unanswered: the new process serves them. */
+        if (conn >= 0)
+            vu_dev_let_go(d->dev);
         log_info("upgrade: the new process serves; exiting");
         d->handed_over = true;
         return true;

@@ -122,6 +122,9 @@ static const char *const allowed[] = {
     "rt_sigprocmask",
     "rt_sigaction",
     "rt_sigreturn",
+    /* The kernel's own continuation of a poll or sleep with a timeout that a stop (SIGSTOP, a
+     * debugger, a frozen cgroup) interrupted: without it the daemon dies when continued. */
+    "restart_syscall",
     "clock_gettime",
     "clock_nanosleep",
     "nanosleep",

@@ -1236,6 +1236,11 @@ void vu_dev_image_free(struct vu_dev_image *img)
     free(img->regions);
     img->regions = NULL;
     img->nregions = 0;
+    for (unsigned i = 0; i < sizeof(img->queues) / sizeof(img->queues[0]); i++) {
+        free(img->queues[i].out);
+        img->queues[i].out = NULL;
+        img->queues[i].n_out = 0;
+    }
 }
 
 static int export_regions(const struct vu_dev *dev, struct vu_dev_image *img)
@@ -1275,11 +1280,15 @@ int vu_dev_export(struct vu_dev *dev, struct vu_dev_image *img)
         vu_dev_image_free(img);
         return ret;
     }
-    /* With an in-flight area a waiting request stays in flight there and the new process
-     * serves it again; without, nobody would ever answer it: it ends with EINTR now. */
-    for (unsigned i = 0; i < dev->nqueues; i++) {
-        vu_queue_quiesce(dev->queues[i], dev->inflight == NULL);
-        vu_queue_export(dev->queues[i], &img->queues[i]);
+    /* A request waiting for a lock stays unanswered here: its head goes with its queue, and
+     * the new process serves it again (with an in-flight area, the area lists it too). */
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        vu_queue_quiesce(dev->queues[i]);
+    for (unsigned i = 0; i < dev->nqueues && ret == 0; i++)
+        ret = vu_queue_export(dev->queues[i], &img->queues[i]);
+    if (ret < 0) {
+        vu_dev_image_free(img);
+        return ret; /* the queues are stopped: vu_dev_resume starts them */
     }
     img->nqueues = dev->nqueues;
     img->features = dev->features;
@@ -1309,6 +1318,12 @@ void vu_dev_session_replaced(struct vu_dev *dev)
     if (fuse_session_journal_attach(dev->fuse, dev->inflight->journal, dev->inflight->journal_len,
                                     &sj) < 0)
         log_warn("vhost-user: the session cannot be kept in the in-flight area");
+}
+
+void vu_dev_let_go(struct vu_dev *dev)
+{
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        vu_queue_let_go(dev->queues[i]);
 }
 
 void vu_dev_resume(struct vu_dev *dev)

@@ -329,6 +329,18 @@ void vq_mark_out(struct virtqueue *vq, uint16_t head)
         bit_set(vq->out, head);
 }
 
+unsigned vq_out_heads(const struct virtqueue *vq, uint16_t *heads)
+{
+    unsigned n = 0;
+    for (unsigned w = 0; w < (vq->num + 63) / 64 && w < VQ_MAX_SIZE / 64; w++)
+        for (uint64_t bits = vq->out[w]; bits; bits &= bits - 1) {
+            unsigned head = w * 64 + (unsigned)__builtin_ctzll(bits);
+            if (head < vq->num)
+                heads[n++] = (uint16_t)head;
+        }
+    return n;
+}
+
 void vq_push(struct virtqueue *vq, uint16_t head, uint32_t len)
 {
     struct vring_used_elem *e = &vq->used->ring[vq->used_idx % vq->num];

@@ -92,6 +92,10 @@ struct vu_queue {
     bool held;
     struct inflight_resubmit *resubmit; /* room for the ring's size */
     unsigned n_resubmit, resubmit_pos;
+    /* A planned upgrade's heads (vu_queue_import): what the old process left waiting, to be
+     * served again at the start, unless the in-flight region listed them already. */
+    uint16_t *handed;
+    unsigned n_handed;
 };
 
 /* A request handed to the thread pool: the ring as it was when the chain was popped. */
@@ -205,6 +209,7 @@ void vu_queue_reset(struct vu_queue *q)
     q->started = false;
     q->enabled = false;
     memset(&q->vq, 0, sizeof(q->vq));
+    q->n_handed = 0;
     pthread_mutex_lock(&q->late_lock);
     q->gen++;
     free_late(q->late);
@@ -224,6 +229,7 @@ void vu_queue_free(struct vu_queue *q)
     free(q->jobs);
     free(q->stop_elem);
     free(q->resubmit);
+    free(q->handed);
     free(q);
 }
 
@@ -828,7 +834,35 @@ static int recover_ring(struct vu_queue *q)
     q->vq.last_avail_idx = next;
     q->vq.avail_seen = next;
     q->vq.used_idx = used;
+    if (usable)
+        q->n_handed = 0; /* the region lists them, with their counters */
     return usable ? 0 : 1;
+}
+
+/*
+ * The heads a planned upgrade's old process left out (requests waiting for a lock, which it
+ * never answered) are served again first, as requests in flight before a restart are: with
+ * counter 0 without an in-flight region, which would otherwise have listed them.
+ */
+static int adopt_handed(struct vu_queue *q)
+{
+    if (!q->n_handed)
+        return 0;
+    free(q->resubmit);
+    q->resubmit = calloc(q->vq.num, sizeof(*q->resubmit));
+    if (!q->resubmit)
+        return -ENOMEM;
+    q->n_resubmit = q->resubmit_pos = 0;
+    /* Checked against the size the old process had (vu_queue_import); a front-end that
+     * resized the ring since made them meaningless, and they are dropped. */
+    for (unsigned i = 0; i < q->n_handed; i++)
+        if (q->handed[i] < q->vq.num) /* distinct (checked): at most num of them */
+            q->resubmit[q->n_resubmit++] =
+                (struct inflight_resubmit){.head = q->handed[i], .counter = 0};
+    log_info("queue %u: %u requests the old process left waiting, served again", q->index,
+             q->n_resubmit);
+    q->n_handed = 0;
+    return 0;
 }
 
 /* Ring state for a fresh start: the used index the driver sees, as the ring was left. */
@@ -839,7 +873,7 @@ static int prepare_ring(struct vu_queue *q)
     int ret = mem ? vq_map(&q->vq, mem) : -EFAULT;
     if (ret == 0)
         q->vq.used_idx = __atomic_load_n(&q->vq.used->idx, __ATOMIC_RELAXED);
-    if (ret == 0 && recover_ring(q) < 0)
+    if (ret == 0 && (recover_ring(q) < 0 || adopt_handed(q) < 0))
         ret = -ENOMEM;
     rcu_read_unlock();
     if (ret == -ENOMEM) {
@@ -965,17 +999,32 @@ uint16_t vu_queue_get_base(struct vu_queue *q)
     return base;
 }
 
-void vu_queue_quiesce(struct vu_queue *q, bool end_waits)
+void vu_queue_quiesce(struct vu_queue *q)
 {
+    /*
+     * Not fuse_session_end_waits, as vu_queue_get_base: an EINTR for a lock wait that was
+     * not interrupted reaches the guest's caller as ERESTARTSYS (errno 512). The waits stay;
+     * their heads go to the new process (vu_queue_export), which serves them again.
+     */
     vu_queue_stop(q);
-    if (!end_waits)
-        return;
-    fuse_session_end_waits(q->fuse, &q->late_sink);
     push_late_stopped(q);
 }
 
-void vu_queue_export(const struct vu_queue *q, struct vu_queue_image *img)
+void vu_queue_let_go(struct vu_queue *q)
 {
+    /* As vu_queue_reset does for its ring, but the ring stays as it is: it is not ours. */
+    pthread_mutex_lock(&q->late_lock);
+    q->gen++;
+    free_late(q->late);
+    q->late = NULL;
+    pthread_mutex_unlock(&q->late_lock);
+}
+
+int vu_queue_export(const struct vu_queue *q, struct vu_queue_image *img)
+{
+    uint16_t *out = q->vq.num ? malloc(q->vq.num * sizeof(*out)) : NULL;
+    if (q->vq.num && !out)
+        return -ENOMEM;
     *img = (struct vu_queue_image){.num = q->vq.num,
                                    .desc_uva = q->vq.desc_uva,
                                    .avail_uva = q->vq.avail_uva,
@@ -989,7 +1038,30 @@ void vu_queue_export(const struct vu_queue *q, struct vu_queue_image *img)
                                    .event_idx = q->vq.event_idx,
                                    .kick_fd = q->kick_fd,
                                    .call_fd = q->call_fd,
-                                   .err_fd = q->err_fd};
+                                   .err_fd = q->err_fd,
+                                   .out = out,
+                                   .n_out = out ? vq_out_heads(&q->vq, out) : 0};
+    return 0;
+}
+
+/* The heads img says are out, for a ring of img->num: each below the size and named once. */
+static int check_heads(const struct vu_queue_image *img)
+{
+    if (img->n_out > img->num || (img->n_out && !img->out))
+        return -EINVAL;
+    uint64_t *seen = calloc((img->num + 63) / 64 + 1, sizeof(*seen));
+    if (!seen)
+        return -ENOMEM;
+    int ret = 0;
+    for (unsigned i = 0; i < img->n_out && ret == 0; i++) {
+        unsigned h = img->out[i];
+        if (h >= img->num || (seen[h / 64] >> (h % 64)) & 1)
+            ret = -EINVAL;
+        else
+            seen[h / 64] |= 1ull << (h % 64);
+    }
+    free(seen);
+    return ret;
 }
 
 /* A duplicate of a handed-over fd, or -1 for none. */
@@ -1006,10 +1078,19 @@ int vu_queue_import(struct vu_queue *q, const struct vu_queue_image *img)
 {
     if (img->num > VQ_MAX_SIZE || (img->num & (img->num - 1)))
         return -EINVAL;
+    int ret = check_heads(img);
+    if (ret < 0)
+        return ret;
     vu_queue_stop(q);
     vu_queue_reset(q);
+    free(q->handed);
+    q->handed = NULL;
+    if (img->n_out && !(q->handed = malloc(img->n_out * sizeof(*q->handed))))
+        return -ENOMEM;
+    if (img->n_out)
+        memcpy(q->handed, img->out, img->n_out * sizeof(*q->handed));
     int kick = -1, call = -1, err = -1;
-    int ret = dup_image_fd(img->kick_fd, &kick);
+    ret = dup_image_fd(img->kick_fd, &kick);
     if (ret == 0 && (ret = dup_image_fd(img->call_fd, &call)) < 0)
         close_fd(&kick);
     if (ret == 0 && (ret = dup_image_fd(img->err_fd, &err)) < 0) {
@@ -1034,6 +1115,7 @@ int vu_queue_import(struct vu_queue *q, const struct vu_queue_image *img)
     q->started = img->started;
     q->enabled = img->enabled;
     q->held = true;
+    q->n_handed = img->n_out;
     return 0;
 }
 

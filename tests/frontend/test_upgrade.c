@@ -5,10 +5,13 @@
  * front-end keeps requests in flight on several queues. The front-end must see nothing: no
  * disconnect, no error, every request answered exactly once, its nodeids and fhs still valid,
  * no FUSE_INIT again; the old process exits. Repeated (VIRTIOFSD_UPGRADE_CYCLES, default 50),
- * with QEMU's and cloud-hypervisor's start-up sequences. And the failures: a handover request
- * that is garbage, of another version or from another uid is refused; a new process killed
- * right after it connected costs nothing (the old one goes on serving); in the namespace
- * sandbox the socket and its pid file outlive the old monitor.
+ * with QEMU's and cloud-hypervisor's start-up sequences. A guest's lock wait (SETLKW, POSIX
+ * and flock) blocked across a handover is answered once, with success, by the new process.
+ * And the failures: a handover request that is garbage, of another version or from another
+ * uid is refused; a new process that goes away or fails at any step (played by the test at
+ * the protocol level, so that the step is exact) costs nothing: the old one goes on serving
+ * and answers every request once; in the namespace sandbox the socket and its pid file
+ * outlive the old monitor.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -115,6 +120,8 @@ static pid_t start_upgrade(const char *const *extra, const char *log)
     pid_t pid = fork();
     g_assert_cmpint(pid, >=, 0);
     if (pid == 0) {
+        /* A test that fails must not leave the new daemon behind (as daemon.c's). */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -389,10 +396,15 @@ static unsigned cycles(void)
     return n > 0 ? (unsigned)n : 1;
 }
 
+/* How long a handover may take, the new process's start-up included, on a loaded machine: by
+ * the clock, not in rounds, which a fast front-end runs through in no time. */
+#define HANDOVER_LIMIT_US (60 * G_USEC_PER_SEC)
+
 /* Waits for pid's exit while the load goes on; its exit status. */
 static int run_until_exit(struct load *l, pid_t pid, const char *new_log)
 {
-    for (int i = 0; i < 2000; i++) {
+    for (gint64 until = g_get_monotonic_time() + HANDOVER_LIMIT_US;
+         g_get_monotonic_time() < until;) {
         run_round(l);
         int status;
         pid_t r = waitpid(pid, &status, WNOHANG);
@@ -554,7 +566,8 @@ struct hello_msg {
     uint32_t version, pid;
 } __attribute__((packed));
 
-#define HO_HELLO 0x55504701u
+#define HO_HELLO   0x55504701u
+#define HO_VERSION 2 /* handover.h's HANDOVER_VERSION */
 
 static void send_hello(int fd, const char *magic, uint32_t version)
 {
@@ -601,7 +614,7 @@ static void test_refused(void)
             g_strlcpy(addr.sun_path, daemon_.socket, sizeof(addr.sun_path));
             if (connect(cfd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
                 _exit(3);
-            struct hello_msg m = {HO_HELLO, 1, 16, "VFSUPGRD", 1, (uint32_t)getpid()};
+            struct hello_msg m = {HO_HELLO, 1, 16, "VFSUPGRD", HO_VERSION, (uint32_t)getpid()};
             if (write(cfd, &m, sizeof(m)) != sizeof(m))
                 _exit(4);
             char b;
@@ -624,45 +637,428 @@ static void test_refused(void)
     g_assert_cmpint(test_daemon_stop(&daemon_), ==, 0);
 }
 
-/* ---- a new process that dies ---- */
+/* ---- a new process that goes away or fails, played at the protocol level ----
+ *
+ * The test is the new process: each step it stops at is exact, whatever the timing of the
+ * daemon. The old daemon must go on serving after each, with no error for the front-end,
+ * and answer every request once: those it had in flight when it stopped its queues, those
+ * sent while they stood still, and a SETLKW that waits across it all.
+ */
 
-static void test_new_killed(void)
+enum {
+    HO_WELCOME = HO_HELLO + 1,
+    HO_START,
+    HO_PACKAGE,
+    HO_FDS,
+    HO_READY,
+};
+
+struct ho_hdr {
+    uint32_t request, flags, size;
+} __attribute__((packed));
+
+/* handover.c's PACKAGE layout, as far as the test reads it. */
+#define PKG_N_FDS    12
+#define PKG_NREGIONS 56
+#define PKG_NQUEUES  60
+#define PKG_SIZE     112
+#define REGION_SIZE  40
+#define QUEUE_SIZE   64
+#define QUEUE_N_OUT  56
+
+/* Exactly len bytes from fd (a 10 s timeout is set); the fds that come with them are closed
+ * and counted in *nfds. */
+static void ho_read(int fd, void *buf, size_t len, unsigned *nfds)
 {
-    /* No monitor: SIGKILL reaches the process that took part in the handover itself. */
+    size_t done = 0;
+    while (done < len) {
+        char control[CMSG_SPACE(253 * sizeof(int))];
+        struct iovec iov = {(uint8_t *)buf + done, len - done};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = control,
+                            .msg_controllen = sizeof(control)};
+        ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        if (n <= 0)
+            g_error("handover control socket: %s", n < 0 ? strerror(errno) : "closed");
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+            unsigned count = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            for (unsigned i = 0; i < count; i++) {
+                int got;
+                memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                close(got);
+            }
+            *nfds += count;
+        }
+        done += (size_t)n;
+    }
+}
+
+static void ho_send(int fd, uint32_t request, const void *payload, uint32_t size)
+{
+    struct ho_hdr h = {request, 1, size};
+    g_assert_cmpint(write(fd, &h, sizeof(h)), ==, sizeof(h));
+    if (size)
+        g_assert_cmpint(write(fd, payload, size), ==, (ssize_t)size);
+}
+
+/* HELLO, and the old daemon's WELCOME: the control socket. */
+static int fake_new_hello(void)
+{
+    int fd = connect_socket();
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    send_hello(fd, "VFSUPGRD", HO_VERSION);
+    struct ho_hdr h;
+    char welcome[16];
+    unsigned nfds = 0;
+    ho_read(fd, &h, sizeof(h), &nfds);
+    g_assert_cmpuint(h.request, ==, HO_WELCOME);
+    g_assert_cmpuint(h.size, ==, sizeof(welcome));
+    ho_read(fd, welcome, sizeof(welcome), &nfds);
+    g_assert_cmpint(memcmp(welcome, "VFSUPGRD", 8), ==, 0);
+    g_assert_cmpuint(nfds, ==, 0);
+    return fd;
+}
+
+/* START, then the whole package (its fds closed): the heads out of queue q, in out[] (room
+ * for 8); their number. The old daemon has stopped its queues when PACKAGE comes. */
+static unsigned fake_new_start(int fd, unsigned q, uint16_t *out)
+{
+    ho_send(fd, HO_START, NULL, 0);
+    struct ho_hdr h;
+    unsigned nfds = 0;
+    ho_read(fd, &h, sizeof(h), &nfds);
+    g_assert_cmpuint(h.request, ==, HO_PACKAGE);
+    g_assert_cmpuint(h.size, >=, PKG_SIZE);
+    uint8_t *pkg = g_malloc(h.size);
+    ho_read(fd, pkg, h.size, &nfds);
+    g_assert_cmpuint(nfds, ==, 0);
+    uint32_t want_fds, nregions, nqueues, n_out = 0;
+    memcpy(&want_fds, pkg + PKG_N_FDS, 4);
+    memcpy(&nregions, pkg + PKG_NREGIONS, 4);
+    memcpy(&nqueues, pkg + PKG_NQUEUES, 4);
+    g_assert_cmpuint(nqueues, >, q);
+    const uint8_t *queues = pkg + PKG_SIZE + nregions * REGION_SIZE;
+    size_t heads = PKG_SIZE + nregions * REGION_SIZE + nqueues * QUEUE_SIZE;
+    for (unsigned i = 0; i < nqueues; i++) {
+        uint32_t n;
+        memcpy(&n, queues + i * QUEUE_SIZE + QUEUE_N_OUT, 4);
+        if (i == q) {
+            g_assert_cmpuint(n, <=, 8);
+            memcpy(out, pkg + heads, n * sizeof(uint16_t));
+            n_out = n;
+        }
+        heads += n * sizeof(uint16_t);
+    }
+    g_assert_cmpuint(heads, ==, h.size);
+    g_free(pkg);
+    while (nfds < want_fds) {
+        uint32_t count;
+        unsigned before = nfds;
+        ho_read(fd, &h, sizeof(h), &nfds);
+        g_assert_cmpuint(h.request, ==, HO_FDS);
+        g_assert_cmpuint(h.size, ==, sizeof(count));
+        ho_read(fd, &count, sizeof(count), &nfds);
+        g_assert_cmpuint(nfds - before, ==, count);
+    }
+    g_assert_cmpuint(nfds, ==, want_fds);
+    return n_out;
+}
+
+enum fake_end {
+    END_AFTER_HELLO,  /* goes away before asking to start */
+    END_AFTER_START,  /* goes away with the package, before READY */
+    END_READY_FAILED, /* READY with an error */
+};
+
+/* A SETLKW that waits for a lock a host process holds (on the test's own open file). */
+struct host_lock_wait {
+    uint64_t nodeid, fh;
+    int host_fd;
+    bool flock_lock;
+    struct fuse_lk_in in;
+    struct fe_pending p;
+};
+
+#define LOCK_OWNER 0x10c4ULL
+#define LOCK_PID   4242
+#define LOCK_Q     1
+
+static void open_guest_file(struct load *l, const char *name, uint64_t *nodeid, uint64_t *fh)
+{
+    /* Created in place, once: a file replaced by rename would leave the daemon an unlinked
+     * inode, which a handover cannot save. */
+    char *p = host_path(name);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    g_free(p);
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    struct fuse_entry_out e;
+    g_assert_cmpint(fe_lookup(l->fe, FUSE_ROOT_ID, name, &e), ==, 0);
+    struct fuse_open_in oi = {.flags = O_RDWR};
+    struct iovec in = {&oi, sizeof(oi)};
+    struct fe_reply r;
+    g_assert_cmpint(
+        fuse_ok(fe_fuse(l->fe, 1, FUSE_OPEN, e.nodeid, &in, 1, sizeof(struct fuse_open_out), &r),
+                &r),
+        ==, 0);
+    *nodeid = e.nodeid;
+    *fh = ((struct fuse_open_out *)r.data)->fh;
+}
+
+/* The host takes name's lock (POSIX: an OFD write lock; or flock) and the guest waits for it
+ * on queue q. */
+static void lock_wait_start(struct load *l, struct host_lock_wait *w, const char *name,
+                            bool flock_lock, unsigned q)
+{
+    *w = (struct host_lock_wait){.flock_lock = flock_lock};
+    open_guest_file(l, name, &w->nodeid, &w->fh);
+    char *p = host_path(name);
+    w->host_fd = open(p, O_RDWR | O_CLOEXEC);
+    g_free(p);
+    g_assert_cmpint(w->host_fd, >=, 0);
+    if (flock_lock) {
+        g_assert_cmpint(flock(w->host_fd, LOCK_EX | LOCK_NB), ==, 0);
+    } else {
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        g_assert_cmpint(fcntl(w->host_fd, F_OFD_SETLK, &fl), ==, 0);
+    }
+    w->in =
+        (struct fuse_lk_in){.fh = w->fh,
+                            .owner = LOCK_OWNER,
+                            .lk = {.start = 0, .end = INT64_MAX, .type = F_WRLCK, .pid = LOCK_PID},
+                            .lk_flags = flock_lock ? FUSE_LK_FLOCK : 0};
+    struct iovec iov = {&w->in, sizeof(w->in)};
+    g_assert_cmpint(fe_fuse_send(l->fe, q, FUSE_SETLKW, w->nodeid, &iov, 1, 0, LOCK_PID, &w->p), ==,
+                    0);
+    l->sent++;
+}
+
+/* The wait's reply: its FUSE error, or -ETIMEDOUT. */
+static int lock_wait_result(struct load *l, struct host_lock_wait *w, int timeout_ms)
+{
+    struct fe_reply r;
+    int ret = fe_fuse_wait(l->fe, &w->p, timeout_ms, &r);
+    return ret < 0 ? ret : r.error;
+}
+
+/* The host lets go: the guest's wait ends with the lock (once: checked by the caller's
+ * assert_rings_quiet), which the host then sees held. */
+static void lock_wait_finish(struct load *l, struct host_lock_wait *w)
+{
+    g_assert_cmpint(lock_wait_result(l, w, 300), ==, -ETIMEDOUT);
+    close(w->host_fd); /* drops the host's lock, POSIX (OFD) or flock */
+    g_assert_cmpint(lock_wait_result(l, w, REPLY_WAIT), ==, 0);
+    l->answered++;
+    char *p = host_path(w->flock_lock ? "flock-wait" : "posix-wait");
+    int fd = open(p, O_RDWR | O_CLOEXEC);
+    g_free(p);
+    g_assert_cmpint(fd, >=, 0);
+    if (w->flock_lock) {
+        g_assert_cmpint(flock(fd, LOCK_EX | LOCK_NB), ==, -1);
+        g_assert_cmpint(errno, ==, EWOULDBLOCK);
+    } else {
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        g_assert_cmpint(fcntl(fd, F_OFD_GETLK, &fl), ==, 0);
+        g_assert_cmpint(fl.l_type, ==, F_WRLCK);
+    }
+    close(fd);
+    /* The guest's close: its POSIX locks go with FLUSH, the flock with RELEASE. */
+    struct fuse_release_in ri = {.fh = w->fh,
+                                 .lock_owner = LOCK_OWNER,
+                                 .release_flags = w->flock_lock ? FUSE_RELEASE_FLOCK_UNLOCK : 0};
+    struct iovec iov = {&ri, sizeof(ri)};
+    struct fe_reply r;
+    if (!w->flock_lock) {
+        struct fuse_flush_in fi = {.fh = w->fh, .lock_owner = LOCK_OWNER};
+        struct iovec fiov = {&fi, sizeof(fi)};
+        g_assert_cmpint(fuse_ok(fe_fuse(l->fe, 1, FUSE_FLUSH, w->nodeid, &fiov, 1, 0, &r), &r), ==,
+                        0);
+    }
+    g_assert_cmpint(fuse_ok(fe_fuse(l->fe, 1, FUSE_RELEASE, w->nodeid, &iov, 1, 0, &r), &r), ==, 0);
+}
+
+/* Requests in flight on every request queue while the old daemon stops them: sent, not
+ * collected (check_reply collects them later). */
+static void send_some(struct load *l, struct req *reqs, uint8_t (*wbuf)[BLOCK], unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        send_req(l, &reqs[i], wbuf[i]);
+}
+
+static void fake_new(struct load *l, enum fake_end how, const struct host_lock_wait *w)
+{
+    static struct req reqs[2 * QUEUES];
+    static uint8_t wbuf[2 * QUEUES][BLOCK];
+    size_t mark = fe_alloc_mark(l->fe);
+    send_some(l, reqs, wbuf, QUEUES); /* in flight when the queues stop */
+    int fd = fake_new_hello();
+    if (how != END_AFTER_HELLO) {
+        uint16_t out[8];
+        unsigned n = fake_new_start(fd, LOCK_Q, out);
+        /* The waiting SETLKW is the one head out on its queue: its wait goes on, unanswered. */
+        g_assert_cmpuint(n, ==, 1);
+        g_assert_cmpuint(out[0], ==, w->p.head);
+        /* Sent while the queues stand still (nothing is answered meanwhile): answered once
+         * they go again. */
+        uint16_t used[1 + QUEUES];
+        for (unsigned q = 1; q <= QUEUES; q++)
+            used[q] = __atomic_load_n(&fe_vq_used(l->fe, q)->idx, __ATOMIC_ACQUIRE);
+        send_some(l, reqs + QUEUES, wbuf + QUEUES, QUEUES);
+        g_usleep(100000);
+        for (unsigned q = 1; q <= QUEUES; q++)
+            g_assert_cmpuint(__atomic_load_n(&fe_vq_used(l->fe, q)->idx, __ATOMIC_ACQUIRE), ==,
+                             used[q]);
+        if (how == END_READY_FAILED) {
+            int32_t status = -EIO;
+            ho_send(fd, HO_READY, &status, sizeof(status));
+            /* The old daemon does not answer: it closes the control socket. */
+            char b;
+            g_assert_cmpint(read(fd, &b, 1), ==, 0);
+        }
+    }
+    close(fd);
+    unsigned sent = how == END_AFTER_HELLO ? QUEUES : 2 * QUEUES;
+    for (unsigned i = 0; i < sent; i++)
+        check_reply(l, &reqs[i]);
+    fe_alloc_release(l->fe, mark);
+}
+
+static void test_new_goes_away(void)
+{
     const char *const args[] = {"--sandbox=none", NULL};
     g_assert_cmpint(test_daemon_start(&daemon_, args), ==, 0);
     make_files();
     struct load l;
     load_open(&l, FE_PROFILE_CLOUD_HYPERVISOR);
+    static struct host_lock_wait w;
+    lock_wait_start(&l, &w, "posix-wait", false, LOCK_Q);
     run_round(&l);
-    for (unsigned i = 0; i < 3; i++) {
-        char *log = g_strdup_printf("%s/killed-%u.log", daemon_.dir, i);
-        pid_t fresh = start_upgrade(args, log);
-        /* Right after it connected: the old daemon agreed and waits for it to set up. */
-        for (int w = 0; w < 500 && !file_contains(log, "agreed to hand over"); w++)
-            g_usleep(1000);
-        g_assert_true(file_contains(log, "agreed to hand over"));
-        g_assert_cmpint(kill(fresh, SIGKILL), ==, 0);
-        int status;
-        g_assert_cmpint(waitpid(fresh, &status, 0), ==, fresh);
-        for (int r = 0; r < 5; r++)
+    static const char *const logged[] = {
+        [END_AFTER_HELLO] = "went away before taking over",
+        [END_AFTER_START] = "did not take over",
+        [END_READY_FAILED] = "the new process failed",
+    };
+    for (unsigned how = END_AFTER_HELLO; how <= END_READY_FAILED; how++) {
+        fake_new(&l, how, &w);
+        for (int i = 0; i < 200 && !test_daemon_log_contains(&daemon_, logged[how]); i++)
+            g_usleep(10000);
+        g_assert_true(test_daemon_log_contains(&daemon_, logged[how]));
+        for (int r = 0; r < 3; r++)
             run_round(&l);
         g_assert_true(test_daemon_alive(&daemon_));
         assert_connected(&l);
-        g_free(log);
+        /* The lock wait goes on in the old daemon. */
+        g_assert_cmpint(lock_wait_result(&l, &w, 10), ==, -ETIMEDOUT);
     }
-    /* Killed while setting up, or (a fast start-up) once it had asked to start: either way
-     * the old daemon noticed, and took its queues back in the second case. */
-    g_assert_true(test_daemon_log_contains(&daemon_, "went away before taking over") ||
-                  test_daemon_log_contains(&daemon_, "did not take over"));
-    /* And a real upgrade still works afterwards. */
-    upgrade_once(&l, args, 100);
+    /* It ends there, with success, once. */
+    lock_wait_finish(&l, &w);
     run_round(&l);
     assert_rings_quiet(&l);
     g_assert_cmpuint(l.answered, ==, l.sent);
     check_host_writes(&l);
     fe_close(l.fe);
     g_assert_cmpint(test_daemon_stop(&daemon_), ==, 0);
+}
+
+/*
+ * A real new process killed before it could ask to start, made exact by stopping the old
+ * daemon first: the new one connects and sends HELLO (the listening socket's backlog takes
+ * the connection), then waits for the WELCOME the stopped daemon cannot send, and is killed
+ * there (or a little earlier: the outcome is the same). The old daemon, continued, finds a
+ * connection whose sender is gone, and goes on serving.
+ */
+static void test_new_killed(void)
+{
+    const char *const args[] = {"--sandbox=none", NULL};
+    g_assert_cmpint(test_daemon_start(&daemon_, args), ==, 0);
+    make_files();
+    struct load l;
+    load_open(&l, FE_PROFILE_CLOUD_HYPERVISOR);
+    run_round(&l);
+    char *log = g_strdup_printf("%s/killed.log", daemon_.dir);
+    g_assert_cmpint(kill(daemon_.pid, SIGSTOP), ==, 0);
+    pid_t fresh = start_upgrade(args, log);
+    /* It connects right after this line; whatever it got to, it cannot get past WELCOME. */
+    for (int i = 0; i < 1000 && !file_contains(log, "start-up: socket and lock"); i++)
+        g_usleep(10000);
+    g_assert_true(file_contains(log, "start-up: socket and lock"));
+    g_usleep(200000);
+    g_assert_false(file_contains(log, "agreed to hand over"));
+    g_assert_cmpint(kill(fresh, SIGKILL), ==, 0);
+    int status;
+    g_assert_cmpint(waitpid(fresh, &status, 0), ==, fresh);
+    g_assert_cmpint(kill(daemon_.pid, SIGCONT), ==, 0);
+    for (int r = 0; r < 5; r++)
+        run_round(&l);
+    g_assert_true(test_daemon_alive(&daemon_));
+    assert_connected(&l);
+    g_assert_false(test_daemon_log_contains(&daemon_, "going on serving"));
+    /* And a real upgrade still works afterwards. */
+    upgrade_once(&l, args, 100);
+    run_round(&l);
+    assert_rings_quiet(&l);
+    g_assert_cmpuint(l.answered, ==, l.sent);
+    check_host_writes(&l);
+    g_free(log);
+    fe_close(l.fe);
+    g_assert_cmpint(test_daemon_stop(&daemon_), ==, 0);
+}
+
+/* ---- a lock wait across a handover ---- */
+
+/*
+ * A guest process blocked in F_SETLKW and one in flock(LOCK_EX), on locks host processes hold,
+ * while the daemon is upgraded: neither is answered by the old process (no EINTR, which the
+ * guest's kernel turns into ERESTARTSYS, errno 512 for the application); the new process
+ * serves both again and answers each once, with success, when the host lets go.
+ */
+static void lock_wait_across(bool inflight)
+{
+    const char *const args[] = {NULL};
+    g_assert_cmpint(test_daemon_start(&daemon_, args), ==, 0);
+    make_files();
+    struct load l;
+    load_open_with(&l, inflight ? FE_PROFILE_CLOUD_HYPERVISOR : FE_PROFILE_QEMU, inflight);
+    static struct host_lock_wait posix, fl;
+    lock_wait_start(&l, &posix, "posix-wait", false, 1);
+    lock_wait_start(&l, &fl, "flock-wait", true, 2);
+    run_round(&l);
+    g_assert_cmpint(lock_wait_result(&l, &posix, 10), ==, -ETIMEDOUT);
+    g_assert_cmpint(lock_wait_result(&l, &fl, 10), ==, -ETIMEDOUT);
+    upgrade_once(&l, args, 0);
+    run_round(&l);
+    lock_wait_finish(&l, &posix);
+    lock_wait_finish(&l, &fl);
+    /* Without an in-flight area the heads came with the package. */
+    if (!inflight)
+        g_assert_true(
+            file_contains(daemon_.log, "queue 2: 1 requests the old process left waiting"));
+    /* And once more, with the waits ending in the second new process. */
+    lock_wait_start(&l, &posix, "posix-wait", false, 3);
+    lock_wait_start(&l, &fl, "flock-wait", true, 3);
+    upgrade_once(&l, args, 1);
+    lock_wait_finish(&l, &fl);
+    lock_wait_finish(&l, &posix);
+    run_round(&l);
+    assert_rings_quiet(&l);
+    g_assert_cmpuint(l.answered, ==, l.sent);
+    check_host_writes(&l);
+    if (inflight)
+        assert_tracked(&l);
+    fe_close(l.fe);
+    g_assert_cmpint(test_daemon_stop(&daemon_), ==, 0);
+}
+
+static void test_lock_wait(void)
+{
+    lock_wait_across(false);
+}
+
+static void test_lock_wait_inflight(void)
+{
+    lock_wait_across(true);
 }
 
 /* A new process that fails after the old one stopped its queues (a share it cannot open:
@@ -679,7 +1075,8 @@ static void test_new_fails(void)
     const char *const other[] = {"--sandbox=none", "--num-request-queues=2", NULL};
     pid_t fresh = start_upgrade(other, log);
     int status = -1;
-    for (int i = 0; i < 2000; i++) {
+    for (gint64 until = g_get_monotonic_time() + HANDOVER_LIMIT_US;
+         g_get_monotonic_time() < until;) {
         run_round(&l);
         if (waitpid(fresh, &status, WNOHANG) == fresh)
             break;
@@ -915,6 +1312,9 @@ int main(int argc, char **argv)
     g_test_add_func("/upgrade/cloud-hypervisor-under-load", test_ch_under_load);
     g_test_add_func("/upgrade/inflight-under-load", test_inflight_under_load);
     g_test_add_func("/upgrade/refused", test_refused);
+    g_test_add_func("/upgrade/lock-wait", test_lock_wait);
+    g_test_add_func("/upgrade/lock-wait-inflight", test_lock_wait_inflight);
+    g_test_add_func("/upgrade/new-goes-away", test_new_goes_away);
     g_test_add_func("/upgrade/new-killed", test_new_killed);
     g_test_add_func("/upgrade/new-fails", test_new_fails);
     g_test_add_func("/upgrade/namespace-paths", test_namespace_paths);

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "session_journal.h"
 #include "virtqueue.h"
+#include "worker.h"
 
 #define PAGE     4096u
 #define GPA_BASE 0x40000000ull
@@ -648,6 +649,61 @@ static void test_push(void)
     fx_teardown(&f);
 }
 
+/* The heads out, for a handover: popped or marked, not yet pushed, in ascending order. */
+static void test_out_heads(void)
+{
+    struct fx f;
+    fx_setup(&f, false);
+    uint16_t heads[QSIZE];
+    g_assert_cmpuint(vq_out_heads(&f.vq, heads), ==, 0);
+    vq_mark_out(&f.vq, 5);
+    vq_mark_out(&f.vq, 2);
+    vq_mark_out(&f.vq, QSIZE - 1);
+    vq_mark_out(&f.vq, QSIZE); /* past the ring: ignored */
+    g_assert_cmpuint(vq_out_heads(&f.vq, heads), ==, 3);
+    g_assert_cmpuint(heads[0], ==, 2);
+    g_assert_cmpuint(heads[1], ==, 5);
+    g_assert_cmpuint(heads[2], ==, QSIZE - 1);
+    vq_push(&f.vq, 5, 0);
+    g_assert_cmpuint(vq_out_heads(&f.vq, heads), ==, 2);
+    g_assert_cmpuint(heads[1], ==, QSIZE - 1);
+    fx_teardown(&f);
+}
+
+/* A handover's heads out are checked as a front-end's values are: each below the queue's
+ * size, none twice, no more than the size. */
+static void test_import_heads(void)
+{
+    struct vu_workers_config cfg = {.queues = 2, .threads = 1};
+    struct vu_workers *ws = vu_workers_new(&cfg);
+    g_assert_nonnull(ws);
+    struct guest_mem *mem = NULL;
+    struct guest_log *log = NULL;
+    struct vu_queue *q = vu_queue_new(1, &mem, &log, NULL, vu_workers_for_queue(ws, 1), NULL);
+    g_assert_nonnull(q);
+    uint16_t heads[QSIZE + 1];
+    struct vu_queue_image img = {
+        .num = QSIZE, .kick_fd = -1, .call_fd = -1, .err_fd = -1, .out = heads};
+    heads[0] = 3;
+    heads[1] = QSIZE - 1;
+    img.n_out = 2;
+    g_assert_cmpint(vu_queue_import(q, &img), ==, 0);
+    heads[1] = QSIZE; /* past the ring */
+    g_assert_cmpint(vu_queue_import(q, &img), ==, -EINVAL);
+    heads[1] = 3; /* twice */
+    g_assert_cmpint(vu_queue_import(q, &img), ==, -EINVAL);
+    for (unsigned i = 0; i <= QSIZE; i++)
+        heads[i] = (uint16_t)(i % QSIZE);
+    img.n_out = QSIZE + 1; /* more than the ring can have out */
+    g_assert_cmpint(vu_queue_import(q, &img), ==, -EINVAL);
+    img.n_out = QSIZE;
+    g_assert_cmpint(vu_queue_import(q, &img), ==, 0);
+    img.out = NULL; /* a count without its heads */
+    g_assert_cmpint(vu_queue_import(q, &img), ==, -EINVAL);
+    vu_queue_free(q);
+    vu_workers_free(ws);
+}
+
 static void test_notify_event_idx(void)
 {
     struct fx f;
@@ -1226,6 +1282,8 @@ int main(int argc, char **argv)
     g_test_add_func("/virtqueue/avail_idx_jump", test_avail_idx_jump);
     g_test_add_func("/virtqueue/avail_head_out_of_range", test_avail_head_out_of_range);
     g_test_add_func("/virtqueue/push", test_push);
+    g_test_add_func("/virtqueue/out_heads", test_out_heads);
+    g_test_add_func("/virtqueue/import_heads", test_import_heads);
     g_test_add_func("/virtqueue/duplicate_while_out", test_duplicate_while_out);
     g_test_add_func("/virtqueue/duplicate_after_push", test_duplicate_after_push);
     g_test_add_func("/virtqueue/notify_event_idx", test_notify_event_idx);
