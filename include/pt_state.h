@@ -151,6 +151,9 @@ struct pt_state {
      O_DIRECTORY)
 #define PT_STATE_OPEN_DROPPED (O_CREAT | O_EXCL | O_TRUNC)
 
+/* A file type a state may name: one of the S_IFMT kinds (0, "unknown", is the caller's). */
+bool pt_state_type_valid(uint32_t type);
+
 void pt_state_init(struct pt_state *st);
 void pt_state_free(struct pt_state *st);
 /* Appends an inode; path (len bytes, NULL when lost) is copied. 0 or -ENOMEM. */

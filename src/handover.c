@@ -79,6 +79,7 @@
 #include "guest_mem.h"
 #include "listener.h"
 #include "log.h"
+#include "scm_fds.h"
 #include "session_state.h"
 #include "virtqueue.h"
 
@@ -167,41 +168,7 @@ static int send_msg(int fd, uint32_t request, const void *payload, uint32_t size
 {
     struct ho_hdr h = {request, HO_FLAGS, size};
     struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)payload, size}};
-    char control[CMSG_SPACE(HO_MAX_FDS_PER_MSG * sizeof(int))];
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = size ? 2 : 1};
-    if (nfds) {
-        memset(control, 0, sizeof(control));
-        mh.msg_control = control;
-        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-    }
-    size_t want = sizeof(h) + size, done = 0;
-    while (done < want) {
-        ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        done += (size_t)n;
-        /* The rest (a large PACKAGE on a full socket), without the fds sent already. */
-        mh.msg_control = NULL;
-        mh.msg_controllen = 0;
-        while (n > 0 && mh.msg_iovlen) {
-            size_t take = (size_t)n < mh.msg_iov->iov_len ? (size_t)n : mh.msg_iov->iov_len;
-            mh.msg_iov->iov_base = (uint8_t *)mh.msg_iov->iov_base + take;
-            mh.msg_iov->iov_len -= take;
-            n -= (ssize_t)take;
-            if (mh.msg_iov->iov_len == 0) {
-                mh.msg_iov++;
-                mh.msg_iovlen--;
-            }
-        }
-    }
-    return 0;
+    return scm_send(fd, iov, 2, fds, nfds);
 }
 
 static int read_full(int fd, void *buf, size_t len, int timeout_ms)
@@ -228,34 +195,6 @@ static void close_all(int *fds, unsigned n)
     for (unsigned i = 0; i < n; i++)
         if (fds[i] >= 0)
             close(fds[i]);
-}
-
-/* The fds a message carried (at most max; more, or a truncated list, is an error and none is
- * kept). */
-static int take_fds(struct msghdr *mh, int *fds, unsigned max, unsigned *n)
-{
-    int ret = (mh->msg_flags & MSG_CTRUNC) ? -EMSGSIZE : 0;
-    *n = 0;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (*n < max && ret == 0)
-                fds[(*n)++] = fd;
-            else {
-                close(fd);
-                ret = -EMSGSIZE;
-            }
-        }
-    }
-    if (ret < 0) {
-        close_all(fds, *n);
-        *n = 0;
-    }
-    return ret;
 }
 
 /*
@@ -285,7 +224,7 @@ static int recv_msg(int fd, struct ho_hdr *h, void *payload, size_t max, int *fd
         return -errno;
     if (got == 0)
         return -ECONNRESET;
-    ret = take_fds(&mh, fds ? fds : local, fds ? max_fds : HO_MAX_FDS_PER_MSG, &n);
+    ret = scm_take_fds(&mh, fds ? fds : local, fds ? max_fds : HO_MAX_FDS_PER_MSG, &n);
     if (ret == 0 && !fds && n) {
         close_all(local, n);
         n = 0;

@@ -782,7 +782,7 @@ int pt_state_collect(struct pt_fs *fs, struct pt_state *st)
 
 /* ---- LOAD: checks ---------------------------------------------------------------------------- */
 
-static bool valid_type(uint32_t type)
+bool pt_state_type_valid(uint32_t type)
 {
     switch (type) {
     case S_IFREG:
@@ -805,7 +805,7 @@ static int check_inode(struct pt_state *st, const struct pt_state_inode *in)
     if (in->nodeid == 0 || in->nodeid > st->last_nodeid)
         return fail(st, -EINVAL, "nodeid %llu out of range (last %llu)", id,
                     (unsigned long long)st->last_nodeid);
-    if ((in->type && !valid_type(in->type)) || in->nlookup == 0) /* 0: unknown, as found */
+    if ((in->type && !pt_state_type_valid(in->type)) || in->nlookup == 0) /* 0: unknown, as found */
         return fail(st, -EINVAL, "inode %llu has type 0%o and lookup count %llu", id,
                     (unsigned)in->type, (unsigned long long)in->nlookup);
     if (in->nodeid == FUSE_ROOT_ID && (in->lost || *path || in->type != S_IFDIR))

@@ -733,22 +733,6 @@ static bool plain_name(const char *name, size_t len)
            !(len == 1 && name[0] == '.') && !(len == 2 && name[0] == '.' && name[1] == '.');
 }
 
-static bool valid_type(uint32_t type)
-{
-    switch (type) {
-    case 0:
-    case S_IFREG:
-    case S_IFDIR:
-    case S_IFLNK:
-    case S_IFCHR:
-    case S_IFBLK:
-    case S_IFIFO:
-    case S_IFSOCK:
-        return true;
-    }
-    return false;
-}
-
 static bool valid_id(uint64_t id)
 {
     return id != 0 && id <= PT_STATE_MAX_ID;
@@ -768,7 +752,7 @@ static int decode_entry(struct model *m, const uint8_t *p, size_t len, struct pr
     if (!valid_id(e->nodeid) || (e->namelen && !valid_id(e->parent)) || e->parent == e->nodeid)
         return bad(m, "ENTRY of nodeid %llu in %llu", (unsigned long long)e->nodeid,
                    (unsigned long long)e->parent);
-    if (!valid_type(e->type) || e->nlookup > PT_STATE_MAX_ID)
+    if ((e->type && !pt_state_type_valid(e->type)) || e->nlookup > PT_STATE_MAX_ID)
         return bad(m, "ENTRY of nodeid %llu: type 0%o, count %llu", (unsigned long long)e->nodeid,
                    e->type, (unsigned long long)e->nlookup);
     if (e->namelen && !plain_name(r->name, e->namelen))

@@ -21,6 +21,7 @@
 #include "guest_mem.h"
 #include "inflight.h"
 #include "log.h"
+#include "scm_fds.h"
 #include "session_journal.h"
 #include "state_transfer.h"
 #include "thread_pool.h"
@@ -216,27 +217,6 @@ static int read_full(int fd, void *buf, size_t len)
     return 0;
 }
 
-static int collect_fds(struct msghdr *mh, struct vu_msg *m)
-{
-    int ret = 0;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < n; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (m->nfds < VU_MAX_FDS)
-                m->fds[m->nfds++] = fd;
-            else {
-                close(fd);
-                ret = -EMSGSIZE;
-            }
-        }
-    }
-    return ret;
-}
-
 static int recv_msg(int conn, struct vu_msg *m)
 {
     char control[CMSG_SPACE(VU_MAX_FDS * sizeof(int))];
@@ -254,9 +234,7 @@ static int recv_msg(int conn, struct vu_msg *m)
         return -errno;
     if (n == 0)
         return -ENOTCONN; /* orderly disconnect */
-    int ret = collect_fds(&mh, m);
-    if (ret == 0 && (mh.msg_flags & MSG_CTRUNC))
-        ret = -EMSGSIZE;
+    int ret = scm_take_fds(&mh, m->fds, VU_MAX_FDS, &m->nfds);
     if (ret < 0) {
         log_error("vhost-user: message carries more than %d fds", VU_MAX_FDS);
         return ret;
@@ -284,21 +262,7 @@ static int send_reply_fd(int conn, const struct vu_msg *req, const void *payload
         .request = req->hdr.request, .flags = VU_FLAG_VERSION | VU_FLAG_REPLY, .size = size};
     struct iovec iov[2] = {{.iov_base = &hdr, .iov_len = sizeof(hdr)},
                            {.iov_base = (void *)payload, .iov_len = size}};
-    char control[CMSG_SPACE(sizeof(int))] = {0};
-    struct msghdr mh = {
-        .msg_iov = iov, .msg_iovlen = 2, .msg_control = control, .msg_controllen = sizeof(control)};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    ssize_t n;
-    do {
-        n = sendmsg(conn, &mh, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -errno;
-    return (size_t)n == sizeof(hdr) + size ? 0 : -EIO;
+    return scm_send(conn, iov, 2, &fd, 1);
 }
 
 static int send_reply(int conn, const struct vu_msg *req, const void *payload, uint32_t size)
