@@ -12,8 +12,9 @@
 
 #include "vhost_user.h"
 
-/* 2: a queue's heads out (requests waiting for a lock) travel with it. */
-#define HANDOVER_VERSION 2
+/* 2: a queue's heads out (requests waiting for a lock) travel with it. 3: WELCOME carries the
+ * listening socket and the lock file. */
+#define HANDOVER_VERSION 3
 
 /* How long the old process waits for the new one to be ready, its queues standing still. */
 #define HANDOVER_READY_TIMEOUT_MS 30000
@@ -48,10 +49,12 @@ struct handover_package {
 /*
  * Before the sandbox (the socket path is unreachable after it): connects to socket_path,
  * checks that the serving process runs as our uid or as root, and asks it for a handover.
- * Returns the control socket, or a negative errno (logged: no daemon there, one that does
- * not know the handover, one that refused it).
+ * Returns the control socket, with the old process's listening socket and lock file in
+ * *listen_fd and *lock_fd (this process's from now on; it must not accept on the socket
+ * before it took over), or a negative errno (logged: no daemon there, one that does not know
+ * the handover, one that refused it).
  */
-int handover_connect(const char *socket_path);
+int handover_connect(const char *socket_path, int *listen_fd, int *lock_fd);
 /*
  * Once this process is ready to serve: asks the old one to stop and receives its package.
  * 0, or a negative errno (logged); everything received is checked for shape (counts, sizes,
@@ -70,10 +73,10 @@ int handover_ready(int ctl, int status);
 /* Whether the first message waiting on a new connection is a handover request (peeked: it
  * stays unread). Waits up to HANDOVER_PEEK_TIMEOUT_MS for it. */
 bool handover_requested(int fd);
-/* Reads the request, checks the peer (our uid or root) and the version, and answers it.
- * 0: the connection is now the control socket of a pending handover. Negative errno (logged)
- * otherwise; the caller closes fd. */
-int handover_welcome(int fd);
+/* Reads the request, checks the peer (our uid or root) and the version, and answers it with
+ * our listening socket and lock file. 0: the connection is now the control socket of a
+ * pending handover. Negative errno (logged) otherwise; the caller closes fd. */
+int handover_welcome(int fd, int listen_fd, int lock_fd);
 /* The pending handover's control socket is readable: 0 when the new process asks to start,
  * a negative errno when it went away or sent something else (logged at info level). */
 int handover_poll_start(int ctl);

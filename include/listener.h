@@ -14,9 +14,8 @@ int listener_lock(const char *socket_path);
 void listener_unlock(int lock_fd, const char *socket_path);
 /* Writes pid into the lock file (a new owner of the lock after a handover). */
 int listener_write_pid(int lock_fd, pid_t pid);
-/* Removes the socket and its lock file if nobody holds the lock any more (the monitor of a
- * process that took them over by a handover, once that process ended). */
-void listener_reclaim(const char *socket_path);
+/* The pid the lock file names (listener_write_pid), or -1. */
+pid_t listener_read_pid(int lock_fd);
 
 /*
  * Creates and binds the socket at path (replacing a stale socket file), with group

@@ -22,6 +22,10 @@ struct sandbox {
     unsigned max_restarts; /* --max-restarts: at most this many within any 60 s; 0: never */
     const char *modcaps;   /* --modcaps, and what the serving process needs of DAC_READ_SEARCH: */
     enum caps_fh fh_caps;  /* the monitor keeps what a new serving process will keep */
+    /* Asked before a restart (NULL: always yes): false when the process that died was not
+     * yet the one serving (an --upgrade that had not taken over). */
+    bool (*may_restart)(void *opaque);
+    void *restart_opaque;
 
     const char *root; /* the share's path once confined ("/" or shared_dir) */
     int proc_self_fd; /* /proc/self/fd of the confined process (O_PATH), or -1 */

@@ -11,7 +11,11 @@
  * The conversation, on that one connection (the control socket):
  *
  *   new -> old  HELLO    {magic "VFSUPGRD", version, pid}      before the new one's sandbox
- *   old -> new  WELCOME  {magic, version, pid}                 the old one keeps serving
+ *   old -> new  WELCOME  {magic, version, pid} + 2 fds: the listening socket and the lock
+ *                        file, so that the new process's monitor (namespace sandbox) holds
+ *                        them from the start, as a daemon started normally does, and can
+ *                        restart its serving process once it took over; the old one keeps
+ *                        serving
  *   new -> old  START    {}                                    the new one is set up
  *               (old: stops every queue, saves the FUSE session into a memfd)
  *   old -> new  PACKAGE  {struct wire_package, regions, queues, heads out}
@@ -275,10 +279,22 @@ static int check_peer(int fd, const char *who)
     return 0;
 }
 
+static int check_type(int fd, mode_t type)
+{
+    struct stat st;
+    if (fd < 0)
+        return 0;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    return (st.st_mode & S_IFMT) == type ? 0 : -EPROTO;
+}
+
 /* ---- the new process ---------------------------------------------------------------------- */
 
-int handover_connect(const char *socket_path)
+int handover_connect(const char *socket_path, int *listen_fd, int *lock_fd)
 {
+    int fds[2] = {-1, -1};
+    unsigned nfds = 0;
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (!socket_path || strlen(socket_path) >= sizeof(addr.sun_path))
         return -ENAMETOOLONG;
@@ -297,8 +313,10 @@ int handover_connect(const char *socket_path)
     struct ho_hdr h;
     struct ho_hello w;
     if (ret == 0) {
-        ret = recv_msg(fd, &h, &w, sizeof(w), NULL, 0, NULL, LISTENER_IO_TIMEOUT_S * 1000);
-        if (ret == 0 && (h.request != HO_WELCOME || h.size != sizeof(w) || !hello_valid(&w)))
+        ret = recv_msg(fd, &h, &w, sizeof(w), fds, 2, &nfds, LISTENER_IO_TIMEOUT_S * 1000);
+        if (ret == 0 &&
+            (h.request != HO_WELCOME || h.size != sizeof(w) || !hello_valid(&w) || nfds != 2 ||
+             check_type(fds[0], S_IFSOCK) < 0 || check_type(fds[1], S_IFREG) < 0))
             ret = -EPROTO;
         if (ret == 0 && w.version != HANDOVER_VERSION)
             ret = -EPROTONOSUPPORT;
@@ -308,10 +326,13 @@ int handover_connect(const char *socket_path)
                       socket_path, strerror(-ret));
     }
     if (ret < 0) {
+        close_all(fds, nfds);
         close(fd);
         return ret;
     }
     log_info("upgrade: the daemon serving %s (pid %u) agreed to hand over", socket_path, w.pid);
+    *listen_fd = fds[0];
+    *lock_fd = fds[1];
     return fd;
 }
 
@@ -326,16 +347,6 @@ static int fd_at(const struct handover_package *p, int32_t i, int *out)
         return -EPROTO;
     *out = p->fds[i];
     return 0;
-}
-
-static int check_type(int fd, mode_t type)
-{
-    struct stat st;
-    if (fd < 0)
-        return 0;
-    if (fstat(fd, &st) < 0)
-        return -errno;
-    return (st.st_mode & S_IFMT) == type ? 0 : -EPROTO;
 }
 
 static int unpack_device(struct handover_package *p, const struct wire_package *w,
@@ -552,7 +563,7 @@ bool handover_requested(int fd)
     return n == (ssize_t)sizeof(h) && h.request == HO_HELLO && h.size == sizeof(struct ho_hello);
 }
 
-int handover_welcome(int fd)
+int handover_welcome(int fd, int listen_fd, int lock_fd)
 {
     struct ho_hdr h;
     struct ho_hello m;
@@ -568,7 +579,7 @@ int handover_welcome(int fd)
     }
     struct ho_hello w = hello_of_mine();
     if (ret == 0)
-        ret = send_msg(fd, HO_WELCOME, &w, sizeof(w), NULL, 0);
+        ret = send_msg(fd, HO_WELCOME, &w, sizeof(w), (const int[]){listen_fd, lock_fd}, 2);
     if (ret < 0 && ret != -EPERM && ret != -EPROTONOSUPPORT)
         log_error("upgrade: a bad handover request: %s; refused", strerror(-ret));
     if (ret == 0)

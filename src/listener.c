@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <string.h>
@@ -84,22 +85,16 @@ int listener_write_pid(int lock_fd, pid_t pid)
     return 0;
 }
 
-void listener_reclaim(const char *socket_path)
+pid_t listener_read_pid(int lock_fd)
 {
-    char path[4096];
-    if (snprintf(path, sizeof(path), "%s.pid", socket_path) >= (int)sizeof(path))
-        return;
-    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return;
-    /* Locked by nobody: whoever owned the paths is gone. Removed while we hold the lock, as
-     * listener_unlock does, so that no daemon locks a file about to disappear. */
-    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-        listener_close(-1, socket_path);
-        listener_unlock(fd, socket_path);
-        return;
-    }
-    close(fd);
+    char text[32] = "";
+    ssize_t n = pread(lock_fd, text, sizeof(text) - 1, 0);
+    if (n <= 0)
+        return -1;
+    text[n] = 0;
+    char *end;
+    long pid = strtol(text, &end, 10);
+    return end != text && pid > 0 && pid <= INT32_MAX ? (pid_t)pid : -1;
 }
 
 void listener_unlock(int lock_fd, const char *socket_path)

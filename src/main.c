@@ -125,7 +125,7 @@ static bool take_handover_request(struct daemon *d, int fd)
     if (d->ctl >= 0) {
         log_warn("upgrade: refused, another one is pending");
         close(fd);
-    } else if (handover_welcome(fd) < 0) {
+    } else if (handover_welcome(fd, d->listen_fd, d->lock_fd) < 0) {
         close(fd);
     } else {
         d->ctl = fd;
@@ -329,9 +329,10 @@ static int open_socket(struct daemon *d)
         d->listen_fd = o->fd;
         return 0;
     }
-    /* --upgrade: the socket and its lock come from the daemon serving the path, later. */
+    /* --upgrade: the socket and its lock come from the daemon serving the path (held from
+     * here on, by the namespace sandbox's monitor too; accepted on only once taken over). */
     if (o->upgrade) {
-        d->ctl = handover_connect(o->socket_path);
+        d->ctl = handover_connect(o->socket_path, &d->listen_fd, &d->lock_fd);
         return d->ctl < 0 ? d->ctl : 0;
     }
     d->lock_fd = listener_lock(o->socket_path);
@@ -398,8 +399,8 @@ static int take_over(struct daemon *d)
         log_error("upgrade: failed (%s); the running daemon goes on serving", strerror(-ret));
         return ret;
     }
-    d->listen_fd = handover_take_fd(&p, p.listen_fd);
-    d->lock_fd = handover_take_fd(&p, p.lock_fd);
+    /* The listening socket and the lock came with WELCOME already: the package's copies of
+     * them are closed with it. */
     d->adopted_conn = handover_take_fd(&p, p.conn_fd);
     handover_free(&p);
     if (listener_write_pid(d->lock_fd, d->outer_pid) < 0)
@@ -495,6 +496,18 @@ static int start_confined(struct daemon *d)
  */
 static struct daemon handed_over_daemon; /* a copy: main()'s frame is gone at exit */
 
+/*
+ * Whether the socket and its lock file are this daemon's: always, unless it was started with
+ * --upgrade — then only once its serving process took over (it wrote our pid into the lock
+ * file). Until then they are the running daemon's: not ours to remove, and a serving process
+ * of ours that dies is not restarted (the running daemon goes on serving).
+ */
+static bool took_over(void *opaque)
+{
+    const struct daemon *d = opaque;
+    return !d->opts.upgrade || (d->lock_fd >= 0 && listener_read_pid(d->lock_fd) == d->outer_pid);
+}
+
 static void stop(struct daemon *d)
 {
     if (d->handed_over && d->dev) {
@@ -510,7 +523,7 @@ static void stop(struct daemon *d)
     /* Once confined, the socket's path means something else (or nothing): the monitor, or
      * the next daemon taking over the stale socket, removes it. Handed over, they are the
      * new process's. */
-    bool confined = d->sb.root != d->sb.shared_dir || d->handed_over;
+    bool confined = d->sb.root != d->sb.shared_dir || d->handed_over || !took_over(d);
     const char *path = d->opts.fd >= 0 || confined ? NULL : d->opts.socket_path;
     if (d->listen_fd >= 0)
         listener_close(d->listen_fd, path);
@@ -553,14 +566,16 @@ int main(int argc, char **argv)
                             .n_uid_map = d.opts.n_uid_map,
                             .gid_map = d.opts.gid_map,
                             .n_gid_map = d.opts.n_gid_map,
-                            /* A daemon that took over by --upgrade got its listening socket
-                             * in the serving process: its monitor has none to restart with. */
-                            .max_restarts = d.opts.upgrade ? 0 : d.opts.max_restarts,
+                            .max_restarts = d.opts.max_restarts,
                             .modcaps = d.opts.modcaps,
                             .root = d.opts.pt.shared_dir,
                             .proc_self_fd = -1};
 
     d.outer_pid = getpid();
+    if (d.opts.upgrade) {
+        d.sb.may_restart = took_over;
+        d.sb.restart_opaque = &d;
+    }
     int ret = start(&d);
     if (ret == 1) {
         /* The monitor: the confined child serves; we outlive it to clean up its paths. A
@@ -575,15 +590,12 @@ int main(int argc, char **argv)
             d.sb.root = d.sb.shared_dir;
             d.handed_over = status == EXIT_HANDED_OVER;
             stop(&d);
-            /* A child that took the paths over by a handover: they are ours to clean up,
-             * unless it handed them on in turn (or never got them: then their owner still
-             * holds the lock). */
-            if (d.opts.upgrade && !d.handed_over)
-                listener_reclaim(d.opts.socket_path);
             options_free(&d.opts);
             return d.handed_over ? EXIT_OK : status;
         }
-        /* A new serving process, the last one having died of a signal. */
+        /* A new serving process, the last one having died of a signal (after it took over,
+         * with --upgrade: took_over): an ordinary one, on the socket the monitor holds. */
+        d.opts.upgrade = false;
         ret = status < 0 ? status : start_confined(&d);
     }
     if (ret == 0)

@@ -485,6 +485,12 @@ static int restart(struct sandbox *sb, int sig, enum sandbox_role *role)
         log_error("the serving process died of signal %d (%s)", sig, strsignal(sig));
         return 128 + sig;
     }
+    if (sb->may_restart && !sb->may_restart(sb->restart_opaque)) {
+        log_error("the serving process died of signal %d (%s) before it took over from the "
+                  "running daemon (--upgrade), which goes on serving: exiting",
+                  sig, strsignal(sig));
+        return 128 + sig;
+    }
     if (!count_restart(sb, &in_window)) {
         log_error("the serving process died of signal %d (%s); %u restarts within %d s "
                   "already (--max-restarts): exiting",

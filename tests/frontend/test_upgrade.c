@@ -567,7 +567,7 @@ struct hello_msg {
 } __attribute__((packed));
 
 #define HO_HELLO   0x55504701u
-#define HO_VERSION 2 /* handover.h's HANDOVER_VERSION */
+#define HO_VERSION 3 /* handover.h's HANDOVER_VERSION */
 
 static void send_hello(int fd, const char *magic, uint32_t version)
 {
@@ -717,7 +717,8 @@ static int fake_new_hello(void)
     g_assert_cmpuint(h.size, ==, sizeof(welcome));
     ho_read(fd, welcome, sizeof(welcome), &nfds);
     g_assert_cmpint(memcmp(welcome, "VFSUPGRD", 8), ==, 0);
-    g_assert_cmpuint(nfds, ==, 0);
+    /* The listening socket and the lock file (handover version 3). */
+    g_assert_cmpuint(nfds, ==, 2);
     return fd;
 }
 
@@ -1286,6 +1287,21 @@ static void test_namespace_paths(void)
     g_free(text);
     run_round(&l);
     fe_close(l.fe);
+    load_open(&l, FE_PROFILE_QEMU);
+    run_round(&l);
+    fe_close(l.fe);
+    /* The new daemon's monitor got the socket with the handover's first answer, as a daemon
+     * started normally holds it: when its serving process dies, it starts a new one. */
+    pid_t serving = test_daemon_serving_pid(&daemon_);
+    g_assert_cmpint(serving, >, 0);
+    g_assert_cmpint(kill(serving, SIGKILL), ==, 0);
+    pid_t next = -1;
+    for (int i = 0; i < 500 && (next <= 0 || next == serving); i++) {
+        g_usleep(10000);
+        next = test_daemon_serving_pid(&daemon_);
+    }
+    g_assert_cmpint(next, >, 0);
+    g_assert_cmpint(next, !=, serving);
     load_open(&l, FE_PROFILE_QEMU);
     run_round(&l);
     fe_close(l.fe);
