@@ -26,6 +26,7 @@ struct sandbox {
      * yet the one serving (an --upgrade that had not taken over). */
     bool (*may_restart)(void *opaque);
     void *restart_opaque;
+    unsigned restarts; /* in a serving process: how many died before it (0: the first) */
 
     const char *root; /* the share's path once confined ("/" or shared_dir) */
     int proc_self_fd; /* /proc/self/fd of the confined process (O_PATH), or -1 */

@@ -26,6 +26,9 @@ struct vu_dev_config {
     bool poll_when_crowded;      /* poll even when the workers take over half the CPUs */
     unsigned pool_threads;       /* the optional request thread pool shared by all queues
                                   * (0: each queue's worker serves its own requests) */
+    bool restarted;              /* a serving process started after one that died: the first
+                                  * front-end that runs rings without handing over an in-flight
+                                  * area (no session to restore) is said so, once */
 };
 
 struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config *cfg);

@@ -360,7 +360,8 @@ static int open_filesystem(struct daemon *d)
                                        .queue_threads = d->opts.queue_threads,
                                        .poll_us = d->opts.queue_poll_us,
                                        .poll_when_crowded = d->opts.queue_poll_us_given,
-                                       .pool_threads = d->opts.thread_pool_size};
+                                       .pool_threads = d->opts.thread_pool_size,
+                                       .restarted = d->sb.restarts > 0};
     d->dev = d->fuse ? vu_dev_new(d->fuse, &dcfg) : NULL;
     return d->dev ? 0 : -ENOMEM;
 }
@@ -483,7 +484,8 @@ static int start_confined(struct daemon *d)
     STEP("seccomp", seccomp_install(o->seccomp));
     /* After dropping capabilities: whether handles can be opened depends on what is left. */
     STEP("file handles", pt_setup_file_handles(d->fs));
-    if (o->upgrade)
+    /* A serving process the monitor restarted is an ordinary one: the first took over. */
+    if (o->upgrade && d->sb.restarts == 0)
         STEP("take over", take_over(d));
     log_info("serving %s on %s", o->pt.shared_dir, o->socket_path ? o->socket_path : "--fd");
     return 0;

@@ -502,6 +502,7 @@ static int restart(struct sandbox *sb, int sig, enum sandbox_role *role)
               sig, strsignal(sig), n_restarts, in_window, RESTART_WINDOW_MS / 1000,
               sb->max_restarts);
     int ret = caps_monitor_effective(true);
+    sb->restarts = n_restarts;
     if (ret == 0)
         ret = spawn_server(sb, role);
     if (*role == SANDBOX_CONFINED)

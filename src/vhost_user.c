@@ -164,6 +164,7 @@ struct vu_dev {
      * first queue starts while inflight_pending. */
     struct inflight_area *inflight;
     bool inflight_pending;
+    bool restarted; /* vu_dev_config.restarted, until said */
     /*
      * For a planned upgrade (vu_dev_export): what the device was given beyond what it maps.
      * The memory table's files, one duplicate per region (by guest-physical start); the log's
@@ -1123,6 +1124,13 @@ static int handle_message(struct vu_dev *dev, int conn)
         ret = handle_set(dev, &m);
     if (ret == 0 && dev->inflight_pending && may_start_ring(m.hdr.request))
         ret = finish_inflight(dev);
+    if (ret == 0 && dev->restarted && !dev->inflight && any_queue_running(dev)) {
+        /* The one line a restart that cannot go on with the session owes the user. */
+        log_warn("restarted after the last serving process died, and the front-end handed "
+                 "over no in-flight area: no session to restore, the guest must mount again "
+                 "(QEMU's vhost-user-fs neither reconnects nor tracks requests in flight)");
+        dev->restarted = false;
+    }
     close_fds(&m);
     if (ret < 0)
         log_error("vhost-user: %s failed: %s", h->name, strerror(-ret));
@@ -1446,6 +1454,7 @@ struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config 
         return NULL;
     dev->fuse = fuse;
     dev->fault_fd = -1;
+    dev->restarted = cfg->restarted;
     dev->log_fd = -1;
     dev->inflight_fd = -1;
     dev->nqueues = VU_HIPRIO_QUEUES + cfg->num_request_queues;

@@ -200,6 +200,8 @@ static pid_t kill_and_reconnect(struct test_daemon *d, bool userns, pid_t server
         g_strdup_printf("died of signal 9 (Killed); starting a new one (restart %u,", nth);
     g_assert_true(test_daemon_log_contains(d, line));
     g_free(line);
+    /* QEMU's order, no in-flight area: the one line that says the session could not go on. */
+    g_assert_true(test_daemon_log_contains(d, "no session to restore, the guest must mount again"));
     return fresh;
 }
 
