@@ -56,6 +56,7 @@
 #include "creds.h"
 #include "file_handle.h"
 #include "hash.h"
+#include "array_grow.h"
 #include "log.h"
 #include "pt_core.h"
 
@@ -103,21 +104,9 @@ void pt_state_free(struct pt_state *st)
     pt_state_init(st);
 }
 
-/* Makes room for need elements of size bytes in *p (capacity *cap), doubling. */
 static int grow(void **p, size_t *cap, size_t need, size_t size)
 {
-    size_t n = *cap ? *cap : 64;
-    void *q;
-
-    if (need <= *cap)
-        return 0;
-    while (n < need)
-        n *= 2;
-    if (n > SIZE_MAX / size || !(q = realloc(*p, n * size)))
-        return -ENOMEM;
-    *p = q;
-    *cap = n;
-    return 0;
+    return array_grow(p, cap, need, size, SIZE_MAX);
 }
 
 /* Copies len bytes of path into the arena (NUL-terminated); its offset in *off. */

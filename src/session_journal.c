@@ -110,6 +110,7 @@
 
 #include "fuse_server.h"
 #include "hash.h"
+#include "array_grow.h"
 #include "log.h"
 #include "pt_state.h"
 
@@ -446,18 +447,7 @@ static void model_clear(struct model *m)
 
 static int grow(void **p, size_t *cap, size_t need, size_t size)
 {
-    size_t n = *cap ? *cap : 64;
-    void *q;
-
-    if (need <= *cap)
-        return 0;
-    while (n < need)
-        n *= 2;
-    if (n > SIZE_MAX / size || n > UINT32_MAX || !(q = realloc(*p, n * size)))
-        return -ENOMEM;
-    *p = q;
-    *cap = n;
-    return 0;
+    return array_grow(p, cap, need, size, UINT32_MAX);
 }
 
 static uint64_t name_key(uint64_t parent, const char *name, size_t len)
