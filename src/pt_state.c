@@ -1523,7 +1523,11 @@ static int walk_unfound(struct pt_fs *fs, struct pt_state *st, struct unfound *u
             continue;
         }
         if (!lost++)
-            log_warn("restore: %s; it is lost (EIO to the guest)", st->why[0] ? st->why : u->first);
+            log_warn("restore: nodeid %llu (%s) was not found; it is lost (EIO to the guest)",
+                     (unsigned long long)in->nodeid,
+                     st->why[0]    ? st->why
+                     : u->first[0] ? u->first
+                                   : "no path known");
         st->why[0] = '\0';
         in->lost = true;
         ret = r == -ENOMEM ? r : install_lost(fs, in);
