@@ -115,6 +115,10 @@ struct fuse_req_ctx {
  */
 void fuse_session_end_waits(struct fuse_session *se, struct fuse_late_sink *sink);
 
+/* After a request, outside its RCU read-side section: the filesystem's between-requests
+ * work (pt_quiescent). */
+void fuse_session_quiescent(struct fuse_session *se);
+
 /*
  * Serves the request in elem (a chain popped from a virtqueue) and returns the number of
  * bytes written to its device-writable part: the length to put in the used ring. A request

@@ -50,6 +50,10 @@ struct pt_handle {
 
 struct htab;
 
+/* Open handles (each holds an fd) in every table of the process, as a counter the inode
+ * table's fd cache can read (RLIMIT_NOFILE is per process); atomic. */
+const unsigned long *htab_fd_counter(void);
+
 int htab_new(struct htab **out);
 /* Frees every handle and the table. No op may be in flight; not inside rcu_read_lock(). */
 void htab_free(struct htab *t);

@@ -43,22 +43,39 @@ struct itab_key {
     uint64_t mnt_id;
 };
 
+/*
+ * Where an inode's O_PATH fd can be opened again after the fd cache (below) closed it: the
+ * name it was last seen under and its directory's nodeid. Replaced whole (RCU), never edited.
+ */
+struct pt_loc {
+    struct rcu_head rcu;
+    uint64_t parent;
+    char name[];
+};
+
+/* Laid out to fit 120 bytes (a 128-byte allocation): a daemon may hold millions. */
 struct pt_inode {
     /* Immutable after insertion. */
     uint64_t nodeid;
     struct itab_key key;
-    int fd;                /* O_PATH|O_NOFOLLOW, owned by the inode; -1 if handle-only */
     struct pt_fhandle *fh; /* the file handle of a handle-only inode, owned; else NULL */
-    mode_t type;           /* S_IFMT bits */
-    uint64_t generation;
 
-    /* Internal. */
-    uint64_t refcount; /* FUSE lookup count; atomic */
-    int published;     /* 1 once linked into the key table; atomic */
+    struct pt_loc *loc; /* RCU-protected; NULL: fd stays open as long as the inode */
+    uint64_t refcount;  /* FUSE lookup count; atomic */
+    /*
+     * O_PATH|O_NOFOLLOW, owned by the inode; -1 if handle-only, or while the fd cache has
+     * closed it (then loc says where to open it again). Atomic: read with itab_inode_fd.
+     */
+    int fd;
+    uint32_t slot;     /* 1 + index in the fd cache's clock, 0: not there; under its lock */
+    uint16_t type;     /* S_IFMT bits; immutable */
+    uint8_t used;      /* the clock's reference bit: set by every use of fd; atomic */
+    uint8_t published; /* 1 once linked into the key table; atomic */
     bool pinned;       /* the root: never freed by FORGET */
     /* 1 while the guest unlinked the file and the daemon keeps it under its hidden name in
      * the share's root (pt_core.c, "deferred removal"); atomic. */
     uint8_t hidden;
+
     struct cds_lfht_node key_node;
     struct cds_lfht_node id_node;
     struct rcu_head rcu;
@@ -102,15 +119,85 @@ struct pt_inode *itab_find_ref(struct itab *t, const struct itab_key *key, itab_
 
 /*
  * Inserts a new inode for key owning fd (-1: none) and fh (NULL: none), or, if another thread
- * inserted one meanwhile, references that one. fd and fh are always consumed (released when
- * not used or on error). Returns 0 or -errno.
+ * inserted one meanwhile, references that one. loc (NULL: none) is where fd can be opened
+ * again: an inode with one keeps fd only while the fd cache has room. fd, fh and loc are
+ * always consumed (released when not used or on error). Returns 0 or -errno.
  */
 int itab_insert(struct itab *t, const struct itab_key *key, int fd, struct pt_fhandle *fh,
-                mode_t type, struct pt_inode **out);
+                struct pt_loc *loc, mode_t type, struct pt_inode **out);
 
 /* Number of inodes holding an fd, in every table of the process (RLIMIT_NOFILE is per
  * process): what the automatic --inode-file-handles mode budgets. */
 unsigned long itab_fd_inodes(void);
+
+/*
+ * ---- the fd cache ----
+ *
+ * An inode that keeps an O_PATH fd pins one of the process's open files, and a guest can learn
+ * any number of inodes. So the table bounds the fds of the inodes that have a place to open
+ * them again (a pt_loc, the name the inode was last seen under): an inode keeps an fd only
+ * while the inodes' fds and the others counted with them (open handles) stay under the cap.
+ * Near the cap, the clock (second chance: every use sets the inode's used bit) picks the fds
+ * of the inodes used least lately, and itab_fd_reclaim closes them after an RCU grace period,
+ * outside any read-side section, so that an op that read such an fd may finish with it. An op
+ * that finds the fd closed opens it again (pt_core.c) and gives it back with itab_fd_install
+ * while there is room, or uses it for itself. Inodes without a pt_loc (the root, one the guest
+ * unlinked, one restored from a migration) keep their fds.
+ */
+
+/* This thread's view of inode's fd: -1 if it has none now. Marks the inode used. */
+static inline int itab_inode_fd(struct pt_inode *inode)
+{
+    if (!__atomic_load_n(&inode->used, __ATOMIC_RELAXED))
+        __atomic_store_n(&inode->used, 1, __ATOMIC_RELAXED);
+    return __atomic_load_n(&inode->fd, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * At most cap fds for t's inodes together with *others (other fds drawn from the same budget,
+ * read atomically: open handles), as far as inodes can give theirs back. cap 0: no bound (the
+ * default); others may be NULL.
+ */
+void itab_set_fd_cap(struct itab *t, unsigned long cap, const unsigned long *others);
+/* Inodes of t holding an fd now. */
+unsigned long itab_fds(struct itab *t);
+/* Whether t's cache ever closed an fd (until then every inode with a place still has its fd). */
+bool itab_fd_evicting(struct itab *t);
+
+/* A place for itab_insert: name in directory parent (malloc'd; NULL when out of memory). */
+struct pt_loc *itab_loc_new(uint64_t parent, const char *name);
+
+/*
+ * Gives inode (whose fd the cache closed) the O_PATH fd just opened for it. True: the inode
+ * owns fd now (valid until the caller's rcu_read_unlock at least); false: no room, another
+ * thread gave it one first, or the inode is being forgotten, and the caller still owns fd.
+ */
+bool itab_fd_install(struct itab *t, struct pt_inode *inode, int fd);
+
+/*
+ * Sets where inode can be opened again: name in the directory nodeid parent. name NULL: the
+ * inode keeps its fd for good (a file the guest unlinked: no name leads to it any more);
+ * -EAGAIN if it has none now. 0 or -errno (-ENOMEM: the inode keeps the place it had).
+ * Inside rcu_read_lock().
+ */
+int itab_set_loc(struct itab *t, struct pt_inode *inode, uint64_t parent, const char *name);
+
+/* Asks the next itab_fd_reclaim to close n cached fds (room for other fds: open handles). */
+void itab_fd_evict(struct itab *t, unsigned long n);
+
+/*
+ * Closes the fds the clock picks when room was asked for (near the cap, or itab_fd_evict);
+ * nothing otherwise (one atomic load). Waits for a grace period: call it outside any read-side
+ * section, from a registered thread (a queue worker between requests).
+ */
+void itab_fd_reclaim(struct itab *t);
+
+/* Whether inode was lost by a migration: no fd, no file handle, nowhere to reopen it. */
+static inline bool itab_inode_lost(const struct pt_inode *inode)
+{
+    return __atomic_load_n(&inode->fd, __ATOMIC_ACQUIRE) < 0 && !inode->fh &&
+           !__atomic_load_n(&inode->loc, __ATOMIC_ACQUIRE);
+}
 
 /* Finds a live inode by nodeid (NULL if unknown or forgotten). Takes no reference. */
 struct pt_inode *itab_get(struct itab *t, uint64_t nodeid);

@@ -37,10 +37,18 @@ enum cache_mode {
     CACHE_ALWAYS,   /* long timeouts, page cache kept across opens */
 };
 
-/* --inode-file-handles: what inodes the guest holds keep open on the host. */
+/*
+ * --inode-file-handles: what inodes the guest holds keep open on the host. Inodes that keep
+ * O_PATH fds do so within the fd budget: beyond it the fd cache closes the fds of those used
+ * least lately and opens them again by name when needed (inode_table.h), so no mode runs the
+ * daemon out of fds.
+ */
 enum inode_fh_mode {
-    FH_NEVER,     /* an O_PATH fd per inode (also what a zeroed pt_config means) */
-    FH_AUTO,      /* the default: fds up to a budget (half of RLIMIT_NOFILE), then handles */
+    FH_NEVER, /* an O_PATH fd per inode (also what a zeroed pt_config means) */
+    /* The default: on a share that is a whole file system as mounted, fds up to half of
+     * RLIMIT_NOFILE, then handles; on a share inside a larger file system (where a handle
+     * could name any file of that file system, fh_policy.h) always fds. */
+    FH_AUTO,
     FH_PREFER,    /* a file handle where the file system gives one, else an fd */
     FH_MANDATORY, /* a file handle always; a lookup fails where there is none */
 };
@@ -147,6 +155,12 @@ const struct pt_config *pt_get_config(const struct pt_fs *fs);
 void pt_init(struct pt_fs *fs, uint64_t negotiated_flags);
 /* Drops every inode but the root and every open handle (DESTROY, a new INIT, a disconnect). */
 void pt_reset(struct pt_fs *fs);
+/*
+ * Between requests, outside any RCU read-side section, on a registered thread: closes the
+ * inode fds the fd cache set aside to stay within the open-file budget (inode_table.h). Costs
+ * one atomic load when there is nothing to do; else waits for a grace period.
+ */
+void pt_quiescent(struct pt_fs *fs);
 
 /*
  * FUSE requests carry the caller's uid and gid but not its supplementary groups, so the host

@@ -65,6 +65,9 @@ struct pt_fs {
     bool group_retry;    /* pt_retry_groups may add groups (pt_group_retry_sound) */
     uint64_t timeout;    /* entry and attribute timeout, seconds */
     struct fh_policy fh; /* --inode-file-handles (fh_policy.h) */
+    /* The fds the guest's inodes and open handles may hold together (pt_lifetime.c's
+     * fd_budget); the rest of RLIMIT_NOFILE is the daemon's reserve. 0: no bound. */
+    unsigned long guest_fds;
 };
 
 /* The name "N" of fd N in /proc/self/fd, for *at calls on fs->proc_self_fd. */
@@ -134,18 +137,23 @@ struct pt_fdref {
 int pt_inode_fd_open(struct pt_fs *fs, const struct pt_inode *inode, struct pt_fdref *ref);
 
 /*
- * The one way ops reach an inode's O_PATH fd: the fd the inode keeps, or for a handle-only
- * inode one opened by handle (-ESTALE once the file is gone on the host; -EIO for an inode a
- * migration lost, which has neither). Returns the fd or
- * -errno; every success is paired with pt_inode_fd_put. Valid until then (and at most until
- * the op's rcu_read_unlock).
+ * The one way ops reach an inode's O_PATH fd: the fd the inode keeps; for a handle-only inode
+ * one opened by handle (-ESTALE once the file is gone on the host); for one whose fd the fd
+ * cache closed (inode_table.h), the fd opened again where the inode was last seen (-ESTALE if
+ * that name leads elsewhere now); -EIO for an inode a migration lost, which has neither.
+ * Returns the fd or -errno; every success is paired with pt_inode_fd_put. Valid until then
+ * (and at most until the op's rcu_read_unlock).
  */
 static inline int pt_inode_fd(struct pt_fs *fs, const struct pt_inode *inode, struct pt_fdref *ref)
 {
-    ref->fd = inode->fd;
+    /* The fd and the clock's used bit are the cache's, not the inode's identity: an op holding
+     * a const inode still marks it used and may have its fd opened again. */
+    int fd = itab_inode_fd((struct pt_inode *)inode);
+
+    ref->fd = fd;
     ref->owned = false;
-    if (__builtin_expect(inode->fd >= 0, 1))
-        return inode->fd;
+    if (__builtin_expect(fd >= 0, 1))
+        return fd;
     return pt_inode_fd_open(fs, inode, ref);
 }
 
@@ -168,6 +176,13 @@ static inline void pt_inode_fd_put(struct pt_fdref *ref)
  * nothing): opening a device node reaches the host device, opening a FIFO may block.
  */
 int pt_reopen(struct pt_fs *fs, int path_fd, int flags);
+
+/*
+ * Room for one more open handle (OPEN, CREATE, OPENDIR) within fs->guest_fds: inodes' cached
+ * fds are closed to make it; -EMFILE once the guest's open handles fill all but an eighth of
+ * the budget (the guest's open() fails with "Too many open files", and nothing else does).
+ */
+int pt_handle_room(struct pt_fs *fs);
 
 /* ---- names -------------------------------------------------------------------------------- */
 
@@ -262,8 +277,18 @@ int pt_attr_out(struct pt_fs *fs, const struct pt_inode *inode, int pfd, struct 
  * (possibly new) inode, which keeps an fd or a file handle as fh_policy decides. Returns 0 or
  * -errno.
  */
-int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd,
+int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd, const char *name,
                      struct fuse_entry_out *out);
+
+/*
+ * Before the guest's call removes name in directory fd d (UNLINK, RMDIR, RENAME over it): if
+ * the guest holds that inode and the fd cache could close its fd, it keeps its fd from now on
+ * (no name will lead to it). After a RENAME: pt_inode_moved gives the moved inode its new
+ * place. Both are best effort: an inode whose place is wrong answers ESTALE until the guest's
+ * next LOOKUP of it.
+ */
+void pt_inode_keep_fd(struct pt_fs *fs, int d, const char *name);
+void pt_inode_moved(struct pt_fs *fs, int d, uint64_t newparent, const char *newname);
 
 /* Looks name up in parent and builds the entry. Returns 0 or -errno. */
 int pt_do_lookup(struct pt_fs *fs, struct pt_inode *parent, const char *name,

@@ -1458,6 +1458,11 @@ static int load_request(struct fuse_req *req)
     return 0;
 }
 
+void fuse_session_quiescent(struct fuse_session *se)
+{
+    pt_quiescent(se->fs);
+}
+
 uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
                               const struct vq_elem *elem, const struct fuse_req_ctx *ctx)
 {

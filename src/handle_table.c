@@ -35,6 +35,16 @@ int htab_new(struct htab **out)
     return 0;
 }
 
+/* Open handles, process-wide (atomic). A released one stops counting when it leaves its table,
+ * not when its fd closes after the grace period: a guest that closes files may open others at
+ * once (the reserve covers the fds still closing). */
+static unsigned long open_fds;
+
+const unsigned long *htab_fd_counter(void)
+{
+    return &open_fds;
+}
+
 static void handle_free_rcu(struct rcu_head *head)
 {
     struct pt_handle *h = caa_container_of(head, struct pt_handle, rcu);
@@ -46,6 +56,13 @@ static void handle_free_rcu(struct rcu_head *head)
     }
     close(h->fd);
     free(h);
+}
+
+/* A handle out of its table: no longer counted, freed after a grace period. */
+static void handle_drop(struct pt_handle *h)
+{
+    __atomic_sub_fetch(&open_fds, 1, __ATOMIC_RELAXED);
+    call_rcu(&h->rcu, handle_free_rcu);
 }
 
 static struct pt_dirstream *dirstream_new(void)
@@ -82,6 +99,7 @@ static struct pt_handle *handle_new(uint64_t nodeid, int fd, bool dir)
     }
     h->fd = fd;
     h->nodeid = nodeid;
+    __atomic_add_fetch(&open_fds, 1, __ATOMIC_RELAXED);
     cds_lfht_node_init(&h->node);
     return h;
 }
@@ -97,7 +115,7 @@ int htab_insert_at(struct htab *t, uint64_t fh, uint64_t nodeid, int fd, bool di
         return -ENOMEM;
     h->fh = fh;
     if (cds_lfht_add_unique(t->ht, hash_u64(fh), fh_match, &fh, &h->node) != &h->node) {
-        call_rcu(&h->rcu, handle_free_rcu);
+        handle_drop(h);
         return -EEXIST;
     }
     return 0;
@@ -160,7 +178,7 @@ int htab_remove(struct htab *t, uint64_t fh, uint64_t nodeid)
     /* Of two concurrent RELEASEs of one fh only the one whose delete succeeds frees it. */
     if (!h || cds_lfht_del(t->ht, &h->node) != 0)
         return -EBADF;
-    call_rcu(&h->rcu, handle_free_rcu);
+    handle_drop(h);
     return 0;
 }
 
@@ -176,7 +194,7 @@ void htab_clear(struct htab *t)
         struct pt_handle *h = caa_container_of(node, struct pt_handle, node);
 
         if (cds_lfht_del(t->ht, node) == 0)
-            call_rcu(&h->rcu, handle_free_rcu);
+            handle_drop(h);
     }
     rcu_read_unlock();
 }

@@ -18,10 +18,13 @@
 
 #include <errno.h>
 #include <linux/fuse.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "array_grow.h"
 #include "file_handle.h"
 #include "hash.h"
 
@@ -29,6 +32,17 @@ struct itab {
     struct cds_lfht *by_key;
     struct cds_lfht *by_id;
     uint64_t next_nodeid; /* atomic; the last nodeid handed out */
+
+    /* The fd cache (inode_table.h): the inodes whose fds it may close, in a clock. */
+    pthread_mutex_t fd_lock;
+    struct pt_inode **clock;
+    size_t clock_n, clock_cap, hand;
+    unsigned long fd_cap;        /* 0: no bound */
+    const unsigned long *others; /* other fds counted against fd_cap, or NULL */
+    unsigned long nfds;    /* inodes of this table holding an fd; atomic, changed under fd_lock */
+    unsigned long reclaim; /* fds the next itab_fd_reclaim closes; atomic */
+    bool reclaiming;       /* a thread is in itab_fd_reclaim; atomic */
+    bool evicting;         /* an fd was ever closed by the clock; atomic */
 };
 
 static unsigned long key_hash(const struct itab_key *k)
@@ -73,9 +87,13 @@ int itab_new(struct itab **out)
         return -ENOMEM;
     }
     t->next_nodeid = FUSE_ROOT_ID;
+    pthread_mutex_init(&t->fd_lock, NULL);
     *out = t;
     return 0;
 }
+
+/* A daemon may hold millions of inodes: keep them within a 128-byte allocation. */
+_Static_assert(sizeof(struct pt_inode) <= 120, "struct pt_inode grew");
 
 /* Inodes holding an fd, process-wide (atomic). */
 static unsigned long fd_inodes;
@@ -118,6 +136,7 @@ static void inode_free_rcu(struct rcu_head *head)
         __atomic_sub_fetch(&fd_inodes, 1, __ATOMIC_RELAXED);
     close_fd(inode->fd);
     fh_free(inode->fh);
+    free(inode->loc);
     free(inode);
 }
 
@@ -143,9 +162,15 @@ bool itab_ref(struct pt_inode *inode)
     return true;
 }
 
+/* The fd cache's side of an inode's life (at the end of this file). */
+static bool fd_keep_new(struct itab *t);
+static void fd_cache_admit(struct itab *t, struct pt_inode *inode);
+static void fd_cache_drop(struct itab *t, struct pt_inode *inode);
+
 /* Unlinks a published inode whose count reached zero; called exactly once per inode. */
 static void inode_remove(struct itab *t, struct pt_inode *inode)
 {
+    fd_cache_drop(t, inode);
     /* -ENOENT is fine: a concurrent inserter may have unlinked it from the key table. */
     cds_lfht_del(t->by_key, &inode->key_node);
     cds_lfht_del(t->by_id, &inode->id_node);
@@ -239,6 +264,7 @@ static struct pt_inode *link_by_key(struct itab *t, struct pt_inode *inode, unsi
         struct pt_inode *other;
 
         if (got == &inode->key_node) {
+            fd_cache_admit(t, inode);
             publish(inode);
             return inode;
         }
@@ -260,15 +286,22 @@ struct pt_inode *itab_find_ref(struct itab *t, const struct itab_key *key, itab_
 }
 
 int itab_insert(struct itab *t, const struct itab_key *key, int fd, struct pt_fhandle *fh,
-                mode_t type, struct pt_inode **out)
+                struct pt_loc *loc, mode_t type, struct pt_inode **out)
 {
-    struct pt_inode *inode = inode_alloc(key, fd, fh, type);
+    struct pt_inode *inode;
 
+    if (fd >= 0 && loc && !fh && !fd_keep_new(t)) {
+        close(fd);
+        fd = -1;
+    }
+    inode = inode_alloc(key, fd, fh, type);
     if (!inode) {
         close_fd(fd);
         fh_free(fh);
+        free(loc);
         return -ENOMEM;
     }
+    inode->loc = loc;
     inode->nodeid = __atomic_add_fetch(&t->next_nodeid, 1, __ATOMIC_RELAXED);
     cds_lfht_add(t->by_id, hash_u64(inode->nodeid), &inode->id_node);
     *out = link_by_key(t, inode, key_hash(key));
@@ -285,7 +318,7 @@ int itab_ref_or_insert(struct itab *t, const struct itab_key *key, int fd, mode_
         *out = inode;
         return 0;
     }
-    return itab_insert(t, key, fd, NULL, type, out);
+    return itab_insert(t, key, fd, NULL, NULL, type, out);
 }
 
 int itab_insert_root(struct itab *t, const struct itab_key *key, int fd, mode_t type,
@@ -310,6 +343,8 @@ int itab_insert_root(struct itab *t, const struct itab_key *key, int fd, mode_t 
         call_rcu(&root->rcu, inode_free_rcu);
         return -EEXIST;
     }
+    if (fd >= 0)
+        __atomic_add_fetch(&t->nfds, 1, __ATOMIC_RELAXED);
     publish(root);
     rcu_read_unlock();
     *out = root;
@@ -333,6 +368,8 @@ static void reset_one(struct itab *t, struct pt_inode *inode)
 /* Final teardown: nothing else runs, so every inode goes, whatever its state. */
 static void free_one(struct itab *t, struct pt_inode *inode)
 {
+    if (is_published(inode))
+        fd_cache_drop(t, inode);
     cds_lfht_del(t->by_id, &inode->id_node);
     if (is_published(inode))
         cds_lfht_del(t->by_key, &inode->key_node); /* -ENOENT if already unlinked */
@@ -393,6 +430,8 @@ int itab_insert_at(struct itab *t, uint64_t nodeid, const struct itab_key *key, 
         return -EEXIST;
     }
     cds_lfht_add(t->by_id, hash_u64(nodeid), &inode->id_node);
+    if (fd >= 0)
+        __atomic_add_fetch(&t->nfds, 1, __ATOMIC_RELAXED);
     publish(inode);
     *out = inode;
     return 0;
@@ -446,5 +485,252 @@ void itab_free(struct itab *t)
     rcu_barrier();
     cds_lfht_destroy(t->by_key, NULL);
     cds_lfht_destroy(t->by_id, NULL);
+    free(t->clock);
+    pthread_mutex_destroy(&t->fd_lock);
     free(t);
+}
+
+/* ---- the fd cache ------------------------------------------------------------------------ */
+
+/* Fds closed together after one grace period, at most. */
+#define EVICT_MAX 4096
+
+static void free_loc_rcu(struct rcu_head *head)
+{
+    free(caa_container_of(head, struct pt_loc, rcu));
+}
+
+void itab_set_fd_cap(struct itab *t, unsigned long cap, const unsigned long *others)
+{
+    pthread_mutex_lock(&t->fd_lock);
+    t->fd_cap = cap;
+    t->others = others;
+    pthread_mutex_unlock(&t->fd_lock);
+}
+
+unsigned long itab_fds(struct itab *t)
+{
+    return __atomic_load_n(&t->nfds, __ATOMIC_RELAXED);
+}
+
+bool itab_fd_evicting(struct itab *t)
+{
+    return __atomic_load_n(&t->evicting, __ATOMIC_RELAXED);
+}
+
+/* The fds counted against the cap: the inodes' and the others'. */
+static unsigned long fds_used(struct itab *t)
+{
+    unsigned long used = __atomic_load_n(&t->nfds, __ATOMIC_RELAXED);
+
+    return t->others ? used + __atomic_load_n(t->others, __ATOMIC_RELAXED) : used;
+}
+
+/* Room for one more inode fd under the cap. */
+static bool fd_room(struct itab *t)
+{
+    return !t->fd_cap || fds_used(t) < t->fd_cap;
+}
+
+/*
+ * Near the cap (within a sixteenth): asks for room to be made, n fds more than the excess,
+ * by the next itab_fd_reclaim (which runs outside any read-side section).
+ */
+static void want_room(struct itab *t, unsigned long n)
+{
+    unsigned long used = fds_used(t), low = t->fd_cap - t->fd_cap / 16;
+
+    if (!t->fd_cap || used + n <= low)
+        return;
+    n += used > low ? used - low : 0;
+    __atomic_store_n(&t->reclaim, n, __ATOMIC_RELEASE);
+}
+
+/* Whether the clock may close inode's fd: it has one, and a place to open it again from. */
+static bool evictable(const struct pt_inode *inode)
+{
+    return __atomic_load_n(&inode->fd, __ATOMIC_ACQUIRE) >= 0 &&
+           __atomic_load_n(&inode->loc, __ATOMIC_ACQUIRE) && !inode->fh && !inode->pinned &&
+           !__atomic_load_n(&inode->hidden, __ATOMIC_ACQUIRE) &&
+           __atomic_load_n(&inode->refcount, __ATOMIC_ACQUIRE) != 0;
+}
+
+static void clock_add(struct itab *t, struct pt_inode *inode)
+{
+    if (inode->slot || array_grow((void **)&t->clock, &t->clock_cap, t->clock_n + 1,
+                                  sizeof(*t->clock), UINT32_MAX) < 0)
+        return; /* out of memory: the inode just keeps its fd */
+    t->clock[t->clock_n++] = inode;
+    inode->slot = (uint32_t)t->clock_n;
+    /* Just found or opened: the guest is about to use it. */
+    __atomic_store_n(&inode->used, 1, __ATOMIC_RELAXED);
+}
+
+static void clock_del(struct itab *t, struct pt_inode *inode)
+{
+    size_t i = inode->slot - 1;
+
+    if (!inode->slot)
+        return;
+    t->clock[i] = t->clock[--t->clock_n];
+    t->clock[i]->slot = (uint32_t)(i + 1);
+    inode->slot = 0;
+    if (t->hand >= t->clock_n)
+        t->hand = 0;
+}
+
+/* The clock sweep: takes the fds of up to n inodes not used since the hand last passed them
+ * into fds. Under fd_lock. */
+static unsigned sweep(struct itab *t, unsigned n, int *fds)
+{
+    size_t budget = 2 * t->clock_n + 1;
+    unsigned got = 0;
+
+    while (got < n && t->clock_n && budget--) {
+        struct pt_inode *inode = t->clock[t->hand];
+
+        if (!evictable(inode)) {
+            clock_del(t, inode); /* it keeps its fd; the hand now points at the next one */
+        } else if (__atomic_exchange_n(&inode->used, 0, __ATOMIC_RELAXED)) {
+            t->hand = (t->hand + 1) % t->clock_n;
+        } else {
+            fds[got++] = __atomic_exchange_n(&inode->fd, -1, __ATOMIC_ACQ_REL);
+            clock_del(t, inode);
+            __atomic_sub_fetch(&t->nfds, 1, __ATOMIC_RELAXED);
+            __atomic_sub_fetch(&fd_inodes, 1, __ATOMIC_RELAXED);
+        }
+    }
+    return got;
+}
+
+void itab_fd_reclaim(struct itab *t)
+{
+    unsigned long n = __atomic_load_n(&t->reclaim, __ATOMIC_ACQUIRE);
+    unsigned got;
+    int *fds;
+
+    /* One thread at a time; the others go on serving. */
+    if (!n || __atomic_exchange_n(&t->reclaiming, true, __ATOMIC_ACQ_REL))
+        return;
+    n = n < EVICT_MAX ? n : EVICT_MAX;
+    fds = malloc(n * sizeof(*fds));
+    if (fds) {
+        pthread_mutex_lock(&t->fd_lock);
+        got = sweep(t, (unsigned)n, fds);
+        __atomic_store_n(&t->reclaim, 0, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&t->fd_lock);
+        if (got)
+            __atomic_store_n(&t->evicting, true, __ATOMIC_RELAXED);
+        /* An op that read one of these fds inside its read-side section may still use it:
+         * they close once every such section has ended. */
+        synchronize_rcu();
+        for (unsigned i = 0; i < got; i++)
+            close(fds[i]);
+        free(fds);
+    }
+    __atomic_store_n(&t->reclaiming, false, __ATOMIC_RELEASE);
+}
+
+void itab_fd_evict(struct itab *t, unsigned long n)
+{
+    unsigned long old = __atomic_load_n(&t->reclaim, __ATOMIC_ACQUIRE);
+
+    if (old < n)
+        __atomic_store_n(&t->reclaim, n, __ATOMIC_RELEASE);
+}
+
+bool itab_fd_install(struct itab *t, struct pt_inode *inode, int fd)
+{
+    int none = -1;
+    bool ok = false;
+
+    pthread_mutex_lock(&t->fd_lock);
+    /* A count of zero: inode_remove ran or is about to (it takes this lock), and would not
+     * see the new fd in the clock. No room: the fd stays the caller's, for this op only. */
+    if (fd_room(t) && __atomic_load_n(&inode->refcount, __ATOMIC_ACQUIRE) != 0 &&
+        __atomic_compare_exchange_n(&inode->fd, &none, fd, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_RELAXED)) {
+        ok = true;
+        __atomic_add_fetch(&t->nfds, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&fd_inodes, 1, __ATOMIC_RELAXED);
+        if (evictable(inode))
+            clock_add(t, inode);
+    }
+    want_room(t, 1);
+    pthread_mutex_unlock(&t->fd_lock);
+    return ok;
+}
+
+struct pt_loc *itab_loc_new(uint64_t parent, const char *name)
+{
+    size_t len = strlen(name) + 1;
+    struct pt_loc *loc = malloc(sizeof(*loc) + len);
+
+    if (loc) {
+        loc->parent = parent;
+        memcpy(loc->name, name, len);
+    }
+    return loc;
+}
+
+int itab_set_loc(struct itab *t, struct pt_inode *inode, uint64_t parent, const char *name)
+{
+    struct pt_loc *old = __atomic_load_n(&inode->loc, __ATOMIC_ACQUIRE), *loc = NULL;
+
+    if (inode->fh || inode->pinned)
+        return 0; /* reopened by handle, or never closed */
+    if (name && old && old->parent == parent && strcmp(old->name, name) == 0)
+        return 0; /* the common case: seen where it was */
+    if (name && !(loc = itab_loc_new(parent, name)))
+        return -ENOMEM;
+    pthread_mutex_lock(&t->fd_lock);
+    if (!loc && __atomic_load_n(&inode->fd, __ATOMIC_ACQUIRE) < 0) {
+        /* Keeping an fd it does not have: the caller opens it again first. */
+        pthread_mutex_unlock(&t->fd_lock);
+        return -EAGAIN;
+    }
+    old = __atomic_exchange_n(&inode->loc, loc, __ATOMIC_ACQ_REL);
+    if (!loc)
+        clock_del(t, inode);
+    else if (evictable(inode))
+        clock_add(t, inode);
+    pthread_mutex_unlock(&t->fd_lock);
+    if (old)
+        call_rcu(&old->rcu, free_loc_rcu);
+    return 0;
+}
+
+/* Whether a new inode (placed: with a pt_loc) keeps the fd it was found with: only while
+ * there is room under the cap; else the op that found it is its last user. */
+static bool fd_keep_new(struct itab *t)
+{
+    bool keep;
+
+    pthread_mutex_lock(&t->fd_lock);
+    keep = fd_room(t);
+    want_room(t, 1);
+    pthread_mutex_unlock(&t->fd_lock);
+    return keep;
+}
+
+/* A new inode just linked: its fd counts, and the clock may close it from now on. */
+static void fd_cache_admit(struct itab *t, struct pt_inode *inode)
+{
+    if (inode->fd < 0)
+        return;
+    pthread_mutex_lock(&t->fd_lock);
+    __atomic_add_fetch(&t->nfds, 1, __ATOMIC_RELAXED);
+    if (evictable(inode))
+        clock_add(t, inode);
+    pthread_mutex_unlock(&t->fd_lock);
+}
+
+/* Before an inode's removal: out of the clock, its fd no longer counted in the table. */
+static void fd_cache_drop(struct itab *t, struct pt_inode *inode)
+{
+    pthread_mutex_lock(&t->fd_lock);
+    clock_del(t, inode);
+    if (inode->fd >= 0)
+        __atomic_sub_fetch(&t->nfds, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&t->fd_lock);
 }

@@ -378,6 +378,26 @@ int pt_reopen(struct pt_fs *fs, int path_fd, int flags)
     return fd < 0 ? -errno : fd;
 }
 
+int pt_handle_room(struct pt_fs *fs)
+{
+    unsigned long max = fs->guest_fds, handles, inodes;
+
+    if (!max)
+        return 0;
+    handles = __atomic_load_n(htab_fd_counter(), __ATOMIC_RELAXED);
+    inodes = itab_fds(fs->inodes);
+    if (handles + 1 > max - max / 8)
+        return -EMFILE;
+    if (handles + inodes + 1 > max - max / 16)
+        itab_fd_evict(fs->inodes, handles + inodes + 1 - (max - max / 16) + max / 64);
+    return 0;
+}
+
+void pt_quiescent(struct pt_fs *fs)
+{
+    itab_fd_reclaim(fs->inodes);
+}
+
 /* The FUSE_ATTR_SUBMOUNT rule: a directory on another mount than its parent. */
 static bool is_submount(const struct pt_fs *fs, const struct pt_inode *parent,
                         const struct itab_key *key, mode_t mode)
@@ -391,7 +411,7 @@ static void fill_entry(const struct pt_fs *fs, const struct pt_inode *inode,
 {
     memset(out, 0, sizeof(*out));
     out->nodeid = inode->nodeid;
-    out->generation = inode->generation;
+    out->generation = 0; /* nodeids are never reused while the session lasts */
     out->entry_valid = fs->timeout;
     out->attr_valid = fs->timeout;
     pt_fill_attr(fs, stx, &out->attr);
@@ -433,9 +453,11 @@ static int mount_source(const struct pt_inode *parent, const struct found *f,
 {
     if (S_ISDIR(stx->stx_mode))
         return f->fd;
-    if (parent && parent->fd >= 0 && S_ISDIR(parent->type) && (stx->stx_mask & STATX_MNT_ID) &&
+    int pfd = parent ? __atomic_load_n(&parent->fd, __ATOMIC_ACQUIRE) : -1;
+
+    if (pfd >= 0 && S_ISDIR(parent->type) && (stx->stx_mask & STATX_MNT_ID) &&
         parent->key.mnt_id == (uint64_t)f->buf.mnt_id)
-        return parent->fd;
+        return pfd;
     return S_ISREG(stx->stx_mode) ? f->fd : -1;
 }
 
@@ -450,20 +472,147 @@ static int new_handle(struct pt_fs *fs, const struct pt_inode *parent, struct fo
     return fh_policy_new_handle(&fs->fh, encoded, &f->buf, mnt_id, src, fs->proc_self_fd, out);
 }
 
-int pt_inode_fd_open(struct pt_fs *fs, const struct pt_inode *inode, struct pt_fdref *ref)
-{
-    /* Neither fd nor handle: an inode a migration could not find again (pt_state.c's "lost"
-     * inodes, --migration-on-error=guest-error): every request on it fails with EIO. */
-    int fd = inode->fh ? fh_open(inode->fh, O_PATH) : -EIO;
+/* How many directories up an fd is opened again when their fds were closed too. */
+#define REOPEN_DEPTH 64
 
-    if (fd < 0)
-        return fd;
-    ref->fd = fd;
-    ref->owned = true;
+static int inode_fd_depth(struct pt_fs *fs, struct pt_inode *inode, struct pt_fdref *ref,
+                          int depth);
+
+/*
+ * Opens the fd of inode, closed by the fd cache, where it was last seen: its name in its
+ * parent (whose own fd may need opening again too).
+ *
+ * Why acting as the daemon is safe here: the daemon held an O_PATH fd of this very inode
+ * until the cache closed it, and this only gives it back. The name is one component the
+ * guest looked up before (pt_check_name: no '/', not "." or ".."), resolved in a directory
+ * of the share without following a symlink, and the result is kept only if it is the same
+ * host inode (st_dev, st_ino, mount); anything else is ESTALE. O_PATH opens nothing for I/O:
+ * every access the op then makes (pt_reopen, the *at calls) is checked against the caller's
+ * credentials as before. The daemon's ids are needed because the caller may lack search
+ * permission on a directory it reached when it had it, which an fd that stayed open would
+ * not have asked again.
+ */
+static int reopen_at_loc(struct pt_fs *fs, struct pt_inode *inode, int depth)
+{
+    struct pt_loc *loc = rcu_dereference(inode->loc);
+    struct pt_inode *parent = loc ? itab_get(fs->inodes, loc->parent) : NULL;
+    struct itab_key key;
+    struct statx stx;
+    PT_FDREF(p);
+    int fd = -1, ret;
+
+    if (!parent || depth >= REOPEN_DEPTH)
+        return -ESTALE;
+    ret = inode_fd_depth(fs, parent, &p, depth + 1);
+    if (ret < 0)
+        return ret == -EIO ? -ESTALE : ret;
+    {
+        CREDS_AS_DAEMON(scope, &ret);
+        if (ret == 0) {
+            fd = openat(p.fd, loc->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+            ret = fd < 0 ? -errno : 0;
+        }
+    }
+    if (ret < 0)
+        return ret == -ENOENT || ret == -ENOTDIR ? -ESTALE : ret;
+    ret = pt_statx(fd, &stx);
+    if (ret == 0) {
+        pt_key_from_statx(&stx, &key);
+        if (memcmp(&key, &inode->key, sizeof(key)) != 0)
+            ret = -ESTALE; /* the name leads to another file now */
+    }
+    if (ret < 0) {
+        close(fd);
+        return ret;
+    }
     return fd;
 }
 
-int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd,
+static int inode_fd_depth(struct pt_fs *fs, struct pt_inode *inode, struct pt_fdref *ref, int depth)
+{
+    int fd = itab_inode_fd(inode);
+
+    *ref = (struct pt_fdref){.fd = fd, .owned = false};
+    if (fd >= 0)
+        return fd;
+    /* Neither fd nor handle nor place: an inode a migration could not find again (pt_state.c's
+     * "lost" inodes, --migration-on-error=guest-error): every request on it fails with EIO. */
+    if (inode->fh)
+        fd = fh_open(inode->fh, O_PATH);
+    else if (__atomic_load_n(&inode->loc, __ATOMIC_ACQUIRE))
+        fd = reopen_at_loc(fs, inode, depth);
+    else
+        fd = -EIO;
+    if (fd < 0)
+        return fd;
+    /* Kept for the next ops unless handle-only (those open by handle each time). */
+    ref->fd = fd;
+    ref->owned = inode->fh || !itab_fd_install(fs->inodes, inode, fd);
+    return fd;
+}
+
+int pt_inode_fd_open(struct pt_fs *fs, const struct pt_inode *inode, struct pt_fdref *ref)
+{
+    return inode_fd_depth(fs, (struct pt_inode *)inode, ref, 0);
+}
+
+/* Whether an inode found as name in parent gets a place in the fd cache: only inodes that
+ * keep fds, only under a name in a known directory. */
+static bool placeable(const struct pt_inode *parent, const char *name)
+{
+    return parent && name && pt_dots(name, strlen(name)) == 0;
+}
+
+static void note_loc(struct pt_fs *fs, struct pt_inode *inode, const struct pt_inode *parent,
+                     const char *name)
+{
+    if (placeable(parent, name) && !inode->fh)
+        (void)itab_set_loc(fs->inodes, inode, parent->nodeid, name); /* ENOMEM: keeps its fd */
+}
+
+/*
+ * The inode name in directory fd d names, referenced, if the guest holds it and the fd cache
+ * has ever had to close fds (until then no inode needs this, and removals pay no statx).
+ */
+static struct pt_inode *find_named(struct pt_fs *fs, int d, const char *name)
+{
+    struct itab_key key;
+    struct statx stx;
+
+    if (!itab_fd_evicting(fs->inodes) || statx(d, name, AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT,
+                                               STATX_TYPE | STATX_INO | STATX_MNT_ID, &stx) < 0)
+        return NULL;
+    pt_key_from_statx(&stx, &key);
+    return itab_find_ref(fs->inodes, &key, NULL, NULL);
+}
+
+void pt_inode_keep_fd(struct pt_fs *fs, int d, const char *name)
+{
+    struct pt_inode *inode = find_named(fs, d, name);
+
+    if (!inode)
+        return;
+    /* The clock may close the fd between opening and keeping it: then open it again. */
+    for (int tries = 0; tries < 3; tries++) {
+        PT_FDREF(r);
+        if (pt_inode_fd(fs, inode, &r) < 0 || itab_set_loc(fs->inodes, inode, 0, NULL) != -EAGAIN)
+            break;
+    }
+    pt_inode_forget(fs, inode->nodeid, 1);
+}
+
+void pt_inode_moved(struct pt_fs *fs, int d, uint64_t newparent, const char *newname)
+{
+    struct pt_inode *inode = find_named(fs, d, newname);
+
+    if (!inode)
+        return;
+    if (__atomic_load_n(&inode->loc, __ATOMIC_ACQUIRE))
+        (void)itab_set_loc(fs->inodes, inode, newparent, newname);
+    pt_inode_forget(fs, inode->nodeid, 1);
+}
+
+int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd, const char *name,
                      struct fuse_entry_out *out)
 {
     struct found f = {.fd = fd};
@@ -480,7 +629,10 @@ int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd,
     pt_key_from_statx(&stx, &key);
     inode = itab_find_ref(fs->inodes, &key, inode_is_stale, &f);
     if (inode) {
-        close(fd);
+        note_loc(fs, inode, parent, name); /* renamed on the host meanwhile, say */
+        /* A known inode whose fd the cache closed gets this one. */
+        if (inode->fh || itab_inode_fd(inode) >= 0 || !itab_fd_install(fs->inodes, inode, fd))
+            close(fd);
     } else {
         if (fh_policy_wants_handle(&fs->fh))
             ret = new_handle(fs, parent, &f, &stx, &fh);
@@ -488,8 +640,12 @@ int pt_entry_from_fd(struct pt_fs *fs, const struct pt_inode *parent, int fd,
             close(fd); /* a handle-only inode keeps no fd */
             fd = -1;
         }
-        if (ret == 0)
-            ret = itab_insert(fs->inodes, &key, fd, fh, stx.stx_mode, &inode);
+        if (ret == 0) {
+            struct pt_loc *loc = fd >= 0 && placeable(parent, name)
+                                     ? itab_loc_new(parent->nodeid, name)
+                                     : NULL; /* out of memory: keeps its fd */
+            ret = itab_insert(fs->inodes, &key, fd, fh, loc, stx.stx_mode, &inode);
+        }
         if (ret < 0)
             return ret;
     }
@@ -527,7 +683,7 @@ int pt_do_lookup_at(struct pt_fs *fs, struct pt_inode *parent, int parent_fd, co
     if (fd < 0)
         return -errno;
     /* The parent of a directory is not a submount of it. */
-    return pt_entry_from_fd(fs, dotdot ? NULL : parent, fd, out);
+    return pt_entry_from_fd(fs, dotdot ? NULL : parent, fd, dotdot ? NULL : name, out);
 }
 
 int pt_do_lookup(struct pt_fs *fs, struct pt_inode *parent, const char *name,

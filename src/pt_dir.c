@@ -38,6 +38,9 @@ int pt_opendir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
         return ret;
     if (!S_ISDIR(inode->type))
         return -ENOTDIR;
+    ret = pt_handle_room(fs);
+    if (ret < 0)
+        return ret;
     fd = pt_inode_fd(fs, inode, &r);
     if (fd >= 0)
         fd = pt_reopen(fs, r.fd, O_RDONLY | O_DIRECTORY);

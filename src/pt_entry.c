@@ -100,7 +100,7 @@ static int new_entry(struct pt_fs *fs, const struct pt_ctx *ctx, struct pt_inode
             log_warn("cannot remove %s after failing to label it: %s", name, strerror(errno));
         return ret;
     }
-    return pt_entry_from_fd(fs, dir, fd, out);
+    return pt_entry_from_fd(fs, dir, fd, name, out);
 }
 
 int pt_symlink(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
@@ -229,6 +229,7 @@ static int do_remove(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent
     if (ret < 0)
         return ret;
     hide_begin(fs, d.fd, name, hidden, &h);
+    pt_inode_keep_fd(fs, d.fd, name);
     /* The inode stays in the table until the guest forgets it (its O_PATH fd, if it has one,
      * keeps the host inode alive; a handle-only one then gets ESTALE). */
     ret = unlinkat(d.fd, name, flags) < 0 ? -errno : 0;
@@ -273,8 +274,15 @@ int pt_rename(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t olddir, const
     /* Only a rename that may replace a file removes one (EXCHANGE keeps both, NOREPLACE
      * fails instead). */
     hide_begin(fs, t.fd, newname, (flags & keeps_target) ? NULL : hidden, &h);
+    if (!(flags & keeps_target))
+        pt_inode_keep_fd(fs, t.fd, newname);
     ret = renameat2(f.fd, oldname, t.fd, newname, flags) < 0 ? -errno : 0;
     hide_end(fs, &h, ret, hidden);
+    if (ret == 0) { /* the fd cache's places of what moved */
+        pt_inode_moved(fs, t.fd, newdir, newname);
+        if (flags & RENAME_EXCHANGE)
+            pt_inode_moved(fs, f.fd, olddir, oldname);
+    }
     return ret;
 }
 

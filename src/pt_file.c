@@ -87,7 +87,9 @@ int pt_open(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
      */
     if (!S_ISREG(inode->type))
         return S_ISDIR(inode->type) ? -EISDIR : -EINVAL;
-    ret = pt_inode_fd(fs, inode, &r);
+    ret = pt_handle_room(fs);
+    if (ret == 0)
+        ret = pt_inode_fd(fs, inode, &r);
     if (ret < 0)
         return ret;
     fd = reopen_for_guest(fs, r.fd, flags, in->flags);
@@ -157,11 +159,13 @@ static int create_file(struct pt_fs *fs, const struct pt_ctx *ctx, int dir_fd, c
     return fd;
 }
 
-/* The entry and the handle of a file just created; takes fd and path_fd. */
-static int finish_create(struct pt_fs *fs, struct pt_inode *dir, int fd, int path_fd,
-                         uint32_t flags, struct fuse_entry_out *entry, struct fuse_open_out *open)
+/* The entry and the handle of a file just created as name (NULL: an unnamed O_TMPFILE);
+ * takes fd and path_fd. */
+static int finish_create(struct pt_fs *fs, struct pt_inode *dir, const char *name, int fd,
+                         int path_fd, uint32_t flags, struct fuse_entry_out *entry,
+                         struct fuse_open_out *open)
 {
-    int ret = pt_entry_from_fd(fs, dir, path_fd, entry);
+    int ret = pt_entry_from_fd(fs, dir, path_fd, name, entry);
     if (ret < 0) {
         close(fd);
         return ret;
@@ -179,6 +183,8 @@ int pt_tmpfile(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent,
     struct pt_inode *dir;
     int ret = pt_begin_dir(fs, ctx, parent, PT_MODIFIES, &dir);
     PT_FDREF(d);
+    if (ret == 0)
+        ret = pt_handle_room(fs);
     if (ret == 0)
         ret = pt_inode_fd(fs, dir, &d);
     if (ret < 0)
@@ -199,7 +205,7 @@ int pt_tmpfile(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent,
             close(path_fd);
         return ret;
     }
-    return finish_create(fs, dir, fd, path_fd, in->flags, entry, open);
+    return finish_create(fs, dir, NULL, fd, path_fd, in->flags, entry, open);
 }
 
 int pt_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const char *name,
@@ -214,6 +220,8 @@ int pt_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const
         ret = pt_begin_dir(fs, ctx, parent, PT_MODIFIES, &dir);
     if (ret == 0)
         ret = pt_check_name_in(fs, dir, name, PT_NAME_CREATE);
+    if (ret == 0)
+        ret = pt_handle_room(fs);
     if (ret < 0)
         return ret;
     ret = pt_inode_fd(fs, dir, &d);
@@ -222,7 +230,7 @@ int pt_create(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t parent, const
     fd = create_file(fs, ctx, d.fd, name, in, &path_fd);
     if (fd < 0)
         return fd;
-    return finish_create(fs, dir, fd, path_fd, in->flags, entry, open);
+    return finish_create(fs, dir, name, fd, path_fd, in->flags, entry, open);
 }
 
 /* A handle of a regular file (not a directory). */

@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "creds.h"
@@ -85,6 +86,25 @@ int pt_process_setup(int proc_self_fd)
     return proc_self_fd;
 }
 
+/*
+ * How many fds the guest's inodes and open handles may hold, from the open-file limit as it
+ * is now (main raised it as far as it could): the rest is a reserve for the daemon's own work,
+ * which the guest cannot take: the vhost-user socket and the queues' eventfds, memory
+ * regions, lock owners' files (pt_lock.c keeps to a sixteenth of the limit), the fds ops open
+ * for a moment, log and /proc. 0: no limit to keep to.
+ */
+static unsigned long fd_budget(void)
+{
+    struct rlimit rl;
+    unsigned long limit, reserve;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    limit = (unsigned long)rl.rlim_cur;
+    reserve = 64 + limit / 8;
+    return limit > reserve + 64 ? limit - reserve : 64;
+}
+
 int pt_new(const struct pt_config *cfg, struct pt_fs **out)
 {
     int proc_self_fd = pt_process_setup(-1);
@@ -125,6 +145,13 @@ int pt_new_with_proc(const struct pt_config *cfg, int proc_self_fd, struct pt_fs
         ret = itab_new(&fs->inodes);
     if (ret == 0)
         ret = htab_new(&fs->handles);
+    if (ret == 0) {
+        /* Inodes give their fds back (the fd cache) to keep within the budget with the open
+         * handles; see inode_table.h. */
+        fs->guest_fds = fd_budget();
+        itab_set_fd_cap(fs->inodes, fs->guest_fds, htab_fd_counter());
+        log_debug("up to %lu fds for the guest's inodes and open files", fs->guest_fds);
+    }
     if (ret == 0)
         ret = pt_locks_new(&fs->locks);
     if (ret == 0)

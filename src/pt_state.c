@@ -500,7 +500,7 @@ static int collect_inode(struct pt_inode *inode, void *arg)
     };
     char buf[PATH_MAX];
     const char *path = "";
-    bool was_lost = inode->fd < 0 && !inode->fh; /* lost by an earlier LOAD: stays lost */
+    bool was_lost = itab_inode_lost(inode); /* lost by an earlier LOAD: stays lost */
     bool unlinked = false;
     int has_fh = was_lost ? 0 : collect_fh(c, inode);
 
@@ -1327,7 +1327,7 @@ static void share_devs(struct pt_fs *fs, const struct pt_state *st, struct share
         const struct pt_inode *inode =
             st->inodes[i].passed ? NULL : itab_get(fs->inodes, st->inodes[i].nodeid);
 
-        if (inode && (inode->fd >= 0 || inode->fh)) /* not a lost one's made-up key */
+        if (inode && !itab_inode_lost(inode)) /* not a lost one's made-up key */
             add_dev(d, inode);
     }
 }
@@ -1477,7 +1477,7 @@ static int install_handle(struct pt_fs *fs, struct pt_state *st, const struct pt
     if (!inode)
         return fail(st, -ENOENT, "handle %llu: no inode %llu", (unsigned long long)h->fh,
                     (unsigned long long)h->nodeid);
-    if (inode->fd < 0 && !inode->fh)
+    if (itab_inode_lost(inode))
         return 1; /* a lost inode's handle: dropped (its fh answers EBADF) */
     if ((inode->type & S_IFMT) != (h->dir ? S_IFDIR : S_IFREG))
         return fail(st, -EINVAL, "handle %llu: wrong inode type", (unsigned long long)h->fh);

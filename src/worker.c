@@ -373,6 +373,7 @@ static void run_job(struct tpool_job *base, void *arg)
             log_reply(q, &ctx->elem, fuse_session_process(q->fuse, ctx->scratch, &ctx->elem, &rc));
     }
     rcu_read_unlock();
+    fuse_session_quiescent(q->fuse);
     struct late_reply *r = len == FUSE_REPLY_LATER ? NULL : malloc(sizeof(*r));
     if (r) {
         *r = (struct late_reply){.gen = job->gen, .head = job->head, .written = true, .len = len};
@@ -461,6 +462,8 @@ static int serve_one(struct vu_queue *q, struct fuse_scratch *scratch, struct vq
         q->served++;
     }
     rcu_read_unlock();
+    if (r > 0 && !q->pool)
+        fuse_session_quiescent(q->fuse);
     return r != 0;
 }
 
@@ -495,6 +498,8 @@ static int serve_resubmitted(struct vu_queue *q, struct fuse_scratch *scratch, s
         q->served++;
     }
     rcu_read_unlock();
+    if (!q->pool)
+        fuse_session_quiescent(q->fuse);
     return 1;
 }
 

@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -683,6 +684,43 @@ static int cmd_open(char **av, int ac)
     return 0;
 }
 
+/* Opens PREFIX0 .. PREFIX<N-1> read-only, all held at once, then closes them:
+ * prints "opened A failed B EMFILE C other D" (the daemon refuses opens beyond
+ * its fd budget with EMFILE, and nothing else may fail). */
+static int cmd_holdopen(char **av, int ac)
+{
+    if (ac != 2)
+        usage_die("holdopen N PREFIX");
+    int n = atoi(av[0]), opened = 0, emfile = 0, other = 0;
+    struct rlimit rl;
+    if (n <= 0)
+        usage_die("holdopen N PREFIX");
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)n + 16) {
+        rl.rlim_cur = rl.rlim_max < (rlim_t)n + 16 ? rl.rlim_max : (rlim_t)n + 16;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    int *fds = calloc((size_t)n, sizeof(*fds));
+    if (!fds)
+        sys_fail("calloc", "fds");
+    for (int i = 0; i < n; i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s%d", av[1], i);
+        fds[i] = open(path, O_RDONLY);
+        if (fds[i] >= 0)
+            opened++;
+        else if (errno == EMFILE)
+            emfile++;
+        else
+            other++;
+    }
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(fds);
+    printf("opened %d failed %d EMFILE %d other %d\n", opened, emfile + other, emfile, other);
+    return 0;
+}
+
 /* ---- concurrent writers ---------------------------------------------- */
 
 /* The file is cut into STRIPE-sized stripes dealt round-robin to the
@@ -1240,8 +1278,7 @@ struct churn_layout {
 
 static struct churn_layout churn_layout(unsigned k)
 {
-    struct churn_layout l = {.chunk = {4096, 1000 + (k % 5) * 16384, k % 7 == 0 ? 262144 : 0,
-                                       777}};
+    struct churn_layout l = {.chunk = {4096, 1000 + (k % 5) * 16384, k % 7 == 0 ? 262144 : 0, 777}};
     for (int i = 0; i < 4; i++)
         l.size += l.chunk[i];
     l.ow_off = (k * 997u) % (l.size - CHURN_OVERWRITE);
@@ -1315,8 +1352,9 @@ static const char *churn_long_check(const uint8_t *blk, unsigned id, unsigned b,
     churn_long_block(want, id, k);
     for (size_t i = 0; i < CHURN_BLOCK; i++)
         if (blk[i] != want[i])
-            return snprintf(why, sizeof(why), "block %u (iteration %u): byte %zu is 0x%02x, want 0x%02x",
-                            b, k, i, blk[i], want[i]),
+            return snprintf(why, sizeof(why),
+                            "block %u (iteration %u): byte %zu is 0x%02x, want 0x%02x", b, k, i,
+                            blk[i], want[i]),
                    why;
     return "";
 }
@@ -1710,6 +1748,7 @@ static const struct command commands[] = {
     {"churn-verify", cmd_churn_verify, "DIR [ID:ITERATIONS...]  (what churn workers left)"},
     {"lock-wait", cmd_lock_wait, "FILE posix|flock  (wait for a write lock, no retry)"},
     {"getlk", cmd_getlk, "FILE  (F_OFD_GETLK: who holds a lock)"},
+    {"holdopen", cmd_holdopen, "N PREFIX  (open PREFIX0.. at once; count EMFILE)"},
 };
 
 static void help(FILE *f)

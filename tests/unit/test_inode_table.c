@@ -3,6 +3,8 @@
 #include "inode_table.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <glib.h>
 #include <linux/fuse.h>
@@ -294,14 +296,14 @@ static void test_stale_replaced(void)
 
     g_assert_cmpuint(itab_fd_inodes(), ==, fds + 1);
     rcu_read_lock();
-    g_assert_cmpint(itab_insert(t, &key, -1, NULL, S_IFREG, &old), ==, 0);
+    g_assert_cmpint(itab_insert(t, &key, -1, NULL, NULL, S_IFREG, &old), ==, 0);
     g_assert_cmpint(old->fd, ==, -1);
     g_assert_cmpuint(itab_fd_inodes(), ==, fds + 1);            /* handle-only: no fd */
     g_assert_true(itab_find_ref(t, &key, is_arg, NULL) == old); /* not stale: referenced */
     g_assert_cmpuint(old->refcount, ==, 2);
     g_assert_null(itab_find_ref(t, &key, is_arg, old)); /* stale: unlinked, not referenced */
     g_assert_cmpuint(old->refcount, ==, 2);
-    g_assert_cmpint(itab_insert(t, &key, new_fd(), NULL, S_IFREG, &new), ==, 0);
+    g_assert_cmpint(itab_insert(t, &key, new_fd(), NULL, NULL, S_IFREG, &new), ==, 0);
     g_assert_true(new != old);
     g_assert_cmpuint(new->nodeid, !=, old->nodeid);
     g_assert_cmpuint(itab_fd_inodes(), ==, fds + 2);
@@ -315,6 +317,144 @@ static void test_stale_replaced(void)
     rcu_read_unlock();
     itab_free(t);
     g_assert_cmpuint(itab_fd_inodes(), ==, fds);
+}
+
+/* ---- the fd cache ------------------------------------------------------------------------ */
+
+/* A new inode (key ino) placed as name in the root: what a LOOKUP makes. Then, as a queue
+ * worker does between requests, the reclaim. */
+static struct pt_inode *placed(struct itab *t, uint64_t ino, const char *name)
+{
+    struct itab_key key = {.dev = 7, .ino = ino, .mnt_id = 3};
+    struct pt_inode *inode;
+
+    rcu_read_lock();
+    g_assert_cmpint(
+        itab_insert(t, &key, new_fd(), NULL, itab_loc_new(FUSE_ROOT_ID, name), S_IFREG, &inode), ==,
+        0);
+    rcu_read_unlock();
+    itab_fd_reclaim(t);
+    return inode;
+}
+
+/* n inodes f0 .. f<n-1> under a cap of cap fds (*others more counted against it). */
+static struct itab *cached_table(struct pt_inode **inodes, int n, unsigned long cap,
+                                 const unsigned long *others)
+{
+    struct itab *t = new_table();
+
+    itab_set_fd_cap(t, cap, others);
+    for (int i = 0; i < n; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "f%d", i);
+        inodes[i] = placed(t, 100 + i, name);
+        g_assert_cmpuint(itab_fds(t), <=, cap);
+    }
+    return t;
+}
+
+static void test_fd_cap(void)
+{
+    static struct pt_inode *in[400];
+    int base = count_fds();
+    struct itab *t = cached_table(in, 400, 100, NULL);
+
+    g_assert_true(itab_fd_evicting(t));
+    g_assert_cmpint(count_fds() - base, <=, 100);
+    /* The most recent ones kept their fds; the first ones were closed, and know where they
+     * were. */
+    g_assert_cmpint(in[399]->fd, >=, 0);
+    g_assert_cmpint(in[0]->fd, ==, -1);
+    g_assert_nonnull(in[0]->loc);
+    g_assert_cmpstr(in[0]->loc->name, ==, "f0");
+    g_assert_false(itab_inode_lost(in[0]));
+    /* An fd given back counts again while there is room; a second one is the caller's. */
+    rcu_read_lock();
+    int fd = new_fd();
+    g_assert_true(itab_fd_install(t, in[0], fd));
+    g_assert_false(itab_fd_install(t, in[0], fd));
+    rcu_read_unlock();
+    g_assert_cmpint(in[0]->fd, ==, fd);
+    g_assert_cmpuint(itab_fds(t), <=, 100);
+    itab_free(t);
+    g_assert_cmpint(count_fds(), ==, base);
+}
+
+/* The clock's second chance: inodes used since the hand last passed keep their fds. */
+static void test_fd_second_chance(void)
+{
+    static struct pt_inode *in[300];
+    struct itab *t = cached_table(in, 80, 100, NULL); /* below the cap: none closed yet */
+
+    /* As if the hand had passed them once: not used since. */
+    for (int i = 0; i < 80; i++)
+        in[i]->used = 0;
+    for (int i = 80; i < 300; i++) {
+        char name[16];
+        for (int j = 0; j < 10; j++)
+            (void)itab_inode_fd(in[j]); /* the 10 oldest are used all along */
+        snprintf(name, sizeof(name), "g%d", i);
+        in[i] = placed(t, 1000 + i, name);
+    }
+    for (int i = 0; i < 10; i++)
+        g_assert_cmpint(in[i]->fd, >=, 0);
+    g_assert_cmpint(in[20]->fd, ==, -1);
+    itab_free(t);
+}
+
+/* No place (name NULL): the inode keeps its fd for good, and the clock passes it by; keeping
+ * an fd the clock already closed is refused until it is given back. */
+static void test_fd_kept(void)
+{
+    static struct pt_inode *in[300];
+    struct itab *t = cached_table(in, 50, 50, NULL);
+
+    rcu_read_lock();
+    g_assert_cmpint(itab_set_loc(t, in[49], 0, NULL), ==, 0);
+    rcu_read_unlock();
+    g_assert_null(in[49]->loc);
+    for (int i = 50; i < 300; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "f%d", i);
+        in[i] = placed(t, 100 + i, name);
+    }
+    g_assert_cmpint(in[49]->fd, >=, 0);
+    g_assert_cmpint(in[0]->fd, ==, -1);
+    rcu_read_lock();
+    g_assert_cmpint(itab_set_loc(t, in[0], 0, NULL), ==, -EAGAIN);
+    /* A new place replaces the old one. */
+    g_assert_cmpint(itab_set_loc(t, in[0], 5, "elsewhere"), ==, 0);
+    rcu_read_unlock();
+    g_assert_nonnull(in[0]->loc);
+    g_assert_cmpuint(in[0]->loc->parent, ==, 5);
+    g_assert_cmpstr(in[0]->loc->name, ==, "elsewhere");
+    itab_free(t);
+}
+
+/* Other fds drawn from the same budget (open handles) shrink the inodes' share: room is made
+ * on request, and new inodes come without fds while there is none. A forgotten inode is not
+ * given an fd. */
+static void test_fd_others(void)
+{
+    static struct pt_inode *in[100];
+    static unsigned long handles;
+    struct itab *t = cached_table(in, 90, 100, &handles);
+
+    handles = 60;
+    itab_fd_evict(t, 60);
+    itab_fd_reclaim(t);
+    g_assert_cmpuint(itab_fds(t), <=, 40);
+    handles = 100;
+    struct pt_inode *late = placed(t, 99999, "late");
+    g_assert_cmpint(late->fd, ==, -1);
+    g_assert_false(itab_inode_lost(late));
+    handles = 0;
+    rcu_read_lock();
+    uint64_t id = in[89]->nodeid;
+    itab_forget(t, id, 1);
+    g_assert_false(itab_fd_install(t, in[89], 12345)); /* dying: the caller closes its fd */
+    rcu_read_unlock();
+    itab_free(t);
 }
 
 int main(int argc, char **argv)
@@ -331,6 +471,10 @@ int main(int argc, char **argv)
     g_test_add_func("/inode_table/stress", test_stress);
     g_test_add_func("/inode_table/stress_guessed_forgets", test_stress_guessed_forgets);
     g_test_add_func("/inode_table/stress_concurrent_reset", test_stress_concurrent_reset);
+    g_test_add_func("/inode_table/fd_cap", test_fd_cap);
+    g_test_add_func("/inode_table/fd_second_chance", test_fd_second_chance);
+    g_test_add_func("/inode_table/fd_kept", test_fd_kept);
+    g_test_add_func("/inode_table/fd_others", test_fd_others);
     ret = g_test_run();
     rcu_unregister_thread();
     return ret;
