@@ -21,21 +21,19 @@
 #include <urcu.h>
 #include <urcu/rculfhash.h>
 
-/* Bytes of getdents64 records a directory stream reads at once. */
+/* Bytes of getdents64 records a READDIR reads at most at once. */
 #define PT_DIRBUF_SIZE 16384
 
 /*
  * Directory stream state, serialised by lock (READDIRs of one handle may run concurrently).
- * buf is allocated by the READDIR that needs it and freed once all its records are consumed:
- * a guest may hold as many directory handles as it has fds, and most are never read, or read
- * to the end, so only a handle with records still pending pays for a buffer.
+ * The records a READDIR reads live in a buffer of that READDIR only: a guest may hold as many
+ * directory handles as it has fds and leave each one half read, so a handle keeps nothing
+ * but its position between READDIRs.
  */
 struct pt_dirstream {
     pthread_mutex_t lock;
-    off_t pos;  /* the d_off cookie of the next entry to return (0: the start) */
-    size_t len; /* bytes of getdents64 records in buf */
-    size_t off; /* the next unconsumed record in buf */
-    char *buf;  /* PT_DIRBUF_SIZE bytes, or NULL (then len == off == 0) */
+    off_t pos;   /* the d_off cookie of the next entry to return (0: the start) */
+    bool synced; /* the fd's own position is pos (else the next READDIR seeks there) */
 };
 
 struct pt_handle {

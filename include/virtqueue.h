@@ -63,10 +63,8 @@ struct virtqueue {
      * Heads the driver may not name in the avail ring now (see vq_pop): out[] those popped
      * and not yet pushed; shadowed[] those pushed while avail entries published earlier were
      * still unread, each until the consumer passes shadow[].until. Only the thread that owns
-     * the ring (pops and pushes) touches them.
+     * the ring (pops and pushes) touches them. The bitmaps come last (vq_clear).
      */
-    uint64_t out[VQ_MAX_SIZE / 64];
-    uint64_t shadowed[VQ_MAX_SIZE / 64];
     struct {
         uint16_t head, until;
     } shadow[VQ_SHADOW]; /* FIFO, until in increasing order */
@@ -77,7 +75,20 @@ struct virtqueue {
     /* In-flight tracking (inflight.h): each pop is recorded in the region and each push
      * clears it; r NULL when the front-end gave no region. Set by the ring's owner. */
     struct inflight_queue inflight;
+
+    /* Bits are set for heads below bits_num only (the largest num a head was marked out
+     * under since the last vq_clear): a clear touches those words, not all 8 KiB. */
+    unsigned bits_num;
+    uint64_t out[VQ_MAX_SIZE / 64];
+    uint64_t shadowed[VQ_MAX_SIZE / 64];
 };
+
+/*
+ * Zeroes the whole ring, configuration included, as memset would; but of the bitmaps only
+ * the words that can be nonzero, so that the pages of a queue never used beyond its size
+ * stay untouched (a device has 17 queues; most are never started).
+ */
+void vq_clear(struct virtqueue *vq);
 
 /* Resets everything but the address/size configuration (no head is out afterwards). */
 void vq_reset_state(struct virtqueue *vq);

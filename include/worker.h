@@ -37,6 +37,9 @@ struct vu_workers_config {
 struct vu_workers *vu_workers_new(const struct vu_workers_config *cfg);
 /* Every queue must be stopped. */
 void vu_workers_free(struct vu_workers *ws);
+/* The session ended (every queue stopped and reset): the workers' request buffers go, and
+ * come back with the next queue that starts (some 170 KiB a worker). */
+void vu_workers_release_buffers(struct vu_workers *ws);
 /* The worker that serves queue index: the high-priority queue (0) shares the first request
  * queue's worker; request queue i goes to worker (i - 1) mod threads. */
 struct vu_worker *vu_workers_for_queue(struct vu_workers *ws, unsigned index);

@@ -51,7 +51,6 @@ static void handle_free_rcu(struct rcu_head *head)
 
     if (h->dir) {
         pthread_mutex_destroy(&h->dir->lock);
-        free(h->dir->buf);
         free(h->dir);
     }
     close(h->fd);
@@ -76,9 +75,7 @@ static struct pt_dirstream *dirstream_new(void)
         return NULL;
     }
     d->pos = 0;
-    d->len = 0;
-    d->off = 0;
-    d->buf = NULL; /* on the first READDIR */
+    d->synced = true; /* a new fd is at the start */
     return d;
 }
 

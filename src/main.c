@@ -22,6 +22,7 @@
 #include "fh_policy.h"
 #include "guest_mem.h"
 #include "handover.h"
+#include "idle_mem.h"
 #include "log.h"
 #include "options.h"
 #include "passthrough.h"
@@ -278,7 +279,18 @@ static int serve(struct daemon *d)
         if (serve_connection(d, conn))
             return 0;
     }
+    /* Idle from here until the next connection: what start-up or the last session used
+     * goes back first (the last thing before waiting: what runs after it comes back). */
+    bool idle_since_release = false;
     for (;;) {
+        if (!idle_since_release) {
+            /* The inodes and handles the session dropped are freed by liburcu's call_rcu
+             * thread: that runs first, so that its free()s are trimmed too and it maps no
+             * code back in after the release. */
+            rcu_barrier();
+            idle_mem_release();
+        }
+        idle_since_release = true;
         struct pollfd fds[3] = {{.fd = d->listen_fd, .events = POLLIN},
                                 {.fd = d->signal_fd, .events = POLLIN},
                                 {.fd = d->ctl, .events = POLLIN}};
@@ -303,6 +315,7 @@ static int serve(struct daemon *d)
             continue;
         if (serve_connection(d, conn))
             return 0;
+        idle_since_release = false;
     }
 }
 

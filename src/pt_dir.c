@@ -3,8 +3,9 @@
  * The passthrough filesystem: directory handles and READDIR(PLUS).
  *
  * A directory handle owns an fd opened on the directory and reads it with getdents64 into a
- * per-handle buffer. Offsets given to the guest are the host's d_off cookies, so a READDIR that
- * continues where the last one stopped is served from the buffer, and any other offset is an
+ * buffer of the READDIR's own. Offsets given to the guest are the host's d_off cookies, so a
+ * READDIR that continues where the last one stopped reads on from the fd's position (or seeks
+ * back to the first record the last one read but did not send), and any other offset is an
  * lseek to that cookie (what seekdir does). The handle's mutex serialises READDIRs of one
  * handle; different handles never contend.
  */
@@ -80,49 +81,71 @@ int pt_fsyncdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
     return pt_fsync_handle(fs, ctx, nodeid, in);
 }
 
+/*
+ * One READDIR's getdents64 records: a buffer of its own, freed when it returns. Records it
+ * read but did not send are read again by the next READDIR (the stream's fd is then past
+ * them: pt_dirstream.synced).
+ */
+struct dir_batch {
+    char *buf;
+    size_t size; /* of buf */
+    size_t len;  /* bytes of records in buf */
+    size_t off;  /* the next unconsumed record */
+};
+
+/*
+ * The buffer for a reply of reply_size bytes: a getdents64 record is never larger than the
+ * fuse_dirent of the same name, so reply_size bytes of them fill a READDIR reply; a
+ * READDIRPLUS record is some 130 bytes larger, about three times a record of a typical name,
+ * so a third of it fills a reply about as well (fewer means one more getdents64, more means
+ * records read twice). At least room for one record of the longest name.
+ */
+static size_t batch_size(size_t reply_size, bool plus)
+{
+    size_t size = plus ? reply_size / 3 : reply_size;
+    return size < 512 ? 512 : size > PT_DIRBUF_SIZE ? PT_DIRBUF_SIZE : size;
+}
+
 /* Positions the stream at cookie off unless it is already there. */
 static int dir_seek(struct pt_handle *h, uint64_t off)
 {
     struct pt_dirstream *d = h->dir;
 
-    if ((off_t)off == d->pos)
+    if ((off_t)off == d->pos && d->synced)
         return 0;
     if (off > (uint64_t)INT64_MAX || lseek(h->fd, (off_t)off, SEEK_SET) < 0)
         return off > (uint64_t)INT64_MAX ? -EINVAL : -errno;
     d->pos = (off_t)off;
-    d->len = d->off = 0;
+    d->synced = true;
     return 0;
 }
 
 /* The next record without consuming it: 1, 0 at the end, or -errno. */
-static int dir_peek(struct pt_handle *h, const struct linux_dirent64 **out)
+static int dir_peek(struct pt_handle *h, struct dir_batch *b, const struct linux_dirent64 **out)
 {
-    struct pt_dirstream *d = h->dir;
     const struct linux_dirent64 *e;
 
-    if (d->off >= d->len) {
-        if (!d->buf && !(d->buf = malloc(PT_DIRBUF_SIZE)))
-            return -ENOMEM;
-        ssize_t n = getdents64(h->fd, d->buf, PT_DIRBUF_SIZE);
+    if (b->off >= b->len) {
+        ssize_t n = getdents64(h->fd, b->buf, b->size);
 
         if (n < 0)
             return -errno;
         if (n == 0)
             return 0;
-        d->len = (size_t)n;
-        d->off = 0;
+        b->len = (size_t)n;
+        b->off = 0;
     }
-    e = (const struct linux_dirent64 *)(d->buf + d->off);
+    e = (const struct linux_dirent64 *)(b->buf + b->off);
     /* The kernel never returns a malformed record, but a bad one must not loop forever. */
-    if (e->d_reclen <= offsetof(struct linux_dirent64, d_name) || e->d_reclen > d->len - d->off)
+    if (e->d_reclen <= offsetof(struct linux_dirent64, d_name) || e->d_reclen > b->len - b->off)
         return -EIO;
     *out = e;
     return 1;
 }
 
-static void dir_consume(struct pt_handle *h, const struct linux_dirent64 *e)
+static void dir_consume(struct pt_handle *h, struct dir_batch *b, const struct linux_dirent64 *e)
 {
-    h->dir->off += e->d_reclen;
+    b->off += e->d_reclen;
     h->dir->pos = e->d_off;
 }
 
@@ -207,42 +230,39 @@ static ssize_t emit(struct pt_fs *fs, struct pt_inode *dir, int dir_fd,
     return (ssize_t)size;
 }
 
-/* Frees the buffer once nothing in it is pending: the next READDIR reads afresh at pos. */
-static void dir_trim(struct pt_dirstream *d)
-{
-    if (d->off < d->len)
-        return;
-    free(d->buf);
-    d->buf = NULL;
-    d->len = d->off = 0;
-}
-
 static ssize_t fill(struct pt_fs *fs, struct pt_inode *dir, struct pt_handle *h, bool plus,
                     char *buf, size_t size)
 {
     const struct linux_dirent64 *e = NULL;
+    struct dir_batch b = {.size = batch_size(size, plus)};
     size_t used = 0;
     ssize_t n;
     int ret;
 
-    while ((ret = dir_peek(h, &e)) > 0) {
+    b.buf = malloc(b.size);
+    if (!b.buf)
+        return -ENOMEM;
+    while ((ret = dir_peek(h, &b, &e)) > 0) {
         if (pt_name_hidden_in(fs, dir, e->d_name, name_len(e))) { /* the daemon's own */
-            dir_consume(h, e);
+            dir_consume(h, &b, e);
             continue;
         }
         /* Names are looked up in the handle's own open directory: no inode fd needed. */
         n = emit(fs, dir, h->fd, e, plus, buf + used, size - used);
         if (n == -ENOENT) { /* removed since getdents64 saw it */
-            dir_consume(h, e);
+            dir_consume(h, &b, e);
             continue;
         }
         if (n <= 0) {
             ret = (int)n;
             break;
         }
-        dir_consume(h, e);
+        dir_consume(h, &b, e);
         used += (size_t)n;
     }
+    if (b.off < b.len) /* records left unsent: the fd is past them */
+        h->dir->synced = false;
+    free(b.buf);
     /* An error after some records: return those; the next READDIR reports it. */
     return (ret < 0 && used == 0) ? ret : (ssize_t)used;
 }
@@ -262,7 +282,6 @@ ssize_t pt_readdir(struct pt_fs *fs, const struct pt_ctx *ctx, uint64_t nodeid,
     ret = dir_seek(h, in->offset);
     if (ret == 0)
         ret = fill(fs, dir, h, plus, buf, in->size);
-    dir_trim(h->dir);
     pthread_mutex_unlock(&h->dir->lock);
     return ret;
 }

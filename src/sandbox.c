@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "caps.h"
+#include "idle_mem.h"
 #include "log.h"
 
 /* The monitor's state. Only a monitor process ever sets any of it. */
@@ -529,6 +530,8 @@ int sandbox_monitor(struct sandbox *sb, enum sandbox_role *role)
         log_warn("sandbox: the monitor could not drop its capabilities");
     sigset_t set;
     block_monitor_signals(&set);
+    /* From here on the monitor only waits: what start-up used goes back (idle_mem.h). */
+    idle_mem_release();
     for (;;) {
         int status;
         pid_t r;
@@ -541,6 +544,7 @@ int sandbox_monitor(struct sandbox *sb, enum sandbox_role *role)
             int ret = restart(sb, WTERMSIG(status), role);
             if (ret != 0 || *role == SANDBOX_CONFINED)
                 return ret;
+            idle_mem_release(); /* what starting a new serving process used */
         }
         siginfo_t si;
         int sig = sigwaitinfo(&set, &si);

@@ -1496,6 +1496,7 @@ void vu_dev_reset(struct vu_dev *dev)
     fuse_session_reset(dev->fuse);
     for (unsigned i = 0; i < dev->nqueues; i++)
         vu_queue_reset(dev->queues[i]);
+    vu_workers_release_buffers(dev->workers);
     guest_mem_free(publish_mem(dev, NULL));
     forget_region_fds(dev);
     dev->features = 0;

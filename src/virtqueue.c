@@ -10,6 +10,7 @@
 #include "virtqueue.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "log.h"
@@ -55,6 +56,16 @@ void vq_reset_state(struct virtqueue *vq)
     vq->dup_logged = false;
 }
 
+void vq_clear(struct virtqueue *vq)
+{
+    size_t words = ((size_t)(vq->bits_num > vq->num ? vq->bits_num : vq->num) + 63) / 64;
+    if (words > VQ_MAX_SIZE / 64)
+        words = VQ_MAX_SIZE / 64;
+    memset(vq->out, 0, words * sizeof(vq->out[0]));
+    memset(vq->shadowed, 0, words * sizeof(vq->shadowed[0]));
+    memset(vq, 0, offsetof(struct virtqueue, out));
+}
+
 /* ---- heads out ------------------------------------------------------------------------------
  *
  * Serving a head twice at once corrupts whatever the caller keeps per head (the pool's job of
@@ -77,6 +88,14 @@ static inline bool bit_test(const uint64_t *map, unsigned i)
 static inline void bit_set(uint64_t *map, unsigned i)
 {
     map[i / 64] |= 1ull << (i % 64);
+}
+
+/* head is out; bits_num keeps track of how far the bitmaps are in use (vq_clear). */
+static void mark_out(struct virtqueue *vq, uint16_t head)
+{
+    if (vq->num > vq->bits_num)
+        vq->bits_num = vq->num;
+    bit_set(vq->out, head);
 }
 
 static inline void bit_clear(uint64_t *map, unsigned i)
@@ -299,7 +318,7 @@ int vq_pop(struct virtqueue *vq, const struct guest_mem *mem, struct vq_elem *el
     }
     if (head_taken(vq, head))
         return 0; /* as above; the one out gets its reply */
-    bit_set(vq->out, head);
+    mark_out(vq, head);
     /* Recorded before the chain is walked: a bad chain is answered (empty) all the same. */
     uint64_t counter = vq->inflight.r ? inflight_begin(&vq->inflight, head, vq->last_avail_idx) : 0;
     int ret = vq_walk(vq, mem, head, elem);
@@ -326,7 +345,7 @@ int vq_walk(struct virtqueue *vq, const struct guest_mem *mem, uint16_t head, st
 void vq_mark_out(struct virtqueue *vq, uint16_t head)
 {
     if (head < vq->num)
-        bit_set(vq->out, head);
+        mark_out(vq, head);
 }
 
 unsigned vq_out_heads(const struct virtqueue *vq, uint16_t *heads)

@@ -208,8 +208,15 @@ void vu_queue_reset(struct vu_queue *q)
     vu_queue_set_call(q, -1);
     q->started = false;
     q->enabled = false;
-    memset(&q->vq, 0, sizeof(q->vq));
+    vq_clear(&q->vq);
     q->n_handed = 0;
+    /* The ring is gone: what was sized for it, or used only while it was stopped, goes with
+     * it (vu_queue_start allocates again). */
+    free(q->stop_elem);
+    q->stop_elem = NULL;
+    free(q->jobs);
+    q->jobs = NULL;
+    q->jobs_num = 0;
     pthread_mutex_lock(&q->late_lock);
     q->gen++;
     free_late(q->late);
@@ -1262,6 +1269,19 @@ void vu_workers_free(struct vu_workers *ws)
         fuse_scratch_free(w->scratch);
     }
     free(ws);
+}
+
+void vu_workers_release_buffers(struct vu_workers *ws)
+{
+    for (unsigned i = 0; i < ws->nthreads; i++) {
+        struct vu_worker *w = &ws->w[i];
+        if (w->running) /* cannot be: its queues stopped */
+            continue;
+        free(w->elem);
+        w->elem = NULL;
+        fuse_scratch_free(w->scratch);
+        w->scratch = NULL;
+    }
 }
 
 struct vu_worker *vu_workers_for_queue(struct vu_workers *ws, unsigned index)
