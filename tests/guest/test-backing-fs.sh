@@ -186,7 +186,9 @@ native_xattr() {
 
 setup_ext4() {
   have_fs ext4 && command -v mkfs.ext4 >/dev/null || { echo "no ext4 in the kernel or no mkfs.ext4 (e2fsprogs)"; return 1; }
-  loop_fs ext4 256M "$W/mnt/ext4" mkfs.ext4 -q -F || { echo "making the ext4 loop device failed"; return 1; }
+  # (4 KiB blocks as on any real ext4: mke2fs gives an image this small 1 KiB
+  # blocks, and with them a 1023-byte limit on symlink targets)
+  loop_fs ext4 256M "$W/mnt/ext4" mkfs.ext4 -q -F -b 4096 || { echo "making the ext4 loop device failed"; return 1; }
   SHARE[ext4]=$W/mnt/ext4 KIND[ext4]=ext4 OPTS[ext4]="--xattr"
 }
 
@@ -222,7 +224,7 @@ ovl_base() {
   [ -z "$OVL_BASE" ] || return 0
   have_fs overlay || { echo "no overlay in the kernel"; return 1; }
   have_fs ext4 && command -v mkfs.ext4 >/dev/null || { echo "overlay layers need ext4 (e2fsprogs)"; return 1; }
-  loop_fs ovlbase 256M "$W/mnt/ovlbase" mkfs.ext4 -q -F || { echo "making the layers' ext4 failed"; return 1; }
+  loop_fs ovlbase 256M "$W/mnt/ovlbase" mkfs.ext4 -q -F -b 4096 || { echo "making the layers' ext4 failed"; return 1; }
   OVL_BASE=$W/mnt/ovlbase
 }
 
