@@ -5,7 +5,9 @@ set -euo pipefail
 build_pkgs=(meson ninja-build pkg-config gcc libc6-dev libcap-ng-dev libseccomp-dev
             libglib2.0-dev liburcu-dev)
 test_pkgs=(qemu-system-x86 busybox-static cpio zstd xz-utils attr python3 uidmap clang
-           libclang-rt-14-dev)
+           libclang-rt-14-dev
+           # test-backing-fs.sh: the file systems it makes, and sshfs to its own sshd
+           e2fsprogs xfsprogs btrfs-progs util-linux sshfs openssh-server openssh-client)
 want=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")
 
