@@ -82,8 +82,11 @@ echo "DATA: created $(ls new | wc -l)"
 bad=0
 i=0
 while [ $i -lt 5000 ]; do
-  read -r line <"new/n$i" || line=
-  [ "$line" = "new $i" ] || bad=$((bad + 1))
+  line=$(cat "new/n$i" 2>&1) || true
+  if [ "$line" != "new $i" ]; then
+    bad=$((bad + 1))
+    [ $bad -gt 5 ] || echo "DATA: new-wrong n$i: '$line'"
+  fi
   i=$((i + 1))
 done
 echo "DATA: new-bad $bad"
@@ -126,6 +129,7 @@ if cmp -s "$VG_TMP/host.md5" "$S/guest.md5"; then r_pass every-byte; else
 fi
 r_eq created "$(data created)" 5000
 r_eq created-read-back-wrong "$(data new-bad)" 0
+grep '^DATA: new-wrong' "$VG_RESULTS" | head -5 >&2 || true
 r_eq removed "$(data removed)" yes
 r_eq host-removed "$([ -e "$S/new" ] && echo no || echo yes)" yes
 r_eq rewalked "$(data rewalked)" "$FILES"
