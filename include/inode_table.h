@@ -220,12 +220,13 @@ void itab_clear(struct itab *t, uint64_t root_refcount);
 
 /*
  * Migration (pt_state.c): inserts an inode under a nodeid chosen by the caller (a saved one,
- * never FUSE_ROOT_ID) with refcount lookup references, already published. fd and fh are
+ * never FUSE_ROOT_ID) with refcount lookup references, already published. fd, fh and loc are
  * consumed as in itab_insert. -EEXIST if the nodeid or the key is taken (nothing is
  * referenced then), -EINVAL for nodeid 0, FUSE_ROOT_ID or refcount 0. Inside rcu_read_lock().
  */
 int itab_insert_at(struct itab *t, uint64_t nodeid, const struct itab_key *key, int fd,
-                   struct pt_fhandle *fh, mode_t type, uint64_t refcount, struct pt_inode **out);
+                   struct pt_fhandle *fh, struct pt_loc *loc, mode_t type, uint64_t refcount,
+                   struct pt_inode **out);
 
 /* The last nodeid handed out, and setting it (migration: new nodeids continue after it). */
 uint64_t itab_last_nodeid(struct itab *t);

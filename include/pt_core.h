@@ -208,6 +208,17 @@ enum pt_name_use {
  * READDIR leaves such names out (pt_name_hidden_in).
  */
 int pt_check_name(const char *name, enum pt_name_use use);
+
+/* 0 if path is "" or plain names (as pt_check_name allows for LOOKUP, dots excluded) joined by
+ * single '/'; -EINVAL or -ENAMETOOLONG otherwise. */
+int pt_check_path(const char *path);
+
+/*
+ * An O_PATH fd of what path (checked by pt_check_path) names beneath the directory dir_fd
+ * (-1: the share's root), resolved one name at a time without following any symlink. -errno
+ * if a component is missing or is not a directory (a symlink included).
+ */
+int pt_open_beneath(struct pt_fs *fs, int dir_fd, const char *path);
 int pt_check_name_in(const struct pt_fs *fs, const struct pt_inode *dir, const char *name,
                      enum pt_name_use use);
 

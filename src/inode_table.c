@@ -404,7 +404,8 @@ void itab_clear(struct itab *t, uint64_t root_refcount)
 }
 
 int itab_insert_at(struct itab *t, uint64_t nodeid, const struct itab_key *key, int fd,
-                   struct pt_fhandle *fh, mode_t type, uint64_t refcount, struct pt_inode **out)
+                   struct pt_fhandle *fh, struct pt_loc *loc, mode_t type, uint64_t refcount,
+                   struct pt_inode **out)
 {
     struct pt_inode *inode;
     unsigned long hash = key_hash(key);
@@ -412,14 +413,21 @@ int itab_insert_at(struct itab *t, uint64_t nodeid, const struct itab_key *key, 
     if (nodeid == 0 || nodeid == FUSE_ROOT_ID || refcount == 0 || lookup_id(t, nodeid)) {
         close_fd(fd);
         fh_free(fh);
+        free(loc);
         return nodeid == 0 || nodeid == FUSE_ROOT_ID || refcount == 0 ? -EINVAL : -EEXIST;
+    }
+    if (fd >= 0 && loc && !fh && !fd_keep_new(t)) {
+        close(fd); /* no room: opened again when needed */
+        fd = -1;
     }
     inode = inode_alloc(key, fd, fh, type);
     if (!inode) {
         close_fd(fd);
         fh_free(fh);
+        free(loc);
         return -ENOMEM;
     }
+    inode->loc = loc;
     inode->nodeid = nodeid;
     inode->refcount = refcount;
     /* Key first: a second nodeid for a host inode that already has one is refused, as the
@@ -430,8 +438,7 @@ int itab_insert_at(struct itab *t, uint64_t nodeid, const struct itab_key *key, 
         return -EEXIST;
     }
     cds_lfht_add(t->by_id, hash_u64(nodeid), &inode->id_node);
-    if (fd >= 0)
-        __atomic_add_fetch(&t->nfds, 1, __ATOMIC_RELAXED);
+    fd_cache_admit(t, inode);
     publish(inode);
     *out = inode;
     return 0;

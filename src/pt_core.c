@@ -124,6 +124,58 @@ bool pt_name_hidden_in(const struct pt_fs *fs, const struct pt_inode *dir, const
            is_share_root(fs, dir);
 }
 
+int pt_check_path(const char *path)
+{
+    size_t len = strlen(path);
+
+    if (len >= PATH_MAX)
+        return -ENAMETOOLONG;
+    for (const char *p = path; *p;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+
+        if (n == 0 || pt_dots(p, n))
+            return -EINVAL;
+        if (n > NAME_MAX)
+            return -ENAMETOOLONG;
+        p += n;
+        if (*p == '/' && !*++p)
+            return -EINVAL; /* a trailing '/': an empty last component */
+    }
+    return 0;
+}
+
+int pt_open_beneath(struct pt_fs *fs, int dir_fd, const char *path)
+{
+    char buf[PATH_MAX];
+    char *name = buf;
+    int cur = -1;
+
+    if (strlen(path) >= sizeof(buf) || !*path)
+        return -EINVAL;
+    strcpy(buf, path);
+    while (name) {
+        char *slash = strchr(name, '/');
+        int next;
+
+        if (slash)
+            *slash = '\0';
+        next = openat(cur >= 0      ? cur
+                      : dir_fd >= 0 ? dir_fd
+                                    : fs->root->fd,
+                      name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0)
+            next = -errno;
+        if (cur >= 0)
+            close(cur);
+        if (next < 0)
+            return next;
+        cur = next;
+        name = slash ? slash + 1 : NULL;
+    }
+    return cur;
+}
+
 int pt_check_name_in(const struct pt_fs *fs, const struct pt_inode *dir, const char *name,
                      enum pt_name_use use)
 {
@@ -484,8 +536,10 @@ static int inode_fd_depth(struct pt_fs *fs, struct pt_inode *inode, struct pt_fd
  *
  * Why acting as the daemon is safe here: the daemon held an O_PATH fd of this very inode
  * until the cache closed it, and this only gives it back. The name is one component the
- * guest looked up before (pt_check_name: no '/', not "." or ".."), resolved in a directory
- * of the share without following a symlink, and the result is kept only if it is the same
+ * guest looked up before (pt_check_name: no '/', not "." or ".."), or the path a migration
+ * restored it from (pt_check_path: such names joined by '/'), resolved in a directory of the
+ * share one name at a time without following a symlink, and the result is kept only if it is
+ * the same
  * host inode (st_dev, st_ino, mount); anything else is ESTALE. O_PATH opens nothing for I/O:
  * every access the op then makes (pt_reopen, the *at calls) is checked against the caller's
  * credentials as before. The daemon's ids are needed because the caller may lack search
@@ -509,8 +563,8 @@ static int reopen_at_loc(struct pt_fs *fs, struct pt_inode *inode, int depth)
     {
         CREDS_AS_DAEMON(scope, &ret);
         if (ret == 0) {
-            fd = openat(p.fd, loc->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-            ret = fd < 0 ? -errno : 0;
+            fd = pt_open_beneath(fs, p.fd, loc->name);
+            ret = fd < 0 ? fd : 0;
         }
     }
     if (ret < 0)

@@ -264,61 +264,6 @@ static bool index_find(const struct id_index *x, uint64_t key, size_t *val)
 
 /* ---- paths -------------------------------------------------------------------------------- */
 
-/* 0 if path is "" or plain names joined by single '/': no "", ".", "..", each <= NAME_MAX. */
-static int check_path(const char *path)
-{
-    size_t len = strlen(path);
-
-    if (len >= PATH_MAX)
-        return -ENAMETOOLONG;
-    for (const char *p = path; *p;) {
-        const char *slash = strchr(p, '/');
-        size_t n = slash ? (size_t)(slash - p) : strlen(p);
-
-        if (n == 0 || pt_dots(p, n))
-            return -EINVAL;
-        if (n > NAME_MAX)
-            return -ENAMETOOLONG;
-        p += n;
-        if (*p == '/' && !*++p)
-            return -EINVAL; /* a trailing '/': an empty last component */
-    }
-    return 0;
-}
-
-/*
- * An O_PATH fd of what path (checked by check_path) names beneath the share's root, resolved
- * one name at a time without following any symlink. -errno if a component is missing or is
- * not a directory (a symlink included).
- */
-static int resolve_beneath(struct pt_fs *fs, const char *path)
-{
-    char buf[PATH_MAX];
-    char *name = buf;
-    int cur = -1;
-
-    if (strlen(path) >= sizeof(buf) || !*path)
-        return -EINVAL;
-    strcpy(buf, path);
-    while (name) {
-        char *slash = strchr(name, '/');
-        int next;
-
-        if (slash)
-            *slash = '\0';
-        next = openat(cur >= 0 ? cur : fs->root->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-        if (next < 0)
-            next = -errno;
-        if (cur >= 0)
-            close(cur);
-        if (next < 0)
-            return next;
-        cur = next;
-        name = slash ? slash + 1 : NULL;
-    }
-    return cur;
-}
-
 static bool same_file(const struct statx *stx, uint64_t dev, uint64_t ino)
 {
     return makedev(stx->stx_dev_major, stx->stx_dev_minor) == dev && stx->stx_ino == ino;
@@ -378,8 +323,8 @@ static const char *path_of(struct collect *c, struct pt_inode *inode, char *buf,
 
     *unlinked = fd >= 0 && pt_statx(fd, &stx) == 0 && stx.stx_nlink == 0;
     if (fd >= 0 && !*unlinked && fd_link(c->fs, fd, buf, size) >= 0 && (rel = relative(c, buf)) &&
-        check_path(rel) == 0)
-        found = resolve_beneath(c->fs, rel); /* the link is only a name: confirm it */
+        pt_check_path(rel) == 0)
+        found = pt_open_beneath(c->fs, -1, rel); /* the link is only a name: confirm it */
     if (found < 0)
         return NULL;
     if (pt_statx(found, &stx) < 0 || !same_file(&stx, inode->key.dev, inode->key.ino))
@@ -610,7 +555,7 @@ static int walk_dir(struct walk *w, const char *dpath)
 {
     struct pt_fs *fs = w->fs;
     char buf[8192];
-    int ret = 0, pfd = *dpath ? resolve_beneath(fs, dpath) : -1;
+    int ret = 0, pfd = *dpath ? pt_open_beneath(fs, -1, dpath) : -1;
     int dir = pt_reopen(fs, *dpath ? pfd : fs->root->fd, O_RDONLY | O_DIRECTORY);
 
     if (pfd >= 0)
@@ -799,7 +744,7 @@ static int check_inode(struct pt_state *st, const struct pt_state_inode *in)
                     (unsigned)in->type, (unsigned long long)in->nlookup);
     if (in->nodeid == FUSE_ROOT_ID && (in->lost || *path || in->type != S_IFDIR))
         return fail(st, -EINVAL, "the root (nodeid 1) must be a directory with the empty path");
-    if (in->nodeid != FUSE_ROOT_ID && path && (!*path || check_path(path) < 0))
+    if (in->nodeid != FUSE_ROOT_ID && path && (!*path || pt_check_path(path) < 0))
         return fail(st, -EINVAL, "inode %llu has an invalid path", id);
     return 0;
 }
@@ -1082,10 +1027,11 @@ struct share_dev {
  * on; the inode keeps its fd even where --inode-file-handles would keep a file handle instead
  * (an unlinked file lives only as long as an fd holds it), and its key takes the mount id of
  * that file system's mount here (the fd's own mount may be another mount namespace's: the
- * predecessor's sandbox). -errno (st->why) if it cannot be.
+ * predecessor's sandbox). loc (consumed, may be NULL): where the fd cache may open it again.
+ * -errno (st->why) if it cannot be.
  */
 static int install_fd(struct pt_fs *fs, struct pt_state *st, const struct pt_state_inode *in,
-                      int fd, const char *what, const struct share_dev *passed)
+                      int fd, const char *what, const struct share_dev *passed, struct pt_loc *loc)
 {
     struct pt_fhandle *fh = NULL;
     struct pt_inode *inode;
@@ -1107,6 +1053,7 @@ static int install_fd(struct pt_fs *fs, struct pt_state *st, const struct pt_sta
         ret = restore_handle(fs, fd, &stx, &fh);
     if (ret < 0) {
         close(fd);
+        free(loc);
         return st->why[0] ? ret
                           : fail(st, ret, "inode %llu: %s: %s", (unsigned long long)in->nodeid,
                                  what, strerror(-ret));
@@ -1118,8 +1065,9 @@ static int install_fd(struct pt_fs *fs, struct pt_state *st, const struct pt_sta
     pt_key_from_statx(&stx, &key);
     if (passed)
         key.mnt_id = passed->mnt_id;
-    ret = itab_insert_at(fs->inodes, in->nodeid, &key, fd, fh, stx.stx_mode & S_IFMT, in->nlookup,
-                         &inode);
+    ret = itab_insert_at(fs->inodes, in->nodeid, &key, fd, fh, fh ? NULL : loc,
+                         stx.stx_mode & S_IFMT, in->nlookup, &inode);
+    loc = NULL; /* consumed */
     if (ret == -EEXIST)
         return fail(st, ret, "inode %llu: %s is a file another saved inode names too",
                     (unsigned long long)in->nodeid, what);
@@ -1131,12 +1079,13 @@ static int install_fd(struct pt_fs *fs, struct pt_state *st, const struct pt_sta
 static int install_found(struct pt_fs *fs, struct pt_state *st, const struct pt_state_inode *in)
 {
     const char *path = pt_state_path(st, in);
-    int fd = resolve_beneath(fs, path);
+    int fd = pt_open_beneath(fs, -1, path);
 
     if (fd < 0)
         return fail(st, fd, "inode %llu: %s: %s", (unsigned long long)in->nodeid, path,
                     strerror(-fd));
-    return install_fd(fs, st, in, fd, path, NULL);
+    /* Its path is where the fd cache opens it again until a LOOKUP finds it by name. */
+    return install_fd(fs, st, in, fd, path, NULL, *path ? itab_loc_new(FUSE_ROOT_ID, path) : NULL);
 }
 
 /* ---- LOAD by file handle (--migration-mode=file-handles) ------------------------------------- */
@@ -1194,8 +1143,8 @@ static int by_fh_beneath(struct pt_fs *fs, const struct by_fh *b, int fd)
         rel = link + b->root_len;
         rel = rel[0] == '/' && rel[1] ? rel + 1 : NULL;
     }
-    if (rel && check_path(rel) == 0)
-        found = resolve_beneath(fs, rel);
+    if (rel && pt_check_path(rel) == 0)
+        found = pt_open_beneath(fs, -1, rel);
     close(fd);
     if (found >= 0 &&
         (pt_statx(found, &got) < 0 ||
@@ -1222,7 +1171,7 @@ static int install_by_fh(struct pt_fs *fs, struct pt_state *st, const struct by_
                     "inode %llu: its file handle opens an inode that is not beneath the share "
                     "(or has no name there): refused",
                     (unsigned long long)in->nodeid);
-    return install_fd(fs, st, in, fd, "(its file handle)", NULL);
+    return install_fd(fs, st, in, fd, "(its file handle)", NULL, NULL);
 }
 
 /*
@@ -1293,7 +1242,8 @@ static int install_lost(struct pt_fs *fs, const struct pt_state_inode *in)
     struct itab_key key = lost_key(in->nodeid);
     struct pt_inode *inode;
 
-    return itab_insert_at(fs->inodes, in->nodeid, &key, -1, NULL, in->type, in->nlookup, &inode);
+    return itab_insert_at(fs->inodes, in->nodeid, &key, -1, NULL, NULL, in->type, in->nlookup,
+                          &inode);
 }
 
 /* ---- LOAD of inodes passed as fds (a handover's) ----------------------------------------------
@@ -1364,7 +1314,7 @@ static int install_passed(struct pt_fs *fs, struct pt_state *st, const struct sh
     fd = fcntl(given, F_DUPFD_CLOEXEC, 0);
     if (fd < 0)
         return fail(st, -errno, "inode %llu: the fd passed for it: %s", id, strerror(errno));
-    return install_fd(fs, st, in, fd, "(the fd passed for it)", on);
+    return install_fd(fs, st, in, fd, "(the fd passed for it)", on, NULL);
 }
 
 /* Every passed inode, once the others are in (their file systems are the share's). */
@@ -1638,7 +1588,7 @@ void pt_state_share_id(struct pt_fs *fs, uint64_t *dev, uint64_t *ino)
 int pt_state_path_ids(struct pt_fs *fs, const char *path, uint64_t *dev, uint64_t *ino)
 {
     struct statx stx;
-    int ret = check_path(path), fd = ret < 0 ? ret : resolve_beneath(fs, path);
+    int ret = pt_check_path(path), fd = ret < 0 ? ret : pt_open_beneath(fs, -1, path);
 
     if (fd < 0)
         return fd;

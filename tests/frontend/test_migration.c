@@ -1125,6 +1125,60 @@ static void test_fh_a_to_b(void)
     test_daemon_stop(&a);
 }
 
+/*
+ * A session that knows more inodes than the destination may have fds: daemon A (the default
+ * limit) knows 1500 files in 3 directories; they are LOADed into B with --rlimit-nofile=256.
+ * Before, every restored inode kept an fd and the LOAD failed with EMFILE; now they are
+ * restored into the fd cache (their saved paths are where it opens them again), every one
+ * answers GETATTR with its own inode number, and B stays under its limit.
+ */
+static void test_load_beyond_fd_limit(void)
+{
+    enum { DIRS = 3, PER = 500 };
+    static struct fuse_entry_out e[DIRS][PER];
+    struct test_daemon a, b;
+    g_assert_cmpint(test_daemon_start(&a, NULL), ==, 0);
+    struct fe *fa = open_state(&a);
+    g_assert_cmpint(fe_fuse_init(fa), ==, 0);
+    for (int d = 0; d < DIRS; d++) {
+        gchar *name = g_strdup_printf("d%d", d), *dir = share_path(&a, name);
+        struct fuse_entry_out ed;
+        g_assert_cmpint(mkdir(dir, 0755), ==, 0);
+        g_assert_cmpint(fe_lookup(fa, FUSE_ROOT_ID, name, &ed), ==, 0);
+        for (int i = 0; i < PER; i++) {
+            gchar *f = g_strdup_printf("%s/f%d", dir, i), *fname = g_strdup_printf("f%d", i);
+            g_assert_true(g_file_set_contents(f, "x", -1, NULL));
+            g_assert_cmpint(fe_lookup(fa, ed.nodeid, fname, &e[d][i]), ==, 0);
+            g_free(f);
+            g_free(fname);
+        }
+        g_free(name);
+        g_free(dir);
+    }
+    stop_rings(fa);
+    int p[2];
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    g_assert_cmpuint(set_state_fd(fa, 0, 0, p[1]), ==, STATE_NOFD);
+    close(p[1]);
+    GByteArray *state = read_to_eof(p[0]);
+    close(p[0]);
+    g_assert_cmpuint(check_state(fa), ==, 0);
+    fe_close(fa);
+
+    const char *low[] = {"--rlimit-nofile=256", NULL};
+    struct fe *fb = NULL;
+    g_assert_cmpuint(load_with(&b, a.share, low, state, &fb), ==, 0);
+    g_byte_array_unref(state);
+    for (int round = 0; round < 2; round++)
+        for (int d = 0; d < DIRS; d++)
+            for (int i = 0; i < PER; i++)
+                g_assert_cmpuint(getattr_ino(fb, e[d][i].nodeid), ==, e[d][i].attr.ino);
+    g_assert_cmpint(test_daemon_fd_count(&b), <, 256);
+    fe_close(fb);
+    test_daemon_stop(&b);
+    test_daemon_stop(&a);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1140,6 +1194,7 @@ int main(int argc, char **argv)
     g_test_add_func("/migration/state-a-to-b", test_state_a_to_b);
     g_test_add_func("/migration/locks-a-to-b", test_locks_a_to_b);
     g_test_add_func("/migration/file-handles-a-to-b", test_fh_a_to_b);
+    g_test_add_func("/migration/load-beyond-fd-limit", test_load_beyond_fd_limit);
     const char *pool_args[] = {"--thread-pool-size=2", NULL};
     if (test_daemon_start(&daemon_, NULL) < 0 || test_daemon_start(&pool_daemon, pool_args) < 0) {
         g_printerr("cannot start the daemon\n");
