@@ -239,6 +239,9 @@ void itab_set_last_nodeid(struct itab *t, uint64_t last);
  */
 int itab_for_each(struct itab *t, int (*fn)(struct pt_inode *inode, void *arg), void *arg);
 
+/* Live inodes, counted as they are added and removed (cheap, unlike itab_count). */
+unsigned long itab_live(struct itab *t);
+
 /* Number of inodes in the nodeid table (for tests and statistics). */
 unsigned long itab_count(struct itab *t);
 

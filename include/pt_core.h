@@ -68,6 +68,7 @@ struct pt_fs {
     /* The fds the guest's inodes and open handles may hold together (pt_lifetime.c's
      * fd_budget); the rest of RLIMIT_NOFILE is the daemon's reserve. 0: no bound. */
     unsigned long guest_fds;
+    unsigned long peak_inodes; /* the most live inodes since the heap was last trimmed */
 };
 
 /* The name "N" of fd N in /proc/self/fd, for *at calls on fs->proc_self_fd. */

@@ -32,6 +32,7 @@ struct itab {
     struct cds_lfht *by_key;
     struct cds_lfht *by_id;
     uint64_t next_nodeid; /* atomic; the last nodeid handed out */
+    unsigned long live;   /* published inodes not yet removed; atomic */
 
     /* The fd cache (inode_table.h): the inodes whose fds it may close, in a clock. */
     pthread_mutex_t fd_lock;
@@ -140,6 +141,11 @@ static void inode_free_rcu(struct rcu_head *head)
     free(inode);
 }
 
+unsigned long itab_live(struct itab *t)
+{
+    return __atomic_load_n(&t->live, __ATOMIC_RELAXED);
+}
+
 static bool is_published(struct pt_inode *inode)
 {
     return __atomic_load_n(&inode->published, __ATOMIC_ACQUIRE);
@@ -171,6 +177,7 @@ static void fd_cache_drop(struct itab *t, struct pt_inode *inode);
 static void inode_remove(struct itab *t, struct pt_inode *inode)
 {
     fd_cache_drop(t, inode);
+    __atomic_sub_fetch(&t->live, 1, __ATOMIC_RELAXED);
     /* -ENOENT is fine: a concurrent inserter may have unlinked it from the key table. */
     cds_lfht_del(t->by_key, &inode->key_node);
     cds_lfht_del(t->by_id, &inode->id_node);
@@ -265,6 +272,7 @@ static struct pt_inode *link_by_key(struct itab *t, struct pt_inode *inode, unsi
 
         if (got == &inode->key_node) {
             fd_cache_admit(t, inode);
+            __atomic_add_fetch(&t->live, 1, __ATOMIC_RELAXED);
             publish(inode);
             return inode;
         }
@@ -368,8 +376,10 @@ static void reset_one(struct itab *t, struct pt_inode *inode)
 /* Final teardown: nothing else runs, so every inode goes, whatever its state. */
 static void free_one(struct itab *t, struct pt_inode *inode)
 {
-    if (is_published(inode))
+    if (is_published(inode)) {
         fd_cache_drop(t, inode);
+        __atomic_sub_fetch(&t->live, 1, __ATOMIC_RELAXED);
+    }
     cds_lfht_del(t->by_id, &inode->id_node);
     if (is_published(inode))
         cds_lfht_del(t->by_key, &inode->key_node); /* -ENOENT if already unlinked */
@@ -439,6 +449,7 @@ int itab_insert_at(struct itab *t, uint64_t nodeid, const struct itab_key *key, 
     }
     cds_lfht_add(t->by_id, hash_u64(nodeid), &inode->id_node);
     fd_cache_admit(t, inode);
+    __atomic_add_fetch(&t->live, 1, __ATOMIC_RELAXED);
     publish(inode);
     *out = inode;
     return 0;

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <linux/limits.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -445,9 +446,33 @@ int pt_handle_room(struct pt_fs *fs)
     return 0;
 }
 
+/*
+ * After the guest forgot most of what it knew (a big tree walked and dropped), the heap holds
+ * the freed inodes' memory in the middle of live data, where free() cannot return it: give it
+ * back once the drop is large (at least TRIM_DROP inodes and half of the peak). Rare, and
+ * never inside a request: it waits for the frees (rcu_barrier) and walks the heap.
+ */
+#define TRIM_DROP 32768
+
+static void trim_after_forgets(struct pt_fs *fs)
+{
+    unsigned long live = itab_live(fs->inodes);
+    unsigned long peak = __atomic_load_n(&fs->peak_inodes, __ATOMIC_RELAXED);
+
+    if (live > peak) {
+        __atomic_store_n(&fs->peak_inodes, live, __ATOMIC_RELAXED);
+    } else if (peak - live >= TRIM_DROP && live < peak / 2 &&
+               __atomic_compare_exchange_n(&fs->peak_inodes, &peak, live, false, __ATOMIC_RELAXED,
+                                           __ATOMIC_RELAXED)) {
+        rcu_barrier();
+        malloc_trim(0);
+    }
+}
+
 void pt_quiescent(struct pt_fs *fs)
 {
     itab_fd_reclaim(fs->inodes);
+    trim_after_forgets(fs);
 }
 
 /* The FUSE_ATTR_SUBMOUNT rule: a directory on another mount than its parent. */
