@@ -75,6 +75,7 @@ struct pt_inode {
     /* 1 while the guest unlinked the file and the daemon keeps it under its hidden name in
      * the share's root (pt_core.c, "deferred removal"); atomic. */
     uint8_t hidden;
+    uint8_t closing; /* its fd counts as closing until the inode is freed (inode_table.c) */
 
     struct cds_lfht_node key_node;
     struct cds_lfht_node id_node;

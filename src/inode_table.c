@@ -99,6 +99,14 @@ _Static_assert(sizeof(struct pt_inode) <= 120, "struct pt_inode grew");
 /* Inodes holding an fd, process-wide (atomic). */
 static unsigned long fd_inodes;
 
+/*
+ * Fds the cache no longer counts as an inode's but that are not closed yet (they close after a
+ * grace period: a removed inode's with the inode, call_rcu; the clock's in itab_fd_reclaim),
+ * process-wide as RLIMIT_NOFILE is (atomic). They count against every cap until closed: a
+ * storm of FORGETs must not let new fds in before the old ones are gone.
+ */
+static unsigned long fds_closing;
+
 unsigned long itab_fd_inodes(void)
 {
     return __atomic_load_n(&fd_inodes, __ATOMIC_RELAXED);
@@ -136,6 +144,8 @@ static void inode_free_rcu(struct rcu_head *head)
     if (inode->fd >= 0)
         __atomic_sub_fetch(&fd_inodes, 1, __ATOMIC_RELAXED);
     close_fd(inode->fd);
+    if (inode->closing)
+        __atomic_sub_fetch(&fds_closing, 1, __ATOMIC_RELAXED);
     fh_free(inode->fh);
     free(inode->loc);
     free(inode);
@@ -528,7 +538,8 @@ void itab_set_fd_cap(struct itab *t, unsigned long cap, const unsigned long *oth
 
 unsigned long itab_fds(struct itab *t)
 {
-    return __atomic_load_n(&t->nfds, __ATOMIC_RELAXED);
+    return __atomic_load_n(&t->nfds, __ATOMIC_RELAXED) +
+           __atomic_load_n(&fds_closing, __ATOMIC_RELAXED);
 }
 
 bool itab_fd_evicting(struct itab *t)
@@ -539,7 +550,8 @@ bool itab_fd_evicting(struct itab *t)
 /* The fds counted against the cap: the inodes' and the others'. */
 static unsigned long fds_used(struct itab *t)
 {
-    unsigned long used = __atomic_load_n(&t->nfds, __ATOMIC_RELAXED);
+    unsigned long used =
+        __atomic_load_n(&t->nfds, __ATOMIC_RELAXED) + __atomic_load_n(&fds_closing, __ATOMIC_RELAXED);
 
     return t->others ? used + __atomic_load_n(t->others, __ATOMIC_RELAXED) : used;
 }
@@ -598,11 +610,10 @@ static void clock_del(struct itab *t, struct pt_inode *inode)
 }
 
 /* The clock sweep: takes the fds of up to n inodes not used since the hand last passed them
- * into fds. Under fd_lock. */
-static unsigned sweep(struct itab *t, unsigned n, int *fds)
+ * into fds (closed by the caller after a grace period). Under fd_lock. */
+static size_t sweep(struct itab *t, size_t n, int *fds)
 {
-    size_t budget = 2 * t->clock_n + 1;
-    unsigned got = 0;
+    size_t budget = 2 * t->clock_n + 1, got = 0;
 
     while (got < n && t->clock_n && budget--) {
         struct pt_inode *inode = t->clock[t->hand];
@@ -616,6 +627,7 @@ static unsigned sweep(struct itab *t, unsigned n, int *fds)
             clock_del(t, inode);
             __atomic_sub_fetch(&t->nfds, 1, __ATOMIC_RELAXED);
             __atomic_sub_fetch(&fd_inodes, 1, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&fds_closing, 1, __ATOMIC_RELAXED);
         }
     }
     return got;
@@ -623,27 +635,28 @@ static unsigned sweep(struct itab *t, unsigned n, int *fds)
 
 void itab_fd_reclaim(struct itab *t)
 {
-    unsigned long n = __atomic_load_n(&t->reclaim, __ATOMIC_ACQUIRE);
-    unsigned got;
+    size_t n = __atomic_load_n(&t->reclaim, __ATOMIC_ACQUIRE), got;
     int *fds;
 
-    /* One thread at a time; the others go on serving. */
+    /* Nothing asked for (one load: the common case), or another thread does it. */
     if (!n || __atomic_exchange_n(&t->reclaiming, true, __ATOMIC_ACQ_REL))
         return;
     n = n < EVICT_MAX ? n : EVICT_MAX;
     fds = malloc(n * sizeof(*fds));
     if (fds) {
         pthread_mutex_lock(&t->fd_lock);
-        got = sweep(t, (unsigned)n, fds);
+        got = sweep(t, n, fds);
         __atomic_store_n(&t->reclaim, 0, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&t->fd_lock);
-        if (got)
+        if (got) {
             __atomic_store_n(&t->evicting, true, __ATOMIC_RELAXED);
-        /* An op that read one of these fds inside its read-side section may still use it:
-         * they close once every such section has ended. */
-        synchronize_rcu();
-        for (unsigned i = 0; i < got; i++)
+            /* An op that read one of these fds inside its read-side section may still use
+             * it: they close once every such section has ended. */
+            synchronize_rcu();
+        }
+        for (size_t i = 0; i < got; i++)
             close(fds[i]);
+        __atomic_sub_fetch(&fds_closing, got, __ATOMIC_RELAXED);
         free(fds);
     }
     __atomic_store_n(&t->reclaiming, false, __ATOMIC_RELEASE);
@@ -748,7 +761,12 @@ static void fd_cache_drop(struct itab *t, struct pt_inode *inode)
 {
     pthread_mutex_lock(&t->fd_lock);
     clock_del(t, inode);
-    if (inode->fd >= 0)
+    if (inode->fd >= 0) {
+        /* Closed with the inode after a grace period, which a storm of FORGETs may make
+         * long: counted as closing until then, so that the budget holds. */
         __atomic_sub_fetch(&t->nfds, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&fds_closing, 1, __ATOMIC_RELAXED);
+        inode->closing = 1;
+    }
     pthread_mutex_unlock(&t->fd_lock);
 }
