@@ -51,10 +51,12 @@ struct fh_mounts {
     struct fh_mount *list;
 };
 
-/* An inode's handle: the mount it opens on (one reference held) and the handle itself. */
+/* An inode's handle: the mount it opens on (one reference held) and the handle itself, in one
+ * allocation as small as the handle (a daemon may hold millions). */
 struct pt_fhandle {
     struct fh_mount *mount;
-    struct file_handle *h; /* allocated with the struct */
+    /* A struct file_handle and its handle_bytes of f_handle (8-byte aligned after mount). */
+    unsigned char h[];
 };
 
 /* The handle of an fd (O_PATH is fine). 0 or -errno: -EOPNOTSUPP when the file system gives

@@ -20,11 +20,19 @@ int fh_encode(int fd, struct fh_buf *out)
     return 0;
 }
 
+/* The struct file_handle fh holds. */
+static struct file_handle *handle_of(const struct pt_fhandle *fh)
+{
+    return (struct file_handle *)(uintptr_t)fh->h;
+}
+
 bool fh_same(const struct pt_fhandle *fh, const struct fh_buf *b)
 {
-    return fh->mount->mnt_id == b->mnt_id && fh->h->handle_type == b->u.h.handle_type &&
-           fh->h->handle_bytes == b->u.h.handle_bytes &&
-           memcmp(fh->h->f_handle, b->u.h.f_handle, b->u.h.handle_bytes) == 0;
+    const struct file_handle *h = handle_of(fh);
+
+    return fh->mount->mnt_id == b->mnt_id && h->handle_type == b->u.h.handle_type &&
+           h->handle_bytes == b->u.h.handle_bytes &&
+           memcmp(h->f_handle, b->u.h.f_handle, b->u.h.handle_bytes) == 0;
 }
 
 void fh_mounts_init(struct fh_mounts *t)
@@ -172,7 +180,6 @@ struct pt_fhandle *fh_new(struct fh_mount *m, const struct fh_buf *b)
     if (!fh)
         return NULL;
     fh->mount = m;
-    fh->h = (struct file_handle *)(fh + 1);
     memcpy(fh->h, &b->u.h, bytes);
     return fh;
 }
@@ -198,7 +205,7 @@ int fh_open(const struct pt_fhandle *fh, int flags)
     {
         CREDS_AS_DAEMON(scope, &ret);
         if (ret == 0) {
-            fd = open_by_handle_at(fh->mount->fd, fh->h, flags | O_CLOEXEC);
+            fd = open_by_handle_at(fh->mount->fd, handle_of(fh), flags | O_CLOEXEC);
             ret = fd < 0 ? -errno : 0;
         }
     }
