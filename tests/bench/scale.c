@@ -105,7 +105,7 @@ static int make_deep(const char *share, unsigned n)
         made += files;
         close(dir);
     }
-    g_queue_free_full(&todo, g_free);
+    g_queue_clear_full(&todo, g_free);
     return ret;
 }
 
