@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include "hash.h"
+#include "hash_sizer.h"
 
 struct htab {
     struct cds_lfht *ht;
-    uint64_t next_fh; /* atomic; the last fh handed out */
+    struct hash_sizer sizer; /* not liburcu's auto-resize: see src/hash_sizer.c */
+    uint64_t next_fh;        /* atomic; the last fh handed out */
 };
 
 static int fh_match(struct cds_lfht_node *node, const void *arg)
@@ -26,11 +28,12 @@ int htab_new(struct htab **out)
 
     if (!t)
         return -ENOMEM;
-    t->ht = cds_lfht_new(64, 64, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+    t->ht = hash_sizer_table();
     if (!t->ht) {
         free(t);
         return -ENOMEM;
     }
+    hash_sizer_init(&t->sizer, t->ht, NULL);
     *out = t;
     return 0;
 }
@@ -115,6 +118,7 @@ int htab_insert_at(struct htab *t, uint64_t fh, uint64_t nodeid, int fd, bool di
         handle_drop(h);
         return -EEXIST;
     }
+    hash_sizer_note(&t->sizer, 1);
     return 0;
 }
 
@@ -150,6 +154,7 @@ int htab_add(struct htab *t, uint64_t nodeid, int fd, bool dir, uint64_t *fh)
         return -ENOMEM;
     h->fh = __atomic_add_fetch(&t->next_fh, 1, __ATOMIC_RELAXED);
     cds_lfht_add(t->ht, hash_u64(h->fh), &h->node);
+    hash_sizer_note(&t->sizer, 1);
     *fh = h->fh;
     return 0;
 }
@@ -175,6 +180,7 @@ int htab_remove(struct htab *t, uint64_t fh, uint64_t nodeid)
     /* Of two concurrent RELEASEs of one fh only the one whose delete succeeds frees it. */
     if (!h || cds_lfht_del(t->ht, &h->node) != 0)
         return -EBADF;
+    hash_sizer_note(&t->sizer, -1);
     handle_drop(h);
     return 0;
 }
@@ -190,8 +196,10 @@ void htab_clear(struct htab *t)
     for (; (node = cds_lfht_iter_get_node(&iter)); cds_lfht_next(t->ht, &iter)) {
         struct pt_handle *h = caa_container_of(node, struct pt_handle, node);
 
-        if (cds_lfht_del(t->ht, node) == 0)
+        if (cds_lfht_del(t->ht, node) == 0) {
+            hash_sizer_note(&t->sizer, -1);
             handle_drop(h);
+        }
     }
     rcu_read_unlock();
 }
@@ -201,7 +209,7 @@ void htab_free(struct htab *t)
     if (!t)
         return;
     htab_clear(t);
-    rcu_barrier(); /* no callback may run after the table is gone */
+    rcu_barrier(); /* no callback (a free, a resize) may run after the table is gone */
     cds_lfht_destroy(t->ht, NULL);
     free(t);
 }

@@ -48,6 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "daemon.h"
 #include "frontend.h"
 
@@ -173,7 +174,7 @@ struct driver {
     unsigned n;
 };
 
-static double now_s(void)
+double now_s(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -476,8 +477,8 @@ static void *run_driver(void *arg)
 
 /* ---- set-up of the share and the session ---- */
 
-static int fuse_simple(struct fe *fe, uint32_t op, uint64_t node, const void *a, size_t alen,
-                       const char *name, size_t out, struct fe_reply *r)
+int fuse_simple(struct fe *fe, uint32_t op, uint64_t node, const void *a, size_t alen,
+                const char *name, size_t out, struct fe_reply *r)
 {
     struct iovec iov[2] = {{(void *)a, alen}, {(void *)name, name ? strlen(name) + 1 : 0}};
     int ret = fe_fuse(fe, 1, op, node, iov, name ? 2 : 1, out, r);
@@ -530,13 +531,7 @@ static void prepare_share(const char *share)
     g_free(dir);
 }
 
-struct daemon_proc {
-    pid_t pid;
-    char *dir, *share, *sock;
-};
-
-/* Starts CMD on share, or (share NULL) on a share of its own with the workloads' files. */
-static int start_daemon(const char *cmd, struct daemon_proc *d, const char *share)
+int start_daemon(const char *cmd, struct daemon_proc *d, const char *share)
 {
     d->dir = g_dir_make_tmp("vfs-bench-XXXXXX", NULL);
     d->share = share ? g_strdup(share) : g_build_filename(d->dir, "share", NULL);
@@ -571,7 +566,7 @@ static int start_daemon(const char *cmd, struct daemon_proc *d, const char *shar
     return -ETIMEDOUT;
 }
 
-static void stop_daemon(struct daemon_proc *d)
+void stop_daemon(struct daemon_proc *d)
 {
     if (d->pid > 0) {
         kill(d->pid, SIGTERM);
@@ -1017,7 +1012,7 @@ static void print_variant_cost(GPtrArray *ws, const int *wids, GPtrArray *ds, GP
     }
 }
 
-static GPtrArray *split_list(const char *s)
+GPtrArray *split_list(const char *s)
 {
     GPtrArray *a = g_ptr_array_new_with_free_func(g_free);
     gchar **v = g_strsplit(s, ",", -1);
@@ -1033,6 +1028,8 @@ int main(int argc, char **argv)
     const char *wl = "getattr,lookup-forget,create-release-unlink,read-4k-rand,write-4k-rand,"
                      "read-1m-seq,write-1m-seq,readdirplus-1000";
     const char *depths = "1,16", *queues_s = "1", *state_inodes = NULL;
+    const char *scale = NULL, *scale_shapes = "flat,deep";
+    unsigned scale_runs = 1;
     double seconds = 2;
     /* The driver never needs more threads than the CPUs it may run on. */
     unsigned driver_threads = test_usable_cpus() ? test_usable_cpus() : 1;
@@ -1043,6 +1040,9 @@ int main(int argc, char **argv)
                                          {"seconds", required_argument, NULL, 's'},
                                          {"driver-threads", required_argument, NULL, 't'},
                                          {"state-inodes", required_argument, NULL, 'S'},
+                                         {"scale", required_argument, NULL, 'n'},
+                                         {"scale-shape", required_argument, NULL, 'N'},
+                                         {"scale-runs", required_argument, NULL, 'R'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
@@ -1068,19 +1068,35 @@ int main(int argc, char **argv)
         case 'S':
             state_inodes = optarg;
             break;
+        case 'n':
+            scale = optarg;
+            break;
+        case 'N':
+            scale_shapes = optarg;
+            break;
+        case 'R':
+            scale_runs = (unsigned)atoi(optarg);
+            break;
         default:
             printf("usage: bench [--daemon 'CMD']... [--workloads LIST] [--depths 1,16] "
                    "[--queues 1,2] [--seconds S] [--driver-threads N] [--state-inodes N,...]\n"
+                   "       [--scale N,... [--scale-shape flat,deep] [--scale-runs R]]\n"
                    "  --driver-threads N: threads feeding the queues (0: one per queue; "
                    "default: one per CPU, at most one per queue)\n"
                    "  --state-inodes N,...: device state size and SAVE/LOAD times with N known "
-                   "inodes\n  (--workloads '' to measure only those)\nworkloads:");
+                   "inodes\n"
+                   "  --scale N,...: READDIRPLUS, LOOKUP and FORGET of every entry of a share "
+                   "of N files\n  (flat: one directory; deep: a tree), R times per daemon; "
+                   "without --daemon: ours\n  and the Rust virtiofsd, with fds and with file "
+                   "handles\n  (--workloads '' to measure only those)\nworkloads:");
             for (int i = 0; i < W_COUNT; i++)
                 printf(" %s", workload_names[i]);
             printf("\n");
             return c == 'h' ? 0 : 2;
         }
     }
+    /* The scale mode's default daemons are its own (scale.c). */
+    GPtrArray *given = g_ptr_array_copy(daemons, NULL, NULL);
     if (daemons->len == 0)
         g_ptr_array_add(daemons, BENCH_DEFAULT_DAEMON
                         " --cache=always --seccomp=none --sandbox=none --log-level=error");
@@ -1205,8 +1221,12 @@ int main(int argc, char **argv)
     print_variant_cost(ws, wids, ds, qs, nd, res);
     if (ns->len)
         print_state(daemons, ns, sr);
-    for (unsigned di = 0; di < nd; di++)
+    for (unsigned di = 0; di < nd && (ws->len || ns->len); di++)
         printf("d%u: %s\n", di, (char *)daemons->pdata[di]);
+    fflush(stdout);
+    if (scale)
+        run_scale(given, scale, scale_shapes, scale_runs);
+    g_ptr_array_unref(given);
     free(sr);
     free(wids);
     free(res);

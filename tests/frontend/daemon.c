@@ -215,23 +215,28 @@ int test_daemon_stop(struct test_daemon *d)
     return rc;
 }
 
-pid_t test_daemon_serving_pid(const struct test_daemon *d)
+pid_t test_serving_pid(pid_t pid)
 {
     /* In the namespace sandbox the process we started is a monitor; its child serves. */
     char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)d->pid, (int)d->pid);
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
     gchar *text = NULL;
     pid_t child = 0;
     if (g_file_get_contents(path, &text, NULL, NULL))
         child = (pid_t)atoi(text);
     g_free(text);
-    return child > 0 ? child : d->pid;
+    return child > 0 ? child : pid;
 }
 
-int test_daemon_fd_count(const struct test_daemon *d)
+pid_t test_daemon_serving_pid(const struct test_daemon *d)
+{
+    return test_serving_pid(d->pid);
+}
+
+int test_pid_fd_count(pid_t pid)
 {
     char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)test_daemon_serving_pid(d));
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
     DIR *dir = opendir(path);
     if (!dir)
         return -errno;
@@ -241,6 +246,29 @@ int test_daemon_fd_count(const struct test_daemon *d)
             n++;
     closedir(dir);
     return n;
+}
+
+int test_daemon_fd_count(const struct test_daemon *d)
+{
+    return test_pid_fd_count(test_daemon_serving_pid(d));
+}
+
+long test_pid_status_kib(pid_t pid, const char *field)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    gchar *text = NULL;
+    long kib = -1;
+    if (g_file_get_contents(path, &text, NULL, NULL)) {
+        size_t flen = strlen(field);
+        for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+            if (strncmp(l, field, flen) == 0 && l[flen] == ':') {
+                kib = strtol(l + flen + 1, NULL, 10);
+                break;
+            }
+    }
+    g_free(text);
+    return kib;
 }
 
 bool test_daemon_log_contains(const struct test_daemon *d, const char *needle)

@@ -45,6 +45,12 @@ int test_daemon_stop(struct test_daemon *d);
 pid_t test_daemon_serving_pid(const struct test_daemon *d);
 /* Number of open fds of the serving process (from /proc/PID/fd). */
 int test_daemon_fd_count(const struct test_daemon *d);
+/* The same for any daemon pid: its serving process (its first child when it has one, as a
+ * sandbox monitor does, else itself), and a pid's open fds. */
+pid_t test_serving_pid(pid_t pid);
+int test_pid_fd_count(pid_t pid);
+/* A kB figure of /proc/PID/status (e.g. "VmRSS"); -1 if absent. */
+long test_pid_status_kib(pid_t pid, const char *field);
 /* The CPUs this process may run on (its affinity mask), as a daemon started from it sees
  * them; 0 if the mask cannot be read. */
 unsigned test_usable_cpus(void);
