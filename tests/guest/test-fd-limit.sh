@@ -82,7 +82,8 @@ echo "DATA: created $(ls new | wc -l)"
 bad=0
 i=0
 while [ $i -lt 5000 ]; do
-  line=$(cat "new/n$i" 2>&1) || true
+  line=
+  read -r line <"new/n$i" || true
   if [ "$line" != "new $i" ]; then
     bad=$((bad + 1))
     [ $bad -gt 5 ] || echo "DATA: new-wrong n$i: '$line'"
