@@ -449,10 +449,11 @@ int pt_handle_room(struct pt_fs *fs)
 /*
  * After the guest forgot most of what it knew (a big tree walked and dropped), the heap holds
  * the freed inodes' memory in the middle of live data, where free() cannot return it: give it
- * back once the drop is large (at least TRIM_DROP inodes and half of the peak). Rare, and
- * never inside a request: it waits for the frees (rcu_barrier) and walks the heap.
+ * back each time the live count halved since the last trim (and fell by TRIM_DROP at least):
+ * a few times per big drop, never inside a request (it waits for the frees, rcu_barrier, and
+ * walks the heap).
  */
-#define TRIM_DROP 32768
+#define TRIM_DROP 4096
 
 static void trim_after_forgets(struct pt_fs *fs)
 {
