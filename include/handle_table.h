@@ -3,9 +3,11 @@
  * Open file and directory handles (the FUSE "fh"), in a liburcu lock-free hash table.
  *
  * fh values come from a counter, so an fh that was never issued or was already released is
- * simply not found. RELEASE unlinks the handle and frees it with call_rcu(): an op that found
- * the handle inside rcu_read_lock() may keep using its fd until rcu_read_unlock(), and the fd
- * is closed after the grace period.
+ * simply not found. RELEASE unlinks the handle and puts it on a list of released handles:
+ * an op that found the handle inside rcu_read_lock() may keep using its fd until
+ * rcu_read_unlock(), and htab_reclaim closes the fd after a grace period, between requests.
+ * Not call_rcu: its thread batches for 10 ms and more, and a guest that opens and closes
+ * thousands of directories a second would have hundreds of fds waiting to be closed.
  *
  * htab_add/htab_get/htab_remove must be called inside rcu_read_lock() from a thread registered
  * with liburcu.
@@ -43,7 +45,7 @@ struct pt_handle {
     struct pt_dirstream *dir; /* NULL for files */
 
     struct cds_lfht_node node;
-    struct rcu_head rcu;
+    struct pt_handle *released_next; /* on the released list (handle_table.c) */
 };
 
 struct htab;
@@ -55,6 +57,14 @@ const unsigned long *htab_fd_counter(void);
 int htab_new(struct htab **out);
 /* Frees every handle and the table. No op may be in flight; not inside rcu_read_lock(). */
 void htab_free(struct htab *t);
+
+/*
+ * Closes the fds of released handles after a grace period: when RELEASE_BATCH wait, or the
+ * oldest has waited RELEASE_WAIT_NS, or always when idle (nothing else to serve). Outside any
+ * read-side section, from a registered thread; costs a load and a clock read when there is
+ * nothing to do.
+ */
+void htab_reclaim(struct htab *t, bool idle);
 
 /*
  * Creates a handle for fd (taking ownership of it, also on failure) and returns its fh.

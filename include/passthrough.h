@@ -157,10 +157,13 @@ void pt_init(struct pt_fs *fs, uint64_t negotiated_flags);
 void pt_reset(struct pt_fs *fs);
 /*
  * Between requests, outside any RCU read-side section, on a registered thread: closes the
- * inode fds the fd cache set aside to stay within the open-file budget (inode_table.h). Costs
- * one atomic load when there is nothing to do; else waits for a grace period.
+ * inode fds the fd cache set aside to stay within the open-file budget (inode_table.h), and
+ * the fds of released handles (handle_table.h). Costs a few loads when there is nothing to
+ * do; else waits for a grace period.
  */
 void pt_quiescent(struct pt_fs *fs);
+/* The same when the worker is about to wait for work: nothing waits longer to be closed. */
+void pt_idle(struct pt_fs *fs);
 
 /*
  * FUSE requests carry the caller's uid and gid but not its supplementary groups, so the host

@@ -1463,6 +1463,11 @@ void fuse_session_quiescent(struct fuse_session *se)
     pt_quiescent(se->fs);
 }
 
+void fuse_session_idle(struct fuse_session *se)
+{
+    pt_idle(se->fs);
+}
+
 uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
                               const struct vq_elem *elem, const struct fuse_req_ctx *ctx)
 {

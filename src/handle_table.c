@@ -3,7 +3,9 @@
 #include "handle_table.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hash.h"
@@ -13,7 +15,25 @@ struct htab {
     struct cds_lfht *ht;
     struct hash_sizer sizer; /* not liburcu's auto-resize: see src/hash_sizer.c */
     uint64_t next_fh;        /* atomic; the last fh handed out */
+
+    /* Released handles waiting for a grace period (handle_table.h), newest first. */
+    pthread_mutex_t released_lock;
+    struct pt_handle *released;
+    unsigned long n_released; /* atomic */
+    int64_t oldest_ns;        /* CLOCK_MONOTONIC of the oldest on the list; atomic */
 };
+
+/* Released handles closed together, or after waiting this long. */
+#define RELEASE_BATCH   16
+#define RELEASE_WAIT_NS 2000000
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static int fh_match(struct cds_lfht_node *node, const void *arg)
 {
@@ -34,6 +54,7 @@ int htab_new(struct htab **out)
         return -ENOMEM;
     }
     hash_sizer_init(&t->sizer, t->ht, NULL);
+    pthread_mutex_init(&t->released_lock, NULL);
     *out = t;
     return 0;
 }
@@ -48,10 +69,8 @@ const unsigned long *htab_fd_counter(void)
     return &open_fds;
 }
 
-static void handle_free_rcu(struct rcu_head *head)
+static void handle_free(struct pt_handle *h)
 {
-    struct pt_handle *h = caa_container_of(head, struct pt_handle, rcu);
-
     if (h->dir) {
         pthread_mutex_destroy(&h->dir->lock);
         free(h->dir);
@@ -60,11 +79,46 @@ static void handle_free_rcu(struct rcu_head *head)
     free(h);
 }
 
-/* A handle out of its table: no longer counted, freed after a grace period. */
-static void handle_drop(struct pt_handle *h)
+/* A handle out of its table: no longer counted, freed after a grace period (htab_reclaim). */
+static void handle_drop(struct htab *t, struct pt_handle *h)
 {
     __atomic_sub_fetch(&open_fds, 1, __ATOMIC_RELAXED);
-    call_rcu(&h->rcu, handle_free_rcu);
+    pthread_mutex_lock(&t->released_lock);
+    if (!t->released)
+        __atomic_store_n(&t->oldest_ns, now_ns(), __ATOMIC_RELAXED);
+    h->released_next = t->released;
+    t->released = h;
+    __atomic_add_fetch(&t->n_released, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&t->released_lock);
+}
+
+void htab_reclaim(struct htab *t, bool idle)
+{
+    unsigned long n = __atomic_load_n(&t->n_released, __ATOMIC_ACQUIRE);
+    struct pt_handle *list;
+
+    if (!n || (!idle && n < RELEASE_BATCH &&
+               now_ns() - __atomic_load_n(&t->oldest_ns, __ATOMIC_RELAXED) < RELEASE_WAIT_NS))
+        return;
+    pthread_mutex_lock(&t->released_lock);
+    list = t->released;
+    t->released = NULL;
+    n = 0;
+    for (struct pt_handle *h = list; h; h = h->released_next)
+        n++;
+    __atomic_sub_fetch(&t->n_released, n, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&t->released_lock);
+    if (!list)
+        return; /* another thread took them */
+    /* An op that found one of these handles inside its read-side section may still use its
+     * fd: they close once every such section has ended. */
+    synchronize_rcu();
+    while (list) {
+        struct pt_handle *next = list->released_next;
+
+        handle_free(list);
+        list = next;
+    }
 }
 
 static struct pt_dirstream *dirstream_new(void)
@@ -115,7 +169,7 @@ int htab_insert_at(struct htab *t, uint64_t fh, uint64_t nodeid, int fd, bool di
         return -ENOMEM;
     h->fh = fh;
     if (cds_lfht_add_unique(t->ht, hash_u64(fh), fh_match, &fh, &h->node) != &h->node) {
-        handle_drop(h);
+        handle_drop(t, h);
         return -EEXIST;
     }
     hash_sizer_note(&t->sizer, 1);
@@ -181,7 +235,7 @@ int htab_remove(struct htab *t, uint64_t fh, uint64_t nodeid)
     if (!h || cds_lfht_del(t->ht, &h->node) != 0)
         return -EBADF;
     hash_sizer_note(&t->sizer, -1);
-    handle_drop(h);
+    handle_drop(t, h);
     return 0;
 }
 
@@ -198,7 +252,7 @@ void htab_clear(struct htab *t)
 
         if (cds_lfht_del(t->ht, node) == 0) {
             hash_sizer_note(&t->sizer, -1);
-            handle_drop(h);
+            handle_drop(t, h);
         }
     }
     rcu_read_unlock();
@@ -209,7 +263,9 @@ void htab_free(struct htab *t)
     if (!t)
         return;
     htab_clear(t);
-    rcu_barrier(); /* no callback (a free, a resize) may run after the table is gone */
+    htab_reclaim(t, true);
+    rcu_barrier(); /* no callback (a resize) may run after the table is gone */
     cds_lfht_destroy(t->ht, NULL);
+    pthread_mutex_destroy(&t->released_lock);
     free(t);
 }

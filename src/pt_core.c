@@ -473,7 +473,13 @@ static void trim_after_forgets(struct pt_fs *fs)
 void pt_quiescent(struct pt_fs *fs)
 {
     itab_fd_reclaim(fs->inodes);
+    htab_reclaim(fs->handles, false);
     trim_after_forgets(fs);
+}
+
+void pt_idle(struct pt_fs *fs)
+{
+    htab_reclaim(fs->handles, true);
 }
 
 /* The FUSE_ATTR_SUBMOUNT rule: a directory on another mount than its parent. */

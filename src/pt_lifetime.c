@@ -216,7 +216,10 @@ void pt_reset(struct pt_fs *fs)
     pt_locks_reset(fs->locks);
     htab_clear(fs->handles);
     itab_clear(fs->inodes, 2);
-    /* Close the fds now, unless called inside a read-side section (that would deadlock). */
-    if (!rcu_read_ongoing())
+    /* Close the fds now, unless called inside a read-side section (that would deadlock; the
+     * worker then closes the handles' between requests, pt_quiescent). */
+    if (!rcu_read_ongoing()) {
+        htab_reclaim(fs->handles, true);
         rcu_barrier();
+    }
 }

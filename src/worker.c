@@ -612,6 +612,12 @@ static bool wait_kicks(struct vu_worker *w)
 {
     nfds_t n = 0;
     int timeout = -1;
+    /* Nothing to serve: what waits for a quiet moment (released handles' fds) goes now. */
+    for (struct vu_queue *q = w->queues; q; q = q->next)
+        if (!q->broken && q->fuse) {
+            fuse_session_idle(q->fuse);
+            break; /* the queues of a device share one session */
+        }
     w->pfds[n] = (struct pollfd){.fd = w->wake_fd, .events = POLLIN};
     w->pfd_queue[n++] = NULL;
     for (struct vu_queue *q = w->queues; q; q = q->next) {

@@ -280,6 +280,9 @@ static void serve(const uint8_t *req, uint32_t req_len, const uint32_t *rd_cuts,
     rcu_read_lock();
     uint32_t ret = fuse_session_process(se, scratch, elem, NULL);
     rcu_read_unlock();
+    /* As a queue worker does between requests, and before it waits (its queue is empty). */
+    fuse_session_quiescent(se);
+    fuse_session_idle(se);
     /* The request ran with the caller's fsuid/fsgid on this thread; back to root for the
      * harness's own file system work (a worker thread never does any). */
     FUZZ_CHECK(creds_set(0, 0) == 0, "cannot reset the fs credentials");

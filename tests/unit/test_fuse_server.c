@@ -109,6 +109,9 @@ static uint32_t run_iov(struct fx *f, const struct iovec *rd, unsigned nrd, cons
     rcu_read_lock();
     uint32_t ret = fuse_session_process(f->se, f->scratch, e, NULL);
     rcu_read_unlock();
+    /* As a queue worker does between requests, and before it waits (its queue is empty). */
+    fuse_session_quiescent(f->se);
+    fuse_session_idle(f->se);
     return ret;
 }
 

@@ -243,6 +243,9 @@ static int req_ctx(struct fx *f, struct side *s, uint32_t opcode, uint64_t nodei
     rcu_read_lock();
     ret = fuse_session_process(s->se, f->scratch, e, ctx);
     rcu_read_unlock();
+    /* As a queue worker does between requests, and before it waits (its queue is empty). */
+    fuse_session_quiescent(s->se);
+    fuse_session_idle(s->se);
     g_free(buf);
     if (opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET) {
         g_assert_cmpuint(ret, ==, 0);

@@ -160,6 +160,9 @@ static int req(struct fx *f, struct side *s, uint32_t opcode, uint64_t nodeid, c
     rcu_read_lock();
     ret = fuse_session_process(s->se, f->scratch, e, NULL);
     rcu_read_unlock();
+    /* As a queue worker does between requests, and before it waits (its queue is empty). */
+    fuse_session_quiescent(s->se);
+    fuse_session_idle(s->se);
     g_free(buf);
     if (opcode == FUSE_FORGET) {
         g_assert_cmpuint(ret, ==, 0);
@@ -1664,6 +1667,7 @@ static void test_handover_unlinked(void)
     forget(&f, &f.dst, gone, 1);
     forget(&f, &f.dst, gap, 1);
     rcu_barrier();
+    fuse_session_idle(f.dst.se); /* as the worker does before it waits for more */
     g_assert_cmpuint(fds_on("/gone.txt (deleted)"), ==, 0);
     g_assert_cmpuint(fds_on("/gap.txt (deleted)"), ==, 0);
     g_byte_array_unref(st);
