@@ -69,6 +69,8 @@ struct pt_fs {
      * fd_budget); the rest of RLIMIT_NOFILE is the daemon's reserve. 0: no bound. */
     unsigned long guest_fds;
     unsigned long peak_inodes; /* the most live inodes since the heap was last trimmed */
+    bool trim_queued;          /* a trim waits on the call_rcu thread (pt_core.c); atomic */
+    struct rcu_head trim_rcu;
 };
 
 /* The name "N" of fd N in /proc/self/fd, for *at calls on fs->proc_self_fd. */

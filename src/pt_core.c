@@ -449,11 +449,19 @@ int pt_handle_room(struct pt_fs *fs)
 /*
  * After the guest forgot most of what it knew (a big tree walked and dropped), the heap holds
  * the freed inodes' memory in the middle of live data, where free() cannot return it: give it
- * back each time the live count halved since the last trim (and fell by TRIM_DROP at least):
- * a few times per big drop, never inside a request (it waits for the frees, rcu_barrier, and
- * walks the heap).
+ * back each time the live count halved since the last trim (and fell by TRIM_DROP at least).
+ * On the call_rcu thread, queued behind the frees of the forgotten inodes (its callbacks run
+ * in order), so that neither the worker nor the guest waits for it.
  */
 #define TRIM_DROP 4096
+
+static void trim_rcu(struct rcu_head *head)
+{
+    struct pt_fs *fs = caa_container_of(head, struct pt_fs, trim_rcu);
+
+    malloc_trim(0);
+    __atomic_store_n(&fs->trim_queued, false, __ATOMIC_RELEASE);
+}
 
 static void trim_after_forgets(struct pt_fs *fs)
 {
@@ -464,9 +472,9 @@ static void trim_after_forgets(struct pt_fs *fs)
         __atomic_store_n(&fs->peak_inodes, live, __ATOMIC_RELAXED);
     } else if (peak - live >= TRIM_DROP && live < peak / 2 &&
                __atomic_compare_exchange_n(&fs->peak_inodes, &peak, live, false, __ATOMIC_RELAXED,
-                                           __ATOMIC_RELAXED)) {
-        rcu_barrier();
-        malloc_trim(0);
+                                           __ATOMIC_RELAXED) &&
+               !__atomic_exchange_n(&fs->trim_queued, true, __ATOMIC_ACQ_REL)) {
+        call_rcu(&fs->trim_rcu, trim_rcu);
     }
 }
 
