@@ -206,6 +206,8 @@ static void hide_end(struct pt_fs *fs, struct hide *h, int ret, char *hidden)
     if (h->linked) {
         if (ret == 0 && pt_statx(h->fd, &now) == 0 && now.stx_nlink == 1) {
             __atomic_store_n(&h->inode->hidden, 1, __ATOMIC_RELEASE);
+            /* Its hidden name is where the fd cache finds it again, should it have no fd. */
+            (void)itab_set_loc(fs->inodes, h->inode, FUSE_ROOT_ID, hidden);
         } else { /* the call failed, or the file still has a name (a rename onto itself) */
             pt_unhide(fs, h->inode->key.dev, h->inode->key.ino);
             hidden[0] = '\0';
