@@ -424,6 +424,47 @@ static void test_forgets_give_back(void)
     test_daemon_stop(&d);
 }
 
+/* Pool threads named "pool-worker" in the serving process. */
+static unsigned pool_threads(pid_t pid)
+{
+    gchar *dir = g_strdup_printf("/proc/%d/task", (int)pid);
+    GDir *d = g_dir_open(dir, 0, NULL);
+    unsigned n = 0;
+    g_assert_nonnull(d);
+    for (const char *t; (t = g_dir_read_name(d));) {
+        gchar *path = g_strdup_printf("%s/%s/comm", dir, t), *comm = NULL;
+        if (g_file_get_contents(path, &comm, NULL, NULL) && g_str_has_prefix(comm, "pool-worker"))
+            n++;
+        g_free(comm);
+        g_free(path);
+    }
+    g_dir_close(d);
+    g_free(dir);
+    return n;
+}
+
+/* --thread-pool-size: threads only when there is work. None before the first request (they
+ * were all started with the daemon), then as many as the work needs, at most the size. */
+static void test_pool_threads_on_demand(void)
+{
+    struct test_daemon d;
+    const char *args[] = {"--thread-pool-size=4", NULL};
+    g_assert_cmpint(test_daemon_start(&d, args), ==, 0);
+    pid_t pid = test_daemon_serving_pid(&d);
+    g_assert_cmpuint(pool_threads(pid), ==, 0);
+    struct fe_config cfg = {.socket_path = d.socket};
+    struct fe *fe = NULL;
+    g_assert_cmpint(fe_open_retry(&cfg, &fe, 1000), ==, 0);
+    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    for (int i = 0; i < 50; i++)
+        (void)lookup(fe, FUSE_ROOT_ID, ".");
+    unsigned n = pool_threads(pid);
+    g_assert_cmpuint(n, >=, 1);
+    g_assert_cmpuint(n, <=, 4);
+    fe_close(fe);
+    test_daemon_stop(&d);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -431,5 +472,6 @@ int main(int argc, char **argv)
     g_test_add_func("/memory/idle/none", test_idle_none);
     g_test_add_func("/memory/readdir-buffer", test_readdir_buffer);
     g_test_add_func("/memory/forgets-give-back", test_forgets_give_back);
+    g_test_add_func("/memory/pool-threads-on-demand", test_pool_threads_on_demand);
     return g_test_run();
 }
