@@ -1065,9 +1065,12 @@ static int install_fd(struct pt_fs *fs, struct pt_state *st, const struct pt_sta
     pt_key_from_statx(&stx, &key);
     if (passed)
         key.mnt_id = passed->mnt_id;
-    ret = itab_insert_at(fs->inodes, in->nodeid, &key, fd, fh, fh ? NULL : loc,
-                         stx.stx_mode & S_IFMT, in->nlookup, &inode);
-    loc = NULL; /* consumed */
+    if (fh) { /* opened again by its handle: no place needed */
+        free(loc);
+        loc = NULL;
+    }
+    ret = itab_insert_at(fs->inodes, in->nodeid, &key, fd, fh, loc, stx.stx_mode & S_IFMT,
+                         in->nlookup, &inode);
     if (ret == -EEXIST)
         return fail(st, ret, "inode %llu: %s is a file another saved inode names too",
                     (unsigned long long)in->nodeid, what);
