@@ -24,8 +24,8 @@ struct htab {
 };
 
 /* Released handles closed together, or after waiting this long. */
-#define RELEASE_BATCH   16
-#define RELEASE_WAIT_NS 2000000
+#define RELEASE_BATCH   8
+#define RELEASE_WAIT_NS 1000000
 
 static int64_t now_ns(void)
 {
