@@ -284,9 +284,10 @@ static void test_every_thread(gconstpointer data)
     g_assert_nonnull(strstr(names->str, "queue-worker-0"));
     g_assert_nonnull(strstr(names->str, "queue-worker-1"));
     g_assert_nonnull(strstr(names->str, "lock-wait"));
+    /* Pool threads start on demand: at least the one that served these requests. */
     if (m->pool)
         g_assert_nonnull(strstr(names->str, "pool-worker"));
-    g_assert_cmpuint(tasks, >=, m->pool ? 7u : 5u);
+    g_assert_cmpuint(tasks, >=, m->pool ? 6u : 5u);
     g_string_free(names, TRUE);
 
     g_assert_cmpint(setlk(fe, nodeid, write_lock(fh, 0xa1, F_UNLCK)), ==, 0);

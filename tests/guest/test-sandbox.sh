@@ -16,8 +16,9 @@
 #     cannot pass vacuously.  Then its mnt/pid/net namespaces (new in
 #     namespace mode, the host's otherwise), its root (the share, or / for
 #     none), and that SIGTERM ends it with status 0.  The same again as
-#     "lockdown-pool:" with --thread-pool-size=2, whose two pool-worker
-#     threads exist before any guest connects and must be among the tasks.
+#     "lockdown-pool:" with --thread-pool-size=2, whose pool-worker threads
+#     start only with the first requests: none may exist before a guest
+#     (tests/frontend/test_confinement.c checks a serving pool thread).
 #     In namespace mode also: the monitor (the process started, outside the
 #     sandbox) holds only CapPrm/CapBnd = the server's set + SYS_ADMIN +
 #     SETPCAP (to start a new serving process when one dies), nothing
@@ -378,10 +379,10 @@ restarted() { # PREFIX PID SPID LOG SHARE HOST_BEFORE SUBMOUNT MIN [COMM-PREFIX=
 }
 
 # PREFIX: the check names' prefix; POOL: --thread-pool-size (0: none).  The
-# pool threads exist before any guest connects: with POOL they must be
-# among the tasks, locked down like the rest.
+# pool threads start only with the first requests: with POOL there must be
+# none yet.
 lockdown() { # PREFIX POOL
-  local p=$1 pool=$2 dir share pid spid children rc=0 f tf mtf args log sig sc min=1 req=()
+  local p=$1 pool=$2 dir share pid spid children rc=0 f tf mtf args log sig sc min=1 req=() n
   local sub="" host_before="" host_now=""
   dir=$VG_TMP/$p-$MODE share=$VG_TMP/$p-$MODE/share
   mkdir -p "$share"
@@ -389,10 +390,9 @@ lockdown() { # PREFIX POOL
   log=$dir/daemon.log f=$dir/facts tf=$dir/tasks mtf=$dir/monitor-tasks
   args=(--socket-path="$dir/vhost.sock" --shared-dir="$share")
   [ "$MODE" = namespace ] || args+=(--sandbox="$MODE")
-  if [ "$pool" -gt 0 ]; then
-    args+=(--thread-pool-size="$pool")
-    min=$((1 + pool)) req=("pool-worker=$pool")
-  fi
+  # Pool threads start with the first requests (threads only when there is work;
+  # test_confinement checks one's lockdown while it serves): none before a guest.
+  [ "$pool" -gt 0 ] && args+=(--thread-pool-size="$pool")
   if [ "$MODE" = namespace ]; then
     # a submount the host mounts without nodev,nosuid: the daemon's copy
     # must have them as well (the share is made nodev,nosuid recursively)
@@ -436,6 +436,11 @@ lockdown() { # PREFIX POOL
   task_facts "$spid" >"$tf"
   { proc_facts "$spid"; echo "share_list=$(ls -A "$share/" | LC_ALL=C sort | tr '\n' ' ')"; } >"$f"
   check_tasks "$p" "$tf" "$min" ${req[@]+"${req[@]}"}
+  if [ "$pool" -gt 0 ]; then
+    n=$(awk 'index($2, "pool-worker") == 1' "$tf" | grep -c . || true)
+    if [ "$n" = 0 ]; then r_pass "$p:no-pool-threads-before-work"
+    else r_fail "$p:no-pool-threads-before-work" "$n pool-worker task(s) before any request"; fi
+  fi
   check_facts "$p" "$f" "$share"
   if [ "$MODE" = namespace ]; then
     check_monitor "$p" "$mtf"
