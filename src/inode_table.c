@@ -743,12 +743,11 @@ int itab_set_loc(struct itab *t, struct pt_inode *inode, uint64_t parent, const 
  * there is room under the cap; else the op that found it is its last user. */
 static bool fd_keep_new(struct itab *t)
 {
-    bool keep;
+    /* Counters only (atomic), no lock: every LOOKUP of a new name comes here. The cap is set
+     * before the table is used. */
+    bool keep = fd_room(t);
 
-    pthread_mutex_lock(&t->fd_lock);
-    keep = fd_room(t);
     want_room(t, 1);
-    pthread_mutex_unlock(&t->fd_lock);
     return keep;
 }
 
