@@ -365,6 +365,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rcu_read_lock();
     fuse_session_reset(se);
     rcu_read_unlock();
+    fuse_session_idle(se); /* the released handles' fds, as an idle worker closes them */
     fuzz_check_confinement();
     fuzz_restore_share();
     static unsigned inputs;
