@@ -220,6 +220,7 @@ static void add_sanitizer_words(GPtrArray *argv)
 #define FLAG_SUBMOUNTS   ((uint64_t)FUSE_SUBMOUNTS)
 
 struct served {
+    pid_t serving_pid;     /* the daemon's serving process (the sandbox's child) */
     uint64_t init_flags;   /* what INIT agreed, of those offered */
     uint64_t entry_valid;  /* the LOOKUP's entry timeout (s): the cache mode */
     uint64_t lookup_inode; /* the host inode number of the file looked up */
@@ -244,6 +245,7 @@ static void serve_session(struct test_daemon *d, struct served *s)
     while ((ret = fe_open(&cfg, &fe)) < 0 && ret != -ETIMEDOUT && g_get_monotonic_time() < deadline)
         usleep(10000);
     g_assert_cmpint(ret, ==, 0);
+    s->serving_pid = test_daemon_serving_pid(d);
     struct fuse_init_out out;
     g_assert_cmpint(
         fe_fuse_init_flags(fe, FLAG_POSIX_LOCKS | FLAG_FLOCK_LOCKS | FLAG_SUBMOUNTS, &out), ==, 0);
@@ -256,6 +258,42 @@ static void serve_session(struct test_daemon *d, struct served *s)
     g_assert_cmpuint(e.attr.ino, ==, st.st_ino);
     g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, "absent", &e), ==, -ENOENT);
     fe_close(fe);
+}
+
+/* True while pid exists and is not a zombie. */
+static bool pid_alive(pid_t pid)
+{
+    g_autofree gchar *path = g_strdup_printf("/proc/%d/stat", (int)pid);
+    g_autofree gchar *text = NULL;
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        return false;
+    const char *p = strrchr(text, ')');
+    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+/*
+ * Stops the daemon as its manager does, with sig to the pid it started; or finds that it
+ * ended already with its front-end's session, which it must have done cleanly (exit 0).
+ * Either way nothing of it may be left (its serving process included). Returns its exit
+ * status (128 + signal when killed). The temp dir stays until test_daemon_stop.
+ */
+static int stop_as_manager(struct test_daemon *d, pid_t serving, int sig)
+{
+    int rc;
+    if (test_daemon_alive(d)) {
+        g_assert_cmpint(kill(d->pid, sig), ==, 0);
+        int status;
+        g_assert_cmpint(waitpid(d->pid, &status, 0), ==, d->pid);
+        rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    } else {
+        rc = -d->pid - 1; /* reaped by test_daemon_alive */
+        g_assert_cmpint(rc, ==, 0);
+    }
+    d->pid = -1; /* test_daemon_stop: nothing to stop, status 0 */
+    for (int i = 0; i < 500 && pid_alive(serving); i++)
+        usleep(10000);
+    g_assert_false(pid_alive(serving));
+    return rc;
 }
 
 /* A share whose name needs a whole word of its own: a space and a comma. */
@@ -388,8 +426,9 @@ static void test_socket_activation(void)
             test_daemon_start_inherited(&d, (const char *const *)argv->pdata, 3, !plain_fd), ==, 0);
         g_ptr_array_free(argv, TRUE);
         struct served s;
+        /* One session: whether the daemon then waits for the next or ends (and systemd
+         * starts it again on the next connection) is the --fd lifecycle's choice. */
         serve_session(&d, &s);
-        serve_session(&d, &s);                  /* a VMM that reconnects */
         g_assert_cmpuint(s.entry_valid, ==, 1); /* --cache=auto, the default */
         g_autofree gchar *line = g_strdup_printf("serving %s on --fd=3%s", d.share,
                                                  plain_fd ? "" : " (systemd socket activation)");
@@ -398,13 +437,9 @@ static void test_socket_activation(void)
         g_autofree gchar *unused_pid = g_strconcat(unused, ".pid", NULL);
         g_assert_cmpint(access(unused_pid, F_OK), !=, 0);
         /* Stopped as systemd stops it; the socket file stays the manager's. */
-        g_assert_true(test_daemon_alive(&d));
-        kill(d.pid, SIGTERM);
-        int status;
-        g_assert_cmpint(waitpid(d.pid, &status, 0), ==, d.pid);
-        d.pid = -(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) - 1;
+        g_assert_cmpint(stop_as_manager(&d, s.serving_pid, SIGTERM), ==, 0);
         g_assert_cmpint(access(d.socket, F_OK), ==, 0);
-        g_assert_cmpint(test_daemon_stop(&d), ==, 0);
+        test_daemon_stop(&d);
     }
 }
 
@@ -426,29 +461,10 @@ static GPtrArray *kata_argv(const struct test_daemon *d, const char *const *word
     return argv;
 }
 
-/* True while pid exists and is not a zombie. */
-static bool pid_alive(pid_t pid)
-{
-    g_autofree gchar *path = g_strdup_printf("/proc/%d/stat", (int)pid);
-    g_autofree gchar *text = NULL;
-    if (!g_file_get_contents(path, &text, NULL, NULL))
-        return false;
-    const char *p = strrchr(text, ')');
-    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}
-
 /* Kata stops its virtiofsd with SIGKILL to the pid it started: nothing of it may be left. */
-static void kata_stop(struct test_daemon *d)
+static void kata_stop(struct test_daemon *d, const struct served *s)
 {
-    pid_t serving = test_daemon_serving_pid(d);
-    g_assert_true(test_daemon_alive(d));
-    g_assert_cmpint(kill(d->pid, SIGKILL), ==, 0);
-    int status;
-    g_assert_cmpint(waitpid(d->pid, &status, 0), ==, d->pid);
-    d->pid = -1; /* reaped: test_daemon_stop reports status 0 */
-    for (int i = 0; i < 500 && pid_alive(serving); i++)
-        usleep(10000);
-    g_assert_false(pid_alive(serving));
+    stop_as_manager(d, s->serving_pid, SIGKILL);
     test_daemon_stop(d);
 }
 
@@ -477,7 +493,7 @@ static void run_kata(const struct kata_case *c)
     serve_session(&d, &s);
     g_assert_cmphex(s.init_flags, ==, c->flags);
     g_assert_cmpuint(s.entry_valid, ==, c->entry_valid);
-    kata_stop(&d);
+    kata_stop(&d, &s);
 }
 
 /*
@@ -648,7 +664,7 @@ static void test_kata_syslog(void)
                                                stderr_text, G_REGEX_MULTILINE, 0));
             g_assert_null(strstr(stderr_text, "virtiofsd: warning"));
         }
-        kata_stop(&d);
+        kata_stop(&d, &s);
     }
 }
 
