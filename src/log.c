@@ -24,7 +24,7 @@ static pid_t syslog_pid;
  * Messages logged between log_hold() and log_init(): the command line's warnings, which
  * options_parse() finds before the level and the destination they should go to (--log-level,
  * --syslog, later on the same command line) are known. Start-up is single-threaded then.
- * Beyond LOG_HELD_MAX they are written at once, in the usual format, rather than lost.
+ * Beyond LOG_HELD_MAX they are written at once (at the level known so far), rather than lost.
  */
 #define LOG_HELD_MAX 16
 static struct held_msg {
@@ -78,8 +78,8 @@ void log_init(enum log_level level, bool use_syslog)
     if (use_syslog) {
         syslog_pid = getpid();
         syslog_fd = syslog_connect();
-        /* As the Rust virtiofsd: say so where the messages go instead (it would lose them
-         * to an unanswered UDP port when there is no /dev/log). */
+        /* Say where the messages go instead. (The Rust virtiofsd means to do the same, but
+         * its syslog crate first falls back to UDP on localhost, and the messages are lost.) */
         if (syslog_fd < 0)
             log_warn("--syslog: cannot reach /dev/log (%s); logging to stderr",
                      strerror(-syslog_fd));
@@ -147,7 +147,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (!hold(level, msg))
+    if (!hold(level, msg) && log_enabled(level))
         emit(level, msg);
     errno = saved_errno;
 }
