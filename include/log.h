@@ -16,6 +16,12 @@ enum log_level {
 
 /* Parses "error", "warn", "info", "debug", "trace", "off"; returns -EINVAL otherwise. */
 int log_parse_level(const char *name, enum log_level *out);
+/*
+ * Holds the messages logged from now on until log_init(), which then writes those its level
+ * lets through to where it logs: the command line's warnings go where --log-level and
+ * --syslog say, in the log's format. Start-up only (not thread-safe).
+ */
+void log_hold(void);
 void log_init(enum log_level level, bool use_syslog);
 bool log_enabled(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

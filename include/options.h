@@ -29,6 +29,8 @@ enum seccomp_mode { SECCOMP_KILL, SECCOMP_LOG, SECCOMP_TRAP, SECCOMP_NONE };
 struct options {
     char *socket_path;
     int fd; /* --fd: an already listening socket, -1 when not given */
+    /* fd came from systemd's socket activation (LISTEN_PID, LISTEN_FDS), not from --fd. */
+    bool socket_activated;
     char *socket_group;
     struct pt_config pt;
     unsigned num_request_queues;

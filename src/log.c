@@ -20,6 +20,20 @@ static enum log_level max_level = LOG_LVL_INFO;
 static int syslog_fd = -1;
 static pid_t syslog_pid;
 
+/*
+ * Messages logged between log_hold() and log_init(): the command line's warnings, which
+ * options_parse() finds before the level and the destination they should go to (--log-level,
+ * --syslog, later on the same command line) are known. Start-up is single-threaded then.
+ * Beyond LOG_HELD_MAX they are written at once (at the level known so far), rather than lost.
+ */
+#define LOG_HELD_MAX 16
+static struct held_msg {
+    enum log_level level;
+    char text[1024]; /* as long as any message */
+} held[LOG_HELD_MAX];
+static unsigned n_held;
+static bool holding;
+
 static const char *const level_names[] = {
     [LOG_LVL_OFF] = "off",   [LOG_LVL_ERROR] = "error", [LOG_LVL_WARN] = "warn",
     [LOG_LVL_INFO] = "info", [LOG_LVL_DEBUG] = "debug", [LOG_LVL_TRACE] = "trace",
@@ -50,18 +64,30 @@ static int syslog_connect(void)
     return fd;
 }
 
+void log_hold(void)
+{
+    holding = true;
+}
+
+static void emit(enum log_level level, const char *msg);
+
 void log_init(enum log_level level, bool use_syslog)
 {
     max_level = level;
-    if (!use_syslog)
-        return;
-    syslog_pid = getpid();
-    syslog_fd = syslog_connect();
-    if (syslog_fd < 0)
-        fprintf(stderr,
-                "virtiofsd: warning: --syslog: cannot reach /dev/log (%s); logging to "
-                "stderr\n",
-                strerror(-syslog_fd));
+    holding = false;
+    if (use_syslog) {
+        syslog_pid = getpid();
+        syslog_fd = syslog_connect();
+        /* Say where the messages go instead. (The Rust virtiofsd means to do the same, but
+         * its syslog crate first falls back to UDP on localhost, and the messages are lost.) */
+        if (syslog_fd < 0)
+            log_warn("--syslog: cannot reach /dev/log (%s); logging to stderr",
+                     strerror(-syslog_fd));
+    }
+    for (unsigned i = 0; i < n_held; i++)
+        if (log_enabled(held[i].level))
+            emit(held[i].level, held[i].text);
+    n_held = 0;
 }
 
 bool log_enabled(enum log_level level)
@@ -100,9 +126,20 @@ static bool send_syslog(enum log_level level, const char *msg)
     return send(syslog_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0 || errno == EAGAIN;
 }
 
+/* A held message is checked against the level log_init() sets, not today's. */
+static bool hold(enum log_level level, const char *msg)
+{
+    if (!holding || n_held == LOG_HELD_MAX)
+        return false;
+    held[n_held].level = level;
+    snprintf(held[n_held].text, sizeof(held[n_held].text), "%s", msg);
+    n_held++;
+    return true;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-    if (!log_enabled(level))
+    if (level == LOG_LVL_OFF || (!holding && !log_enabled(level)))
         return;
     int saved_errno = errno;
     char msg[1024];
@@ -110,7 +147,13 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (!hold(level, msg) && log_enabled(level))
+        emit(level, msg);
+    errno = saved_errno;
+}
 
+static void emit(enum log_level level, const char *msg)
+{
     if (syslog_fd < 0 || !send_syslog(level, msg)) {
         /* One fprintf per line: stdio locks the stream, so lines from threads never interleave. */
         struct timespec ts;
@@ -121,5 +164,4 @@ void log_msg(enum log_level level, const char *fmt, ...)
                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 ts.tv_nsec / 1000000, level_names[level], msg);
     }
-    errno = saved_errno;
 }

@@ -500,7 +500,11 @@ static int start_confined(struct daemon *d)
     /* A serving process the monitor restarted is an ordinary one: the first took over. */
     if (o->upgrade && d->sb.restarts == 0)
         STEP("take over", take_over(d));
-    log_info("serving %s on %s", o->pt.shared_dir, o->socket_path ? o->socket_path : "--fd");
+    if (o->fd >= 0)
+        log_info("serving %s on --fd=%d%s", o->pt.shared_dir, o->fd,
+                 o->socket_activated ? " (systemd socket activation)" : "");
+    else
+        log_info("serving %s on %s", o->pt.shared_dir, o->socket_path);
     return 0;
 }
 

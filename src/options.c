@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "caps.h"
 #include "vhost_user.h"
@@ -67,7 +68,8 @@ enum opt_id {
     O_COMPAT_NO_POSIX_LOCK,
     O_COMPAT_NO_POSIX_ACL,
     O_COMPAT_NO_SECURITY_LABEL,
-    O_COMPAT_DEFAULT, /* timeout=: already so */
+    O_COMPAT_LOG_LEVEL, /* log_level= (the C virtiofsd's), loglevel= (the Rust one's): also err */
+    O_COMPAT_DEFAULT,   /* timeout=: already so */
 };
 
 /*
@@ -220,7 +222,8 @@ static const struct compat_key {
     {"announce_submounts", O_ANNOUNCE_SUBMOUNTS, false},
     {"allow_direct_io", O_ALLOW_DIRECT_IO, false},
     {"no_allow_direct_io", O_COMPAT_NO_DIRECT_IO, false},
-    {"log_level", O_LOG_LEVEL, true},
+    {"log_level", O_COMPAT_LOG_LEVEL, true},
+    {"loglevel", O_COMPAT_LOG_LEVEL, true},
     {"killpriv_v2", O_KILLPRIV_V2, false},
     {"no_killpriv_v2", O_NO_KILLPRIV_V2, false},
     {"flock", O_COMPAT_FLOCK, false},
@@ -388,8 +391,7 @@ static int parse_inode_file_handles(const char *v, enum inode_fh_mode *out)
     else if (strcmp(v, "prefer") == 0)
         *out = FH_PREFER;
     else if (strcmp(v, "fallback") == 0) { /* accepted by the Rust virtiofsd too */
-        fprintf(stderr, "virtiofsd: warning: --inode-file-handles=fallback is deprecated; "
-                        "use prefer\n");
+        log_warn("--inode-file-handles=fallback is deprecated; use prefer");
         *out = FH_PREFER;
     } else if (strcmp(v, "mandatory") == 0)
         *out = FH_MANDATORY;
@@ -489,7 +491,7 @@ static int set_string(char **dst, const char *v)
 
 static void warn_unimplemented(const char *name)
 {
-    fprintf(stderr, "virtiofsd: warning: %s is accepted but not implemented yet; ignored\n", name);
+    log_warn("--%s is accepted but not implemented yet; ignored", name);
 }
 
 static int apply(struct options *o, int id, const char *v);
@@ -536,7 +538,8 @@ static int apply_compat(struct options *o, char *list)
             fprintf(stderr, "virtiofsd: unknown -o option '%s'\n", tok);
             return -EINVAL;
         }
-        if (compat_keys[i].value != (eq != NULL)) {
+        /* "source=" alone would serve whatever an empty path resolves to. */
+        if (compat_keys[i].value != (eq != NULL) || (eq && !*eq)) {
             fprintf(stderr, "virtiofsd: -o %s %s\n", tok,
                     compat_keys[i].value ? "needs a value" : "takes no value");
             return -EINVAL;
@@ -559,9 +562,13 @@ static int apply(struct options *o, int id, const char *v)
     int ret;
     switch (id) {
     case O_SHARED_DIR:
+        if (!*v)
+            return bad_value("--shared-dir", v, "a directory");
         return set_string((char **)&o->pt.shared_dir, v);
     case O_SOCKET_PATH:
     case O_SOCKET:
+        if (!*v)
+            return bad_value("--socket-path", v, "a path");
         return set_string(&o->socket_path, v);
     case O_FD:
         ret = parse_unsigned("--fd", v, 65535, &n);
@@ -667,6 +674,12 @@ static int apply(struct options *o, int id, const char *v)
         if (log_parse_level(v, &o->log_level) < 0)
             return bad_value("--log-level", v, "error, warn, info, debug, trace, off");
         return 0;
+    case O_COMPAT_LOG_LEVEL:
+        if (strcmp(v, "err") == 0)
+            o->log_level = LOG_LVL_ERROR;
+        else if (log_parse_level(v, &o->log_level) < 0)
+            return bad_value("-o log_level", v, "err, error, warn, info, debug, trace, off");
+        return 0;
     case O_SYSLOG:
         o->syslog = true;
         return 0;
@@ -746,6 +759,41 @@ static int check_required(const struct options *o)
     return 0;
 }
 
+/* Where sd_listen_fds(3) puts the first socket systemd passes. */
+#define SD_LISTEN_FDS_START 3
+
+/*
+ * systemd's socket activation: the listening socket is fd 3, LISTEN_FDS says how many were
+ * passed and LISTEN_PID that they are ours (not a parent's, whose variables leaked to us).
+ * So one unit, with --socket-path, serves with or without its .socket unit; an explicit
+ * --fd wins. The variables are removed, as sd_listen_fds(1) does, so that nothing we start
+ * takes the sockets for its own.
+ */
+static int take_socket_activation(struct options *o)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    if (!pid || !fds)
+        return 0;
+    char *end;
+    errno = 0;
+    long n = strtol(pid, &end, 10);
+    bool ours = errno == 0 && end != pid && *end == '\0' && n == (long)getpid();
+    bool one = strcmp(fds, "1") == 0;
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    if (!ours || o->fd >= 0)
+        return 0;
+    if (!one) {
+        fprintf(stderr, "virtiofsd: socket activation passed more or fewer than one socket; "
+                        "the .socket unit must listen on exactly one\n");
+        return -EINVAL;
+    }
+    o->fd = SD_LISTEN_FDS_START;
+    o->socket_activated = true;
+    return 0;
+}
+
 /* getopt_long's view of the table: its long options and its short-option string. */
 struct getopt_tables {
     struct option longs[N_SPECS + 1];
@@ -775,6 +823,7 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
     struct getopt_tables tables;
     make_getopt_tables(&tables);
     set_defaults(o);
+    log_hold(); /* warnings wait for --log-level and --syslog (log_init) */
     optind = 0; /* 0, not 1: glibc then also forgets where it was inside an earlier argv */
     opterr = 1;
     int c;
@@ -817,6 +866,8 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
                         "--translate-gid\n");
         return OPTIONS_ERROR;
     }
+    if (!o->print_capabilities && take_socket_activation(o) < 0)
+        return OPTIONS_ERROR;
     return check_required(o) < 0 ? OPTIONS_ERROR : OPTIONS_OK;
 }
 

@@ -119,6 +119,62 @@ int test_daemon_start_as(struct test_daemon *d, const char *const *extra_args, u
 
 static int start_argv(struct test_daemon *d);
 
+int test_daemon_prepare(struct test_daemon *d)
+{
+    return make_dirs(d);
+}
+
+static GPtrArray *argv_copy(const char *const *argv)
+{
+    GPtrArray *a = g_ptr_array_new_with_free_func(g_free);
+    for (const char *const *w = argv; *w; w++)
+        g_ptr_array_add(a, g_strdup(*w));
+    g_ptr_array_add(a, NULL);
+    return a;
+}
+
+int test_daemon_start_argv(struct test_daemon *d, const char *const *argv)
+{
+    return spawn(d, argv_copy(argv), 0, 0);
+}
+
+int test_daemon_start_inherited(struct test_daemon *d, const char *const *argv, int fd_number,
+                                bool systemd_env)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    g_strlcpy(a.sun_path, d->socket, sizeof(a.sun_path));
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 16) < 0) {
+        int ret = -errno;
+        close(fd);
+        return ret;
+    }
+    d->inherits = true;
+    d->inherit_fd = fd;
+    d->inherit_as = fd_number;
+    d->systemd_env = systemd_env;
+    return spawn(d, argv_copy(argv), 0, 0);
+}
+
+/* In the child: the listening socket as fd inherit_as, open across exec, and systemd's
+ * variables naming this very process (its pid stays across exec). */
+static void child_inherit(const struct test_daemon *d)
+{
+    int fd = d->inherit_fd;
+    if (fd == d->inherit_as)
+        fcntl(fd, F_SETFD, 0);
+    else if (dup2(fd, d->inherit_as) < 0)
+        _exit(124);
+    if (d->systemd_env) {
+        char pid[16];
+        snprintf(pid, sizeof(pid), "%d", (int)getpid());
+        setenv("LISTEN_PID", pid, 1);
+        setenv("LISTEN_FDS", "1", 1);
+    }
+}
+
 /* Runs argv (freed here; kept in d for a restart) with its output in d->log; waits until it
  * serves. */
 static int spawn(struct test_daemon *d, GPtrArray *argv, uid_t uid, gid_t gid)
@@ -149,6 +205,10 @@ static int start_argv(struct test_daemon *d)
         }
         /* A test that dies must not leave its daemon behind. */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (d->inherits)
+            child_inherit(d);
+        if (d->child_setup && d->child_setup(d->child_arg) != 0)
+            _exit(125);
         if (uid && (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0))
             _exit(126);
         execv(d->argv[0], d->argv);
@@ -204,6 +264,8 @@ int test_daemon_stop(struct test_daemon *d)
             g_printerr("daemon log:\n%s\n", text);
         g_free(text);
     }
+    if (d->inherits)
+        close(d->inherit_fd);
     if (d->dir)
         remove_tree(d->dir);
     g_free(d->dir);

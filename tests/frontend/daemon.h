@@ -20,6 +20,16 @@ struct test_daemon {
     void *killer;      /* the thread of test_daemon_kill_after (a GThread) */
     pid_t killed;      /* the serving process it kills */
     unsigned restarts; /* by test_daemon_restart */
+    /* test_daemon_start_inherited: the listening socket the daemon inherits (kept open here
+     * until test_daemon_stop, as a manager keeps it), the number it gets, and whether
+     * LISTEN_PID/LISTEN_FDS say so as systemd's socket activation does. */
+    bool inherits;
+    int inherit_fd;
+    int inherit_as;
+    bool systemd_env;
+    /* Run in the child before exec (e.g. a private mount namespace); non-zero fails it. */
+    int (*child_setup)(void *arg);
+    void *child_arg;
 };
 
 /* The daemon binary: $VIRTIOFSD, or the build's virtiofsd. */
@@ -38,6 +48,18 @@ int test_daemon_start_as(struct test_daemon *d, const char *const *extra_args, u
  * a fresh one when NULL) and extra_args: none of the options test_daemon_start adds. */
 int test_daemon_start_peer(struct test_daemon *d, const char *binary, const char *share,
                            const char *const *extra_args);
+/*
+ * Started as a service manager starts it (systemd, libvirt, Kata): test_daemon_prepare makes
+ * d->dir, d->share and the paths of d->socket and d->log, which the caller's arguments may
+ * name (it may also set d->child_setup); then test_daemon_start_argv runs exactly argv
+ * (argv[0]: the binary) and waits until it serves, and test_daemon_start_inherited does so
+ * with a socket listening on d->socket inherited as file descriptor fd_number, with
+ * LISTEN_PID and LISTEN_FDS=1 when systemd_env (systemd's socket activation).
+ */
+int test_daemon_prepare(struct test_daemon *d);
+int test_daemon_start_argv(struct test_daemon *d, const char *const *argv);
+int test_daemon_start_inherited(struct test_daemon *d, const char *const *argv, int fd_number,
+                                bool systemd_env);
 bool test_daemon_alive(struct test_daemon *d);
 /* SIGTERM, wait; returns the exit status (or 128+signal), and removes the temp dir. */
 int test_daemon_stop(struct test_daemon *d);
