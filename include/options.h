@@ -30,6 +30,7 @@ struct options {
     char *socket_path;
     int fd; /* --fd: an already listening socket, -1 when not given */
     char *socket_group;
+    char *tag; /* --tag: offered in the device configuration (vu_dev_config.tag); NULL: none */
     struct pt_config pt;
     unsigned num_request_queues;
     unsigned queue_poll_us;
