@@ -112,7 +112,7 @@ EOF
     o=$(stat -c %u:%g "$S/$f" 2>/dev/null || echo missing)
     r_eq "host-owner-${f#dir/}" "$o" 0:0
   done
-  r_eq host-no-x "$(ls "$S/dir" | grep -c '^x')" 0
+  r_eq host-no-x "$(find "$S/dir" -name 'x*' | wc -l)" 0
   if grep -qi "fuse: session initialized.*flags" "$VG_DAEMON_LOG"; then
     local flags
     flags=$(sed -n 's/.*session initialized, protocol [0-9.]*, flags 0x\([0-9a-f]*\).*/\1/p' \
