@@ -24,6 +24,12 @@ void fuse_session_free(struct fuse_session *se);
 /* Forgets the negotiated state and every inode and handle: the next request must be INIT.
  * Called with no request in flight (e.g. after a disconnect). */
 void fuse_session_reset(struct fuse_session *se);
+/*
+ * The device was reset (vhost-user RESET_DEVICE) and its driver starts over: the session ends
+ * as a FUSE_DESTROY ends it, and the journal attached (if any) records that, so a restart
+ * restores no session. fuse_session_reset follows. With no request in flight.
+ */
+void fuse_session_ended(struct fuse_session *se);
 bool fuse_session_initialized(const struct fuse_session *se);
 
 /* The passthrough the session serves. */

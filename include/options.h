@@ -32,6 +32,7 @@ struct options {
     /* fd came from systemd's socket activation (LISTEN_PID, LISTEN_FDS), not from --fd. */
     bool socket_activated;
     char *socket_group;
+    char *tag; /* --tag: offered in the device configuration (vu_dev_config.tag); NULL: none */
     struct pt_config pt;
     unsigned num_request_queues;
     unsigned queue_poll_us;

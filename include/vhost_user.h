@@ -17,6 +17,16 @@
 #define VU_HIPRIO_QUEUES      1
 #define VU_MAX_REQUEST_QUEUES 16
 
+/* The virtio-fs tag's room in the device configuration (struct virtio_fs_config). */
+#define VU_TAG_MAX 36
+
+/*
+ * Why tag cannot be a virtio-fs tag, or NULL when it can: 1 to VU_TAG_MAX bytes of UTF-8 (the
+ * Rust virtiofsd's rule; the virtio spec says UTF-8), and no newline (guest kernels since 6.9
+ * refuse a tag with one).
+ */
+const char *vu_tag_invalid(const char *tag);
+
 struct vu_dev;
 
 struct vu_dev_config {
@@ -29,6 +39,8 @@ struct vu_dev_config {
     bool restarted;              /* a serving process started after one that died: the first
                                   * front-end that runs rings without handing over an in-flight
                                   * area (no session to restore) is said so, once */
+    const char *tag;             /* --tag: offered in the device configuration (GET_CONFIG);
+                                  * NULL: no configuration offered. Copied. */
 };
 
 struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config *cfg);

@@ -29,6 +29,12 @@
 #ifndef FUSE_DIRECT_IO_ALLOW_MMAP /* FUSE 7.39: shared mmap of FOPEN_DIRECT_IO files */
 #define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36)
 #endif
+#ifndef FUSE_ALLOW_IDMAP /* FUSE 7.40 (Linux 6.12): idmapped mounts of the file system */
+#define FUSE_ALLOW_IDMAP (1ULL << 40)
+#endif
+#ifndef FUSE_INVALID_UIDGID /* fuse_in_header's uid/gid when the kernel names no caller */
+#define FUSE_INVALID_UIDGID ((uint32_t)-1)
+#endif
 
 struct fuse_session {
     struct pt_fs *fs;
@@ -921,6 +927,61 @@ static void do_removexattr(struct fuse_req *req)
 
 /* ---- session ops ------------------------------------------------------------------------ */
 
+/*
+ * FUSE_ALLOW_IDMAP (Linux 6.12): the guest may make idmapped mounts of the share. The kernel
+ * then names the caller only in requests that create an inode (the ids the mount's idmap maps
+ * it to), and sends FUSE_INVALID_UIDGID in every other request, idmapped mount or not: it has
+ * checked the caller's permissions itself (a virtiofs mount always uses default_permissions,
+ * without which the kernel refuses the flag). Those requests run as the guest's root
+ * (idmapped_caller), which grants nothing: any guest can send uid 0. So it is offered only
+ * where the guest's root is the host's (no --translate-uid/gid moving uid or gid 0), where it
+ * is also correct, since root may do whatever the guest kernel allowed; were guest root mapped
+ * to a lesser host id, a guest user's requests would fail on that id's permissions.
+ */
+static bool idmap_offer_sound(const struct pt_config *cfg)
+{
+    uint32_t uid, gid;
+
+    return idmap_to_host(&cfg->uid_map, 0, &uid) == 0 && uid == 0 &&
+           idmap_to_host(&cfg->gid_map, 0, &gid) == 0 && gid == 0;
+}
+
+/* Requests whose fuse_in_header names the new inode's owner under FUSE_ALLOW_IDMAP. */
+static bool creates_inode(uint32_t opcode)
+{
+    switch (opcode) {
+    case FUSE_MKNOD:
+    case FUSE_MKDIR:
+    case FUSE_SYMLINK:
+    case FUSE_CREATE:
+    case FUSE_TMPFILE:
+        return true;
+    }
+    return false;
+}
+
+/*
+ * The caller's ids with FUSE_ALLOW_IDMAP agreed: FUSE_INVALID_UIDGID becomes the guest's root
+ * (see idmap_offer_sound), except in a request that creates an inode, which would then be
+ * owned by nobody the kernel named: EOVERFLOW, the kernel's own answer to an id it cannot map.
+ * RENAME2 with RENAME_WHITEOUT carries the caller too, but its whiteout has no owner to speak
+ * of (a 0:0 character device), so it is not told apart. Without the flag the ids stay as sent.
+ */
+static int idmapped_caller(const struct fuse_session *se, uint32_t opcode, struct pt_ctx *ctx)
+{
+    if (!(se->flags & FUSE_ALLOW_IDMAP))
+        return 0;
+    if (ctx->uid != FUSE_INVALID_UIDGID && ctx->gid != FUSE_INVALID_UIDGID)
+        return 0;
+    if (creates_inode(opcode))
+        return -EOVERFLOW;
+    if (ctx->uid == FUSE_INVALID_UIDGID)
+        ctx->uid = 0;
+    if (ctx->gid == FUSE_INVALID_UIDGID)
+        ctx->gid = 0;
+    return 0;
+}
+
 static uint64_t init_offer(const struct pt_config *cfg)
 {
     uint64_t flags = FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES |
@@ -946,6 +1007,8 @@ static uint64_t init_offer(const struct pt_config *cfg)
         flags |= FUSE_SECURITY_CTX;
     if (cfg->allow_mmap)
         flags |= FUSE_DIRECT_IO_ALLOW_MMAP;
+    if (idmap_offer_sound(cfg))
+        flags |= FUSE_ALLOW_IDMAP;
     return flags;
 }
 
@@ -1497,6 +1560,8 @@ uint32_t fuse_session_process(struct fuse_session *se, struct fuse_scratch *s,
         err = -ENOSYS;
     } else if (!atomic_load(&se->initialized) && req.in.opcode != FUSE_INIT) {
         err = -EIO;
+    } else if ((err = idmapped_caller(se, req.in.opcode, &req.ctx)) < 0) {
+        log_debug("fuse: %s without the caller's ids; refused", op->name);
     } else if ((err = load_request(&req)) == 0 && req.arglen < op->in_size) {
         log_error("fuse: %s with %zu argument bytes, needs %zu", op->name, req.arglen, op->in_size);
         err = -EINVAL;
@@ -1526,6 +1591,12 @@ struct fuse_session *fuse_session_new(struct pt_fs *fs)
 void fuse_session_free(struct fuse_session *se)
 {
     free(se);
+}
+
+void fuse_session_ended(struct fuse_session *se)
+{
+    if (se->journal)
+        sj_new_mount(se->journal, NULL, NULL);
 }
 
 void fuse_session_reset(struct fuse_session *se)

@@ -374,7 +374,8 @@ static int open_filesystem(struct daemon *d)
                                        .poll_us = d->opts.queue_poll_us,
                                        .poll_when_crowded = d->opts.queue_poll_us_given,
                                        .pool_threads = d->opts.thread_pool_size,
-                                       .restarted = d->sb.restarts > 0};
+                                       .restarted = d->sb.restarts > 0,
+                                       .tag = d->opts.tag};
     d->dev = d->fuse ? vu_dev_new(d->fuse, &dcfg) : NULL;
     return d->dev ? 0 : -ENOMEM;
 }

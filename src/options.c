@@ -87,7 +87,12 @@ static const struct option_spec specs[] = {
      "Take over from the daemon serving --socket-path: its\n"
      "socket, front-end connection and FUSE session (start\n"
      "with that daemon's options plus --upgrade)"},
-    {"tag", 0, "TAG", O_TAG, 0, "Accepted for compatibility; the VMM sets the tag"},
+    {"tag", 0, "TAG", O_TAG, 0,
+     "The tag offered in the device configuration\n"
+     "(VHOST_USER_PROTOCOL_F_CONFIG) to VMMs that read it\n"
+     "from the back-end (crosvm, QEMU's vhost-user-device);\n"
+     "1 to 36 bytes of UTF-8. Not for QEMU's vhost-user-fs,\n"
+     "which has its own tag= (QEMU 7.1 to 8.0 crash on it)"},
     {"thread-pool-size", 0, "N", O_THREAD_POOL_SIZE, 0,
      "Serve requests on a pool of N threads shared by all\n"
      "queues (for slow storage) [default: 0, each queue's\n"
@@ -580,8 +585,10 @@ static int apply(struct options *o, int id, const char *v)
         return 0;
     case O_SOCKET_GROUP:
         return set_string(&o->socket_group, v);
-    case O_TAG:
-        return 0; /* the tag lives in the VMM's device configuration */
+    case O_TAG: {
+        const char *why = vu_tag_invalid(v);
+        return why ? bad_value("--tag", v, why) : set_string(&o->tag, v);
+    }
     case O_THREAD_POOL_SIZE:
         return parse_unsigned("--thread-pool-size", v, 1024, &o->thread_pool_size);
     case O_NUM_REQUEST_QUEUES:
@@ -877,6 +884,7 @@ void options_free(struct options *o)
     free((char *)o->pt.shared_dir);
     free(o->socket_group);
     free(o->modcaps);
+    free(o->tag);
     idmap_free(&o->pt.uid_map);
     idmap_free(&o->pt.gid_map);
     xattrmap_free((struct xattrmap *)o->pt.xattrmap);

@@ -7,10 +7,12 @@
  */
 #include "vhost_user.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/vhost_types.h>
 #include <linux/virtio_config.h>
+#include <linux/virtio_fs.h>
 #include <linux/virtio_ring.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +50,11 @@ enum vu_request {
     VU_GET_QUEUE_NUM = 17,
     VU_SET_VRING_ENABLE = 18,
     VU_SET_BACKEND_REQ_FD = 21,
+    VU_GET_CONFIG = 24,
+    VU_SET_CONFIG = 25,
     VU_GET_INFLIGHT_FD = 31,
     VU_SET_INFLIGHT_FD = 32,
+    VU_RESET_DEVICE = 34,
     VU_GET_MAX_MEM_SLOTS = 36,
     VU_ADD_MEM_REG = 37,
     VU_REM_MEM_REG = 38,
@@ -66,7 +71,9 @@ enum vu_request {
 #define VU_PROTOCOL_F_MQ                  0
 #define VU_PROTOCOL_F_LOG_SHMFD           1
 #define VU_PROTOCOL_F_REPLY_ACK           3
+#define VU_PROTOCOL_F_CONFIG              9
 #define VU_PROTOCOL_F_INFLIGHT_SHMFD      12
+#define VU_PROTOCOL_F_RESET_DEVICE        13
 #define VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS 15
 #define VU_PROTOCOL_F_DEVICE_STATE        19
 
@@ -86,10 +93,24 @@ static const uint64_t offered_features =
     (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
     (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VU_F_PROTOCOL_FEATURES) |
     (1ull << VHOST_F_LOG_ALL);
-static const uint64_t offered_protocol_features =
+/* What every device offers; VU_PROTOCOL_F_CONFIG comes with --tag only (see get_config). */
+static const uint64_t base_protocol_features =
     (1ull << VU_PROTOCOL_F_MQ) | (1ull << VU_PROTOCOL_F_LOG_SHMFD) |
     (1ull << VU_PROTOCOL_F_REPLY_ACK) | (1ull << VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
-    (1ull << VU_PROTOCOL_F_DEVICE_STATE) | (1ull << VU_PROTOCOL_F_INFLIGHT_SHMFD);
+    (1ull << VU_PROTOCOL_F_DEVICE_STATE) | (1ull << VU_PROTOCOL_F_INFLIGHT_SHMFD) |
+    (1ull << VU_PROTOCOL_F_RESET_DEVICE);
+
+/*
+ * GET_CONFIG and SET_CONFIG: the payload is offset, size and flags (u32 each), then size bytes
+ * of the device's configuration space. QEMU's front-ends read at most 256 bytes of it
+ * (VHOST_USER_MAX_CONFIG_SIZE); beyond struct virtio_fs_config the space reads as zeros, as in
+ * the Rust virtiofsd, so a VMM that asks for more than the 40 bytes still gets an answer.
+ */
+#define VU_CONFIG_HDR   12u
+#define VU_CONFIG_SPACE 256u
+/* The flags: QEMU sends the values 0 (a driver's write) and 1 (migration), rust-vmm's
+ * front-ends the bits 0x1 (writable) and 0x2 (migration); nothing else is defined. */
+#define VU_CONFIG_FLAGS 3u
 
 struct vu_region_msg {
     uint64_t gpa, size, uva, mmap_offset;
@@ -126,6 +147,10 @@ union vu_payload {
         uint32_t direction; /* enum state_direction */
         uint32_t phase;     /* 0: stopped, the only one defined */
     } device_state;
+    struct vu_config_msg {
+        uint32_t offset, size, flags;
+        uint8_t data[VU_CONFIG_SPACE];
+    } config;
     uint8_t raw[512];
 };
 
@@ -141,6 +166,10 @@ struct vu_dev {
     unsigned nqueues; /* hiprio + request queues */
     uint64_t features;
     uint64_t protocol_features;
+    uint64_t offered_protocol_features;
+    /* The virtio-fs configuration space GET_CONFIG reads (--tag), little-endian as the guest
+     * sees it; offered (VU_PROTOCOL_F_CONFIG) only with a tag. */
+    struct virtio_fs_config config;
     bool owner;
     struct guest_mem *mem; /* RCU-protected: workers read it, we replace it */
     /* Dirty-page logging: the log SET_LOG_BASE mapped, and the one the workers see
@@ -659,12 +688,98 @@ static int set_features(struct vu_dev *dev, struct vu_msg *m)
 static int set_protocol_features(struct vu_dev *dev, struct vu_msg *m)
 {
     uint64_t f = m->p.u64;
-    if (f & ~offered_protocol_features) {
+    if (f & ~dev->offered_protocol_features) {
         log_error("vhost-user: front-end set protocol features 0x%llx we did not offer",
-                  (unsigned long long)(f & ~offered_protocol_features));
+                  (unsigned long long)(f & ~dev->offered_protocol_features));
         return -EINVAL;
     }
     dev->protocol_features = f;
+    return 0;
+}
+
+/* ---- device configuration (VHOST_USER_PROTOCOL_F_CONFIG) ----------------------------------
+ *
+ * The virtio-fs configuration space (struct virtio_fs_config: the tag, 36 bytes of UTF-8 padded
+ * with NULs, and num_request_queues, little-endian) for front-ends that build the device from
+ * what the back-end says: crosvm, rust-vmm-based VMMs, QEMU's generic vhost-user-device.
+ *
+ * It is offered only with --tag, as by the Rust virtiofsd: QEMU's vhost-user-fs has a tag of its
+ * own (tag=) and never reads ours, and QEMU 7.1 to 8.0 (Debian 12 ships 7.2) crash on a
+ * back-end that offers VHOST_USER_PROTOCOL_F_CONFIG to a device that does not use it (they
+ * log a warning through a NULL error pointer); newer ones only warn and mask it. Without a tag
+ * there is nothing the guest could mount us by, so no configuration is better than a
+ * made-up one.
+ */
+
+/* A GET_CONFIG or SET_CONFIG access, checked: F_CONFIG negotiated, a payload of exactly the
+ * header and size bytes, 1 <= size, offset + size within VU_CONFIG_SPACE, known flags. */
+static int check_config_access(const struct vu_dev *dev, const struct vu_msg *m, const char *name)
+{
+    const struct vu_config_msg *c = &m->p.config;
+
+    if (!(dev->protocol_features & (1ull << VU_PROTOCOL_F_CONFIG))) {
+        log_error("vhost-user: %s without VHOST_USER_PROTOCOL_F_CONFIG%s", name,
+                  dev->offered_protocol_features & (1ull << VU_PROTOCOL_F_CONFIG)
+                      ? ""
+                      : " (offered only with --tag)");
+        return -EPROTO;
+    }
+    if (m->hdr.size < VU_CONFIG_HDR || c->size == 0 || c->size > VU_CONFIG_SPACE ||
+        c->offset > VU_CONFIG_SPACE - c->size || m->hdr.size != VU_CONFIG_HDR + c->size ||
+        (c->flags & ~VU_CONFIG_FLAGS)) {
+        log_error("vhost-user: %s of %u bytes at offset %u (flags 0x%x, a %u-byte payload): "
+                  "outside the %u-byte configuration space or malformed",
+                  name, c->size, c->offset, c->flags, m->hdr.size, VU_CONFIG_SPACE);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* size bytes of the configuration space from offset (checked), zeros past the config. */
+static void config_bytes(const struct vu_dev *dev, uint32_t offset, uint32_t size, uint8_t *out)
+{
+    memset(out, 0, size);
+    if (offset < sizeof(dev->config)) {
+        uint32_t n = (uint32_t)sizeof(dev->config) - offset;
+        memcpy(out, (const uint8_t *)&dev->config + offset, n < size ? n : size);
+    }
+}
+
+/* The reply echoes offset and flags; a refused access gets no bytes (size 0), the spec's way
+ * of saying so. The connection goes on either way. */
+static int get_config(struct vu_dev *dev, struct vu_msg *m, int conn)
+{
+    const struct vu_config_msg *c = &m->p.config;
+    struct vu_config_msg r = {.offset = c->offset, .flags = c->flags};
+
+    if (check_config_access(dev, m, "GET_CONFIG") == 0) {
+        r.size = c->size;
+        config_bytes(dev, c->offset, c->size, r.data);
+    }
+    return send_reply(conn, m, &r, VU_CONFIG_HDR + r.size);
+}
+
+/*
+ * Every field of virtio-fs's configuration is read-only for the driver, and the spec forbids
+ * accepting writes to read-only fields outside a migration; a migration's destination has its
+ * own --tag and queue count. So a write is accepted only when it changes nothing (a migration
+ * restoring the same configuration), whatever the flags say; any other is refused.
+ */
+static int set_config(struct vu_dev *dev, struct vu_msg *m)
+{
+    const struct vu_config_msg *c = &m->p.config;
+    uint8_t cur[VU_CONFIG_SPACE];
+    int ret = check_config_access(dev, m, "SET_CONFIG");
+
+    if (ret < 0)
+        return ret;
+    config_bytes(dev, c->offset, c->size, cur);
+    if (memcmp(cur, c->data, c->size) != 0) {
+        log_error("vhost-user: SET_CONFIG would change the read-only virtio-fs configuration "
+                  "(%u bytes at offset %u); refused",
+                  c->size, c->offset);
+        return -EPERM;
+    }
     return 0;
 }
 
@@ -963,6 +1078,69 @@ static int transfer_gate(struct vu_dev *dev, const struct vu_msg *m, const char 
     return 0;
 }
 
+/* ---- reset ---------------------------------------------------------------------------------
+ *
+ * One path for a device reset (RESET_DEVICE: the Rust virtiofsd's disables the rings and
+ * destroys the FUSE session, keeping the connection) and for the end of a connection
+ * (vu_dev_reset: a disconnect, RESET_OWNER), which also forgets the connection's memory table,
+ * protocol features and ownership.
+ */
+
+/* Nothing is in flight after a device reset: the area's regions are cleared, so that a
+ * front-end handing the same area back (cloud-hypervisor does at every activation) does not
+ * have the dropped requests served again to a driver that started over. */
+static void clear_inflight_regions(struct vu_dev *dev)
+{
+    const struct inflight_area *a = dev->inflight;
+
+    if (!a)
+        return;
+    for (unsigned i = 0; i < a->nqueues; i++)
+        memset(inflight_region_of(a, i), 0, inflight_region_size(a->queue_size));
+}
+
+/*
+ * What both share: no state transfer, every queue stopped, the session reset, no in-flight
+ * area, every ring reset (sizes, addresses, eventfds), no negotiated virtio features and no
+ * dirty-page log. ended: the device was reset and its driver starts over, so the session ended
+ * for good and the journal and the in-flight area say so; otherwise (the connection ended)
+ * they keep the session for whoever serves this device next, which the reset must not reach.
+ */
+static void reset_rings_and_session(struct vu_dev *dev, bool ended)
+{
+    /* A transfer uses the session: it ends (aborted if still running) before the reset. */
+    state_transfer_cancel(dev->transfer);
+    dev->transfer = NULL;
+    dev->transfer_collected = false;
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        vu_queue_stop(dev->queues[i]);
+    if (ended) {
+        fuse_session_ended(dev->fuse);
+        clear_inflight_regions(dev);
+    }
+    drop_inflight(dev);
+    /* Before the queues: ending the lock waits queues their replies, which the queue reset
+     * then drops. */
+    fuse_session_reset(dev->fuse);
+    for (unsigned i = 0; i < dev->nqueues; i++)
+        vu_queue_reset(dev->queues[i]);
+    vu_workers_release_buffers(dev->workers);
+    dev->features = 0;
+    replace_log(dev, NULL);
+}
+
+static int reset_device_msg(struct vu_dev *dev)
+{
+    if (!(dev->protocol_features & (1ull << VU_PROTOCOL_F_RESET_DEVICE))) {
+        log_error("vhost-user: RESET_DEVICE without VHOST_USER_PROTOCOL_F_RESET_DEVICE");
+        return -EPROTO;
+    }
+    reset_rings_and_session(dev, true);
+    log_info("vhost-user: device reset: rings stopped, FUSE session ended (the guest driver "
+             "starts over)");
+    return 0;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
 struct vu_handler {
@@ -1001,6 +1179,9 @@ static const struct vu_handler handlers[VU_REQUEST_MAX] = {
     [VU_CHECK_DEVICE_STATE] = {"CHECK_DEVICE_STATE", 0, 0, true},
     [VU_GET_INFLIGHT_FD] = {"GET_INFLIGHT_FD", ANY, 0, true},
     [VU_SET_INFLIGHT_FD] = {"SET_INFLIGHT_FD", ANY, 1, false},
+    [VU_GET_CONFIG] = {"GET_CONFIG", ANY, 0, true},
+    [VU_SET_CONFIG] = {"SET_CONFIG", ANY, 0, false},
+    [VU_RESET_DEVICE] = {"RESET_DEVICE", 0, 0, false},
 };
 
 static int reply_u64(int conn, const struct vu_msg *m, uint64_t v)
@@ -1015,7 +1196,7 @@ static int handle_get(struct vu_dev *dev, struct vu_msg *m, int conn)
     case VU_GET_FEATURES:
         return reply_u64(conn, m, offered_features);
     case VU_GET_PROTOCOL_FEATURES:
-        return reply_u64(conn, m, offered_protocol_features);
+        return reply_u64(conn, m, dev->offered_protocol_features);
     case VU_GET_QUEUE_NUM:
         return reply_u64(conn, m, dev->nqueues);
     case VU_GET_MAX_MEM_SLOTS:
@@ -1028,6 +1209,8 @@ static int handle_get(struct vu_dev *dev, struct vu_msg *m, int conn)
         return check_device_state(dev, m, conn);
     case VU_GET_INFLIGHT_FD:
         return get_inflight_fd(dev, m, conn);
+    case VU_GET_CONFIG:
+        return get_config(dev, m, conn);
     }
     return -ENOSYS;
 }
@@ -1042,8 +1225,11 @@ static int handle_set(struct vu_dev *dev, struct vu_msg *m)
         dev->owner = true;
         return 0;
     case VU_RESET_OWNER:
+        /* Deprecated (vhost-user.rst); as ever, the whole connection's state goes. */
         vu_dev_reset(dev);
         return 0;
+    case VU_RESET_DEVICE:
+        return reset_device_msg(dev);
     case VU_SET_MEM_TABLE:
         return set_mem_table(dev, m);
     case VU_SET_LOG_BASE:
@@ -1074,6 +1260,8 @@ static int handle_set(struct vu_dev *dev, struct vu_msg *m)
         return rem_mem_reg(dev, m);
     case VU_SET_INFLIGHT_FD:
         return set_inflight_fd(dev, m);
+    case VU_SET_CONFIG:
+        return set_config(dev, m);
     }
     return -ENOSYS;
 }
@@ -1405,7 +1593,7 @@ int vu_dev_import(struct vu_dev *dev, const struct vu_dev_image *img, int conn, 
 {
     *restored = false;
     if ((img->features & ~offered_features) ||
-        (img->protocol_features & ~offered_protocol_features)) {
+        (img->protocol_features & ~dev->offered_protocol_features)) {
         log_error("upgrade: the old process negotiated features this one does not offer");
         return -EINVAL;
     }
@@ -1445,9 +1633,54 @@ static void free_parts(struct vu_dev *dev)
     free(dev);
 }
 
+/* Decodes one UTF-8 sequence at s (at most n bytes): its length, or 0 if it is not one
+ * (overlong forms, surrogates and code points past U+10FFFF are not). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000}; /* by length */
+    size_t len = 0;
+
+    if (s[0] < 0x80)
+        len = 1;
+    else if ((s[0] & 0xe0) == 0xc0)
+        len = 2;
+    else if ((s[0] & 0xf0) == 0xe0)
+        len = 3;
+    else if ((s[0] & 0xf8) == 0xf0)
+        len = 4;
+    if (len == 0 || len > n)
+        return 0;
+    if (len == 1)
+        return 1;
+    uint32_t cp = s[0] & (0x7fu >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+const char *vu_tag_invalid(const char *tag)
+{
+    size_t len = strlen(tag);
+
+    if (len == 0 || len > VU_TAG_MAX)
+        return "1 to 36 bytes";
+    if (strchr(tag, '\n'))
+        return "no newline (guest kernels refuse such a tag)";
+    for (size_t i = 0, n; i < len; i += n)
+        if (!(n = utf8_seq((const unsigned char *)tag + i, len - i)))
+            return "UTF-8 text";
+    return NULL;
+}
+
 struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config *cfg)
 {
-    if (cfg->num_request_queues < 1 || cfg->num_request_queues > VU_MAX_REQUEST_QUEUES)
+    if (cfg->num_request_queues < 1 || cfg->num_request_queues > VU_MAX_REQUEST_QUEUES ||
+        (cfg->tag && vu_tag_invalid(cfg->tag)))
         return NULL;
     struct vu_dev *dev = calloc(1, sizeof(*dev));
     if (!dev)
@@ -1458,6 +1691,12 @@ struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config 
     dev->log_fd = -1;
     dev->inflight_fd = -1;
     dev->nqueues = VU_HIPRIO_QUEUES + cfg->num_request_queues;
+    dev->offered_protocol_features = base_protocol_features;
+    if (cfg->tag) {
+        dev->offered_protocol_features |= 1ull << VU_PROTOCOL_F_CONFIG;
+        memcpy(dev->config.tag, cfg->tag, strlen(cfg->tag)); /* checked: fits, NUL-padded */
+        dev->config.num_request_queues = htole32(cfg->num_request_queues);
+    }
     const struct vu_workers_config wcfg = {.queues = dev->nqueues,
                                            .threads = cfg->queue_threads,
                                            .poll_us = cfg->poll_us,
@@ -1482,25 +1721,9 @@ struct vu_dev *vu_dev_new(struct fuse_session *fuse, const struct vu_dev_config 
 
 void vu_dev_reset(struct vu_dev *dev)
 {
-    /* A transfer uses the session: it ends (aborted if still running) before the reset. */
-    state_transfer_cancel(dev->transfer);
-    dev->transfer = NULL;
-    dev->transfer_collected = false;
-    for (unsigned i = 0; i < dev->nqueues; i++)
-        vu_queue_stop(dev->queues[i]);
-    /* The journal keeps the session for whoever serves this device next (a reconnection, or
-     * another daemon): it stops before the session is reset, which must not reach it. */
-    drop_inflight(dev);
-    /* Before the queues: ending the lock waits queues their replies, which the queue reset
-     * then drops. */
-    fuse_session_reset(dev->fuse);
-    for (unsigned i = 0; i < dev->nqueues; i++)
-        vu_queue_reset(dev->queues[i]);
-    vu_workers_release_buffers(dev->workers);
+    reset_rings_and_session(dev, false);
     guest_mem_free(publish_mem(dev, NULL));
     forget_region_fds(dev);
-    dev->features = 0;
-    replace_log(dev, NULL);
     /* No thread touches guest memory any more: a fault the session had (maybe while its
      * queues stopped just now) is logged if it was not yet, and then forgotten. */
     guest_memory_faulted();
@@ -1509,7 +1732,6 @@ void vu_dev_reset(struct vu_dev *dev)
     if (dev->fault_fd >= 0)
         close(dev->fault_fd);
     dev->fault_fd = -1;
-    dev->features = 0;
     dev->protocol_features = 0;
     dev->owner = false;
 }

@@ -73,7 +73,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     se = fuzz_open_session(argc, argv, &cfg, &fs);
     /* One worker thread for all queues, whatever the machine: every input goes through the
      * paths of queues sharing a thread (one stopping while the others run). */
-    struct vu_dev_config dcfg = {.num_request_queues = NQUEUES - 1, .queue_threads = 1};
+    struct vu_dev_config dcfg = {
+        .num_request_queues = NQUEUES - 1, .queue_threads = 1, .tag = "fuzz"}; /* GET_CONFIG */
     dev = vu_dev_new(se, &dcfg);
     dcfg.pool_threads = POOL_THREADS;
     pool_dev = vu_dev_new(se, &dcfg);

@@ -440,6 +440,9 @@ enum {
     VU_SET_LOG_BASE = 6,
     VU_SET_DEVICE_STATE_FD = 42,
     VU_CHECK_DEVICE_STATE = 43,
+    VU_GET_CONFIG = 24,
+    VU_SET_CONFIG = 25,
+    VU_RESET_DEVICE = 34,
 };
 /* The harness's per-message flags: kind 2 is a SAVE's pipe (write end) or a LOAD's (read). */
 #define H_SAVE_PIPE 0x2u
@@ -683,6 +686,56 @@ static void vhost_user_seeds(void)
     vu_msg(&b, VU_CHECK_DEVICE_STATE, 0, NULL, 0, 0, NULL);
     vu_msg(&b, VU_CHECK_DEVICE_STATE, 0, NULL, 0, 0, NULL); /* without a transfer */
     save("fuzz_vhost_user", "migration", &b);
+
+    /* 7. The device configuration (F_CONFIG, the harness's devices have a tag): reads of all
+     * of it, a slice and past its end, hostile ones; writes that change nothing and one that
+     * would. */
+    put16(&b, 0);
+    vu_msg(&b, VU_GET_FEATURES, 0, NULL, 0, 0, NULL);
+    vu_msg(&b, VU_GET_PROTOCOL_FEATURES, 0, NULL, 0, 0, NULL);
+    vu_u64(&b, VU_SET_PROTOCOL_FEATURES, 0, (1u << 0) | (1u << 3) | (1u << 9) | (1u << 13), 0, 0);
+    struct {
+        uint32_t offset, size, flags;
+        uint8_t data[64];
+    } cfg = {0, 40, 0, "fuzz"};
+    cfg.data[36] = 2; /* the harness's request queues */
+    vu_msg(&b, VU_GET_CONFIG, 0, &cfg, 12 + 40, 0, NULL);
+    cfg.offset = 36, cfg.size = 4, cfg.flags = 1;
+    vu_msg(&b, VU_GET_CONFIG, 0, &cfg, 12 + 4, 0, NULL);
+    cfg.offset = 30, cfg.size = 20, cfg.flags = 2;
+    vu_msg(&b, VU_GET_CONFIG, 0, &cfg, 12 + 20, 0, NULL);
+    cfg.offset = 0xfffffff0u, cfg.size = 32, cfg.flags = 0; /* wraps */
+    vu_msg(&b, VU_GET_CONFIG, 0, &cfg, 12 + 32, 0, NULL);
+    cfg.offset = 0, cfg.size = 40, cfg.flags = 4;
+    vu_msg(&b, VU_GET_CONFIG, 0, &cfg, 12 + 40, 0, NULL);
+    cfg.flags = 0;
+    vu_msg(&b, VU_GET_CONFIG, 0, &cfg, 12 + 8, 0, NULL);           /* payload shorter than size */
+    vu_msg(&b, VU_SET_CONFIG, NEED_REPLY, &cfg, 12 + 40, 0, NULL); /* unchanged: accepted */
+    cfg.data[0] = 'F';
+    vu_msg(&b, VU_SET_CONFIG, NEED_REPLY, &cfg, 12 + 40, 0, NULL); /* refused */
+    vu_msg(&b, VU_SET_CONFIG, 0, &cfg, 12 + 4, 0, NULL);
+    save("fuzz_vhost_user", "config", &b);
+
+    /* 8. RESET_DEVICE with the rings running, then the device set up again and served. */
+    vu_image(&b);
+    vu_msg(&b, VU_GET_FEATURES, 0, NULL, 0, 0, NULL);
+    vu_u64(&b, VU_SET_PROTOCOL_FEATURES, 0, (1u << 0) | (1u << 3) | (1u << 15) | (1u << 13), 0, 0);
+    vu_u64(&b, VU_SET_FEATURES, 0, features, 0, 0);
+    vu_mem_table(&b, NEED_REPLY);
+    vu_ring(&b, 1, 0x000, 0x100, 0x200);
+    vu_state(&b, VU_SET_VRING_ENABLE, NEED_REPLY, 1, 1);
+    for (int i = 0; i < 20; i++)
+        vu_msg(&b, VU_GET_FEATURES, 0, NULL, 0, 0, NULL);
+    vu_msg(&b, VU_RESET_DEVICE, NEED_REPLY, NULL, 0, 0, NULL);
+    vu_u64(&b, VU_SET_FEATURES, 0, features, 0, 0);
+    vu_ring(&b, 1, 0x000, 0x100, 0x200);
+    vu_state(&b, VU_SET_VRING_ENABLE, NEED_REPLY, 1, 1);
+    for (int i = 0; i < 20; i++)
+        vu_msg(&b, VU_GET_FEATURES, 0, NULL, 0, 0, NULL);
+    vu_msg(&b, VU_RESET_DEVICE, 0, NULL, 0, 0, NULL);
+    vu_msg(&b, VU_RESET_DEVICE, NEED_REPLY, &cfg, 8, 0, NULL); /* with a payload: refused */
+    vu_state(&b, VU_GET_VRING_BASE, 0, 1, 0);
+    save("fuzz_vhost_user", "reset-device", &b);
 }
 
 /* ---- fuzz_state ----------------------------------------------------------------------------- */

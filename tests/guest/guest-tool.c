@@ -43,6 +43,8 @@
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/mount.h> /* after the libc headers: open_tree, mount_setattr, move_mount */
+#include <sched.h>
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -1707,6 +1709,65 @@ static int cmd_getlk(char **av, int ac)
     return 0;
 }
 
+/*
+ * An idmapped mount (mount_setattr MOUNT_ATTR_IDMAP, Linux 5.12; FUSE and virtiofs allow it
+ * from 6.12 when the server agrees FUSE_ALLOW_IDMAP): SRC is cloned (open_tree) and the clone
+ * attached at DST with the idmapping of a user namespace whose uid and gid maps are both
+ * "NSID HOSTID COUNT" (so a file SRC shows as owned by NSID appears in DST as owned by HOSTID).
+ * The namespace belongs to a child that waits until its fd is taken.
+ */
+static int cmd_idmap_mount(char **av, int ac)
+{
+    if (ac != 5)
+        usage_die("idmap-mount SRC DST NSID HOSTID COUNT");
+    int go[2], ready[2];
+    if (pipe(go) < 0 || pipe(ready) < 0)
+        sys_fail("pipe", NULL);
+    pid_t child = fork();
+    if (child < 0)
+        sys_fail("fork", NULL);
+    if (child == 0) {
+        char c = 0;
+        close(go[1]);
+        if (unshare(CLONE_NEWUSER) < 0)
+            sys_fail("unshare", "CLONE_NEWUSER");
+        if (write(ready[1], &c, 1) != 1)
+            _exit(1);
+        (void)!read(go[0], &c, 1); /* until the parent has the namespace's fd */
+        _exit(0);
+    }
+    char c, path[64], map[128];
+    close(go[0]);
+    if (read(ready[0], &c, 1) != 1)
+        fail("the user namespace child died");
+    snprintf(map, sizeof(map), "%s %s %s\n", av[2], av[3], av[4]);
+    const char *files[] = {"uid_map", "gid_map"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)child, files[i]);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, map, strlen(map)) != (ssize_t)strlen(map))
+            sys_fail("write", path);
+        close(fd);
+    }
+    snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)child);
+    int userns = open(path, O_RDONLY | O_CLOEXEC);
+    if (userns < 0)
+        sys_fail("open", path);
+    close(go[1]); /* the child may go: the fd keeps the namespace */
+    waitpid(child, NULL, 0);
+    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, av[0], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (tree < 0)
+        sys_fail("open_tree", av[0]);
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns};
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+        sys_fail("mount_setattr MOUNT_ATTR_IDMAP", av[0]);
+    if (syscall(SYS_move_mount, tree, "", AT_FDCWD, av[1], MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        sys_fail("move_mount", av[1]);
+    close(tree);
+    close(userns);
+    return 0;
+}
+
 struct command {
     const char *name;
     int (*fn)(char **av, int ac);
@@ -1749,6 +1810,7 @@ static const struct command commands[] = {
     {"lock-wait", cmd_lock_wait, "FILE posix|flock  (wait for a write lock, no retry)"},
     {"getlk", cmd_getlk, "FILE  (F_OFD_GETLK: who holds a lock)"},
     {"holdopen", cmd_holdopen, "N PREFIX  (open PREFIX0.. at once; count EMFILE)"},
+    {"idmap-mount", cmd_idmap_mount, "SRC DST NSID HOSTID COUNT  (an idmapped mount of SRC)"},
 };
 
 static void help(FILE *f)
