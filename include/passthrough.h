@@ -87,6 +87,7 @@ struct pt_config {
     bool posix_acl;          /* offer FUSE_POSIX_ACL (with FUSE_DONT_MASK, FUSE_SETXATTR_EXT) */
     bool security_label;     /* offer FUSE_SECURITY_CTX: label new inodes as the guest asks */
     bool allow_mmap;         /* offer FUSE_DIRECT_IO_ALLOW_MMAP (shared mmap of direct I/O) */
+    bool allow_idmap;        /* offer FUSE_ALLOW_IDMAP (--allow-idmap; see fuse_server.c) */
     /* --xattrmap: xattr names translated between guest and host; NULL: passed unchanged.
      * Borrowed, not copied: it must outlive the pt_fs. */
     const struct xattrmap *xattrmap;

@@ -933,10 +933,17 @@ static void do_removexattr(struct fuse_req *req)
  * it to), and sends FUSE_INVALID_UIDGID in every other request, idmapped mount or not: it has
  * checked the caller's permissions itself (a virtiofs mount always uses default_permissions,
  * without which the kernel refuses the flag). Those requests run as the guest's root
- * (idmapped_caller), which grants nothing: any guest can send uid 0. So it is offered only
- * where the guest's root is the host's (no --translate-uid/gid moving uid or gid 0), where it
- * is also correct, since root may do whatever the guest kernel allowed; were guest root mapped
- * to a lesser host id, a guest user's requests would fail on that id's permissions.
+ * (idmapped_caller), which grants nothing to the guest as a whole: any guest can send uid 0.
+ * So it is offered only where the guest's root is the host's (no --translate-uid/gid moving
+ * uid or gid 0), where it is also correct, since root may do whatever the guest kernel
+ * allowed; were guest root mapped to a lesser host id, a guest user's requests would fail on
+ * that id's permissions.
+ *
+ * Opt-in (--allow-idmap), although a 6.12+ guest kernel asks for it on every mount: the host
+ * then no longer checks a guest user's requests against that user's host ids, only the guest
+ * kernel does, with what it sees. What it does not see (an ACL on the host while POSIX ACLs
+ * are not served, an LSM's rules) would no longer stop a guest user; only guest root's rights
+ * hold. Who wants idmapped mounts in the guest accepts that trade with the option.
  */
 static bool idmap_offer_sound(const struct pt_config *cfg)
 {
@@ -1007,7 +1014,7 @@ static uint64_t init_offer(const struct pt_config *cfg)
         flags |= FUSE_SECURITY_CTX;
     if (cfg->allow_mmap)
         flags |= FUSE_DIRECT_IO_ALLOW_MMAP;
-    if (idmap_offer_sound(cfg))
+    if (cfg->allow_idmap && idmap_offer_sound(cfg))
         flags |= FUSE_ALLOW_IDMAP;
     return flags;
 }

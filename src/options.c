@@ -31,6 +31,7 @@ enum opt_id {
     O_INODE_FILE_HANDLES,
     O_CACHE,
     O_ALLOW_MMAP,
+    O_ALLOW_IDMAP,
     O_NO_READDIRPLUS,
     O_WRITEBACK,
     O_ALLOW_DIRECT_IO,
@@ -124,6 +125,9 @@ static const struct option_spec specs[] = {
     {"allow-mmap", 0, NULL, O_ALLOW_MMAP, 0,
      "Allow shared mmap of files not cached by the guest\n"
      "(--cache=never|metadata, or --allow-direct-io)"},
+    {"allow-idmap", 0, NULL, O_ALLOW_IDMAP, 0,
+     "Offer FUSE_ALLOW_IDMAP: idmapped mounts in 6.12+ guests;\n"
+     "requests that create nothing then run as guest root"},
     {"allow-direct-io", 0, NULL, O_ALLOW_DIRECT_IO, 0, "Honour O_DIRECT from the guest"},
     {"announce-submounts", 0, NULL, O_ANNOUNCE_SUBMOUNTS, 0, "Tell the guest about host submounts"},
     {"no-announce-submounts", 0, NULL, O_NO_ANNOUNCE_SUBMOUNTS, 0, "Do not (the default)"},
@@ -638,6 +642,9 @@ static int apply(struct options *o, int id, const char *v)
     case O_SECURITY_LABEL:
     case O_COMPAT_NO_SECURITY_LABEL:
         o->pt.security_label = id == O_SECURITY_LABEL;
+        return 0;
+    case O_ALLOW_IDMAP:
+        o->pt.allow_idmap = true;
         return 0;
     case O_ALLOW_MMAP:
         o->pt.allow_mmap = true;

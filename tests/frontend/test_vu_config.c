@@ -345,15 +345,20 @@ static void test_idmap_offer(void)
     g_assert_false(idmap_agreed(fe, 0)); /* only when the guest asks */
     fe_close(fe);
 
-    /* Guest root is not the host's: not offered. */
-    struct test_daemon d;
-    const char *const args[] = {"--translate-uid", "guest:0:1000:1", NULL};
-    g_assert_cmpint(test_daemon_start(&d, args), ==, 0);
-    struct fe_config cfg = {.socket_path = d.socket};
-    g_assert_cmpint(fe_open_retry(&cfg, &fe, 2000), ==, 0);
-    g_assert_false(idmap_agreed(fe, TEST_ALLOW_IDMAP));
-    fe_close(fe);
-    g_assert_cmpint(test_daemon_stop(&d), ==, 0);
+    /* Without --allow-idmap (the default), or where guest root is not the host's: not
+     * offered. */
+    const char *const no_option[] = {NULL};
+    const char *const unsound[] = {"--allow-idmap", "--translate-uid", "guest:0:1000:1", NULL};
+    const char *const *cases[] = {no_option, unsound};
+    for (unsigned i = 0; i < 2; i++) {
+        struct test_daemon d;
+        g_assert_cmpint(test_daemon_start(&d, cases[i]), ==, 0);
+        struct fe_config cfg = {.socket_path = d.socket};
+        g_assert_cmpint(fe_open_retry(&cfg, &fe, 2000), ==, 0);
+        g_assert_false(idmap_agreed(fe, TEST_ALLOW_IDMAP));
+        fe_close(fe);
+        g_assert_cmpint(test_daemon_stop(&d), ==, 0);
+    }
 }
 
 static int getattr_as(struct fe *fe, uint32_t uid, uint32_t gid, uint64_t nodeid)
@@ -434,7 +439,9 @@ int main(int argc, char **argv)
 
     const char *const tag_args[] = {"--tag", TAG, "--num-request-queues", G_STRINGIFY(QUEUES),
                                     NULL};
-    if (test_daemon_start(&tagged, tag_args) < 0 || test_daemon_start(&untagged, NULL) < 0) {
+    const char *const idmap_args[] = {"--allow-idmap", NULL};
+    if (test_daemon_start(&tagged, tag_args) < 0 ||
+        test_daemon_start(&untagged, idmap_args) < 0) {
         g_printerr("cannot start the daemons\n");
         return 1;
     }

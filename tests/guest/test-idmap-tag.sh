@@ -84,7 +84,7 @@ guest-tool runas 1000 1000 guest-tool open "$M/dir/by-1000" r >/dev/null && echo
 umount /idm && echo "DATA: umount ok"
 EOF
   vg_log "booting a $VG_KERNEL_SUITE guest for the idmapped mount"
-  if ! vg_run_guest "$S" "$GUEST"; then
+  if ! vg_run_guest "$S" "$GUEST" --allow-idmap; then
     vg_show_logs 40
     r_fail boot "the guest did not run the script (qemu rc $VG_QEMU_RC)"
     return
