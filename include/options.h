@@ -19,6 +19,12 @@
 
 enum sandbox_mode { SANDBOX_NAMESPACE, SANDBOX_CHROOT, SANDBOX_NONE };
 enum seccomp_mode { SECCOMP_KILL, SECCOMP_LOG, SECCOMP_TRAP, SECCOMP_NONE };
+/* --on-disconnect: what the daemon does when its front-end's connection ends. */
+enum disconnect_mode {
+    DISCONNECT_DEFAULT, /* not given: EXIT with --fd, LISTEN with --socket-path */
+    DISCONNECT_EXIT,    /* exit (status 0), as the Rust virtiofsd always does */
+    DISCONNECT_LISTEN,  /* reset the session, wait for the next front-end */
+};
 
 #define OPTIONS_MAX_ID_MAPS                                                                        \
     8 /* the kernel's limit per map before 4.15 was 5; newuidmap's is higher */
@@ -28,7 +34,8 @@ enum seccomp_mode { SECCOMP_KILL, SECCOMP_LOG, SECCOMP_TRAP, SECCOMP_NONE };
 
 struct options {
     char *socket_path;
-    int fd; /* --fd: an already listening socket, -1 when not given */
+    int fd;                             /* --fd: an already listening socket, -1 when not given */
+    enum disconnect_mode on_disconnect; /* never DEFAULT once parsed */
     char *socket_group;
     struct pt_config pt;
     unsigned num_request_queues;
