@@ -593,9 +593,13 @@ static void stop(struct daemon *d)
 }
 
 /*
- * The vhost-user.json capabilities libvirt reads. migrate-precopy: a VM with this device can be
+ * The vhost-user.json capabilities libvirt reads (newer libvirt runs --print-capabilities on
+ * the <binary> or the discovered back-end). migrate-precopy: a VM with this device can be
  * live-migrated (dirty-page logging and DEVICE_STATE). Not separate-options: libvirt would then
- * switch to --shared-dir-style options and refuse its <lock> element.
+ * write --shared-dir-style options, which it cannot do for <lock posix=... flock=...> (it
+ * refuses such a domain) although we keep locks; its -o form carries everything it can say
+ * (source with commas escaped, cache, sandbox, xattr, flock, posix_lock) and the rest it adds
+ * as long options either way (--thread-pool-size, --rlimit-nofile, --uid-map, --gid-map).
  */
 static void print_capabilities(void)
 {
