@@ -799,12 +799,19 @@ static int next_signal(const struct sandbox *sb, const sigset_t *set)
         siginfo_t si;
         return sigwaitinfo(set, &si);
     }
+    static bool answered;
+    /* What answering ran (libc's stdio, /proc parsing) goes back before the next wait. */
+    if (answered)
+        idle_mem_release();
+    answered = false;
     struct pollfd p[2] = {{.fd = monitor_sigfd, .events = POLLIN},
                           {.fd = cgroup_mon, .events = POLLIN}};
     if (poll(p, 2, -1) < 0)
         return 0;
-    if (p[1].revents)
+    if (p[1].revents) {
         answer_cgroup_request(sb);
+        answered = true;
+    }
     struct signalfd_siginfo si;
     if ((p[0].revents & POLLIN) && read(monitor_sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
         return (int)si.ssi_signo;
