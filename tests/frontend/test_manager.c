@@ -293,6 +293,33 @@ static void test_exit_after_restart(void)
     managed_free(&m);
 }
 
+/* The same, but the front-end never comes back (a VMM without reconnect=): the restarted
+ * serving process gives up after 30 s and the daemon exits with status 1, rather than being
+ * left for its manager to kill. */
+static void test_no_reconnect_after_restart(void)
+{
+    if (NO_MONITOR) {
+        g_test_skip("no monitor in sanitizer builds");
+        return;
+    }
+    struct managed m;
+    start_managed(&m, false, NULL);
+    struct fe *fe = session(m.socket);
+    pid_t first = test_serving_pid(m.pid);
+    g_assert_cmpint(kill(first, SIGKILL), ==, 0);
+    fe_close(fe);
+    int64_t t0 = now_ms();
+    g_assert_cmpint(wait_exit(m.pid, 40000), ==, 1);
+    int64_t waited = now_ms() - t0;
+    g_assert_cmpint(waited, >=, 29000);
+    gchar *log = NULL;
+    g_assert_true(g_file_get_contents(m.log, &log, NULL, NULL));
+    g_assert_nonnull(strstr(log, "did not reconnect"));
+    g_free(log);
+    g_assert_cmpint(lock_holder(m.pidfile), ==, 0);
+    managed_free(&m);
+}
+
 /* ---- inherited fds ---------------------------------------------------------------------- */
 
 /* The manager's locked pid file: held (open and locked) by the process it started while the
@@ -462,6 +489,7 @@ int main(int argc, char **argv)
     g_test_add_func("/manager/bad-value", test_bad_value);
     g_test_add_func("/manager/refused-is-no-disconnect", test_refused_is_no_disconnect);
     g_test_add_func("/manager/exit-after-restart", test_exit_after_restart);
+    g_test_add_func("/manager/no-reconnect-after-restart", test_no_reconnect_after_restart);
     g_test_add_func("/manager/inherited-fds-namespace", test_inherited_namespace);
     g_test_add_func("/manager/inherited-fds-none", test_inherited_none);
     g_test_add_func("/manager/cgroup-follows", test_cgroup_follows);
