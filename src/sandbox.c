@@ -327,14 +327,18 @@ static int move_pid_to(const char *dir, pid_t pid)
     return ret;
 }
 
-/* pid's path in the hierarchy "N:controllers:" of its /proc/PID/cgroup text, or NULL. */
-static const char *cgroup_path_in(char *text, const char *hierarchy)
+/* The path in the hierarchy "N:controllers:" of a /proc/PID/cgroup text, or NULL. */
+static const char *cgroup_path_in(const char *text, const char *hierarchy)
 {
     size_t hlen = strlen(hierarchy);
-    for (char *line = text; line && *line;
-         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+    for (const char *line = text; *line;) {
         if (strncmp(line, hierarchy, hlen) == 0)
             return line + hlen;
+        const char *nl = strchr(line, '\n');
+        if (!nl)
+            break;
+        line = nl + 1;
+    }
     return NULL;
 }
 
