@@ -171,6 +171,43 @@ static bool holds_file(pid_t pid, const char *path)
     return found;
 }
 
+/* Whether pid is PID 1 of a PID namespace of its own: a serving process of the namespace
+ * sandbox, not the short-lived launcher that forks it (also a child of the monitor). */
+static bool is_ns_init(pid_t pid)
+{
+    gchar *path = g_strdup_printf("/proc/%d/status", (int)pid), *text = NULL;
+    bool init = false;
+    if (g_file_get_contents(path, &text, NULL, NULL)) {
+        const char *p = strstr(text, "NSpid:");
+        if (p) {
+            gchar *line = g_strndup(p + 6, strcspn(p + 6, "\n"));
+            gchar **f = g_strsplit_set(g_strstrip(line), " \t", -1);
+            guint n = 0;
+            for (gchar **x = f; *x; x++)
+                if (**x)
+                    n++;
+            init = n >= 2 && strcmp(f[g_strv_length(f) - 1], "1") == 0;
+            g_strfreev(f);
+            g_free(line);
+        }
+    }
+    g_free(text);
+    g_free(path);
+    return init;
+}
+
+/* The monitor's serving process other than not_this (waits up to 5 s); -1 if none. */
+static pid_t serving_pid(pid_t monitor, pid_t not_this)
+{
+    for (int i = 0; i < 1000; i++) {
+        pid_t p = test_serving_pid(monitor);
+        if (p != monitor && p != not_this && is_ns_init(p))
+            return p;
+        usleep(5000);
+    }
+    return -1;
+}
+
 /* ---- --on-disconnect -------------------------------------------------------------------- */
 
 /* libvirt's case: --fd, the default. The daemon ends when the front-end goes, with status 0,
@@ -276,15 +313,10 @@ static void test_exit_after_restart(void)
     struct managed m;
     start_managed(&m, false, NULL);
     struct fe *fe = session(m.socket);
-    pid_t first = test_serving_pid(m.pid);
-    g_assert_cmpint(first, !=, m.pid);
+    pid_t first = serving_pid(m.pid, -1);
+    g_assert_cmpint(first, >, 0);
     g_assert_cmpint(kill(first, SIGKILL), ==, 0);
-    pid_t next = first;
-    for (int i = 0; i < 1000 && (next == first || next == m.pid); i++) {
-        usleep(5000);
-        next = test_serving_pid(m.pid);
-    }
-    g_assert_cmpint(next, !=, first);
+    g_assert_cmpint(serving_pid(m.pid, first), >, 0);
     g_assert_cmpint(wait_exit(m.pid, 0), ==, -1);
     fe_close(fe);
     fe_close(session(m.socket)); /* the front-end reconnects, then leaves */
@@ -305,7 +337,8 @@ static void test_no_reconnect_after_restart(void)
     struct managed m;
     start_managed(&m, false, NULL);
     struct fe *fe = session(m.socket);
-    pid_t first = test_serving_pid(m.pid);
+    pid_t first = serving_pid(m.pid, -1);
+    g_assert_cmpint(first, >, 0);
     g_assert_cmpint(kill(first, SIGKILL), ==, 0);
     fe_close(fe);
     int64_t t0 = now_ms();
@@ -332,7 +365,7 @@ static void check_inherited(bool namespace_sandbox)
     start_managed(&m, false, namespace_sandbox ? listen : none);
     fe_close(session(m.socket));
     struct fe *fe = session(m.socket);
-    pid_t serving = test_serving_pid(m.pid);
+    pid_t serving = namespace_sandbox ? serving_pid(m.pid, -1) : m.pid;
     g_assert_true(holds_file(m.pid, m.pidfile));
     g_assert_cmpint(lock_holder(m.pidfile), ==, m.pid);
     if (namespace_sandbox) {
@@ -444,8 +477,8 @@ static void test_cgroup_follows(void)
     gchar *home = g_build_filename(mnt, ours, NULL);
     g_assert_true(write_pid(home, getpid()));
     struct fe *fe = session(m.socket); /* the first session: both in "start" */
-    pid_t serving = test_serving_pid(m.pid);
-    g_assert_cmpint(serving, !=, m.pid);
+    pid_t serving = serving_pid(m.pid, -1);
+    g_assert_cmpint(serving, >, 0);
     gchar *cg = cgroup2_of(serving);
     g_assert_true(g_str_has_suffix(cg, name));
     g_free(cg);
@@ -456,10 +489,8 @@ static void test_cgroup_follows(void)
     /* Again, moved as libvirt moves it: after start-up, before the front-end connects. */
     start_managed(&m, false, NULL);
     g_assert_true(write_pid(home, getpid()));
-    for (int i = 0; i < 1000 && test_serving_pid(m.pid) == m.pid; i++)
-        usleep(5000);
-    serving = test_serving_pid(m.pid);
-    g_assert_cmpint(serving, !=, m.pid);
+    serving = serving_pid(m.pid, -1);
+    g_assert_cmpint(serving, >, 0);
     g_assert_true(write_pid(vm, m.pid));
     cg = cgroup2_of(serving);
     g_assert_false(g_str_has_suffix(cg, "-vm")); /* not yet */
