@@ -19,6 +19,12 @@
 
 enum sandbox_mode { SANDBOX_NAMESPACE, SANDBOX_CHROOT, SANDBOX_NONE };
 enum seccomp_mode { SECCOMP_KILL, SECCOMP_LOG, SECCOMP_TRAP, SECCOMP_NONE };
+/* --on-disconnect: what the daemon does when its front-end's connection ends. */
+enum disconnect_mode {
+    DISCONNECT_DEFAULT, /* not given: EXIT with --fd, LISTEN with --socket-path */
+    DISCONNECT_EXIT,    /* exit (status 0), as the Rust virtiofsd always does */
+    DISCONNECT_LISTEN,  /* reset the session, wait for the next front-end */
+};
 
 #define OPTIONS_MAX_ID_MAPS                                                                        \
     8 /* the kernel's limit per map before 4.15 was 5; newuidmap's is higher */
@@ -28,9 +34,10 @@ enum seccomp_mode { SECCOMP_KILL, SECCOMP_LOG, SECCOMP_TRAP, SECCOMP_NONE };
 
 struct options {
     char *socket_path;
-    int fd; /* --fd: an already listening socket, -1 when not given */
+    int fd;                             /* --fd: an already listening socket, -1 when not given */
     /* fd came from systemd's socket activation (LISTEN_PID, LISTEN_FDS), not from --fd. */
     bool socket_activated;
+    enum disconnect_mode on_disconnect; /* never DEFAULT once parsed */
     char *socket_group;
     char *tag; /* --tag: offered in the device configuration (vu_dev_config.tag); NULL: none */
     struct pt_config pt;

@@ -27,6 +27,7 @@ struct sandbox {
     bool (*may_restart)(void *opaque);
     void *restart_opaque;
     unsigned restarts; /* in a serving process: how many died before it (0: the first) */
+    pid_t started_pid; /* the process our manager started (whose cgroup the server follows) */
 
     const char *root; /* the share's path once confined ("/" or shared_dir) */
     int proc_self_fd; /* /proc/self/fd of the confined process (O_PATH), or -1 */
@@ -44,6 +45,23 @@ enum sandbox_role {
  * Must run before any thread is started. Negative errno (logged) on failure.
  */
 int sandbox_enter(struct sandbox *sb, enum sandbox_role *role);
+
+/*
+ * First thing at start-up, before the daemon opens any fd: notes the fds it inherited beyond
+ * stdin, stdout and stderr, and marks them close-on-exec. They stay open in the process that
+ * was started for as long as it runs (a lock such as libvirt's pid file is held by it); a
+ * serving process of the namespace sandbox closes its copies (except listen_fd, the --fd
+ * socket). Negative errno (logged) when they cannot be listed.
+ */
+int sandbox_keep_inherited(int listen_fd);
+
+/*
+ * In the serving process of the namespace sandbox, at each new front-end connection: asks the
+ * monitor to move it into the cgroups the process our manager started is in now (libvirt
+ * moves that one into the VM's cgroup once the daemon runs), and waits for the answer. 0 when
+ * moved (or nothing to do: no monitor), else a negative errno (the monitor logs why).
+ */
+int sandbox_follow_cgroup(void);
 
 /*
  * In the monitor: forwards SIGTERM/SIGINT/SIGHUP (blocked by the caller) to the confined

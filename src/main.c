@@ -2,7 +2,8 @@
 /*
  * Start-up order, then the serving loop: one front-end connection at a time, and when it
  * ends the device is reset and the next connection accepted — the daemon outlives guest
- * reboots and VMM restarts.
+ * reboots and VMM restarts — or, with --on-disconnect=exit (the default with --fd), the
+ * daemon exits, as the manager that handed it the socket expects.
  */
 #include <errno.h>
 #include <poll.h>
@@ -224,6 +225,11 @@ static bool handover_event(struct daemon *d, int conn)
 static bool serve_connection(struct daemon *d, int conn)
 {
     log_info("front-end connected");
+    /* Before the session allocates anything: be accounted where our manager put the daemon
+     * (libvirt moves the process it started into the VM's cgroup after start-up). */
+    int cg = sandbox_follow_cgroup();
+    if (cg < 0)
+        log_warn("could not follow the daemon into its cgroup: %s", strerror(-cg));
     bool exiting = false;
     for (;;) {
         struct pollfd fds[4] = {{.fd = conn, .events = POLLIN},
@@ -270,14 +276,41 @@ static bool serve_connection(struct daemon *d, int conn)
     return exiting;
 }
 
+/*
+ * After a session ended without a stop signal: true when the daemon exits now
+ * (--on-disconnect=exit; a handover request or a refused connection is no session).
+ */
+static bool ends_with_session(const struct daemon *d)
+{
+    if (d->opts.on_disconnect != DISCONNECT_EXIT)
+        return false;
+    log_info("front-end disconnected: exiting (--on-disconnect=exit)");
+    return true;
+}
+
+/*
+ * How long the daemon waits for a front-end, in ms (-1: for ever). A serving process the
+ * monitor started after a crash, with --on-disconnect=exit, waits for the front-end to
+ * reconnect (QEMU's reconnect=) a while only: a front-end that does not reconnect would
+ * otherwise leave a daemon its manager believes still serves (it exits with its VM).
+ */
+#define RECONNECT_WAIT_MS 30000
+static int accept_timeout_ms(const struct daemon *d, bool served)
+{
+    bool after_crash = d->sb.restarts > 0 && !served;
+    return d->opts.on_disconnect == DISCONNECT_EXIT && after_crash ? RECONNECT_WAIT_MS : -1;
+}
+
 static int serve(struct daemon *d)
 {
+    bool served = false;
     /* After a handover: the front-end's connection we took over, before any new one. */
     if (d->adopted_conn >= 0) {
         int conn = d->adopted_conn;
         d->adopted_conn = -1;
-        if (serve_connection(d, conn))
+        if (serve_connection(d, conn) || ends_with_session(d))
             return 0;
+        served = true;
     }
     /* Idle from here until the next connection: what start-up or the last session used
      * goes back first (the last thing before waiting: what runs after it comes back). */
@@ -294,11 +327,17 @@ static int serve(struct daemon *d)
         struct pollfd fds[3] = {{.fd = d->listen_fd, .events = POLLIN},
                                 {.fd = d->signal_fd, .events = POLLIN},
                                 {.fd = d->ctl, .events = POLLIN}};
-        if (poll(fds, 3, -1) < 0) {
+        int ready = poll(fds, 3, accept_timeout_ms(d, served));
+        if (ready < 0) {
             if (errno == EINTR)
                 continue;
             log_error("poll: %m");
             return -errno;
+        }
+        if (ready == 0) {
+            log_error("the front-end did not reconnect within %d s after the restart: exiting",
+                      RECONNECT_WAIT_MS / 1000);
+            return -ETIMEDOUT;
         }
         if ((fds[1].revents & POLLIN) && stop_requested(d->signal_fd))
             return 0;
@@ -313,8 +352,9 @@ static int serve(struct daemon *d)
         }
         if (take_handover_request(d, conn))
             continue;
-        if (serve_connection(d, conn))
+        if (serve_connection(d, conn) || ends_with_session(d))
             return 0;
+        served = true;
         idle_since_release = false;
     }
 }
@@ -458,6 +498,8 @@ static int start_confined(struct daemon *d);
 static int start(struct daemon *d)
 {
     const struct options *o = &d->opts;
+    /* Before we open any fd of our own. */
+    STEP("inherited fds", sandbox_keep_inherited(o->fd));
     STEP("shared directory", check_shared_dir(o->pt.shared_dir));
     d->opts.pt.inode_file_handles = fh_policy_for_share(o->pt.inode_file_handles, o->pt.shared_dir);
     STEP("signals", d->signal_fd = block_signals());
@@ -556,9 +598,13 @@ static void stop(struct daemon *d)
 }
 
 /*
- * The vhost-user.json capabilities libvirt reads. migrate-precopy: a VM with this device can be
+ * The vhost-user.json capabilities libvirt reads (newer libvirt runs --print-capabilities on
+ * the <binary> or the discovered back-end). migrate-precopy: a VM with this device can be
  * live-migrated (dirty-page logging and DEVICE_STATE). Not separate-options: libvirt would then
- * switch to --shared-dir-style options and refuse its <lock> element.
+ * write --shared-dir-style options, which it cannot do for <lock posix=... flock=...> (it
+ * refuses such a domain) although we keep locks; its -o form carries everything it can say
+ * (source with commas escaped, cache, sandbox, xattr, flock, posix_lock) and the rest it adds
+ * as long options either way (--thread-pool-size, --rlimit-nofile, --uid-map, --gid-map).
  */
 static void print_capabilities(void)
 {

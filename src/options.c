@@ -58,6 +58,7 @@ enum opt_id {
     O_QUEUE_THREADS,
     O_MAX_RESTARTS,
     O_UPGRADE,
+    O_ON_DISCONNECT,
     /* Reached only through the legacy -o forms. */
     O_COMPAT_READDIRPLUS,
     O_COMPAT_NO_WRITEBACK,
@@ -84,6 +85,11 @@ static const struct option_spec specs[] = {
     {"socket", 0, "PATH", O_SOCKET, 0, "Alias of --socket-path"},
     {"fd", 0, "FD", O_FD, 0, "File descriptor of an already listening socket"},
     {"socket-group", 0, "GROUP", O_SOCKET_GROUP, 0, "Group owning the socket"},
+    {"on-disconnect", 0, "MODE", O_ON_DISCONNECT, 0,
+     "When the front-end disconnects: exit, or listen for\n"
+     "the next one [default: exit with --fd (libvirt,\n"
+     "systemd socket activation, Kata), listen with\n"
+     "--socket-path]"},
     {"upgrade", 0, NULL, O_UPGRADE, 0,
      "Take over from the daemon serving --socket-path: its\n"
      "socket, front-end connection and FUSE session (start\n"
@@ -378,6 +384,17 @@ static int parse_sandbox(const char *v, enum sandbox_mode *out)
     return 0;
 }
 
+static int parse_on_disconnect(const char *v, enum disconnect_mode *out)
+{
+    if (strcmp(v, "exit") == 0)
+        *out = DISCONNECT_EXIT;
+    else if (strcmp(v, "listen") == 0)
+        *out = DISCONNECT_LISTEN;
+    else
+        return bad_value("--on-disconnect", v, "exit, listen");
+    return 0;
+}
+
 static int parse_seccomp(const char *v, enum seccomp_mode *out)
 {
     if (strcmp(v, "kill") == 0)
@@ -587,6 +604,8 @@ static int apply(struct options *o, int id, const char *v)
     case O_UPGRADE:
         o->upgrade = true;
         return 0;
+    case O_ON_DISCONNECT:
+        return parse_on_disconnect(v, &o->on_disconnect);
     case O_SOCKET_GROUP:
         return set_string(&o->socket_group, v);
     case O_TAG: {
@@ -882,6 +901,10 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
     }
     if (!o->print_capabilities && take_socket_activation(o) < 0)
         return OPTIONS_ERROR;
+    /* Whoever hands over a listening socket manages the daemon's life: libvirt and Kata stop
+     * it with their VM, systemd starts it again on the next connection. */
+    if (o->on_disconnect == DISCONNECT_DEFAULT)
+        o->on_disconnect = o->fd >= 0 ? DISCONNECT_EXIT : DISCONNECT_LISTEN;
     return check_required(o) < 0 ? OPTIONS_ERROR : OPTIONS_OK;
 }
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "sandbox.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/membarrier.h>
@@ -8,9 +9,12 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -32,11 +36,67 @@ static unsigned n_restarts;
 
 #define RESTART_WINDOW_MS 60000
 
+/* The fds the daemon was started with beyond stdin, stdout and stderr (sandbox_keep_inherited). */
+#define MAX_INHERITED 1024
+static int inherited[MAX_INHERITED];
+static unsigned n_inherited;
+
+/*
+ * Following the monitor's cgroup (sandbox_follow_cgroup): one socket pair per serving process.
+ * The monitor's end and its signalfd are the monitor's alone: a new serving process closes
+ * them first thing; the serving process keeps only its own end (cgroup_req).
+ */
+static int cgroup_mon = -1; /* in the monitor: the current serving process's requests */
+static int monitor_sigfd = -1;
+static int cgroup_req = -1; /* in a serving process: to its monitor */
+
 static int fail(const char *what)
 {
     int err = errno;
     log_error("sandbox: %s: %s", what, strerror(err));
     return -err;
+}
+
+int sandbox_keep_inherited(int listen_fd)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir)
+        return fail("list /proc/self/fd");
+    struct dirent *e;
+    int ret = 0;
+    while ((e = readdir(dir))) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (*end || end == e->d_name || fd < 3 || fd == dirfd(dir))
+            continue;
+        /* Whatever we start (newuidmap) gets none of them. */
+        if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
+            continue;
+        if (fd == listen_fd)
+            continue;
+        if (n_inherited == MAX_INHERITED) {
+            log_error("sandbox: more than %d inherited file descriptors", MAX_INHERITED);
+            ret = -EMFILE;
+            break;
+        }
+        inherited[n_inherited++] = (int)fd;
+    }
+    closedir(dir);
+    return ret;
+}
+
+/*
+ * In a new serving process: the manager's fds are the process it started's to hold (a lock
+ * such as libvirt's pid file is that process's, and stays held while it runs); the serving
+ * process has no use for them, and a file of the host must not be reachable from inside the
+ * sandbox. Closing our copies releases nothing of theirs: a POSIX lock belongs to the process
+ * that took it, and an flock or open file description stays with the other copies.
+ */
+static void close_inherited(void)
+{
+    for (unsigned i = 0; i < n_inherited; i++)
+        close(inherited[i]);
+    n_inherited = 0;
 }
 
 static int open_proc_self_fd(struct sandbox *sb)
@@ -178,6 +238,201 @@ static int die_with_monitor(int taken)
     return 0;
 }
 
+/* Reads a small file of /proc whole, NUL-terminated; its length or a negative errno. */
+static ssize_t read_proc_file(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t len = 0;
+    ssize_t n;
+    while (len < size - 1 && (n = read(fd, buf + len, size - 1 - len)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int err = errno;
+            close(fd);
+            return -err;
+        }
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return len < size - 1 ? (ssize_t)len : -EFBIG;
+}
+
+/* Whether each item of list ("cpu,cpuacct", "name=systemd") is among the mount's options. */
+static bool has_all_options(const char *opts, const char *list)
+{
+    char want[256];
+    if (snprintf(want, sizeof(want), "%s", list) >= (int)sizeof(want))
+        return false;
+    char *save = NULL;
+    for (char *w = strtok_r(want, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        size_t len = strlen(w);
+        const char *p = opts;
+        bool found = false;
+        while (!found && (p = strstr(p, w))) {
+            found = (p == opts || p[-1] == ',') && (p[len] == ',' || p[len] == '\0');
+            p += len;
+        }
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Where cgroup path cg of a hierarchy (its controllers as /proc/PID/cgroup names them; "" for
+ * cgroup v2) is in our mount namespace: the mount of that hierarchy whose root holds cg.
+ */
+static int cgroup_dir(const char *controllers, const char *cg, char *out, size_t size)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return -errno;
+    char line[4096];
+    int ret = -ENOENT;
+    while (ret == -ENOENT && fgets(line, sizeof(line), f)) {
+        /* id parent dev root mountpoint options [optional fields] - fstype source superoptions */
+        char root[1024], mnt[1024], fstype[32], opts[1024];
+        const char *tail = strstr(line, " - ");
+        if (!tail || sscanf(line, "%*s %*s %*s %1023s %1023s", root, mnt) != 2 ||
+            sscanf(tail + 3, "%31s %*s %1023s", fstype, opts) != 2)
+            continue;
+        bool v2 = !*controllers;
+        if (strcmp(fstype, v2 ? "cgroup2" : "cgroup") != 0 ||
+            (!v2 && !has_all_options(opts, controllers)))
+            continue;
+        size_t rlen = strcmp(root, "/") == 0 ? 0 : strlen(root);
+        if (strncmp(cg, root, rlen) != 0 || (cg[rlen] != '/' && cg[rlen] != '\0'))
+            continue; /* this mount shows another part of the hierarchy */
+        ret = snprintf(out, size, "%s%s", mnt, cg + rlen) < (int)size ? 0 : -ENAMETOOLONG;
+    }
+    fclose(f);
+    return ret;
+}
+
+static int move_pid_to(const char *dir, pid_t pid)
+{
+    char path[4096 + 16], num[16];
+    if (snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    int len = snprintf(num, sizeof(num), "%d", (int)pid);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int ret = write(fd, num, (size_t)len) == len ? 0 : -errno;
+    close(fd);
+    return ret;
+}
+
+/* The path in the hierarchy "N:controllers:" of a /proc/PID/cgroup text, or NULL. */
+static const char *cgroup_path_in(const char *text, const char *hierarchy)
+{
+    size_t hlen = strlen(hierarchy);
+    for (const char *line = text; *line;) {
+        if (strncmp(line, hierarchy, hlen) == 0)
+            return line + hlen;
+        const char *nl = strchr(line, '\n');
+        if (!nl)
+            break;
+        line = nl + 1;
+    }
+    return NULL;
+}
+
+/*
+ * Moves pid into each cgroup of target's (the process our manager started) that it is not in
+ * yet, hierarchy by hierarchy (cgroup v2, and each mounted v1 hierarchy); 0 or the first error.
+ */
+static int follow_cgroups(pid_t target, pid_t pid)
+{
+    char want[8192], have[8192], path[64], dir[4096];
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)target);
+    ssize_t n = read_proc_file(path, want, sizeof(want));
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+    if (n >= 0)
+        n = read_proc_file(path, have, sizeof(have));
+    if (n < 0)
+        return (int)n;
+    int ret = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(want, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        char hierarchy[256];
+        if (snprintf(hierarchy, sizeof(hierarchy), "%.*s", (int)(c2 + 1 - line), line) >=
+            (int)sizeof(hierarchy))
+            continue;
+        const char *now = cgroup_path_in(have, hierarchy), *cg = c2 + 1;
+        size_t len = strlen(cg);
+        if (now && strncmp(now, cg, len) == 0 && (now[len] == '\n' || now[len] == '\0'))
+            continue;
+        *c2 = '\0';
+        int r = cgroup_dir(c1 + 1, cg, dir, sizeof(dir));
+        if (r == -ENOENT)
+            continue; /* not mounted here: nothing to follow */
+        if (r == 0)
+            r = move_pid_to(dir, pid);
+        if (r < 0 && ret == 0) {
+            log_warn("sandbox: cannot move the serving process into the cgroup %s of %s: %s", cg,
+                     *(c1 + 1) ? c1 + 1 : "cgroup v2", strerror(-r));
+            ret = r;
+        }
+    }
+    return ret;
+}
+
+/*
+ * In the monitor: the serving process asks to be where the process our manager started is
+ * now (libvirt moves that one into the VM's cgroup after we started). The request's bytes
+ * mean nothing: what moves (our own child) and where (the cgroups the kernel shows for the
+ * started process) are the monitor's own knowledge, so a compromised serving process can only
+ * make it do this again. The answer is sent without waiting: a serving process that never
+ * reads its answers cannot block the monitor.
+ */
+static void answer_cgroup_request(const struct sandbox *sb)
+{
+    char buf[16];
+    ssize_t n = recv(cgroup_mon, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) { /* the serving process is gone */
+        close(cgroup_mon);
+        cgroup_mon = -1;
+        return;
+    }
+    char ok = follow_cgroups(sb->started_pid, child_pid) == 0;
+    /* An unprivileged monitor is the intermediate of a user namespace: it follows too, so
+     * that a serving process it starts again begins where it belongs. */
+    if (sb->started_pid != getpid())
+        follow_cgroups(sb->started_pid, getpid());
+    if (send(cgroup_mon, &ok, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        log_debug("sandbox: cgroup answer: %m");
+}
+
+int sandbox_follow_cgroup(void)
+{
+    if (cgroup_req < 0)
+        return 0; /* no monitor: the process the manager placed is this one */
+    char ask = 1, ok = 0;
+    if (write(cgroup_req, &ask, 1) != 1)
+        return -errno;
+    struct pollfd p = {.fd = cgroup_req, .events = POLLIN};
+    int n = poll(&p, 1, 2000);
+    if (n <= 0)
+        return n == 0 ? -ETIMEDOUT : -errno;
+    n = (int)read(cgroup_req, &ok, 1);
+    if (n != 1) { /* the monitor ended: we end with it (die_with_monitor) */
+        close(cgroup_req);
+        cgroup_req = -1;
+        return -EPIPE;
+    }
+    return ok ? 0 : -EACCES;
+}
+
 /* The signal mask main() set (SIGTERM, SIGINT, SIGHUP blocked), without the monitor's SIGCHLD. */
 static void unblock_sigchld(void)
 {
@@ -194,8 +449,17 @@ static void unblock_sigchld(void)
  * process as its PID 1, tells the monitor its pid and exits, handing it to the monitor.
  * Returns only in the serving process (role CONFINED): 0 or a negative errno.
  */
-static int launch(struct sandbox *sb, int pid_pipe, int taken, enum sandbox_role *role)
+static int launch(struct sandbox *sb, int pid_pipe, int taken, int cgroup_fd,
+                  enum sandbox_role *role)
 {
+    /* The monitor's own (a restarted serving process is forked from the monitor). */
+    if (monitor_sigfd >= 0)
+        close(monitor_sigfd);
+    if (cgroup_mon >= 0)
+        close(cgroup_mon);
+    monitor_sigfd = cgroup_mon = -1;
+    cgroup_req = cgroup_fd;
+    close_inherited();
     if (unshare(CLONE_NEWPID) < 0) {
         fail("new PID namespace");
         _exit(1);
@@ -221,26 +485,41 @@ static int launch(struct sandbox *sb, int pid_pipe, int taken, enum sandbox_role
  */
 static int spawn_server(struct sandbox *sb, enum sandbox_role *role)
 {
-    int pids[2], taken[2];
+    int pids[2], taken[2], cg[2] = {-1, -1};
     if (pipe2(pids, O_CLOEXEC) < 0)
         return fail("pipe");
+    /* Without it the serving process stays in the cgroup it starts in (logged). */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cg) < 0)
+        log_warn("sandbox: no cgroup channel to the serving process: %m");
     if (pipe2(taken, O_CLOEXEC) < 0) {
         close(pids[0]), close(pids[1]);
         return fail("pipe");
     }
     pid_t launcher = fork();
     if (launcher < 0) {
+        int err = errno;
         close(pids[0]), close(pids[1]), close(taken[0]), close(taken[1]);
+        if (cg[0] >= 0)
+            close(cg[0]), close(cg[1]);
+        errno = err;
         return fail("fork");
     }
     if (launcher == 0) {
         close(pids[0]);
         close(taken[1]);
-        return launch(sb, pids[1], taken[0], role);
+        if (cg[0] >= 0)
+            close(cg[0]);
+        return launch(sb, pids[1], taken[0], cg[1], role);
     }
     *role = SANDBOX_MONITOR;
     close(pids[1]);
     close(taken[0]);
+    if (cg[0] >= 0) {
+        close(cg[1]);
+        if (cgroup_mon >= 0)
+            close(cgroup_mon); /* the last serving process's */
+        cgroup_mon = cg[0];
+    }
     pid_t server = -1;
     ssize_t n;
     while ((n = read(pids[0], &server, sizeof(server))) < 0 && errno == EINTR)
@@ -436,6 +715,7 @@ static int enter_chroot(struct sandbox *sb)
 
 int sandbox_enter(struct sandbox *sb, enum sandbox_role *role)
 {
+    sb->started_pid = getpid();
     sb->root = sb->shared_dir;
     sb->proc_self_fd = -1;
     *role = SANDBOX_CONFINED;
@@ -516,6 +796,32 @@ static int restart(struct sandbox *sb, int sig, enum sandbox_role *role)
     return ret < 0 ? 128 + sig : 0;
 }
 
+/* Waits for the monitor's next signal, answering cgroup requests meanwhile; 0: none yet. */
+static int next_signal(const struct sandbox *sb, const sigset_t *set)
+{
+    if (monitor_sigfd < 0) {
+        siginfo_t si;
+        return sigwaitinfo(set, &si);
+    }
+    static bool answered;
+    /* What answering ran (libc's stdio, /proc parsing) goes back before the next wait. */
+    if (answered)
+        idle_mem_release();
+    answered = false;
+    struct pollfd p[2] = {{.fd = monitor_sigfd, .events = POLLIN},
+                          {.fd = cgroup_mon, .events = POLLIN}};
+    if (poll(p, 2, -1) < 0)
+        return 0;
+    if (p[1].revents) {
+        answer_cgroup_request(sb);
+        answered = true;
+    }
+    struct signalfd_siginfo si;
+    if ((p[0].revents & POLLIN) && read(monitor_sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        return (int)si.ssi_signo;
+    return 0;
+}
+
 int sandbox_monitor(struct sandbox *sb, enum sandbox_role *role)
 {
     *role = SANDBOX_MONITOR;
@@ -523,13 +829,17 @@ int sandbox_monitor(struct sandbox *sb, enum sandbox_role *role)
      * Waiting, passing signals on to our own child and (in main) removing the socket file
      * need no capability. A monitor that restarts the serving process keeps, permitted but
      * not effective, what building one takes (start_monitoring). It never reads anything
-     * from the guest or the front-end: its only inputs are its child's exit status and
-     * signals; the listening socket it holds it never accepts on.
+     * from the guest or the front-end: its only inputs are its child's exit status, signals,
+     * and the serving process's requests to follow its cgroup (answer_cgroup_request: what
+     * moves and where are the monitor's own); the listening socket it holds it never accepts on.
      */
     if (!can_restart && caps_drop_all() < 0)
         log_warn("sandbox: the monitor could not drop its capabilities");
     sigset_t set;
     block_monitor_signals(&set);
+    /* Signals and the serving process's cgroup requests, in one poll. */
+    if (monitor_sigfd < 0 && (monitor_sigfd = signalfd(-1, &set, SFD_CLOEXEC)) < 0)
+        log_warn("sandbox: signalfd: %m; the serving process will not follow our cgroup");
     /* From here on the monitor only waits: what start-up used goes back (idle_mem.h). */
     idle_mem_release();
     for (;;) {
@@ -546,8 +856,7 @@ int sandbox_monitor(struct sandbox *sb, enum sandbox_role *role)
                 return ret;
             idle_mem_release(); /* what starting a new serving process used */
         }
-        siginfo_t si;
-        int sig = sigwaitinfo(&set, &si);
+        int sig = next_signal(sb, &set);
         if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
             stopping = true;
             kill(child_pid, sig);

@@ -7,7 +7,9 @@ build_pkgs=(meson ninja-build pkg-config gcc libc6-dev libcap-ng-dev libseccomp-
 test_pkgs=(qemu-system-x86 busybox-static cpio zstd xz-utils attr python3 uidmap clang
            libclang-rt-14-dev
            # test-backing-fs.sh: the file systems it makes, and sshfs to its own sshd
-           e2fsprogs xfsprogs btrfs-progs util-linux sshfs openssh-server openssh-client)
+           e2fsprogs xfsprogs btrfs-progs util-linux sshfs openssh-server openssh-client
+           # test-libvirt.sh: libvirt starts the daemon from a domain's <filesystem>
+           libvirt-daemon-system libvirt-clients)
 want=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")
 

@@ -115,6 +115,7 @@ run_suite sandbox bash tests/guest/test-sandbox.sh
 run_suite backing-fs bash tests/guest/test-backing-fs.sh
 run_suite fd-limit bash tests/guest/test-fd-limit.sh
 run_suite idmap-tag bash tests/guest/test-idmap-tag.sh
+run_suite libvirt bash tests/guest/test-libvirt.sh
 
 echo "== the guest suite again under QEMU 10 (bookworm-backports, unpacked privately)"
 if qemu10=$(bash tests/guest/fetch-qemu10.sh | tail -1) && [ -x "$qemu10" ]; then

@@ -653,7 +653,9 @@ static void test_socket_activation_fd(void)
     g_assert_cmpint(listen(fd, 1), ==, 0);
     gchar *fdarg = g_strdup_printf("--fd=%d", fd);
     gchar *share = g_strdup_printf("--shared-dir=%s", dir);
-    const char *args[] = {fdarg, share, NULL};
+    /* Kept serving as systemd socket activation may want it (the default with --fd is to
+     * exit with the front-end: test_manager). */
+    const char *args[] = {fdarg, share, "--on-disconnect=listen", NULL};
     pid_t pid = spawn_daemon(args, log, fd);
     close(fd);
     serve_one_at(path);
