@@ -498,8 +498,6 @@ static int start_confined(struct daemon *d);
 static int start(struct daemon *d)
 {
     const struct options *o = &d->opts;
-    /* Before we open any fd of our own. */
-    STEP("inherited fds", sandbox_keep_inherited(o->fd));
     STEP("shared directory", check_shared_dir(o->pt.shared_dir));
     d->opts.pt.inode_file_handles = fh_policy_for_share(o->pt.inode_file_handles, o->pt.shared_dir);
     STEP("signals", d->signal_fd = block_signals());
@@ -625,7 +623,14 @@ int main(int argc, char **argv)
         options_free(&d.opts);
         return EXIT_OK;
     }
+    /* The manager's fds, listed before we open any of our own (--syslog's socket among them:
+     * the serving process closes the inherited ones). */
+    int inherited = sandbox_keep_inherited(d.opts.fd);
     log_init(d.opts.log_level, d.opts.syslog);
+    if (inherited < 0) {
+        options_free(&d.opts);
+        return EXIT_FATAL;
+    }
     d.sb = (struct sandbox){.mode = d.opts.sandbox,
                             .shared_dir = d.opts.pt.shared_dir,
                             .uid_map = d.opts.uid_map,
