@@ -579,8 +579,8 @@ static int inode_fd_depth(struct pt_fs *fs, struct pt_inode *inode, struct pt_fd
  * guest looked up before (pt_check_name: no '/', not "." or ".."), or the path a migration
  * restored it from (pt_check_path: such names joined by '/'), resolved in a directory of the
  * share one name at a time without following a symlink, and the result is kept only if it is
- * the same
- * host inode (st_dev, st_ino, mount); anything else is ESTALE. O_PATH opens nothing for I/O:
+ * the same host inode (st_dev, st_ino, mount); anything else is ESTALE. O_PATH opens nothing
+ * for I/O:
  * every access the op then makes (pt_reopen, the *at calls) is checked against the caller's
  * credentials as before. The daemon's ids are needed because the caller may lack search
  * permission on a directory it reached when it had it, which an fd that stayed open would
