@@ -1245,7 +1245,9 @@ static int emit_node(struct model *m, size_t idx, struct cursor *c, size_t *stac
                             .ino = n->ino,
                             .type = n->type,
                             .namelen = (uint16_t)n->namelen};
-        int ret = put_entry(c, NULL, &e, m->names_buf + n->name_off);
+        /* No names at all: names_buf is still NULL (and a NULL + 0 is undefined). */
+        const char *name = n->namelen ? m->names_buf + n->name_off : "";
+        int ret = put_entry(c, NULL, &e, name);
 
         m->nodes[stack[depth]].mark = 2;
         if (ret < 0)
