@@ -57,6 +57,7 @@
 
 #include "log.h"
 #include "state_buf.h"
+#include "utf8.h"
 
 #define RUST_V1         0
 #define RUST_V2         1
@@ -149,39 +150,12 @@ static bool get_flag(struct rd *r, bool *v)
     return true;
 }
 
-static bool valid_utf8(const uint8_t *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        uint8_t c = s[i];
-        size_t more = c < 0x80             ? 0
-                      : (c & 0xe0) == 0xc0 ? 1
-                      : (c & 0xf0) == 0xe0 ? 2
-                      : (c & 0xf8) == 0xf0 ? 3
-                                           : 4;
-        uint32_t cp = more == 0 ? c : more == 1 ? c & 0x1f : more == 2 ? c & 0x0f : c & 0x07;
-
-        if (more == 4 || n - i <= more)
-            return false; /* not a leading byte, or a truncated sequence */
-        for (size_t k = 1; k <= more; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        /* No overlong form, no surrogate, nothing past U+10FFFF. */
-        if ((more == 1 && cp < 0x80) || (more == 2 && cp < 0x800) || (more == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += more + 1;
-    }
-    return true;
-}
-
 /* A String: its bytes stay in the buffer (*s, *n). */
 static bool get_string(struct rd *r, const uint8_t **s, size_t *n)
 {
     uint64_t len;
 
-    if (!get_u64(r, &len) || len > r->left || !valid_utf8(r->p, (size_t)len))
+    if (!get_u64(r, &len) || len > r->left || !utf8_valid(r->p, (size_t)len))
         return false;
     *s = r->p;
     *n = (size_t)len;
@@ -750,7 +724,7 @@ static int put_inodes(struct state_buf *w, struct pt_state *st, bool guest_error
         put_u64(w, in->nlookup);
         if (in->nodeid == FUSE_ROOT_ID) {
             put_byte(w, LOC_ROOT);
-        } else if (path && valid_utf8((const uint8_t *)path, strlen(path))) {
+        } else if (path && utf8_valid((const uint8_t *)path, strlen(path))) {
             put_byte(w, LOC_FULL_PATH);
             put_string(w, path);
         } else {

@@ -27,6 +27,7 @@
 #include "session_journal.h"
 #include "state_transfer.h"
 #include "thread_pool.h"
+#include "utf8.h"
 #include "virtqueue.h"
 #include "worker.h"
 
@@ -1633,36 +1634,6 @@ static void free_parts(struct vu_dev *dev)
     free(dev);
 }
 
-/* Decodes one UTF-8 sequence at s (at most n bytes): its length, or 0 if it is not one
- * (overlong forms, surrogates and code points past U+10FFFF are not). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000}; /* by length */
-    size_t len = 0;
-
-    if (s[0] < 0x80)
-        len = 1;
-    else if ((s[0] & 0xe0) == 0xc0)
-        len = 2;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4;
-    if (len == 0 || len > n)
-        return 0;
-    if (len == 1)
-        return 1;
-    uint32_t cp = s[0] & (0x7fu >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 const char *vu_tag_invalid(const char *tag)
 {
     size_t len = strlen(tag);
@@ -1671,9 +1642,8 @@ const char *vu_tag_invalid(const char *tag)
         return "1 to 36 bytes";
     if (strchr(tag, '\n'))
         return "no newline (guest kernels refuse such a tag)";
-    for (size_t i = 0, n; i < len; i += n)
-        if (!(n = utf8_seq((const unsigned char *)tag + i, len - i)))
-            return "UTF-8 text";
+    if (!utf8_valid((const uint8_t *)tag, len))
+        return "UTF-8 text";
     return NULL;
 }
 
