@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 pass=0 fail=0 skip=0
 failed_names=()
+# The failures' own lines, repeated at the end: a CI page that shows only the log's tail
+# still says what failed and why.
+failure_lines=()
 
 # Runs one GLib test binary in TAP mode and adds its subtests to the counts.
 run_unit() {
@@ -22,7 +25,11 @@ run_unit() {
     echo "unit[$label] $(basename "$exe"): $p passed, $f failed, $s skipped"
     if [ "$f" -ne 0 ]; then
         failed_names+=("$label/$(basename "$exe")")
-        echo "$out" | grep -E '^not ok|ERROR|runtime error|Sanitizer' | head -20
+        local why
+        why=$(grep -E '^not ok|ERROR|runtime error|Sanitizer' <<<"$out" | head -20)
+        [ -n "$why" ] || why="exited with $rc"
+        echo "$why"
+        mapfile -t -O "${#failure_lines[@]}" failure_lines < <(sed "s|^|unit[$label] $(basename "$exe"): |" <<<"$why")
     fi
 }
 
@@ -43,7 +50,11 @@ run_suite() {
     p=$(grep -c '^PASS:' "$log"); f=$(grep -c '^FAIL:' "$log"); s=$(grep -c '^SKIP:' "$log")
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "FAIL: $label exited with $rc"; fi
     pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
-    [ "$f" -ne 0 ] && failed_names+=("$label")
+    if [ "$f" -ne 0 ]; then
+        failed_names+=("$label")
+        mapfile -t -O "${#failure_lines[@]}" failure_lines < <(grep '^FAIL:' "$log" | head -20)
+        [ "$rc" -eq 0 ] || grep -q '^FAIL:' "$log" || failure_lines+=("FAIL: $label exited with $rc")
+    fi
     rm -f "$log"
 }
 
@@ -135,6 +146,10 @@ else
     fail=$((fail + 1)); failed_names+=("guest-qemu10")
 fi
 
-[ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"
+if [ ${#failed_names[@]} -gt 0 ]; then
+    echo "== what failed"
+    printf '%s\n' "${failure_lines[@]}" | cut -c1-400
+    echo "failed: ${failed_names[*]}"
+fi
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
