@@ -124,7 +124,8 @@ void fuse_session_end_waits(struct fuse_session *se, struct fuse_late_sink *sink
 /* After a request, outside its RCU read-side section: the filesystem's between-requests
  * work (pt_quiescent). */
 void fuse_session_quiescent(struct fuse_session *se);
-/* The same before the worker waits for work (pt_idle). */
+/* The same when the worker has a moment: after it signalled a batch of replies, and before
+ * it waits for work (pt_idle). */
 void fuse_session_idle(struct fuse_session *se);
 
 /*

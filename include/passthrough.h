@@ -163,7 +163,8 @@ void pt_reset(struct pt_fs *fs);
  * do; else waits for a grace period.
  */
 void pt_quiescent(struct pt_fs *fs);
-/* The same when the worker is about to wait for work: nothing waits longer to be closed. */
+/* The same when the worker has a moment (its replies are signalled, or it is about to wait
+ * for work): released handles' fds close now, however few. */
 void pt_idle(struct pt_fs *fs);
 
 /*

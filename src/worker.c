@@ -557,6 +557,12 @@ static int process_ring(struct vu_worker *w, struct vu_queue *q)
         return -EFAULT;
     if (pushed && ring_op(q, vq_should_notify))
         signal_guest(q);
+    /* The replies are out: what waits for a grace period (released handles' fds) goes now,
+     * once per batch rather than per request, and without delaying the batch's signal. Not
+     * with a pool: the grace period would wait for the pool's requests in progress, and the
+     * pool threads close what they released themselves (fuse_session_quiescent). */
+    if (pushed && q->fuse && !q->pool)
+        fuse_session_idle(q->fuse);
     return budget == 0;
 }
 
