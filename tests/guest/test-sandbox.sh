@@ -348,23 +348,27 @@ sbx_unmount() {
 # starts a new one (--max-restarts), which must be locked down exactly as the
 # first: every task, its namespaces and root, the share's mounts.
 restarted() { # PREFIX PID SPID LOG SHARE HOST_BEFORE SUBMOUNT MIN [COMM-PREFIX=N...]
-  local p=$1:restarted pid=$2 spid=$3 log=$4 share=$5 before=$6 sub=$7 min=$8 c children nspid=""
+  local p=$1:restarted pid=$2 spid=$3 log=$4 share=$5 before=$6 sub=$7 min=$8 c ns children nspid=""
   shift 8
   kill -KILL "$spid" 2>/dev/null || true
-  for _ in $(seq 1 100); do
+  # 20 s: a loaded host (make check runs QEMU next door) may take a while to run the restart
+  for _ in $(seq 1 200); do
     children=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null || true)
-    c=${children%% *}
-    # not the launcher that comes first (in the monitor's PID namespace), and started up
-    if [ -n "$c" ] && [ "$c" != "$spid" ] &&
-       [ "$(readlink "/proc/$c/ns/pid")" != "$(readlink "/proc/$pid/ns/pid")" ] &&
-       [ "$(grep -c ' serving ' "$log")" -ge 2 ]; then
-      nspid=$c
-      break
-    fi
+    # not the launcher that comes first (in the monitor's PID namespace, gone once it has
+    # handed the serving process over), nor the old one not yet reaped; and started up
+    for c in $children; do
+      ns=$(readlink "/proc/$c/ns/pid" 2>/dev/null || true)
+      if [ "$c" != "$spid" ] && [ -n "$ns" ] && [ "$ns" != "$(readlink "/proc/$pid/ns/pid")" ] &&
+         [ "$(grep -c ' serving ' "$log")" -ge 2 ]; then
+        nspid=$c
+        break
+      fi
+    done
+    [ -z "$nspid" ] || break
     sleep 0.1
   done
   if [ -z "$nspid" ]; then
-    r_fail "$p" "no new serving process within 10 s; log: $(tail -3 "$log" | tr '\n' ' ' | cut -c1-300)"
+    r_fail "$p" "no new serving process within 20 s (children of the monitor: ${children:-none}); log: $(tail -3 "$log" | tr '\n' ' ' | cut -c1-300)"
     return 0
   fi
   r_pass "$p"
