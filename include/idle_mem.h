@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Memory given back while the daemon is idle: after start-up and when a session ends (before
- * the serving process waits for the next front-end), and in the namespace sandbox's monitor
- * once it only waits. Never on a request's path: each call costs a walk of the heap and a
+ * the serving process waits for the next front-end), by a queue worker that had nothing to do
+ * for a while (a guest connected but idle), and in the namespace sandbox's monitor once it
+ * only waits. Never on a request's path: each call costs a walk of the heap and a
  * few system calls.
  */
 #ifndef VFS_IDLE_MEM_H

@@ -19,12 +19,15 @@
 #include "cpu_relax.h"
 #include "fuse_server.h"
 #include "guest_mem.h"
+#include "idle_mem.h"
 #include "log.h"
 #include "thread_pool.h"
 #include "virtqueue.h"
 
 /* Without a kick fd (the front-end asked for polling) we look at the ring this often. */
 #define POLL_INTERVAL_MS 10
+/* A worker with nothing to do for this long gives memory back (idle_mem.h), once. */
+#define IDLE_RELEASE_MS 5000
 
 struct late_reply {
     struct late_reply *next;
@@ -130,6 +133,7 @@ struct vu_worker {
     struct fuse_scratch *scratch;
     struct vq_elem *elem;
     unsigned poll_misses, poll_skips; /* adaptive polling state, worker thread only */
+    bool mem_released; /* idle_mem_release ran since it last served; worker thread only */
 };
 
 struct vu_workers {
@@ -639,7 +643,16 @@ static bool wait_kicks(struct vu_worker *w)
     for (;;) {
         if (atomic_load(&w->stop))
             return false;
-        int r = poll(w->pfds, n, timeout);
+        /* A guest connected but idle leaves the daemon as small as between sessions: the
+         * heap's free pages and the code and constants the work mapped go back (idle_mem.h;
+         * safe while other threads run: those pages fault back in). */
+        bool release_after = timeout < 0 && !w->mem_released;
+        int r = poll(w->pfds, n, release_after ? IDLE_RELEASE_MS : timeout);
+        if (r == 0 && release_after) {
+            idle_mem_release();
+            w->mem_released = true;
+            continue;
+        }
         if (r >= 0)
             break;
         if (errno != EINTR) {
@@ -649,6 +662,7 @@ static bool wait_kicks(struct vu_worker *w)
     }
     if (atomic_load(&w->stop))
         return false;
+    w->mem_released = false;
     for (nfds_t i = 0; i < n; i++) {
         if (!w->pfds[i].revents)
             continue;

@@ -303,6 +303,45 @@ static void test_idle_none(void)
     idle_memory(args);
 }
 
+/*
+ * A guest connected but idle: once its queue worker has had nothing to do for a while
+ * (IDLE_RELEASE_MS in worker.c, 5 s), the serving process is as small as between sessions,
+ * except for the guest memory it touched (RssShmem: the guest's RAM, not the daemon's, and
+ * not in anon or file). Checked by polling for 15 s, then the guest goes on being served.
+ */
+static void test_idle_connected(void)
+{
+    struct test_daemon d;
+    g_assert_cmpint(test_daemon_start(&d, NULL), ==, 0);
+    make_share(&d);
+    struct fe_config cfg = {.socket_path = d.socket};
+    struct fe *fe = NULL;
+    g_assert_cmpint(fe_open_retry(&cfg, &fe, 1000), ==, 0);
+    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    uint64_t tree = lookup(fe, FUSE_ROOT_ID, "tree"), big = lookup(fe, FUSE_ROOT_ID, "big");
+    g_assert_cmpuint(walk_and_forget(fe, tree), ==, NFILES);
+    read_file(fe, big, 4 * READ_SIZE);
+    struct mem m = mem_of(test_daemon_serving_pid(&d));
+    report("serving, connected, busy", &m);
+    bool small = false;
+    for (int i = 0; i < 150 && !small; i++) {
+        g_usleep(100000);
+        m = mem_of(test_daemon_serving_pid(&d));
+        small = m.anon + m.file <= SERVING_RSS_MAX && m.anon <= SERVING_ANON_MAX;
+    }
+    report("serving, connected, idle", &m);
+    if (rss_checked() && !getenv("VIRTIOFSD_TEST_ARGS"))
+        g_assert_true(small);
+    /* and it still serves: the code it dropped comes back */
+    read_file(fe, big, 4 * READ_SIZE);
+    g_assert_cmpuint(walk_and_forget(fe, tree), ==, NFILES);
+    forget(fe, tree);
+    forget(fe, big);
+    fe_close(fe);
+    g_assert_true(test_daemon_alive(&d));
+    test_daemon_stop(&d);
+}
+
 #define NHANDLES 4000
 #define NENTRIES 400 /* several READDIR pages */
 
@@ -484,6 +523,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/memory/idle/namespace", test_idle_namespace);
     g_test_add_func("/memory/idle/none", test_idle_none);
+    g_test_add_func("/memory/idle/connected", test_idle_connected);
     g_test_add_func("/memory/readdir-buffer", test_readdir_buffer);
     g_test_add_func("/memory/forgets-give-back", test_forgets_give_back);
     g_test_add_func("/memory/pool-threads-on-demand", test_pool_threads_on_demand);
