@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <glib.h>
 #include <linux/fuse.h>
 #include <stdint.h>
@@ -25,10 +24,10 @@
 #include "log.h"
 #include "passthrough.h"
 #include "pt_core.h"
+#include "session_fixture.h"
 #include "session_journal.h"
 #include "virtqueue.h"
 
-#define OUT_SIZE  (64 * 1024)
 #define AREA_SIZE ((size_t)4 << 20)
 #define DEEP      "a/b/c/deep.txt"
 
@@ -59,10 +58,8 @@ struct side {
 struct fx {
     char *dir;
     struct side a, b;
-    struct fuse_scratch *scratch;
-    struct vq_elem *elem;
+    struct sf_caller call;
     uint64_t unique, counter;
-    uint8_t *out;
     uint8_t *area;
     size_t area_len;
 };
@@ -71,23 +68,17 @@ static const struct pt_config base_cfg = {.cache = CACHE_AUTO, .readdirplus = tr
 
 static char *hpath(struct fx *f, const char *name)
 {
-    return g_build_filename(f->dir, name, NULL);
+    return sf_path(f->dir, name);
 }
 
 static void put_file(struct fx *f, const char *name, const char *data)
 {
-    char *p = hpath(f, name);
-
-    g_assert_true(g_file_set_contents(p, data, -1, NULL));
-    g_free(p);
+    sf_put_file(f->dir, name, data);
 }
 
 static void put_dir(struct fx *f, const char *name)
 {
-    char *p = hpath(f, name);
-
-    g_assert_cmpint(mkdir(p, 0755), ==, 0);
-    g_free(p);
+    sf_put_dir(f->dir, name);
 }
 
 static char *host_read(struct fx *f, const char *name)
@@ -165,9 +156,7 @@ static void fx_setup_sized(struct fx *f, size_t area_len)
     put_file(f, "hello.txt", "hello");
     put_file(f, "other.txt", "other");
     side_open_dir(&f->a, f->dir);
-    f->scratch = fuse_scratch_new();
-    f->elem = g_malloc0(sizeof(*f->elem));
-    f->out = g_malloc(OUT_SIZE);
+    sf_caller_init(&f->call);
     f->area_len = area_len;
     f->area = mmap(NULL, area_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     g_assert_true(f->area != MAP_FAILED);
@@ -180,21 +169,13 @@ static void fx_setup(struct fx *f)
     fx_setup_sized(f, AREA_SIZE);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static void fx_teardown(struct fx *f)
 {
     side_close(&f->a);
     side_close(&f->b);
-    fuse_scratch_free(f->scratch);
-    g_free(f->elem);
-    g_free(f->out);
+    sf_caller_free(&f->call);
     munmap(f->area, f->area_len);
-    g_assert_cmpint(nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS), ==, 0);
-    g_free(f->dir);
+    sf_remove_tree(f->dir);
 }
 
 /* The crash: side b is a new daemon on the same share and area. */
@@ -216,52 +197,16 @@ static int req_ctx(struct fx *f, struct side *s, uint32_t opcode, uint64_t nodei
                    size_t arglen, const void *extra, size_t extralen, void *out, size_t outlen,
                    uint64_t unique, const struct fuse_req_ctx *ctx)
 {
-    size_t total = sizeof(struct fuse_in_header) + arglen + extralen;
-    uint8_t *buf = g_malloc0(total);
-    struct fuse_in_header h = {.len = (uint32_t)total,
-                               .opcode = opcode,
-                               .unique = unique,
-                               .nodeid = nodeid,
-                               .uid = getuid(),
-                               .gid = getgid(),
-                               .pid = 1};
-    struct fuse_out_header oh;
-    struct vq_elem *e = f->elem;
-    uint32_t ret;
+    const struct sf_req r = {.opcode = opcode,
+                             .nodeid = nodeid,
+                             .unique = unique,
+                             .arg = arg,
+                             .arglen = arglen,
+                             .extra = extra,
+                             .extralen = extralen,
+                             .ctx = ctx};
 
-    memcpy(buf, &h, sizeof(h));
-    if (arglen)
-        memcpy(buf + sizeof(h), arg, arglen);
-    if (extralen)
-        memcpy(buf + sizeof(h) + arglen, extra, extralen);
-    memset(e, 0, sizeof(*e));
-    e->rd_num = e->wr_num = 1;
-    e->iov[0] = (struct iovec){buf, total};
-    e->iov[1] = (struct iovec){f->out, OUT_SIZE};
-    e->rd_len = total;
-    e->wr_len = OUT_SIZE;
-    rcu_read_lock();
-    ret = fuse_session_process(s->se, f->scratch, e, ctx);
-    rcu_read_unlock();
-    /* As a queue worker does between requests, and before it waits (its queue is empty). */
-    fuse_session_quiescent(s->se);
-    fuse_session_idle(s->se);
-    g_free(buf);
-    if (opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET) {
-        g_assert_cmpuint(ret, ==, 0);
-        return 0;
-    }
-    if (ret == FUSE_REPLY_LATER)
-        return 1;
-    g_assert_cmpuint(ret, >=, sizeof(oh));
-    memcpy(&oh, f->out, sizeof(oh));
-    g_assert_cmpuint(oh.len, ==, ret);
-    g_assert_cmpuint(oh.unique, ==, unique);
-    if (oh.error == 0 && out) {
-        g_assert_cmpuint(ret - sizeof(oh), >=, outlen);
-        memcpy(out, f->out + sizeof(oh), outlen);
-    }
-    return oh.error;
+    return sf_request(&f->call, s->se, &r, out, outlen);
 }
 
 /* The next tag, as the worker's counter gives them. */
@@ -387,8 +332,8 @@ static int read_fh(struct fx *f, struct side *s, uint64_t nodeid, uint64_t fh, c
 
     if (err)
         return err;
-    memcpy(&oh, f->out, sizeof(oh));
-    memcpy(buf, f->out + sizeof(oh), oh.len - sizeof(oh));
+    memcpy(&oh, f->call.out, sizeof(oh));
+    memcpy(buf, f->call.out + sizeof(oh), oh.len - sizeof(oh));
     buf[oh.len - sizeof(oh)] = '\0';
     return (int)(oh.len - sizeof(oh));
 }
@@ -507,7 +452,7 @@ static void test_restore(void)
         struct fuse_read_in in = {.fh = fh_dir, .size = 4096};
 
         g_assert_cmpint(req(&f, &f.b, FUSE_READDIR, c, &in, sizeof(in), NULL, 0, NULL, 0), ==, 0);
-        g_assert_nonnull(memmem(f.out, OUT_SIZE, "deep.txt", 8));
+        g_assert_nonnull(memmem(f.call.out, SF_OUT_SIZE, "deep.txt", 8));
     }
     /* The released handle stays released. */
     g_assert_cmpint(read_fh(&f, &f.b, hello, fh_hello, buf, sizeof(buf)), ==, -EBADF);
@@ -750,9 +695,9 @@ static void test_readdirplus_batch_forget(void)
         g_assert_cmpint(
             req(&f, &f.a, FUSE_READDIRPLUS, FUSE_ROOT_ID, &in, sizeof(in), NULL, 0, NULL, 0), ==,
             0);
-        memcpy(&oh, f.out, sizeof(oh));
+        memcpy(&oh, f.call.out, sizeof(oh));
         len = oh.len - sizeof(oh);
-        memcpy(buf, f.out + sizeof(oh), len);
+        memcpy(buf, f.call.out + sizeof(oh), len);
         for (size_t off = 0; off < len;) {
             struct fuse_direntplus d;
 
@@ -1591,12 +1536,12 @@ static char *list_dir(struct fx *f, struct side *s, uint64_t nodeid)
     struct fuse_out_header oh;
 
     g_assert_cmpint(req(f, s, FUSE_READDIR, nodeid, &in, sizeof(in), NULL, 0, NULL, 0), ==, 0);
-    memcpy(&oh, f->out, sizeof(oh));
+    memcpy(&oh, f->call.out, sizeof(oh));
     for (size_t off = sizeof(oh); off + FUSE_NAME_OFFSET <= oh.len;) {
         struct fuse_dirent d;
 
-        memcpy(&d, f->out + off, sizeof(d));
-        g_string_append_len(names, (const char *)f->out + off + FUSE_NAME_OFFSET, d.namelen);
+        memcpy(&d, f->call.out + off, sizeof(d));
+        g_string_append_len(names, (const char *)f->call.out + off + FUSE_NAME_OFFSET, d.namelen);
         g_string_append_c(names, '/');
         off += FUSE_DIRENT_SIZE(&d);
     }

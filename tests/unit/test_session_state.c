@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <glib.h>
 #include <linux/fuse.h>
 #include <stdint.h>
@@ -24,10 +23,10 @@
 #include "log.h"
 #include "passthrough.h"
 #include "pt_core.h"
+#include "session_fixture.h"
 #include "session_state.h"
 #include "virtqueue.h"
 
-#define OUT_SIZE (64 * 1024)
 #define ODD_NAME "n\xff\xfe name" /* not UTF-8, with a space */
 #define DEEP     "a/b/c/deep.txt"
 
@@ -39,10 +38,8 @@ struct side {
 struct fx {
     char *dir;
     struct side src, dst;
-    struct fuse_scratch *scratch;
-    struct vq_elem *elem;
+    struct sf_caller call;
     uint64_t unique;
-    uint8_t *out;
 };
 
 static const struct pt_config base_cfg = {.cache = CACHE_AUTO, .readdirplus = true};
@@ -51,23 +48,17 @@ static const struct pt_config base_cfg = {.cache = CACHE_AUTO, .readdirplus = tr
 
 static char *hpath(struct fx *f, const char *name)
 {
-    return g_build_filename(f->dir, name, NULL);
+    return sf_path(f->dir, name);
 }
 
 static void put_file(struct fx *f, const char *name, const char *data)
 {
-    char *p = hpath(f, name);
-
-    g_assert_true(g_file_set_contents(p, data, -1, NULL));
-    g_free(p);
+    sf_put_file(f->dir, name, data);
 }
 
 static void put_dir(struct fx *f, const char *name)
 {
-    char *p = hpath(f, name);
-
-    g_assert_cmpint(mkdir(p, 0755), ==, 0);
-    g_free(p);
+    sf_put_dir(f->dir, name);
 }
 
 static void side_open(struct fx *f, struct side *s, const struct pt_config *cfg)
@@ -105,26 +96,16 @@ static void fx_setup(struct fx *f, const struct pt_config *dst_cfg)
     put_file(f, "hello.txt", "hello");
     side_open(f, &f->src, NULL);
     side_open(f, &f->dst, dst_cfg);
-    f->scratch = fuse_scratch_new();
-    f->elem = g_malloc0(sizeof(*f->elem));
-    f->out = g_malloc(OUT_SIZE);
+    sf_caller_init(&f->call);
     f->unique = 1;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
 }
 
 static void fx_teardown(struct fx *f)
 {
     side_close(&f->src);
     side_close(&f->dst);
-    fuse_scratch_free(f->scratch);
-    g_free(f->elem);
-    g_free(f->out);
-    g_assert_cmpint(nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS), ==, 0);
-    g_free(f->dir);
+    sf_caller_free(&f->call);
+    sf_remove_tree(f->dir);
 }
 
 /* ---- requests -------------------------------------------------------------------------------- */
@@ -133,50 +114,15 @@ static void fx_teardown(struct fx *f)
 static int req(struct fx *f, struct side *s, uint32_t opcode, uint64_t nodeid, const void *arg,
                size_t arglen, const void *extra, size_t extralen, void *out, size_t outlen)
 {
-    size_t total = sizeof(struct fuse_in_header) + arglen + extralen;
-    uint8_t *buf = g_malloc0(total);
-    struct fuse_in_header h = {.len = (uint32_t)total,
-                               .opcode = opcode,
-                               .unique = ++f->unique,
-                               .nodeid = nodeid,
-                               .uid = getuid(),
-                               .gid = getgid(),
-                               .pid = 1};
-    struct fuse_out_header oh;
-    struct vq_elem *e = f->elem;
-    uint32_t ret;
+    const struct sf_req r = {.opcode = opcode,
+                             .nodeid = nodeid,
+                             .unique = ++f->unique,
+                             .arg = arg,
+                             .arglen = arglen,
+                             .extra = extra,
+                             .extralen = extralen};
 
-    memcpy(buf, &h, sizeof(h));
-    if (arglen)
-        memcpy(buf + sizeof(h), arg, arglen);
-    if (extralen)
-        memcpy(buf + sizeof(h) + arglen, extra, extralen);
-    memset(e, 0, sizeof(*e));
-    e->rd_num = e->wr_num = 1;
-    e->iov[0] = (struct iovec){buf, total};
-    e->iov[1] = (struct iovec){f->out, OUT_SIZE};
-    e->rd_len = total;
-    e->wr_len = OUT_SIZE;
-    rcu_read_lock();
-    ret = fuse_session_process(s->se, f->scratch, e, NULL);
-    rcu_read_unlock();
-    /* As a queue worker does between requests, and before it waits (its queue is empty). */
-    fuse_session_quiescent(s->se);
-    fuse_session_idle(s->se);
-    g_free(buf);
-    if (opcode == FUSE_FORGET) {
-        g_assert_cmpuint(ret, ==, 0);
-        return 0;
-    }
-    g_assert_cmpuint(ret, >=, sizeof(oh));
-    memcpy(&oh, f->out, sizeof(oh));
-    g_assert_cmpuint(oh.len, ==, ret);
-    g_assert_cmpuint(oh.unique, ==, f->unique);
-    if (oh.error == 0 && out) {
-        g_assert_cmpuint(ret - sizeof(oh), >=, outlen);
-        memcpy(out, f->out + sizeof(oh), outlen);
-    }
-    return oh.error;
+    return sf_request(&f->call, s->se, &r, out, outlen);
 }
 
 static void do_init(struct fx *f, struct side *s)
@@ -258,8 +204,8 @@ static int read_fh(struct fx *f, struct side *s, uint64_t nodeid, uint64_t fh, c
 
     if (err)
         return err;
-    memcpy(&oh, f->out, sizeof(oh));
-    memcpy(buf, f->out + sizeof(oh), oh.len - sizeof(oh));
+    memcpy(&oh, f->call.out, sizeof(oh));
+    memcpy(buf, f->call.out + sizeof(oh), oh.len - sizeof(oh));
     buf[oh.len - sizeof(oh)] = '\0';
     return (int)(oh.len - sizeof(oh));
 }
@@ -376,7 +322,7 @@ static void test_round_trip(void)
 
         g_assert_cmpint(req(&f, &f.dst, FUSE_READDIR, spdir, &in, sizeof(in), NULL, 0, NULL, 0), ==,
                         0);
-        g_assert_nonnull(memmem(f.out, OUT_SIZE, ODD_NAME, strlen(ODD_NAME)));
+        g_assert_nonnull(memmem(f.call.out, SF_OUT_SIZE, ODD_NAME, strlen(ODD_NAME)));
     }
     /* Lookup counts came along: c needs two FORGETs. */
     forget(&f, &f.dst, c, 1);
