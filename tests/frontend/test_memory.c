@@ -190,16 +190,31 @@ static void make_share(const struct test_daemon *d)
     g_free(big);
 }
 
-/* A guest's session: walk the tree (READDIRPLUS, FORGET), read a file, go away. */
-static void one_session(const struct test_daemon *d)
+/* A guest's work: look up the tree and the big file, walk the tree (READDIRPLUS, FORGET), read
+ * the file; the guest keeps the two lookups. */
+static void do_work(struct fe *fe, uint64_t *tree, uint64_t *big)
+{
+    *tree = lookup(fe, FUSE_ROOT_ID, "tree");
+    *big = lookup(fe, FUSE_ROOT_ID, "big");
+    g_assert_cmpuint(walk_and_forget(fe, *tree), ==, NFILES);
+    read_file(fe, *big, 4 * READ_SIZE);
+}
+
+static struct fe *connect_guest(const struct test_daemon *d)
 {
     struct fe_config cfg = {.socket_path = d->socket};
     struct fe *fe = NULL;
     g_assert_cmpint(fe_open_retry(&cfg, &fe, 1000), ==, 0);
     g_assert_cmpint(fe_fuse_init(fe), ==, 0);
-    uint64_t tree = lookup(fe, FUSE_ROOT_ID, "tree"), big = lookup(fe, FUSE_ROOT_ID, "big");
-    g_assert_cmpuint(walk_and_forget(fe, tree), ==, NFILES);
-    read_file(fe, big, 4 * READ_SIZE);
+    return fe;
+}
+
+/* A guest's session: the work, then it goes away. */
+static void one_session(const struct test_daemon *d)
+{
+    struct fe *fe = connect_guest(d);
+    uint64_t tree, big;
+    do_work(fe, &tree, &big);
     forget(fe, tree);
     forget(fe, big);
     fe_close(fe);
@@ -314,13 +329,9 @@ static void test_idle_connected(void)
     struct test_daemon d;
     g_assert_cmpint(test_daemon_start(&d, NULL), ==, 0);
     make_share(&d);
-    struct fe_config cfg = {.socket_path = d.socket};
-    struct fe *fe = NULL;
-    g_assert_cmpint(fe_open_retry(&cfg, &fe, 1000), ==, 0);
-    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
-    uint64_t tree = lookup(fe, FUSE_ROOT_ID, "tree"), big = lookup(fe, FUSE_ROOT_ID, "big");
-    g_assert_cmpuint(walk_and_forget(fe, tree), ==, NFILES);
-    read_file(fe, big, 4 * READ_SIZE);
+    struct fe *fe = connect_guest(&d);
+    uint64_t tree, big;
+    do_work(fe, &tree, &big);
     struct mem m = mem_of(test_daemon_serving_pid(&d));
     report("serving, connected, busy", &m);
     bool small = false;
@@ -333,10 +344,14 @@ static void test_idle_connected(void)
     if (rss_checked() && !getenv("VIRTIOFSD_TEST_ARGS"))
         g_assert_true(small);
     /* and it still serves: the code it dropped comes back */
-    read_file(fe, big, 4 * READ_SIZE);
-    g_assert_cmpuint(walk_and_forget(fe, tree), ==, NFILES);
-    forget(fe, tree);
-    forget(fe, big);
+    uint64_t tree2, big2;
+    do_work(fe, &tree2, &big2);
+    g_assert_cmpuint(tree2, ==, tree);
+    g_assert_cmpuint(big2, ==, big);
+    for (int i = 0; i < 2; i++) { /* both lookups of each */
+        forget(fe, tree);
+        forget(fe, big);
+    }
     fe_close(fe);
     g_assert_true(test_daemon_alive(&d));
     test_daemon_stop(&d);
