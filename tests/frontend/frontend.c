@@ -798,6 +798,18 @@ int fe_open_retry(const struct fe_config *cfg, struct fe **out, int timeout_ms)
     return ret;
 }
 
+int fe_open_session(const char *socket_path, int timeout_ms, struct fe **out)
+{
+    const struct fe_config cfg = {.socket_path = socket_path};
+    int ret = fe_open_retry(&cfg, out, timeout_ms);
+
+    if (ret == 0 && (ret = fe_fuse_init(*out)) != 0) {
+        fe_close(*out);
+        *out = NULL;
+    }
+    return ret;
+}
+
 int fe_reconnect(struct fe *fe)
 {
     if (fe->sock >= 0)

@@ -95,6 +95,9 @@ int fe_open(const struct fe_config *cfg, struct fe **out);
  * leaves the connection in its listen backlog, or (rarely) turns it away.
  */
 int fe_open_retry(const struct fe_config *cfg, struct fe **out, int timeout_ms);
+/* A guest's session on the daemon at socket_path: fe_open_retry with a default configuration,
+ * then FUSE INIT. 0, or the first error (and no connection). */
+int fe_open_session(const char *socket_path, int timeout_ms, struct fe **out);
 void fe_close(struct fe *fe);
 /*
  * Drops the connection and connects again keeping guest memory and rings as they are, with

@@ -601,10 +601,8 @@ static int term_and_wait(pid_t pid, int sig)
 
 static void serve_one_at(const char *socket_path)
 {
-    struct fe_config cfg = {.socket_path = socket_path};
     struct fe *fe = NULL;
-    g_assert_cmpint(fe_open_retry(&cfg, &fe, 5000), ==, 0);
-    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    g_assert_cmpint(fe_open_session(socket_path, 5000, &fe), ==, 0);
     struct fuse_entry_out e;
     g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, ".", &e), ==, 0);
     fe_close(fe);

@@ -125,10 +125,8 @@ static int term_and_wait(pid_t pid)
 
 static struct fe *session(const char *socket_path)
 {
-    struct fe_config cfg = {.socket_path = socket_path};
     struct fe *fe = NULL;
-    g_assert_cmpint(fe_open_retry(&cfg, &fe, 5000), ==, 0);
-    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    g_assert_cmpint(fe_open_session(socket_path, 5000, &fe), ==, 0);
     struct fuse_entry_out e;
     g_assert_cmpint(fe_lookup(fe, FUSE_ROOT_ID, ".", &e), ==, 0);
     return fe;
@@ -304,18 +302,31 @@ static void test_refused_is_no_disconnect(void)
 
 /* Exit mode and the crash-restart monitor: the serving process killed, a new one serves the
  * front-end that reconnects, and its disconnect ends the daemon. */
-static void test_exit_after_restart(void)
+/*
+ * A managed daemon in exit mode with a front-end in session, whose serving process was just
+ * killed (its pid in *first). False, and the test skipped, where there is no monitor.
+ */
+static bool serving_killed(struct managed *m, struct fe **fe, pid_t *first)
 {
     if (NO_MONITOR) {
         g_test_skip("no monitor in sanitizer builds");
-        return;
+        return false;
     }
+    start_managed(m, false, NULL);
+    *fe = session(m->socket);
+    *first = serving_pid(m->pid, -1);
+    g_assert_cmpint(*first, >, 0);
+    g_assert_cmpint(kill(*first, SIGKILL), ==, 0);
+    return true;
+}
+
+static void test_exit_after_restart(void)
+{
     struct managed m;
-    start_managed(&m, false, NULL);
-    struct fe *fe = session(m.socket);
-    pid_t first = serving_pid(m.pid, -1);
-    g_assert_cmpint(first, >, 0);
-    g_assert_cmpint(kill(first, SIGKILL), ==, 0);
+    struct fe *fe;
+    pid_t first;
+    if (!serving_killed(&m, &fe, &first))
+        return;
     g_assert_cmpint(serving_pid(m.pid, first), >, 0);
     g_assert_cmpint(wait_exit(m.pid, 0), ==, -1);
     fe_close(fe);
@@ -330,16 +341,11 @@ static void test_exit_after_restart(void)
  * left for its manager to kill. */
 static void test_no_reconnect_after_restart(void)
 {
-    if (NO_MONITOR) {
-        g_test_skip("no monitor in sanitizer builds");
-        return;
-    }
     struct managed m;
-    start_managed(&m, false, NULL);
-    struct fe *fe = session(m.socket);
-    pid_t first = serving_pid(m.pid, -1);
-    g_assert_cmpint(first, >, 0);
-    g_assert_cmpint(kill(first, SIGKILL), ==, 0);
+    struct fe *fe;
+    pid_t first;
+    if (!serving_killed(&m, &fe, &first))
+        return;
     fe_close(fe);
     int64_t t0 = now_ms();
     g_assert_cmpint(wait_exit(m.pid, 40000), ==, 1);

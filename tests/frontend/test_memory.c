@@ -202,10 +202,8 @@ static void do_work(struct fe *fe, uint64_t *tree, uint64_t *big)
 
 static struct fe *connect_guest(const struct test_daemon *d)
 {
-    struct fe_config cfg = {.socket_path = d->socket};
     struct fe *fe = NULL;
-    g_assert_cmpint(fe_open_retry(&cfg, &fe, 1000), ==, 0);
-    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    g_assert_cmpint(fe_open_session(d->socket, 1000, &fe), ==, 0);
     return fe;
 }
 
@@ -392,10 +390,7 @@ static void test_readdir_buffer(void)
         g_free(p);
     }
     g_free(dir);
-    struct fe_config cfg = {.socket_path = d.socket};
-    struct fe *fe = NULL;
-    g_assert_cmpint(fe_open_retry(&cfg, &fe, 1000), ==, 0);
-    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    struct fe *fe = connect_guest(&d);
     uint64_t wide = lookup(fe, FUSE_ROOT_ID, "wide");
     uint64_t *fhs = g_new(uint64_t, NHANDLES);
     uint8_t buf[4096];
@@ -453,10 +448,7 @@ static void test_forgets_give_back(void)
         g_free(p);
     }
     g_free(dir);
-    struct fe_config cfg = {.socket_path = d.socket};
-    struct fe *fe = NULL;
-    g_assert_cmpint(fe_open_retry(&cfg, &fe, 1000), ==, 0);
-    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    struct fe *fe = connect_guest(&d);
     uint64_t many = lookup(fe, FUSE_ROOT_ID, "many");
     pid_t pid = test_daemon_serving_pid(&d);
     struct mem before = mem_of(pid);
@@ -520,10 +512,7 @@ static void test_pool_threads_on_demand(void)
     g_assert_cmpint(test_daemon_start(&d, args), ==, 0);
     pid_t pid = test_daemon_serving_pid(&d);
     g_assert_cmpuint(pool_threads(pid), ==, 0);
-    struct fe_config cfg = {.socket_path = d.socket};
-    struct fe *fe = NULL;
-    g_assert_cmpint(fe_open_retry(&cfg, &fe, 1000), ==, 0);
-    g_assert_cmpint(fe_fuse_init(fe), ==, 0);
+    struct fe *fe = connect_guest(&d);
     for (int i = 0; i < 50; i++)
         (void)lookup(fe, FUSE_ROOT_ID, ".");
     unsigned n = pool_threads(pid);
